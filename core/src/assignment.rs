@@ -1,0 +1,264 @@
+//! Sticky, capacity-weighted, exactly balanced assignment of queues to instances.
+//!
+//! [`assign`] is a pure function of (members with weights, queues, current owners). Every
+//! instance that sees the same snapshot computes the same target, whatever order the inputs come
+//! in. The rules, in order:
+//! 1. Quotas: member `i` of weight `w` gets `floor(Q·w/W)`, and the `R` queues left over go one each
+//!    to members whose share has a fractional part, current holders of more than their floor
+//!    first (each such choice saves a move), then by pinned hash. So every member ends with the
+//!    floor or the ceiling of its weighted share.
+//! 2. Stickiness: a live member keeps its current queues up to its quota, the ones with the
+//!    highest rendezvous score first.
+//! 3. The excess of over-quota members and the orphans (no owner, or an owner not in the member
+//!    list) are the only queues that move. They are sorted by pinned hash and dealt round-robin to
+//!    the members still under quota, ordered by pinned hash.
+
+use crate::hash::{hash64, rendezvous};
+use crate::ids::{InstanceId, QueueId};
+use std::collections::BTreeMap;
+
+/// One live instance that may own queues, with its capacity weight (at least 1).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Member {
+    /// The instance.
+    pub id: InstanceId,
+    /// Its capacity weight; a member of weight 2 gets twice the queues of a member of weight 1.
+    pub weight: u32,
+}
+
+/// The target: every queue given, with its member. Sorted by queue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Assignment {
+    members: Vec<Member>,
+    owners: Vec<(QueueId, u32)>,
+}
+
+impl Assignment {
+    /// The member `queue` is assigned to, if the queue was given and there was any member.
+    pub fn owner_of(&self, queue: &QueueId) -> Option<&InstanceId> {
+        let i = self.owners.binary_search_by(|(q, _)| q.cmp(queue)).ok()?;
+        Some(&self.members[self.owners[i].1 as usize].id)
+    }
+
+    /// Every (queue, member) pair, sorted by queue.
+    pub fn iter(&self) -> impl Iterator<Item = (&QueueId, &InstanceId)> {
+        self.owners
+            .iter()
+            .map(|(q, m)| (q, &self.members[*m as usize].id))
+    }
+
+    /// The number of queues assigned.
+    pub fn len(&self) -> usize {
+        self.owners.len()
+    }
+
+    /// Whether no queue is assigned.
+    pub fn is_empty(&self) -> bool {
+        self.owners.is_empty()
+    }
+
+    /// Queues per member, every member listed (zero included), sorted by member id.
+    pub fn load(&self) -> BTreeMap<InstanceId, usize> {
+        let mut counts = vec![0usize; self.members.len()];
+        for (_, m) in &self.owners {
+            counts[*m as usize] += 1;
+        }
+        self.members
+            .iter()
+            .zip(counts)
+            .map(|(m, c)| (m.id.clone(), c))
+            .collect()
+    }
+
+    /// The members the target was computed for, sorted and deduplicated.
+    pub fn members(&self) -> &[Member] {
+        &self.members
+    }
+
+    /// Queues whose target owner differs from `current` (absent counts as different), sorted.
+    pub fn moved(&self, current: &BTreeMap<QueueId, InstanceId>) -> Vec<QueueId> {
+        self.iter()
+            .filter(|(q, m)| current.get(*q) != Some(*m))
+            .map(|(q, _)| q.clone())
+            .collect()
+    }
+}
+
+/// The floor/ceiling quota of each member for `queue_count` queues: `(floor, may_take_extra)`.
+fn floors(members: &[Member], queue_count: usize) -> (Vec<usize>, Vec<bool>, usize) {
+    let total: u128 = members.iter().map(|m| u128::from(m.weight)).sum();
+    let q = queue_count as u128;
+    let mut base = Vec::with_capacity(members.len());
+    let mut fractional = Vec::with_capacity(members.len());
+    for m in members {
+        let share = q * u128::from(m.weight);
+        base.push((share / total) as usize);
+        fractional.push(!share.is_multiple_of(total));
+    }
+    let rest = queue_count - base.iter().sum::<usize>();
+    (base, fractional, rest)
+}
+
+/// Computes the target assignment. See the module docs for the rules.
+///
+/// Members are deduplicated by id (the largest weight wins); `current` entries for queues not in
+/// `queues`, or naming a non-member, are ignored (those queues are orphans).
+pub fn assign(
+    members: &[Member],
+    queues: &[QueueId],
+    current: &BTreeMap<QueueId, InstanceId>,
+) -> Assignment {
+    let mut members: Vec<Member> = members.iter().filter(|m| m.weight > 0).cloned().collect();
+    members.sort_by(|a, b| a.id.cmp(&b.id).then(b.weight.cmp(&a.weight)));
+    members.dedup_by(|later, first| later.id == first.id);
+    let mut queues: Vec<QueueId> = queues.to_vec();
+    queues.sort_unstable();
+    queues.dedup();
+    if members.is_empty() {
+        return Assignment {
+            members,
+            owners: Vec::new(),
+        };
+    }
+
+    // Current holdings, as member indices.
+    let mut held: Vec<Vec<u32>> = vec![Vec::new(); members.len()];
+    let mut orphans: Vec<u32> = Vec::new();
+    for (qi, q) in queues.iter().enumerate() {
+        let owner = current
+            .get(q)
+            .and_then(|id| members.binary_search_by(|m| m.id.cmp(id)).ok());
+        match owner {
+            Some(mi) => held[mi].push(qi as u32),
+            None => orphans.push(qi as u32),
+        }
+    }
+
+    // Quotas: floors, then the remainder to fractional members, holders above their floor first.
+    let (mut quota, fractional, mut rest) = floors(&members, queues.len());
+    let member_hash: Vec<u64> = members
+        .iter()
+        .map(|m| hash64(&[m.id.as_str().as_bytes()]))
+        .collect();
+    let mut order: Vec<usize> = (0..members.len()).filter(|&i| fractional[i]).collect();
+    order.sort_by_key(|&i| (held[i].len() <= quota[i], member_hash[i], i));
+    for &i in &order {
+        if rest == 0 {
+            break;
+        }
+        quota[i] += 1;
+        rest -= 1;
+    }
+
+    // Keep up to quota, the highest rendezvous scores first; the rest joins the orphans.
+    let mut owner_of: Vec<u32> = vec![u32::MAX; queues.len()];
+    let mut free = orphans;
+    for (mi, mut mine) in held.into_iter().enumerate() {
+        if mine.len() > quota[mi] {
+            let id = members[mi].id.as_str();
+            mine.sort_by_cached_key(|&qi| {
+                (
+                    std::cmp::Reverse(rendezvous(id, queues[qi as usize].as_str())),
+                    qi,
+                )
+            });
+            free.extend(mine.drain(quota[mi]..));
+        }
+        for &qi in &mine {
+            owner_of[qi as usize] = mi as u32;
+        }
+        quota[mi] -= mine.len();
+    }
+
+    // Deal the free queues in hash order, round-robin over the members with room, in hash order.
+    free.sort_by_cached_key(|&qi| (hash64(&[queues[qi as usize].as_str().as_bytes()]), qi));
+    let mut takers: Vec<usize> = (0..members.len()).filter(|&i| quota[i] > 0).collect();
+    takers.sort_by_key(|&i| (member_hash[i], i));
+    let mut next = free.into_iter();
+    while !takers.is_empty() {
+        takers.retain(|&mi| {
+            let Some(qi) = next.next() else { return false };
+            owner_of[qi as usize] = mi as u32;
+            quota[mi] -= 1;
+            quota[mi] > 0
+        });
+    }
+
+    let owners = queues.into_iter().zip(owner_of).collect();
+    Assignment { members, owners }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(id: &str, weight: u32) -> Member {
+        Member {
+            id: InstanceId::new(id).unwrap(),
+            weight,
+        }
+    }
+
+    fn qs(n: usize) -> Vec<QueueId> {
+        (0..n)
+            .map(|i| QueueId::new(&format!("q-{i}")).unwrap())
+            .collect()
+    }
+
+    fn current(a: &Assignment) -> BTreeMap<QueueId, InstanceId> {
+        a.iter().map(|(q, m)| (q.clone(), m.clone())).collect()
+    }
+
+    #[test]
+    fn equal_weights_split_exactly() {
+        let a = assign(&[m("a", 1), m("b", 1), m("c", 1)], &qs(9), &BTreeMap::new());
+        assert_eq!(
+            a.load().values().copied().collect::<Vec<_>>(),
+            vec![3, 3, 3]
+        );
+        assert_eq!(a.len(), 9);
+    }
+
+    #[test]
+    fn integral_shares_never_take_the_remainder() {
+        // Shares are 3, 1.5, 1.5: the member with an integral share must get exactly 3.
+        let a = assign(&[m("a", 2), m("b", 1), m("c", 1)], &qs(6), &BTreeMap::new());
+        assert_eq!(a.load()[&InstanceId::new("a").unwrap()], 3);
+    }
+
+    #[test]
+    fn no_members_assigns_nothing_and_no_queues_is_fine() {
+        assert!(assign(&[], &qs(5), &BTreeMap::new()).is_empty());
+        let a = assign(&[m("a", 1)], &[], &BTreeMap::new());
+        assert!(a.is_empty());
+        assert_eq!(a.load()[&InstanceId::new("a").unwrap()], 0);
+    }
+
+    #[test]
+    fn unchanged_inputs_move_nothing_and_a_leave_moves_only_the_leavers() {
+        let members = [m("a", 1), m("b", 1), m("c", 1), m("d", 1)];
+        let queues = qs(103);
+        let first = assign(&members, &queues, &BTreeMap::new());
+        let cur = current(&first);
+        assert_eq!(assign(&members, &queues, &cur), first);
+        let left = assign(&members[..3], &queues, &cur);
+        let d = InstanceId::new("d").unwrap();
+        let moved = left.moved(&cur);
+        assert!(moved.iter().all(|q| cur[q] == d));
+        assert_eq!(moved.len(), first.load()[&d]);
+    }
+
+    #[test]
+    fn duplicate_members_and_queues_are_collapsed() {
+        let mut queues = qs(4);
+        queues.extend(qs(4));
+        let a = assign(
+            &[m("a", 1), m("a", 3), m("b", 1)],
+            &queues,
+            &BTreeMap::new(),
+        );
+        assert_eq!(a.len(), 4);
+        assert_eq!(a.members(), &[m("a", 3), m("b", 1)]);
+        assert_eq!(a.load()[&InstanceId::new("a").unwrap()], 3);
+    }
+}

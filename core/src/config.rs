@@ -1,0 +1,357 @@
+//! Every option of the balancer, its default, and the rules it must meet.
+//!
+//! Names follow the Go library's `Config` and `SQSConfig` (in snake case) so its users find them.
+//! The Go library's `VirtualNodes` is deliberately absent: assignment here is an exact sticky
+//! balance, not a hash ring, so there is no ring to size.
+
+use crate::error::{Error, Result};
+use crate::ids::{InstanceId, check_application_name};
+use std::time::Duration;
+
+/// The SQS receive settings, applied to every queue unless overridden per queue by the runtime.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SqsConfig {
+    /// How long a received message stays invisible to other consumers, in seconds (0..=43200).
+    pub visibility_timeout: u32,
+    /// Long-poll wait of one ReceiveMessage call, in seconds (0..=20).
+    pub wait_time_seconds: u32,
+    /// Most messages asked for by one ReceiveMessage call (1..=10).
+    pub max_messages: u32,
+    /// Message attributes to receive; `["All"]` receives every attribute.
+    pub message_attribute_names: Vec<String>,
+}
+
+impl Default for SqsConfig {
+    fn default() -> Self {
+        SqsConfig {
+            visibility_timeout: 30,
+            wait_time_seconds: 20,
+            max_messages: 10,
+            message_attribute_names: vec!["All".to_owned()],
+        }
+    }
+}
+
+/// The configuration of one balancer instance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Name shared by every instance of one application; instances of different applications
+    /// in one table never see each other. Required.
+    pub application_name: String,
+    /// This instance's unique id; `None` derives one from `seed`.
+    pub instance_id: Option<String>,
+    /// The DynamoDB coordination table (created if missing by the runtime). Required.
+    pub dynamodb_table_name: String,
+    /// How often this instance renews its heartbeat and reads its peers' (default 10 s).
+    pub heartbeat_interval: Duration,
+    /// How long a peer's heartbeat counter must stay unchanged, on this instance's own clock,
+    /// before the peer is judged dead (default 30 s; more than twice `heartbeat_interval`).
+    pub heartbeat_timeout: Duration,
+    /// How often SQS is listed for new queues (default 5 min).
+    pub queue_discovery_interval: Duration,
+    /// Regex over queue names; `None` takes every queue.
+    pub queue_filter_pattern: Option<String>,
+    /// How long voluntary moves wait after a membership change, to batch joins (default 30 s).
+    /// Failover never waits for it.
+    pub rebalance_delay: Duration,
+    /// SQS receive settings.
+    pub sqs: SqsConfig,
+    /// Concurrent handler invocations (default 10).
+    pub worker_pool_size: usize,
+    /// Messages buffered between pollers and workers (default 100).
+    pub work_queue_size: usize,
+    /// Longest graceful stop: in-flight handlers past it are abandoned (default 30 s).
+    pub shutdown_timeout: Duration,
+    /// This instance's capacity weight: it gets `capacity / total` of the queues (default 1).
+    pub capacity: u32,
+    /// Safety margin taken off the lease for clock-rate drift; `None` uses a tenth of
+    /// `heartbeat_timeout`. Must leave room for at least one heartbeat interval.
+    pub fence_margin: Option<Duration>,
+    /// How often every queue record is read again as a safety net (default 10 min).
+    pub reconcile_interval: Duration,
+    /// Seed of all the core's randomness (timer jitter, generated ids). The runtime passes OS
+    /// entropy; simulations pass the run's seed.
+    pub seed: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            application_name: String::new(),
+            instance_id: None,
+            dynamodb_table_name: String::new(),
+            heartbeat_interval: Duration::from_secs(10),
+            heartbeat_timeout: Duration::from_secs(30),
+            queue_discovery_interval: Duration::from_secs(300),
+            queue_filter_pattern: None,
+            rebalance_delay: Duration::from_secs(30),
+            sqs: SqsConfig::default(),
+            worker_pool_size: 10,
+            work_queue_size: 100,
+            shutdown_timeout: Duration::from_secs(30),
+            capacity: 1,
+            fence_margin: None,
+            reconcile_interval: Duration::from_secs(600),
+            seed: 0,
+        }
+    }
+}
+
+/// The largest capacity weight accepted; keeps weighted quotas far from overflow.
+pub const MAX_CAPACITY: u32 = 1_000_000;
+
+fn invalid(field: &'static str, rule: impl Into<String>) -> Error {
+    Error::InvalidConfig {
+        field,
+        rule: rule.into(),
+    }
+}
+
+impl Config {
+    /// A configuration with the defaults and the two required names.
+    pub fn new(application_name: &str, dynamodb_table_name: &str) -> Config {
+        Config {
+            application_name: application_name.to_owned(),
+            dynamodb_table_name: dynamodb_table_name.to_owned(),
+            ..Config::default()
+        }
+    }
+
+    /// The lease margin in force: the configured one or a tenth of the heartbeat timeout.
+    pub fn effective_fence_margin(&self) -> Duration {
+        self.fence_margin.unwrap_or(self.heartbeat_timeout / 10)
+    }
+
+    /// Checks every rule and returns the first field that breaks one.
+    pub fn validate(&self) -> Result<()> {
+        if self.application_name.is_empty() {
+            return Err(invalid("ApplicationName", "is required"));
+        }
+        check_application_name(&self.application_name).map_err(|e| match e {
+            Error::InvalidId { rule, .. } => invalid("ApplicationName", rule),
+            other => other,
+        })?;
+        if let Some(id) = &self.instance_id {
+            InstanceId::new(id).map_err(|e| match e {
+                Error::InvalidId { rule, .. } => invalid("InstanceID", rule),
+                other => other,
+            })?;
+        }
+        check_table_name(&self.dynamodb_table_name)?;
+        if self.heartbeat_interval < Duration::from_millis(10) {
+            return Err(invalid("HeartbeatInterval", "must be at least 10ms"));
+        }
+        if self.heartbeat_timeout <= self.heartbeat_interval * 2 {
+            return Err(invalid(
+                "HeartbeatTimeout",
+                format!(
+                    "must be more than twice HeartbeatInterval ({:?} given, interval {:?})",
+                    self.heartbeat_timeout, self.heartbeat_interval
+                ),
+            ));
+        }
+        let margin = self.effective_fence_margin();
+        if margin + self.heartbeat_interval >= self.heartbeat_timeout {
+            return Err(invalid(
+                "FenceMargin",
+                "plus HeartbeatInterval must be less than HeartbeatTimeout",
+            ));
+        }
+        if self.queue_discovery_interval < Duration::from_millis(10) {
+            return Err(invalid("QueueDiscoveryInterval", "must be at least 10ms"));
+        }
+        if self.reconcile_interval < self.heartbeat_interval {
+            return Err(invalid(
+                "ReconcileInterval",
+                "must be at least HeartbeatInterval",
+            ));
+        }
+        if let Some(p) = &self.queue_filter_pattern {
+            regex::Regex::new(p)
+                .map_err(|e| invalid("QueueFilterPattern", format!("is not a valid regex: {e}")))?;
+        }
+        let sqs = &self.sqs;
+        if sqs.visibility_timeout > 43_200 {
+            return Err(invalid(
+                "SQS.VisibilityTimeout",
+                format!("must be 0..=43200 seconds, got {}", sqs.visibility_timeout),
+            ));
+        }
+        if sqs.wait_time_seconds > 20 {
+            return Err(invalid(
+                "SQS.WaitTimeSeconds",
+                format!("must be 0..=20 seconds, got {}", sqs.wait_time_seconds),
+            ));
+        }
+        if !(1..=10).contains(&sqs.max_messages) {
+            return Err(invalid(
+                "SQS.MaxMessages",
+                format!("must be 1..=10, got {}", sqs.max_messages),
+            ));
+        }
+        if sqs
+            .message_attribute_names
+            .iter()
+            .any(|n| n.trim().is_empty())
+        {
+            return Err(invalid(
+                "SQS.MessageAttributeNames",
+                "must not contain empty names",
+            ));
+        }
+        if self.worker_pool_size == 0 {
+            return Err(invalid("WorkerPoolSize", "must be at least 1"));
+        }
+        if self.work_queue_size == 0 {
+            return Err(invalid("WorkQueueSize", "must be at least 1"));
+        }
+        if self.shutdown_timeout.is_zero() {
+            return Err(invalid("ShutdownTimeout", "must be more than zero"));
+        }
+        if !(1..=MAX_CAPACITY).contains(&self.capacity) {
+            return Err(invalid(
+                "Capacity",
+                format!("must be 1..={MAX_CAPACITY}, got {}", self.capacity),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn check_table_name(name: &str) -> Result<()> {
+    let ok_chars = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if !(3..=255).contains(&name.len()) || !ok_chars {
+        return Err(invalid(
+            "DynamoDBTableName",
+            "must be 3..=255 characters of letters, digits, '_', '-' and '.'",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field_of(c: &Config) -> &'static str {
+        match c.validate() {
+            Err(Error::InvalidConfig { field, .. }) => field,
+            other => panic!("expected InvalidConfig, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_match_the_go_library() {
+        let c = Config::new("app", "table");
+        assert_eq!(c.validate(), Ok(()));
+        assert_eq!(c.heartbeat_interval, Duration::from_secs(10));
+        assert_eq!(c.heartbeat_timeout, Duration::from_secs(30));
+        assert_eq!(c.queue_discovery_interval, Duration::from_secs(300));
+        assert_eq!(c.rebalance_delay, Duration::from_secs(30));
+        assert_eq!(c.sqs.visibility_timeout, 30);
+        assert_eq!(c.sqs.wait_time_seconds, 20);
+        assert_eq!(c.sqs.max_messages, 10);
+        assert_eq!(c.sqs.message_attribute_names, vec!["All".to_owned()]);
+        assert_eq!((c.worker_pool_size, c.work_queue_size), (10, 100));
+        assert_eq!(c.shutdown_timeout, Duration::from_secs(30));
+        assert_eq!(c.capacity, 1);
+        assert_eq!(c.effective_fence_margin(), Duration::from_secs(3));
+    }
+
+    #[test]
+    fn each_rule_names_its_field() {
+        let base = Config::new("app", "table");
+        type Break = Box<dyn Fn(&mut Config)>;
+        let cases: Vec<(&str, Break)> = vec![
+            ("ApplicationName", Box::new(|c| c.application_name.clear())),
+            (
+                "ApplicationName",
+                Box::new(|c| c.application_name = "a#b".into()),
+            ),
+            (
+                "InstanceID",
+                Box::new(|c| c.instance_id = Some("x y".into())),
+            ),
+            (
+                "DynamoDBTableName",
+                Box::new(|c| c.dynamodb_table_name = "t".into()),
+            ),
+            (
+                "HeartbeatInterval",
+                Box::new(|c| c.heartbeat_interval = Duration::ZERO),
+            ),
+            (
+                "HeartbeatTimeout",
+                Box::new(|c| c.heartbeat_timeout = Duration::from_secs(20)),
+            ),
+            (
+                "FenceMargin",
+                Box::new(|c| c.fence_margin = Some(Duration::from_secs(20))),
+            ),
+            (
+                "QueueDiscoveryInterval",
+                Box::new(|c| c.queue_discovery_interval = Duration::ZERO),
+            ),
+            (
+                "ReconcileInterval",
+                Box::new(|c| c.reconcile_interval = Duration::from_secs(1)),
+            ),
+            (
+                "QueueFilterPattern",
+                Box::new(|c| c.queue_filter_pattern = Some("(".into())),
+            ),
+            (
+                "SQS.VisibilityTimeout",
+                Box::new(|c| c.sqs.visibility_timeout = 43_201),
+            ),
+            (
+                "SQS.WaitTimeSeconds",
+                Box::new(|c| c.sqs.wait_time_seconds = 21),
+            ),
+            ("SQS.MaxMessages", Box::new(|c| c.sqs.max_messages = 0)),
+            ("SQS.MaxMessages", Box::new(|c| c.sqs.max_messages = 11)),
+            (
+                "SQS.MessageAttributeNames",
+                Box::new(|c| c.sqs.message_attribute_names = vec![" ".into()]),
+            ),
+            ("WorkerPoolSize", Box::new(|c| c.worker_pool_size = 0)),
+            ("WorkQueueSize", Box::new(|c| c.work_queue_size = 0)),
+            (
+                "ShutdownTimeout",
+                Box::new(|c| c.shutdown_timeout = Duration::ZERO),
+            ),
+            ("Capacity", Box::new(|c| c.capacity = 0)),
+        ];
+        for (want, mutate) in cases {
+            let mut c = base.clone();
+            mutate(&mut c);
+            assert_eq!(field_of(&c), want);
+        }
+    }
+
+    #[test]
+    fn boundaries_are_inclusive_where_sqs_allows() {
+        let mut c = Config::new("app", "table");
+        c.sqs.visibility_timeout = 43_200;
+        c.sqs.wait_time_seconds = 0;
+        c.sqs.max_messages = 1;
+        c.heartbeat_timeout = Duration::from_millis(20_001);
+        c.fence_margin = Some(Duration::from_millis(100));
+        assert_eq!(c.validate(), Ok(()));
+        c.heartbeat_timeout = Duration::from_secs(20);
+        assert_eq!(field_of(&c), "HeartbeatTimeout");
+    }
+
+    #[test]
+    fn error_message_names_field_and_rule() {
+        let mut c = Config::new("app", "table");
+        c.sqs.max_messages = 12;
+        let msg = c.validate().unwrap_err().to_string();
+        assert_eq!(
+            msg,
+            "invalid configuration: SQS.MaxMessages must be 1..=10, got 12"
+        );
+    }
+}

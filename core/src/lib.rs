@@ -1,0 +1,19 @@
+//! The sans-IO coordination core of sqsbalancer.
+//!
+//! Everything here is pure and synchronous: no clock, no I/O, no OS entropy. Time and the random
+//! seed are inputs, so the same inputs always give the same effects, in tests, in the fuzzers, in
+//! the cluster simulator and in production.
+
+pub mod assignment;
+pub mod config;
+pub mod error;
+pub mod hash;
+pub mod ids;
+pub mod rng;
+pub mod time;
+
+pub use assignment::{Assignment, Member, assign};
+pub use config::{Config, SqsConfig};
+pub use error::{Error, Result};
+pub use ids::{InstanceId, Owner, QueueId};
+pub use time::Millis;
