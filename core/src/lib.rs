@@ -6,14 +6,26 @@
 
 pub mod assignment;
 pub mod config;
+pub mod discovery;
+pub mod effect;
 pub mod error;
 pub mod hash;
 pub mod ids;
+pub mod lease;
+pub mod membership;
+pub mod node;
 pub mod rng;
+pub mod shutdown;
 pub mod time;
+mod timer;
 
 pub use assignment::{Assignment, Member, assign};
 pub use config::{Config, SqsConfig};
+pub use effect::{
+    Effect, Input, InstanceRecord, OpId, Outcome, QueueRecord, Read, Reply, Status, Write,
+};
 pub use error::{Error, Result};
 pub use ids::{InstanceId, Owner, QueueId};
+pub use node::Node;
+pub use shutdown::Phase;
 pub use time::Millis;

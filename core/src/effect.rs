@@ -1,0 +1,249 @@
+//! The plain-data vocabulary between the core and its runtime: inputs, effects, and the records
+//! they carry.
+//!
+//! The runtime turns each [`Effect`] into AWS calls (or simulator events) and feeds every result
+//! back as [`Input::Completed`] with the [`OpId`] it was issued under. Every write is conditional
+//! (its condition is spelled out on each [`Write`] variant) and comes back as applied, rejected
+//! (condition failed) or unknown (timed out: it may or may not have happened).
+
+use crate::ids::{InstanceId, Owner, QueueId};
+use crate::time::Millis;
+
+/// Names one issued read, write or listing; results come back under the same id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct OpId(pub u64);
+
+/// The status stored in an instance record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Status {
+    /// Alive and taking queues.
+    Active,
+    /// Shutting down: alive, keeps what it holds until it hands it off, takes nothing new.
+    Draining,
+    /// This life is over (deregistered, or reaped by a peer after its heartbeat stopped). Final.
+    Dead,
+}
+
+/// One instance record (`instance#<id>`) as read from the table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstanceRecord {
+    /// The instance.
+    pub id: InstanceId,
+    /// Its current life; bumped by every registration.
+    pub incarnation: u64,
+    /// Heartbeat counter; any change means "alive".
+    pub heartbeat: u64,
+    /// Lifecycle status.
+    pub status: Status,
+    /// Capacity weight (at least 1).
+    pub capacity: u32,
+}
+
+/// One queue record (`queue#<queue url>`) as read from the table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueRecord {
+    /// The queue.
+    pub queue: QueueId,
+    /// Which life of which instance may receive from it, if any.
+    pub owner: Option<Owner>,
+    /// Fencing counter: bumped by every write to the record, so it only grows.
+    pub epoch: u64,
+    /// The queue was found gone; the record is a tombstone kept so epochs never go back.
+    pub retired: bool,
+}
+
+/// A conditional write to the coordination table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Write {
+    /// Start a new life: atomically add 1 to the incarnation (1 if the record is absent), set
+    /// heartbeat 0, status active and the capacity. Unconditional; replies
+    /// [`Reply::Registered`] with the new incarnation.
+    Register {
+        /// This instance.
+        id: InstanceId,
+        /// Its capacity weight.
+        capacity: u32,
+    },
+    /// Set the heartbeat counter and status, on condition that the record exists with this
+    /// incarnation and is not dead. Rejected means this life is over.
+    Heartbeat {
+        /// This instance and life.
+        owner: Owner,
+        /// The new counter value.
+        counter: u64,
+        /// Active or draining.
+        status: Status,
+    },
+    /// Mark a silent peer's life dead, on condition that its incarnation and counter are still
+    /// the ones observed. Once applied its heartbeats are rejected, so it stays fenced.
+    Reap {
+        /// The peer life.
+        owner: Owner,
+        /// The counter it was observed stuck at.
+        counter: u64,
+    },
+    /// Create a queue record with no owner and epoch 1, on condition that none exists; or revive
+    /// a retired one, on condition that it is still retired at `revive_epoch` (epoch + 1).
+    CreateQueue {
+        /// The queue discovered.
+        queue: QueueId,
+        /// `Some(epoch)` to revive a tombstone read at that epoch.
+        revive_epoch: Option<u64>,
+    },
+    /// Take a queue: set owner and epoch + 1, on condition that owner and epoch are still as read.
+    Claim {
+        /// The queue.
+        queue: QueueId,
+        /// The owner as read (`None`: no owner).
+        expect_owner: Option<Owner>,
+        /// The epoch as read.
+        expect_epoch: u64,
+        /// This instance's current life.
+        new_owner: Owner,
+    },
+    /// Give a queue to `to` (or to nobody), on condition that owner and epoch are still
+    /// `from`/`expect_epoch`; epoch + 1. Issued only after this instance's pollers stopped.
+    HandOff {
+        /// The queue.
+        queue: QueueId,
+        /// This instance's current life.
+        from: Owner,
+        /// The epoch as held.
+        expect_epoch: u64,
+        /// The new owner; `None` releases the queue for anyone to claim.
+        to: Option<Owner>,
+    },
+    /// Turn the record into a tombstone (no owner, retired, epoch + 1) on condition that the
+    /// epoch is still as read.
+    Retire {
+        /// The queue that is gone.
+        queue: QueueId,
+        /// The epoch as read.
+        expect_epoch: u64,
+    },
+    /// End this life: status dead, on condition that the incarnation is still this one.
+    Deregister {
+        /// This instance and life.
+        owner: Owner,
+    },
+}
+
+/// A read of the coordination table. Reads are strongly consistent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Read {
+    /// Every instance record of the application (the cheap steady-state read).
+    Members,
+    /// Every instance record and every queue record of the application.
+    Table,
+}
+
+/// One thing the runtime must do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Perform a conditional write and report [`Input::Completed`].
+    Write {
+        /// The id to report under.
+        id: OpId,
+        /// What to write.
+        write: Write,
+    },
+    /// Perform a read and report [`Input::Completed`] with [`Reply::Members`] or
+    /// [`Reply::Table`].
+    Read {
+        /// The id to report under.
+        id: OpId,
+        /// What to read.
+        read: Read,
+    },
+    /// List queues whose name starts with `prefix` (all pages) and report [`Reply::Queues`].
+    ListQueues {
+        /// The id to report under.
+        id: OpId,
+        /// The longest literal prefix of the filter pattern (may be empty).
+        prefix: String,
+    },
+    /// Start the pollers of `queue`. This instance owns it at `epoch`.
+    StartReceiving {
+        /// The queue.
+        queue: QueueId,
+        /// The fencing epoch it is owned at.
+        epoch: u64,
+    },
+    /// Stop the pollers of `queue` at once; report [`Input::ReceivingStopped`] when no receive
+    /// call is in flight any more.
+    StopReceiving {
+        /// The queue.
+        queue: QueueId,
+    },
+    /// The self-fence moved: no receive call may be in flight at or after `until`; the runtime
+    /// shortens the wait time of each receive so it ends before it.
+    Fence {
+        /// The deadline.
+        until: Millis,
+    },
+    /// The node entered a new lifecycle phase.
+    Phase(crate::shutdown::Phase),
+}
+
+/// The result of an effect, as the runtime observed it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The call succeeded (a write's condition held), with its reply.
+    Applied(Reply),
+    /// A conditional write's condition failed; nothing changed.
+    Rejected,
+    /// The call failed or timed out; a write may or may not have been applied. The runtime
+    /// reports this only once the write can no longer apply (its last attempt has ended).
+    Unknown,
+}
+
+/// The data a successful call returns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// A write with nothing to return.
+    Done,
+    /// [`Write::Register`]: the new incarnation.
+    Registered {
+        /// The incarnation of the new life.
+        incarnation: u64,
+    },
+    /// [`Read::Members`].
+    Members(Vec<InstanceRecord>),
+    /// [`Read::Table`].
+    Table {
+        /// Every instance record.
+        instances: Vec<InstanceRecord>,
+        /// Every queue record.
+        queues: Vec<QueueRecord>,
+    },
+    /// [`Effect::ListQueues`]: the queues found (URLs), before filtering.
+    Queues(Vec<QueueId>),
+}
+
+/// Something that happened, fed to [`crate::Node::handle`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// Time passed; the node does whatever is due (send it at [`crate::Node::poll_timeout`]).
+    Tick,
+    /// An effect finished.
+    Completed {
+        /// The id it was issued under.
+        id: OpId,
+        /// How it ended.
+        outcome: Outcome,
+    },
+    /// The pollers of `queue` stopped after [`Effect::StopReceiving`]; nothing is in flight.
+    ReceivingStopped {
+        /// The queue.
+        queue: QueueId,
+    },
+    /// SQS answered QueueDoesNotExist for `queue`; the node drops it at once.
+    QueueGone {
+        /// The queue.
+        queue: QueueId,
+    },
+    /// Begin a graceful shutdown.
+    Shutdown,
+    /// All handlers have finished and all deletes are flushed (the runtime's part of draining).
+    DrainFinished,
+}

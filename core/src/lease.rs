@@ -1,0 +1,222 @@
+//! Queue leases: this node's view of the queue records, its own holdings, and its self-fence.
+//!
+//! Safety rests on three rules kept here and in [`crate::Node`]:
+//! - a node receives from a queue only after its own conditional write named it owner, or a read
+//!   showed a record naming its current life;
+//! - a node that sees a record naming anyone else stops that queue at once;
+//! - no receive may be in flight at or after the self-fence: the send time of the last
+//!   acknowledged heartbeat plus HeartbeatTimeout minus the margin. A peer condemns this node only
+//!   after its counter stood still for HeartbeatTimeout from the peer's first sight of it (which
+//!   is after that heartbeat was sent), and only after reaping it, which rejects any heartbeat
+//!   still in flight; so the fence has passed by then.
+
+use crate::effect::QueueRecord;
+use crate::ids::{Owner, QueueId};
+use crate::time::Millis;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// What happens to a queue once its pollers have stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AfterStop {
+    /// Hand it to its target owner (or release it if there is none).
+    HandOff,
+    /// It is gone: retire its record.
+    Retire,
+    /// Someone else owns it now (or this life ended): nothing to write.
+    Forget,
+}
+
+/// This node's own state for one queue it holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Held {
+    /// Pollers running, owned at `epoch`.
+    Receiving {
+        /// The epoch of the record naming this life.
+        epoch: u64,
+    },
+    /// Pollers asked to stop; waiting for [`crate::Input::ReceivingStopped`].
+    Stopping {
+        /// The epoch it was held at.
+        epoch: u64,
+        /// What to do once stopped.
+        then: AfterStop,
+    },
+}
+
+#[derive(Clone, Debug)]
+struct Entry {
+    record: QueueRecord,
+    touched: u64,
+}
+
+/// The queue records as this node last knew them.
+///
+/// Reads are full snapshots, one at a time, so each is newer than the one before; the only thing
+/// a snapshot can be older than is this node's own write that completed after the read was sent.
+/// Each entry remembers the sequence number of the local write that last set it, and a snapshot
+/// sent before that write leaves the entry alone.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct QueueView {
+    entries: BTreeMap<QueueId, Entry>,
+}
+
+impl QueueView {
+    /// Replaces the view with a snapshot whose read was sent at sequence `sent`.
+    /// Returns whether anything changed.
+    pub fn merge_snapshot(&mut self, sent: u64, records: Vec<QueueRecord>) -> bool {
+        let mut next: BTreeMap<QueueId, Entry> = BTreeMap::new();
+        for record in records {
+            next.insert(record.queue.clone(), Entry { record, touched: 0 });
+        }
+        for (q, e) in &self.entries {
+            if e.touched > sent {
+                let newer = next.get(q).is_none_or(|n| n.record.epoch <= e.record.epoch);
+                if newer {
+                    next.insert(q.clone(), e.clone());
+                }
+            }
+        }
+        let changed = next.len() != self.entries.len()
+            || next
+                .iter()
+                .zip(&self.entries)
+                .any(|((q1, a), (q2, b))| q1 != q2 || a.record != b.record);
+        self.entries = next;
+        changed
+    }
+
+    /// Records the effect of this node's own applied write, at sequence `seq`.
+    pub fn apply_local(&mut self, seq: u64, record: QueueRecord) {
+        let newer = self
+            .entries
+            .get(&record.queue)
+            .is_none_or(|e| e.record.epoch <= record.epoch);
+        if newer {
+            self.entries.insert(
+                record.queue.clone(),
+                Entry {
+                    record,
+                    touched: seq,
+                },
+            );
+        }
+    }
+
+    /// The record of `queue`, if known.
+    pub fn get(&self, queue: &QueueId) -> Option<&QueueRecord> {
+        self.entries.get(queue).map(|e| &e.record)
+    }
+
+    /// Every known record, sorted by queue.
+    pub fn records(&self) -> impl Iterator<Item = &QueueRecord> {
+        self.entries.values().map(|e| &e.record)
+    }
+
+    /// The live (not retired) queues, sorted.
+    pub fn live_queues(&self) -> Vec<QueueId> {
+        self.records()
+            .filter(|r| !r.retired)
+            .map(|r| r.queue.clone())
+            .collect()
+    }
+
+    /// The number of known records.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+/// The self-fence: the instant by which every receive must have ended.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Fence {
+    acked_send: Option<Millis>,
+}
+
+impl Fence {
+    /// A heartbeat (or registration) sent at `sent` was acknowledged. Returns the new deadline
+    /// if it moved later.
+    pub fn acked(&mut self, sent: Millis, timeout: Duration, margin: Duration) -> Option<Millis> {
+        if self.acked_send.is_some_and(|a| a >= sent) {
+            return None;
+        }
+        self.acked_send = Some(sent);
+        Some(Self::deadline_for(sent, timeout, margin))
+    }
+
+    /// This life ended: nothing may be received any more.
+    pub fn reset(&mut self) {
+        self.acked_send = None;
+    }
+
+    /// The current deadline, or `None` before the first acknowledgement of this life.
+    pub fn until(&self, timeout: Duration, margin: Duration) -> Option<Millis> {
+        self.acked_send
+            .map(|s| Self::deadline_for(s, timeout, margin))
+    }
+
+    fn deadline_for(sent: Millis, timeout: Duration, margin: Duration) -> Millis {
+        sent.saturating_add(timeout).saturating_sub(margin)
+    }
+}
+
+/// Whether `record` names `me`.
+pub(crate) fn names(record: &QueueRecord, me: Option<&Owner>) -> bool {
+    me.is_some() && record.owner.as_ref() == me
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::InstanceId;
+
+    fn rec(q: &str, owner: Option<(&str, u64)>, epoch: u64) -> QueueRecord {
+        QueueRecord {
+            queue: QueueId::new(q).unwrap(),
+            owner: owner.map(|(id, incarnation)| Owner {
+                id: InstanceId::new(id).unwrap(),
+                incarnation,
+            }),
+            epoch,
+            retired: false,
+        }
+    }
+
+    #[test]
+    fn a_snapshot_older_than_a_local_write_does_not_undo_it() {
+        let mut v = QueueView::default();
+        assert!(v.merge_snapshot(1, vec![rec("q", None, 1), rec("gone", None, 1)]));
+        v.apply_local(5, rec("q", Some(("a", 1)), 2));
+        // Sent at 4, before the write completed at 5: keeps the local record, drops `gone`.
+        assert!(v.merge_snapshot(4, vec![rec("q", None, 1)]));
+        assert_eq!(v.get(&QueueId::new("q").unwrap()).unwrap().epoch, 2);
+        assert!(v.get(&QueueId::new("gone").unwrap()).is_none());
+        // Sent after: the snapshot wins, even going back in epoch (a recreated record).
+        assert!(v.merge_snapshot(6, vec![rec("q", None, 1)]));
+        assert_eq!(v.get(&QueueId::new("q").unwrap()).unwrap().epoch, 1);
+        assert!(!v.merge_snapshot(7, vec![rec("q", None, 1)]));
+        assert_eq!(v.live_queues().len(), 1);
+    }
+
+    #[test]
+    fn a_local_write_never_replaces_a_newer_epoch() {
+        let mut v = QueueView::default();
+        v.merge_snapshot(1, vec![rec("q", Some(("b", 1)), 9)]);
+        v.apply_local(2, rec("q", Some(("a", 1)), 3));
+        assert_eq!(v.get(&QueueId::new("q").unwrap()).unwrap().epoch, 9);
+    }
+
+    #[test]
+    fn the_fence_follows_the_latest_acknowledged_send() {
+        let ht = Duration::from_secs(30);
+        let margin = Duration::from_secs(3);
+        let mut f = Fence::default();
+        assert_eq!(f.until(ht, margin), None);
+        assert_eq!(f.acked(Millis(10_000), ht, margin), Some(Millis(37_000)));
+        // An older acknowledgement arriving late never moves it back.
+        assert_eq!(f.acked(Millis(5_000), ht, margin), None);
+        assert_eq!(f.until(ht, margin), Some(Millis(37_000)));
+        f.reset();
+        assert_eq!(f.until(ht, margin), None);
+    }
+}

@@ -1,0 +1,272 @@
+//! Liveness of the fleet, judged by local observation only.
+//!
+//! A peer life is alive while its heartbeat counter keeps changing: it is *expired* once a read
+//! shows the counter (with status and incarnation) unchanged HeartbeatTimeout after this observer
+//! first saw the value, on this observer's own monotonic clock. Judging by reads, not by the
+//! clock alone, means an observer that cannot read condemns nobody. Wall clocks of
+//! different hosts are never compared. An expired life is not yet dead: the observer must reap it
+//! (a conditional write on the counter it saw) before anyone may take its queues, which also
+//! rejects any heartbeat of that life still in flight, so the life's self-fence has passed.
+//!
+//! A queue may name a life this observer cannot see any more (the record is gone, or shows a
+//! later incarnation). Such a *ghost* cannot heartbeat (its condition names its incarnation), so
+//! it is treated as dead once a read handled at least HeartbeatTimeout after it was first noticed
+//! still shows it missing (a fresh read, so a stale view never condemns a live peer).
+
+use crate::assignment::Member;
+use crate::effect::{InstanceRecord, Status};
+use crate::ids::{InstanceId, Owner};
+use crate::time::Millis;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+/// How this observer judges one life right now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Liveness {
+    /// Heartbeating (or within the timeout of its last change).
+    Alive,
+    /// Silent for the timeout but not yet reaped: its queues must wait.
+    Expired,
+    /// Reaped, deregistered or a ghost past the timeout: its queues may be claimed.
+    Dead,
+}
+
+#[derive(Clone, Debug)]
+struct Seen {
+    record: InstanceRecord,
+    since: Millis,
+}
+
+/// What this observer knows about every instance record.
+#[derive(Clone, Debug, Default)]
+pub struct Membership {
+    seen: BTreeMap<InstanceId, Seen>,
+    dead: BTreeSet<Owner>,
+    ghosts: BTreeMap<Owner, Millis>,
+    last_read: Millis,
+}
+
+impl Membership {
+    /// Folds in a full read of the instance records, handled at `now`.
+    pub fn observe(&mut self, now: Millis, records: &[InstanceRecord]) {
+        let mut next = BTreeMap::new();
+        for r in records {
+            if r.status == Status::Dead {
+                self.dead.insert(Owner {
+                    id: r.id.clone(),
+                    incarnation: r.incarnation,
+                });
+            }
+            let since = match self.seen.get(&r.id) {
+                Some(s) if s.record == *r => s.since,
+                _ => now,
+            };
+            next.insert(
+                r.id.clone(),
+                Seen {
+                    record: r.clone(),
+                    since,
+                },
+            );
+        }
+        self.seen = next;
+        self.last_read = self.last_read.max(now);
+    }
+
+    /// Records that this observer's reap of `owner` was applied.
+    pub fn mark_dead(&mut self, owner: Owner) {
+        if let Some(s) = self.seen.get_mut(&owner.id)
+            && s.record.incarnation == owner.incarnation
+        {
+            s.record.status = Status::Dead;
+        }
+        self.dead.insert(owner);
+    }
+
+    /// Judges `owner` at `now`; a ghost starts its timeout the first time it is asked about.
+    pub fn liveness(&mut self, now: Millis, owner: &Owner, timeout: Duration) -> Liveness {
+        if self.dead.contains(owner) {
+            return Liveness::Dead;
+        }
+        match self.seen.get(&owner.id) {
+            Some(s) if s.record.incarnation == owner.incarnation => {
+                if s.record.status == Status::Dead {
+                    Liveness::Dead
+                } else if self.last_read.since(s.since) >= timeout {
+                    Liveness::Expired
+                } else {
+                    Liveness::Alive
+                }
+            }
+            _ => {
+                let since = *self.ghosts.entry(owner.clone()).or_insert(now);
+                if self.last_read.since(since) >= timeout {
+                    Liveness::Dead
+                } else {
+                    Liveness::Alive
+                }
+            }
+        }
+    }
+
+    /// The current life of `id`, if its record is known and not dead.
+    pub fn life_of(&self, id: &InstanceId) -> Option<Owner> {
+        let s = self.seen.get(id)?;
+        (s.record.status != Status::Dead).then(|| Owner {
+            id: id.clone(),
+            incarnation: s.record.incarnation,
+        })
+    }
+
+    /// Peers expired as of the last read and not yet dead, with the counter to reap them at. Sorted.
+    pub fn expired(&self, timeout: Duration, me: &InstanceId) -> Vec<(Owner, u64)> {
+        self.seen
+            .values()
+            .filter(|s| {
+                s.record.id != *me
+                    && s.record.status != Status::Dead
+                    && self.last_read.since(s.since) >= timeout
+            })
+            .map(|s| {
+                let owner = Owner {
+                    id: s.record.id.clone(),
+                    incarnation: s.record.incarnation,
+                };
+                (owner, s.record.heartbeat)
+            })
+            .filter(|(o, _)| !self.dead.contains(o))
+            .collect()
+    }
+
+    /// The members that take queues as of the last read: active and alive. `me`, when given, is always
+    /// included with its own capacity (this node trusts its own heartbeats). Sorted by id.
+    pub fn members(&self, timeout: Duration, me: Option<&Member>) -> Vec<Member> {
+        let mut out: Vec<Member> = self
+            .seen
+            .values()
+            .filter(|s| me.is_none_or(|m| m.id != s.record.id))
+            .filter(|s| {
+                s.record.status == Status::Active && self.last_read.since(s.since) < timeout
+            })
+            .map(|s| Member {
+                id: s.record.id.clone(),
+                weight: s.record.capacity.max(1),
+            })
+            .collect();
+        if let Some(m) = me {
+            out.push(m.clone());
+            out.sort();
+        }
+        out
+    }
+
+    /// Forgets dead lives and ghosts that no queue names any more, so memory stays bounded.
+    pub fn retain_lives(&mut self, referenced: &BTreeSet<Owner>) {
+        self.dead.retain(|o| referenced.contains(o));
+        self.ghosts.retain(|o, _| referenced.contains(o));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HT: Duration = Duration::from_secs(30);
+
+    fn rec(id: &str, inc: u64, hb: u64, status: Status) -> InstanceRecord {
+        InstanceRecord {
+            id: InstanceId::new(id).unwrap(),
+            incarnation: inc,
+            heartbeat: hb,
+            status,
+            capacity: 1,
+        }
+    }
+
+    fn owner(id: &str, inc: u64) -> Owner {
+        Owner {
+            id: InstanceId::new(id).unwrap(),
+            incarnation: inc,
+        }
+    }
+
+    #[test]
+    fn a_peer_expires_only_after_the_timeout_on_the_observers_clock() {
+        let mut m = Membership::default();
+        m.observe(Millis(1_000), &[rec("a", 1, 5, Status::Active)]);
+        m.observe(Millis(30_999), &[rec("a", 1, 5, Status::Active)]);
+        assert_eq!(
+            m.liveness(Millis(99_999), &owner("a", 1), HT),
+            Liveness::Alive
+        );
+        // A change restarts the clock.
+        m.observe(Millis(31_000), &[rec("a", 1, 6, Status::Active)]);
+        m.observe(Millis(60_999), &[rec("a", 1, 6, Status::Active)]);
+        assert_eq!(
+            m.liveness(Millis(60_999), &owner("a", 1), HT),
+            Liveness::Alive
+        );
+        m.observe(Millis(61_000), &[rec("a", 1, 6, Status::Active)]);
+        assert_eq!(
+            m.liveness(Millis(61_000), &owner("a", 1), HT),
+            Liveness::Expired
+        );
+        let me = InstanceId::new("me").unwrap();
+        assert_eq!(m.expired(HT, &me), vec![(owner("a", 1), 6)]);
+        m.mark_dead(owner("a", 1));
+        assert_eq!(
+            m.liveness(Millis(61_000), &owner("a", 1), HT),
+            Liveness::Dead
+        );
+        assert!(m.expired(HT, &me).is_empty());
+    }
+
+    #[test]
+    fn ghosts_wait_out_the_timeout_from_first_notice() {
+        let mut m = Membership::default();
+        m.observe(Millis(0), &[rec("a", 2, 0, Status::Active)]);
+        assert_eq!(m.liveness(Millis(10), &owner("a", 1), HT), Liveness::Alive);
+        // Time alone is not enough: a read at least the timeout after the first notice is.
+        assert_eq!(
+            m.liveness(Millis(40_000), &owner("a", 1), HT),
+            Liveness::Alive
+        );
+        m.observe(Millis(30_009), &[rec("a", 2, 1, Status::Active)]);
+        assert_eq!(
+            m.liveness(Millis(40_000), &owner("a", 1), HT),
+            Liveness::Alive
+        );
+        m.observe(Millis(30_010), &[rec("a", 2, 2, Status::Active)]);
+        assert_eq!(
+            m.liveness(Millis(40_000), &owner("a", 1), HT),
+            Liveness::Dead
+        );
+        assert_eq!(
+            m.liveness(Millis(30_010), &owner("gone", 1), HT),
+            Liveness::Alive
+        );
+    }
+
+    #[test]
+    fn members_are_the_active_and_alive_plus_me() {
+        let mut m = Membership::default();
+        m.observe(
+            Millis(0),
+            &[
+                rec("a", 1, 0, Status::Active),
+                rec("b", 1, 0, Status::Draining),
+                rec("c", 1, 0, Status::Dead),
+            ],
+        );
+        let me = Member {
+            id: InstanceId::new("z").unwrap(),
+            weight: 3,
+        };
+        let got = m.members(HT, Some(&me));
+        let ids: Vec<_> = got.iter().map(|m| m.id.as_str()).collect();
+        assert_eq!(ids, ["a", "z"]);
+        assert_eq!(m.liveness(Millis(1), &owner("c", 1), HT), Liveness::Dead);
+        m.observe(Millis(30_000), &[rec("a", 1, 0, Status::Active)]);
+        assert!(m.members(HT, None).is_empty());
+    }
+}

@@ -1,0 +1,935 @@
+//! The coordination state machine of one instance.
+
+use crate::assignment::{Assignment, Member, assign};
+use crate::config::Config;
+use crate::discovery::Filter;
+use crate::effect::{
+    Effect, Input, InstanceRecord, OpId, Outcome, QueueRecord, Read, Reply, Status, Write,
+};
+use crate::error::{Error, Result};
+use crate::ids::{InstanceId, Owner, QueueId};
+use crate::lease::{AfterStop, Fence, Held, QueueView, names};
+use crate::membership::{Liveness, Membership};
+use crate::rng::Rng;
+use crate::shutdown::{self, Phase, Shutdown};
+use crate::time::Millis;
+use crate::timer::Timer;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+/// What an issued effect was, kept until its result comes back.
+#[derive(Clone, Debug)]
+enum Pending {
+    Register { sent: Millis },
+    Heartbeat { sent: Millis, life: u64 },
+    Reap { owner: Owner },
+    Queue { write: Write, result: QueueRecord },
+    Deregister,
+    Read,
+    List,
+}
+
+/// One instance's coordination core: membership, assignment, leases, discovery and shutdown.
+///
+/// # Calling contract
+/// - Feed every event with [`Node::handle`]`(now, input)`. `now` is the caller's monotonic clock
+///   in milliseconds; it must not go backwards (an earlier `now` is treated as the latest seen).
+/// - After each `handle` (and after [`Node::new`]), drain [`Node::poll_effect`] until it returns
+///   `None`, and carry out the effects in the order given.
+/// - Call `handle(now, Input::Tick)` no later than [`Node::poll_timeout`]; early or extra ticks
+///   are harmless.
+/// - Report each effect's result exactly once as [`Input::Completed`] (or
+///   [`Input::ReceivingStopped`] for [`Effect::StopReceiving`]). Report `Unknown` only once the
+///   write can no longer be applied.
+/// - Never have a receive call in flight on a queue outside `StartReceiving..StopReceiving`, nor
+///   at or after the latest [`Effect::Fence`].
+///
+/// The node never reads a clock or OS entropy; the same inputs give the same effects.
+#[derive(Debug)]
+pub struct Node {
+    cfg: Config,
+    filter: Filter,
+    me: InstanceId,
+    life: Option<u64>,
+    life_seq: u64,
+    phase: Phase,
+    now: Millis,
+    next_op: u64,
+    ops: BTreeMap<OpId, Pending>,
+    effects: VecDeque<Effect>,
+    membership: Membership,
+    view: QueueView,
+    held: BTreeMap<QueueId, Held>,
+    writing: BTreeMap<QueueId, OpId>,
+    uncertain: BTreeMap<QueueId, u64>,
+    reaping: BTreeSet<Owner>,
+    read_in_flight: bool,
+    want_table: bool,
+    heartbeat_in_flight: bool,
+    registering: bool,
+    deregistering: bool,
+    listing: bool,
+    counter: u64,
+    fence: Fence,
+    members: Vec<Member>,
+    members_changed_at: Millis,
+    target: Option<Assignment>,
+    dirty: bool,
+    move_due: Option<Millis>,
+    incoming: bool,
+    tick: Timer,
+    discovery: Timer,
+    reconcile: Timer,
+    shutdown: Option<Shutdown>,
+}
+
+impl Node {
+    /// Validates `cfg` and starts a node at `now`; its first effect registers the instance.
+    ///
+    /// `cfg.instance_id` must be set (the runtime fills it in when the user left it empty).
+    pub fn new(cfg: Config, now: Millis) -> Result<Node> {
+        cfg.validate()?;
+        let Some(id) = cfg.instance_id.as_deref() else {
+            return Err(Error::InvalidConfig {
+                field: "InstanceID",
+                rule: "must be set before the node starts".into(),
+            });
+        };
+        let me = InstanceId::new(id)?;
+        let filter = Filter::new(cfg.queue_filter_pattern.as_deref())?;
+        // Spread the fleet's reconciliations so they do not read the table in lockstep.
+        let mut rng = Rng::new(cfg.seed ^ crate::hash::hash64(&[me.as_str().as_bytes()]));
+        let spread = crate::time::duration_ms(cfg.reconcile_interval).max(1);
+        let first_reconcile =
+            now.saturating_add(std::time::Duration::from_millis(rng.below(spread)));
+        let mut node = Node {
+            tick: Timer::new(
+                now.saturating_add(cfg.heartbeat_interval),
+                cfg.heartbeat_interval,
+            ),
+            discovery: Timer::new(now, cfg.queue_discovery_interval),
+            reconcile: Timer::new(first_reconcile, cfg.reconcile_interval),
+            cfg,
+            filter,
+            me,
+            life: None,
+            life_seq: 0,
+            phase: Phase::Starting,
+            now,
+            next_op: 1,
+            ops: BTreeMap::new(),
+            effects: VecDeque::new(),
+            membership: Membership::default(),
+            view: QueueView::default(),
+            held: BTreeMap::new(),
+            writing: BTreeMap::new(),
+            uncertain: BTreeMap::new(),
+            reaping: BTreeSet::new(),
+            read_in_flight: false,
+            want_table: true,
+            heartbeat_in_flight: false,
+            registering: false,
+            deregistering: false,
+            listing: false,
+            counter: 0,
+            fence: Fence::default(),
+            members: Vec::new(),
+            members_changed_at: now,
+            target: None,
+            dirty: true,
+            move_due: None,
+            incoming: false,
+            shutdown: None,
+        };
+        node.register();
+        Ok(node)
+    }
+
+    /// Feeds one event at `now`. See the calling contract on [`Node`].
+    pub fn handle(&mut self, now: Millis, input: Input) {
+        self.now = self.now.max(now);
+        if self.phase.is_stopped() {
+            return;
+        }
+        match input {
+            Input::Tick => self.on_tick(),
+            Input::Completed { id, outcome } => self.on_completed(id, outcome),
+            Input::ReceivingStopped { queue } => self.on_stopped(queue),
+            Input::QueueGone { queue } => self.on_gone(queue),
+            Input::Shutdown => self.begin_shutdown(),
+            Input::DrainFinished => {
+                if let Some(s) = &mut self.shutdown {
+                    s.drained = true;
+                }
+            }
+        }
+        self.evaluate();
+        self.advance_shutdown();
+        if self.want_table && !self.read_in_flight && self.life.is_some() {
+            self.read(Read::Table);
+        }
+    }
+
+    /// The next effect to carry out, in order.
+    pub fn poll_effect(&mut self) -> Option<Effect> {
+        self.effects.pop_front()
+    }
+
+    /// When the node next wants an [`Input::Tick`], or `None` once stopped.
+    pub fn poll_timeout(&self) -> Option<Millis> {
+        if self.phase.is_stopped() {
+            return None;
+        }
+        let mut at = self
+            .tick
+            .at()
+            .min(self.reconcile.at())
+            .min(self.discovery.at());
+        if let Some(due) = self.move_due {
+            at = at.min(due);
+        }
+        if let Some(s) = &self.shutdown {
+            at = at.min(s.deadline);
+        }
+        Some(at.max(self.now))
+    }
+
+    /// This node's instance id.
+    pub fn instance(&self) -> &InstanceId {
+        &self.me
+    }
+
+    /// This node's current life, once registered.
+    pub fn life(&self) -> Option<Owner> {
+        self.life.map(|incarnation| Owner {
+            id: self.me.clone(),
+            incarnation,
+        })
+    }
+
+    /// The lifecycle phase.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// The queues whose pollers run, with the epoch they are owned at. Sorted.
+    pub fn receiving(&self) -> Vec<(QueueId, u64)> {
+        self.held
+            .iter()
+            .filter_map(|(q, h)| match h {
+                Held::Receiving { epoch } => Some((q.clone(), *epoch)),
+                Held::Stopping { .. } => None,
+            })
+            .collect()
+    }
+
+    /// The self-fence deadline of this life, if it has one.
+    pub fn fence_until(&self) -> Option<Millis> {
+        self.fence.until(
+            self.cfg.heartbeat_timeout,
+            self.cfg.effective_fence_margin(),
+        )
+    }
+
+    /// The number of queue records this node knows.
+    pub fn known_queues(&self) -> usize {
+        self.view.len()
+    }
+
+    // ----- issuing effects -----
+
+    fn issue(&mut self, pending: Pending) -> OpId {
+        let id = OpId(self.next_op);
+        self.next_op += 1;
+        self.ops.insert(id, pending);
+        id
+    }
+
+    fn write(&mut self, pending: Pending, write: Write) {
+        let id = self.issue(pending);
+        self.effects.push_back(Effect::Write { id, write });
+    }
+
+    fn read(&mut self, read: Read) {
+        let id = self.issue(Pending::Read);
+        self.read_in_flight = true;
+        if read == Read::Table {
+            self.want_table = false;
+        }
+        self.effects.push_back(Effect::Read { id, read });
+    }
+
+    fn register(&mut self) {
+        self.registering = true;
+        let write = Write::Register {
+            id: self.me.clone(),
+            capacity: self.cfg.capacity,
+        };
+        self.write(Pending::Register { sent: self.now }, write);
+    }
+
+    fn heartbeat(&mut self) {
+        let Some(owner) = self.life() else { return };
+        self.heartbeat_in_flight = true;
+        self.counter += 1;
+        let status = if self.phase.is_shutting_down() {
+            Status::Draining
+        } else {
+            Status::Active
+        };
+        let write = Write::Heartbeat {
+            owner: owner.clone(),
+            counter: self.counter,
+            status,
+        };
+        let pending = Pending::Heartbeat {
+            sent: self.now,
+            life: owner.incarnation,
+        };
+        self.write(pending, write);
+    }
+
+    fn queue_write(&mut self, write: Write, result: QueueRecord) {
+        let queue = result.queue.clone();
+        let id = OpId(self.next_op);
+        self.writing.insert(queue, id);
+        self.write(
+            Pending::Queue {
+                write: write.clone(),
+                result,
+            },
+            write,
+        );
+    }
+
+    fn start(&mut self, queue: QueueId, epoch: u64) {
+        self.held.insert(queue.clone(), Held::Receiving { epoch });
+        self.effects
+            .push_back(Effect::StartReceiving { queue, epoch });
+    }
+
+    fn stop(&mut self, queue: &QueueId, then: AfterStop) {
+        match self.held.get_mut(queue) {
+            Some(h @ Held::Receiving { .. }) => {
+                let Held::Receiving { epoch } = *h else {
+                    return;
+                };
+                *h = Held::Stopping { epoch, then };
+                self.effects.push_back(Effect::StopReceiving {
+                    queue: queue.clone(),
+                });
+            }
+            Some(Held::Stopping { then: t, .. }) => {
+                if then == AfterStop::Forget || *t == AfterStop::Forget {
+                    *t = AfterStop::Forget;
+                } else if then == AfterStop::Retire {
+                    *t = AfterStop::Retire;
+                }
+            }
+            None => {}
+        }
+    }
+
+    fn set_phase(&mut self, phase: Phase) {
+        if self.phase != phase {
+            self.phase = phase;
+            self.dirty = true;
+            self.effects.push_back(Effect::Phase(phase));
+        }
+    }
+
+    // ----- inputs -----
+
+    fn on_tick(&mut self) {
+        let now = self.now;
+        if self.reconcile.fire(now) || (self.incoming && self.tick.at() <= now) {
+            self.want_table = true;
+        }
+        if self.tick.fire(now) {
+            if self.life.is_none() {
+                if !self.registering && !self.phase.is_shutting_down() {
+                    self.register();
+                }
+            } else {
+                if !self.heartbeat_in_flight {
+                    self.heartbeat();
+                }
+                if !self.read_in_flight {
+                    let kind = if self.want_table {
+                        Read::Table
+                    } else {
+                        Read::Members
+                    };
+                    self.read(kind);
+                }
+            }
+        }
+        self.discover();
+        if self.move_due.is_some_and(|d| now >= d) {
+            self.move_due = None;
+            self.dirty = true;
+        }
+        if let Some(s) = self.shutdown
+            && now >= s.deadline
+        {
+            self.finish(true);
+        }
+    }
+
+    fn on_completed(&mut self, id: OpId, outcome: Outcome) {
+        let Some(pending) = self.ops.remove(&id) else {
+            return;
+        };
+        match pending {
+            Pending::Register { sent } => self.on_registered(sent, outcome),
+            Pending::Heartbeat { sent, life } => {
+                self.heartbeat_in_flight = false;
+                if self.life != Some(life) {
+                    return;
+                }
+                match outcome {
+                    Outcome::Applied(_) => self.acked(sent),
+                    Outcome::Rejected => self.lose_life(),
+                    Outcome::Unknown => {}
+                }
+            }
+            Pending::Reap { owner } => {
+                self.reaping.remove(&owner);
+                if matches!(outcome, Outcome::Applied(_)) {
+                    self.membership.mark_dead(owner);
+                    self.dirty = true;
+                }
+            }
+            Pending::Queue { write, result } => self.on_queue_written(id, write, result, outcome),
+            Pending::Deregister => {
+                self.deregistering = false;
+                self.life = None;
+                self.fence.reset();
+                self.set_phase(Phase::Deregistered);
+                self.finish(false);
+            }
+            Pending::Read => {
+                self.read_in_flight = false;
+                match outcome {
+                    Outcome::Applied(Reply::Members(instances)) => self.observe(id, &instances),
+                    Outcome::Applied(Reply::Table { instances, queues }) => {
+                        self.observe(id, &instances);
+                        self.uncertain.retain(|_, seq| *seq > id.0);
+                        if self.view.merge_snapshot(id.0, queues) {
+                            self.dirty = true;
+                        }
+                        self.dirty = true;
+                    }
+                    _ => {}
+                }
+            }
+            Pending::List => {
+                self.listing = false;
+                if let Outcome::Applied(Reply::Queues(listed)) = outcome {
+                    self.on_listed(listed);
+                }
+            }
+        }
+    }
+
+    fn on_registered(&mut self, sent: Millis, outcome: Outcome) {
+        self.registering = false;
+        let Outcome::Applied(Reply::Registered { incarnation }) = outcome else {
+            return;
+        };
+        if self.phase.is_shutting_down() || self.life.is_some_and(|l| l >= incarnation) {
+            return;
+        }
+        self.life = Some(incarnation);
+        self.life_seq = self.next_op;
+        self.counter = 0;
+        self.acked(sent);
+        self.want_table = true;
+        self.discovery.due_now(self.now);
+        self.set_phase(Phase::Running);
+        self.discover();
+    }
+
+    /// Lists the queues when discovery is due (skipped while a listing is still running).
+    fn discover(&mut self) {
+        if self.discovery.fire(self.now) && self.phase == Phase::Running && !self.listing {
+            self.listing = true;
+            let id = self.issue(Pending::List);
+            let prefix = self.filter.prefix().to_owned();
+            self.effects.push_back(Effect::ListQueues { id, prefix });
+        }
+    }
+
+    fn acked(&mut self, sent: Millis) {
+        let (ht, margin) = (
+            self.cfg.heartbeat_timeout,
+            self.cfg.effective_fence_margin(),
+        );
+        if let Some(until) = self.fence.acked(sent, ht, margin) {
+            self.effects.push_back(Effect::Fence { until });
+        }
+    }
+
+    /// This life is over (a heartbeat was rejected, or a read showed it reaped): stop everything,
+    /// close the fence, and register again unless shutting down.
+    fn lose_life(&mut self) {
+        self.life = None;
+        self.fence.reset();
+        self.effects.push_back(Effect::Fence { until: self.now });
+        let queues: Vec<QueueId> = self.held.keys().cloned().collect();
+        for q in &queues {
+            self.stop(q, AfterStop::Forget);
+        }
+        self.dirty = true;
+        if !self.phase.is_shutting_down() {
+            self.set_phase(Phase::Starting);
+            self.register();
+        }
+    }
+
+    /// Folds in the instance records of the read sent as `sent`. A read sent after this life
+    /// began that shows it ended (reaped, or a later registration of this id) ends it here too.
+    fn observe(&mut self, sent: OpId, instances: &[InstanceRecord]) {
+        self.membership.observe(self.now, instances);
+        self.dirty = true;
+        if let Some(life) = self.life
+            && sent.0 >= self.life_seq
+        {
+            let mine = instances.iter().find(|r| r.id == self.me);
+            let over = mine.is_some_and(|r| {
+                r.incarnation > life || (r.incarnation == life && r.status == Status::Dead)
+            });
+            if over {
+                self.lose_life();
+                return;
+            }
+        }
+        if self.life.is_some() {
+            let expired = self
+                .membership
+                .expired(self.cfg.heartbeat_timeout, &self.me);
+            for (owner, counter) in expired {
+                if self.reaping.insert(owner.clone()) {
+                    self.write(
+                        Pending::Reap {
+                            owner: owner.clone(),
+                        },
+                        Write::Reap { owner, counter },
+                    );
+                }
+            }
+        }
+    }
+
+    fn on_listed(&mut self, listed: Vec<QueueId>) {
+        if self.phase != Phase::Running {
+            return;
+        }
+        let listed: BTreeSet<QueueId> = listed
+            .into_iter()
+            .filter(|q| self.filter.matches(q))
+            .collect();
+        for q in &listed {
+            if self.writing.contains_key(q) {
+                continue;
+            }
+            let revive_epoch = match self.view.get(q) {
+                None => None,
+                Some(r) if r.retired => Some(r.epoch),
+                Some(_) => continue,
+            };
+            let result = QueueRecord {
+                queue: q.clone(),
+                owner: None,
+                epoch: revive_epoch.map_or(1, |e| e + 1),
+                retired: false,
+            };
+            self.queue_write(
+                Write::CreateQueue {
+                    queue: q.clone(),
+                    revive_epoch,
+                },
+                result,
+            );
+        }
+        let vanished: Vec<QueueRecord> = self
+            .view
+            .records()
+            .filter(|r| {
+                !r.retired && !listed.contains(&r.queue) && !self.writing.contains_key(&r.queue)
+            })
+            .cloned()
+            .collect();
+        for r in vanished {
+            let free = match &r.owner {
+                None => true,
+                Some(o) => self.liveness(o) == Liveness::Dead,
+            };
+            if free {
+                self.retire(&r);
+            }
+        }
+    }
+
+    fn retire(&mut self, r: &QueueRecord) {
+        let result = QueueRecord {
+            queue: r.queue.clone(),
+            owner: None,
+            epoch: r.epoch + 1,
+            retired: true,
+        };
+        let write = Write::Retire {
+            queue: r.queue.clone(),
+            expect_epoch: r.epoch,
+        };
+        self.queue_write(write, result);
+    }
+
+    fn on_queue_written(&mut self, id: OpId, write: Write, result: QueueRecord, outcome: Outcome) {
+        let queue = result.queue.clone();
+        if self.writing.get(&queue) == Some(&id) {
+            self.writing.remove(&queue);
+        }
+        self.dirty = true;
+        match outcome {
+            Outcome::Applied(_) => {
+                let starts = matches!(write, Write::Claim { .. })
+                    && self.phase == Phase::Running
+                    && names(&result, self.life().as_ref())
+                    && !self.held.contains_key(&queue);
+                let epoch = result.epoch;
+                self.view.apply_local(self.next_op, result);
+                if starts {
+                    self.start(queue, epoch);
+                }
+            }
+            Outcome::Rejected => self.want_table = true,
+            Outcome::Unknown => {
+                self.uncertain.insert(queue, self.next_op);
+                self.want_table = true;
+            }
+        }
+    }
+
+    fn on_stopped(&mut self, queue: QueueId) {
+        let Some(Held::Stopping { epoch, then }) = self.held.get(&queue).copied() else {
+            return;
+        };
+        self.held.remove(&queue);
+        self.dirty = true;
+        let Some(me) = self.life() else { return };
+        let still_mine = self
+            .view
+            .get(&queue)
+            .is_some_and(|r| names(r, Some(&me)) && r.epoch == epoch);
+        if !still_mine || self.writing.contains_key(&queue) {
+            return;
+        }
+        match then {
+            AfterStop::Forget => {}
+            AfterStop::Retire => {
+                let r = QueueRecord {
+                    queue,
+                    owner: Some(me),
+                    epoch,
+                    retired: false,
+                };
+                self.retire(&r);
+            }
+            AfterStop::HandOff => {
+                let to = self.hand_off_target(&queue);
+                if to.as_ref() == Some(&me) {
+                    if self.phase == Phase::Running {
+                        self.start(queue, epoch);
+                    }
+                    return;
+                }
+                self.hand_off(queue, me, epoch, to);
+            }
+        }
+    }
+
+    fn hand_off(&mut self, queue: QueueId, from: Owner, epoch: u64, to: Option<Owner>) {
+        let result = QueueRecord {
+            queue: queue.clone(),
+            owner: to.clone(),
+            epoch: epoch + 1,
+            retired: false,
+        };
+        let write = Write::HandOff {
+            queue,
+            from,
+            expect_epoch: epoch,
+            to,
+        };
+        self.queue_write(write, result);
+    }
+
+    fn on_gone(&mut self, queue: QueueId) {
+        if self.held.contains_key(&queue) {
+            self.stop(&queue, AfterStop::Retire);
+            return;
+        }
+        let Some(r) = self.view.get(&queue).cloned() else {
+            return;
+        };
+        let free = match &r.owner {
+            None => true,
+            Some(o) => Some(o) == self.life().as_ref() || self.liveness(o) == Liveness::Dead,
+        };
+        if free && !r.retired && !self.writing.contains_key(&queue) && self.life.is_some() {
+            self.retire(&r);
+        }
+    }
+
+    fn begin_shutdown(&mut self) {
+        if self.phase.is_shutting_down() {
+            return;
+        }
+        if self.life.is_none() {
+            self.set_phase(Phase::Draining);
+            self.finish(false);
+            return;
+        }
+        self.shutdown = Some(Shutdown {
+            deadline: self.now.saturating_add(self.cfg.shutdown_timeout),
+            drained: false,
+        });
+        self.set_phase(Phase::Draining);
+        let queues: Vec<QueueId> = self.held.keys().cloned().collect();
+        for q in &queues {
+            self.stop(q, AfterStop::HandOff);
+        }
+        if !self.heartbeat_in_flight {
+            self.heartbeat();
+        }
+    }
+
+    fn advance_shutdown(&mut self) {
+        let Some(s) = self.shutdown else { return };
+        if self.phase.is_stopped() {
+            return;
+        }
+        if self.now >= s.deadline {
+            self.finish(true);
+            return;
+        }
+        loop {
+            let next = shutdown::advance(self.phase, !self.held.is_empty(), s.drained);
+            if next == self.phase {
+                break;
+            }
+            self.set_phase(next);
+            self.evaluate();
+        }
+        let settled = self.writing.is_empty() && self.uncertain.is_empty();
+        if self.phase == Phase::Releasing && settled && !self.deregistering {
+            match self.life() {
+                Some(owner) => {
+                    self.deregistering = true;
+                    self.write(Pending::Deregister, Write::Deregister { owner });
+                }
+                None => self.finish(false),
+            }
+        }
+    }
+
+    fn finish(&mut self, timed_out: bool) {
+        self.shutdown = None;
+        self.set_phase(Phase::Stopped { timed_out });
+    }
+
+    // ----- deciding -----
+
+    fn liveness(&mut self, owner: &Owner) -> Liveness {
+        if Some(owner) == self.life().as_ref() {
+            return Liveness::Alive;
+        }
+        self.membership
+            .liveness(self.now, owner, self.cfg.heartbeat_timeout)
+    }
+
+    /// Where `queue` should go when this node gives it up: its target, or nobody.
+    fn hand_off_target(&mut self, queue: &QueueId) -> Option<Owner> {
+        self.refresh_target();
+        let id = self.target.as_ref()?.owner_of(queue)?.clone();
+        if id == self.me {
+            return self.life();
+        }
+        self.membership.life_of(&id)
+    }
+
+    fn refresh_target(&mut self) {
+        let me = (self.phase == Phase::Running && self.life.is_some()).then(|| Member {
+            id: self.me.clone(),
+            weight: self.cfg.capacity,
+        });
+        let members = self
+            .membership
+            .members(self.cfg.heartbeat_timeout, me.as_ref());
+        if members != self.members {
+            self.members = members;
+            self.members_changed_at = self.now;
+            self.want_table = true;
+            self.target = None;
+        }
+        if self.target.is_some() && !self.dirty {
+            return;
+        }
+        let queues = self.view.live_queues();
+        let mut current = BTreeMap::new();
+        let records: Vec<QueueRecord> = self
+            .view
+            .records()
+            .filter(|r| !r.retired)
+            .cloned()
+            .collect();
+        for r in records {
+            if let Some(o) = &r.owner {
+                let is_member = self.members.binary_search_by(|m| m.id.cmp(&o.id)).is_ok();
+                let current_life = Some(o) == self.life().as_ref()
+                    || self.membership.life_of(&o.id).as_ref() == Some(o);
+                if is_member && current_life {
+                    current.insert(r.queue.clone(), o.id.clone());
+                }
+            }
+        }
+        self.target = Some(assign(&self.members, &queues, &current));
+    }
+
+    /// Brings holdings and claims in line with the view and the target.
+    fn evaluate(&mut self) {
+        if !self.dirty || self.phase.is_stopped() {
+            return;
+        }
+        let Some(me) = self.life() else {
+            self.dirty = false;
+            return;
+        };
+        self.refresh_target();
+        self.dirty = false;
+        let running = self.phase == Phase::Running;
+        let move_at = self
+            .members_changed_at
+            .saturating_add(self.cfg.rebalance_delay);
+        let moves_allowed = self.now >= move_at;
+        let mut deferred = false;
+        let mut incoming = false;
+        let records: Vec<QueueRecord> = self.view.records().cloned().collect();
+        let target = self.target.take();
+        for r in &records {
+            let q = &r.queue;
+            if self.writing.contains_key(q) || self.uncertain.contains_key(q) {
+                continue;
+            }
+            let wanted = target.as_ref().and_then(|t| t.owner_of(q));
+            let mine_target = wanted == Some(&self.me);
+            if names(r, Some(&me)) && !r.retired {
+                match self.held.get(q).copied() {
+                    None if running => self.start(q.clone(), r.epoch),
+                    None => {
+                        let to = wanted.and_then(|id| self.membership.life_of(id));
+                        self.hand_off(q.clone(), me.clone(), r.epoch, to);
+                    }
+                    Some(Held::Receiving { .. }) if running && !mine_target && wanted.is_some() => {
+                        if moves_allowed {
+                            self.stop(q, AfterStop::HandOff);
+                        } else {
+                            deferred = true;
+                        }
+                    }
+                    Some(_) => {}
+                }
+                continue;
+            }
+            if self.held.contains_key(q) {
+                self.stop(q, AfterStop::Forget);
+                continue;
+            }
+            if !running || !mine_target || r.retired {
+                continue;
+            }
+            let orphan = match &r.owner {
+                None => true,
+                Some(o) => self.liveness(o) == Liveness::Dead,
+            };
+            if orphan {
+                let write = Write::Claim {
+                    queue: q.clone(),
+                    expect_owner: r.owner.clone(),
+                    expect_epoch: r.epoch,
+                    new_owner: me.clone(),
+                };
+                let result = QueueRecord {
+                    queue: q.clone(),
+                    owner: Some(me.clone()),
+                    epoch: r.epoch + 1,
+                    retired: false,
+                };
+                self.queue_write(write, result);
+            } else {
+                incoming = true;
+            }
+        }
+        self.target = target;
+        let orphaned: Vec<QueueId> = self
+            .held
+            .keys()
+            .filter(|q| self.view.get(q).is_none())
+            .cloned()
+            .collect();
+        for q in &orphaned {
+            self.stop(q, AfterStop::Forget);
+        }
+        self.incoming = incoming;
+        self.move_due = deferred.then_some(move_at);
+        let referenced: BTreeSet<Owner> = records.iter().filter_map(|r| r.owner.clone()).collect();
+        self.membership.retain_lives(&referenced);
+    }
+
+    /// Checks the node's own bookkeeping; panics with a description when it is inconsistent.
+    /// Used by the fuzz targets and the property tests after every input.
+    pub fn check_invariants(&self) {
+        let me = self.life();
+        for (q, h) in &self.held {
+            if let Held::Receiving { epoch } = h {
+                assert!(me.is_some(), "receiving {q} without a life");
+                assert_eq!(
+                    self.phase,
+                    Phase::Running,
+                    "receiving {q} while {:?}",
+                    self.phase
+                );
+                assert!(
+                    !self.writing.contains_key(q),
+                    "receiving {q} with a write in flight"
+                );
+                let r = self.view.get(q);
+                assert!(
+                    r.is_some_and(|r| names(r, me.as_ref()) && r.epoch >= *epoch && !r.retired),
+                    "receiving {q} at epoch {epoch} but the view shows {r:?}"
+                );
+            }
+        }
+        let reads = self
+            .ops
+            .values()
+            .filter(|p| matches!(p, Pending::Read))
+            .count();
+        assert!(reads <= 1, "{reads} reads in flight");
+        let beats = self
+            .ops
+            .values()
+            .filter(|p| matches!(p, Pending::Heartbeat { .. }))
+            .count();
+        assert!(beats <= 1, "{beats} heartbeats in flight");
+        for (q, id) in &self.writing {
+            assert!(
+                self.ops.contains_key(id),
+                "write for {q} tracked but not pending"
+            );
+        }
+        if self.phase.is_stopped() {
+            assert!(self.poll_timeout().is_none());
+        }
+    }
+}
