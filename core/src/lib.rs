@@ -9,6 +9,8 @@ pub mod config;
 pub mod discovery;
 pub mod effect;
 pub mod error;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod hash;
 pub mod ids;
 pub mod lease;

@@ -436,12 +436,16 @@ impl Node {
         let Outcome::Applied(Reply::Registered { incarnation }) = outcome else {
             return;
         };
-        if self.phase.is_shutting_down() || self.life.is_some_and(|l| l >= incarnation) {
+        if self.life.is_some_and(|l| l >= incarnation) {
             return;
         }
         self.life = Some(incarnation);
         self.life_seq = self.next_op;
         self.counter = 0;
+        if self.phase.is_shutting_down() {
+            // Registered after all: deregister it in Releasing rather than leave it to expire.
+            return;
+        }
         self.acked(sent);
         self.want_table = true;
         self.discovery.due_now(self.now);
@@ -685,11 +689,6 @@ impl Node {
         if self.phase.is_shutting_down() {
             return;
         }
-        if self.life.is_none() {
-            self.set_phase(Phase::Draining);
-            self.finish(false);
-            return;
-        }
         self.shutdown = Some(Shutdown {
             deadline: self.now.saturating_add(self.cfg.shutdown_timeout),
             drained: false,
@@ -699,7 +698,7 @@ impl Node {
         for q in &queues {
             self.stop(q, AfterStop::HandOff);
         }
-        if !self.heartbeat_in_flight {
+        if !self.heartbeat_in_flight && self.life.is_some() {
             self.heartbeat();
         }
     }
@@ -830,6 +829,12 @@ impl Node {
                         let to = wanted.and_then(|id| self.membership.life_of(id));
                         self.hand_off(q.clone(), me.clone(), r.epoch, to);
                     }
+                    Some(Held::Receiving { epoch }) if epoch != r.epoch => {
+                        // Only a write naming this life can change the record; adopt its epoch.
+                        self.held
+                            .insert(q.clone(), Held::Receiving { epoch: r.epoch });
+                        self.dirty = true;
+                    }
                     Some(Held::Receiving { .. }) if running && !mine_target && wanted.is_some() => {
                         if moves_allowed {
                             self.stop(q, AfterStop::HandOff);
@@ -905,7 +910,7 @@ impl Node {
                 );
                 let r = self.view.get(q);
                 assert!(
-                    r.is_some_and(|r| names(r, me.as_ref()) && r.epoch >= *epoch && !r.retired),
+                    r.is_some_and(|r| names(r, me.as_ref()) && r.epoch == *epoch && !r.retired),
                     "receiving {q} at epoch {epoch} but the view shows {r:?}"
                 );
             }

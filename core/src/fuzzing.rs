@@ -1,0 +1,266 @@
+//! Byte-driven drivers shared by the fuzz targets and the corpus replay test (feature `fuzzing`).
+//!
+//! Each driver decodes arbitrary bytes into a scenario and panics if a rule breaks, so libFuzzer
+//! finds inputs that break it and a plain `cargo test` replays the committed corpus on stable.
+
+use crate::assignment::{Member, assign};
+use crate::config::Config;
+use crate::effect::{
+    Effect, Input, InstanceRecord, OpId, Outcome, QueueRecord, Read, Reply, Status, Write,
+};
+use crate::ids::{InstanceId, Owner, QueueId};
+use crate::node::Node;
+use crate::time::Millis;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Reads bytes, yielding zeros once they run out.
+struct Bytes<'a>(&'a [u8]);
+
+impl Bytes<'_> {
+    fn u8(&mut self) -> u8 {
+        let Some((&b, rest)) = self.0.split_first() else {
+            return 0;
+        };
+        self.0 = rest;
+        b
+    }
+
+    fn u16(&mut self) -> u16 {
+        u16::from(self.u8()) << 8 | u16::from(self.u8())
+    }
+
+    fn done(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+const IDS: [&str; 4] = ["me", "peer-a", "peer-b", "peer-c"];
+
+fn id(b: u8) -> InstanceId {
+    InstanceId::new(IDS[usize::from(b) % IDS.len()]).expect("valid id")
+}
+
+fn queue(b: u8) -> QueueId {
+    QueueId::new(&format!("https://sqs.local/1/q-{}", b % 8)).expect("valid queue")
+}
+
+fn owner(b: &mut Bytes) -> Option<Owner> {
+    let x = b.u8();
+    (!x.is_multiple_of(3)).then(|| Owner {
+        id: id(x >> 2),
+        incarnation: u64::from(b.u8() % 4),
+    })
+}
+
+fn instances(b: &mut Bytes) -> Vec<InstanceRecord> {
+    let mut out: BTreeMap<InstanceId, InstanceRecord> = BTreeMap::new();
+    for _ in 0..b.u8() % 5 {
+        let x = b.u8();
+        let r = InstanceRecord {
+            id: id(x),
+            incarnation: u64::from(b.u8() % 4),
+            heartbeat: u64::from(b.u8()),
+            status: [Status::Active, Status::Draining, Status::Dead][usize::from(x >> 4) % 3],
+            capacity: u32::from(x >> 6),
+        };
+        out.insert(r.id.clone(), r);
+    }
+    out.into_values().collect()
+}
+
+fn queues(b: &mut Bytes) -> Vec<QueueRecord> {
+    let mut out: BTreeMap<QueueId, QueueRecord> = BTreeMap::new();
+    for _ in 0..b.u8() % 9 {
+        let q = queue(b.u8());
+        let owner = owner(b);
+        let x = b.u8();
+        let r = QueueRecord {
+            queue: q.clone(),
+            owner,
+            epoch: u64::from(x % 16),
+            retired: x >= 240,
+        };
+        out.insert(q, r);
+    }
+    out.into_values().collect()
+}
+
+/// What the driver remembers of an effect it has not answered yet.
+enum Open {
+    Write(Write),
+    Read(Read),
+    List,
+}
+
+/// Drives one node with inputs decoded from `data` and checks its invariants after each.
+///
+/// Besides the node's own checks: pollers are started only when stopped and stopped only when
+/// started, and a stopped node asks for nothing more.
+pub fn drive_node(data: &[u8]) {
+    let mut b = Bytes(data);
+    let mut cfg = Config::new("app", "table");
+    cfg.instance_id = Some("me".into());
+    cfg.heartbeat_interval = Duration::from_millis(1_000);
+    cfg.heartbeat_timeout = Duration::from_millis(4_000);
+    cfg.rebalance_delay = Duration::from_millis(u64::from(b.u8()) * 20);
+    cfg.capacity = u32::from(b.u8() % 4) + 1;
+    cfg.queue_filter_pattern = b.u8().is_multiple_of(2).then(|| "^q-[0-5]".to_owned());
+    cfg.seed = u64::from(b.u16());
+    let mut now = Millis(u64::from(b.u16()));
+    let mut node = Node::new(cfg, now).expect("valid config");
+    let mut open: Vec<(OpId, Open)> = Vec::new();
+    let mut pollers: BTreeMap<QueueId, bool> = BTreeMap::new();
+    loop {
+        while let Some(e) = node.poll_effect() {
+            match e {
+                Effect::Write { id, write } => open.push((id, Open::Write(write))),
+                Effect::Read { id, read } => open.push((id, Open::Read(read))),
+                Effect::ListQueues { id, .. } => open.push((id, Open::List)),
+                Effect::StartReceiving { queue, .. } => {
+                    assert!(
+                        pollers.insert(queue.clone(), true).is_none(),
+                        "{queue} started twice"
+                    );
+                }
+                Effect::StopReceiving { queue } => {
+                    assert_eq!(
+                        pollers.insert(queue.clone(), false),
+                        Some(true),
+                        "{queue} stopped while not running"
+                    );
+                }
+                Effect::Fence { .. } | Effect::Phase(_) => {}
+            }
+        }
+        node.check_invariants();
+        if node.phase().is_stopped() {
+            assert!(node.poll_timeout().is_none());
+        } else {
+            let t = node
+                .poll_timeout()
+                .expect("a running node always has a timeout");
+            assert!(t >= now, "timeout {t:?} before now {now:?}");
+        }
+        if b.done() {
+            break;
+        }
+        let input = match b.u8() % 9 {
+            0 | 1 => {
+                now = now.saturating_add(Duration::from_millis(u64::from(b.u16()) % 10_000));
+                Input::Tick
+            }
+            2..=4 if !open.is_empty() => {
+                let (id, what) = open.remove(usize::from(b.u8()) % open.len());
+                let x = b.u8();
+                let outcome = match (x % 4, what) {
+                    (0, _) => Outcome::Unknown,
+                    (1, Open::Write(_)) => Outcome::Rejected,
+                    (_, Open::Write(Write::Register { .. })) => {
+                        Outcome::Applied(Reply::Registered {
+                            incarnation: u64::from(x >> 4),
+                        })
+                    }
+                    (_, Open::Write(_)) => Outcome::Applied(Reply::Done),
+                    (_, Open::Read(Read::Members)) => {
+                        Outcome::Applied(Reply::Members(instances(&mut b)))
+                    }
+                    (_, Open::Read(Read::Table)) => {
+                        let instances = instances(&mut b);
+                        Outcome::Applied(Reply::Table {
+                            instances,
+                            queues: queues(&mut b),
+                        })
+                    }
+                    (_, Open::List) => {
+                        let n = b.u8() % 8;
+                        Outcome::Applied(Reply::Queues((0..n).map(|_| queue(b.u8())).collect()))
+                    }
+                };
+                Input::Completed { id, outcome }
+            }
+            2..=4 => Input::Tick,
+            5 => {
+                let stopping: Vec<QueueId> = pollers
+                    .iter()
+                    .filter(|(_, r)| !**r)
+                    .map(|(q, _)| q.clone())
+                    .collect();
+                if stopping.is_empty() {
+                    Input::ReceivingStopped {
+                        queue: queue(b.u8()),
+                    }
+                } else {
+                    let q = stopping[usize::from(b.u8()) % stopping.len()].clone();
+                    pollers.remove(&q);
+                    Input::ReceivingStopped { queue: q }
+                }
+            }
+            6 => Input::QueueGone {
+                queue: queue(b.u8()),
+            },
+            7 => {
+                if b.u8().is_multiple_of(4) {
+                    Input::Shutdown
+                } else {
+                    Input::DrainFinished
+                }
+            }
+            _ => Input::Completed {
+                id: OpId(u64::from(b.u8())),
+                outcome: Outcome::Applied(Reply::Queues(vec![queue(b.u8())])),
+            },
+        };
+        node.handle(now, input);
+    }
+}
+
+/// Decodes a fleet from `data`, assigns it, and checks floor/ceil balance, full coverage and
+/// that re-assigning the result moves nothing.
+pub fn check_fleet(data: &[u8]) {
+    let mut b = Bytes(data);
+    let n = usize::from(b.u8() % 64) + 1;
+    let members: Vec<Member> = (0..n)
+        .map(|i| Member {
+            id: InstanceId::new(&format!("i-{}", usize::from(b.u8()) * 64 + i)).expect("valid id"),
+            weight: u32::from(b.u8() % 4) + 1,
+        })
+        .collect();
+    let q = usize::from(b.u16() % 3_000);
+    let qs: Vec<QueueId> = (0..q)
+        .map(|i| QueueId::new(&format!("q-{i}")).expect("valid queue"))
+        .collect();
+    let mut current = BTreeMap::new();
+    for qid in &qs {
+        let x = b.u8();
+        if !x.is_multiple_of(3) {
+            let who = members[usize::from(x) % n].id.clone();
+            current.insert(qid.clone(), who);
+        } else if x.is_multiple_of(2) {
+            current.insert(qid.clone(), InstanceId::new("departed").expect("valid id"));
+        }
+    }
+    let a = assign(&members, &qs, &current);
+    assert_eq!(a.len(), q, "every queue assigned");
+    let mut by_id: BTreeMap<&InstanceId, u32> = BTreeMap::new();
+    for m in &members {
+        let w = by_id.entry(&m.id).or_insert(0);
+        *w = (*w).max(m.weight);
+    }
+    let total: u64 = by_id.values().map(|&w| u64::from(w)).sum();
+    let load = a.load();
+    for (id, &w) in &by_id {
+        let share = q as u64 * u64::from(w);
+        let got = load[*id] as u64;
+        assert!(
+            share / total <= got && got <= share.div_ceil(total),
+            "{id} w{w}: {got} of {q}"
+        );
+    }
+    let settled: BTreeMap<QueueId, InstanceId> =
+        a.iter().map(|(q, m)| (q.clone(), m.clone())).collect();
+    assert!(
+        assign(&members, &qs, &settled).moved(&settled).is_empty(),
+        "a settled fleet moved"
+    );
+}
