@@ -1,1 +1,72 @@
-fn main(){}
+//! `sqsbalancer`: the operator's command for a fleet sharing SQS queues.
+//!
+//! Exit status: 0 on success, 1 when an input file is missing or wrong (one line on stderr naming
+//! the file and line), 2 for a malformed command line.
+
+mod error;
+mod plan;
+
+use clap::{Parser, Subcommand};
+use error::CliError;
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Share many SQS queues across a fleet: exact balance, minimal movement, fenced ownership.
+#[derive(Parser)]
+#[command(name = "sqsbalancer", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the target assignment of queues to instances, and what moves from --current.
+    Plan {
+        /// Members: one instance id per line, optionally followed by an integer weight.
+        #[arg(long, value_name = "FILE")]
+        members: PathBuf,
+        /// Queues: one queue URL or name per line.
+        #[arg(long, value_name = "FILE")]
+        queues: PathBuf,
+        /// The current owners: JSON mapping queue to instance, as an earlier --json plan printed.
+        #[arg(long, value_name = "FILE")]
+        current: Option<PathBuf>,
+        /// Print one JSON object (assignment, load, moved) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Plan {
+            members,
+            queues,
+            current,
+            json,
+        } => {
+            let input = plan::load(&members, &queues, current.as_deref())?;
+            let a = plan::plan(&input);
+            let mut out = std::io::stdout().lock();
+            if json {
+                writeln!(out, "{}", plan::to_json(&a, &input.current))?;
+            } else {
+                write!(out, "{}", plan::to_table(&a, &input.current))?;
+            }
+            out.flush()?;
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

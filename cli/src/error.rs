@@ -1,0 +1,31 @@
+//! The one error type of the command-line tool.
+
+use std::path::PathBuf;
+
+/// Everything the `sqsbalancer` command can refuse. Each prints as one line naming the file and,
+/// where there is one, the line.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CliError {
+    /// A file could not be read.
+    #[error("{}: cannot read: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A line of an input file is wrong.
+    #[error("{}:{line}: {reason}", path.display())]
+    Line {
+        /// The file.
+        path: PathBuf,
+        /// The 1-based line number.
+        line: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Writing the output failed (a closed pipe, a full disk).
+    #[error("cannot write output: {0}")]
+    Write(#[from] std::io::Error),
+}
