@@ -113,7 +113,7 @@ macro_rules! text_fmt {
         }
         impl fmt::Display for $t {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
+                f.pad(&self.0)
             }
         }
     };
@@ -147,6 +147,13 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn display_honours_width_so_tables_line_up() {
+        let id = InstanceId::new("i-a").unwrap();
+        assert_eq!(format!("[{id:<5}]"), "[i-a  ]");
+        assert_eq!(format!("[{:>4}]", QueueId::new("q").unwrap()), "[   q]");
     }
 
     #[test]
