@@ -10,6 +10,19 @@ use sqsbalancer_core::rng::Rng;
 const FAULTY_MS: u64 = 60_000;
 const SETTLE_MS: u64 = 45_000;
 
+/// Replays a failing case with the event log on and returns its last lines, for the failure
+/// message.
+fn trace_tail(seed: u64, nodes: usize, queues: usize) -> String {
+    let faults = Faults::draw(&mut Rng::new(seed ^ 0x5eed));
+    let mut c = Cluster::new(seed, nodes, queues, faults);
+    c.log = Some(Vec::new());
+    c.run_until(FAULTY_MS);
+    c.calm();
+    c.run_until(FAULTY_MS + SETTLE_MS);
+    let log = c.log.unwrap_or_default();
+    log[log.len().saturating_sub(60)..].join("\n")
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2_500, ..ProptestConfig::default() })]
 
@@ -24,12 +37,26 @@ proptest! {
         let faults = Faults::draw(&mut Rng::new(seed ^ 0x5eed));
         let mut c = Cluster::new(seed, nodes, queues, faults.clone());
         c.run_until(FAULTY_MS);
-        prop_assert!(c.violation.is_none(), "{:?} with {faults:?}", c.violation);
+        prop_assert!(
+            c.violation.is_none(),
+            "{:?} with {faults:?}\n{}",
+            c.violation,
+            trace_tail(seed, nodes, queues)
+        );
         c.calm();
         c.run_until(FAULTY_MS + SETTLE_MS);
-        prop_assert!(c.violation.is_none(), "{:?} with {faults:?}", c.violation);
+        prop_assert!(
+            c.violation.is_none(),
+            "{:?} with {faults:?}\n{}",
+            c.violation,
+            trace_tail(seed, nodes, queues)
+        );
         let settled = c.check_settled();
-        prop_assert!(settled.is_ok(), "{settled:?} with {faults:?}");
+        prop_assert!(
+            settled.is_ok(),
+            "{settled:?} with {faults:?}\n{}",
+            trace_tail(seed, nodes, queues)
+        );
     }
 }
 

@@ -4,8 +4,6 @@
 //! appearing and vanishing. After every event it checks that no queue has two nodes that may
 //! receive from it at the same instant.
 
-#![allow(dead_code)]
-
 use sqsbalancer_core::rng::Rng;
 use sqsbalancer_core::{
     Config, Effect, Input, InstanceId, InstanceRecord, Millis, Node, OpId, Outcome, Owner, Phase,
@@ -426,14 +424,6 @@ impl Cluster {
         );
     }
 
-    pub fn node(&self, i: usize) -> Option<&Node> {
-        self.slots[i].node.as_ref()
-    }
-
-    pub fn len(&self) -> usize {
-        self.slots.len()
-    }
-
     fn input(&mut self, i: usize, input: Input) {
         let local = self.slots[i].local(self.now);
         let Some(node) = self.slots[i].node.as_mut() else {
@@ -460,42 +450,9 @@ impl Cluster {
                 log.push(format!("{:>7} n{i} -> {effect:?}", self.now));
             }
             match effect {
-                Effect::Write { id, write } => {
-                    let at = self.now + self.latency();
-                    self.push(
-                        at,
-                        Ev::Apply {
-                            node: i,
-                            life,
-                            id,
-                            call: Call::Write(write),
-                        },
-                    );
-                }
-                Effect::Read { id, read } => {
-                    let at = self.now + self.latency();
-                    self.push(
-                        at,
-                        Ev::Apply {
-                            node: i,
-                            life,
-                            id,
-                            call: Call::Read(read),
-                        },
-                    );
-                }
-                Effect::ListQueues { id, .. } => {
-                    let at = self.now + self.latency();
-                    self.push(
-                        at,
-                        Ev::Apply {
-                            node: i,
-                            life,
-                            id,
-                            call: Call::List,
-                        },
-                    );
-                }
+                Effect::Write { id, write } => self.send(i, life, id, Call::Write(write)),
+                Effect::Read { id, read } => self.send(i, life, id, Call::Read(read)),
+                Effect::ListQueues { id, .. } => self.send(i, life, id, Call::List),
                 Effect::StartReceiving { queue, .. } => {
                     let old = self.slots[i].polling.insert(queue.clone(), None);
                     assert!(old.is_none(), "started {queue} twice");
@@ -556,6 +513,20 @@ impl Cluster {
                 self.push(t, Ev::Tick { node: i, life });
             }
         }
+    }
+
+    /// Sends a call of node `i` to the store; it arrives after a random latency.
+    fn send(&mut self, i: usize, life: u64, id: OpId, call: Call) {
+        let at = self.now + self.latency();
+        self.push(
+            at,
+            Ev::Apply {
+                node: i,
+                life,
+                id,
+                call,
+            },
+        );
     }
 
     /// Whether node `i` may have a receive in flight on `q` now.
