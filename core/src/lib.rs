@@ -18,6 +18,7 @@ pub mod membership;
 pub mod node;
 pub mod rng;
 pub mod shutdown;
+pub mod table;
 pub mod time;
 mod timer;
 

@@ -1,0 +1,739 @@
+//! How the protocol is stored in DynamoDB: item layout, and each [`Write`] and [`Read`] as one
+//! DynamoDB request with its condition.
+//!
+//! Kept in the core (pure data, no I/O) so that the AWS adapter and the simulator's fake table
+//! execute exactly the same requests, and so that a malformed item is rejected by one decoder.
+//!
+//! Layout, all under `pk = app#<application>`:
+//! - `sk = instance#<id>`: `incarnation` N, `heartbeat` N, `status` S (`active`, `draining`,
+//!   `dead`), `capacity` N, `ttl` N (epoch seconds; DynamoDB deletes the item some time after).
+//! - `sk = queue#<queue url>`: `owner_id` S and `owner_inc` N (both absent when unowned),
+//!   `epoch` N, `retired` BOOL.
+
+use crate::effect::{InstanceRecord, QueueRecord, Read, Reply, Status, Write};
+use crate::ids::{InstanceId, Owner, QueueId};
+use std::collections::BTreeMap;
+
+/// Partition key attribute.
+pub const PK: &str = "pk";
+/// Sort key attribute.
+pub const SK: &str = "sk";
+/// TTL attribute (the table's TTL setting points at it).
+pub const TTL: &str = "ttl";
+/// Attribute name.
+pub const INCARNATION: &str = "incarnation";
+/// Attribute name.
+pub const HEARTBEAT: &str = "heartbeat";
+/// Attribute name.
+pub const STATUS: &str = "status";
+/// Attribute name.
+pub const CAPACITY: &str = "capacity";
+/// Attribute name.
+pub const OWNER_ID: &str = "owner_id";
+/// Attribute name.
+pub const OWNER_INC: &str = "owner_inc";
+/// Attribute name.
+pub const EPOCH: &str = "epoch";
+/// Attribute name.
+pub const RETIRED: &str = "retired";
+
+/// Sort-key prefix of instance records.
+pub const INSTANCE_PREFIX: &str = "instance#";
+/// Sort-key prefix of queue records.
+pub const QUEUE_PREFIX: &str = "queue#";
+
+/// How long an instance record outlives its last heartbeat before DynamoDB's TTL may delete it.
+pub const LIVE_TTL_SECS: u64 = 7 * 24 * 3600;
+/// How long a dead instance record is kept.
+pub const DEAD_TTL_SECS: u64 = 24 * 3600;
+
+/// One attribute value, as DynamoDB types it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Value {
+    /// String.
+    S(String),
+    /// Number, in DynamoDB's decimal text form.
+    N(String),
+    /// Boolean.
+    Bool(bool),
+}
+
+impl Value {
+    /// A number value.
+    pub fn num(n: u64) -> Value {
+        Value::N(n.to_string())
+    }
+
+    /// The size DynamoDB charges for this value, in bytes.
+    pub fn size(&self) -> usize {
+        match self {
+            Value::S(s) => s.len(),
+            // DynamoDB: roughly one byte per two significant digits, plus one.
+            Value::N(n) => n.trim_start_matches('-').len().div_ceil(2) + 1,
+            Value::Bool(_) => 1,
+        }
+    }
+}
+
+/// An item: attribute name to value.
+pub type Item = BTreeMap<String, Value>;
+
+/// The size DynamoDB charges for an item: attribute names plus values.
+pub fn item_size(item: &Item) -> usize {
+    item.iter().map(|(k, v)| k.len() + v.size()).sum()
+}
+
+/// The primary key of one item.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Key {
+    /// Partition key.
+    pub pk: String,
+    /// Sort key.
+    pub sk: String,
+}
+
+/// A condition expression over the item as stored (an absent item has no attributes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cond {
+    /// `attribute_exists(name)`.
+    Exists(&'static str),
+    /// `attribute_not_exists(name)`.
+    NotExists(&'static str),
+    /// `name = value`.
+    Eq(&'static str, Value),
+    /// `name <> value` (also true when the attribute is absent).
+    Ne(&'static str, Value),
+    /// Every part holds.
+    And(Vec<Cond>),
+    /// Some part holds.
+    Or(Vec<Cond>),
+}
+
+/// One clause of an update expression.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Update {
+    /// `SET name = value`.
+    Set(&'static str, Value),
+    /// `ADD name n` (an absent attribute counts as 0).
+    Add(&'static str, i64),
+    /// `REMOVE name`.
+    Remove(&'static str),
+}
+
+/// One conditional write request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TableWrite {
+    /// The item written.
+    pub key: Key,
+    /// The update clauses (the item is created if absent, as UpdateItem does).
+    pub updates: Vec<Update>,
+    /// The condition; a failed condition changes nothing.
+    pub cond: Option<Cond>,
+}
+
+/// One read request: a strongly consistent Query of the application's partition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TableQuery {
+    /// The partition key.
+    pub pk: String,
+    /// `begins_with(sk, prefix)`, if any.
+    pub sk_prefix: Option<String>,
+}
+
+/// The partition key of an application.
+pub fn partition(application: &str) -> String {
+    format!("app#{application}")
+}
+
+fn key(application: &str, sk: String) -> Key {
+    Key {
+        pk: partition(application),
+        sk,
+    }
+}
+
+fn instance_key(application: &str, id: &InstanceId) -> Key {
+    key(application, format!("{INSTANCE_PREFIX}{id}"))
+}
+
+fn queue_key(application: &str, q: &QueueId) -> Key {
+    key(application, format!("{QUEUE_PREFIX}{q}"))
+}
+
+fn status_text(s: Status) -> &'static str {
+    match s {
+        Status::Active => "active",
+        Status::Draining => "draining",
+        Status::Dead => "dead",
+    }
+}
+
+fn is_life(owner: &Owner) -> Vec<Cond> {
+    vec![Cond::Eq(INCARNATION, Value::num(owner.incarnation))]
+}
+
+fn names_owner(owner: &Option<Owner>) -> Cond {
+    match owner {
+        None => Cond::NotExists(OWNER_ID),
+        Some(o) => Cond::And(vec![
+            Cond::Eq(OWNER_ID, Value::S(o.id.as_str().to_owned())),
+            Cond::Eq(OWNER_INC, Value::num(o.incarnation)),
+        ]),
+    }
+}
+
+fn set_owner(owner: &Option<Owner>, epoch: u64) -> Vec<Update> {
+    let mut u = match owner {
+        None => vec![Update::Remove(OWNER_ID), Update::Remove(OWNER_INC)],
+        Some(o) => vec![
+            Update::Set(OWNER_ID, Value::S(o.id.as_str().to_owned())),
+            Update::Set(OWNER_INC, Value::num(o.incarnation)),
+        ],
+    };
+    u.push(Update::Set(EPOCH, Value::num(epoch)));
+    u.push(Update::Set(RETIRED, Value::Bool(false)));
+    u
+}
+
+/// The DynamoDB request for `write`. `wall_secs` is the current wall-clock time in epoch
+/// seconds; it is used only for the instance records' TTL.
+pub fn encode_write(application: &str, write: &Write, wall_secs: u64) -> TableWrite {
+    let live_ttl = Update::Set(TTL, Value::num(wall_secs + LIVE_TTL_SECS));
+    let dead_ttl = Update::Set(TTL, Value::num(wall_secs + DEAD_TTL_SECS));
+    let not_dead = Cond::Ne(STATUS, Value::S("dead".to_owned()));
+    match write {
+        Write::Register { id, capacity } => TableWrite {
+            key: instance_key(application, id),
+            updates: vec![
+                Update::Add(INCARNATION, 1),
+                Update::Set(HEARTBEAT, Value::num(0)),
+                Update::Set(STATUS, Value::S("active".to_owned())),
+                Update::Set(CAPACITY, Value::num(u64::from(*capacity))),
+                live_ttl,
+            ],
+            cond: None,
+        },
+        Write::Heartbeat {
+            owner,
+            counter,
+            status,
+        } => TableWrite {
+            key: instance_key(application, &owner.id),
+            updates: vec![
+                Update::Set(HEARTBEAT, Value::num(*counter)),
+                Update::Set(STATUS, Value::S(status_text(*status).to_owned())),
+                live_ttl,
+            ],
+            cond: Some(Cond::And(
+                [is_life(owner), vec![Cond::Exists(PK), not_dead]].concat(),
+            )),
+        },
+        Write::Reap { owner, counter } => TableWrite {
+            key: instance_key(application, &owner.id),
+            updates: vec![Update::Set(STATUS, Value::S("dead".to_owned())), dead_ttl],
+            cond: Some(Cond::And(
+                [
+                    is_life(owner),
+                    vec![Cond::Eq(HEARTBEAT, Value::num(*counter)), not_dead],
+                ]
+                .concat(),
+            )),
+        },
+        Write::Deregister { owner } => TableWrite {
+            key: instance_key(application, &owner.id),
+            updates: vec![Update::Set(STATUS, Value::S("dead".to_owned())), dead_ttl],
+            cond: Some(Cond::And(is_life(owner))),
+        },
+        Write::CreateQueue {
+            queue,
+            revive_epoch,
+        } => {
+            let (cond, epoch) = match revive_epoch {
+                None => (Cond::NotExists(PK), 1),
+                Some(e) => (
+                    Cond::And(vec![
+                        Cond::Eq(RETIRED, Value::Bool(true)),
+                        Cond::Eq(EPOCH, Value::num(*e)),
+                    ]),
+                    e + 1,
+                ),
+            };
+            TableWrite {
+                key: queue_key(application, queue),
+                updates: set_owner(&None, epoch),
+                cond: Some(cond),
+            }
+        }
+        Write::Claim {
+            queue,
+            expect_owner,
+            expect_epoch,
+            new_owner,
+        } => TableWrite {
+            key: queue_key(application, queue),
+            updates: set_owner(&Some(new_owner.clone()), expect_epoch + 1),
+            cond: Some(Cond::And(vec![
+                Cond::Eq(EPOCH, Value::num(*expect_epoch)),
+                Cond::Eq(RETIRED, Value::Bool(false)),
+                names_owner(expect_owner),
+            ])),
+        },
+        Write::HandOff {
+            queue,
+            from,
+            expect_epoch,
+            to,
+        } => TableWrite {
+            key: queue_key(application, queue),
+            updates: set_owner(to, expect_epoch + 1),
+            cond: Some(Cond::And(vec![
+                Cond::Eq(EPOCH, Value::num(*expect_epoch)),
+                names_owner(&Some(from.clone())),
+            ])),
+        },
+        Write::Retire {
+            queue,
+            expect_epoch,
+        } => {
+            let mut updates = set_owner(&None, expect_epoch + 1);
+            updates.pop();
+            updates.push(Update::Set(RETIRED, Value::Bool(true)));
+            TableWrite {
+                key: queue_key(application, queue),
+                updates,
+                cond: Some(Cond::Eq(EPOCH, Value::num(*expect_epoch))),
+            }
+        }
+    }
+}
+
+/// The reply to an applied `write`, from the item as it stands after the write.
+pub fn write_reply(write: &Write, after: &Item) -> Result<Reply, DecodeError> {
+    match write {
+        Write::Register { .. } => Ok(Reply::Registered {
+            incarnation: number(after, INCARNATION)?,
+        }),
+        _ => Ok(Reply::Done),
+    }
+}
+
+/// The query for `read`.
+pub fn encode_read(application: &str, read: Read) -> TableQuery {
+    TableQuery {
+        pk: partition(application),
+        sk_prefix: match read {
+            Read::Members => Some(INSTANCE_PREFIX.to_owned()),
+            Read::Table => None,
+        },
+    }
+}
+
+/// Why an item was skipped.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("item {sk:?}: {reason}")]
+pub struct DecodeError {
+    /// The item's sort key (truncated to 80 characters), or empty if it has none.
+    pub sk: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// The records decoded from a page of items, and the items skipped as malformed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Decoded {
+    /// Instance records, in key order.
+    pub instances: Vec<InstanceRecord>,
+    /// Queue records, in key order.
+    pub queues: Vec<QueueRecord>,
+    /// Items that could not be read; the caller logs them and carries on.
+    pub skipped: Vec<DecodeError>,
+}
+
+/// Decodes every item of a query result, skipping (and reporting) malformed ones.
+pub fn decode_items<'a>(items: impl IntoIterator<Item = &'a Item>) -> Decoded {
+    let mut out = Decoded::default();
+    for item in items {
+        match decode_item(item) {
+            Ok(Record::Instance(r)) => out.instances.push(r),
+            Ok(Record::Queue(r)) => out.queues.push(r),
+            Err(e) => out.skipped.push(e),
+        }
+    }
+    out
+}
+
+/// The reply to `read` from decoded records.
+pub fn read_reply(read: Read, decoded: Decoded) -> Reply {
+    match read {
+        Read::Members => Reply::Members(decoded.instances),
+        Read::Table => Reply::Table {
+            instances: decoded.instances,
+            queues: decoded.queues,
+        },
+    }
+}
+
+/// One decoded item.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Record {
+    /// An instance record.
+    Instance(InstanceRecord),
+    /// A queue record.
+    Queue(QueueRecord),
+}
+
+fn sk_of(item: &Item) -> String {
+    match item.get(SK) {
+        Some(Value::S(s)) => s.chars().take(80).collect(),
+        _ => String::new(),
+    }
+}
+
+fn fail<T>(item: &Item, reason: String) -> Result<T, DecodeError> {
+    Err(DecodeError {
+        sk: sk_of(item),
+        reason,
+    })
+}
+
+fn number(item: &Item, name: &str) -> Result<u64, DecodeError> {
+    match item.get(name) {
+        Some(Value::N(n)) => match n.parse::<u64>() {
+            Ok(v) => Ok(v),
+            Err(_) => fail(item, format!("{name} is not a whole number: {n:.20}")),
+        },
+        Some(_) => fail(item, format!("{name} is not a number")),
+        None => fail(item, format!("{name} is missing")),
+    }
+}
+
+/// Decodes one item of the coordination table.
+pub fn decode_item(item: &Item) -> Result<Record, DecodeError> {
+    let Some(Value::S(sk)) = item.get(SK) else {
+        return fail(item, "sort key missing or not a string".to_owned());
+    };
+    if let Some(id) = sk.strip_prefix(INSTANCE_PREFIX) {
+        let id = InstanceId::new(id).or_else(|e| fail(item, e.to_string()))?;
+        let status = match item.get(STATUS) {
+            Some(Value::S(s)) if s == "active" => Status::Active,
+            Some(Value::S(s)) if s == "draining" => Status::Draining,
+            Some(Value::S(s)) if s == "dead" => Status::Dead,
+            _ => return fail(item, "status is missing or unknown".to_owned()),
+        };
+        let capacity = number(item, CAPACITY)?;
+        if capacity == 0 || capacity > u64::from(crate::config::MAX_CAPACITY) {
+            return fail(item, format!("capacity {capacity} out of range"));
+        }
+        Ok(Record::Instance(InstanceRecord {
+            id,
+            incarnation: number(item, INCARNATION)?,
+            heartbeat: number(item, HEARTBEAT)?,
+            status,
+            capacity: capacity as u32,
+        }))
+    } else if let Some(q) = sk.strip_prefix(QUEUE_PREFIX) {
+        let queue = QueueId::new(q).or_else(|e| fail(item, e.to_string()))?;
+        let owner = match (item.get(OWNER_ID), item.contains_key(OWNER_INC)) {
+            (None, false) => None,
+            (Some(Value::S(id)), true) => Some(Owner {
+                id: InstanceId::new(id).or_else(|e| fail(item, e.to_string()))?,
+                incarnation: number(item, OWNER_INC)?,
+            }),
+            _ => return fail(item, "owner_id and owner_inc must come together".to_owned()),
+        };
+        let retired = match item.get(RETIRED) {
+            Some(Value::Bool(b)) => *b,
+            _ => return fail(item, "retired is missing or not a boolean".to_owned()),
+        };
+        Ok(Record::Queue(QueueRecord {
+            queue,
+            owner,
+            epoch: number(item, EPOCH)?,
+            retired,
+        }))
+    } else {
+        fail(item, "unknown sort key prefix".to_owned())
+    }
+}
+
+/// Whether `cond` holds on `item` (`None`: the item is absent).
+pub fn holds(cond: &Cond, item: Option<&Item>) -> bool {
+    let get = |name: &str| item.and_then(|i| i.get(name));
+    match cond {
+        Cond::Exists(n) => get(n).is_some(),
+        Cond::NotExists(n) => get(n).is_none(),
+        Cond::Eq(n, v) => get(n).is_some_and(|x| same(x, v)),
+        Cond::Ne(n, v) => !get(n).is_some_and(|x| same(x, v)),
+        Cond::And(cs) => cs.iter().all(|c| holds(c, item)),
+        Cond::Or(cs) => cs.iter().any(|c| holds(c, item)),
+    }
+}
+
+/// Equality as DynamoDB compares: numbers by value, everything else exactly.
+fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::N(x), Value::N(y)) => match (x.parse::<i128>(), y.parse::<i128>()) {
+            (Ok(x), Ok(y)) => x == y,
+            _ => x == y,
+        },
+        _ => a == b,
+    }
+}
+
+/// Why an update could not be applied (DynamoDB's ValidationException).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("cannot ADD to {attribute}: {reason}")]
+pub struct UpdateError {
+    /// The attribute.
+    pub attribute: &'static str,
+    /// What is wrong.
+    pub reason: &'static str,
+}
+
+/// Applies `updates` to `item` (created with its key if absent), as UpdateItem does.
+pub fn apply_updates(
+    key: &Key,
+    item: Option<&Item>,
+    updates: &[Update],
+) -> Result<Item, UpdateError> {
+    let mut out = item.cloned().unwrap_or_else(|| {
+        let mut i = Item::new();
+        i.insert(PK.to_owned(), Value::S(key.pk.clone()));
+        i.insert(SK.to_owned(), Value::S(key.sk.clone()));
+        i
+    });
+    for u in updates {
+        match u {
+            Update::Set(n, v) => {
+                out.insert((*n).to_owned(), v.clone());
+            }
+            Update::Remove(n) => {
+                out.remove(*n);
+            }
+            Update::Add(n, d) => {
+                let old = match out.get(*n) {
+                    None => 0,
+                    Some(Value::N(x)) => x.parse::<i64>().map_err(|_| UpdateError {
+                        attribute: n,
+                        reason: "not an integer",
+                    })?,
+                    Some(_) => {
+                        return Err(UpdateError {
+                            attribute: n,
+                            reason: "not a number",
+                        });
+                    }
+                };
+                let new = old.checked_add(*d).ok_or(UpdateError {
+                    attribute: n,
+                    reason: "overflow",
+                })?;
+                out.insert((*n).to_owned(), Value::N(new.to_string()));
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owner(id: &str, inc: u64) -> Owner {
+        Owner {
+            id: InstanceId::new(id).unwrap(),
+            incarnation: inc,
+        }
+    }
+
+    fn q() -> QueueId {
+        QueueId::new("https://sqs.local/1/q-1").unwrap()
+    }
+
+    /// Runs a write against an optional stored item like the table would.
+    fn run(w: &Write, item: Option<Item>) -> Option<Item> {
+        let tw = encode_write("app", w, 1_000);
+        if tw.cond.as_ref().is_some_and(|c| !holds(c, item.as_ref())) {
+            return None;
+        }
+        Some(apply_updates(&tw.key, item.as_ref(), &tw.updates).unwrap())
+    }
+
+    #[test]
+    fn register_then_heartbeat_round_trips() {
+        let id = InstanceId::new("a").unwrap();
+        let reg = Write::Register {
+            id: id.clone(),
+            capacity: 3,
+        };
+        let item = run(&reg, None).unwrap();
+        assert_eq!(
+            write_reply(&reg, &item),
+            Ok(Reply::Registered { incarnation: 1 })
+        );
+        let again = run(&reg, Some(item)).unwrap();
+        assert_eq!(
+            write_reply(&reg, &again),
+            Ok(Reply::Registered { incarnation: 2 })
+        );
+        let hb = |inc| Write::Heartbeat {
+            owner: owner("a", inc),
+            counter: 7,
+            status: Status::Draining,
+        };
+        assert!(
+            run(&hb(1), Some(again.clone())).is_none(),
+            "old life fenced"
+        );
+        let beat = run(&hb(2), Some(again)).unwrap();
+        assert_eq!(
+            decode_item(&beat),
+            Ok(Record::Instance(InstanceRecord {
+                id,
+                incarnation: 2,
+                heartbeat: 7,
+                status: Status::Draining,
+                capacity: 3,
+            }))
+        );
+        let reaped = run(
+            &Write::Reap {
+                owner: owner("a", 2),
+                counter: 7,
+            },
+            Some(beat),
+        )
+        .unwrap();
+        assert!(run(&hb(2), Some(reaped)).is_none(), "dead life fenced");
+        assert!(run(&hb(1), None).is_none(), "heartbeat never creates");
+    }
+
+    #[test]
+    fn queue_writes_check_owner_and_epoch() {
+        let create = Write::CreateQueue {
+            queue: q(),
+            revive_epoch: None,
+        };
+        let rec = run(&create, None).unwrap();
+        assert!(run(&create, Some(rec.clone())).is_none(), "create once");
+        let claim = |expect_owner, expect_epoch| Write::Claim {
+            queue: q(),
+            expect_owner,
+            expect_epoch,
+            new_owner: owner("b", 1),
+        };
+        assert!(run(&claim(Some(owner("x", 1)), 1), Some(rec.clone())).is_none());
+        assert!(run(&claim(None, 2), Some(rec.clone())).is_none());
+        let held = run(&claim(None, 1), Some(rec)).unwrap();
+        assert_eq!(
+            decode_item(&held),
+            Ok(Record::Queue(QueueRecord {
+                queue: q(),
+                owner: Some(owner("b", 1)),
+                epoch: 2,
+                retired: false,
+            }))
+        );
+        let hand = |from| Write::HandOff {
+            queue: q(),
+            from,
+            expect_epoch: 2,
+            to: None,
+        };
+        assert!(run(&hand(owner("b", 2)), Some(held.clone())).is_none());
+        let free = run(&hand(owner("b", 1)), Some(held)).unwrap();
+        let retire = Write::Retire {
+            queue: q(),
+            expect_epoch: 3,
+        };
+        let tomb = run(&retire, Some(free)).unwrap();
+        assert!(matches!(
+            decode_item(&tomb),
+            Ok(Record::Queue(QueueRecord {
+                epoch: 4,
+                retired: true,
+                owner: None,
+                ..
+            }))
+        ));
+        assert!(
+            run(&claim(None, 4), Some(tomb.clone())).is_none(),
+            "no claim of a tombstone"
+        );
+        let revive = Write::CreateQueue {
+            queue: q(),
+            revive_epoch: Some(4),
+        };
+        let back = run(&revive, Some(tomb)).unwrap();
+        assert!(matches!(
+            decode_item(&back),
+            Ok(Record::Queue(QueueRecord {
+                epoch: 5,
+                retired: false,
+                ..
+            }))
+        ));
+    }
+
+    #[test]
+    fn malformed_items_are_reported_not_decoded() {
+        let base = run(
+            &Write::Register {
+                id: InstanceId::new("a").unwrap(),
+                capacity: 1,
+            },
+            None,
+        )
+        .unwrap();
+        type Breakage = Box<dyn Fn(&mut Item)>;
+        let cases: Vec<(&str, Breakage)> = vec![
+            (
+                "status",
+                Box::new(|i| {
+                    i.remove(STATUS);
+                }),
+            ),
+            (
+                "heartbeat",
+                Box::new(|i| {
+                    i.insert(HEARTBEAT.into(), Value::S("x".into()));
+                }),
+            ),
+            (
+                "capacity",
+                Box::new(|i| {
+                    i.insert(CAPACITY.into(), Value::num(0));
+                }),
+            ),
+            (
+                "prefix",
+                Box::new(|i| {
+                    i.insert(SK.into(), Value::S("lease#z".into()));
+                }),
+            ),
+            (
+                "instance id",
+                Box::new(|i| {
+                    i.insert(
+                        SK.into(),
+                        Value::S(format!("instance#{}", "x".repeat(50_000))),
+                    );
+                }),
+            ),
+            (
+                "sort key",
+                Box::new(|i| {
+                    i.remove(SK);
+                }),
+            ),
+        ];
+        for (what, break_it) in cases {
+            let mut item = base.clone();
+            break_it(&mut item);
+            let d = decode_items([&item, &base]);
+            assert_eq!(d.instances.len(), 1, "{what}: the good item survives");
+            assert_eq!(d.skipped.len(), 1, "{what}: the bad item is reported");
+            assert!(d.skipped[0].sk.len() <= 80, "{what}: report stays short");
+        }
+    }
+}
