@@ -37,6 +37,9 @@ pub struct InstanceRecord {
     pub status: Status,
     /// Capacity weight (at least 1).
     pub capacity: u32,
+    /// Hand-offs announced to this instance by peers ([`Write::Notify`]); a change tells it to
+    /// read the queue records now rather than at the next reconciliation.
+    pub inbox: u64,
 }
 
 /// One queue record (`queue#<queue url>`) as read from the table.
@@ -73,6 +76,16 @@ pub enum Write {
         counter: u64,
         /// Active or draining.
         status: Status,
+    },
+    /// Announce a change of hands: add 1 to the inbox of the life that just received a queue
+    /// (by hand-off or claim), or of the writer itself when it released or retired one; on
+    /// condition that the incarnation is still the one named. Every node reads every inbox at
+    /// its heartbeat, so a change makes it re-read the queue records at once; at steady state
+    /// nothing changes and nothing extra is read. Best effort: a lost notice only delays peers
+    /// until their next reconciliation read.
+    Notify {
+        /// The peer life the queue went to.
+        to: Owner,
     },
     /// Mark a silent peer's life dead, on condition that its incarnation and counter are still
     /// the ones observed. Once applied its heartbeats are rejected, so it stays fenced.

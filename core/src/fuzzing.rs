@@ -63,6 +63,7 @@ fn instances(b: &mut Bytes) -> Vec<InstanceRecord> {
             heartbeat: u64::from(b.u8()),
             status: [Status::Active, Status::Draining, Status::Dead][usize::from(x >> 4) % 3],
             capacity: u32::from(x >> 6),
+            inbox: u64::from(x & 3),
         };
         out.insert(r.id.clone(), r);
     }

@@ -58,7 +58,14 @@ impl Membership {
                 });
             }
             let since = match self.seen.get(&r.id) {
-                Some(s) if s.record == *r => s.since,
+                // Only a heartbeat, status or life change is a sign of life; a peer's notice
+                // bumping the inbox of a silent instance is not.
+                Some(s)
+                    if (s.record.incarnation, s.record.heartbeat, s.record.status)
+                        == (r.incarnation, r.heartbeat, r.status) =>
+                {
+                    s.since
+                }
                 _ => now,
             };
             next.insert(
@@ -180,6 +187,7 @@ mod tests {
             heartbeat: hb,
             status,
             capacity: 1,
+            inbox: 0,
         }
     }
 

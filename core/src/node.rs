@@ -22,9 +22,10 @@ enum Pending {
     Register { sent: Millis },
     Heartbeat { sent: Millis, life: u64 },
     Reap { owner: Owner },
+    Notify,
     Queue { write: Write, result: QueueRecord },
     Deregister,
-    Read,
+    Read { table: bool },
     List,
 }
 
@@ -64,6 +65,9 @@ pub struct Node {
     reaping: BTreeSet<Owner>,
     read_in_flight: bool,
     want_table: bool,
+    /// Each instance's (incarnation, inbox counter) when last read: a change means a queue
+    /// changed hands, so this node's view of the queue records is stale.
+    inboxes: BTreeMap<InstanceId, (u64, u64)>,
     heartbeat_in_flight: bool,
     registering: bool,
     deregistering: bool,
@@ -126,6 +130,7 @@ impl Node {
             reaping: BTreeSet::new(),
             read_in_flight: false,
             want_table: true,
+            inboxes: BTreeMap::new(),
             heartbeat_in_flight: false,
             registering: false,
             deregistering: false,
@@ -250,7 +255,9 @@ impl Node {
     }
 
     fn read(&mut self, read: Read) {
-        let id = self.issue(Pending::Read);
+        let id = self.issue(Pending::Read {
+            table: read == Read::Table,
+        });
         self.read_in_flight = true;
         if read == Read::Table {
             self.want_table = false;
@@ -399,6 +406,7 @@ impl Node {
                     self.dirty = true;
                 }
             }
+            Pending::Notify => {}
             Pending::Queue { write, result } => self.on_queue_written(id, write, result, outcome),
             Pending::Deregister => {
                 self.deregistering = false;
@@ -407,19 +415,25 @@ impl Node {
                 self.set_phase(Phase::Deregistered);
                 self.finish(false);
             }
-            Pending::Read => {
+            Pending::Read { table } => {
                 self.read_in_flight = false;
                 match outcome {
-                    Outcome::Applied(Reply::Members(instances)) => self.observe(id, &instances),
+                    Outcome::Applied(Reply::Members(instances)) => {
+                        if self.observe(id, &instances) {
+                            // Queues changed hands: read the records now, not at reconciliation.
+                            self.read(Read::Table);
+                        }
+                    }
                     Outcome::Applied(Reply::Table { instances, queues }) => {
-                        self.observe(id, &instances);
+                        let _ = self.observe(id, &instances);
                         self.uncertain.retain(|_, seq| *seq > id.0);
                         if self.view.merge_snapshot(id.0, queues) {
                             self.dirty = true;
                         }
                         self.dirty = true;
                     }
-                    _ => {}
+                    // A table read that failed is still wanted: retry it on the next tick.
+                    _ => self.want_table |= table,
                 }
             }
             Pending::List => {
@@ -492,9 +506,18 @@ impl Node {
 
     /// Folds in the instance records of the read sent as `sent`. A read sent after this life
     /// began that shows it ended (reaped, or a later registration of this id) ends it here too.
-    fn observe(&mut self, sent: OpId, instances: &[InstanceRecord]) {
+    /// Takes in a read of the instance records; true when an inbox counter changed since the
+    /// last read, i.e. some queue was handed over or claimed.
+    #[must_use]
+    fn observe(&mut self, sent: OpId, instances: &[InstanceRecord]) -> bool {
         self.membership.observe(self.now, instances);
         self.dirty = true;
+        let mut notified = false;
+        for r in instances {
+            let now = (r.incarnation, r.inbox);
+            let old = self.inboxes.insert(r.id.clone(), now);
+            notified |= old.is_some_and(|o| o != now) || (old.is_none() && r.inbox > 0);
+        }
         if let Some(life) = self.life
             && sent.0 >= self.life_seq
         {
@@ -504,7 +527,7 @@ impl Node {
             });
             if over {
                 self.lose_life();
-                return;
+                return false;
             }
         }
         if self.life.is_some() {
@@ -522,6 +545,7 @@ impl Node {
                 }
             }
         }
+        notified
     }
 
     fn on_listed(&mut self, listed: Vec<QueueId>) {
@@ -596,6 +620,18 @@ impl Node {
         self.dirty = true;
         match outcome {
             Outcome::Applied(_) => {
+                // Announce every change of hands, so the new owner (and every peer's view)
+                // catches up at its next instance read instead of its next reconciliation.
+                let to = match &write {
+                    Write::HandOff { to: Some(to), .. } | Write::Claim { new_owner: to, .. } => {
+                        Some(to.clone())
+                    }
+                    Write::HandOff { to: None, .. } | Write::Retire { .. } => self.life(),
+                    _ => None,
+                };
+                if let Some(to) = to {
+                    self.write(Pending::Notify, Write::Notify { to });
+                }
                 let starts = matches!(write, Write::Claim { .. })
                     && self.phase == Phase::Running
                     && names(&result, self.life().as_ref())
@@ -762,9 +798,15 @@ impl Node {
             id: self.me.clone(),
             weight: self.cfg.capacity,
         });
-        let members = self
+        let mut members = self
             .membership
             .members(self.cfg.heartbeat_timeout, me.as_ref());
+        if me.is_none() {
+            // Draining or not yet registered: our own record may still read Active, but a
+            // node that is giving queues up must never be their target (it would hand off to
+            // itself, forever).
+            members.retain(|m| m.id != self.me);
+        }
         if members != self.members {
             self.members = members;
             self.members_changed_at = self.now;
@@ -918,7 +960,7 @@ impl Node {
         let reads = self
             .ops
             .values()
-            .filter(|p| matches!(p, Pending::Read))
+            .filter(|p| matches!(p, Pending::Read { .. }))
             .count();
         assert!(reads <= 1, "{reads} reads in flight");
         let beats = self

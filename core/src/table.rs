@@ -28,6 +28,8 @@ pub const HEARTBEAT: &str = "heartbeat";
 pub const STATUS: &str = "status";
 /// Attribute name.
 pub const CAPACITY: &str = "capacity";
+/// Attribute name: the hand-off notice counter of an instance record (absent means 0).
+pub const INBOX: &str = "inbox";
 /// Attribute name.
 pub const OWNER_ID: &str = "owner_id";
 /// Attribute name.
@@ -227,6 +229,11 @@ pub fn encode_write(application: &str, write: &Write, wall_secs: u64) -> TableWr
             cond: Some(Cond::And(
                 [is_life(owner), vec![Cond::Exists(PK), not_dead]].concat(),
             )),
+        },
+        Write::Notify { to } => TableWrite {
+            key: instance_key(application, &to.id),
+            updates: vec![Update::Add(INBOX, 1)],
+            cond: Some(Cond::And([is_life(to), vec![not_dead]].concat())),
         },
         Write::Reap { owner, counter } => TableWrite {
             key: instance_key(application, &owner.id),
@@ -430,6 +437,10 @@ pub fn decode_item(item: &Item) -> Result<Record, DecodeError> {
             heartbeat: number(item, HEARTBEAT)?,
             status,
             capacity: capacity as u32,
+            inbox: match item.get(INBOX) {
+                None => 0,
+                Some(_) => number(item, INBOX)?,
+            },
         }))
     } else if let Some(q) = sk.strip_prefix(QUEUE_PREFIX) {
         let queue = QueueId::new(q).or_else(|e| fail(item, e.to_string()))?;
@@ -594,6 +605,7 @@ mod tests {
                 heartbeat: 7,
                 status: Status::Draining,
                 capacity: 3,
+                inbox: 0,
             }))
         );
         let reaped = run(

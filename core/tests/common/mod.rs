@@ -40,6 +40,7 @@ impl Store {
         match w {
             Write::Register { id, capacity } => {
                 let inc = self.instances.get(id).map_or(1, |r| r.incarnation + 1);
+                let inbox = self.instances.get(id).map_or(0, |r| r.inbox);
                 self.instances.insert(
                     id.clone(),
                     InstanceRecord {
@@ -48,6 +49,7 @@ impl Store {
                         heartbeat: 0,
                         status: Status::Active,
                         capacity: *capacity,
+                        inbox,
                     },
                 );
                 Outcome::Applied(Reply::Registered { incarnation: inc })
@@ -60,6 +62,13 @@ impl Store {
                 Some(r) if r.incarnation == owner.incarnation && r.status != Status::Dead => {
                     r.heartbeat = *counter;
                     r.status = *status;
+                    done
+                }
+                _ => rejected,
+            },
+            Write::Notify { to } => match self.instances.get_mut(&to.id) {
+                Some(r) if r.incarnation == to.incarnation && r.status != Status::Dead => {
+                    r.inbox += 1;
                     done
                 }
                 _ => rejected,
