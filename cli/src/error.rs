@@ -28,4 +28,21 @@ pub enum CliError {
     /// Writing the output failed (a closed pipe, a full disk).
     #[error("cannot write output: {0}")]
     Write(#[from] std::io::Error),
+    /// A simulation parameter is wrong or its output cannot be written.
+    #[error(transparent)]
+    Sim(#[from] sqsbalancer_sim::SimError),
+    /// Writing an output file failed.
+    #[error("{}: cannot write: {reason}", path.display())]
+    Output {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// Simulations broke invariants (each was printed with the command that replays it).
+    #[error("{count} simulation run(s) broke an invariant")]
+    Violations {
+        /// How many runs.
+        count: usize,
+    },
 }

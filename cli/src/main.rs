@@ -5,6 +5,7 @@
 
 mod error;
 mod plan;
+mod sim;
 
 use clap::{Parser, Subcommand};
 use error::CliError;
@@ -37,6 +38,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Deterministic cluster simulations: one seed, a swarm of seeds, or a replay.
+    #[command(subcommand)]
+    Sim(sim::SimCommand),
 }
 
 fn run(cli: Cli) -> Result<(), CliError> {
@@ -58,6 +62,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             out.flush()?;
             Ok(())
         }
+        Command::Sim(cmd) => sim::run(cmd),
     }
 }
 

@@ -1,0 +1,326 @@
+//! `sqsbalancer sim`: run, swarm and replay level-1 simulations, and print what they measured.
+//!
+//! The simulator itself never reads a clock; the wall time printed here (for the simulated-to-
+//! wall ratio) is measured around it by this command.
+
+use crate::error::CliError;
+use clap::Subcommand;
+use sqsbalancer_sim::report::Spread;
+use sqsbalancer_sim::scenario::FaultKind;
+use sqsbalancer_sim::{Report, Scenario, SwarmSummary, parse_duration, timeline};
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// The simulation commands.
+#[derive(Subcommand)]
+pub enum SimCommand {
+    /// Run one seed and print its summary.
+    Run {
+        /// The seed.
+        #[arg(long)]
+        seed: u64,
+        /// Instances at the start (default: drawn from the seed).
+        #[arg(long)]
+        instances: Option<usize>,
+        /// Queues at the start (default: drawn from the seed).
+        #[arg(long)]
+        queues: Option<usize>,
+        /// Simulated length, e.g. 15m or 1h; the last 4 minutes are calm.
+        #[arg(long, value_parser = duration)]
+        duration: Option<Duration>,
+        /// Fault kinds, comma-separated, or `all` or `none` (default: drawn from the seed).
+        #[arg(long)]
+        faults: Option<String>,
+        /// Messages sent per simulated second.
+        #[arg(long)]
+        rate: Option<u64>,
+        /// Write the JSON-lines trace here.
+        #[arg(long, value_name = "FILE")]
+        trace: Option<PathBuf>,
+        /// Write the SVG timeline of ownership here.
+        #[arg(long, value_name = "FILE")]
+        svg: Option<PathBuf>,
+        /// Print the summary as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run many seeds, each with its own size and fault mix.
+    Swarm {
+        /// How many seeds.
+        #[arg(long, default_value_t = 100)]
+        seeds: u64,
+        /// The first seed.
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        /// Threads (default: the machine's cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Limit each seed's fault kinds to these (comma-separated; default: all kinds).
+        #[arg(long)]
+        faults: Option<String>,
+        /// Print the summary as one JSON object on the last line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a seed of the swarm again, with its trace on stdout.
+    Replay {
+        /// The seed.
+        #[arg(long)]
+        seed: u64,
+    },
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    parse_duration(s).map_err(|e| e.to_string())
+}
+
+#[allow(
+    clippy::disallowed_methods,
+    reason = "wall time of a run, measured outside the simulator"
+)]
+fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
+    let start = std::time::Instant::now();
+    let out = f();
+    (out, start.elapsed())
+}
+
+/// Runs one simulation command.
+pub fn run(cmd: SimCommand) -> Result<(), CliError> {
+    match cmd {
+        SimCommand::Run {
+            seed,
+            instances,
+            queues,
+            duration,
+            faults,
+            rate,
+            trace,
+            svg,
+            json,
+        } => {
+            let mut sc = match faults {
+                Some(list) => {
+                    let kinds = FaultKind::parse_list(&list)?;
+                    let base = Scenario::swarm(seed);
+                    Scenario {
+                        faults: Scenario::new(seed, &kinds).faults,
+                        ..base
+                    }
+                }
+                None => Scenario::swarm(seed),
+            };
+            if let Some(n) = instances {
+                sc.instances = n;
+            }
+            if let Some(n) = queues {
+                sc.queues = n;
+            }
+            if let Some(d) = duration {
+                sc.duration = d;
+            }
+            if let Some(r) = rate {
+                sc.messages_per_second = r;
+            }
+            sc.trace = trace.is_some();
+            let (report, wall) = timed(|| sqsbalancer_sim::run(sc));
+            let report = report?;
+            if let (Some(path), Some(text)) = (&trace, &report.trace) {
+                std::fs::write(path, text).map_err(|e| CliError::Output {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?;
+            }
+            if let Some(path) = &svg {
+                timeline::write_svg(&report, path)?;
+            }
+            let mut out = std::io::stdout().lock();
+            if json {
+                let mut v = report.json();
+                v["wall_ms"] = (wall.as_secs_f64() * 1000.0).into();
+                v["sim_to_wall"] = ratio(report.sim_ms, wall).into();
+                writeln!(out, "{v}")?;
+            } else {
+                write!(out, "{}", run_table(&report, wall))?;
+            }
+            out.flush()?;
+            violations(usize::from(report.violation.is_some()))
+        }
+        SimCommand::Swarm {
+            seeds,
+            from,
+            threads,
+            faults,
+            json,
+        } => {
+            let only = faults.as_deref().map(FaultKind::parse_list).transpose()?;
+            let threads = threads.unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+            });
+            let done = AtomicU64::new(0);
+            let bar = std::io::stderr().is_terminal();
+            let (summary, wall) = timed(|| {
+                sqsbalancer_sim::swarm(from, seeds, threads, only.as_ref(), |r: &Report| {
+                    let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+                    if let Some(v) = &r.violation {
+                        eprintln!(
+                            "seed {}: {} at event {}: {} (replay: {})",
+                            r.seed,
+                            v.invariant,
+                            v.event,
+                            v.detail,
+                            r.replay_command()
+                        );
+                    }
+                    if bar {
+                        progress(n, seeds);
+                    }
+                })
+            });
+            if bar {
+                eprintln!();
+            }
+            let mut out = std::io::stdout().lock();
+            write!(out, "{}", swarm_table(&summary, wall))?;
+            if json {
+                let mut v = summary.json();
+                v["wall_ms"] = (wall.as_secs_f64() * 1000.0).into();
+                v["sim_to_wall"] = ratio(summary.sim_ms, wall).into();
+                writeln!(out, "{v}")?;
+            }
+            out.flush()?;
+            violations(summary.violations())
+        }
+        SimCommand::Replay { seed } => {
+            let mut sc = Scenario::swarm(seed);
+            sc.trace = true;
+            let report = sqsbalancer_sim::run(sc)?;
+            let mut out = std::io::stdout().lock();
+            out.write_all(report.trace.as_deref().unwrap_or_default().as_bytes())?;
+            out.flush()?;
+            if let Some(v) = &report.violation {
+                eprintln!(
+                    "seed {seed}: {} at event {} (t = {} ms): {}",
+                    v.invariant, v.event, v.t, v.detail
+                );
+            }
+            violations(usize::from(report.violation.is_some()))
+        }
+    }
+}
+
+fn violations(count: usize) -> Result<(), CliError> {
+    if count == 0 {
+        Ok(())
+    } else {
+        Err(CliError::Violations { count })
+    }
+}
+
+fn ratio(sim_ms: u64, wall: Duration) -> f64 {
+    sim_ms as f64 / (wall.as_secs_f64() * 1000.0).max(1e-3)
+}
+
+fn progress(done: u64, total: u64) {
+    let width = 40;
+    let filled = (done * width / total.max(1)) as usize;
+    let mut err = std::io::stderr().lock();
+    let _ = write!(
+        err,
+        "\r[{}{}] {done}/{total}",
+        "#".repeat(filled),
+        ".".repeat(width as usize - filled)
+    );
+    let _ = err.flush();
+}
+
+fn spread_row(name: &str, s: Spread) -> String {
+    format!(
+        "{name:<22} {:>8} {:>10} {:>10} {:>10}\n",
+        s.count, s.p50, s.p99, s.max
+    )
+}
+
+fn run_table(r: &Report, wall: Duration) -> String {
+    let m = &r.messages;
+    let mut t = format!(
+        "seed {}: {} instances, {} queues, {} s simulated in {:.3} s wall ({:.0}x)\n",
+        r.seed,
+        r.instances,
+        r.queues,
+        r.sim_ms / 1000,
+        wall.as_secs_f64(),
+        ratio(r.sim_ms, wall)
+    );
+    t += &format!("faults: {}\n", r.faults.join(", "));
+    t += &format!(
+        "messages: {} sent, {} handled, {} failed, {} deleted, {} duplicates, {} lost\n",
+        m.sent, m.handled, m.failed, m.deleted, m.duplicates, m.lost
+    );
+    t += &format!(
+        "moves: {} in all; after the calm point {} against an optimum of {}; balance spread {:.2}\n",
+        r.moves, r.settle_moves, r.settle_optimum, r.balance_spread
+    );
+    t += &gap_table(&r.failover, &r.handoff, &r.takeover, &r.outage);
+    let v = r.json();
+    let d = &v["dynamo_per_instance_minute"];
+    t += &format!(
+        "per instance-minute: {:.1} DynamoDB requests ({:.1} RCU, {:.1} WCU), {:.1} SQS calls; steady state {} DynamoDB requests\n",
+        d["requests"].as_f64().unwrap_or(0.0),
+        d["read_units"].as_f64().unwrap_or(0.0),
+        d["write_units"].as_f64().unwrap_or(0.0),
+        v["sqs_calls_per_instance_minute"].as_f64().unwrap_or(0.0),
+        r.steady_dynamo_per_instance_minute
+            .map_or_else(|| "n/a".to_owned(), |x| format!("{x:.1}"))
+    );
+    t += &match &r.violation {
+        None => "violations: 0\n".to_owned(),
+        Some(v) => format!(
+            "VIOLATION {} at event {} (t = {} ms): {}\nreplay: {}\n",
+            v.invariant,
+            v.event,
+            v.t,
+            v.detail,
+            r.replay_command()
+        ),
+    };
+    t
+}
+
+fn gap_table(failover: &[u64], handoff: &[u64], takeover: &[u64], outage: &[u64]) -> String {
+    let mut t = format!(
+        "{:<22} {:>8} {:>10} {:>10} {:>10}\n",
+        "gap (ms)", "count", "p50", "p99", "max"
+    );
+    t += &spread_row("failover (from crash)", Spread::of(failover));
+    t += &spread_row("graceful hand-off", Spread::of(handoff));
+    t += &spread_row("takeover (other)", Spread::of(takeover));
+    t += &spread_row("outage (none left up)", Spread::of(outage));
+    t
+}
+
+fn swarm_table(s: &SwarmSummary, wall: Duration) -> String {
+    let mut t = format!(
+        "swarm: seeds {}..{}, {} events, {:.1} h simulated in {:.1} s wall ({:.0}x)\n",
+        s.from,
+        s.from + s.seeds,
+        s.events,
+        s.sim_ms as f64 / 3_600_000.0,
+        wall.as_secs_f64(),
+        ratio(s.sim_ms, wall)
+    );
+    let kinds: Vec<String> = s.kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    t += &format!("fault kinds (runs): {}\n", kinds.join(", "));
+    t += &format!(
+        "messages: {} sent, {} lost, {} duplicates; {} overlaps excused (pauses past the fence margin)\n",
+        s.sent, s.lost, s.duplicates, s.excused_overlaps
+    );
+    t += &format!(
+        "moves after the calm point: {} against an optimum of {}\n",
+        s.settle_moves.0, s.settle_moves.1
+    );
+    t += &gap_table(&s.failover, &s.handoff, &s.takeover, &s.outage);
+    t += &format!("violations: {}\n", s.violations());
+    t
+}

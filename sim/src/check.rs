@@ -1,0 +1,292 @@
+//! The invariants of DESIGN §6, checked as events happen.
+//!
+//! The checker sees the fake's side of every call (when a receive is really in flight at SQS,
+//! which delete really removed a message), not what the instances believe.
+
+use sqsbalancer_core::QueueId;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+/// One invariant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Invariant {
+    /// No two instances have receive calls in flight on one queue at once.
+    Exclusive,
+    /// Every message sent to a queue that still exists is deleted by the end.
+    NoLoss,
+    /// A message is deleted only with the receipt of a receive whose handler succeeded.
+    DeleteAfterSuccess,
+    /// A queue record's fencing epoch grows with every write.
+    EpochGrows,
+    /// Once faults stop, every queue is polled by exactly one live instance that the record
+    /// names, and every instance holds floor or ceil of its weighted share.
+    Settled,
+    /// A graceful stop ends within its timeout (unless faults hit it) and holds nothing.
+    GracefulStop,
+}
+
+impl Invariant {
+    /// Every invariant.
+    pub const ALL: [Invariant; 6] = [
+        Invariant::Exclusive,
+        Invariant::NoLoss,
+        Invariant::DeleteAfterSuccess,
+        Invariant::EpochGrows,
+        Invariant::Settled,
+        Invariant::GracefulStop,
+    ];
+
+    /// Its name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Invariant::Exclusive => "exclusive-receive",
+            Invariant::NoLoss => "no-loss",
+            Invariant::DeleteAfterSuccess => "delete-after-success",
+            Invariant::EpochGrows => "epoch-grows",
+            Invariant::Settled => "settled-balance",
+            Invariant::GracefulStop => "graceful-stop",
+        }
+    }
+}
+
+impl fmt::Display for Invariant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A broken invariant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// The index of the event after which it was seen.
+    pub event: u64,
+    /// Simulated time, ms.
+    pub t: u64,
+    /// Which invariant.
+    pub invariant: Invariant,
+    /// What happened.
+    pub detail: String,
+}
+
+/// Who made a call: an instance slot and which life of the process in it.
+pub type Who = (usize, u64);
+
+#[derive(Clone, Debug)]
+struct Active {
+    who: Who,
+    call: u64,
+    /// The call outlives its issuer's fence because a process pause delayed it.
+    paused_past_fence: bool,
+}
+
+#[derive(Clone, Debug, Default)]
+struct MsgState {
+    queue: Option<QueueId>,
+    successes: BTreeSet<String>,
+    deleted: bool,
+    handled_ok: u32,
+}
+
+/// The invariant checker of one run.
+#[derive(Default)]
+pub struct Checker {
+    active: BTreeMap<QueueId, Vec<Active>>,
+    messages: BTreeMap<String, MsgState>,
+    /// Overlaps that happened only because a process pause outlived the fence margin: the
+    /// known limit of leases without server-side fencing, reported apart.
+    pub excused_overlaps: u64,
+    /// Messages handled successfully more than once (at-least-once delivery at work).
+    pub duplicates: u64,
+    /// Messages sent.
+    pub sent: u64,
+    /// Messages deleted.
+    pub deleted: u64,
+    /// Violations seen; the run stops at the first.
+    pub violations: Vec<Violation>,
+    /// The current event index, set by the simulator.
+    pub event: u64,
+    /// The current time, set by the simulator.
+    pub now: u64,
+}
+
+impl Checker {
+    /// Records a violation.
+    pub fn violate(&mut self, invariant: Invariant, detail: String) {
+        self.violations.push(Violation {
+            event: self.event,
+            t: self.now,
+            invariant,
+            detail,
+        });
+    }
+
+    /// A receive call reached SQS and is in flight there.
+    pub fn receive_start(&mut self, queue: &QueueId, who: Who, call: u64, paused_past_fence: bool) {
+        let list = self.active.entry(queue.clone()).or_default();
+        let other = list.iter().find(|a| a.who != who).cloned();
+        list.push(Active {
+            who,
+            call,
+            paused_past_fence,
+        });
+        if let Some(o) = other {
+            if o.paused_past_fence || paused_past_fence {
+                self.excused_overlaps += 1;
+            } else {
+                self.violate(
+                    Invariant::Exclusive,
+                    format!(
+                        "{queue}: receive of slot {} life {} overlaps one of slot {} life {}",
+                        who.0, who.1, o.who.0, o.who.1
+                    ),
+                );
+            }
+        }
+    }
+
+    /// A receive call returned at SQS.
+    pub fn receive_end(&mut self, queue: &QueueId, call: u64) {
+        if let Some(list) = self.active.get_mut(queue) {
+            list.retain(|a| a.call != call);
+            if list.is_empty() {
+                self.active.remove(queue);
+            }
+        }
+    }
+
+    /// A message was sent.
+    pub fn sent(&mut self, id: &str, queue: &QueueId) {
+        self.sent += 1;
+        self.messages.insert(
+            id.to_owned(),
+            MsgState {
+                queue: Some(queue.clone()),
+                ..MsgState::default()
+            },
+        );
+    }
+
+    /// A handler finished with a message received under `receipt`.
+    pub fn handled(&mut self, id: &str, receipt: &str, ok: bool) {
+        if !ok {
+            return;
+        }
+        let m = self.messages.entry(id.to_owned()).or_default();
+        m.handled_ok += 1;
+        if m.handled_ok == 2 {
+            self.duplicates += 1;
+        }
+        m.successes.insert(receipt.to_owned());
+    }
+
+    /// SQS accepted a delete of message `id` with `receipt`.
+    pub fn deleted(&mut self, id: &str, receipt: &str) {
+        let m = self.messages.entry(id.to_owned()).or_default();
+        let ok = m.successes.contains(receipt);
+        if !m.deleted {
+            m.deleted = true;
+            self.deleted += 1;
+        }
+        if !ok {
+            self.violate(
+                Invariant::DeleteAfterSuccess,
+                format!(
+                    "message {id} deleted with receipt {receipt} whose handler never succeeded"
+                ),
+            );
+        }
+    }
+
+    /// A write changed a queue record's epoch from `before` (`None`: created) to `after`.
+    pub fn epoch_written(&mut self, queue: &str, before: Option<u64>, after: u64) {
+        if before.is_some_and(|b| after <= b) {
+            self.violate(
+                Invariant::EpochGrows,
+                format!(
+                    "queue record {queue}: epoch went from {} to {after}",
+                    before.unwrap_or(0)
+                ),
+            );
+        }
+    }
+
+    /// At the end: every message of a queue that still exists must have been deleted.
+    pub fn check_no_loss(&mut self, exists: impl Fn(&QueueId) -> bool) {
+        let lost: Vec<String> = self
+            .messages
+            .iter()
+            .filter(|(_, m)| !m.deleted && m.queue.as_ref().is_some_and(&exists))
+            .map(|(id, m)| format!("{id} on {}", m.queue.as_ref().map_or("?", |q| q.as_str())))
+            .collect();
+        if !lost.is_empty() {
+            let n = lost.len();
+            let shown: Vec<String> = lost.into_iter().take(5).collect();
+            self.violate(
+                Invariant::NoLoss,
+                format!("{n} messages never deleted, e.g. {}", shown.join(", ")),
+            );
+        }
+    }
+
+    /// Messages sent to queues that still exist and not yet deleted.
+    pub fn outstanding(&self, exists: impl Fn(&QueueId) -> bool) -> usize {
+        self.messages
+            .values()
+            .filter(|m| !m.deleted && m.queue.as_ref().is_some_and(&exists))
+            .count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q() -> QueueId {
+        QueueId::new("https://x/1/q").unwrap()
+    }
+
+    #[test]
+    fn overlapping_receives_of_two_lives_are_caught_and_pauses_excused() {
+        let mut c = Checker::default();
+        c.receive_start(&q(), (0, 1), 1, false);
+        c.receive_start(&q(), (0, 1), 2, false);
+        assert!(
+            c.violations.is_empty(),
+            "one instance may poll with two pollers"
+        );
+        c.receive_start(&q(), (1, 1), 3, true);
+        assert_eq!((c.violations.len(), c.excused_overlaps), (0, 1));
+        c.receive_end(&q(), 3);
+        c.receive_start(&q(), (0, 2), 4, false);
+        assert_eq!(c.violations[0].invariant, Invariant::Exclusive);
+        c.receive_end(&q(), 1);
+        c.receive_end(&q(), 2);
+        c.receive_end(&q(), 4);
+        c.receive_start(&q(), (2, 1), 5, false);
+        assert_eq!(c.violations.len(), 1, "after the others ended, no overlap");
+    }
+
+    #[test]
+    fn deletes_need_a_success_and_every_message_needs_a_delete() {
+        let mut c = Checker::default();
+        c.sent("m1", &q());
+        c.sent("m2", &q());
+        c.handled("m1", "r1", false);
+        c.handled("m1", "r2", true);
+        c.deleted("m1", "r2");
+        assert!(c.violations.is_empty());
+        c.deleted("m2", "r9");
+        assert_eq!(c.violations[0].invariant, Invariant::DeleteAfterSuccess);
+        c.sent("m3", &q());
+        c.check_no_loss(|_| false);
+        assert_eq!(
+            c.violations.len(),
+            1,
+            "messages of deleted queues are not lost"
+        );
+        c.check_no_loss(|_| true);
+        assert_eq!(c.violations[1].invariant, Invariant::NoLoss);
+        c.epoch_written("q", Some(3), 3);
+        assert_eq!(c.violations[2].invariant, Invariant::EpochGrows);
+    }
+}

@@ -1,0 +1,435 @@
+//! The simulated data plane: one poller per owned queue that long-polls within the self-fence,
+//! hands each message to a handler (configurable duration and failure rate), and deletes the
+//! successes in batches of up to 10. Simple on purpose: it exists so the message-level invariants
+//! are checked against the real protocol, not to model the runtime's pipeline.
+
+use crate::fake::{ReceiveRequest, Service, Verdict};
+use crate::scenario::Mutation;
+use crate::world::{Batch, CALL_TIMEOUT_MS, Ev, Poller, REQUEST_SLACK_MS, Recv, RecvResult, World};
+use sqsbalancer_core::{Input, Millis, QueueId};
+
+/// Handler time of a normal message, ms: 5 to 50.
+const HANDLER_MS: (u64, u64) = (5, 50);
+/// Handler time of a slow message, ms: 25 to 60 s, often past the 30 s visibility timeout.
+const SLOW_HANDLER_MS: (u64, u64) = (25_000, 60_000);
+/// Back-off after a failed receive, ms.
+const RETRY_MS: u64 = 1_000;
+/// Shortest long poll worth sending, ms; with less room before the fence the poller waits.
+const MIN_WAIT_MS: u64 = 1_000;
+
+impl World {
+    pub(crate) fn start_receiving(&mut self, i: usize, queue: QueueId) {
+        let old = self.slots[i]
+            .pollers
+            .insert(queue.clone(), Poller::default());
+        let mutated = self.sc.mutation == Some(Mutation::IgnoreStop);
+        assert!(old.is_none() || mutated, "core started {queue} twice");
+        self.try_receive(i, &queue);
+    }
+
+    pub(crate) fn stop_receiving(&mut self, i: usize, queue: QueueId) {
+        let life = self.slots[i].life;
+        let ignore = self.sc.mutation == Some(Mutation::IgnoreStop);
+        let Some(p) = self.slots[i].pollers.get_mut(&queue) else {
+            return;
+        };
+        if !ignore {
+            p.stopping = true;
+        }
+        if ignore || p.receiving.is_none() {
+            if !ignore {
+                self.slots[i].pollers.remove(&queue);
+            }
+            let input = Input::ReceivingStopped { queue };
+            self.push(
+                self.now,
+                Ev::Input {
+                    slot: i,
+                    life,
+                    input,
+                },
+            );
+        }
+    }
+
+    pub(crate) fn fence_moved(&mut self, i: usize) {
+        let waiting: Vec<QueueId> = self.slots[i]
+            .pollers
+            .iter()
+            .filter(|(_, p)| p.waiting_fence)
+            .map(|(q, _)| q.clone())
+            .collect();
+        for q in waiting {
+            self.try_receive(i, &q);
+        }
+    }
+
+    /// Sends the next receive of queue `q` on slot `i`, if its poller is idle and the fence
+    /// leaves room for a long poll.
+    pub(crate) fn try_receive(&mut self, i: usize, q: &QueueId) {
+        let now = self.now;
+        let local = self.slots[i].local(now);
+        let fence = self.slots[i].fence;
+        let life = self.slots[i].life;
+        let wait_cap = u64::from(self.cfg.sqs.wait_time_seconds) * 1000;
+        let ignore_fence = self.sc.mutation == Some(Mutation::IgnoreStop);
+        let Some(p) = self.slots[i].pollers.get_mut(q) else {
+            return;
+        };
+        if p.stopping || p.receiving.is_some() || p.batch.is_some() {
+            return;
+        }
+        let room = fence
+            .0
+            .saturating_sub(local.0)
+            .saturating_sub(REQUEST_SLACK_MS);
+        let wait_ms = if ignore_fence {
+            wait_cap
+        } else {
+            room.min(wait_cap)
+        };
+        if wait_ms < MIN_WAIT_MS {
+            p.waiting_fence = true;
+            return;
+        }
+        p.waiting_fence = false;
+        self.next_call += 1;
+        let call = self.next_call;
+        p.receiving = Some(call);
+        let recv = Recv {
+            slot: i,
+            life,
+            queue: q.clone(),
+            call,
+            lose_reply: false,
+        };
+        // A pause between deciding to receive and sending: the known limit of client-side fencing.
+        let mut depart = now;
+        let mut paused = false;
+        if self.sc.faults.pause > 0 && !self.calm && self.rng.below(1000) < self.sc.faults.pause {
+            let margin = self.cfg.effective_fence_margin().as_millis() as u64;
+            let pause = 500 + self.rng.below(2 * margin);
+            self.slots[i].paused_until = now + pause;
+            depart = now + pause;
+            paused = true;
+            self.stats.pauses += 1;
+            self.stats.faults.push((now, "pause", Some(i)));
+        }
+        let fence_global = self.slots[i].global(fence);
+        let name = self.slots[i].name.clone();
+        match self.hooks.decide(Millis(depart), &name, Service::Sqs) {
+            v @ (Verdict::Serve | Verdict::TimeoutApplied) => {
+                let at = depart + self.latency();
+                let recv = Recv {
+                    lose_reply: v == Verdict::TimeoutApplied,
+                    ..recv
+                };
+                self.push(
+                    at,
+                    Ev::ReceiveArrive {
+                        recv,
+                        wait_ms,
+                        paused,
+                        fence_global,
+                    },
+                );
+            }
+            _ => {
+                let at = depart + wait_ms + CALL_TIMEOUT_MS;
+                let result = RecvResult::Failed;
+                self.push(at, Ev::ReceiveDone { recv, result });
+            }
+        }
+    }
+
+    pub(crate) fn receive_arrive(
+        &mut self,
+        recv: Recv,
+        wait_ms: u64,
+        paused: bool,
+        fence_global: u64,
+    ) {
+        let who = (recv.slot, recv.life);
+        let late = paused && self.now + wait_ms >= fence_global;
+        self.checker
+            .receive_start(&recv.queue, who, recv.call, late);
+        let slots = &self.slots;
+        let up_since = |old: usize, t: u64| {
+            slots.iter().enumerate().any(|(k, s)| {
+                k != old
+                    && s.node.is_some()
+                    && s.stop_started.is_none()
+                    && s.up_since.is_some_and(|u| u <= t)
+            })
+        };
+        self.stats
+            .receive_started(self.now, &recv.queue, who, up_since);
+        let name = self.slots[recv.slot].name.clone();
+        let req = ReceiveRequest {
+            url: recv.queue.as_str().to_owned(),
+            max: self.cfg.sqs.max_messages,
+            visibility_secs: self.cfg.sqs.visibility_timeout,
+            wait_ms,
+            attribute_names: self.cfg.sqs.message_attribute_names.clone(),
+        };
+        match self.sqs.receive_or_park(Millis(self.now), &name, req) {
+            Ok(Ok(msgs)) => self.receive_returned(recv, RecvResult::Messages(msgs)),
+            Ok(Err(wait)) => {
+                self.parked.insert(wait, recv);
+                self.arm_wake();
+            }
+            Err(crate::fake::SqsError::QueueDoesNotExist { .. }) => {
+                self.receive_returned(recv, RecvResult::Gone)
+            }
+            Err(_) => self.receive_returned(recv, RecvResult::Failed),
+        }
+    }
+
+    /// The receive ended at SQS; its reply travels back (or is lost).
+    pub(crate) fn receive_returned(&mut self, recv: Recv, result: RecvResult) {
+        self.checker.receive_end(&recv.queue, recv.call);
+        self.stats
+            .receive_ended(self.now, &recv.queue, (recv.slot, recv.life));
+        if let RecvResult::Messages(m) = &result
+            && !m.is_empty()
+        {
+            self.arm_wake();
+        }
+        if recv.lose_reply {
+            let at = self.now + CALL_TIMEOUT_MS;
+            self.push(
+                at,
+                Ev::ReceiveDone {
+                    recv,
+                    result: RecvResult::Failed,
+                },
+            );
+        } else {
+            let at = self.now + self.latency();
+            self.push(at, Ev::ReceiveDone { recv, result });
+        }
+    }
+
+    pub(crate) fn receive_done(&mut self, recv: Recv, result: RecvResult) {
+        let i = recv.slot;
+        if self.slots[i].life != recv.life {
+            return;
+        }
+        let q = recv.queue.clone();
+        let Some(p) = self.slots[i].pollers.get_mut(&q) else {
+            return;
+        };
+        if p.receiving == Some(recv.call) {
+            p.receiving = None;
+        }
+        let stopping = p.stopping;
+        match result {
+            RecvResult::Messages(msgs) if !msgs.is_empty() => self.handle_batch(i, &q, msgs),
+            RecvResult::Messages(_) => {}
+            RecvResult::Gone => {
+                let life = self.slots[i].life;
+                let input = Input::QueueGone { queue: q.clone() };
+                self.push(
+                    self.now,
+                    Ev::Input {
+                        slot: i,
+                        life,
+                        input,
+                    },
+                );
+            }
+            RecvResult::Failed => {
+                if !stopping {
+                    let life = self.slots[i].life;
+                    let at = self.now + RETRY_MS;
+                    let queue = q.clone();
+                    self.push(
+                        at,
+                        Ev::PollerRetry {
+                            slot: i,
+                            life,
+                            queue,
+                        },
+                    );
+                    if let Some(p) = self.slots[i].pollers.get_mut(&q) {
+                        p.receiving = Some(0);
+                    }
+                }
+            }
+        }
+        let Some(p) = self.slots[i].pollers.get_mut(&q) else {
+            return;
+        };
+        if p.receiving == Some(0) {
+            // Backing off; PollerRetry clears the marker.
+            return;
+        }
+        if stopping {
+            self.slots[i].pollers.remove(&q);
+            let life = self.slots[i].life;
+            let input = Input::ReceivingStopped { queue: q };
+            self.push(
+                self.now,
+                Ev::Input {
+                    slot: i,
+                    life,
+                    input,
+                },
+            );
+        } else {
+            self.try_receive(i, &q);
+        }
+    }
+
+    pub(crate) fn poller_retry(&mut self, i: usize, q: &QueueId) {
+        let Some(p) = self.slots[i].pollers.get_mut(q) else {
+            return;
+        };
+        if p.receiving == Some(0) {
+            p.receiving = None;
+        }
+        if p.stopping {
+            self.slots[i].pollers.remove(q);
+            let life = self.slots[i].life;
+            let input = Input::ReceivingStopped { queue: q.clone() };
+            self.push(
+                self.now,
+                Ev::Input {
+                    slot: i,
+                    life,
+                    input,
+                },
+            );
+        } else {
+            self.try_receive(i, q);
+        }
+    }
+
+    fn handle_batch(&mut self, i: usize, q: &QueueId, msgs: Vec<crate::fake::Received>) {
+        self.next_batch += 1;
+        let id = self.next_batch;
+        let life = self.slots[i].life;
+        let mut left = 0;
+        let f = self.sc.faults.clone();
+        for m in msgs {
+            if self.sc.mutation == Some(Mutation::DropRedelivered) && m.receive_count > 1 {
+                continue;
+            }
+            let slow = !self.calm && f.slow_handler > 0 && self.rng.below(1000) < f.slow_handler;
+            let (lo, hi) = if slow { SLOW_HANDLER_MS } else { HANDLER_MS };
+            let took = lo + self.rng.below(hi - lo + 1);
+            if slow {
+                let s = &mut self.slots[i];
+                s.slow_until = s.slow_until.max(self.now + took);
+            }
+            let fails =
+                !self.calm && f.failing_handler > 0 && self.rng.below(1000) < f.failing_handler;
+            left += 1;
+            self.stats.handled += 1;
+            self.push(
+                self.now + took,
+                Ev::HandlerDone {
+                    batch: id,
+                    message_id: m.message_id,
+                    receipt: m.receipt,
+                    ok: !fails,
+                },
+            );
+        }
+        if left == 0 {
+            return;
+        }
+        self.batches.insert(
+            id,
+            Batch {
+                slot: i,
+                life,
+                queue: q.clone(),
+                left,
+                delete: Vec::new(),
+            },
+        );
+        self.slots[i].open_batches += 1;
+        if let Some(p) = self.slots[i].pollers.get_mut(q) {
+            p.batch = Some(id);
+        }
+    }
+
+    pub(crate) fn handler_done(
+        &mut self,
+        batch: u64,
+        message_id: String,
+        receipt: String,
+        ok: bool,
+    ) {
+        let Some(b) = self.batches.get_mut(&batch) else {
+            return;
+        };
+        let (i, life) = (b.slot, b.life);
+        if self.slots[i].life != life {
+            // The process died with the handler; the message comes back after its visibility.
+            self.batches.remove(&batch);
+            return;
+        }
+        b.left -= 1;
+        let delete = ok || self.sc.mutation == Some(Mutation::DeleteFailures);
+        if delete {
+            b.delete.push((message_id.clone(), receipt.clone()));
+        }
+        if !ok {
+            self.stats.failed += 1;
+        }
+        self.checker.handled(&message_id, &receipt, ok);
+        if b.left > 0 {
+            return;
+        }
+        let b = self.batches.remove(&batch).expect("batch exists");
+        let name = self.slots[i].name.clone();
+        for chunk in b.delete.chunks(10) {
+            match self.hooks.decide(Millis(self.now), &name, Service::Sqs) {
+                Verdict::Serve | Verdict::TimeoutApplied => {
+                    let at = self.now + self.latency();
+                    self.push(
+                        at,
+                        Ev::DeleteArrive {
+                            slot: i,
+                            queue: b.queue.clone(),
+                            entries: chunk.to_vec(),
+                        },
+                    );
+                }
+                // Not deleted: the messages come back after their visibility timeout.
+                _ => self.stats.deletes_failed += chunk.len() as u64,
+            }
+        }
+        self.slots[i].open_batches -= 1;
+        if let Some(p) = self.slots[i].pollers.get_mut(&b.queue)
+            && p.batch == Some(batch)
+        {
+            p.batch = None;
+            let q = b.queue.clone();
+            self.try_receive(i, &q);
+        }
+        self.maybe_drained(i);
+    }
+
+    pub(crate) fn delete_arrive(&mut self, i: usize, q: &QueueId, entries: Vec<(String, String)>) {
+        let name = self.slots[i].name.clone();
+        let receipts: Vec<String> = entries.iter().map(|(_, r)| r.clone()).collect();
+        match self.sqs.delete_batch(&name, q.as_str(), &receipts) {
+            Ok(results) => {
+                for ((id, receipt), r) in entries.iter().zip(results) {
+                    match r {
+                        Ok(()) => self.checker.deleted(id, receipt),
+                        Err(_) => self.stats.deletes_failed += 1,
+                    }
+                }
+            }
+            Err(_) => self.stats.deletes_failed += entries.len() as u64,
+        }
+        if self.sc.trace {
+            let d = format!("{q} {} entries", entries.len());
+            self.trace.emit(self.now, Some(&name), "delete", &d);
+        }
+    }
+}

@@ -1,0 +1,37 @@
+//! The one error type of the simulator.
+
+/// Everything the simulator can refuse.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SimError {
+    /// A scenario parameter is out of range.
+    #[error("invalid scenario: {field} {rule}")]
+    InvalidScenario {
+        /// The parameter.
+        field: &'static str,
+        /// The rule it broke.
+        rule: String,
+    },
+    /// A duration could not be read.
+    #[error("invalid duration {value:?}: use a whole number with ms, s, m or h (500ms, 30s, 1h)")]
+    InvalidDuration {
+        /// The text given (truncated).
+        value: String,
+    },
+    /// A fault name is not known.
+    #[error("unknown fault {name:?}; known: all, none, {}", known.join(", "))]
+    UnknownFault {
+        /// The name given.
+        name: String,
+        /// The names known.
+        known: Vec<&'static str>,
+    },
+    /// Writing the trace or the timeline failed.
+    #[error("cannot write {path}: {reason}")]
+    Output {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+}

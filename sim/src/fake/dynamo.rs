@@ -1,0 +1,536 @@
+//! An in-memory DynamoDB: tables keyed by (pk, sk), conditional writes, queries and scans with
+//! pagination, and capacity accounting the way DynamoDB bills it, per caller.
+//!
+//! Billing rules followed: a read costs one unit per started 4 KB (half for an eventually
+//! consistent read), summed per item for GetItem/BatchGetItem and over the whole page for
+//! Query/Scan; a write costs one unit per started 1 KB of the larger of the old and new item, and
+//! a write whose condition fails is billed too. Every request costs at least one unit. Units are
+//! kept in halves so eventually consistent reads stay exact integers. TTL is stored, never acted on.
+
+use sqsbalancer_core::table::{
+    Cond, Item, Key, PK, SK, TableQuery, TableWrite, Value, apply_updates, holds, item_size,
+};
+use std::collections::BTreeMap;
+
+/// The largest item DynamoDB stores.
+pub const MAX_ITEM_BYTES: usize = 400 * 1024;
+/// The most data one Query or Scan page reads.
+pub const MAX_PAGE_BYTES: usize = 1024 * 1024;
+/// The most keys one BatchGetItem takes.
+pub const MAX_BATCH_GET: usize = 100;
+
+/// What the fake DynamoDB refuses, named as DynamoDB names it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DynamoError {
+    /// The table does not exist.
+    #[error("ResourceNotFoundException: table {table} not found")]
+    ResourceNotFound {
+        /// The table asked for.
+        table: String,
+    },
+    /// The table already exists.
+    #[error("ResourceInUseException: table {table} already exists")]
+    ResourceInUse {
+        /// The table.
+        table: String,
+    },
+    /// The write's condition did not hold; nothing changed.
+    #[error("ConditionalCheckFailedException")]
+    ConditionalCheckFailed,
+    /// The request is malformed.
+    #[error("ValidationException: {reason}")]
+    Validation {
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Request and capacity counts of one caller.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Requests by operation name (`GetItem`, `Query`, ...), including failed ones.
+    pub requests: BTreeMap<&'static str, u64>,
+    /// Read capacity consumed, in half units.
+    pub read_half_units: u64,
+    /// Write capacity consumed, in units.
+    pub write_units: u64,
+}
+
+impl Usage {
+    /// All requests.
+    pub fn total_requests(&self) -> u64 {
+        self.requests.values().sum()
+    }
+
+    /// Adds `other` into `self`.
+    pub fn add(&mut self, other: &Usage) {
+        for (k, v) in &other.requests {
+            *self.requests.entry(k).or_default() += v;
+        }
+        self.read_half_units += other.read_half_units;
+        self.write_units += other.write_units;
+    }
+}
+
+/// One page of a Query or Scan.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Page {
+    /// The items, in key order.
+    pub items: Vec<Item>,
+    /// Where the next page starts; `None` when this was the last.
+    pub last_key: Option<Key>,
+}
+
+#[derive(Default)]
+struct Table {
+    items: BTreeMap<(String, String), Item>,
+}
+
+/// The in-memory DynamoDB.
+#[derive(Default)]
+pub struct FakeDynamo {
+    tables: BTreeMap<String, Table>,
+    usage: BTreeMap<String, Usage>,
+}
+
+fn read_units_half(bytes: usize, consistent: bool) -> u64 {
+    let units = (bytes.div_ceil(4096)).max(1) as u64;
+    if consistent { units * 2 } else { units }
+}
+
+fn write_units(bytes: usize) -> u64 {
+    (bytes.div_ceil(1024)).max(1) as u64
+}
+
+fn key_of(item: &Item) -> Result<(String, String), DynamoError> {
+    match (item.get(PK), item.get(SK)) {
+        (Some(Value::S(pk)), Some(Value::S(sk))) if !pk.is_empty() && !sk.is_empty() => {
+            Ok((pk.clone(), sk.clone()))
+        }
+        _ => Err(DynamoError::Validation {
+            reason: "item needs non-empty string pk and sk".to_owned(),
+        }),
+    }
+}
+
+impl FakeDynamo {
+    /// An empty DynamoDB.
+    pub fn new() -> FakeDynamo {
+        FakeDynamo::default()
+    }
+
+    /// CreateTable with a (pk, sk) string key.
+    pub fn create_table(&mut self, name: &str) -> Result<(), DynamoError> {
+        if self.tables.contains_key(name) {
+            return Err(DynamoError::ResourceInUse {
+                table: name.to_owned(),
+            });
+        }
+        self.tables.insert(name.to_owned(), Table::default());
+        Ok(())
+    }
+
+    /// Whether `name` exists.
+    pub fn has_table(&self, name: &str) -> bool {
+        self.tables.contains_key(name)
+    }
+
+    /// The usage of one caller.
+    pub fn usage(&self, caller: &str) -> Usage {
+        self.usage.get(caller).cloned().unwrap_or_default()
+    }
+
+    /// The usage of every caller.
+    pub fn usage_by_caller(&self) -> &BTreeMap<String, Usage> {
+        &self.usage
+    }
+
+    fn bill(&mut self, caller: &str, op: &'static str, read_half: u64, write: u64) {
+        let u = match self.usage.get_mut(caller) {
+            Some(u) => u,
+            None => self.usage.entry(caller.to_owned()).or_default(),
+        };
+        *u.requests.entry(op).or_default() += 1;
+        u.read_half_units += read_half;
+        u.write_units += write;
+    }
+
+    fn table(&self, name: &str) -> Result<&Table, DynamoError> {
+        self.tables
+            .get(name)
+            .ok_or_else(|| DynamoError::ResourceNotFound {
+                table: name.to_owned(),
+            })
+    }
+
+    fn table_mut(&mut self, name: &str) -> Result<&mut Table, DynamoError> {
+        self.tables
+            .get_mut(name)
+            .ok_or_else(|| DynamoError::ResourceNotFound {
+                table: name.to_owned(),
+            })
+    }
+
+    /// GetItem.
+    pub fn get_item(
+        &mut self,
+        caller: &str,
+        table: &str,
+        key: &Key,
+        consistent: bool,
+    ) -> Result<Option<Item>, DynamoError> {
+        let item = self
+            .table(table)?
+            .items
+            .get(&(key.pk.clone(), key.sk.clone()))
+            .cloned();
+        let size = item.as_ref().map_or(0, item_size);
+        self.bill(caller, "GetItem", read_units_half(size, consistent), 0);
+        Ok(item)
+    }
+
+    /// BatchGetItem of up to 100 keys; missing items are left out.
+    pub fn batch_get_item(
+        &mut self,
+        caller: &str,
+        table: &str,
+        keys: &[Key],
+        consistent: bool,
+    ) -> Result<Vec<Item>, DynamoError> {
+        if keys.is_empty() || keys.len() > MAX_BATCH_GET {
+            return Err(DynamoError::Validation {
+                reason: format!("BatchGetItem takes 1..=100 keys, {} given", keys.len()),
+            });
+        }
+        let t = self.table(table)?;
+        let items: Vec<Item> = keys
+            .iter()
+            .filter_map(|k| t.items.get(&(k.pk.clone(), k.sk.clone())).cloned())
+            .collect();
+        let half = items
+            .iter()
+            .map(|i| read_units_half(item_size(i), consistent))
+            .sum::<u64>()
+            .max(1);
+        self.bill(caller, "BatchGetItem", half, 0);
+        Ok(items)
+    }
+
+    /// PutItem, replacing the whole item, if `cond` holds on the item stored.
+    pub fn put_item(
+        &mut self,
+        caller: &str,
+        table: &str,
+        item: Item,
+        cond: Option<&Cond>,
+    ) -> Result<(), DynamoError> {
+        let k = key_of(&item)?;
+        let size = item_size(&item);
+        if size > MAX_ITEM_BYTES {
+            return Err(DynamoError::Validation {
+                reason: format!("item of {size} bytes exceeds 400 KB"),
+            });
+        }
+        let t = self.table_mut(table)?;
+        let old = t.items.get(&k);
+        let units = write_units(size.max(old.map_or(0, item_size)));
+        let ok = cond.is_none_or(|c| holds(c, old));
+        if ok {
+            t.items.insert(k, item);
+        }
+        self.bill(caller, "PutItem", 0, units);
+        if ok {
+            Ok(())
+        } else {
+            Err(DynamoError::ConditionalCheckFailed)
+        }
+    }
+
+    /// UpdateItem; returns the item before and after the write.
+    pub fn update_item(
+        &mut self,
+        caller: &str,
+        table: &str,
+        write: &TableWrite,
+    ) -> Result<(Option<Item>, Item), DynamoError> {
+        if write.key.pk.is_empty() || write.key.sk.is_empty() {
+            return Err(DynamoError::Validation {
+                reason: "key needs non-empty pk and sk".to_owned(),
+            });
+        }
+        let t = self.table_mut(table)?;
+        let k = (write.key.pk.clone(), write.key.sk.clone());
+        let old = t.items.get(&k);
+        let old_size = old.map_or(0, item_size);
+        if write.cond.as_ref().is_some_and(|c| !holds(c, old)) {
+            self.bill(caller, "UpdateItem", 0, write_units(old_size));
+            return Err(DynamoError::ConditionalCheckFailed);
+        }
+        let new =
+            apply_updates(&write.key, old, &write.updates).map_err(|e| DynamoError::Validation {
+                reason: e.to_string(),
+            });
+        let new = match new {
+            Ok(n) if item_size(&n) <= MAX_ITEM_BYTES => n,
+            Ok(_) => {
+                return Err(DynamoError::Validation {
+                    reason: "item would exceed 400 KB".to_owned(),
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        let units = write_units(old_size.max(item_size(&new)));
+        let before = t.items.insert(k, new.clone());
+        self.bill(caller, "UpdateItem", 0, units);
+        Ok((before, new))
+    }
+
+    /// DeleteItem if `cond` holds; deleting an absent item succeeds.
+    pub fn delete_item(
+        &mut self,
+        caller: &str,
+        table: &str,
+        key: &Key,
+        cond: Option<&Cond>,
+    ) -> Result<(), DynamoError> {
+        let t = self.table_mut(table)?;
+        let k = (key.pk.clone(), key.sk.clone());
+        let old = t.items.get(&k);
+        let units = write_units(old.map_or(0, item_size));
+        let ok = cond.is_none_or(|c| holds(c, old));
+        if ok {
+            t.items.remove(&k);
+        }
+        self.bill(caller, "DeleteItem", 0, units);
+        if ok {
+            Ok(())
+        } else {
+            Err(DynamoError::ConditionalCheckFailed)
+        }
+    }
+
+    fn page<'a>(
+        items: impl Iterator<Item = (&'a (String, String), &'a Item)>,
+        limit: Option<usize>,
+    ) -> (Page, usize) {
+        let mut page = Page::default();
+        let mut bytes = 0;
+        let mut last = None;
+        for (k, item) in items {
+            if limit.is_some_and(|l| page.items.len() >= l) || bytes >= MAX_PAGE_BYTES {
+                page.last_key = last;
+                return (page, bytes);
+            }
+            bytes += item_size(item);
+            last = Some(Key {
+                pk: k.0.clone(),
+                sk: k.1.clone(),
+            });
+            page.items.push(item.clone());
+        }
+        (page, bytes)
+    }
+
+    /// Query one partition, optionally `begins_with(sk, prefix)`, from `start` (exclusive).
+    pub fn query(
+        &mut self,
+        caller: &str,
+        table: &str,
+        q: &TableQuery,
+        limit: Option<usize>,
+        start: Option<&Key>,
+        consistent: bool,
+    ) -> Result<Page, DynamoError> {
+        if limit == Some(0) {
+            return Err(DynamoError::Validation {
+                reason: "Limit must be at least 1".to_owned(),
+            });
+        }
+        let t = self.table(table)?;
+        let prefix = q.sk_prefix.as_deref().unwrap_or("");
+        let from = match start {
+            Some(s) if s.pk == q.pk => (s.sk.clone(), true),
+            Some(_) => {
+                return Err(DynamoError::Validation {
+                    reason: "ExclusiveStartKey is outside the queried partition".to_owned(),
+                });
+            }
+            None => (prefix.to_owned(), false),
+        };
+        let pk = q.pk.clone();
+        let range = t
+            .items
+            .range((pk.clone(), from.0.clone())..)
+            .skip_while(|(k, _)| from.1 && k.1 == from.0)
+            .take_while(|(k, _)| k.0 == pk && k.1.starts_with(prefix));
+        let (page, bytes) = Self::page(range, limit);
+        self.bill(caller, "Query", read_units_half(bytes, consistent), 0);
+        Ok(page)
+    }
+
+    /// Scan the whole table from `start` (exclusive).
+    pub fn scan(
+        &mut self,
+        caller: &str,
+        table: &str,
+        limit: Option<usize>,
+        start: Option<&Key>,
+        consistent: bool,
+    ) -> Result<Page, DynamoError> {
+        let t = self.table(table)?;
+        let after = start.map(|s| (s.pk.clone(), s.sk.clone()));
+        let range = t
+            .items
+            .iter()
+            .filter(|(k, _)| after.as_ref().is_none_or(|a| *k > a));
+        let (page, bytes) = Self::page(range, limit);
+        self.bill(caller, "Scan", read_units_half(bytes, consistent), 0);
+        Ok(page)
+    }
+
+    /// Stores `item` as is, unbilled: for tests that plant malformed items.
+    pub fn plant(&mut self, table: &str, item: Item) -> Result<(), DynamoError> {
+        let k = key_of(&item)?;
+        self.table_mut(table)?.items.insert(k, item);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(pk: &str, sk: &str, pad: usize) -> Item {
+        let mut i = Item::new();
+        i.insert(PK.into(), Value::S(pk.into()));
+        i.insert(SK.into(), Value::S(sk.into()));
+        i.insert("pad".into(), Value::S("x".repeat(pad)));
+        i
+    }
+
+    #[test]
+    fn capacity_is_billed_like_dynamodb() {
+        let mut d = FakeDynamo::new();
+        d.create_table("t").unwrap();
+        // 2 + 2 + 3 + 2 + 3 + pad bytes: 4,100 bytes is two 4 KB read units and five 1 KB write units.
+        d.put_item("a", "t", item("p", "s", 4_100 - 12), None)
+            .unwrap();
+        assert_eq!(d.usage("a").write_units, 5);
+        let k = Key {
+            pk: "p".into(),
+            sk: "s".into(),
+        };
+        d.get_item("a", "t", &k, true).unwrap();
+        d.get_item("a", "t", &k, false).unwrap();
+        assert_eq!(d.usage("a").read_half_units, 4 + 2);
+        // A failed condition is billed and changes nothing.
+        let never = Cond::NotExists(PK);
+        assert_eq!(
+            d.put_item("b", "t", item("p", "s", 1), Some(&never)),
+            Err(DynamoError::ConditionalCheckFailed)
+        );
+        assert_eq!(d.usage("b").write_units, 5);
+        assert_eq!(d.usage("b").requests.get("PutItem"), Some(&1));
+        assert_eq!(
+            d.get_item("c", "t", &k, true).unwrap().unwrap()["pad"].size(),
+            4_088
+        );
+        // A missing item still costs one unit.
+        let none = Key {
+            pk: "p".into(),
+            sk: "zz".into(),
+        };
+        assert_eq!(d.get_item("c", "t", &none, false).unwrap(), None);
+        assert_eq!(d.usage("c").read_half_units, 4 + 1);
+    }
+
+    #[test]
+    fn query_pages_cover_the_partition_exactly_once() {
+        let mut d = FakeDynamo::new();
+        d.create_table("t").unwrap();
+        for i in 0..2_500 {
+            d.put_item("w", "t", item("p", &format!("queue#{i:05}"), 1_000), None)
+                .unwrap();
+        }
+        d.put_item("w", "t", item("p", "instance#a", 10), None)
+            .unwrap();
+        d.put_item("w", "t", item("other", "queue#x", 10), None)
+            .unwrap();
+        let q = TableQuery {
+            pk: "p".into(),
+            sk_prefix: Some("queue#".into()),
+        };
+        let mut seen = Vec::new();
+        let mut start = None;
+        let mut pages = 0;
+        loop {
+            let p = d
+                .query("r", "t", &q, Some(700), start.as_ref(), true)
+                .unwrap();
+            pages += 1;
+            seen.extend(p.items.iter().map(|i| i[SK].clone()));
+            match p.last_key {
+                Some(k) => start = Some(k),
+                None => break,
+            }
+        }
+        assert_eq!(seen.len(), 2_500);
+        assert!(seen.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(pages, 4);
+        // The 1 MB cap cuts pages without a limit too.
+        let p = d.query("r2", "t", &q, None, None, true).unwrap();
+        assert!(p.items.len() < 1_100 && p.last_key.is_some());
+        let bytes: usize = p.items.iter().map(item_size).sum();
+        assert!(bytes >= MAX_PAGE_BYTES);
+        assert_eq!(
+            d.usage("r2").read_half_units,
+            2 * bytes.div_ceil(4096) as u64
+        );
+        let (mut scanned, mut start) = (0, None);
+        loop {
+            let p = d.scan("s", "t", Some(999), start.as_ref(), false).unwrap();
+            scanned += p.items.len();
+            match p.last_key {
+                Some(k) => start = Some(k),
+                None => break,
+            }
+        }
+        assert_eq!(scanned, 2_502);
+        assert_eq!(
+            d.query("r", "nope", &q, None, None, true),
+            Err(DynamoError::ResourceNotFound {
+                table: "nope".into()
+            })
+        );
+    }
+
+    #[test]
+    fn batch_get_and_delete() {
+        let mut d = FakeDynamo::new();
+        d.create_table("t").unwrap();
+        d.put_item("w", "t", item("p", "a", 1), None).unwrap();
+        let k = |s: &str| Key {
+            pk: "p".into(),
+            sk: s.into(),
+        };
+        assert_eq!(
+            d.batch_get_item("r", "t", &[k("a"), k("b")], true)
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(d.batch_get_item("r", "t", &[], true).is_err());
+        assert_eq!(
+            d.delete_item("w", "t", &k("a"), Some(&Cond::NotExists(PK))),
+            Err(DynamoError::ConditionalCheckFailed)
+        );
+        d.delete_item("w", "t", &k("a"), Some(&Cond::Exists(PK)))
+            .unwrap();
+        assert_eq!(d.get_item("r", "t", &k("a"), true).unwrap(), None);
+        assert!(matches!(
+            d.put_item("w", "t", item("p", "big", MAX_ITEM_BYTES), None),
+            Err(DynamoError::Validation { .. })
+        ));
+    }
+}

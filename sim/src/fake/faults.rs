@@ -1,0 +1,154 @@
+//! Fault hooks of the fake AWS: who cannot reach which service, and what each call suffers
+//! (throttling, 5xx, a timeout before or after the write applied, latency). Deterministic: every
+//! decision comes from the hooks' own seeded generator.
+
+use sqsbalancer_core::Millis;
+use sqsbalancer_core::rng::Rng;
+use std::collections::BTreeMap;
+
+/// The two services of the fake.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Service {
+    /// DynamoDB.
+    Dynamo,
+    /// SQS.
+    Sqs,
+}
+
+/// What happens to one call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// It is served normally.
+    Serve,
+    /// The caller cannot reach the service: the request never arrives; the caller times out.
+    Unreachable,
+    /// Throttled (HTTP 400 ThrottlingException / ProvisionedThroughputExceeded): not applied.
+    Throttled,
+    /// HTTP 500: not applied.
+    ServerError,
+    /// The caller times out before the request is served: not applied, outcome unknown.
+    TimeoutNotApplied,
+    /// The request is served but the response is lost: applied, outcome unknown.
+    TimeoutApplied,
+}
+
+/// Per-mille rates of the call faults.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CallFaults {
+    /// Throttled calls, per mille.
+    pub throttle: u64,
+    /// 5xx calls, per mille.
+    pub server_error: u64,
+    /// Timed-out calls, per mille (half of them after the write applied).
+    pub timeout: u64,
+    /// Largest extra one-way latency, ms (a uniform draw in `0..=max`).
+    pub max_latency_ms: u64,
+}
+
+/// The fault hooks shared by both services.
+pub struct FaultHooks {
+    rng: Rng,
+    /// Rates applied to every call.
+    pub rates: CallFaults,
+    cut: BTreeMap<(String, Service), Millis>,
+}
+
+impl FaultHooks {
+    /// Hooks with no faults, drawing from `seed`.
+    pub fn new(seed: u64) -> FaultHooks {
+        FaultHooks {
+            rng: Rng::new(seed),
+            rates: CallFaults::default(),
+            cut: BTreeMap::new(),
+        }
+    }
+
+    /// Cuts `caller` off `service` until `until`.
+    pub fn partition(&mut self, caller: &str, service: Service, until: Millis) {
+        self.cut.insert((caller.to_owned(), service), until);
+    }
+
+    /// Ends every partition.
+    pub fn heal_all(&mut self) {
+        self.cut.clear();
+    }
+
+    /// Whether `caller` can reach `service` at `now`.
+    pub fn reachable(&self, now: Millis, caller: &str, service: Service) -> bool {
+        self.cut
+            .get(&(caller.to_owned(), service))
+            .is_none_or(|until| now >= *until)
+    }
+
+    /// Decides the fate of one call of `caller` to `service` at `now`.
+    pub fn decide(&mut self, now: Millis, caller: &str, service: Service) -> Verdict {
+        if !self.reachable(now, caller, service) {
+            return Verdict::Unreachable;
+        }
+        let r = self.rates;
+        if r.throttle + r.server_error + r.timeout == 0 {
+            return Verdict::Serve;
+        }
+        let x = self.rng.below(1000);
+        if x < r.throttle {
+            Verdict::Throttled
+        } else if x < r.throttle + r.server_error {
+            Verdict::ServerError
+        } else if x < r.throttle + r.server_error + r.timeout {
+            if self.rng.below(2) == 0 {
+                Verdict::TimeoutApplied
+            } else {
+                Verdict::TimeoutNotApplied
+            }
+        } else {
+            Verdict::Serve
+        }
+    }
+
+    /// One one-way latency draw, ms.
+    pub fn latency(&mut self) -> u64 {
+        if self.rates.max_latency_ms == 0 {
+            0
+        } else {
+            self.rng.below(self.rates.max_latency_ms + 1)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_and_rates() {
+        let mut h = FaultHooks::new(1);
+        assert_eq!(h.decide(Millis(0), "a", Service::Sqs), Verdict::Serve);
+        h.partition("a", Service::Dynamo, Millis(100));
+        assert_eq!(
+            h.decide(Millis(99), "a", Service::Dynamo),
+            Verdict::Unreachable
+        );
+        assert_eq!(h.decide(Millis(99), "a", Service::Sqs), Verdict::Serve);
+        assert_eq!(h.decide(Millis(99), "b", Service::Dynamo), Verdict::Serve);
+        assert_eq!(h.decide(Millis(100), "a", Service::Dynamo), Verdict::Serve);
+        h.rates = CallFaults {
+            throttle: 100,
+            server_error: 100,
+            timeout: 200,
+            max_latency_ms: 50,
+        };
+        let mut seen = BTreeMap::new();
+        for _ in 0..10_000 {
+            *seen
+                .entry(format!("{:?}", h.decide(Millis(0), "b", Service::Sqs)))
+                .or_insert(0u32) += 1;
+            assert!(h.latency() <= 50);
+        }
+        assert_eq!(
+            seen.len(),
+            5,
+            "every verdict but Unreachable occurs: {seen:?}"
+        );
+        assert!((800..1200).contains(&seen["Throttled"]), "{seen:?}");
+    }
+}

@@ -1,0 +1,13 @@
+//! The in-memory AWS the simulators run against: DynamoDB, SQS and the fault hooks.
+//!
+//! Deterministic and clock-free: time is passed in, and the only randomness is the fault hooks'
+//! seeded generator. Used by the level-1 simulator here and, through the runtime's backend traits,
+//! by the level-2 simulation and the benchmarks.
+
+pub mod dynamo;
+pub mod faults;
+pub mod sqs;
+
+pub use dynamo::{DynamoError, FakeDynamo, Page, Usage};
+pub use faults::{CallFaults, FaultHooks, Service, Verdict};
+pub use sqs::{EntryError, FakeSqs, Outgoing, ReceiveRequest, Received, SqsError, SqsOp, WaitId};

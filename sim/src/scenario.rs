@@ -1,0 +1,384 @@
+//! What one simulated run is: its size, its length, which faults are on and how often, all
+//! drawn from the seed.
+
+use crate::error::SimError;
+use sqsbalancer_core::rng::Rng;
+use std::collections::BTreeSet;
+use std::fmt;
+use std::time::Duration;
+
+/// One kind of fault the simulator can inject (DESIGN §6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FaultKind {
+    /// Processes die without a word.
+    Crash,
+    /// Graceful stops.
+    Stop,
+    /// Dead or stopped instances come back under the same id.
+    Restart,
+    /// New instances join.
+    Join,
+    /// An instance is cut off from DynamoDB for a while.
+    PartitionDynamo,
+    /// An instance is cut off from SQS for a while.
+    PartitionSqs,
+    /// Calls are throttled.
+    Throttle,
+    /// Calls fail with 5xx.
+    ServerError,
+    /// Calls time out, some after the write applied (unknown outcome).
+    Timeout,
+    /// Calls take up to 400 ms each way.
+    Latency,
+    /// Clocks run fast or slow by up to 5,000 ppm.
+    Drift,
+    /// Processes stop for seconds at the worst moment: after deciding to receive, before sending.
+    Pause,
+    /// Queues are created and deleted.
+    QueueChurn,
+    /// Handlers outlive the visibility timeout.
+    SlowHandler,
+    /// Handlers fail.
+    FailingHandler,
+}
+
+impl FaultKind {
+    /// Every kind, in a fixed order.
+    pub const ALL: [FaultKind; 15] = [
+        FaultKind::Crash,
+        FaultKind::Stop,
+        FaultKind::Restart,
+        FaultKind::Join,
+        FaultKind::PartitionDynamo,
+        FaultKind::PartitionSqs,
+        FaultKind::Throttle,
+        FaultKind::ServerError,
+        FaultKind::Timeout,
+        FaultKind::Latency,
+        FaultKind::Drift,
+        FaultKind::Pause,
+        FaultKind::QueueChurn,
+        FaultKind::SlowHandler,
+        FaultKind::FailingHandler,
+    ];
+
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::Crash => "crash",
+            FaultKind::Stop => "stop",
+            FaultKind::Restart => "restart",
+            FaultKind::Join => "join",
+            FaultKind::PartitionDynamo => "partition-dynamo",
+            FaultKind::PartitionSqs => "partition-sqs",
+            FaultKind::Throttle => "throttle",
+            FaultKind::ServerError => "5xx",
+            FaultKind::Timeout => "timeout",
+            FaultKind::Latency => "latency",
+            FaultKind::Drift => "drift",
+            FaultKind::Pause => "pause",
+            FaultKind::QueueChurn => "queue-churn",
+            FaultKind::SlowHandler => "slow-handler",
+            FaultKind::FailingHandler => "failing-handler",
+        }
+    }
+
+    /// Parses a comma-separated list: kind names, `all` or `none`.
+    pub fn parse_list(s: &str) -> Result<BTreeSet<FaultKind>, SimError> {
+        let mut out = BTreeSet::new();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match part {
+                "all" => out.extend(FaultKind::ALL),
+                "none" => {}
+                _ => match FaultKind::ALL.iter().find(|k| k.name() == part) {
+                    Some(k) => {
+                        out.insert(*k);
+                    }
+                    None => {
+                        return Err(SimError::UnknownFault {
+                            name: part.to_owned(),
+                            known: FaultKind::ALL.iter().map(|k| k.name()).collect(),
+                        });
+                    }
+                },
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl fmt::Display for FaultKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Which faults are on and their rates, per mille per instance-second unless noted.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FaultMix {
+    /// Crash chance.
+    pub crash: u64,
+    /// Graceful-stop chance.
+    pub stop: u64,
+    /// Chance per second that a down instance comes back.
+    pub restart: u64,
+    /// Chance per second that a new instance joins.
+    pub join: u64,
+    /// Chance of a DynamoDB partition (1-20 s).
+    pub partition_dynamo: u64,
+    /// Chance of an SQS partition (1-20 s).
+    pub partition_sqs: u64,
+    /// Throttled calls, per mille of calls.
+    pub throttle: u64,
+    /// 5xx calls, per mille of calls.
+    pub server_error: u64,
+    /// Timed-out calls, per mille of calls.
+    pub timeout: u64,
+    /// Largest one-way latency, ms.
+    pub max_latency_ms: u64,
+    /// Largest clock rate error, ppm.
+    pub drift_ppm: u64,
+    /// Pauses, per mille of receives.
+    pub pause: u64,
+    /// Chance per second of a queue created or deleted.
+    pub queue_churn: u64,
+    /// Slow handlers, per mille of messages.
+    pub slow_handler: u64,
+    /// Failing handlers, per mille of messages.
+    pub failing_handler: u64,
+}
+
+impl FaultMix {
+    /// Draws the rate of every kind in `kinds` from `rng`; the others stay off.
+    pub fn draw(rng: &mut Rng, kinds: &BTreeSet<FaultKind>) -> FaultMix {
+        let mut m = FaultMix::default();
+        let mut rate = |lo: u64, hi: u64| lo + rng.below(hi - lo + 1);
+        for k in kinds {
+            match k {
+                FaultKind::Crash => m.crash = rate(1, 8),
+                FaultKind::Stop => m.stop = rate(1, 8),
+                FaultKind::Restart => m.restart = rate(20, 200),
+                FaultKind::Join => m.join = rate(2, 20),
+                FaultKind::PartitionDynamo => m.partition_dynamo = rate(1, 10),
+                FaultKind::PartitionSqs => m.partition_sqs = rate(1, 10),
+                FaultKind::Throttle => m.throttle = rate(5, 100),
+                FaultKind::ServerError => m.server_error = rate(5, 60),
+                FaultKind::Timeout => m.timeout = rate(5, 60),
+                FaultKind::Latency => m.max_latency_ms = rate(20, 400),
+                FaultKind::Drift => m.drift_ppm = rate(100, 5_000),
+                FaultKind::Pause => m.pause = rate(1, 20),
+                FaultKind::QueueChurn => m.queue_churn = rate(20, 200),
+                FaultKind::SlowHandler => m.slow_handler = rate(5, 50),
+                FaultKind::FailingHandler => m.failing_handler = rate(20, 300),
+            }
+        }
+        m
+    }
+
+    /// The kinds that are on.
+    pub fn kinds(&self) -> Vec<FaultKind> {
+        let on = [
+            self.crash,
+            self.stop,
+            self.restart,
+            self.join,
+            self.partition_dynamo,
+            self.partition_sqs,
+            self.throttle,
+            self.server_error,
+            self.timeout,
+            self.max_latency_ms,
+            self.drift_ppm,
+            self.pause,
+            self.queue_churn,
+            self.slow_handler,
+            self.failing_handler,
+        ];
+        FaultKind::ALL
+            .iter()
+            .zip(on)
+            .filter(|(_, r)| *r > 0)
+            .map(|(k, _)| *k)
+            .collect()
+    }
+}
+
+/// A deliberate bug, switched on only by the tests that prove the checker catches each
+/// invariant's violation. Never set by the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mutation {
+    /// The runtime reports its pollers stopped at once but keeps receiving.
+    IgnoreStop,
+    /// The consumer drops redelivered messages without handling them.
+    DropRedelivered,
+    /// The consumer deletes messages whose handler failed.
+    DeleteFailures,
+    /// Hand-offs write the epoch they expected instead of the next one.
+    HandOffKeepsEpoch,
+    /// The first instance registers twice its capacity.
+    WrongCapacity,
+    /// Hand-offs during shutdown are reported applied but never sent.
+    SkipReleaseOnStop,
+}
+
+/// One run's parameters.
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    /// The seed everything is drawn from.
+    pub seed: u64,
+    /// Instances at the start.
+    pub instances: usize,
+    /// Queues at the start.
+    pub queues: usize,
+    /// Simulated length of the run, calm phase included.
+    pub duration: Duration,
+    /// The calm phase at the end: no faults, no traffic, all down instances back.
+    pub calm: Duration,
+    /// The faults and their rates.
+    pub faults: FaultMix,
+    /// Messages sent per simulated second, spread over the queues.
+    pub messages_per_second: u64,
+    /// A deliberate bug (tests only).
+    pub mutation: Option<Mutation>,
+    /// Keep a JSON-lines trace.
+    pub trace: bool,
+}
+
+/// The calm phase needed for everything to settle: restarts, a rebalance delay, a discovery
+/// round, a failover bound and a few visibility timeouts to drain redeliveries.
+pub const MIN_CALM: Duration = Duration::from_secs(240);
+
+impl Scenario {
+    /// A run of `seed` with `kinds` on, their rates drawn from the seed.
+    pub fn new(seed: u64, kinds: &BTreeSet<FaultKind>) -> Scenario {
+        let mut rng = Rng::new(seed ^ 0x5eed_fa17);
+        Scenario {
+            seed,
+            instances: 3,
+            queues: 30,
+            duration: Duration::from_secs(900),
+            calm: MIN_CALM,
+            faults: FaultMix::draw(&mut rng, kinds),
+            messages_per_second: 5,
+            mutation: None,
+            trace: false,
+        }
+    }
+
+    /// A swarm run: the seed draws the size and which fault kinds are on (each with even odds),
+    /// then their rates.
+    pub fn swarm(seed: u64) -> Scenario {
+        Scenario::swarm_of(seed, None)
+    }
+
+    /// A swarm run whose fault kinds are limited to `only` (all kinds when `None`).
+    pub fn swarm_of(seed: u64, only: Option<&BTreeSet<FaultKind>>) -> Scenario {
+        let mut rng = Rng::new(seed ^ 0x5a12_3a11);
+        let kinds: BTreeSet<FaultKind> = FaultKind::ALL
+            .into_iter()
+            .filter(|_| rng.below(2) == 1)
+            .filter(|k| only.is_none_or(|o| o.contains(k)))
+            .collect();
+        let mut s = Scenario::new(seed, &kinds);
+        s.instances = 1 + rng.below(6) as usize;
+        s.queues = [1, 7, 20, 40, 100][rng.below(5) as usize];
+        s.messages_per_second = 1 + rng.below(10);
+        s
+    }
+
+    /// Checks the parameters and names the first that is out of range.
+    pub fn validate(&self) -> Result<(), SimError> {
+        let bad =
+            |field: &'static str, rule: String| Err(SimError::InvalidScenario { field, rule });
+        if self.instances == 0 || self.instances > 1_000 {
+            return bad(
+                "instances",
+                format!("must be 1..=1000, {} given", self.instances),
+            );
+        }
+        if self.queues > 100_000 {
+            return bad(
+                "queues",
+                format!("must be at most 100000, {} given", self.queues),
+            );
+        }
+        if self.duration < self.calm + Duration::from_secs(10) {
+            return bad(
+                "duration",
+                format!(
+                    "must leave at least 10 s of faults before the {:?} calm phase",
+                    self.calm
+                ),
+            );
+        }
+        if self.duration > Duration::from_secs(7 * 24 * 3600) {
+            return bad("duration", "must be at most 7 days".to_owned());
+        }
+        Ok(())
+    }
+}
+
+/// Parses `500ms`, `30s`, `15m`, `1h` (a bare number is seconds).
+pub fn parse_duration(s: &str) -> Result<Duration, SimError> {
+    let bad = || SimError::InvalidDuration {
+        value: s.chars().take(40).collect(),
+    };
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let ms = match unit {
+        "ms" => Some(n),
+        "" | "s" => n.checked_mul(1_000),
+        "m" | "min" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
+        _ => None,
+    }
+    .ok_or_else(bad)?;
+    Ok(Duration::from_millis(ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_and_bad_ones_are_named() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
+        assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
+        for bad in ["", "s", "1.5s", "10d", "-3s", "99999999999999999999h"] {
+            let e = parse_duration(bad).unwrap_err().to_string();
+            assert!(e.contains("duration"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn fault_lists_parse_and_unknown_names_are_listed() {
+        assert_eq!(FaultKind::parse_list("all").unwrap().len(), 15);
+        assert!(FaultKind::parse_list("none").unwrap().is_empty());
+        let two = FaultKind::parse_list("crash, 5xx").unwrap();
+        assert_eq!(
+            two.into_iter().collect::<Vec<_>>(),
+            [FaultKind::Crash, FaultKind::ServerError]
+        );
+        let e = FaultKind::parse_list("crash,meteor")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("meteor") && e.contains("partition-sqs"), "{e}");
+    }
+
+    #[test]
+    fn drawn_mix_turns_on_exactly_the_kinds_asked() {
+        for seed in 0..50 {
+            let mut rng = Rng::new(seed);
+            let kinds: BTreeSet<FaultKind> = FaultKind::ALL
+                .into_iter()
+                .filter(|_| rng.below(2) == 0)
+                .collect();
+            let mix = FaultMix::draw(&mut rng, &kinds);
+            assert_eq!(mix.kinds(), kinds.into_iter().collect::<Vec<_>>());
+        }
+    }
+}

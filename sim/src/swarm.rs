@@ -1,0 +1,167 @@
+//! The swarm: many seeds, each drawing its own size and fault mix, run on a few threads and
+//! summed up in seed order so the summary does not depend on scheduling.
+
+use crate::report::{Report, Spread};
+use crate::scenario::{FaultKind, Scenario};
+use serde_json::{Value as Json, json};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// What a swarm measured.
+#[derive(Clone, Debug, Default)]
+pub struct SwarmSummary {
+    /// The first seed.
+    pub from: u64,
+    /// Seeds run.
+    pub seeds: u64,
+    /// The runs that broke an invariant, by seed.
+    pub failing: Vec<Report>,
+    /// Runs each fault kind was on in.
+    pub kinds: BTreeMap<&'static str, u64>,
+    /// Every failover gap, ms.
+    pub failover: Vec<u64>,
+    /// Every hand-off gap, ms.
+    pub handoff: Vec<u64>,
+    /// Every takeover gap, ms.
+    pub takeover: Vec<u64>,
+    /// Every gap after a crash that left no instance up, ms.
+    pub outage: Vec<u64>,
+    /// Events, simulated ms, messages sent and lost, duplicates, excused overlaps.
+    pub events: u64,
+    /// Simulated time over all runs, ms.
+    pub sim_ms: u64,
+    /// Messages sent.
+    pub sent: u64,
+    /// Messages lost.
+    pub lost: u64,
+    /// Messages handled successfully more than once.
+    pub duplicates: u64,
+    /// Overlaps caused by pauses past the fence margin.
+    pub excused_overlaps: u64,
+    /// Moves made after the calm point, and the fewest that could have been made.
+    pub settle_moves: (u64, u64),
+    /// Steady-state DynamoDB requests per instance-minute of each run that measured it.
+    pub steady_dynamo: Vec<f64>,
+}
+
+impl SwarmSummary {
+    fn add(&mut self, r: Report) {
+        self.seeds += 1;
+        for k in &r.faults {
+            *self.kinds.entry(k).or_default() += 1;
+        }
+        self.failover.extend(&r.failover);
+        self.handoff.extend(&r.handoff);
+        self.takeover.extend(&r.takeover);
+        self.outage.extend(&r.outage);
+        self.events += r.events;
+        self.sim_ms += r.sim_ms;
+        self.sent += r.messages.sent;
+        self.lost += r.messages.lost;
+        self.duplicates += r.messages.duplicates;
+        self.excused_overlaps += r.excused_overlaps;
+        self.settle_moves.0 += r.settle_moves;
+        self.settle_moves.1 += r.settle_optimum;
+        self.steady_dynamo
+            .extend(r.steady_dynamo_per_instance_minute);
+        if r.violation.is_some() {
+            self.failing.push(r);
+        }
+    }
+
+    /// The number of runs that broke an invariant.
+    pub fn violations(&self) -> usize {
+        self.failing.len()
+    }
+
+    /// As one JSON object; `"violations"` is the count of failing seeds.
+    pub fn json(&self) -> Json {
+        let steady = Spread::of(
+            &self
+                .steady_dynamo
+                .iter()
+                .map(|x| (x * 100.0).round() as u64)
+                .collect::<Vec<_>>(),
+        );
+        json!({
+            "from": self.from,
+            "seeds": self.seeds,
+            "violations": self.violations(),
+            "failing": self.failing.iter().map(|r| json!({
+                "seed": r.seed,
+                "invariant": r.violation.as_ref().map(|v| v.invariant.name()),
+                "detail": r.violation.as_ref().map(|v| v.detail.clone()),
+                "replay": r.replay_command(),
+            })).collect::<Vec<_>>(),
+            "fault_kinds": self.kinds,
+            "failover": Spread::of(&self.failover).json(),
+            "handoff": Spread::of(&self.handoff).json(),
+            "takeover": Spread::of(&self.takeover).json(),
+            "outage": Spread::of(&self.outage).json(),
+            "events": self.events,
+            "sim_ms": self.sim_ms,
+            "messages": {"sent": self.sent, "lost": self.lost, "duplicates": self.duplicates},
+            "excused_overlaps": self.excused_overlaps,
+            "settle_moves": self.settle_moves.0,
+            "settle_optimum": self.settle_moves.1,
+            "steady_dynamo_requests_per_instance_minute": {
+                "runs": steady.count,
+                "p50": steady.p50 as f64 / 100.0,
+                "max": steady.max as f64 / 100.0,
+            },
+        })
+    }
+
+    /// Fault kinds that no run had on.
+    pub fn kinds_missing(&self) -> Vec<&'static str> {
+        FaultKind::ALL
+            .iter()
+            .map(|k| k.name())
+            .filter(|n| !self.kinds.contains_key(n))
+            .collect()
+    }
+}
+
+/// Runs [`Scenario::swarm`] for seeds `from..from + seeds` on `threads` threads, calling
+/// `on_done` after each run (in completion order), and sums the reports in seed order. With
+/// `only`, each seed's fault kinds are limited to those listed.
+pub fn swarm(
+    from: u64,
+    seeds: u64,
+    threads: usize,
+    only: Option<&BTreeSet<FaultKind>>,
+    on_done: impl Fn(&Report) + Sync,
+) -> SwarmSummary {
+    let next = AtomicU64::new(from);
+    let end = from.saturating_add(seeds);
+    let results: Mutex<BTreeMap<u64, Report>> = Mutex::new(BTreeMap::new());
+    std::thread::scope(|s| {
+        for _ in 0..threads.max(1) {
+            s.spawn(|| {
+                loop {
+                    let seed = next.fetch_add(1, Ordering::Relaxed);
+                    if seed >= end {
+                        break;
+                    }
+                    let report = crate::run(Scenario::swarm_of(seed, only))
+                        .expect("swarm scenarios are valid by construction");
+                    on_done(&report);
+                    results
+                        .lock()
+                        .expect("no run panics while holding the lock")
+                        .insert(seed, report);
+                }
+            });
+        }
+    });
+    let mut summary = SwarmSummary {
+        from,
+        ..SwarmSummary::default()
+    };
+    let results = results.into_inner().expect("threads joined");
+    for (_, r) in results {
+        summary.add(r);
+    }
+    summary
+}

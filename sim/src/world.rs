@@ -1,0 +1,873 @@
+//! The level-1 simulator: a discrete-event loop that drives N core nodes against the fake
+//! DynamoDB and SQS, with no async runtime. This file holds the loop and the coordination side
+//! (each node's effects as DynamoDB and SQS calls); `consumer.rs` holds the data plane model and
+//! `chaos.rs` the faults.
+
+use crate::check::{Checker, Invariant, Who};
+use crate::fake::{FakeDynamo, FakeSqs, FaultHooks, Received, Service, SqsError, Verdict, WaitId};
+use crate::report::Stats;
+use crate::scenario::{Mutation, Scenario};
+use crate::trace::Trace;
+use sqsbalancer_core::rng::Rng;
+use sqsbalancer_core::table::{self, EPOCH, QUEUE_PREFIX, Update, Value};
+use sqsbalancer_core::{
+    Config, Effect, Input, InstanceId, Millis, Node, OpId, Outcome, Owner, Phase, QueueId, Read,
+    Reply, Write,
+};
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::time::Duration;
+
+/// The coordination table's name.
+pub const TABLE: &str = "sqsbalancer";
+/// The application name every simulated instance shares.
+pub const APP: &str = "sim";
+/// How long a caller waits for a DynamoDB or SQS reply beyond any long-poll wait, ms.
+pub const CALL_TIMEOUT_MS: u64 = 2_000;
+/// Room a receive leaves before the fence for its request and response to travel, ms.
+pub const REQUEST_SLACK_MS: u64 = 1_000;
+/// Longest the run goes on past its end to drain a backlog, ms.
+pub const DRAIN_CAP_MS: u64 = 3_600_000;
+/// How far the end moves while a backlog drains, ms.
+const DRAIN_STEP_MS: u64 = 60_000;
+/// Latency every call has, one way, ms.
+pub const BASE_LATENCY_MS: u64 = 2;
+
+/// The balancer configuration every simulated instance runs: the library's defaults, with
+/// queue discovery every minute instead of five so runs see new queues sooner.
+pub fn config() -> Config {
+    let mut c = Config::new(APP, TABLE);
+    c.queue_discovery_interval = Duration::from_secs(60);
+    c
+}
+
+/// One receive call, from issue to reply.
+#[derive(Clone, Debug)]
+pub(crate) struct Recv {
+    pub slot: usize,
+    pub life: u64,
+    pub queue: QueueId,
+    pub call: u64,
+    pub lose_reply: bool,
+}
+
+/// What a receive returned to its caller.
+#[derive(Clone, Debug)]
+pub(crate) enum RecvResult {
+    Messages(Vec<Received>),
+    Gone,
+    Failed,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) enum DCall {
+    Write(Write),
+    Read(Read),
+    List(String),
+}
+
+#[derive(Debug)]
+pub(crate) enum Ev {
+    Tick {
+        slot: usize,
+        life: u64,
+    },
+    Input {
+        slot: usize,
+        life: u64,
+        input: Input,
+    },
+    DynamoArrive {
+        slot: usize,
+        life: u64,
+        id: OpId,
+        call: DCall,
+        lose_reply: bool,
+    },
+    ReceiveArrive {
+        recv: Recv,
+        wait_ms: u64,
+        paused: bool,
+        fence_global: u64,
+    },
+    ReceiveDone {
+        recv: Recv,
+        result: RecvResult,
+    },
+    PollerRetry {
+        slot: usize,
+        life: u64,
+        queue: QueueId,
+    },
+    HandlerDone {
+        batch: u64,
+        message_id: String,
+        receipt: String,
+        ok: bool,
+    },
+    DeleteArrive {
+        slot: usize,
+        queue: QueueId,
+        entries: Vec<(String, String)>,
+    },
+    SqsWake,
+    Produce,
+    Chaos,
+    Calm,
+    Sample,
+}
+
+struct Scheduled {
+    at: u64,
+    seq: u64,
+    ev: Ev,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at, self.seq) == (o.at, o.seq)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Scheduled {
+    fn cmp(&self, o: &Self) -> Ordering {
+        (o.at, o.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+/// The receive state of one owned queue on one instance.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Poller {
+    pub stopping: bool,
+    pub receiving: Option<u64>,
+    pub batch: Option<u64>,
+    pub waiting_fence: bool,
+}
+
+/// One instance slot: a process that may crash, restart (same id) and stop.
+pub(crate) struct Slot {
+    pub name: String,
+    pub id: InstanceId,
+    pub weight: u32,
+    pub node: Option<Node>,
+    pub life: u64,
+    pub drift_ppm: i64,
+    pub offset: u64,
+    pub fence: Millis,
+    pub tick_at: Option<u64>,
+    pub pollers: BTreeMap<QueueId, Poller>,
+    pub paused_until: u64,
+    pub stop_started: Option<u64>,
+    pub stop_faulted: bool,
+    pub open_batches: u32,
+    pub up_since: Option<u64>,
+    /// When the slowest handler started by a slow-handler fault ends: a graceful stop that
+    /// waits for it may time out, and that is the fault's doing.
+    pub slow_until: u64,
+}
+
+impl Slot {
+    pub fn local(&self, t: u64) -> Millis {
+        let skew = (i128::from(t) * i128::from(self.drift_ppm)) / 1_000_000;
+        Millis((i128::from(self.offset) + i128::from(t) + skew) as u64)
+    }
+
+    /// The first global time whose local time is at least `local`.
+    pub fn global(&self, local: Millis) -> u64 {
+        let l = i128::from(local.0.saturating_sub(self.offset));
+        let rate = 1_000_000 + i128::from(self.drift_ppm);
+        let mut t = ((l * 1_000_000 + rate - 1) / rate).max(0) as u64;
+        while self.local(t) < local {
+            t += 1;
+        }
+        t
+    }
+
+    pub fn who(&self) -> Who {
+        (self.index(), self.life)
+    }
+
+    fn index(&self) -> usize {
+        self.name
+            .strip_prefix("node-")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(usize::MAX)
+    }
+}
+
+/// Handlers of one received batch.
+pub(crate) struct Batch {
+    pub slot: usize,
+    pub life: u64,
+    pub queue: QueueId,
+    pub left: u32,
+    pub delete: Vec<(String, String)>,
+}
+
+/// One simulated cluster.
+pub struct World {
+    pub(crate) sc: Scenario,
+    pub(crate) cfg: Config,
+    pub(crate) now: u64,
+    pub(crate) rng: Rng,
+    pub(crate) dynamo: FakeDynamo,
+    pub(crate) sqs: FakeSqs,
+    pub(crate) hooks: FaultHooks,
+    pub(crate) slots: Vec<Slot>,
+    heap: BinaryHeap<Scheduled>,
+    seq: u64,
+    pub(crate) checker: Checker,
+    pub(crate) trace: Trace,
+    pub(crate) stats: Stats,
+    pub(crate) calm: bool,
+    pub(crate) next_call: u64,
+    pub(crate) parked: BTreeMap<WaitId, Recv>,
+    wake_at: Option<u64>,
+    pub(crate) batches: BTreeMap<u64, Batch>,
+    pub(crate) next_batch: u64,
+    pub(crate) next_queue: usize,
+    pub(crate) events: u64,
+    pub(crate) owners: BTreeMap<QueueId, Option<Owner>>,
+    pub(crate) end: u64,
+}
+
+impl World {
+    /// Sets up the fleet, the queues and the first events of `sc`.
+    pub fn new(sc: Scenario) -> World {
+        let mut rng = Rng::new(sc.seed);
+        let hooks = FaultHooks::new(rng.next_u64());
+        let end = sc.duration.as_millis() as u64;
+        let mut w = World {
+            cfg: config(),
+            now: 0,
+            dynamo: FakeDynamo::new(),
+            sqs: FakeSqs::new(),
+            hooks,
+            slots: Vec::new(),
+            heap: BinaryHeap::new(),
+            seq: 0,
+            checker: Checker::default(),
+            trace: Trace::new(sc.trace),
+            stats: Stats::default(),
+            calm: false,
+            next_call: 0,
+            parked: BTreeMap::new(),
+            wake_at: None,
+            batches: BTreeMap::new(),
+            next_batch: 0,
+            next_queue: 0,
+            events: 0,
+            owners: BTreeMap::new(),
+            end,
+            rng,
+            sc,
+        };
+        w.dynamo.create_table(TABLE).expect("fresh fake");
+        w.hooks.rates = crate::fake::CallFaults {
+            throttle: w.sc.faults.throttle,
+            server_error: w.sc.faults.server_error,
+            timeout: w.sc.faults.timeout,
+            max_latency_ms: w.sc.faults.max_latency_ms,
+        };
+        for _ in 0..w.sc.queues {
+            w.add_queue();
+        }
+        for i in 0..w.sc.instances {
+            let weight = 1 + u32::from(w.rng.below(4) == 0);
+            w.add_slot(weight);
+            w.start(i);
+        }
+        let calm_at = end - w.sc.calm.as_millis() as u64;
+        w.push(1_000, Ev::Chaos);
+        w.push(1_000, Ev::Produce);
+        w.push(calm_at, Ev::Calm);
+        w
+    }
+
+    pub(crate) fn push(&mut self, at: u64, ev: Ev) {
+        self.seq += 1;
+        self.heap.push(Scheduled {
+            at: at.max(self.now),
+            seq: self.seq,
+            ev,
+        });
+    }
+
+    pub(crate) fn emit(&mut self, slot: Option<usize>, ev: &str, detail: impl FnOnce() -> String) {
+        if self.sc.trace {
+            let name = slot.map(|s| self.slots[s].name.clone());
+            let d = detail();
+            self.trace.emit(self.now, name.as_deref(), ev, &d);
+        }
+    }
+
+    /// Runs to the end or the first violation.
+    pub fn run(&mut self) {
+        let cap = self.end + DRAIN_CAP_MS;
+        while let Some(s) = self.heap.pop() {
+            if s.at > self.end {
+                // A backlog left by a long outage drains after the run's end, with no faults
+                // and no traffic, so that no-loss checks delivery rather than speed.
+                let sqs = &self.sqs;
+                let backlog = self.checker.outstanding(|q| sqs.exists(q.as_str())) > 0;
+                if !backlog || self.end >= cap {
+                    break;
+                }
+                self.end += DRAIN_STEP_MS;
+                self.heap.push(s);
+                continue;
+            }
+            self.now = s.at;
+            self.events += 1;
+            self.checker.event = self.events;
+            self.checker.now = self.now;
+            self.step(s.ev);
+            if let Some(v) = self.checker.violations.first() {
+                let d = format!("{}: {}", v.invariant, v.detail);
+                self.trace.emit(self.now, None, "violation", &d);
+                return;
+            }
+        }
+        self.now = self.end;
+        self.checker.now = self.end;
+        self.finish();
+    }
+
+    fn is_client_event(ev: &Ev) -> Option<usize> {
+        match ev {
+            Ev::Tick { slot, .. } | Ev::Input { slot, .. } | Ev::PollerRetry { slot, .. } => {
+                Some(*slot)
+            }
+            Ev::ReceiveDone { recv, .. } => Some(recv.slot),
+            _ => None,
+        }
+    }
+
+    fn step(&mut self, ev: Ev) {
+        // A paused process handles nothing until the pause ends.
+        if let Some(slot) = Self::is_client_event(&ev)
+            && self.now < self.slots[slot].paused_until
+        {
+            let at = self.slots[slot].paused_until;
+            self.push(at, ev);
+            return;
+        }
+        match ev {
+            Ev::Tick { slot, life } => {
+                // `<=`: a tick deferred by a pause runs late, at the pause's end.
+                if self.slots[slot].life == life
+                    && self.slots[slot].tick_at.is_some_and(|t| t <= self.now)
+                {
+                    self.slots[slot].tick_at = None;
+                    self.input(slot, Input::Tick);
+                }
+            }
+            Ev::Input { slot, life, input } => {
+                if self.slots[slot].life == life {
+                    self.input(slot, input);
+                }
+            }
+            Ev::DynamoArrive {
+                slot,
+                life,
+                id,
+                call,
+                lose_reply,
+            } => self.dynamo_arrive(slot, life, id, call, lose_reply),
+            Ev::ReceiveArrive {
+                recv,
+                wait_ms,
+                paused,
+                fence_global,
+            } => self.receive_arrive(recv, wait_ms, paused, fence_global),
+            Ev::ReceiveDone { recv, result } => self.receive_done(recv, result),
+            Ev::PollerRetry { slot, life, queue } => {
+                if self.slots[slot].life == life {
+                    self.poller_retry(slot, &queue);
+                }
+            }
+            Ev::HandlerDone {
+                batch,
+                message_id,
+                receipt,
+                ok,
+            } => self.handler_done(batch, message_id, receipt, ok),
+            Ev::DeleteArrive {
+                slot,
+                queue,
+                entries,
+            } => self.delete_arrive(slot, &queue, entries),
+            Ev::SqsWake => self.sqs_wake(),
+            Ev::Produce => self.produce(),
+            Ev::Chaos => self.chaos(),
+            Ev::Calm => self.calm_down(),
+            Ev::Sample => self.sample(),
+        }
+    }
+
+    // ----- instances -----
+
+    pub(crate) fn add_slot(&mut self, weight: u32) -> usize {
+        let i = self.slots.len();
+        let drift = self.sc.faults.drift_ppm;
+        let drift_ppm = if drift == 0 {
+            0
+        } else {
+            self.rng.below(2 * drift + 1) as i64 - drift as i64
+        };
+        let offset = self.rng.below(1_000_000_000);
+        let name = format!("node-{i}");
+        self.slots.push(Slot {
+            id: InstanceId::new(&name).expect("valid id"),
+            name,
+            weight,
+            node: None,
+            life: 0,
+            drift_ppm,
+            offset,
+            fence: Millis::ZERO,
+            tick_at: None,
+            pollers: BTreeMap::new(),
+            paused_until: 0,
+            stop_started: None,
+            stop_faulted: false,
+            open_batches: 0,
+            up_since: None,
+            slow_until: 0,
+        });
+        i
+    }
+
+    /// Starts a process in slot `i` (first start or restart).
+    pub(crate) fn start(&mut self, i: usize) {
+        let mut cfg = self.cfg.clone();
+        cfg.seed = self.rng.next_u64();
+        let s = &mut self.slots[i];
+        s.life += 1;
+        s.pollers.clear();
+        s.fence = Millis::ZERO;
+        s.tick_at = None;
+        s.stop_started = None;
+        s.stop_faulted = false;
+        s.open_batches = 0;
+        s.slow_until = 0;
+        s.paused_until = 0;
+        s.up_since = Some(self.now);
+        cfg.instance_id = Some(s.name.clone());
+        cfg.capacity = s.weight;
+        let local = s.local(self.now);
+        s.node = Some(Node::new(cfg, local).expect("the simulation's config is valid"));
+        self.stats.starts += 1;
+        self.emit(Some(i), "start", String::new);
+        self.after_handle(i);
+    }
+
+    /// Ends the process in slot `i` (crash, or after a stop completed).
+    pub(crate) fn end_life(&mut self, i: usize) {
+        let s = &mut self.slots[i];
+        if let Some(since) = s.up_since.take() {
+            self.stats.instance_ms += self.now - since;
+        }
+        s.node = None;
+        s.life += 1;
+        s.pollers.clear();
+        s.tick_at = None;
+    }
+
+    pub(crate) fn input(&mut self, i: usize, input: Input) {
+        let local = self.slots[i].local(self.now);
+        if self.slots[i].node.is_none() {
+            return;
+        }
+        if self.sc.trace {
+            let d = format!("{input:?}");
+            let name = self.slots[i].name.clone();
+            self.trace.emit(self.now, Some(&name), "input", &d);
+        }
+        if let Some(node) = self.slots[i].node.as_mut() {
+            node.handle(local, input);
+        }
+        self.after_handle(i);
+    }
+
+    fn after_handle(&mut self, i: usize) {
+        let life = self.slots[i].life;
+        loop {
+            let Some(node) = self.slots[i].node.as_mut() else {
+                return;
+            };
+            let Some(effect) = node.poll_effect() else {
+                break;
+            };
+            if self.sc.trace {
+                let d = format!("{effect:?}");
+                let name = self.slots[i].name.clone();
+                self.trace.emit(self.now, Some(&name), "effect", &d);
+            }
+            match effect {
+                Effect::Write { id, write } => self.dynamo_call(i, life, id, DCall::Write(write)),
+                Effect::Read { id, read } => self.dynamo_call(i, life, id, DCall::Read(read)),
+                Effect::ListQueues { id, prefix } => {
+                    self.dynamo_call(i, life, id, DCall::List(prefix))
+                }
+                Effect::StartReceiving { queue, .. } => self.start_receiving(i, queue),
+                Effect::StopReceiving { queue } => self.stop_receiving(i, queue),
+                Effect::Fence { until } => {
+                    self.slots[i].fence = until;
+                    self.fence_moved(i);
+                }
+                Effect::Phase(p) => self.phase(i, p),
+            }
+        }
+        let s = &self.slots[i];
+        let Some(node) = s.node.as_ref() else { return };
+        if let Some(at) = node.poll_timeout() {
+            let t = s.global(at).max(self.now);
+            if s.tick_at.is_none_or(|old| t < old || old < self.now) {
+                self.slots[i].tick_at = Some(t);
+                self.push(t, Ev::Tick { slot: i, life });
+            }
+        }
+    }
+
+    fn phase(&mut self, i: usize, p: Phase) {
+        match p {
+            Phase::Draining => {
+                self.slots[i].stop_started.get_or_insert(self.now);
+                self.maybe_drained(i);
+            }
+            Phase::Stopped { timed_out } => {
+                let s = &self.slots[i];
+                let life = s.node.as_ref().and_then(Node::life);
+                let took = s.stop_started.map_or(0, |t| self.now - t);
+                let limit = self.cfg.shutdown_timeout.as_millis() as u64;
+                let held: Vec<&QueueId> = self
+                    .owners
+                    .iter()
+                    .filter(|(_, o)| o.is_some() && **o == life)
+                    .map(|(q, _)| q)
+                    .collect();
+                let slow = s.stop_started.is_some_and(|t| s.slow_until > t);
+                let problem = if timed_out && !s.stop_faulted && !slow {
+                    Some(format!(
+                        "timed out after {took} ms with no fault in the way"
+                    ))
+                } else if !timed_out && !s.pollers.is_empty() {
+                    Some(format!("stopped with {} pollers running", s.pollers.len()))
+                } else if !timed_out && !held.is_empty() {
+                    Some(format!("stopped still named owner of {}", held[0]))
+                } else if !timed_out && took > limit {
+                    Some(format!("took {took} ms, timeout {limit} ms"))
+                } else {
+                    None
+                };
+                if let Some(p) = problem {
+                    let name = s.name.clone();
+                    self.checker
+                        .violate(Invariant::GracefulStop, format!("{name}: {p}"));
+                }
+                if timed_out {
+                    self.stats.stops_timed_out += 1;
+                } else {
+                    self.stats.stops_clean += 1;
+                    self.stats.stop_ms.push(took);
+                }
+                self.end_life(i);
+            }
+            _ => {}
+        }
+    }
+
+    /// Reports DrainFinished once a stopping instance has no handlers running.
+    pub(crate) fn maybe_drained(&mut self, i: usize) {
+        let s = &self.slots[i];
+        if s.stop_started.is_some() && s.open_batches == 0 {
+            let life = s.life;
+            self.push(
+                self.now,
+                Ev::Input {
+                    slot: i,
+                    life,
+                    input: Input::DrainFinished,
+                },
+            );
+        }
+    }
+
+    // ----- DynamoDB -----
+
+    pub(crate) fn latency(&mut self) -> u64 {
+        BASE_LATENCY_MS + self.hooks.latency()
+    }
+
+    fn fail_later(&mut self, i: usize, life: u64, id: OpId, after: u64) {
+        if self.slots[i].stop_started.is_some() {
+            self.slots[i].stop_faulted = true;
+        }
+        self.push(
+            self.now + after,
+            Ev::Input {
+                slot: i,
+                life,
+                input: Input::Completed {
+                    id,
+                    outcome: Outcome::Unknown,
+                },
+            },
+        );
+    }
+
+    fn dynamo_call(&mut self, i: usize, life: u64, id: OpId, mut call: DCall) {
+        let stopping = self.slots[i].stop_started.is_some();
+        match (&mut call, self.sc.mutation) {
+            (DCall::Write(Write::HandOff { .. }), Some(Mutation::SkipReleaseOnStop))
+                if stopping =>
+            {
+                let done = Outcome::Applied(Reply::Done);
+                let input = Input::Completed { id, outcome: done };
+                self.push(
+                    self.now,
+                    Ev::Input {
+                        slot: i,
+                        life,
+                        input,
+                    },
+                );
+                return;
+            }
+            (DCall::Write(Write::Register { capacity, .. }), Some(Mutation::WrongCapacity))
+                if i == 0 =>
+            {
+                *capacity *= 2;
+            }
+            _ => {}
+        }
+        let service = match call {
+            DCall::List(_) => Service::Sqs,
+            _ => Service::Dynamo,
+        };
+        let name = self.slots[i].name.clone();
+        let verdict = self.hooks.decide(Millis(self.now), &name, service);
+        match verdict {
+            Verdict::Serve | Verdict::TimeoutApplied => {
+                let at = self.now + self.latency();
+                let lose_reply = verdict == Verdict::TimeoutApplied;
+                self.push(
+                    at,
+                    Ev::DynamoArrive {
+                        slot: i,
+                        life,
+                        id,
+                        call,
+                        lose_reply,
+                    },
+                );
+            }
+            Verdict::Unreachable | Verdict::TimeoutNotApplied => {
+                self.fail_later(i, life, id, CALL_TIMEOUT_MS)
+            }
+            Verdict::Throttled | Verdict::ServerError => {
+                let after = 2 * self.latency();
+                self.fail_later(i, life, id, after)
+            }
+        }
+    }
+
+    fn dynamo_arrive(&mut self, i: usize, life: u64, id: OpId, call: DCall, lose_reply: bool) {
+        let name = self.slots[i].name.clone();
+        let outcome = match &call {
+            DCall::Write(w) => self.apply_write(i, &name, w),
+            DCall::Read(r) => self.apply_read(&name, *r),
+            DCall::List(prefix) => self.list(&name, prefix),
+        };
+        if lose_reply {
+            self.fail_later(i, life, id, CALL_TIMEOUT_MS);
+            return;
+        }
+        let at = self.now + self.latency();
+        self.push(
+            at,
+            Ev::Input {
+                slot: i,
+                life,
+                input: Input::Completed { id, outcome },
+            },
+        );
+    }
+
+    fn apply_write(&mut self, i: usize, caller: &str, w: &Write) -> Outcome {
+        let wall_secs = 1_700_000_000 + self.now / 1000;
+        let mut tw = table::encode_write(APP, w, wall_secs);
+        if let (Write::HandOff { expect_epoch, .. }, Some(Mutation::HandOffKeepsEpoch)) =
+            (w, self.sc.mutation)
+        {
+            for u in &mut tw.updates {
+                if let Update::Set(n, v) = u
+                    && *n == EPOCH
+                {
+                    *v = Value::num(*expect_epoch);
+                }
+            }
+        }
+        match self.dynamo.update_item(caller, TABLE, &tw) {
+            Ok((before, after)) => {
+                if let Some(q) = tw.key.sk.strip_prefix(QUEUE_PREFIX) {
+                    self.queue_record_written(i, w, q, before.as_ref(), &after);
+                }
+                match table::write_reply(w, &after) {
+                    Ok(reply) => Outcome::Applied(reply),
+                    Err(_) => Outcome::Unknown,
+                }
+            }
+            Err(crate::fake::DynamoError::ConditionalCheckFailed) => Outcome::Rejected,
+            Err(_) => Outcome::Unknown,
+        }
+    }
+
+    fn queue_record_written(
+        &mut self,
+        i: usize,
+        w: &Write,
+        q: &str,
+        before: Option<&table::Item>,
+        after: &table::Item,
+    ) {
+        let epoch = |item: &table::Item| match item.get(EPOCH) {
+            Some(Value::N(n)) => n.parse::<u64>().ok(),
+            _ => None,
+        };
+        let after_epoch = epoch(after).unwrap_or(0);
+        self.checker
+            .epoch_written(q, before.and_then(epoch), after_epoch);
+        let Ok(table::Record::Queue(rec)) = table::decode_item(after) else {
+            return;
+        };
+        let old = self
+            .owners
+            .insert(rec.queue.clone(), rec.owner.clone())
+            .flatten();
+        if old != rec.owner {
+            let to = rec.owner.as_ref().and_then(|o| self.slot_of(&o.id));
+            self.stats.ownership.push((self.now, rec.queue.clone(), to));
+            if let (Write::HandOff { .. }, Some(_)) = (w, to) {
+                self.stats.voluntary_moves += 1;
+            }
+            if self.calm && to.is_some() {
+                self.stats.moves_after_calm += 1;
+            }
+            if matches!(w, Write::HandOff { .. }) {
+                let who = self.slots[i].who();
+                self.stats.handed_off.insert((rec.queue.clone(), who), to);
+            }
+        }
+        if self.sc.trace {
+            let d = format!("{} owner={:?} epoch={after_epoch}", rec.queue, rec.owner);
+            self.trace.emit(self.now, None, "record", &d);
+        }
+    }
+
+    pub(crate) fn slot_of(&self, id: &InstanceId) -> Option<usize> {
+        id.as_str().strip_prefix("node-")?.parse().ok()
+    }
+
+    fn apply_read(&mut self, caller: &str, r: Read) -> Outcome {
+        let q = table::encode_read(APP, r);
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            match self
+                .dynamo
+                .query(caller, TABLE, &q, None, start.as_ref(), true)
+            {
+                Ok(page) => {
+                    items.extend(page.items);
+                    match page.last_key {
+                        Some(k) => start = Some(k),
+                        None => break,
+                    }
+                }
+                Err(_) => return Outcome::Unknown,
+            }
+        }
+        let decoded = table::decode_items(&items);
+        Outcome::Applied(table::read_reply(r, decoded))
+    }
+
+    fn list(&mut self, caller: &str, prefix: &str) -> Outcome {
+        let mut urls = Vec::new();
+        let mut token = None;
+        loop {
+            match self
+                .sqs
+                .list_queues(caller, prefix, Some(1000), token.as_deref())
+            {
+                Ok(page) => {
+                    urls.extend(page.urls);
+                    match page.next_token {
+                        Some(t) => token = Some(t),
+                        None => break,
+                    }
+                }
+                Err(_) => return Outcome::Unknown,
+            }
+        }
+        let queues = urls.iter().filter_map(|u| QueueId::new(u).ok()).collect();
+        Outcome::Applied(Reply::Queues(queues))
+    }
+
+    // ----- SQS long polls -----
+
+    /// Makes sure a wake event is pending for the fake's next parked-receive deadline.
+    pub(crate) fn arm_wake(&mut self) {
+        if let Some(t) = self.sqs.next_wake(Millis(self.now)) {
+            let t = t.0.max(self.now);
+            if self.wake_at.is_none_or(|w| t < w) {
+                self.wake_at = Some(t);
+                self.push(t, Ev::SqsWake);
+            }
+        }
+    }
+
+    fn sqs_wake(&mut self) {
+        if self.wake_at == Some(self.now) {
+            self.wake_at = None;
+        }
+        for (id, _, result) in self.sqs.wake(Millis(self.now)) {
+            let Some(recv) = self.parked.remove(&id) else {
+                continue;
+            };
+            let result = match result {
+                Ok(m) => RecvResult::Messages(m),
+                Err(SqsError::QueueDoesNotExist { .. }) => RecvResult::Gone,
+                Err(_) => RecvResult::Failed,
+            };
+            self.receive_returned(recv, result);
+        }
+        self.arm_wake();
+    }
+
+    pub(crate) fn sample(&mut self) {
+        crate::report::sample(self);
+        self.push(self.now + crate::report::SAMPLE_MS, Ev::Sample);
+    }
+
+    fn finish(&mut self) {
+        for i in 0..self.slots.len() {
+            if let Some(since) = self.slots[i].up_since.take() {
+                self.stats.instance_ms += self.now - since;
+            }
+        }
+        if self.checker.violations.is_empty() {
+            crate::report::check_settled(self);
+        }
+        if self.checker.violations.is_empty() {
+            let sqs = &self.sqs;
+            self.checker.check_no_loss(|q| sqs.exists(q.as_str()));
+        }
+    }
+}
