@@ -59,9 +59,15 @@ struct Entry {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct QueueView {
     entries: BTreeMap<QueueId, Entry>,
+    version: u64,
 }
 
 impl QueueView {
+    /// Grows with every change of the view, so derived state knows when to recompute.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
     /// Replaces the view with a snapshot whose read was sent at sequence `sent`.
     /// Returns whether anything changed.
     pub fn merge_snapshot(&mut self, sent: u64, records: Vec<QueueRecord>) -> bool {
@@ -83,6 +89,9 @@ impl QueueView {
                 .zip(&self.entries)
                 .any(|((q1, a), (q2, b))| q1 != q2 || a.record != b.record);
         self.entries = next;
+        if changed {
+            self.version += 1;
+        }
         changed
     }
 
@@ -93,6 +102,7 @@ impl QueueView {
             .get(&record.queue)
             .is_none_or(|e| e.record.epoch <= record.epoch);
         if newer {
+            self.version += 1;
             self.entries.insert(
                 record.queue.clone(),
                 Entry {

@@ -65,6 +65,8 @@ pub struct Node {
     reaping: BTreeSet<Owner>,
     read_in_flight: bool,
     want_table: bool,
+    /// A table read failed: ask again at the next heartbeat tick.
+    retry_table: bool,
     /// Each instance's (incarnation, inbox counter) when last read: a change means a queue
     /// changed hands, so this node's view of the queue records is stale.
     inboxes: BTreeMap<InstanceId, (u64, u64)>,
@@ -77,6 +79,8 @@ pub struct Node {
     members: Vec<Member>,
     members_changed_at: Millis,
     target: Option<Assignment>,
+    /// What `target` was computed from: view version, own life, members' lives.
+    target_key: (u64, Option<Owner>, Vec<Option<Owner>>),
     dirty: bool,
     move_due: Option<Millis>,
     incoming: bool,
@@ -130,6 +134,7 @@ impl Node {
             reaping: BTreeSet::new(),
             read_in_flight: false,
             want_table: true,
+            retry_table: false,
             inboxes: BTreeMap::new(),
             heartbeat_in_flight: false,
             registering: false,
@@ -140,6 +145,7 @@ impl Node {
             members: Vec::new(),
             members_changed_at: now,
             target: None,
+            target_key: (0, None, Vec::new()),
             dirty: true,
             move_due: None,
             incoming: false,
@@ -348,7 +354,11 @@ impl Node {
 
     fn on_tick(&mut self) {
         let now = self.now;
-        if self.reconcile.fire(now) || (self.incoming && self.tick.at() <= now) {
+        if self.reconcile.fire(now)
+            || (self.incoming && self.tick.at() <= now)
+            || (self.retry_table && self.tick.at() <= now)
+        {
+            self.retry_table = false;
             self.want_table = true;
         }
         if self.tick.fire(now) {
@@ -432,8 +442,9 @@ impl Node {
                         }
                         self.dirty = true;
                     }
-                    // A table read that failed is still wanted: retry it on the next tick.
-                    _ => self.want_table |= table,
+                    // A table read that failed is still wanted: retry it on the next tick
+                    // (not at once, which would hammer an unreachable table).
+                    _ => self.retry_table |= table,
                 }
             }
             Pending::List => {
@@ -617,9 +628,11 @@ impl Node {
         if self.writing.get(&queue) == Some(&id) {
             self.writing.remove(&queue);
         }
-        self.dirty = true;
         match outcome {
             Outcome::Applied(_) => {
+                // Only an applied write changes what this node knows; after a rejected or
+                // unknown one it waits for the table read that want_table asks for.
+                self.dirty = true;
                 // Announce every change of hands, so the new owner (and every peer's view)
                 // catches up at its next instance read instead of its next reconciliation.
                 let to = match &write {
@@ -730,6 +743,7 @@ impl Node {
             drained: false,
         });
         self.set_phase(Phase::Draining);
+        self.want_table = true;
         let queues: Vec<QueueId> = self.held.keys().cloned().collect();
         for q in &queues {
             self.stop(q, AfterStop::HandOff);
@@ -756,7 +770,19 @@ impl Node {
             self.set_phase(next);
             self.evaluate();
         }
-        let settled = self.writing.is_empty() && self.uncertain.is_empty();
+        // Writes of unknown outcome matter only while a life could still own their queues;
+        // a node that lost its life has nothing left to release and cannot read to find out.
+        // And a live node deregisters only from a fresh view that names it owner of nothing:
+        // a peer may have handed it a queue it has not seen yet.
+        let me = self.life();
+        let names_me = me.is_some()
+            && self
+                .view
+                .records()
+                .any(|r| !r.retired && names(r, me.as_ref()));
+        let fresh = me.is_none() || (!self.want_table && !self.read_in_flight && !names_me);
+        let settled =
+            fresh && self.writing.is_empty() && (self.uncertain.is_empty() || self.life.is_none());
         if self.phase == Phase::Releasing && settled && !self.deregistering {
             match self.life() {
                 Some(owner) => {
@@ -813,9 +839,20 @@ impl Node {
             self.want_table = true;
             self.target = None;
         }
-        if self.target.is_some() && !self.dirty {
+        // The target depends only on the members, their current lives, this node's life and
+        // the view: recompute it (all queues, so the costly part) only when one of them changed.
+        let key = (
+            self.view.version(),
+            self.life(),
+            self.members
+                .iter()
+                .map(|m| self.membership.life_of(&m.id))
+                .collect::<Vec<_>>(),
+        );
+        if self.target.is_some() && self.target_key == key {
             return;
         }
+        self.target_key = key;
         let queues = self.view.live_queues();
         let mut current = BTreeMap::new();
         let records: Vec<QueueRecord> = self
