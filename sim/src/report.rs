@@ -241,8 +241,8 @@ pub struct Report {
     pub violation: Option<Violation>,
     /// Events processed.
     pub events: u64,
-    /// The trace hash.
-    pub trace_hash: u64,
+    /// The hash of the trace, when it was kept (tracing costs time, so swarms skip it).
+    pub trace_hash: Option<u64>,
     /// The trace lines, if kept.
     pub trace: Option<String>,
     /// Process starts (first starts, restarts, joins).
@@ -337,7 +337,7 @@ impl Report {
             faults: w.sc.faults.kinds().iter().map(|k| k.name()).collect(),
             violation,
             events: w.events,
-            trace_hash: w.trace.hash(),
+            trace_hash: w.sc.trace.then(|| w.trace.hash()),
             trace: w.sc.trace.then(|| w.trace.text().to_owned()),
             starts: w.stats.starts,
             instance_minutes: w.stats.instance_ms as f64 / 60_000.0,
@@ -396,7 +396,7 @@ impl Report {
                 "detail": v.detail, "replay": self.replay_command(),
             })),
             "events": self.events,
-            "trace_hash": format!("{:016x}", self.trace_hash),
+            "trace_hash": self.trace_hash.map(|h| format!("{h:016x}")),
             "messages": {"sent": m.sent, "handled": m.handled, "failed": m.failed,
                 "deleted": m.deleted, "duplicates": m.duplicates, "lost": m.lost},
             "failover": Spread::of(&self.failover).json(),

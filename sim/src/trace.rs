@@ -2,7 +2,7 @@
 //!
 //! One line per event: `{"t":<ms>,"node":<name or null>,"ev":<kind>,"detail":<text>}`. The hash
 //! (FNV-1a, 64 bits, over every byte of every line) is what CI compares across two runs of one
-//! seed; it is computed whether or not the lines are kept.
+//! seed.
 
 use std::fmt::Write as _;
 

@@ -169,6 +169,8 @@ pub(crate) struct Slot {
     /// When the slowest handler started by a slow-handler fault ends: a graceful stop that
     /// waits for it may time out, and that is the fault's doing.
     pub slow_until: u64,
+    /// The life the process had when it began to stop (it has none once deregistered).
+    pub stop_life: Option<Owner>,
 }
 
 impl Slot {
@@ -233,6 +235,8 @@ pub struct World {
     pub(crate) next_queue: usize,
     pub(crate) events: u64,
     pub(crate) owners: BTreeMap<QueueId, Option<Owner>>,
+    /// When each queue record's owner last changed.
+    pub(crate) owner_at: BTreeMap<QueueId, u64>,
     pub(crate) end: u64,
 }
 
@@ -263,6 +267,7 @@ impl World {
             next_queue: 0,
             events: 0,
             owners: BTreeMap::new(),
+            owner_at: BTreeMap::new(),
             end,
             rng,
             sc,
@@ -439,6 +444,7 @@ impl World {
             open_batches: 0,
             up_since: None,
             slow_until: 0,
+            stop_life: None,
         });
         i
     }
@@ -538,18 +544,28 @@ impl World {
     fn phase(&mut self, i: usize, p: Phase) {
         match p {
             Phase::Draining => {
-                self.slots[i].stop_started.get_or_insert(self.now);
+                // From when the node took the request (a pause may have held it back).
+                self.slots[i].stop_started = Some(self.now);
+                self.slots[i].stop_life = self.slots[i].node.as_ref().and_then(Node::life);
                 self.maybe_drained(i);
             }
             Phase::Stopped { timed_out } => {
                 let s = &self.slots[i];
-                let life = s.node.as_ref().and_then(Node::life);
+                let life = s.stop_life.clone();
                 let took = s.stop_started.map_or(0, |t| self.now - t);
                 let limit = self.cfg.shutdown_timeout.as_millis() as u64;
+                // Queues it held when it began to stop. One handed to it while it drained (a
+                // peer had not yet seen it draining) is left to peers, which claim a
+                // deregistered life's queues at once, as after a crash.
+                let since = s.stop_started.unwrap_or(0);
                 let held: Vec<&QueueId> = self
                     .owners
                     .iter()
-                    .filter(|(_, o)| o.is_some() && **o == life)
+                    .filter(|(q, o)| {
+                        o.is_some()
+                            && **o == life
+                            && self.owner_at.get(*q).is_some_and(|t| *t < since)
+                    })
                     .map(|(q, _)| q)
                     .collect();
                 let slow = s.stop_started.is_some_and(|t| s.slow_until > t);
@@ -752,6 +768,7 @@ impl World {
             .insert(rec.queue.clone(), rec.owner.clone())
             .flatten();
         if old != rec.owner {
+            self.owner_at.insert(rec.queue.clone(), self.now);
             let to = rec.owner.as_ref().and_then(|o| self.slot_of(&o.id));
             self.stats.ownership.push((self.now, rec.queue.clone(), to));
             if let (Write::HandOff { .. }, Some(_)) = (w, to) {
