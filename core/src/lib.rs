@@ -30,5 +30,5 @@ pub use effect::{
 pub use error::{Error, Result};
 pub use ids::{InstanceId, Owner, QueueId};
 pub use node::Node;
-pub use shutdown::Phase;
+pub use shutdown::{Phase, StopOutcome};
 pub use time::Millis;

@@ -11,7 +11,7 @@ use crate::ids::{InstanceId, Owner, QueueId};
 use crate::lease::{AfterStop, Fence, Held, QueueView, names};
 use crate::membership::{Liveness, Membership};
 use crate::rng::Rng;
-use crate::shutdown::{self, Phase, Shutdown};
+use crate::shutdown::{self, Phase, Shutdown, StopOutcome};
 use crate::time::Millis;
 use crate::timer::Timer;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -388,7 +388,7 @@ impl Node {
         if let Some(s) = self.shutdown
             && now >= s.deadline
         {
-            self.finish(true);
+            self.finish(StopOutcome::TimedOut);
         }
     }
 
@@ -423,7 +423,7 @@ impl Node {
                 self.life = None;
                 self.fence.reset();
                 self.set_phase(Phase::Deregistered);
-                self.finish(false);
+                self.finish(StopOutcome::Clean);
             }
             Pending::Read { table } => {
                 self.read_in_flight = false;
@@ -504,6 +504,9 @@ impl Node {
         self.life = None;
         self.fence.reset();
         self.effects.push_back(Effect::Fence { until: self.now });
+        if let Some(s) = &mut self.shutdown {
+            s.life_lost = true;
+        }
         let queues: Vec<QueueId> = self.held.keys().cloned().collect();
         for q in &queues {
             self.stop(q, AfterStop::Forget);
@@ -741,6 +744,7 @@ impl Node {
         self.shutdown = Some(Shutdown {
             deadline: self.now.saturating_add(self.cfg.shutdown_timeout),
             drained: false,
+            life_lost: false,
         });
         self.set_phase(Phase::Draining);
         self.want_table = true;
@@ -759,7 +763,7 @@ impl Node {
             return;
         }
         if self.now >= s.deadline {
-            self.finish(true);
+            self.finish(StopOutcome::TimedOut);
             return;
         }
         loop {
@@ -772,15 +776,16 @@ impl Node {
         }
         // Writes of unknown outcome matter only while a life could still own their queues;
         // a node that lost its life has nothing left to release and cannot read to find out.
-        // And a live node deregisters only from a fresh view that names it owner of nothing:
-        // a peer may have handed it a queue it has not seen yet.
+        // And a live node deregisters only from a fresh view (a failed read is retried first)
+        // that names it owner of nothing: a peer may have handed it a queue it has not seen yet.
         let me = self.life();
         let names_me = me.is_some()
             && self
                 .view
                 .records()
                 .any(|r| !r.retired && names(r, me.as_ref()));
-        let fresh = me.is_none() || (!self.want_table && !self.read_in_flight && !names_me);
+        let fresh = me.is_none()
+            || (!self.want_table && !self.retry_table && !self.read_in_flight && !names_me);
         let settled =
             fresh && self.writing.is_empty() && (self.uncertain.is_empty() || self.life.is_none());
         if self.phase == Phase::Releasing && settled && !self.deregistering {
@@ -789,14 +794,15 @@ impl Node {
                     self.deregistering = true;
                     self.write(Pending::Deregister, Write::Deregister { owner });
                 }
-                None => self.finish(false),
+                None if s.life_lost => self.finish(StopOutcome::LifeLost),
+                None => self.finish(StopOutcome::Clean),
             }
         }
     }
 
-    fn finish(&mut self, timed_out: bool) {
+    fn finish(&mut self, outcome: StopOutcome) {
         self.shutdown = None;
-        self.set_phase(Phase::Stopped { timed_out });
+        self.set_phase(Phase::Stopped { outcome });
     }
 
     // ----- deciding -----

@@ -25,11 +25,23 @@ pub enum Phase {
     Releasing,
     /// The instance record is marked dead.
     Deregistered,
-    /// Done. `timed_out` tells whether the shutdown timeout cut it short.
+    /// Done; `outcome` tells how.
     Stopped {
-        /// The shutdown timeout passed before the phases completed.
-        timed_out: bool,
+        /// Whether the node released its queues itself.
+        outcome: StopOutcome,
     },
+}
+
+/// How a shutdown ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum StopOutcome {
+    /// Every queue handed off and the instance record marked dead.
+    Clean,
+    /// The shutdown timeout passed first; peers fail over what was still held.
+    TimedOut,
+    /// Peers reaped this life while it drained (the table was out of reach for longer than
+    /// the heartbeat timeout); they fail over what it had not handed off yet.
+    LifeLost,
 }
 
 impl Phase {
@@ -51,6 +63,8 @@ pub(crate) struct Shutdown {
     pub deadline: Millis,
     /// The runtime reported [`crate::Input::DrainFinished`].
     pub drained: bool,
+    /// Peers reaped this life before it deregistered.
+    pub life_lost: bool,
 }
 
 /// The next phase, given what is still outstanding; `phase` unchanged when nothing moved.
@@ -80,8 +94,16 @@ mod tests {
     #[test]
     fn order_puts_every_shutdown_phase_after_running() {
         assert!(!Phase::Running.is_shutting_down());
-        assert!(Phase::Stopped { timed_out: false }.is_shutting_down());
-        assert!(Phase::Stopped { timed_out: true }.is_stopped());
+        let clean = Phase::Stopped {
+            outcome: StopOutcome::Clean,
+        };
+        assert!(clean.is_shutting_down());
+        assert!(
+            Phase::Stopped {
+                outcome: StopOutcome::TimedOut
+            }
+            .is_stopped()
+        );
         assert!(!Phase::Deregistered.is_stopped());
     }
 }

@@ -72,9 +72,7 @@ impl World {
                     let until = self.now + 1_000 + self.rng.below(19_000);
                     let name = self.slots[i].name.clone();
                     self.hooks.partition(&name, service, Millis(until));
-                    if self.slots[i].stop_started.is_some() {
-                        self.slots[i].stop_faulted = true;
-                    }
+                    self.faulted(i);
                     self.note(kind, Some(i));
                 }
             }

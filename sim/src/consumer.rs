@@ -110,6 +110,7 @@ impl World {
             let margin = self.cfg.effective_fence_margin().as_millis() as u64;
             let pause = 500 + self.rng.below(2 * margin);
             self.slots[i].paused_until = now + pause;
+            self.faulted(i);
             depart = now + pause;
             paused = true;
             self.stats.pauses += 1;

@@ -33,6 +33,7 @@ pub(crate) struct Stats {
     pub starts: u64,
     pub instance_ms: u64,
     pub stops_timed_out: u64,
+    pub stops_life_lost: u64,
     pub stops_clean: u64,
     pub stop_ms: Vec<u64>,
     /// Every change of a queue record's owner: time, queue, new owner's slot.
@@ -272,6 +273,8 @@ pub struct Report {
     pub stop_ms: Vec<u64>,
     /// Graceful stops that timed out (faults hit them).
     pub stops_timed_out: u64,
+    /// Graceful stops whose life peers reaped first (the table was out of reach).
+    pub stops_life_lost: u64,
     /// Overlaps caused by process pauses past the fence margin (reported, not violations).
     pub excused_overlaps: u64,
     /// DynamoDB requests, read units and write units, whole run, all instances.
@@ -359,6 +362,7 @@ impl Report {
             balance_spread: balance_spread(w),
             stop_ms: w.stats.stop_ms.clone(),
             stops_timed_out: w.stats.stops_timed_out,
+            stops_life_lost: w.stats.stops_life_lost,
             excused_overlaps: w.checker.excused_overlaps,
             dynamo,
             steady_dynamo_per_instance_minute: steady_rate(&w.stats),
@@ -408,6 +412,7 @@ impl Report {
             "settle_optimum": self.settle_optimum,
             "balance_spread": self.balance_spread,
             "stops": {"clean": self.stop_ms.len(), "timed_out": self.stops_timed_out,
+                "life_lost": self.stops_life_lost,
                 "max_ms": self.stop_ms.iter().max().copied().unwrap_or(0)},
             "excused_overlaps": self.excused_overlaps,
             "instance_minutes": self.instance_minutes,

@@ -12,7 +12,7 @@ use sqsbalancer_core::rng::Rng;
 use sqsbalancer_core::table::{self, EPOCH, QUEUE_PREFIX, Update, Value};
 use sqsbalancer_core::{
     Config, Effect, Input, InstanceId, Millis, Node, OpId, Outcome, Owner, Phase, QueueId, Read,
-    Reply, Write,
+    Reply, StopOutcome, Write,
 };
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -164,6 +164,9 @@ pub(crate) struct Slot {
     pub paused_until: u64,
     pub stop_started: Option<u64>,
     pub stop_faulted: bool,
+    /// A fault touched this life (an unreachable table, a lost reply, a pause): peers reaping
+    /// it is then the fault's doing.
+    pub life_faulted: bool,
     pub open_batches: u32,
     pub up_since: Option<u64>,
     /// When the slowest handler started by a slow-handler fault ends: a graceful stop that
@@ -441,6 +444,7 @@ impl World {
             paused_until: 0,
             stop_started: None,
             stop_faulted: false,
+            life_faulted: false,
             open_batches: 0,
             up_since: None,
             slow_until: 0,
@@ -460,6 +464,7 @@ impl World {
         s.tick_at = None;
         s.stop_started = None;
         s.stop_faulted = false;
+        s.life_faulted = false;
         s.open_batches = 0;
         s.slow_until = 0;
         s.paused_until = 0;
@@ -549,7 +554,7 @@ impl World {
                 self.slots[i].stop_life = self.slots[i].node.as_ref().and_then(Node::life);
                 self.maybe_drained(i);
             }
-            Phase::Stopped { timed_out } => {
+            Phase::Stopped { outcome } => {
                 let s = &self.slots[i];
                 let life = s.stop_life.clone();
                 let took = s.stop_started.map_or(0, |t| self.now - t);
@@ -569,15 +574,20 @@ impl World {
                     .map(|(q, _)| q)
                     .collect();
                 let slow = s.stop_started.is_some_and(|t| s.slow_until > t);
-                let problem = if timed_out && !s.stop_faulted && !slow {
+                let clean = outcome == StopOutcome::Clean;
+                let problem = if outcome == StopOutcome::TimedOut && !s.stop_faulted && !slow {
                     Some(format!(
                         "timed out after {took} ms with no fault in the way"
                     ))
-                } else if !timed_out && !s.pollers.is_empty() {
+                } else if outcome == StopOutcome::LifeLost && !s.life_faulted {
+                    Some(format!(
+                        "lost its life after {took} ms with no fault in the way"
+                    ))
+                } else if clean && !s.pollers.is_empty() {
                     Some(format!("stopped with {} pollers running", s.pollers.len()))
-                } else if !timed_out && !held.is_empty() {
+                } else if clean && !held.is_empty() {
                     Some(format!("stopped still named owner of {}", held[0]))
-                } else if !timed_out && took > limit {
+                } else if clean && took > limit {
                     Some(format!("took {took} ms, timeout {limit} ms"))
                 } else {
                     None
@@ -587,11 +597,13 @@ impl World {
                     self.checker
                         .violate(Invariant::GracefulStop, format!("{name}: {p}"));
                 }
-                if timed_out {
-                    self.stats.stops_timed_out += 1;
-                } else {
-                    self.stats.stops_clean += 1;
-                    self.stats.stop_ms.push(took);
+                match outcome {
+                    StopOutcome::Clean => {
+                        self.stats.stops_clean += 1;
+                        self.stats.stop_ms.push(took);
+                    }
+                    StopOutcome::TimedOut => self.stats.stops_timed_out += 1,
+                    StopOutcome::LifeLost => self.stats.stops_life_lost += 1,
                 }
                 self.end_life(i);
             }
@@ -621,10 +633,15 @@ impl World {
         BASE_LATENCY_MS + self.hooks.latency()
     }
 
+    /// Records that a fault hit slot `i` (during its stop, if it is stopping).
+    pub(crate) fn faulted(&mut self, i: usize) {
+        let s = &mut self.slots[i];
+        s.life_faulted = true;
+        s.stop_faulted |= s.stop_started.is_some();
+    }
+
     fn fail_later(&mut self, i: usize, life: u64, id: OpId, after: u64) {
-        if self.slots[i].stop_started.is_some() {
-            self.slots[i].stop_faulted = true;
-        }
+        self.faulted(i);
         self.push(
             self.now + after,
             Ev::Input {

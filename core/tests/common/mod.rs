@@ -7,7 +7,7 @@
 use sqsbalancer_core::rng::Rng;
 use sqsbalancer_core::{
     Config, Effect, Input, InstanceId, InstanceRecord, Millis, Node, OpId, Outcome, Owner, Phase,
-    QueueId, QueueRecord, Read, Reply, Status, Write,
+    QueueId, QueueRecord, Read, Reply, Status, StopOutcome, Write,
 };
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
@@ -498,7 +498,9 @@ impl Cluster {
                     );
                 }
                 Effect::Fence { until } => self.slots[i].fence = until,
-                Effect::Phase(Phase::Stopped { timed_out: false }) => {
+                Effect::Phase(Phase::Stopped {
+                    outcome: StopOutcome::Clean,
+                }) => {
                     assert!(
                         self.slots[i].polling.is_empty(),
                         "stopped with pollers running"
