@@ -558,7 +558,11 @@ impl World {
                 let s = &self.slots[i];
                 let life = s.stop_life.clone();
                 let took = s.stop_started.map_or(0, |t| self.now - t);
-                let limit = self.cfg.shutdown_timeout.as_millis() as u64;
+                // The timeout runs on the node's own (possibly drifting) clock.
+                let limit = s.stop_started.map_or(0, |t| {
+                    let timeout = self.cfg.shutdown_timeout.as_millis() as u64;
+                    s.global(Millis(s.local(t).0 + timeout)) - t
+                });
                 // Queues it held when it began to stop. One handed to it while it drained (a
                 // peer had not yet seen it draining) is left to peers, which claim a
                 // deregistered life's queues at once, as after a crash.
@@ -606,6 +610,11 @@ impl World {
                     StopOutcome::LifeLost => self.stats.stops_life_lost += 1,
                 }
                 self.end_life(i);
+                if self.calm {
+                    // A stop begun just before the calm point ends after it: the calm brings
+                    // every instance back, this one too, so the backlog still drains.
+                    self.start(i);
+                }
             }
             _ => {}
         }
