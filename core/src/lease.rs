@@ -13,7 +13,7 @@
 use crate::effect::QueueRecord;
 use crate::ids::{Owner, QueueId};
 use crate::time::Millis;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 /// What happens to a queue once its pollers have stopped.
@@ -59,13 +59,25 @@ struct Entry {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct QueueView {
     entries: BTreeMap<QueueId, Entry>,
-    version: u64,
+    snapshot: u64,
+    /// Queues whose record changed since [`QueueView::take_changes`] was last called.
+    changes: BTreeSet<QueueId>,
 }
 
 impl QueueView {
-    /// Grows with every change of the view, so derived state knows when to recompute.
-    pub fn version(&self) -> u64 {
-        self.version
+    /// Takes the queues whose record changed (appeared, changed or vanished) since the last call.
+    pub fn take_changes(&mut self) -> BTreeSet<QueueId> {
+        std::mem::take(&mut self.changes)
+    }
+
+    /// Whether any record changed since [`QueueView::take_changes`] was last called.
+    pub fn has_changes(&self) -> bool {
+        !self.changes.is_empty()
+    }
+
+    /// The sequence number the last merged snapshot's read was sent at (0: none yet).
+    pub fn snapshot(&self) -> u64 {
+        self.snapshot
     }
 
     /// Replaces the view with a snapshot whose read was sent at sequence `sent`.
@@ -83,15 +95,21 @@ impl QueueView {
                 }
             }
         }
-        let changed = next.len() != self.entries.len()
-            || next
-                .iter()
-                .zip(&self.entries)
-                .any(|((q1, a), (q2, b))| q1 != q2 || a.record != b.record);
-        self.entries = next;
-        if changed {
-            self.version += 1;
+        let mut changed = false;
+        for (q, e) in &next {
+            if self.entries.get(q).is_none_or(|old| old.record != e.record) {
+                self.changes.insert(q.clone());
+                changed = true;
+            }
         }
+        for q in self.entries.keys() {
+            if !next.contains_key(q) {
+                self.changes.insert(q.clone());
+                changed = true;
+            }
+        }
+        self.entries = next;
+        self.snapshot = self.snapshot.max(sent);
         changed
     }
 
@@ -102,7 +120,7 @@ impl QueueView {
             .get(&record.queue)
             .is_none_or(|e| e.record.epoch <= record.epoch);
         if newer {
-            self.version += 1;
+            self.changes.insert(record.queue.clone());
             self.entries.insert(
                 record.queue.clone(),
                 Entry {
@@ -206,6 +224,41 @@ mod tests {
         assert_eq!(v.get(&QueueId::new("q").unwrap()).unwrap().epoch, 1);
         assert!(!v.merge_snapshot(7, vec![rec("q", None, 1)]));
         assert_eq!(v.live_queues().len(), 1);
+    }
+
+    #[test]
+    fn changes_name_exactly_the_queues_whose_record_changed() {
+        let q = |s: &str| QueueId::new(s).unwrap();
+        let mut v = QueueView::default();
+        v.merge_snapshot(
+            1,
+            vec![rec("a", None, 1), rec("b", None, 1), rec("c", None, 1)],
+        );
+        assert_eq!(v.take_changes().len(), 3);
+        assert!(!v.has_changes());
+        // b changes hands, c vanishes, d appears; a is untouched.
+        v.merge_snapshot(
+            2,
+            vec![
+                rec("a", None, 1),
+                rec("b", Some(("x", 1)), 2),
+                rec("d", None, 1),
+            ],
+        );
+        assert_eq!(v.take_changes(), BTreeSet::from([q("b"), q("c"), q("d")]));
+        v.apply_local(3, rec("a", Some(("me", 1)), 2));
+        // A local write older than the record changes nothing.
+        v.apply_local(4, rec("b", Some(("me", 1)), 1));
+        assert_eq!(v.take_changes(), BTreeSet::from([q("a")]));
+        v.merge_snapshot(
+            5,
+            vec![
+                rec("a", Some(("me", 1)), 2),
+                rec("b", Some(("x", 1)), 2),
+                rec("d", None, 1),
+            ],
+        );
+        assert!(!v.has_changes());
     }
 
     #[test]

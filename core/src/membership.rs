@@ -37,6 +37,13 @@ struct Seen {
     since: Millis,
 }
 
+/// A summary of every liveness verdict, compared to tell whether any changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Verdicts {
+    instances: Vec<(InstanceId, u64, Status, u32, bool)>,
+    ghosts: Vec<(Owner, bool)>,
+}
+
 /// What this observer knows about every instance record.
 #[derive(Clone, Debug, Default)]
 pub struct Membership {
@@ -167,6 +174,27 @@ impl Membership {
         out
     }
 
+    /// Everything this observer's verdicts depend on, as of the last read: each record's
+    /// life, status, capacity and whether it expired, and which ghosts are past their timeout.
+    /// The node re-decides its queues only when this changes, not at every heartbeat read.
+    pub fn verdicts(&self, timeout: Duration) -> Verdicts {
+        let instances = self
+            .seen
+            .values()
+            .map(|s| {
+                let r = &s.record;
+                let expired = self.last_read.since(s.since) >= timeout;
+                (r.id.clone(), r.incarnation, r.status, r.capacity, expired)
+            })
+            .collect();
+        let ghosts = self
+            .ghosts
+            .iter()
+            .map(|(o, since)| (o.clone(), self.last_read.since(*since) >= timeout))
+            .collect();
+        Verdicts { instances, ghosts }
+    }
+
     /// Forgets dead lives and ghosts that no queue names any more, so memory stays bounded.
     pub fn retain_lives(&mut self, referenced: &BTreeSet<Owner>) {
         self.dead.retain(|o| referenced.contains(o));
@@ -227,6 +255,31 @@ mod tests {
             Liveness::Dead
         );
         assert!(m.expired(HT, &me).is_empty());
+    }
+
+    #[test]
+    fn verdicts_change_with_liveness_not_with_every_heartbeat() {
+        let mut m = Membership::default();
+        m.observe(Millis(0), &[rec("a", 1, 1, Status::Active)]);
+        let first = m.verdicts(HT);
+        m.observe(Millis(10_000), &[rec("a", 1, 2, Status::Active)]);
+        assert_eq!(
+            m.verdicts(HT),
+            first,
+            "a heartbeat alone changes no verdict"
+        );
+        m.observe(Millis(39_999), &[rec("a", 1, 2, Status::Active)]);
+        assert_eq!(m.verdicts(HT), first);
+        m.observe(Millis(40_000), &[rec("a", 1, 2, Status::Active)]);
+        let expired = m.verdicts(HT);
+        assert_ne!(expired, first, "expiry is a verdict");
+        m.observe(Millis(41_000), &[rec("a", 1, 2, Status::Draining)]);
+        assert_ne!(m.verdicts(HT), expired, "a status change is a verdict");
+        let mut capacity = rec("a", 1, 2, Status::Draining);
+        capacity.capacity = 3;
+        let before = m.verdicts(HT);
+        m.observe(Millis(42_000), &[capacity]);
+        assert_ne!(m.verdicts(HT), before, "capacity changes the target");
     }
 
     #[test]

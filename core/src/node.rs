@@ -9,7 +9,7 @@ use crate::effect::{
 use crate::error::{Error, Result};
 use crate::ids::{InstanceId, Owner, QueueId};
 use crate::lease::{AfterStop, Fence, Held, QueueView, names};
-use crate::membership::{Liveness, Membership};
+use crate::membership::{Liveness, Membership, Verdicts};
 use crate::rng::Rng;
 use crate::shutdown::{self, Phase, Shutdown, StopOutcome};
 use crate::time::Millis;
@@ -74,15 +74,35 @@ pub struct Node {
     registering: bool,
     deregistering: bool,
     listing: bool,
+    /// A queue listing that came back before the first table read: compared with an empty
+    /// view it would try to create every queue the fleet already recorded.
+    listed: Option<(OpId, Vec<QueueId>)>,
     counter: u64,
     fence: Fence,
     members: Vec<Member>,
     members_changed_at: Millis,
     target: Option<Assignment>,
-    /// What `target` was computed from: view version, own life, members' lives.
-    target_key: (u64, Option<Owner>, Vec<Option<Owner>>),
-    dirty: bool,
+    /// What `target` was computed from besides the view: own life, members' lives.
+    target_key: (Option<Owner>, Vec<Option<Owner>>),
+    /// The view changed since `target` was computed (if only toward it).
+    target_behind: bool,
+    /// A table read completed: recompute `target` if it is behind.
+    retarget: bool,
+    /// The liveness verdicts `evaluate` last saw; a read that changes none of them (the
+    /// steady-state heartbeat read) leaves the queues as they are.
+    verdicts: Verdicts,
+    /// Every queue must be decided again (membership, liveness, phase or target changed).
+    dirty_all: bool,
+    /// These queues must be decided again.
+    dirty_queues: BTreeSet<QueueId>,
+    /// Queues whose write was rejected: decided again after the next table read, which shows
+    /// what beat them.
+    recheck: BTreeSet<QueueId>,
     move_due: Option<Millis>,
+    /// Queues targeted here but held by a live peer that has yet to hand them over.
+    incoming_queues: BTreeSet<QueueId>,
+    /// Queues this node will hand over once the rebalance delay has passed.
+    deferred_queues: BTreeSet<QueueId>,
     incoming: bool,
     tick: Timer,
     discovery: Timer,
@@ -140,14 +160,22 @@ impl Node {
             registering: false,
             deregistering: false,
             listing: false,
+            listed: None,
             counter: 0,
             fence: Fence::default(),
             members: Vec::new(),
             members_changed_at: now,
             target: None,
-            target_key: (0, None, Vec::new()),
-            dirty: true,
+            target_key: (None, Vec::new()),
+            target_behind: false,
+            retarget: false,
+            verdicts: Verdicts::default(),
+            dirty_all: true,
+            dirty_queues: BTreeSet::new(),
+            recheck: BTreeSet::new(),
             move_due: None,
+            incoming_queues: BTreeSet::new(),
+            deferred_queues: BTreeSet::new(),
             incoming: false,
             shutdown: None,
         };
@@ -345,7 +373,7 @@ impl Node {
     fn set_phase(&mut self, phase: Phase) {
         if self.phase != phase {
             self.phase = phase;
-            self.dirty = true;
+            self.dirty_all = true;
             self.effects.push_back(Effect::Phase(phase));
         }
     }
@@ -383,7 +411,7 @@ impl Node {
         self.discover();
         if self.move_due.is_some_and(|d| now >= d) {
             self.move_due = None;
-            self.dirty = true;
+            self.dirty_all = true;
         }
         if let Some(s) = self.shutdown
             && now >= s.deadline
@@ -413,7 +441,7 @@ impl Node {
                 self.reaping.remove(&owner);
                 if matches!(outcome, Outcome::Applied(_)) {
                     self.membership.mark_dead(owner);
-                    self.dirty = true;
+                    self.dirty_all = true;
                 }
             }
             Pending::Notify => {}
@@ -436,11 +464,28 @@ impl Node {
                     }
                     Outcome::Applied(Reply::Table { instances, queues }) => {
                         let _ = self.observe(id, &instances);
-                        self.uncertain.retain(|_, seq| *seq > id.0);
-                        if self.view.merge_snapshot(id.0, queues) {
-                            self.dirty = true;
+                        // Queues whose write this read settles are decided again, with those
+                        // whose write was rejected and those the read shows changed; a
+                        // reconciliation read of a quiet table costs no decision at all.
+                        let settled: Vec<QueueId> = self
+                            .uncertain
+                            .iter()
+                            .filter(|(_, seq)| **seq <= id.0)
+                            .map(|(q, _)| q.clone())
+                            .collect();
+                        for q in settled {
+                            self.uncertain.remove(&q);
+                            self.dirty_queues.insert(q);
                         }
-                        self.dirty = true;
+                        self.dirty_queues.append(&mut self.recheck);
+                        self.view.merge_snapshot(id.0, queues);
+                        self.retarget = true;
+                        if let Some((list_id, _)) = &self.listed
+                            && *list_id < id
+                            && let Some((_, listed)) = self.listed.take()
+                        {
+                            self.on_listed(listed);
+                        }
                     }
                     // A table read that failed is still wanted: retry it on the next tick
                     // (not at once, which would hammer an unreachable table).
@@ -450,7 +495,12 @@ impl Node {
             Pending::List => {
                 self.listing = false;
                 if let Outcome::Applied(Reply::Queues(listed)) = outcome {
-                    self.on_listed(listed);
+                    if self.view.snapshot() > 0 {
+                        self.on_listed(listed);
+                    } else {
+                        self.listed = Some((id, listed));
+                        self.want_table = true;
+                    }
                 }
             }
         }
@@ -511,7 +561,7 @@ impl Node {
         for q in &queues {
             self.stop(q, AfterStop::Forget);
         }
-        self.dirty = true;
+        self.dirty_all = true;
         if !self.phase.is_shutting_down() {
             self.set_phase(Phase::Starting);
             self.register();
@@ -525,7 +575,11 @@ impl Node {
     #[must_use]
     fn observe(&mut self, sent: OpId, instances: &[InstanceRecord]) -> bool {
         self.membership.observe(self.now, instances);
-        self.dirty = true;
+        let verdicts = self.membership.verdicts(self.cfg.heartbeat_timeout);
+        if verdicts != self.verdicts {
+            self.verdicts = verdicts;
+            self.dirty_all = true;
+        }
         let mut notified = false;
         for r in instances {
             let now = (r.incarnation, r.inbox);
@@ -635,7 +689,7 @@ impl Node {
             Outcome::Applied(_) => {
                 // Only an applied write changes what this node knows; after a rejected or
                 // unknown one it waits for the table read that want_table asks for.
-                self.dirty = true;
+                self.dirty_queues.insert(queue.clone());
                 // Announce every change of hands, so the new owner (and every peer's view)
                 // catches up at its next instance read instead of its next reconciliation.
                 let to = match &write {
@@ -658,7 +712,10 @@ impl Node {
                     self.start(queue, epoch);
                 }
             }
-            Outcome::Rejected => self.want_table = true,
+            Outcome::Rejected => {
+                self.recheck.insert(queue);
+                self.want_table = true;
+            }
             Outcome::Unknown => {
                 self.uncertain.insert(queue, self.next_op);
                 self.want_table = true;
@@ -671,7 +728,7 @@ impl Node {
             return;
         };
         self.held.remove(&queue);
-        self.dirty = true;
+        self.dirty_queues.insert(queue.clone());
         let Some(me) = self.life() else { return };
         let still_mine = self
             .view
@@ -845,20 +902,33 @@ impl Node {
             self.want_table = true;
             self.target = None;
         }
-        // The target depends only on the members, their current lives, this node's life and
-        // the view: recompute it (all queues, so the costly part) only when one of them changed.
+        // Queue records that changed since the last look are decided again. A change that
+        // carries a queue to its target owner (the moves this target asked for) leaves the
+        // target as it is; any other (a new or retired queue, a release, a peer acting on a
+        // different target) makes it stale. Recomputing the target costs a pass over every
+        // queue, so a burst of claims must not pay it once per claim.
+        // Every table read still recomputes a target that any change went by, so that nodes
+        // whose targets came from different snapshots converge on the same one.
+        let mut stale = self.retarget && self.target_behind;
+        self.retarget = false;
+        for q in self.view.take_changes() {
+            stale |= !self.toward_target(&q);
+            self.target_behind = true;
+            self.dirty_queues.insert(q);
+        }
         let key = (
-            self.view.version(),
             self.life(),
             self.members
                 .iter()
                 .map(|m| self.membership.life_of(&m.id))
                 .collect::<Vec<_>>(),
         );
-        if self.target.is_some() && self.target_key == key {
+        if self.target.is_some() && !stale && self.target_key == key {
             return;
         }
         self.target_key = key;
+        self.target_behind = false;
+        self.dirty_all = true;
         let queues = self.view.live_queues();
         let mut current = BTreeMap::new();
         let records: Vec<QueueRecord> = self
@@ -880,100 +950,160 @@ impl Node {
         self.target = Some(assign(&self.members, &queues, &current));
     }
 
-    /// Brings holdings and claims in line with the view and the target.
+    /// Whether `queue`'s record names the owner the current target gives it, in its current life.
+    fn toward_target(&self, queue: &QueueId) -> bool {
+        let Some(target) = &self.target else {
+            return false;
+        };
+        let Some(r) = self.view.get(queue) else {
+            return false;
+        };
+        let Some(o) = r.owner.as_ref().filter(|_| !r.retired) else {
+            return false;
+        };
+        target.owner_of(queue) == Some(&o.id)
+            && (Some(o) == self.life().as_ref()
+                || self.membership.life_of(&o.id).as_ref() == Some(o))
+    }
+
+    /// Brings holdings and claims in line with the view and the target: every queue after a
+    /// change that concerns them all (membership, liveness, phase, a new target), otherwise only
+    /// the queues that changed, so a claim completing costs one decision rather than a pass
+    /// over every queue.
     fn evaluate(&mut self) {
-        if !self.dirty || self.phase.is_stopped() {
+        if self.phase.is_stopped() {
             return;
         }
-        let Some(me) = self.life() else {
-            self.dirty = false;
+        if self.life.is_none() {
+            self.dirty_all = false;
+            self.dirty_queues.clear();
             return;
-        };
+        }
+        if !self.dirty_all && self.dirty_queues.is_empty() && !self.view.has_changes() {
+            return;
+        }
         self.refresh_target();
-        self.dirty = false;
-        let running = self.phase == Phase::Running;
+        let Some(me) = self.life() else { return };
+        let all = std::mem::take(&mut self.dirty_all);
+        let queues: Vec<QueueId> = if all {
+            self.dirty_queues.clear();
+            self.incoming_queues.clear();
+            self.deferred_queues.clear();
+            let mut qs: Vec<QueueId> = self.view.records().map(|r| r.queue.clone()).collect();
+            qs.extend(
+                self.held
+                    .keys()
+                    .filter(|q| self.view.get(q).is_none())
+                    .cloned(),
+            );
+            qs
+        } else {
+            std::mem::take(&mut self.dirty_queues).into_iter().collect()
+        };
         let move_at = self
             .members_changed_at
             .saturating_add(self.cfg.rebalance_delay);
-        let moves_allowed = self.now >= move_at;
-        let mut deferred = false;
-        let mut incoming = false;
-        let records: Vec<QueueRecord> = self.view.records().cloned().collect();
         let target = self.target.take();
-        for r in &records {
-            let q = &r.queue;
-            if self.writing.contains_key(q) || self.uncertain.contains_key(q) {
-                continue;
-            }
-            let wanted = target.as_ref().and_then(|t| t.owner_of(q));
-            let mine_target = wanted == Some(&self.me);
-            if names(r, Some(&me)) && !r.retired {
-                match self.held.get(q).copied() {
-                    None if running => self.start(q.clone(), r.epoch),
-                    None => {
-                        let to = wanted.and_then(|id| self.membership.life_of(id));
-                        self.hand_off(q.clone(), me.clone(), r.epoch, to);
-                    }
-                    Some(Held::Receiving { epoch }) if epoch != r.epoch => {
-                        // Only a write naming this life can change the record; adopt its epoch.
-                        self.held
-                            .insert(q.clone(), Held::Receiving { epoch: r.epoch });
-                        self.dirty = true;
-                    }
-                    Some(Held::Receiving { .. }) if running && !mine_target && wanted.is_some() => {
-                        if moves_allowed {
-                            self.stop(q, AfterStop::HandOff);
-                        } else {
-                            deferred = true;
-                        }
-                    }
-                    Some(_) => {}
-                }
-                continue;
-            }
-            if self.held.contains_key(q) {
-                self.stop(q, AfterStop::Forget);
-                continue;
-            }
-            if !running || !mine_target || r.retired {
-                continue;
-            }
-            let orphan = match &r.owner {
-                None => true,
-                Some(o) => self.liveness(o) == Liveness::Dead,
-            };
-            if orphan {
-                let write = Write::Claim {
-                    queue: q.clone(),
-                    expect_owner: r.owner.clone(),
-                    expect_epoch: r.epoch,
-                    new_owner: me.clone(),
-                };
-                let result = QueueRecord {
-                    queue: q.clone(),
-                    owner: Some(me.clone()),
-                    epoch: r.epoch + 1,
-                    retired: false,
-                };
-                self.queue_write(write, result);
-            } else {
-                incoming = true;
-            }
+        for q in &queues {
+            self.decide(q, &me, target.as_ref(), move_at);
         }
         self.target = target;
-        let orphaned: Vec<QueueId> = self
-            .held
-            .keys()
-            .filter(|q| self.view.get(q).is_none())
-            .cloned()
-            .collect();
-        for q in &orphaned {
-            self.stop(q, AfterStop::Forget);
+        self.incoming = !self.incoming_queues.is_empty();
+        self.move_due = (!self.deferred_queues.is_empty()).then_some(move_at);
+        if all {
+            let referenced: BTreeSet<Owner> = self
+                .view
+                .records()
+                .filter_map(|r| r.owner.clone())
+                .collect();
+            self.membership.retain_lives(&referenced);
         }
-        self.incoming = incoming;
-        self.move_due = deferred.then_some(move_at);
-        let referenced: BTreeSet<Owner> = records.iter().filter_map(|r| r.owner.clone()).collect();
-        self.membership.retain_lives(&referenced);
+    }
+
+    /// Decides one queue: start or stop receiving, hand it off, claim it, or wait.
+    fn decide(&mut self, q: &QueueId, me: &Owner, target: Option<&Assignment>, move_at: Millis) {
+        self.incoming_queues.remove(q);
+        self.deferred_queues.remove(q);
+        let Some((owner, epoch, retired)) = self
+            .view
+            .get(q)
+            .map(|r| (r.owner.clone(), r.epoch, r.retired))
+        else {
+            // The record is gone from the table: nobody may receive from it.
+            if self.held.contains_key(q) {
+                self.stop(q, AfterStop::Forget);
+            }
+            return;
+        };
+        if self.writing.contains_key(q) || self.uncertain.contains_key(q) {
+            return;
+        }
+        let running = self.phase == Phase::Running;
+        let wanted = target.and_then(|t| t.owner_of(q));
+        let mine_target = wanted == Some(&self.me);
+        if owner.as_ref() == Some(me) && !retired {
+            let elsewhere = !mine_target && wanted.is_some();
+            match self.held.get(q).copied() {
+                // Named here but targeted elsewhere (a hand-off that failed, say): pass it on
+                // without receiving, or receive it until moves are allowed.
+                None if running && elsewhere && self.now >= move_at => {
+                    let to = wanted.and_then(|id| self.membership.life_of(id));
+                    self.hand_off(q.clone(), me.clone(), epoch, to);
+                }
+                None if running => {
+                    self.start(q.clone(), epoch);
+                    if elsewhere {
+                        self.deferred_queues.insert(q.clone());
+                    }
+                }
+                None => {
+                    let to = wanted.and_then(|id| self.membership.life_of(id));
+                    self.hand_off(q.clone(), me.clone(), epoch, to);
+                }
+                Some(Held::Receiving { epoch: held }) if held != epoch => {
+                    // Only a write naming this life can change the record; adopt its epoch.
+                    self.held.insert(q.clone(), Held::Receiving { epoch });
+                    self.dirty_queues.insert(q.clone());
+                }
+                Some(Held::Receiving { .. }) if running && elsewhere => {
+                    if self.now >= move_at {
+                        self.stop(q, AfterStop::HandOff);
+                    } else {
+                        self.deferred_queues.insert(q.clone());
+                    }
+                }
+                Some(_) => {}
+            }
+            return;
+        }
+        if self.held.contains_key(q) {
+            self.stop(q, AfterStop::Forget);
+            return;
+        }
+        if !running || !mine_target || retired {
+            return;
+        }
+        let orphan = match &owner {
+            None => true,
+            Some(o) => self.liveness(o) == Liveness::Dead,
+        };
+        if orphan {
+            let write = Write::Claim {
+                queue: q.clone(),
+                expect_owner: owner,
+                expect_epoch: epoch,
+                new_owner: me.clone(),
+            };
+            let result = QueueRecord {
+                queue: q.clone(),
+                owner: Some(me.clone()),
+                epoch: epoch + 1,
+                retired: false,
+            };
+            self.queue_write(write, result);
+        } else {
+            self.incoming_queues.insert(q.clone());
+        }
     }
 
     /// Checks the node's own bookkeeping; panics with a description when it is inconsistent.
