@@ -41,7 +41,8 @@ struct Seen {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Verdicts {
     instances: Vec<(InstanceId, u64, Status, u32, bool)>,
-    ghosts: Vec<(Owner, bool)>,
+    /// Ghosts past their timeout (a ghost just noticed changes no verdict).
+    ghosts: Vec<Owner>,
 }
 
 /// What this observer knows about every instance record.
@@ -175,7 +176,7 @@ impl Membership {
     }
 
     /// Everything this observer's verdicts depend on, as of the last read: each record's
-    /// life, status, capacity and whether it expired, and which ghosts are past their timeout.
+    /// life, status, capacity and whether it expired, and the ghosts past their timeout.
     /// The node re-decides its queues only when this changes, not at every heartbeat read.
     pub fn verdicts(&self, timeout: Duration) -> Verdicts {
         let instances = self
@@ -190,7 +191,8 @@ impl Membership {
         let ghosts = self
             .ghosts
             .iter()
-            .map(|(o, since)| (o.clone(), self.last_read.since(*since) >= timeout))
+            .filter(|(_, since)| self.last_read.since(**since) >= timeout)
+            .map(|(o, _)| o.clone())
             .collect();
         Verdicts { instances, ghosts }
     }

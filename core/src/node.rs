@@ -88,6 +88,10 @@ pub struct Node {
     target_behind: bool,
     /// A table read completed: recompute `target` if it is behind.
     retarget: bool,
+    /// The view went against `target`: recompute it (at once, or after this node's writes).
+    target_stale: bool,
+    /// A heartbeat tick passed since the target was last looked at.
+    tick_passed: bool,
     /// The liveness verdicts `evaluate` last saw; a read that changes none of them (the
     /// steady-state heartbeat read) leaves the queues as they are.
     verdicts: Verdicts,
@@ -169,6 +173,8 @@ impl Node {
             target_key: (None, Vec::new()),
             target_behind: false,
             retarget: false,
+            target_stale: false,
+            tick_passed: false,
             verdicts: Verdicts::default(),
             dirty_all: true,
             dirty_queues: BTreeSet::new(),
@@ -390,6 +396,10 @@ impl Node {
             self.want_table = true;
         }
         if self.tick.fire(now) {
+            if self.target_stale {
+                self.tick_passed = true;
+                self.dirty_all = true;
+            }
             if self.life.is_none() {
                 if !self.registering && !self.phase.is_shutting_down() {
                     self.register();
@@ -909,13 +919,17 @@ impl Node {
         // queue, so a burst of claims must not pay it once per claim.
         // Every table read still recomputes a target that any change went by, so that nodes
         // whose targets came from different snapshots converge on the same one.
-        let mut stale = self.retarget && self.target_behind;
+        self.target_stale |= self.retarget && self.target_behind;
         self.retarget = false;
         for q in self.view.take_changes() {
-            stale |= !self.toward_target(&q);
+            self.target_stale |= !self.toward_target(&q);
             self.target_behind = true;
             self.dirty_queues.insert(q);
         }
+        // While this node's own writes are in flight (the creates of a listing, say) a stale
+        // target waits for the last of them or the next tick: one recompute, not one per write.
+        let wait = self.target_stale && !self.writing.is_empty() && !self.tick_passed;
+        self.tick_passed = false;
         let key = (
             self.life(),
             self.members
@@ -923,11 +937,12 @@ impl Node {
                 .map(|m| self.membership.life_of(&m.id))
                 .collect::<Vec<_>>(),
         );
-        if self.target.is_some() && !stale && self.target_key == key {
+        if self.target.is_some() && (!self.target_stale || wait) && self.target_key == key {
             return;
         }
         self.target_key = key;
         self.target_behind = false;
+        self.target_stale = false;
         self.dirty_all = true;
         let queues = self.view.live_queues();
         let mut current = BTreeMap::new();
