@@ -55,8 +55,38 @@ pub fn check_application_name(name: &str) -> Result<()> {
 }
 
 /// One SQS queue, by URL (or by name where no URL is known, as in `sqsbalancer plan`).
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Eq)]
 pub struct QueueId(Arc<str>);
+
+// Queue URLs share a long prefix, and the node compares the same ids (clones of one `Arc`)
+// over and over: equal pointers answer without reading the text.
+impl PartialEq for QueueId {
+    fn eq(&self, other: &QueueId) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+    }
+}
+
+impl Ord for QueueId {
+    fn cmp(&self, other: &QueueId) -> std::cmp::Ordering {
+        if Arc::ptr_eq(&self.0, &other.0) {
+            std::cmp::Ordering::Equal
+        } else {
+            self.0.cmp(&other.0)
+        }
+    }
+}
+
+impl std::hash::Hash for QueueId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
+
+impl PartialOrd for QueueId {
+    fn partial_cmp(&self, other: &QueueId) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 impl QueueId {
     /// Validates `q`: 1..=1024 bytes, no whitespace or control characters.
@@ -74,7 +104,13 @@ impl QueueId {
         if q.len() > MAX_QUEUE_LEN {
             return fail("must be at most 1024 bytes");
         }
-        if q.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        let bad = if q.is_ascii() {
+            q.bytes()
+                .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+        } else {
+            q.chars().any(|c| c.is_whitespace() || c.is_control())
+        };
+        if bad {
             return fail("must not contain whitespace or control characters");
         }
         Ok(QueueId(Arc::from(q)))

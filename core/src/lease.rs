@@ -82,33 +82,47 @@ impl QueueView {
 
     /// Replaces the view with a snapshot whose read was sent at sequence `sent`.
     /// Returns whether anything changed.
-    pub fn merge_snapshot(&mut self, sent: u64, records: Vec<QueueRecord>) -> bool {
-        let mut next: BTreeMap<QueueId, Entry> = BTreeMap::new();
-        for record in records {
-            next.insert(record.queue.clone(), Entry { record, touched: 0 });
-        }
-        for (q, e) in &self.entries {
-            if e.touched > sent {
-                let newer = next.get(q).is_none_or(|n| n.record.epoch <= e.record.epoch);
-                if newer {
-                    next.insert(q.clone(), e.clone());
-                }
-            }
-        }
+    pub fn merge_snapshot(&mut self, sent: u64, mut records: Vec<QueueRecord>) -> bool {
+        // Walk the view and the sorted snapshot side by side, changing only what differs: a
+        // reconciliation read of a quiet table allocates nothing.
+        records.sort_by(|a, b| a.queue.cmp(&b.queue));
+        records.dedup_by(|later, first| later.queue == first.queue);
+        let mut gone = Vec::new();
+        let mut incoming = records.into_iter().peekable();
+        let mut added = Vec::new();
         let mut changed = false;
-        for (q, e) in &next {
-            if self.entries.get(q).is_none_or(|old| old.record != e.record) {
-                self.changes.insert(q.clone());
-                changed = true;
+        for (q, e) in self.entries.iter_mut() {
+            while let Some(r) = incoming.next_if(|r| r.queue < *q) {
+                added.push(r);
+            }
+            match incoming.next_if(|r| r.queue == *q) {
+                // This node's own write completed after the read was sent: keep it unless the
+                // snapshot shows a later epoch.
+                Some(r) if e.touched > sent && r.epoch <= e.record.epoch => {}
+                Some(r) => {
+                    e.touched = 0;
+                    if e.record != r {
+                        e.record = r;
+                        self.changes.insert(q.clone());
+                        changed = true;
+                    }
+                }
+                None if e.touched > sent => {}
+                None => gone.push(q.clone()),
             }
         }
-        for q in self.entries.keys() {
-            if !next.contains_key(q) {
-                self.changes.insert(q.clone());
-                changed = true;
-            }
+        added.extend(incoming);
+        for q in gone {
+            self.entries.remove(&q);
+            self.changes.insert(q);
+            changed = true;
         }
-        self.entries = next;
+        for record in added {
+            self.changes.insert(record.queue.clone());
+            changed = true;
+            self.entries
+                .insert(record.queue.clone(), Entry { record, touched: 0 });
+        }
         self.snapshot = self.snapshot.max(sent);
         changed
     }

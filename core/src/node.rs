@@ -630,19 +630,34 @@ impl Node {
         if self.phase != Phase::Running {
             return;
         }
-        let listed: BTreeSet<QueueId> = listed
+        let mut listed: Vec<QueueId> = listed
             .into_iter()
             .filter(|q| self.filter.matches(q))
             .collect();
+        listed.sort_unstable();
+        listed.dedup();
+        // Walk the sorted listing and the sorted view side by side: listed but unknown (or
+        // retired) is to be created (or revived); known, live and not listed has vanished.
+        let mut create: Vec<(QueueId, Option<u64>)> = Vec::new();
+        let mut vanished: Vec<QueueRecord> = Vec::new();
+        let mut view = self.view.records().peekable();
         for q in &listed {
-            if self.writing.contains_key(q) {
+            while let Some(r) = view.next_if(|r| r.queue < *q) {
+                if !r.retired {
+                    vanished.push(r.clone());
+                }
+            }
+            match view.next_if(|r| r.queue == *q) {
+                None => create.push((q.clone(), None)),
+                Some(r) if r.retired => create.push((q.clone(), Some(r.epoch))),
+                Some(_) => {}
+            }
+        }
+        vanished.extend(view.filter(|r| !r.retired).cloned());
+        for (q, revive_epoch) in create {
+            if self.writing.contains_key(&q) {
                 continue;
             }
-            let revive_epoch = match self.view.get(q) {
-                None => None,
-                Some(r) if r.retired => Some(r.epoch),
-                Some(_) => continue,
-            };
             let result = QueueRecord {
                 queue: q.clone(),
                 owner: None,
@@ -651,21 +666,16 @@ impl Node {
             };
             self.queue_write(
                 Write::CreateQueue {
-                    queue: q.clone(),
+                    queue: q,
                     revive_epoch,
                 },
                 result,
             );
         }
-        let vanished: Vec<QueueRecord> = self
-            .view
-            .records()
-            .filter(|r| {
-                !r.retired && !listed.contains(&r.queue) && !self.writing.contains_key(&r.queue)
-            })
-            .cloned()
-            .collect();
         for r in vanished {
+            if self.writing.contains_key(&r.queue) {
+                continue;
+            }
             let free = match &r.owner {
                 None => true,
                 Some(o) => self.liveness(o) == Liveness::Dead,
@@ -943,26 +953,26 @@ impl Node {
         self.target_key = key;
         self.target_behind = false;
         self.target_stale = false;
-        self.dirty_all = true;
         let queues = self.view.live_queues();
         let mut current = BTreeMap::new();
-        let records: Vec<QueueRecord> = self
-            .view
-            .records()
-            .filter(|r| !r.retired)
-            .cloned()
-            .collect();
-        for r in records {
+        let life = self.life();
+        for r in self.view.records().filter(|r| !r.retired) {
             if let Some(o) = &r.owner {
                 let is_member = self.members.binary_search_by(|m| m.id.cmp(&o.id)).is_ok();
-                let current_life = Some(o) == self.life().as_ref()
-                    || self.membership.life_of(&o.id).as_ref() == Some(o);
+                let current_life =
+                    Some(o) == life.as_ref() || self.membership.life_of(&o.id).as_ref() == Some(o);
                 if is_member && current_life {
                     current.insert(r.queue.clone(), o.id.clone());
                 }
             }
         }
-        self.target = Some(assign(&self.members, &queues, &current));
+        let target = assign(&self.members, &queues, &current);
+        // An unchanged target leaves every decision as it was, except those of the queues
+        // that changed (already marked).
+        if self.target.as_ref() != Some(&target) {
+            self.target = Some(target);
+            self.dirty_all = true;
+        }
     }
 
     /// Whether `queue`'s record names the owner the current target gives it, in its current life.
