@@ -49,7 +49,7 @@ impl World {
             return;
         }
         let f = self.sc.faults.clone();
-        let roll = |w: &mut World, per_mille: u64| per_mille > 0 && w.rng.below(1000) < per_mille;
+        let roll = |w: &mut World, ppm: u64| ppm > 0 && w.rng.below(1_000_000) < ppm;
         for i in 0..self.slots.len() {
             let up = self.slots[i].node.is_some();
             if up && self.slots[i].stop_started.is_none() {

@@ -106,7 +106,10 @@ impl World {
         // A pause between deciding to receive and sending: the known limit of client-side fencing.
         let mut depart = now;
         let mut paused = false;
-        if self.sc.faults.pause > 0 && !self.calm && self.rng.below(1000) < self.sc.faults.pause {
+        if self.sc.faults.pause > 0
+            && !self.calm
+            && self.rng.below(1_000_000) < self.sc.faults.pause
+        {
             let margin = self.cfg.effective_fence_margin().as_millis() as u64;
             let pause = 500 + self.rng.below(2 * margin);
             self.slots[i].paused_until = now + pause;
@@ -316,15 +319,17 @@ impl World {
             if self.sc.mutation == Some(Mutation::DropRedelivered) && m.receive_count > 1 {
                 continue;
             }
-            let slow = !self.calm && f.slow_handler > 0 && self.rng.below(1000) < f.slow_handler;
+            let slow =
+                !self.calm && f.slow_handler > 0 && self.rng.below(1_000_000) < f.slow_handler;
             let (lo, hi) = if slow { SLOW_HANDLER_MS } else { HANDLER_MS };
             let took = lo + self.rng.below(hi - lo + 1);
             if slow {
                 let s = &mut self.slots[i];
                 s.slow_until = s.slow_until.max(self.now + took);
             }
-            let fails =
-                !self.calm && f.failing_handler > 0 && self.rng.below(1000) < f.failing_handler;
+            let fails = !self.calm
+                && f.failing_handler > 0
+                && self.rng.below(1_000_000) < f.failing_handler;
             left += 1;
             self.stats.handled += 1;
             self.push(

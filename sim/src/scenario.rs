@@ -113,7 +113,8 @@ impl fmt::Display for FaultKind {
     }
 }
 
-/// Which faults are on and their rates, per mille per instance-second unless noted.
+/// Which faults are on and their rates, in millionths (ppm) per instance-second unless noted:
+/// fine enough that a scaled-down mix can model a realistic bad day, not only a storm.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FaultMix {
     /// Crash chance.
@@ -128,23 +129,23 @@ pub struct FaultMix {
     pub partition_dynamo: u64,
     /// Chance of an SQS partition (1-20 s).
     pub partition_sqs: u64,
-    /// Throttled calls, per mille of calls.
+    /// Throttled calls, ppm of calls.
     pub throttle: u64,
-    /// 5xx calls, per mille of calls.
+    /// 5xx calls, ppm of calls.
     pub server_error: u64,
-    /// Timed-out calls, per mille of calls.
+    /// Timed-out calls, ppm of calls.
     pub timeout: u64,
     /// Largest one-way latency, ms.
     pub max_latency_ms: u64,
     /// Largest clock rate error, ppm.
     pub drift_ppm: u64,
-    /// Pauses, per mille of receives.
+    /// Pauses, ppm of receives.
     pub pause: u64,
     /// Chance per second of a queue created or deleted.
     pub queue_churn: u64,
-    /// Slow handlers, per mille of messages.
+    /// Slow handlers, ppm of messages.
     pub slow_handler: u64,
-    /// Failing handlers, per mille of messages.
+    /// Failing handlers, ppm of messages.
     pub failing_handler: u64,
 }
 
@@ -152,27 +153,52 @@ impl FaultMix {
     /// Draws the rate of every kind in `kinds` from `rng`; the others stay off.
     pub fn draw(rng: &mut Rng, kinds: &BTreeSet<FaultKind>) -> FaultMix {
         let mut m = FaultMix::default();
+        // The ranges are per mille; the draw is in ppm.
+        let ppm = |per_mille: u64| per_mille * 1_000;
         let mut rate = |lo: u64, hi: u64| lo + rng.below(hi - lo + 1);
         for k in kinds {
             match k {
-                FaultKind::Crash => m.crash = rate(1, 8),
-                FaultKind::Stop => m.stop = rate(1, 8),
-                FaultKind::Restart => m.restart = rate(20, 200),
-                FaultKind::Join => m.join = rate(2, 20),
-                FaultKind::PartitionDynamo => m.partition_dynamo = rate(1, 10),
-                FaultKind::PartitionSqs => m.partition_sqs = rate(1, 10),
-                FaultKind::Throttle => m.throttle = rate(5, 100),
-                FaultKind::ServerError => m.server_error = rate(5, 60),
-                FaultKind::Timeout => m.timeout = rate(5, 60),
+                FaultKind::Crash => m.crash = rate(ppm(1), ppm(8)),
+                FaultKind::Stop => m.stop = rate(ppm(1), ppm(8)),
+                FaultKind::Restart => m.restart = rate(ppm(20), ppm(200)),
+                FaultKind::Join => m.join = rate(ppm(2), ppm(20)),
+                FaultKind::PartitionDynamo => m.partition_dynamo = rate(ppm(1), ppm(10)),
+                FaultKind::PartitionSqs => m.partition_sqs = rate(ppm(1), ppm(10)),
+                FaultKind::Throttle => m.throttle = rate(ppm(5), ppm(100)),
+                FaultKind::ServerError => m.server_error = rate(ppm(5), ppm(60)),
+                FaultKind::Timeout => m.timeout = rate(ppm(5), ppm(60)),
                 FaultKind::Latency => m.max_latency_ms = rate(20, 400),
                 FaultKind::Drift => m.drift_ppm = rate(100, 5_000),
-                FaultKind::Pause => m.pause = rate(1, 20),
-                FaultKind::QueueChurn => m.queue_churn = rate(20, 200),
-                FaultKind::SlowHandler => m.slow_handler = rate(5, 50),
-                FaultKind::FailingHandler => m.failing_handler = rate(20, 300),
+                FaultKind::Pause => m.pause = rate(ppm(1), ppm(20)),
+                FaultKind::QueueChurn => m.queue_churn = rate(ppm(20), ppm(200)),
+                FaultKind::SlowHandler => m.slow_handler = rate(ppm(5), ppm(50)),
+                FaultKind::FailingHandler => m.failing_handler = rate(ppm(20), ppm(300)),
             }
         }
         m
+    }
+
+    /// The mix with every fault rate multiplied by `scale` (latency, drift and the restart
+    /// rate, which is a recovery, unchanged). A kind scaled to zero is off.
+    pub fn scaled(&self, scale: f64) -> FaultMix {
+        let s = |ppm: u64| (ppm as f64 * scale).round() as u64;
+        FaultMix {
+            crash: s(self.crash),
+            stop: s(self.stop),
+            restart: self.restart,
+            join: s(self.join),
+            partition_dynamo: s(self.partition_dynamo),
+            partition_sqs: s(self.partition_sqs),
+            throttle: s(self.throttle),
+            server_error: s(self.server_error),
+            timeout: s(self.timeout),
+            max_latency_ms: self.max_latency_ms,
+            drift_ppm: self.drift_ppm,
+            pause: s(self.pause),
+            queue_churn: s(self.queue_churn),
+            slow_handler: s(self.slow_handler),
+            failing_handler: s(self.failing_handler),
+        }
     }
 
     /// The kinds that are on.

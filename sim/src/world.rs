@@ -837,7 +837,7 @@ impl World {
                 Err(_) => return Outcome::Unknown,
             }
         }
-        let decoded = table::decode_items(&items);
+        let decoded = table::decode_items(items.iter().map(|i| &**i));
         Outcome::Applied(table::read_reply(r, decoded))
     }
 

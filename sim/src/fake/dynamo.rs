@@ -11,6 +11,7 @@ use sqsbalancer_core::table::{
     Cond, Item, Key, PK, SK, TableQuery, TableWrite, Value, apply_updates, holds, item_size,
 };
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// The largest item DynamoDB stores.
 pub const MAX_ITEM_BYTES: usize = 400 * 1024;
@@ -76,15 +77,30 @@ impl Usage {
 /// One page of a Query or Scan.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Page {
-    /// The items, in key order.
-    pub items: Vec<Item>,
+    /// The items, in key order (shared with the table: a read copies no attribute).
+    pub items: Vec<Arc<Item>>,
     /// Where the next page starts; `None` when this was the last.
     pub last_key: Option<Key>,
 }
 
+/// One item as stored, with its size (what reads bill) computed once at write time.
+struct Stored {
+    item: Arc<Item>,
+    size: usize,
+}
+
+impl Stored {
+    fn new(item: Item) -> Stored {
+        Stored {
+            size: item_size(&item),
+            item: Arc::new(item),
+        }
+    }
+}
+
 #[derive(Default)]
 struct Table {
-    items: BTreeMap<(String, String), Item>,
+    items: BTreeMap<(String, String), Stored>,
 }
 
 /// The in-memory DynamoDB.
@@ -180,12 +196,12 @@ impl FakeDynamo {
         key: &Key,
         consistent: bool,
     ) -> Result<Option<Item>, DynamoError> {
-        let item = self
+        let stored = self
             .table(table)?
             .items
-            .get(&(key.pk.clone(), key.sk.clone()))
-            .cloned();
-        let size = item.as_ref().map_or(0, item_size);
+            .get(&(key.pk.clone(), key.sk.clone()));
+        let size = stored.map_or(0, |s| s.size);
+        let item = stored.map(|s| (*s.item).clone());
         self.bill(caller, "GetItem", read_units_half(size, consistent), 0);
         Ok(item)
     }
@@ -206,7 +222,8 @@ impl FakeDynamo {
         let t = self.table(table)?;
         let items: Vec<Item> = keys
             .iter()
-            .filter_map(|k| t.items.get(&(k.pk.clone(), k.sk.clone())).cloned())
+            .filter_map(|k| t.items.get(&(k.pk.clone(), k.sk.clone())))
+            .map(|s| (*s.item).clone())
             .collect();
         let half = items
             .iter()
@@ -234,10 +251,10 @@ impl FakeDynamo {
         }
         let t = self.table_mut(table)?;
         let old = t.items.get(&k);
-        let units = write_units(size.max(old.map_or(0, item_size)));
-        let ok = cond.is_none_or(|c| holds(c, old));
+        let units = write_units(size.max(old.map_or(0, |s| s.size)));
+        let ok = cond.is_none_or(|c| holds(c, old.map(|s| &*s.item)));
         if ok {
-            t.items.insert(k, item);
+            t.items.insert(k, Stored::new(item));
         }
         self.bill(caller, "PutItem", 0, units);
         if ok {
@@ -262,7 +279,8 @@ impl FakeDynamo {
         let t = self.table_mut(table)?;
         let k = (write.key.pk.clone(), write.key.sk.clone());
         let old = t.items.get(&k);
-        let old_size = old.map_or(0, item_size);
+        let old_size = old.map_or(0, |s| s.size);
+        let old = old.map(|s| &*s.item);
         if write.cond.as_ref().is_some_and(|c| !holds(c, old)) {
             self.bill(caller, "UpdateItem", 0, write_units(old_size));
             return Err(DynamoError::ConditionalCheckFailed);
@@ -281,7 +299,10 @@ impl FakeDynamo {
             Err(e) => return Err(e),
         };
         let units = write_units(old_size.max(item_size(&new)));
-        let before = t.items.insert(k, new.clone());
+        let before = t
+            .items
+            .insert(k, Stored::new(new.clone()))
+            .map(|s| Arc::unwrap_or_clone(s.item));
         self.bill(caller, "UpdateItem", 0, units);
         Ok((before, new))
     }
@@ -297,8 +318,8 @@ impl FakeDynamo {
         let t = self.table_mut(table)?;
         let k = (key.pk.clone(), key.sk.clone());
         let old = t.items.get(&k);
-        let units = write_units(old.map_or(0, item_size));
-        let ok = cond.is_none_or(|c| holds(c, old));
+        let units = write_units(old.map_or(0, |s| s.size));
+        let ok = cond.is_none_or(|c| holds(c, old.map(|s| &*s.item)));
         if ok {
             t.items.remove(&k);
         }
@@ -311,23 +332,23 @@ impl FakeDynamo {
     }
 
     fn page<'a>(
-        items: impl Iterator<Item = (&'a (String, String), &'a Item)>,
+        items: impl Iterator<Item = (&'a (String, String), &'a Stored)>,
         limit: Option<usize>,
     ) -> (Page, usize) {
         let mut page = Page::default();
         let mut bytes = 0;
-        let mut last = None;
+        let mut last: Option<&(String, String)> = None;
         for (k, item) in items {
             if limit.is_some_and(|l| page.items.len() >= l) || bytes >= MAX_PAGE_BYTES {
-                page.last_key = last;
+                page.last_key = last.map(|(pk, sk)| Key {
+                    pk: pk.clone(),
+                    sk: sk.clone(),
+                });
                 return (page, bytes);
             }
-            bytes += item_size(item);
-            last = Some(Key {
-                pk: k.0.clone(),
-                sk: k.1.clone(),
-            });
-            page.items.push(item.clone());
+            bytes += item.size;
+            last = Some(k);
+            page.items.push(Arc::clone(&item.item));
         }
         (page, bytes)
     }
@@ -392,7 +413,7 @@ impl FakeDynamo {
     /// Stores `item` as is, unbilled: for tests that plant malformed items.
     pub fn plant(&mut self, table: &str, item: Item) -> Result<(), DynamoError> {
         let k = key_of(&item)?;
-        self.table_mut(table)?.items.insert(k, item);
+        self.table_mut(table)?.items.insert(k, Stored::new(item));
         Ok(())
     }
 }
@@ -481,7 +502,7 @@ mod tests {
         // The 1 MB cap cuts pages without a limit too.
         let p = d.query("r2", "t", &q, None, None, true).unwrap();
         assert!(p.items.len() < 1_100 && p.last_key.is_some());
-        let bytes: usize = p.items.iter().map(item_size).sum();
+        let bytes: usize = p.items.iter().map(|i| item_size(i)).sum();
         assert!(bytes >= MAX_PAGE_BYTES);
         assert_eq!(
             d.usage("r2").read_half_units,

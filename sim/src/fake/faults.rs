@@ -32,14 +32,14 @@ pub enum Verdict {
     TimeoutApplied,
 }
 
-/// Per-mille rates of the call faults.
+/// Rates of the call faults, in millionths (ppm) of calls.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CallFaults {
-    /// Throttled calls, per mille.
+    /// Throttled calls, ppm.
     pub throttle: u64,
-    /// 5xx calls, per mille.
+    /// 5xx calls, ppm.
     pub server_error: u64,
-    /// Timed-out calls, per mille (half of them after the write applied).
+    /// Timed-out calls, ppm (half of them after the write applied).
     pub timeout: u64,
     /// Largest extra one-way latency, ms (a uniform draw in `0..=max`).
     pub max_latency_ms: u64,
@@ -89,7 +89,7 @@ impl FaultHooks {
         if r.throttle + r.server_error + r.timeout == 0 {
             return Verdict::Serve;
         }
-        let x = self.rng.below(1000);
+        let x = self.rng.below(1_000_000);
         if x < r.throttle {
             Verdict::Throttled
         } else if x < r.throttle + r.server_error {
@@ -132,9 +132,9 @@ mod tests {
         assert_eq!(h.decide(Millis(99), "b", Service::Dynamo), Verdict::Serve);
         assert_eq!(h.decide(Millis(100), "a", Service::Dynamo), Verdict::Serve);
         h.rates = CallFaults {
-            throttle: 100,
-            server_error: 100,
-            timeout: 200,
+            throttle: 100_000,
+            server_error: 100_000,
+            timeout: 200_000,
             max_latency_ms: 50,
         };
         let mut seen = BTreeMap::new();
