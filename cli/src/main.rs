@@ -75,3 +75,5 @@ fn main() -> ExitCode {
         }
     }
 }
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

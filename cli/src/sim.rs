@@ -33,6 +33,10 @@ pub enum SimCommand {
         /// Fault kinds, comma-separated, or `all` or `none` (default: drawn from the seed).
         #[arg(long)]
         faults: Option<String>,
+        /// Multiply every fault rate drawn from the seed by this (e.g. 0.01 for a bad day
+        /// rather than the swarm's storm); restarts, latency and drift unchanged.
+        #[arg(long, value_name = "X", value_parser = fault_scale)]
+        fault_scale: Option<f64>,
         /// Messages sent per simulated second.
         #[arg(long)]
         rate: Option<u64>,
@@ -72,6 +76,15 @@ pub enum SimCommand {
     },
 }
 
+fn fault_scale(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(x) if x.is_finite() && (0.0..=1_000.0).contains(&x) => Ok(x),
+        _ => Err(format!(
+            "{s:?} is not a scale between 0 and 1000, e.g. 0.01"
+        )),
+    }
+}
+
 fn duration(s: &str) -> Result<Duration, String> {
     parse_duration(s).map_err(|e| e.to_string())
 }
@@ -95,6 +108,7 @@ pub fn run(cmd: SimCommand) -> Result<(), CliError> {
             queues,
             duration,
             faults,
+            fault_scale,
             rate,
             trace,
             svg,
@@ -122,6 +136,9 @@ pub fn run(cmd: SimCommand) -> Result<(), CliError> {
             }
             if let Some(r) = rate {
                 sc.messages_per_second = r;
+            }
+            if let Some(x) = fault_scale {
+                sc.faults = sc.faults.scaled(x);
             }
             sc.trace = trace.is_some();
             let (report, wall) = timed(|| sqsbalancer_sim::run(sc));

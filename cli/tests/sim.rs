@@ -1,0 +1,87 @@
+//! The `sqsbalancer sim` commands end to end: flags, exit codes and the JSON summary.
+
+use serde_json::Value;
+use std::process::{Command, Output};
+
+fn sim(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sqsbalancer"))
+        .arg("sim")
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+/// The last line of stdout as JSON, after checking the command succeeded.
+fn summary(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let last = text.lines().last().expect("some output");
+    serde_json::from_str(last).expect("the last line is one JSON object")
+}
+
+fn kinds(v: &Value) -> Vec<String> {
+    v["faults"]
+        .as_array()
+        .expect("a fault list")
+        .iter()
+        .map(|k| k.as_str().expect("a kind name").to_owned())
+        .collect()
+}
+
+#[test]
+fn a_run_prints_a_summary_with_zero_violations() {
+    let v = summary(&sim(&[
+        "run",
+        "--seed",
+        "7",
+        "--instances",
+        "3",
+        "--queues",
+        "12",
+        "--duration",
+        "10m",
+        "--json",
+    ]));
+    assert_eq!(v["violations"], 0);
+    assert_eq!(v["instances"], 3);
+    assert_eq!(v["messages"]["lost"], 0);
+}
+
+#[test]
+fn fault_scale_zero_turns_the_faults_off_but_keeps_recovery() {
+    let args = |scale: &'static str| {
+        vec![
+            "run",
+            "--seed",
+            "3",
+            "--queues",
+            "5",
+            "--duration",
+            "5m",
+            "--faults",
+            "crash,restart",
+            "--fault-scale",
+            scale,
+            "--json",
+        ]
+    };
+    let on = kinds(&summary(&sim(&args("1"))));
+    assert!(on.contains(&"crash".to_owned()), "{on:?}");
+    let off = kinds(&summary(&sim(&args("0"))));
+    assert!(!off.contains(&"crash".to_owned()), "{off:?}");
+    assert!(off.contains(&"restart".to_owned()), "{off:?}");
+}
+
+#[test]
+fn a_bad_fault_scale_or_duration_is_named_and_exits_2() {
+    for (flag, value) in [("--fault-scale", "lots"), ("--duration", "5 weeks")] {
+        let out = sim(&["run", "--seed", "1", flag, value]);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(flag) && err.contains(value), "{err}");
+    }
+}
