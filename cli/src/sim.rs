@@ -73,6 +73,9 @@ pub enum SimCommand {
         /// The seed.
         #[arg(long)]
         seed: u64,
+        /// The fault kinds the swarm was limited to, if it was (`sim swarm --faults`).
+        #[arg(long)]
+        faults: Option<String>,
     },
 }
 
@@ -114,6 +117,21 @@ pub fn run(cmd: SimCommand) -> Result<(), CliError> {
             svg,
             json,
         } => {
+            // The command that runs exactly this again: the seed and the options given.
+            let mut replay = format!("sqsbalancer sim run --seed {seed}");
+            let given = [
+                ("instances", instances.map(|n| n.to_string())),
+                ("queues", queues.map(|n| n.to_string())),
+                ("duration", duration.map(|d| format!("{}ms", d.as_millis()))),
+                ("faults", faults.clone()),
+                ("fault-scale", fault_scale.map(|x| x.to_string())),
+                ("rate", rate.map(|r| r.to_string())),
+            ];
+            for (flag, value) in given {
+                if let Some(v) = value {
+                    replay += &format!(" --{flag} {v}");
+                }
+            }
             let mut sc = match faults {
                 Some(list) => {
                     let kinds = FaultKind::parse_list(&list)?;
@@ -141,6 +159,7 @@ pub fn run(cmd: SimCommand) -> Result<(), CliError> {
                 sc.faults = sc.faults.scaled(x);
             }
             sc.trace = trace.is_some();
+            sc.replay = Some(replay);
             let (report, wall) = timed(|| sqsbalancer_sim::run(sc));
             let report = report?;
             if let (Some(path), Some(text)) = (&trace, &report.trace) {
@@ -209,8 +228,9 @@ pub fn run(cmd: SimCommand) -> Result<(), CliError> {
             out.flush()?;
             violations(summary.violations())
         }
-        SimCommand::Replay { seed } => {
-            let mut sc = Scenario::swarm(seed);
+        SimCommand::Replay { seed, faults } => {
+            let only = faults.as_deref().map(FaultKind::parse_list).transpose()?;
+            let mut sc = Scenario::swarm_of(seed, only.as_ref());
             sc.trace = true;
             let report = sqsbalancer_sim::run(sc)?;
             let mut out = std::io::stdout().lock();

@@ -230,6 +230,8 @@ impl Spread {
 pub struct Report {
     /// The seed.
     pub seed: u64,
+    /// The command that runs this scenario again.
+    pub replay: String,
     /// Instances at the start.
     pub instances: usize,
     /// Queues at the start.
@@ -334,6 +336,11 @@ impl Report {
         let lost = w.checker.outstanding(|q| w.sqs.exists(q.as_str())) as u64;
         Report {
             seed: w.sc.seed,
+            replay: w
+                .sc
+                .replay
+                .clone()
+                .unwrap_or_else(|| format!("sqsbalancer sim replay --seed {}", w.sc.seed)),
             instances: w.sc.instances,
             queues: w.sc.queues,
             sim_ms: w.now,
@@ -375,7 +382,7 @@ impl Report {
 
     /// The command that replays this run's seed.
     pub fn replay_command(&self) -> String {
-        format!("sqsbalancer sim replay --seed {}", self.seed)
+        self.replay.clone()
     }
 
     /// As one JSON object.

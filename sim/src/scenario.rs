@@ -268,6 +268,8 @@ pub struct Scenario {
     pub mutation: Option<Mutation>,
     /// Keep a JSON-lines trace.
     pub trace: bool,
+    /// The command that runs exactly this scenario again (`None`: the plain swarm seed).
+    pub replay: Option<String>,
 }
 
 /// The calm phase needed for everything to settle: restarts, a rebalance delay, a discovery
@@ -288,6 +290,7 @@ impl Scenario {
             messages_per_second: 5,
             mutation: None,
             trace: false,
+            replay: None,
         }
     }
 
@@ -306,6 +309,13 @@ impl Scenario {
             .filter(|k| only.is_none_or(|o| o.contains(k)))
             .collect();
         let mut s = Scenario::new(seed, &kinds);
+        s.replay = only.map(|o| {
+            let names: Vec<&str> = o.iter().map(|k| k.name()).collect();
+            format!(
+                "sqsbalancer sim replay --seed {seed} --faults {}",
+                names.join(",")
+            )
+        });
         s.instances = 1 + rng.below(6) as usize;
         s.queues = [1, 7, 20, 40, 100][rng.below(5) as usize];
         s.messages_per_second = 1 + rng.below(10);
@@ -393,6 +403,30 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("meteor") && e.contains("partition-sqs"), "{e}");
+    }
+
+    #[test]
+    fn a_limited_swarm_seed_replays_with_its_limit() {
+        let only = FaultKind::parse_list("stop,crash").unwrap();
+        let limited = Scenario::swarm_of(5, Some(&only));
+        assert_eq!(
+            limited.replay.as_deref(),
+            Some("sqsbalancer sim replay --seed 5 --faults crash,stop")
+        );
+        assert!(limited.faults.kinds().iter().all(|k| only.contains(k)));
+        assert_eq!(Scenario::swarm(5).replay, None);
+    }
+
+    #[test]
+    fn scaling_keeps_recovery_and_turns_off_what_reaches_zero() {
+        let mut rng = Rng::new(9);
+        let mix = FaultMix::draw(&mut rng, &FaultKind::ALL.into_iter().collect());
+        let off = mix.scaled(0.0);
+        assert_eq!(off.restart, mix.restart);
+        assert_eq!(off.max_latency_ms, mix.max_latency_ms);
+        assert_eq!((off.crash, off.throttle, off.queue_churn), (0, 0, 0));
+        let half = mix.scaled(0.5);
+        assert_eq!(half.crash, (mix.crash as f64 * 0.5).round() as u64);
     }
 
     #[test]
