@@ -40,6 +40,10 @@ pub struct InstanceRecord {
     /// Hand-offs announced to this instance by peers ([`Write::Notify`]); a change tells it to
     /// read the queue records now rather than at the next reconciliation.
     pub inbox: u64,
+    /// The latest life of this instance that ended (deregistered or reaped; 0: none).
+    /// It survives re-registration, so a queue still naming that life is claimable at once
+    /// rather than after a ghost's timeout (the rolling-restart case).
+    pub ended: u64,
 }
 
 /// One queue record (`queue#<queue url>`) as read from the table.
@@ -87,8 +91,9 @@ pub enum Write {
         /// The peer life the queue went to.
         to: Owner,
     },
-    /// Mark a silent peer's life dead, on condition that its incarnation and counter are still
-    /// the ones observed. Once applied its heartbeats are rejected, so it stays fenced.
+    /// Mark a silent peer's life dead (status and `ended`), on condition that its incarnation
+    /// and counter are still the ones observed. Once applied its heartbeats are rejected, so it
+    /// stays fenced.
     Reap {
         /// The peer life.
         owner: Owner,
@@ -134,7 +139,8 @@ pub enum Write {
         /// The epoch as read.
         expect_epoch: u64,
     },
-    /// End this life: status dead, on condition that the incarnation is still this one.
+    /// End this life: status dead and `ended` = its incarnation, on condition that the
+    /// incarnation is still this one.
     Deregister {
         /// This instance and life.
         owner: Owner,

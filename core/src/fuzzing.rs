@@ -64,6 +64,7 @@ fn instances(b: &mut Bytes) -> Vec<InstanceRecord> {
             status: [Status::Active, Status::Draining, Status::Dead][usize::from(x >> 4) % 3],
             capacity: u32::from(x >> 6),
             inbox: u64::from(x & 3),
+            ended: u64::from(b.u8() % 3),
         };
         out.insert(r.id.clone(), r);
     }

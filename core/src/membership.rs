@@ -40,7 +40,7 @@ struct Seen {
 /// A summary of every liveness verdict, compared to tell whether any changed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Verdicts {
-    instances: Vec<(InstanceId, u64, Status, u32, bool)>,
+    instances: Vec<(InstanceId, u64, Status, u32, u64, bool)>,
     /// Ghosts past their timeout (a ghost just noticed changes no verdict).
     ghosts: Vec<Owner>,
 }
@@ -65,6 +65,19 @@ impl Membership {
                     incarnation: r.incarnation,
                 });
             }
+            // A newer life replaces one this observer saw: the old one can never heartbeat
+            // again, so its ghost timeout starts with this read, not when a queue asks.
+            if let Some(old) = self.seen.get(&r.id)
+                && old.record.incarnation < r.incarnation
+                && old.record.status != Status::Dead
+            {
+                self.ghosts
+                    .entry(Owner {
+                        id: r.id.clone(),
+                        incarnation: old.record.incarnation,
+                    })
+                    .or_insert(now);
+            }
             let since = match self.seen.get(&r.id) {
                 // Only a heartbeat, status or life change is a sign of life; a peer's notice
                 // bumping the inbox of a silent instance is not.
@@ -88,6 +101,20 @@ impl Membership {
         self.last_read = self.last_read.max(now);
     }
 
+    /// Starts the ghost timeout of `owner` at `now` if a read shows it superseded (a later
+    /// life of its id, or no record at all) and its timeout has not started yet. Called for
+    /// every owner a table read names, so the timeout runs from the first read that could
+    /// tell, whichever node the queue is later targeted to.
+    pub fn notice(&mut self, now: Millis, owner: &Owner) {
+        let superseded = self
+            .seen
+            .get(&owner.id)
+            .is_none_or(|s| s.record.incarnation > owner.incarnation);
+        if superseded && !self.dead.contains(owner) {
+            self.ghosts.entry(owner.clone()).or_insert(now);
+        }
+    }
+
     /// Records that this observer's reap of `owner` was applied.
     pub fn mark_dead(&mut self, owner: Owner) {
         if let Some(s) = self.seen.get_mut(&owner.id)
@@ -101,6 +128,16 @@ impl Membership {
     /// Judges `owner` at `now`; a ghost starts its timeout the first time it is asked about.
     pub fn liveness(&mut self, now: Millis, owner: &Owner, timeout: Duration) -> Liveness {
         if self.dead.contains(owner) {
+            return Liveness::Dead;
+        }
+        if self
+            .seen
+            .get(&owner.id)
+            .is_some_and(|s| s.record.ended == owner.incarnation)
+        {
+            // It deregistered or was reaped; a later life of the id does not revive it. Only
+            // that life: an earlier one may be a paused zombie whose fence still runs, and it
+            // waits out its ghost timeout.
             return Liveness::Dead;
         }
         match self.seen.get(&owner.id) {
@@ -185,7 +222,14 @@ impl Membership {
             .map(|s| {
                 let r = &s.record;
                 let expired = self.last_read.since(s.since) >= timeout;
-                (r.id.clone(), r.incarnation, r.status, r.capacity, expired)
+                (
+                    r.id.clone(),
+                    r.incarnation,
+                    r.status,
+                    r.capacity,
+                    r.ended,
+                    expired,
+                )
             })
             .collect();
         let ghosts = self
@@ -218,6 +262,7 @@ mod tests {
             status,
             capacity: 1,
             inbox: 0,
+            ended: 0,
         }
     }
 
@@ -257,6 +302,54 @@ mod tests {
             Liveness::Dead
         );
         assert!(m.expired(HT, &me).is_empty());
+    }
+
+    #[test]
+    fn an_ended_life_is_dead_at_once_even_after_a_restart_but_not_its_elders() {
+        let mut m = Membership::default();
+        m.observe(Millis(0), &[rec("a", 3, 9, Status::Active)]);
+        // Life 3 deregisters and life 4 registers before this observer reads again.
+        let mut restarted = rec("a", 4, 0, Status::Active);
+        restarted.ended = 3;
+        m.observe(Millis(1_000), &[restarted]);
+        assert_eq!(
+            m.liveness(Millis(1_000), &owner("a", 3), HT),
+            Liveness::Dead
+        );
+        // Life 2 may still be a paused zombie: it waits out its ghost timeout.
+        assert_eq!(
+            m.liveness(Millis(1_000), &owner("a", 2), HT),
+            Liveness::Alive
+        );
+        assert_eq!(
+            m.liveness(Millis(1_000), &owner("a", 4), HT),
+            Liveness::Alive
+        );
+    }
+
+    #[test]
+    fn a_superseded_life_starts_its_ghost_timeout_at_the_read_that_shows_it() {
+        let mut m = Membership::default();
+        m.observe(Millis(0), &[rec("a", 1, 5, Status::Active)]);
+        m.observe(Millis(10_000), &[rec("a", 2, 0, Status::Active)]);
+        // Nobody asked about life 1 until much later: the timeout still runs from 10 s.
+        m.observe(Millis(39_999), &[rec("a", 2, 3, Status::Active)]);
+        assert_eq!(
+            m.liveness(Millis(39_999), &owner("a", 1), HT),
+            Liveness::Alive
+        );
+        m.observe(Millis(40_000), &[rec("a", 2, 4, Status::Active)]);
+        assert_eq!(
+            m.liveness(Millis(40_000), &owner("a", 1), HT),
+            Liveness::Dead
+        );
+        // A life never seen current starts its timeout when a read first names it.
+        m.notice(Millis(40_000), &owner("b", 7));
+        m.observe(Millis(70_000), &[rec("a", 2, 5, Status::Active)]);
+        assert_eq!(
+            m.liveness(Millis(70_000), &owner("b", 7), HT),
+            Liveness::Dead
+        );
     }
 
     #[test]

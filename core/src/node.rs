@@ -490,6 +490,14 @@ impl Node {
                         self.dirty_queues.append(&mut self.recheck);
                         self.view.merge_snapshot(id.0, queues);
                         self.retarget = true;
+                        let named: BTreeSet<&Owner> = self
+                            .view
+                            .records()
+                            .filter_map(|r| r.owner.as_ref())
+                            .collect();
+                        for o in named {
+                            self.membership.notice(self.now, o);
+                        }
                         if let Some((list_id, _)) = &self.listed
                             && *list_id < id
                             && let Some((_, listed)) = self.listed.take()

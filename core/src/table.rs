@@ -30,6 +30,8 @@ pub const STATUS: &str = "status";
 pub const CAPACITY: &str = "capacity";
 /// Attribute name: the hand-off notice counter of an instance record (absent means 0).
 pub const INBOX: &str = "inbox";
+/// Attribute name: the latest incarnation known to have ended (absent means 0).
+pub const ENDED: &str = "ended";
 /// Attribute name.
 pub const OWNER_ID: &str = "owner_id";
 /// Attribute name.
@@ -237,7 +239,11 @@ pub fn encode_write(application: &str, write: &Write, wall_secs: u64) -> TableWr
         },
         Write::Reap { owner, counter } => TableWrite {
             key: instance_key(application, &owner.id),
-            updates: vec![Update::Set(STATUS, Value::S("dead".to_owned())), dead_ttl],
+            updates: vec![
+                Update::Set(STATUS, Value::S("dead".to_owned())),
+                Update::Set(ENDED, Value::num(owner.incarnation)),
+                dead_ttl,
+            ],
             cond: Some(Cond::And(
                 [
                     is_life(owner),
@@ -248,7 +254,11 @@ pub fn encode_write(application: &str, write: &Write, wall_secs: u64) -> TableWr
         },
         Write::Deregister { owner } => TableWrite {
             key: instance_key(application, &owner.id),
-            updates: vec![Update::Set(STATUS, Value::S("dead".to_owned())), dead_ttl],
+            updates: vec![
+                Update::Set(STATUS, Value::S("dead".to_owned())),
+                Update::Set(ENDED, Value::num(owner.incarnation)),
+                dead_ttl,
+            ],
             cond: Some(Cond::And(is_life(owner))),
         },
         Write::CreateQueue {
@@ -441,6 +451,10 @@ pub fn decode_item(item: &Item) -> Result<Record, DecodeError> {
                 None => 0,
                 Some(_) => number(item, INBOX)?,
             },
+            ended: match item.get(ENDED) {
+                None => 0,
+                Some(_) => number(item, ENDED)?,
+            },
         }))
     } else if let Some(q) = sk.strip_prefix(QUEUE_PREFIX) {
         let queue = QueueId::new(q).or_else(|e| fail(item, e.to_string()))?;
@@ -606,6 +620,7 @@ mod tests {
                 status: Status::Draining,
                 capacity: 3,
                 inbox: 0,
+                ended: 0,
             }))
         );
         let reaped = run(
@@ -616,6 +631,22 @@ mod tests {
             Some(beat),
         )
         .unwrap();
+        match decode_item(&reaped) {
+            Ok(Record::Instance(r)) => assert_eq!((r.status, r.ended), (Status::Dead, 2)),
+            other => panic!("not an instance: {other:?}"),
+        }
+        let again = run(
+            &Write::Register {
+                id: InstanceId::new("a").unwrap(),
+                capacity: 3,
+            },
+            Some(reaped.clone()),
+        )
+        .unwrap();
+        match decode_item(&again) {
+            Ok(Record::Instance(r)) => assert_eq!((r.incarnation, r.ended), (3, 2), "kept"),
+            other => panic!("not an instance: {other:?}"),
+        }
         assert!(run(&hb(2), Some(reaped)).is_none(), "dead life fenced");
         assert!(run(&hb(1), None).is_none(), "heartbeat never creates");
     }

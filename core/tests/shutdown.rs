@@ -72,6 +72,7 @@ impl Solo {
             status: Status::Active,
             capacity: 1,
             inbox: 0,
+            ended: 0,
         }
     }
 

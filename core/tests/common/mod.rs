@@ -41,6 +41,7 @@ impl Store {
             Write::Register { id, capacity } => {
                 let inc = self.instances.get(id).map_or(1, |r| r.incarnation + 1);
                 let inbox = self.instances.get(id).map_or(0, |r| r.inbox);
+                let ended = self.instances.get(id).map_or(0, |r| r.ended);
                 self.instances.insert(
                     id.clone(),
                     InstanceRecord {
@@ -50,6 +51,7 @@ impl Store {
                         status: Status::Active,
                         capacity: *capacity,
                         inbox,
+                        ended,
                     },
                 );
                 Outcome::Applied(Reply::Registered { incarnation: inc })
@@ -80,6 +82,7 @@ impl Store {
                         && r.status != Status::Dead =>
                 {
                     r.status = Status::Dead;
+                    r.ended = owner.incarnation;
                     done
                 }
                 _ => rejected,
@@ -87,6 +90,7 @@ impl Store {
             Write::Deregister { owner } => match self.instances.get_mut(&owner.id) {
                 Some(r) if r.incarnation == owner.incarnation => {
                     r.status = Status::Dead;
+                    r.ended = owner.incarnation;
                     done
                 }
                 _ => rejected,
