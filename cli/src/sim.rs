@@ -7,7 +7,7 @@ use crate::error::CliError;
 use clap::Subcommand;
 use sqsbalancer_sim::report::Spread;
 use sqsbalancer_sim::scenario::FaultKind;
-use sqsbalancer_sim::{Report, Scenario, SwarmSummary, parse_duration, timeline};
+use sqsbalancer_sim::{Report, Scenario, SwarmLimits, SwarmSummary, parse_duration, timeline};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -64,6 +64,9 @@ pub enum SimCommand {
         /// Limit each seed's fault kinds to these (comma-separated; default: all kinds).
         #[arg(long)]
         faults: Option<String>,
+        /// Multiply every seed's drawn fault rates by this (see `sim run --fault-scale`).
+        #[arg(long, value_name = "X", value_parser = fault_scale)]
+        fault_scale: Option<f64>,
         /// Print the summary as one JSON object on the last line.
         #[arg(long)]
         json: bool,
@@ -76,6 +79,9 @@ pub enum SimCommand {
         /// The fault kinds the swarm was limited to, if it was (`sim swarm --faults`).
         #[arg(long)]
         faults: Option<String>,
+        /// The swarm's fault scale, if it had one (`sim swarm --fault-scale`).
+        #[arg(long, value_name = "X", value_parser = fault_scale)]
+        fault_scale: Option<f64>,
     },
 }
 
@@ -188,16 +194,20 @@ pub fn run(cmd: SimCommand) -> Result<(), CliError> {
             from,
             threads,
             faults,
+            fault_scale,
             json,
         } => {
-            let only = faults.as_deref().map(FaultKind::parse_list).transpose()?;
+            let limits = SwarmLimits {
+                only: faults.as_deref().map(FaultKind::parse_list).transpose()?,
+                scale: fault_scale,
+            };
             let threads = threads.unwrap_or_else(|| {
                 std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
             });
             let done = AtomicU64::new(0);
             let bar = std::io::stderr().is_terminal();
             let (summary, wall) = timed(|| {
-                sqsbalancer_sim::swarm(from, seeds, threads, only.as_ref(), |r: &Report| {
+                sqsbalancer_sim::swarm(from, seeds, threads, &limits, |r: &Report| {
                     let n = done.fetch_add(1, Ordering::Relaxed) + 1;
                     if let Some(v) = &r.violation {
                         eprintln!(
@@ -228,9 +238,16 @@ pub fn run(cmd: SimCommand) -> Result<(), CliError> {
             out.flush()?;
             violations(summary.violations())
         }
-        SimCommand::Replay { seed, faults } => {
-            let only = faults.as_deref().map(FaultKind::parse_list).transpose()?;
-            let mut sc = Scenario::swarm_of(seed, only.as_ref());
+        SimCommand::Replay {
+            seed,
+            faults,
+            fault_scale,
+        } => {
+            let limits = SwarmLimits {
+                only: faults.as_deref().map(FaultKind::parse_list).transpose()?,
+                scale: fault_scale,
+            };
+            let mut sc = Scenario::swarm_of(seed, &limits);
             sc.trace = true;
             let report = sqsbalancer_sim::run(sc)?;
             let mut out = std::io::stdout().lock();

@@ -27,7 +27,7 @@ mod world;
 pub use check::{Invariant, Violation};
 pub use error::SimError;
 pub use report::{Report, Spread};
-pub use scenario::{FaultKind, FaultMix, Mutation, Scenario, parse_duration};
+pub use scenario::{FaultKind, FaultMix, Mutation, Scenario, SwarmLimits, parse_duration};
 pub use swarm::{SwarmSummary, swarm};
 pub use world::{APP, TABLE, World, config};
 

@@ -39,8 +39,8 @@ pub(crate) struct Stats {
     /// Every change of a queue record's owner: time, queue, new owner's slot.
     pub ownership: Vec<(u64, QueueId, Option<usize>)>,
     pub voluntary_moves: u64,
-    /// Hand-offs: the queue and the giving life, to the receiving slot.
-    pub handed_off: BTreeMap<(QueueId, Who), Option<usize>>,
+    /// Hand-offs: the queue and the giving life, to the receiving life.
+    pub handed_off: BTreeMap<(QueueId, Who), Option<Who>>,
     /// Crashed lives and when.
     pub crashed: BTreeMap<Who, u64>,
     pub pauses: u64,
@@ -76,7 +76,7 @@ impl Stats {
             && prev != who
         {
             let handed_to = self.handed_off.get(&(q.clone(), prev)).copied();
-            if handed_to == Some(Some(who.0)) {
+            if handed_to == Some(Some(who)) {
                 self.handoffs.push(t.saturating_sub(last));
             } else if let Some(&crash) = self.crashed.get(&prev) {
                 let gap = t.saturating_sub(crash);
@@ -500,7 +500,7 @@ mod tests {
         s.crashed.insert((0, 1), 150);
         s.receive_started(1_150, &q, (1, 1), up);
         s.receive_ended(2_000, &q, (1, 1));
-        s.handed_off.insert((q.clone(), (1, 1)), Some(2));
+        s.handed_off.insert((q.clone(), (1, 1)), Some((2, 1)));
         s.receive_started(2_300, &q, (2, 1), up);
         s.receive_ended(2_400, &q, (2, 1));
         s.receive_started(2_900, &q, (0, 3), up);

@@ -272,6 +272,15 @@ pub struct Scenario {
     pub replay: Option<String>,
 }
 
+/// What a swarm may draw: which fault kinds (all when `None`) and a scale on their rates.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SwarmLimits {
+    /// Only these fault kinds.
+    pub only: Option<BTreeSet<FaultKind>>,
+    /// Multiply every drawn rate by this ([`FaultMix::scaled`]).
+    pub scale: Option<f64>,
+}
+
 /// The calm phase needed for everything to settle: restarts, a rebalance delay, a discovery
 /// round, a failover bound and a few visibility timeouts to drain redeliveries.
 pub const MIN_CALM: Duration = Duration::from_secs(240);
@@ -297,25 +306,32 @@ impl Scenario {
     /// A swarm run: the seed draws the size and which fault kinds are on (each with even odds),
     /// then their rates.
     pub fn swarm(seed: u64) -> Scenario {
-        Scenario::swarm_of(seed, None)
+        Scenario::swarm_of(seed, &SwarmLimits::default())
     }
 
-    /// A swarm run whose fault kinds are limited to `only` (all kinds when `None`).
-    pub fn swarm_of(seed: u64, only: Option<&BTreeSet<FaultKind>>) -> Scenario {
+    /// A swarm run within `limits`.
+    pub fn swarm_of(seed: u64, limits: &SwarmLimits) -> Scenario {
         let mut rng = Rng::new(seed ^ 0x5a12_3a11);
         let kinds: BTreeSet<FaultKind> = FaultKind::ALL
             .into_iter()
             .filter(|_| rng.below(2) == 1)
-            .filter(|k| only.is_none_or(|o| o.contains(k)))
+            .filter(|k| limits.only.as_ref().is_none_or(|o| o.contains(k)))
             .collect();
         let mut s = Scenario::new(seed, &kinds);
-        s.replay = only.map(|o| {
-            let names: Vec<&str> = o.iter().map(|k| k.name()).collect();
-            format!(
-                "sqsbalancer sim replay --seed {seed} --faults {}",
-                names.join(",")
-            )
-        });
+        if let Some(x) = limits.scale {
+            s.faults = s.faults.scaled(x);
+        }
+        if limits.only.is_some() || limits.scale.is_some() {
+            let mut cmd = format!("sqsbalancer sim replay --seed {seed}");
+            if let Some(o) = &limits.only {
+                let names: Vec<&str> = o.iter().map(|k| k.name()).collect();
+                cmd += &format!(" --faults {}", names.join(","));
+            }
+            if let Some(x) = limits.scale {
+                cmd += &format!(" --fault-scale {x}");
+            }
+            s.replay = Some(cmd);
+        }
         s.instances = 1 + rng.below(6) as usize;
         s.queues = [1, 7, 20, 40, 100][rng.below(5) as usize];
         s.messages_per_second = 1 + rng.below(10);
@@ -408,10 +424,14 @@ mod tests {
     #[test]
     fn a_limited_swarm_seed_replays_with_its_limit() {
         let only = FaultKind::parse_list("stop,crash").unwrap();
-        let limited = Scenario::swarm_of(5, Some(&only));
+        let limits = SwarmLimits {
+            only: Some(only.clone()),
+            scale: Some(0.5),
+        };
+        let limited = Scenario::swarm_of(5, &limits);
         assert_eq!(
             limited.replay.as_deref(),
-            Some("sqsbalancer sim replay --seed 5 --faults crash,stop")
+            Some("sqsbalancer sim replay --seed 5 --faults crash,stop --fault-scale 0.5")
         );
         assert!(limited.faults.kinds().iter().all(|k| only.contains(k)));
         assert_eq!(Scenario::swarm(5).replay, None);

@@ -2,9 +2,9 @@
 //! summed up in seed order so the summary does not depend on scheduling.
 
 use crate::report::{Report, Spread};
-use crate::scenario::{FaultKind, Scenario};
+use crate::scenario::{FaultKind, Scenario, SwarmLimits};
 use serde_json::{Value as Json, json};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -130,7 +130,7 @@ pub fn swarm(
     from: u64,
     seeds: u64,
     threads: usize,
-    only: Option<&BTreeSet<FaultKind>>,
+    limits: &SwarmLimits,
     on_done: impl Fn(&Report) + Sync,
 ) -> SwarmSummary {
     let next = AtomicU64::new(from);
@@ -144,7 +144,7 @@ pub fn swarm(
                     if seed >= end {
                         break;
                     }
-                    let report = crate::run(Scenario::swarm_of(seed, only))
+                    let report = crate::run(Scenario::swarm_of(seed, limits))
                         .expect("swarm scenarios are valid by construction");
                     on_done(&report);
                     results

@@ -805,7 +805,16 @@ impl World {
             }
             if matches!(w, Write::HandOff { .. }) {
                 let who = self.slots[i].who();
-                self.stats.handed_off.insert((rec.queue.clone(), who), to);
+                // The receiving life, if it is still the one running in its slot: a gap that
+                // outlives the receiver (it crashed or stopped) is not a hand-off's.
+                let receiver = rec.owner.as_ref().and_then(|o| {
+                    let j = self.slot_of(&o.id)?;
+                    let s = &self.slots[j];
+                    (s.node.as_ref().and_then(Node::life).as_ref() == Some(o)).then(|| s.who())
+                });
+                self.stats
+                    .handed_off
+                    .insert((rec.queue.clone(), who), receiver);
             }
         }
         if self.sc.trace {
