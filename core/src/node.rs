@@ -65,6 +65,8 @@ pub struct Node {
     reaping: BTreeSet<Owner>,
     read_in_flight: bool,
     want_table: bool,
+    /// The slow reconciliation is due: the next heartbeat reads the whole table.
+    reconcile_due: bool,
     /// A table read failed: ask again at the next heartbeat tick.
     retry_table: bool,
     /// Each instance's (incarnation, inbox counter) when last read: a change means a queue
@@ -158,6 +160,7 @@ impl Node {
             reaping: BTreeSet::new(),
             read_in_flight: false,
             want_table: true,
+            reconcile_due: false,
             retry_table: false,
             inboxes: BTreeMap::new(),
             heartbeat_in_flight: false,
@@ -301,6 +304,7 @@ impl Node {
         self.read_in_flight = true;
         if read == Read::Table {
             self.want_table = false;
+            self.reconcile_due = false;
         }
         self.effects.push_back(Effect::Read { id, read });
     }
@@ -388,10 +392,12 @@ impl Node {
 
     fn on_tick(&mut self) {
         let now = self.now;
-        if self.reconcile.fire(now)
-            || (self.incoming && self.tick.at() <= now)
-            || (self.retry_table && self.tick.at() <= now)
-        {
+        // Reconciliation is never urgent: it turns the next heartbeat's instance read into a
+        // table read instead of adding a request.
+        if self.reconcile.fire(now) {
+            self.reconcile_due = true;
+        }
+        if (self.incoming && self.tick.at() <= now) || (self.retry_table && self.tick.at() <= now) {
             self.retry_table = false;
             self.want_table = true;
         }
@@ -409,7 +415,7 @@ impl Node {
                     self.heartbeat();
                 }
                 if !self.read_in_flight {
-                    let kind = if self.want_table {
+                    let kind = if self.want_table || self.reconcile_due {
                         Read::Table
                     } else {
                         Read::Members
