@@ -142,6 +142,5 @@ impl World {
                 self.start(i);
             }
         }
-        self.sample();
     }
 }

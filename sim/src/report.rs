@@ -15,8 +15,8 @@ use std::collections::BTreeMap;
 
 /// How often the cost counters are sampled, ms.
 pub const SAMPLE_MS: u64 = 30_000;
-/// Time after the calm point before cost is counted as steady state, ms: restarts register,
-/// the rebalance delay passes, hand-offs finish.
+/// Quiet time (no fault, no change of hands) before cost counts as steady state, ms: the
+/// rebalance delay passes and the last reads triggered by a change finish.
 pub const STEADY_AFTER_MS: u64 = 120_000;
 
 /// One sample of the cost counters.
@@ -102,7 +102,7 @@ impl Stats {
     }
 }
 
-/// Records a cost sample; called every [`SAMPLE_MS`] from the calm point on.
+/// Records a cost sample; called every [`SAMPLE_MS`].
 pub(crate) fn sample(w: &mut World) {
     let dynamo_requests = w
         .dynamo
@@ -463,13 +463,23 @@ fn balance_spread(w: &World) -> f64 {
     }
 }
 
-/// DynamoDB requests per instance-minute between the first sample at least
-/// [`STEADY_AFTER_MS`] after the calm point and the last sample.
+/// DynamoDB requests per instance-minute between the first sample [`STEADY_AFTER_MS`] into
+/// the final quiet stretch and the last sample.
 fn steady_rate(s: &Stats) -> Option<f64> {
+    // Steady: no fault and no change of hands for STEADY_AFTER_MS. In a run without faults
+    // that is soon after the first convergence, so the window spans many reconciliations.
+    let quiet_since = s
+        .faults
+        .iter()
+        .filter(|f| f.1 != "calm")
+        .map(|f| f.0)
+        .chain(s.ownership.iter().map(|o| o.0))
+        .max()
+        .unwrap_or(0);
     let first = s
         .samples
         .iter()
-        .find(|x| x.t >= s.calm_at + STEADY_AFTER_MS)?;
+        .find(|x| x.t >= quiet_since + STEADY_AFTER_MS)?;
     let last = s.samples.last()?;
     if last.t <= first.t || last.up == 0 {
         return None;

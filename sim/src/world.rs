@@ -294,6 +294,7 @@ impl World {
         w.push(1_000, Ev::Chaos);
         w.push(1_000, Ev::Produce);
         w.push(calm_at, Ev::Calm);
+        w.push(crate::report::SAMPLE_MS, Ev::Sample);
         w
     }
 
