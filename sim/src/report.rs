@@ -85,8 +85,11 @@ impl Stats {
                 } else {
                     self.outages.push(gap);
                 }
-            } else {
+            } else if up_since(prev.0, last) {
                 self.takeovers.push(t.saturating_sub(last));
+            } else {
+                // Nobody else was up to take it: the fleet was down, not slow.
+                self.outages.push(t.saturating_sub(last));
             }
         }
         self.last_receive.insert(q.clone(), (who, t));
@@ -516,7 +519,10 @@ mod tests {
         s.receive_started(2_900, &q, (0, 3), up);
         s.crashed.insert((0, 3), 3_000);
         s.receive_started(9_000, &q, (1, 2), |_, _| false);
-        assert_eq!(s.outages, vec![6_000]);
+        s.receive_ended(9_100, &q, (1, 2));
+        // Released with nobody else up: an outage too, not a slow takeover.
+        s.receive_started(12_000, &q, (2, 2), |_, _| false);
+        assert_eq!(s.outages, vec![6_000, 2_900]);
         assert_eq!(s.failovers, vec![1_000]);
         assert_eq!(s.handoffs, vec![300]);
         assert_eq!(s.takeovers, vec![500]);
