@@ -1028,13 +1028,20 @@ impl Node {
             self.dirty_queues.clear();
             self.incoming_queues.clear();
             self.deferred_queues.clear();
-            let mut qs: Vec<QueueId> = self.view.records().map(|r| r.queue.clone()).collect();
-            qs.extend(
-                self.held
-                    .keys()
-                    .filter(|q| self.view.get(q).is_none())
-                    .cloned(),
-            );
+            // Only queues named here, targeted here or held here can need anything; walk the
+            // view and the target (both sorted by queue) side by side to find them.
+            let mut targets = self.target.iter().flat_map(|t| t.iter()).peekable();
+            let mut qs: Vec<QueueId> = Vec::new();
+            for r in self.view.records() {
+                while targets.next_if(|(q, _)| **q < r.queue).is_some() {}
+                let wanted = targets.next_if(|(q, _)| **q == r.queue).map(|(_, m)| m);
+                if r.owner.as_ref() == Some(&me) || wanted == Some(&self.me) {
+                    qs.push(r.queue.clone());
+                }
+            }
+            qs.extend(self.held.keys().cloned());
+            qs.sort_unstable();
+            qs.dedup();
             qs
         } else {
             std::mem::take(&mut self.dirty_queues).into_iter().collect()
