@@ -4,7 +4,8 @@
 //! ([`World`]) that drives N sans-IO core nodes against it with a simple consumer model, injects
 //! the faults of DESIGN §6 and checks its invariants after every event ([`check`]). Everything is
 //! drawn from the seed: the same seed gives a byte-identical trace. Nothing here reads a clock
-//! or OS entropy; wall-clock timing belongs to the caller.
+//! or OS entropy; wall-clock timing belongs to the caller. [`backend`] puts the same fakes behind
+//! the runtime's backend traits, so the real tokio driver runs against them too.
 //!
 //! ```
 //! use sqsbalancer_sim::{Scenario, run};
@@ -12,6 +13,7 @@
 //! assert!(report.violation.is_none(), "{}", report.replay_command());
 //! ```
 
+pub mod backend;
 mod chaos;
 pub mod check;
 mod consumer;

@@ -1,0 +1,252 @@
+//! The driver: one core node on tokio.
+//!
+//! It owns the [`Node`] and is the only caller of `handle`, so the calling contract holds by
+//! construction: every effect is drained after every input, and time (tokio's monotonic clock,
+//! counted from the driver's start) only moves forward. DynamoDB and ListQueues effects run as
+//! tasks whose results come back as inputs; receive commands go to the data plane, whose
+//! reports come back through [`DriverHandle::report`].
+
+use crate::backend::{QueueList, Store};
+use crate::error::RuntimeError;
+use crate::execute;
+use sqsbalancer_core::{Config, Effect, Input, Millis, Node, OpId, Outcome, Phase, QueueId};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio::sync::{mpsc, watch};
+use tokio::time::{Duration, Instant};
+
+/// What the driver asks of the data plane.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PlaneCommand {
+    /// Start receiving from `queue`, owned at `epoch`.
+    Start {
+        /// The queue.
+        queue: QueueId,
+        /// Its fencing epoch.
+        epoch: u64,
+    },
+    /// Stop receiving from `queue`; report [`Input::ReceivingStopped`] once no receive call is
+    /// in flight.
+    Stop {
+        /// The queue.
+        queue: QueueId,
+    },
+    /// No receive call may be in flight at or after `until`.
+    Fence {
+        /// The deadline on tokio's clock.
+        until: Instant,
+    },
+    /// Shutdown reached the data plane's part: finish in-flight handlers, flush deletes,
+    /// then report [`Input::DrainFinished`].
+    Drain,
+}
+
+/// The handle the driver's owner keeps: feed it data-plane reports and shutdown, watch it.
+#[derive(Clone, Debug)]
+pub struct DriverHandle {
+    inputs: mpsc::UnboundedSender<Input>,
+    phase: watch::Receiver<Phase>,
+    receiving: watch::Receiver<BTreeMap<QueueId, u64>>,
+}
+
+impl DriverHandle {
+    /// Passes a data-plane report ([`Input::ReceivingStopped`], [`Input::QueueGone`],
+    /// [`Input::DrainFinished`]) to the node.
+    pub fn report(&self, input: Input) -> Result<(), RuntimeError> {
+        self.inputs.send(input).map_err(|_| RuntimeError::Stopped)
+    }
+
+    /// Begins a graceful shutdown.
+    pub fn shutdown(&self) -> Result<(), RuntimeError> {
+        self.report(Input::Shutdown)
+    }
+
+    /// The node's current phase.
+    pub fn phase(&self) -> Phase {
+        *self.phase.borrow()
+    }
+
+    /// Waits until the phase satisfies `done` (returns at once if it already does).
+    pub async fn wait_phase(&mut self, done: impl Fn(Phase) -> bool) -> Phase {
+        let reached = self.phase.wait_for(|p| done(*p)).await.map(|p| *p);
+        reached.unwrap_or_else(|_| *self.phase.borrow())
+    }
+
+    /// The queues this instance may receive from, with their epochs.
+    pub fn receiving(&self) -> BTreeMap<QueueId, u64> {
+        self.receiving.borrow().clone()
+    }
+
+    /// Waits until the receiving set changes.
+    pub async fn changed(&mut self) -> Result<(), RuntimeError> {
+        self.receiving
+            .changed()
+            .await
+            .map_err(|_| RuntimeError::Stopped)
+    }
+}
+
+/// One node, its backends and its channels.
+pub struct Driver<S, L> {
+    node: Node,
+    application: String,
+    store: Arc<S>,
+    queues: Arc<L>,
+    start: Instant,
+    inputs: mpsc::UnboundedReceiver<Input>,
+    results: mpsc::UnboundedReceiver<(OpId, Outcome)>,
+    results_tx: mpsc::UnboundedSender<(OpId, Outcome)>,
+    plane: mpsc::UnboundedSender<PlaneCommand>,
+    phase: watch::Sender<Phase>,
+    receiving: watch::Sender<BTreeMap<QueueId, u64>>,
+}
+
+/// A new driver, its handle, and the stream of commands for the data plane.
+pub type Started<S, L> = (
+    Driver<S, L>,
+    DriverHandle,
+    mpsc::UnboundedReceiver<PlaneCommand>,
+);
+
+impl<S: Store, L: QueueList> Driver<S, L> {
+    /// A driver for a node of `cfg` (validated here), with its handle and the data plane's
+    /// command stream.
+    pub fn new(cfg: Config, store: Arc<S>, queues: Arc<L>) -> Result<Started<S, L>, RuntimeError> {
+        let application = cfg.application_name.clone();
+        let node = Node::new(cfg, Millis::ZERO)?;
+        let (inputs_tx, inputs) = mpsc::unbounded_channel();
+        let (results_tx, results) = mpsc::unbounded_channel();
+        let (plane, plane_rx) = mpsc::unbounded_channel();
+        let (phase, phase_rx) = watch::channel(node.phase());
+        let (receiving, receiving_rx) = watch::channel(BTreeMap::new());
+        let driver = Driver {
+            node,
+            application,
+            store,
+            queues,
+            start: Instant::now(),
+            inputs,
+            results,
+            results_tx,
+            plane,
+            phase,
+            receiving,
+        };
+        let handle = DriverHandle {
+            inputs: inputs_tx,
+            phase: phase_rx,
+            receiving: receiving_rx,
+        };
+        Ok((driver, handle, plane_rx))
+    }
+
+    fn now(&self) -> Millis {
+        Millis(self.start.elapsed().as_millis() as u64)
+    }
+
+    fn at(&self, t: Millis) -> Instant {
+        self.start + Duration::from_millis(t.0)
+    }
+
+    /// Runs the node until it stops (a shutdown completed or timed out); returns the final phase.
+    pub async fn run(mut self) -> Phase {
+        loop {
+            self.drain();
+            if self.node.phase().is_stopped() {
+                return self.node.phase();
+            }
+            let wake = self.node.poll_timeout().map(|t| self.at(t));
+            let input = tokio::select! {
+                Some((id, outcome)) = self.results.recv() => Input::Completed { id, outcome },
+                Some(input) = self.inputs.recv() => input,
+                () = sleep_until(wake) => Input::Tick,
+            };
+            let now = self.now();
+            self.node.handle(now, input);
+        }
+    }
+
+    /// Executes every pending effect.
+    fn drain(&mut self) {
+        while let Some(effect) = self.node.poll_effect() {
+            match effect {
+                Effect::Write { id, write } => {
+                    let (store, app, tx) = self.task_parts();
+                    tokio::spawn(async move {
+                        let outcome = execute::write(&*store, &app, &write, wall_secs()).await;
+                        let _ = tx.send((id, outcome));
+                    });
+                }
+                Effect::Read { id, read } => {
+                    let (store, app, tx) = self.task_parts();
+                    tokio::spawn(async move {
+                        let outcome = execute::read(&*store, &app, read).await;
+                        let _ = tx.send((id, outcome));
+                    });
+                }
+                Effect::ListQueues { id, prefix } => {
+                    let queues = Arc::clone(&self.queues);
+                    let tx = self.results_tx.clone();
+                    tokio::spawn(async move {
+                        let outcome = execute::list(&*queues, &prefix).await;
+                        let _ = tx.send((id, outcome));
+                    });
+                }
+                Effect::StartReceiving { queue, epoch } => {
+                    self.command(PlaneCommand::Start { queue, epoch });
+                }
+                Effect::StopReceiving { queue } => self.command(PlaneCommand::Stop { queue }),
+                Effect::Fence { until } => {
+                    let until = self.at(until);
+                    self.command(PlaneCommand::Fence { until });
+                }
+                Effect::Phase(p) => {
+                    tracing::info!(instance = %self.node.instance(), phase = ?p, "phase");
+                    if p == Phase::Finishing {
+                        self.command(PlaneCommand::Drain);
+                    }
+                    self.phase.send_replace(p);
+                }
+            }
+        }
+        let receiving: BTreeMap<QueueId, u64> = self.node.receiving().into_iter().collect();
+        self.receiving.send_if_modified(|r| {
+            let changed = *r != receiving;
+            *r = receiving;
+            changed
+        });
+    }
+
+    fn task_parts(&self) -> (Arc<S>, String, mpsc::UnboundedSender<(OpId, Outcome)>) {
+        (
+            Arc::clone(&self.store),
+            self.application.clone(),
+            self.results_tx.clone(),
+        )
+    }
+
+    fn command(&self, c: PlaneCommand) {
+        if self.plane.send(c).is_err() {
+            tracing::debug!("the data plane has gone; command dropped");
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Wall-clock seconds since the epoch: used only for the coordination records' TTL, never for
+/// a decision.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "TTL attributes are wall-clock epoch seconds by DynamoDB's definition"
+)]
+fn wall_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

@@ -1,0 +1,56 @@
+//! The runtime's errors: what a backend call can answer, and what the runtime reports.
+
+use sqsbalancer_core::Error as CoreError;
+
+/// How a backend call failed. The driver maps each kind onto the core's outcomes: a failed
+/// condition is `Rejected`; everything else is `Unknown` for writes (they may have applied)
+/// and a failed read.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BackendError {
+    /// A conditional write's condition did not hold; nothing changed.
+    #[error("the condition of the write did not hold")]
+    ConditionFailed,
+    /// The service throttled the call; it did not apply.
+    #[error("throttled by {service}: {message}")]
+    Throttled {
+        /// `dynamodb` or `sqs`.
+        service: &'static str,
+        /// The service's message.
+        message: String,
+    },
+    /// The queue does not exist (any more).
+    #[error("queue {url} does not exist")]
+    QueueDoesNotExist {
+        /// The queue URL asked for.
+        url: String,
+    },
+    /// The call timed out or the connection failed: a write may or may not have applied.
+    #[error("{service} call outcome unknown: {reason}")]
+    Unknown {
+        /// `dynamodb` or `sqs`.
+        service: &'static str,
+        /// What happened, for the log.
+        reason: String,
+    },
+    /// The service refused the request as malformed or unauthorized; retrying will not help.
+    #[error("{service} refused the request: {reason}")]
+    Refused {
+        /// `dynamodb` or `sqs`.
+        service: &'static str,
+        /// The service's message.
+        reason: String,
+    },
+}
+
+/// What the runtime reports to its user.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RuntimeError {
+    /// The configuration was rejected by the core (the field and the rule are named).
+    #[error(transparent)]
+    Config(#[from] CoreError),
+    /// The driver stopped before the operation could be delivered to it.
+    #[error("the balancer has stopped")]
+    Stopped,
+}

@@ -1,0 +1,21 @@
+//! The tokio effects runtime of sqsbalancer.
+//!
+//! The core ([`sqsbalancer_core::Node`]) decides; this crate does. [`Driver`] runs one node: it
+//! executes the node's DynamoDB and ListQueues effects through the [`Store`] and [`QueueList`]
+//! backend traits, feeds each result back, ticks the node when [`Node::poll_timeout`] says, and
+//! passes receive commands to the data plane as [`PlaneCommand`]s. Time is tokio's clock, so
+//! a paused tokio runtime runs the real driver on simulated time.
+//!
+//! Backends are traits so the same driver runs against AWS in production and against the
+//! deterministic in-memory fakes of `sqsbalancer-sim` in tests and simulations.
+//!
+//! [`Node::poll_timeout`]: sqsbalancer_core::Node::poll_timeout
+
+pub mod backend;
+pub mod driver;
+pub mod error;
+pub mod execute;
+
+pub use backend::{Page, QueueList, QueuePage, Store};
+pub use driver::{Driver, DriverHandle, PlaneCommand};
+pub use error::{BackendError, RuntimeError};

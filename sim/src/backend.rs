@@ -1,0 +1,128 @@
+//! The runtime's backend traits over the in-memory fakes, so the real driver (and, later, the
+//! whole runtime) runs against the same DynamoDB and SQS as the level-1 simulator.
+//!
+//! Every instance gets its own [`FakeBackend`] over one shared [`Fakes`]; its calls are billed
+//! to its name, and each takes a fixed one-way latency on tokio's clock (so a paused tokio
+//! runtime runs the cluster on simulated time).
+
+use crate::fake::{DynamoError, FakeDynamo, FakeSqs, SqsError};
+use sqsbalancer_core::table::{Item, Key, TableQuery, TableWrite};
+use sqsbalancer_runtime::{BackendError, Page, QueueList, QueuePage, Store};
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+/// The fake services a cluster shares.
+#[derive(Default)]
+pub struct Fakes {
+    /// DynamoDB.
+    pub dynamo: FakeDynamo,
+    /// SQS.
+    pub sqs: FakeSqs,
+}
+
+/// One instance's connection to the shared fakes.
+#[derive(Clone)]
+pub struct FakeBackend {
+    fakes: Arc<Mutex<Fakes>>,
+    caller: String,
+    table: String,
+    latency: Duration,
+}
+
+impl FakeBackend {
+    /// Calls billed to `caller`, against coordination table `table`, each way taking `latency`.
+    pub fn new(fakes: Arc<Mutex<Fakes>>, caller: &str, table: &str, latency: Duration) -> Self {
+        FakeBackend {
+            fakes,
+            caller: caller.to_owned(),
+            table: table.to_owned(),
+            latency,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Fakes> {
+        // A panic while holding the lock is a bug in the fake; its state is still readable.
+        self.fakes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Sends the request after one latency, runs `call` on the fakes, returns after another.
+    fn call<T: Send + 'static>(
+        &self,
+        call: impl FnOnce(&mut Fakes, &str, &str) -> T + Send + 'static,
+    ) -> impl Future<Output = T> + Send + 'static {
+        let me = self.clone();
+        async move {
+            tokio::time::sleep(me.latency).await;
+            let out = {
+                let mut fakes = me.lock();
+                call(&mut fakes, &me.caller, &me.table)
+            };
+            tokio::time::sleep(me.latency).await;
+            out
+        }
+    }
+}
+
+fn dynamo_error(e: DynamoError) -> BackendError {
+    match e {
+        DynamoError::ConditionalCheckFailed => BackendError::ConditionFailed,
+        other => BackendError::Refused {
+            service: "dynamodb",
+            reason: other.to_string(),
+        },
+    }
+}
+
+impl Store for FakeBackend {
+    fn update(&self, write: TableWrite) -> impl Future<Output = Result<Item, BackendError>> + Send {
+        self.call(move |f, caller, table| {
+            f.dynamo
+                .update_item(caller, table, &write)
+                .map(|(_, after)| after)
+                .map_err(dynamo_error)
+        })
+    }
+
+    fn query(
+        &self,
+        query: TableQuery,
+        start: Option<Key>,
+    ) -> impl Future<Output = Result<Page, BackendError>> + Send {
+        self.call(move |f, caller, table| {
+            f.dynamo
+                .query(caller, table, &query, None, start.as_ref(), true)
+                .map(|p| Page {
+                    items: p.items.iter().map(|i| (**i).clone()).collect(),
+                    last_key: p.last_key,
+                })
+                .map_err(dynamo_error)
+        })
+    }
+}
+
+impl QueueList for FakeBackend {
+    fn list(
+        &self,
+        prefix: String,
+        next_token: Option<String>,
+    ) -> impl Future<Output = Result<QueuePage, BackendError>> + Send {
+        self.call(move |f, caller, _| {
+            f.sqs
+                .list_queues(caller, &prefix, Some(1000), next_token.as_deref())
+                .map(|p| QueuePage {
+                    urls: p.urls,
+                    next_token: p.next_token,
+                })
+                .map_err(|e| match e {
+                    SqsError::QueueDoesNotExist { url } => BackendError::QueueDoesNotExist { url },
+                    other => BackendError::Refused {
+                        service: "sqs",
+                        reason: other.to_string(),
+                    },
+                })
+        })
+    }
+}
