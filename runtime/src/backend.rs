@@ -3,8 +3,11 @@
 //! implement the same contract.
 
 use crate::error::BackendError;
+use sqsbalancer_core::QueueId;
 use sqsbalancer_core::table::{Item, Key, TableQuery, TableWrite};
+use std::collections::BTreeMap;
 use std::future::Future;
+use std::time::Duration;
 
 /// One page of a Query.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -45,4 +48,55 @@ pub trait QueueList: Send + Sync + 'static {
         prefix: String,
         next_token: Option<String>,
     ) -> impl Future<Output = Result<QueuePage, BackendError>> + Send;
+}
+
+/// One message as received.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    /// The queue it came from.
+    pub queue: QueueId,
+    /// SQS's MessageId.
+    pub message_id: String,
+    /// The handle to delete it with (only the latest receive's handle is valid).
+    pub receipt: String,
+    /// The body.
+    pub body: String,
+    /// ApproximateReceiveCount, this receive included.
+    pub receive_count: u32,
+    /// Message attributes (string values), as asked for.
+    pub attributes: BTreeMap<String, String>,
+    /// FIFO queues: the MessageGroupId.
+    pub group: Option<String>,
+}
+
+/// One ReceiveMessage call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Receive {
+    /// The queue.
+    pub queue: QueueId,
+    /// MaxNumberOfMessages (1..=10).
+    pub max: u32,
+    /// VisibilityTimeout, seconds.
+    pub visibility_secs: u32,
+    /// WaitTimeSeconds as a duration (at most 20 s; the driver shortens it to the fence).
+    pub wait: Duration,
+    /// MessageAttributeNames.
+    pub attribute_names: Vec<String>,
+}
+
+/// The SQS calls the data plane makes.
+pub trait Sqs: Send + Sync + 'static {
+    /// ReceiveMessage (a long poll of `wait`).
+    fn receive(
+        &self,
+        request: Receive,
+    ) -> impl Future<Output = Result<Vec<Message>, BackendError>> + Send;
+
+    /// DeleteMessageBatch of 1..=10 receipt handles; each entry succeeds or fails alone (the
+    /// failure's message in `Err`).
+    fn delete_batch(
+        &self,
+        queue: QueueId,
+        receipts: Vec<String>,
+    ) -> impl Future<Output = Result<Vec<Result<(), String>>, BackendError>> + Send;
 }

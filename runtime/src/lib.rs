@@ -3,8 +3,9 @@
 //! The core ([`sqsbalancer_core::Node`]) decides; this crate does. [`Driver`] runs one node: it
 //! executes the node's DynamoDB and ListQueues effects through the [`Store`] and [`QueueList`]
 //! backend traits, feeds each result back, ticks the node when [`Node::poll_timeout`] says, and
-//! passes receive commands to the data plane as [`PlaneCommand`]s. Time is tokio's clock, so
-//! a paused tokio runtime runs the real driver on simulated time.
+//! passes receive commands to the data plane ([`DataPlane`]: pollers within the self-fence,
+//! permit-based backpressure, a worker pool running the [`Handler`], batched deletes). Time is
+//! tokio's clock, so a paused tokio runtime runs the real runtime on simulated time.
 //!
 //! Backends are traits so the same driver runs against AWS in production and against the
 //! deterministic in-memory fakes of `sqsbalancer-sim` in tests and simulations.
@@ -15,7 +16,11 @@ pub mod backend;
 pub mod driver;
 pub mod error;
 pub mod execute;
+pub mod handler;
+pub mod plane;
 
-pub use backend::{Page, QueueList, QueuePage, Store};
+pub use backend::{Message, Page, QueueList, QueuePage, Receive, Sqs, Store};
 pub use driver::{Driver, DriverHandle, PlaneCommand};
 pub use error::{BackendError, RuntimeError};
+pub use handler::{Handler, HandlerError};
+pub use plane::{DataPlane, PlaneSettings};

@@ -5,20 +5,43 @@
 //! to its name, and each takes a fixed one-way latency on tokio's clock (so a paused tokio
 //! runtime runs the cluster on simulated time).
 
-use crate::fake::{DynamoError, FakeDynamo, FakeSqs, SqsError};
+use crate::fake::{DynamoError, FakeDynamo, FakeSqs, ReceiveRequest, Received, SqsError};
 use sqsbalancer_core::table::{Item, Key, TableQuery, TableWrite};
-use sqsbalancer_runtime::{BackendError, Page, QueueList, QueuePage, Store};
+use sqsbalancer_core::{Millis, QueueId};
+use sqsbalancer_runtime::{BackendError, Message, Page, QueueList, QueuePage, Receive, Sqs, Store};
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-/// The fake services a cluster shares.
-#[derive(Default)]
+/// The fake services a cluster shares, and the instant their clock counts from.
 pub struct Fakes {
     /// DynamoDB.
     pub dynamo: FakeDynamo,
     /// SQS.
     pub sqs: FakeSqs,
+    epoch: tokio::time::Instant,
+}
+
+impl Fakes {
+    /// Empty fakes whose clock starts now (tokio's clock: paused in a paused runtime).
+    pub fn new() -> Fakes {
+        Fakes {
+            dynamo: FakeDynamo::new(),
+            sqs: FakeSqs::new(),
+            epoch: tokio::time::Instant::now(),
+        }
+    }
+
+    /// The fakes' time now.
+    pub fn now(&self) -> Millis {
+        Millis(self.epoch.elapsed().as_millis() as u64)
+    }
+}
+
+impl Default for Fakes {
+    fn default() -> Self {
+        Fakes::new()
+    }
 }
 
 /// One instance's connection to the shared fakes.
@@ -63,6 +86,31 @@ impl FakeBackend {
             tokio::time::sleep(me.latency).await;
             out
         }
+    }
+}
+
+/// How often a long poll looks at its queue again on tokio's clock (it was counted once).
+const LONG_POLL_STEP: Duration = Duration::from_millis(20);
+
+fn sqs_error(e: SqsError) -> BackendError {
+    match e {
+        SqsError::QueueDoesNotExist { url } => BackendError::QueueDoesNotExist { url },
+        other => BackendError::Refused {
+            service: "sqs",
+            reason: other.to_string(),
+        },
+    }
+}
+
+fn message(queue: &QueueId, r: Received) -> Message {
+    Message {
+        queue: queue.clone(),
+        message_id: r.message_id,
+        receipt: r.receipt,
+        body: r.body,
+        receive_count: r.receive_count,
+        attributes: r.attributes,
+        group: r.group,
     }
 }
 
@@ -116,13 +164,62 @@ impl QueueList for FakeBackend {
                     urls: p.urls,
                     next_token: p.next_token,
                 })
-                .map_err(|e| match e {
-                    SqsError::QueueDoesNotExist { url } => BackendError::QueueDoesNotExist { url },
-                    other => BackendError::Refused {
-                        service: "sqs",
-                        reason: other.to_string(),
-                    },
+                .map_err(sqs_error)
+        })
+    }
+}
+
+impl Sqs for FakeBackend {
+    fn receive(
+        &self,
+        request: Receive,
+    ) -> impl Future<Output = Result<Vec<Message>, BackendError>> + Send {
+        let me = self.clone();
+        async move {
+            tokio::time::sleep(me.latency).await;
+            let req = ReceiveRequest {
+                url: request.queue.as_str().to_owned(),
+                max: request.max,
+                visibility_secs: request.visibility_secs,
+                wait_ms: request.wait.as_millis() as u64,
+                attribute_names: request.attribute_names.clone(),
+            };
+            let deadline = tokio::time::Instant::now() + request.wait;
+            let mut got = {
+                let mut f = me.lock();
+                let now = f.now();
+                f.sqs.receive(now, &me.caller, &req)
+            };
+            // The long poll: look again until something is visible or the wait is over.
+            while matches!(&got, Ok(m) if m.is_empty())
+                && tokio::time::Instant::now() + LONG_POLL_STEP <= deadline
+            {
+                tokio::time::sleep(LONG_POLL_STEP).await;
+                let mut f = me.lock();
+                let now = f.now();
+                got = f.sqs.receive_more(now, &req);
+            }
+            tokio::time::sleep(me.latency).await;
+            got.map(|ms| ms.into_iter().map(|r| message(&request.queue, r)).collect())
+                .map_err(sqs_error)
+        }
+    }
+
+    fn delete_batch(
+        &self,
+        queue: QueueId,
+        receipts: Vec<String>,
+    ) -> impl Future<Output = Result<Vec<Result<(), String>>, BackendError>> + Send {
+        self.call(move |f, caller, _| {
+            f.sqs
+                .delete_batch(caller, queue.as_str(), &receipts)
+                .map(|entries| {
+                    entries
+                        .into_iter()
+                        .map(|e| e.map_err(|err| format!("{err:?}")))
+                        .collect()
                 })
+                .map_err(sqs_error)
         })
     }
 }

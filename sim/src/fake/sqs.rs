@@ -562,6 +562,21 @@ impl FakeSqs {
         Ok(q.take_hinted(now, req, &mut self.hints))
     }
 
+    /// The rest of a long poll already counted by [`FakeSqs::receive`]: whatever became
+    /// visible since, without counting another call. For callers that wait on their own clock.
+    pub fn receive_more(
+        &mut self,
+        now: Millis,
+        req: &ReceiveRequest,
+    ) -> Result<Vec<Received>, SqsError> {
+        Self::check_receive(req)?;
+        let q = match self.queues.get_mut(&req.url) {
+            Some(q) => q,
+            None => return gone(&req.url),
+        };
+        Ok(q.take_hinted(now, req, &mut self.hints))
+    }
+
     /// ReceiveMessage with a long poll: `Ok(Ok(messages))` at once if any are visible or the
     /// wait is zero, else `Ok(Err(id))`: parked until [`FakeSqs::wake`] completes it.
     pub fn receive_or_park(

@@ -1,0 +1,222 @@
+//! The runtime's real driver and data plane, on a paused tokio clock, against the in-memory
+//! fakes: the coordination alone, then messages end to end with failing and panicking
+//! handlers.
+
+use sqsbalancer_core::{Input, Phase, StopOutcome};
+use sqsbalancer_runtime::{
+    DataPlane, Driver, DriverHandle, Handler, HandlerError, Message, PlaneCommand, PlaneSettings,
+};
+use sqsbalancer_sim::backend::{FakeBackend, Fakes};
+use sqsbalancer_sim::fake::Outgoing;
+use sqsbalancer_sim::{TABLE, config};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// A data plane with nothing in flight: every stop is acknowledged at once, and the drain
+/// finishes at once. The coordination is what is under test here.
+async fn idle_plane(mut commands: mpsc::UnboundedReceiver<PlaneCommand>, handle: DriverHandle) {
+    while let Some(c) = commands.recv().await {
+        let report = match c {
+            PlaneCommand::Stop { queue } => Input::ReceivingStopped { queue },
+            PlaneCommand::Drain => Input::DrainFinished,
+            PlaneCommand::Start { .. } | PlaneCommand::Fence { .. } => continue,
+        };
+        if handle.report(report).is_err() {
+            return;
+        }
+    }
+}
+
+/// Starts instance `name`: its driver, and either the real data plane running `handler` or,
+/// without one, [`idle_plane`].
+fn start<H: Handler>(
+    fakes: &Arc<Mutex<Fakes>>,
+    name: &str,
+    handler: Option<Arc<H>>,
+) -> DriverHandle {
+    let mut cfg = config();
+    cfg.instance_id = Some(name.to_owned());
+    let settings = PlaneSettings::of(&cfg);
+    let backend = Arc::new(FakeBackend::new(
+        Arc::clone(fakes),
+        name,
+        TABLE,
+        Duration::from_millis(2),
+    ));
+    let (driver, handle, plane) =
+        Driver::new(cfg, Arc::clone(&backend), Arc::clone(&backend)).expect("a valid config");
+    tokio::spawn(driver.run());
+    match handler {
+        Some(h) => {
+            let data = DataPlane::start(settings, backend, h, handle.clone());
+            tokio::spawn(data.run(plane));
+        }
+        None => {
+            tokio::spawn(idle_plane(plane, handle.clone()));
+        }
+    }
+    handle
+}
+
+/// Fakes with the coordination table and `n` queues `q-0`...
+fn fakes_with_queues(n: usize) -> (Arc<Mutex<Fakes>>, Vec<String>) {
+    let fakes = Arc::new(Mutex::new(Fakes::new()));
+    let mut urls = Vec::new();
+    {
+        let mut f = fakes.lock().expect("not poisoned");
+        f.dynamo.create_table(TABLE).expect("a new table");
+        for i in 0..n {
+            urls.push(
+                f.sqs
+                    .create_queue("admin", &format!("q-{i}"))
+                    .expect("a new queue"),
+            );
+        }
+    }
+    (fakes, urls)
+}
+
+/// The coordination tests' handler type (never called: those instances run [`idle_plane`]).
+type NoHandler = fn(Message) -> std::future::Ready<Result<(), HandlerError>>;
+
+/// Waits, on the paused clock, until `done` holds; fails past `within`.
+async fn wait_until(within: Duration, what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + within;
+    while !done() {
+        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn three_drivers_split_nine_queues_and_a_stop_hands_its_share_over() {
+    let (fakes, _) = fakes_with_queues(9);
+    let mut fleet: Vec<DriverHandle> = ["a", "b", "c"]
+        .iter()
+        .map(|n| start::<NoHandler>(&fakes, n, None))
+        .collect();
+    // Discovery, claims and the rebalance delay: well within two minutes.
+    wait_until(Duration::from_secs(120), "3/3/3", || {
+        fleet.iter().all(|h| h.receiving().len() == 3)
+    })
+    .await;
+    let mut all: Vec<_> = fleet
+        .iter()
+        .flat_map(|h| h.receiving().into_keys())
+        .collect();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 9, "no queue held twice");
+
+    fleet[0].shutdown().expect("running");
+    let end = fleet[0].wait_phase(Phase::is_stopped).await;
+    assert_eq!(
+        end,
+        Phase::Stopped {
+            outcome: StopOutcome::Clean
+        }
+    );
+    let rest = fleet.split_off(1);
+    // The stopped instance handed its queues over: the others hold all nine, 4 and 5.
+    wait_until(Duration::from_secs(60), "4/5 after the stop", || {
+        let mut loads: Vec<usize> = rest.iter().map(|h| h.receiving().len()).collect();
+        loads.sort();
+        loads == [4, 5]
+    })
+    .await;
+}
+
+/// Counts every delivery of every message by body; fails or panics on a message's first
+/// delivery when its body says so.
+#[derive(Default)]
+struct Recorder {
+    deliveries: Mutex<BTreeMap<String, u32>>,
+}
+
+impl Recorder {
+    fn count(&self, body: &str) -> u32 {
+        self.deliveries
+            .lock()
+            .expect("not poisoned")
+            .get(body)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+impl Handler for Recorder {
+    fn handle(&self, message: Message) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        let n = {
+            let mut d = self.deliveries.lock().expect("not poisoned");
+            let n = d.entry(message.body.clone()).or_default();
+            *n += 1;
+            *n
+        };
+        async move {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            if n == 1 && message.body.starts_with("fail") {
+                return Err(HandlerError::new("failing on purpose"));
+            }
+            if n == 1 && message.body.starts_with("panic") {
+                panic!("panicking on purpose");
+            }
+            Ok(())
+        }
+    }
+}
+
+fn send(fakes: &Arc<Mutex<Fakes>>, url: &str, body: &str) {
+    let mut f = fakes.lock().expect("not poisoned");
+    let now = f.now();
+    let msg = Outgoing {
+        body: body.to_owned(),
+        ..Outgoing::default()
+    };
+    f.sqs.send(now, "producer", url, msg).expect("sent");
+}
+
+fn backlog(fakes: &Arc<Mutex<Fakes>>, urls: &[String]) -> usize {
+    let f = fakes.lock().expect("not poisoned");
+    urls.iter().map(|u| f.sqs.depth(u)).sum()
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_message_is_handled_and_deleted_only_after_success() {
+    let (fakes, urls) = fakes_with_queues(9);
+    let recorder = Arc::new(Recorder::default());
+    let fleet: Vec<DriverHandle> = ["a", "b", "c"]
+        .iter()
+        .map(|n| start(&fakes, n, Some(Arc::clone(&recorder))))
+        .collect();
+    let mut bodies = Vec::new();
+    for (i, url) in urls.iter().enumerate() {
+        for j in 0..10 {
+            let kind = match j {
+                0 => "fail",
+                1 => "panic",
+                _ => "ok",
+            };
+            let body = format!("{kind}-{i}-{j}");
+            send(&fakes, url, &body);
+            bodies.push(body);
+        }
+    }
+    wait_until(Duration::from_secs(300), "every queue empty", || {
+        backlog(&fakes, &urls) == 0
+    })
+    .await;
+    for body in &bodies {
+        let n = recorder.count(body);
+        if body.starts_with("ok") {
+            assert!(n >= 1, "{body} never handled");
+        } else {
+            // Failed or panicked once, left for the visibility timeout, then handled again.
+            assert!(n >= 2, "{body} handled {n} times");
+        }
+    }
+    assert!(fleet.iter().all(|h| h.phase() == Phase::Running));
+}
