@@ -53,4 +53,21 @@ pub enum RuntimeError {
     /// The driver stopped before the operation could be delivered to it.
     #[error("the balancer has stopped")]
     Stopped,
+    /// A graceful stop did not finish within the shutdown timeout; unfinished messages were
+    /// not deleted and peers take the queues over as after a crash.
+    #[error("shutdown did not finish within {timeout:?}")]
+    ShutdownTimeout {
+        /// The configured shutdown timeout.
+        timeout: std::time::Duration,
+    },
+    /// Peers declared this instance dead while it stopped (the coordination table was out
+    /// of reach for longer than the heartbeat timeout); they take its queues over.
+    #[error("the instance lost its lease while stopping")]
+    LifeLost,
+    /// The driver ended in a phase that is not a stop (a bug).
+    #[error("the driver ended in phase {phase}")]
+    Unexpected {
+        /// The phase it ended in.
+        phase: String,
+    },
 }

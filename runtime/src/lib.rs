@@ -13,6 +13,7 @@
 //! [`Node::poll_timeout`]: sqsbalancer_core::Node::poll_timeout
 
 pub mod backend;
+pub mod balancer;
 pub mod driver;
 pub mod error;
 pub mod execute;
@@ -20,6 +21,7 @@ pub mod handler;
 pub mod plane;
 
 pub use backend::{Message, Page, QueueList, QueuePage, Receive, Sqs, Store};
+pub use balancer::{Balancer, Running};
 pub use driver::{Driver, DriverHandle, PlaneCommand};
 pub use error::{BackendError, RuntimeError};
 pub use handler::{Handler, HandlerError};

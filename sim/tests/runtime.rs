@@ -2,9 +2,10 @@
 //! fakes: the coordination alone, then messages end to end with failing and panicking
 //! handlers.
 
-use sqsbalancer_core::{Input, Phase, StopOutcome};
+use sqsbalancer_core::{Config, Input, Phase, StopOutcome};
 use sqsbalancer_runtime::{
-    DataPlane, Driver, DriverHandle, Handler, HandlerError, Message, PlaneCommand, PlaneSettings,
+    Balancer, Driver, DriverHandle, Handler, HandlerError, Message, PlaneCommand, Running,
+    RuntimeError,
 };
 use sqsbalancer_sim::backend::{FakeBackend, Fakes};
 use sqsbalancer_sim::fake::Outgoing;
@@ -31,35 +32,36 @@ async fn idle_plane(mut commands: mpsc::UnboundedReceiver<PlaneCommand>, handle:
     }
 }
 
-/// Starts instance `name`: its driver, and either the real data plane running `handler` or,
-/// without one, [`idle_plane`].
-fn start<H: Handler>(
-    fakes: &Arc<Mutex<Fakes>>,
-    name: &str,
-    handler: Option<Arc<H>>,
-) -> DriverHandle {
+/// Starts instance `name` with its driver and [`idle_plane`]: coordination only.
+fn start_coordinating(fakes: &Arc<Mutex<Fakes>>, name: &str) -> DriverHandle {
+    let (driver, handle, plane) =
+        Driver::new(cfg(name), backend(fakes, name), backend(fakes, name)).expect("a valid config");
+    tokio::spawn(driver.run());
+    tokio::spawn(idle_plane(plane, handle.clone()));
+    handle
+}
+
+/// Starts instance `name` as a user would: a [`Balancer`] running `handler`.
+fn start_balancer<H: Handler>(fakes: &Arc<Mutex<Fakes>>, name: &str, handler: H) -> Running {
+    Balancer::new(cfg(name), backend(fakes, name))
+        .expect("a valid config")
+        .start(handler)
+        .expect("started")
+}
+
+fn cfg(name: &str) -> Config {
     let mut cfg = config();
     cfg.instance_id = Some(name.to_owned());
-    let settings = PlaneSettings::of(&cfg);
-    let backend = Arc::new(FakeBackend::new(
+    cfg
+}
+
+fn backend(fakes: &Arc<Mutex<Fakes>>, name: &str) -> Arc<FakeBackend> {
+    Arc::new(FakeBackend::new(
         Arc::clone(fakes),
         name,
         TABLE,
         Duration::from_millis(2),
-    ));
-    let (driver, handle, plane) =
-        Driver::new(cfg, Arc::clone(&backend), Arc::clone(&backend)).expect("a valid config");
-    tokio::spawn(driver.run());
-    match handler {
-        Some(h) => {
-            let data = DataPlane::start(settings, backend, h, handle.clone());
-            tokio::spawn(data.run(plane));
-        }
-        None => {
-            tokio::spawn(idle_plane(plane, handle.clone()));
-        }
-    }
-    handle
+    ))
 }
 
 /// Fakes with the coordination table and `n` queues `q-0`...
@@ -80,9 +82,6 @@ fn fakes_with_queues(n: usize) -> (Arc<Mutex<Fakes>>, Vec<String>) {
     (fakes, urls)
 }
 
-/// The coordination tests' handler type (never called: those instances run [`idle_plane`]).
-type NoHandler = fn(Message) -> std::future::Ready<Result<(), HandlerError>>;
-
 /// Waits, on the paused clock, until `done` holds; fails past `within`.
 async fn wait_until(within: Duration, what: &str, done: impl Fn() -> bool) {
     let deadline = Instant::now() + within;
@@ -97,7 +96,7 @@ async fn three_drivers_split_nine_queues_and_a_stop_hands_its_share_over() {
     let (fakes, _) = fakes_with_queues(9);
     let mut fleet: Vec<DriverHandle> = ["a", "b", "c"]
         .iter()
-        .map(|n| start::<NoHandler>(&fakes, n, None))
+        .map(|n| start_coordinating(&fakes, n))
         .collect();
     // Discovery, claims and the rebalance delay: well within two minutes.
     wait_until(Duration::from_secs(120), "3/3/3", || {
@@ -131,10 +130,10 @@ async fn three_drivers_split_nine_queues_and_a_stop_hands_its_share_over() {
 }
 
 /// Counts every delivery of every message by body; fails or panics on a message's first
-/// delivery when its body says so.
-#[derive(Default)]
+/// delivery when its body says so. Clones share the counts.
+#[derive(Clone, Default)]
 struct Recorder {
-    deliveries: Mutex<BTreeMap<String, u32>>,
+    deliveries: Arc<Mutex<BTreeMap<String, u32>>>,
 }
 
 impl Recorder {
@@ -187,10 +186,10 @@ fn backlog(fakes: &Arc<Mutex<Fakes>>, urls: &[String]) -> usize {
 #[tokio::test(start_paused = true)]
 async fn every_message_is_handled_and_deleted_only_after_success() {
     let (fakes, urls) = fakes_with_queues(9);
-    let recorder = Arc::new(Recorder::default());
-    let fleet: Vec<DriverHandle> = ["a", "b", "c"]
+    let recorder = Recorder::default();
+    let mut fleet: Vec<Running> = ["a", "b", "c"]
         .iter()
-        .map(|n| start(&fakes, n, Some(Arc::clone(&recorder))))
+        .map(|n| start_balancer(&fakes, n, recorder.clone()))
         .collect();
     let mut bodies = Vec::new();
     for (i, url) in urls.iter().enumerate() {
@@ -218,5 +217,29 @@ async fn every_message_is_handled_and_deleted_only_after_success() {
             assert!(n >= 2, "{body} handled {n} times");
         }
     }
-    assert!(fleet.iter().all(|h| h.phase() == Phase::Running));
+    assert!(fleet.iter().all(|r| r.phase() == Phase::Running));
+    // A graceful stop returns Ok and leaves its queues to the others.
+    let first = fleet.remove(0);
+    first.stop().await.expect("a clean stop");
+    wait_until(Duration::from_secs(60), "the rest own all nine", || {
+        fleet.iter().map(|r| r.active_queues().len()).sum::<usize>() == 9
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_bad_configuration_is_a_typed_error_naming_the_field() {
+    let (fakes, _) = fakes_with_queues(0);
+    let mut bad = cfg("a");
+    bad.worker_pool_size = 0;
+    let Err(RuntimeError::Config(e)) = Balancer::new(bad, backend(&fakes, "a")) else {
+        panic!("a zero worker pool was accepted");
+    };
+    assert!(e.to_string().contains("WorkerPoolSize"), "{e}");
+    let mut anonymous = cfg("a");
+    anonymous.instance_id = None;
+    assert!(matches!(
+        Balancer::new(anonymous, backend(&fakes, "a")),
+        Err(RuntimeError::Config(_))
+    ));
 }
