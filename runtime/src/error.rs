@@ -64,6 +64,15 @@ pub enum RuntimeError {
     /// of reach for longer than the heartbeat timeout); they take its queues over.
     #[error("the instance lost its lease while stopping")]
     LifeLost,
+    /// The coordination table is unusable: it could not be created or described, or it exists
+    /// with another key schema.
+    #[error("coordination table {table}: {reason}")]
+    Table {
+        /// The table name.
+        table: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// The driver ended in a phase that is not a stop (a bug).
     #[error("the driver ended in phase {phase}")]
     Unexpected {

@@ -12,6 +12,8 @@
 //!
 //! [`Node::poll_timeout`]: sqsbalancer_core::Node::poll_timeout
 
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod backend;
 pub mod balancer;
 pub mod driver;

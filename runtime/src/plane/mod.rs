@@ -44,7 +44,8 @@ impl PlaneSettings {
             sqs: cfg.sqs.clone(),
             workers: cfg.worker_pool_size,
             work_queue: cfg.work_queue_size,
-            request_margin: Duration::from_secs(2),
+            // Two seconds, or a fifth of the heartbeat timeout when that is shorter (tests).
+            request_margin: Duration::from_secs(2).min(cfg.heartbeat_timeout / 5),
             delete_linger: Duration::from_millis(50),
         }
     }

@@ -8,6 +8,9 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::time::{Duration, Instant};
 
+/// How long a poller rests after an empty short poll (a long poll waits at the service).
+const SHORT_POLL_PAUSE: Duration = Duration::from_millis(200);
+
 /// Polls `queue` until `stop` turns true, then reports [`Input::ReceivingStopped`] (never
 /// while a receive call is in flight).
 pub(super) async fn poll<Q: Sqs, H>(
@@ -54,6 +57,13 @@ pub(super) async fn poll<Q: Sqs, H>(
         match shared.sqs.receive(request).await {
             Ok(messages) => {
                 backoff = Duration::from_millis(100);
+                if messages.is_empty() && wait.is_zero() {
+                    // A short poll came back empty: pause rather than spin.
+                    tokio::select! {
+                        () = tokio::time::sleep(SHORT_POLL_PAUSE) => {}
+                        _ = stop.changed() => break,
+                    }
+                }
                 shared.received(messages.len());
                 for message in messages {
                     let Some(permit) = permits.pop() else {
@@ -93,11 +103,11 @@ pub(super) async fn poll<Q: Sqs, H>(
     shared.report(Input::ReceivingStopped { queue });
 }
 
-/// The long-poll wait that ends before the fence, in whole seconds as SQS takes it; `None`
-/// when less than a second is left.
+/// The long-poll wait that ends before the fence, in whole seconds as SQS takes it (zero, a
+/// short poll, when less than a second is left); `None` when the fence is too close for any
+/// call.
 fn fence_wait(fence: Option<Instant>, settings: &super::PlaneSettings) -> Option<Duration> {
     let left = fence?.checked_duration_since(Instant::now() + settings.request_margin)?;
     let wanted = Duration::from_secs(u64::from(settings.sqs.wait_time_seconds.min(20)));
-    let secs = left.min(wanted).as_secs();
-    (secs >= 1 || wanted.is_zero()).then(|| Duration::from_secs(secs))
+    Some(Duration::from_secs(left.min(wanted).as_secs()))
 }

@@ -1,0 +1,287 @@
+//! The coordination table on DynamoDB: conditional updates, strongly consistent queries, and
+//! creating the table when it is missing.
+
+#![allow(
+    clippy::disallowed_types,
+    reason = "the SDK's maps are HashMaps; they are converted to BTreeMaps at once, so no order leaks"
+)]
+
+use super::{AwsBackend, expr, sdk_error};
+use crate::backend::{Page, Store};
+use crate::error::{BackendError, RuntimeError};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+    ProvisionedThroughput, ReturnValue, ScalarAttributeType, TableStatus, TimeToLiveSpecification,
+};
+use sqsbalancer_core::table::{Item, Key, PK, SK, TTL, TableQuery, TableWrite, Value};
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::Duration;
+
+fn to_aws(v: &Value) -> AttributeValue {
+    match v {
+        Value::S(s) => AttributeValue::S(s.clone()),
+        Value::N(n) => AttributeValue::N(n.clone()),
+        Value::Bool(b) => AttributeValue::Bool(*b),
+    }
+}
+
+/// An item as the core reads it. Attributes of other types than string, number and boolean
+/// are left out: the decoder then reports the item as malformed and it is skipped.
+fn from_aws(item: &HashMap<String, AttributeValue>) -> Item {
+    item.iter()
+        .filter_map(|(k, v)| {
+            let v = match v {
+                AttributeValue::S(s) => Value::S(s.clone()),
+                AttributeValue::N(n) => Value::N(n.clone()),
+                AttributeValue::Bool(b) => Value::Bool(*b),
+                _ => return None,
+            };
+            Some((k.clone(), v))
+        })
+        .collect()
+}
+
+fn key_map(key: &Key) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        (PK.to_owned(), AttributeValue::S(key.pk.clone())),
+        (SK.to_owned(), AttributeValue::S(key.sk.clone())),
+    ])
+}
+
+fn placeholders(e: &expr::Expr) -> (HashMap<String, String>, HashMap<String, AttributeValue>) {
+    let names = e
+        .names
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let values = e
+        .values
+        .iter()
+        .map(|(k, v)| (k.clone(), to_aws(v)))
+        .collect();
+    (names, values)
+}
+
+impl Store for AwsBackend {
+    fn update(&self, write: TableWrite) -> impl Future<Output = Result<Item, BackendError>> + Send {
+        let client = self.dynamo.clone();
+        let table = self.table.clone();
+        async move {
+            let e = expr::update(&write.updates, write.cond.as_ref());
+            let (names, values) = placeholders(&e);
+            let out = client
+                .update_item()
+                .table_name(table)
+                .set_key(Some(key_map(&write.key)))
+                .update_expression(e.text)
+                .set_condition_expression(e.condition)
+                .set_expression_attribute_names(Some(names))
+                .set_expression_attribute_values((!values.is_empty()).then_some(values))
+                .return_values(ReturnValue::AllNew)
+                .send()
+                .await;
+            match out {
+                Ok(o) => Ok(o.attributes().map(from_aws).unwrap_or_default()),
+                Err(err) => {
+                    if err
+                        .as_service_error()
+                        .is_some_and(|s| s.is_conditional_check_failed_exception())
+                    {
+                        return Err(BackendError::ConditionFailed);
+                    }
+                    Err(sdk_error("dynamodb", &err, |s| {
+                        s.is_provisioned_throughput_exceeded_exception()
+                            || s.is_request_limit_exceeded()
+                            || s.is_throttling_exception()
+                    }))
+                }
+            }
+        }
+    }
+
+    fn query(
+        &self,
+        query: TableQuery,
+        start: Option<Key>,
+    ) -> impl Future<Output = Result<Page, BackendError>> + Send {
+        let client = self.dynamo.clone();
+        let table = self.table.clone();
+        async move {
+            let e = expr::query(&query);
+            let (names, values) = placeholders(&e);
+            let out = client
+                .query()
+                .table_name(table)
+                .key_condition_expression(e.text)
+                .set_expression_attribute_names(Some(names))
+                .set_expression_attribute_values(Some(values))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.as_ref().map(key_map))
+                .send()
+                .await
+                .map_err(|err| {
+                    sdk_error("dynamodb", &err, |s| {
+                        s.is_provisioned_throughput_exceeded_exception()
+                            || s.is_request_limit_exceeded()
+                            || s.is_throttling_exception()
+                    })
+                })?;
+            let last_key = out.last_evaluated_key().and_then(|k| {
+                let item = from_aws(k);
+                match (item.get(PK), item.get(SK)) {
+                    (Some(Value::S(pk)), Some(Value::S(sk))) => Some(Key {
+                        pk: pk.clone(),
+                        sk: sk.clone(),
+                    }),
+                    _ => None,
+                }
+            });
+            Ok(Page {
+                items: out.items().iter().map(from_aws).collect(),
+                last_key,
+            })
+        }
+    }
+}
+
+/// How a new coordination table is billed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Billing {
+    /// On-demand (the default).
+    #[default]
+    OnDemand,
+    /// Provisioned read and write capacity units.
+    Provisioned {
+        /// Read capacity units.
+        read: i64,
+        /// Write capacity units.
+        write: i64,
+    },
+}
+
+/// Creates the coordination table if it is missing (pk/sk strings, TTL on `ttl`) and waits
+/// until it is active; an existing table must have exactly that key schema.
+pub async fn ensure_table(aws: &AwsBackend, billing: Billing) -> Result<(), RuntimeError> {
+    let client = &aws.dynamo;
+    let table = aws.table.clone();
+    let unavailable = |reason: String| RuntimeError::Table {
+        table: table.clone(),
+        reason,
+    };
+    let described = client.describe_table().table_name(&table).send().await;
+    match described {
+        Ok(d) => {
+            let schema: Vec<(String, String)> = d
+                .table()
+                .map(|t| {
+                    t.key_schema()
+                        .iter()
+                        .map(|k| {
+                            (
+                                k.attribute_name().to_owned(),
+                                k.key_type().as_str().to_owned(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let want = [
+                (PK.to_owned(), "HASH".to_owned()),
+                (SK.to_owned(), "RANGE".to_owned()),
+            ];
+            if schema != want {
+                return Err(unavailable(format!(
+                    "exists with key schema {schema:?}; sqsbalancer needs pk (HASH) and sk (RANGE), both strings"
+                )));
+            }
+        }
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_not_found_exception()) =>
+        {
+            let attr = |n: &str| {
+                AttributeDefinition::builder()
+                    .attribute_name(n)
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+            };
+            let key = |n: &str, t: KeyType| {
+                KeySchemaElement::builder()
+                    .attribute_name(n)
+                    .key_type(t)
+                    .build()
+            };
+            let built = (|| {
+                Ok::<_, aws_sdk_dynamodb::error::BuildError>((
+                    vec![attr(PK)?, attr(SK)?],
+                    vec![key(PK, KeyType::Hash)?, key(SK, KeyType::Range)?],
+                ))
+            })();
+            let (attrs, keys) = built.map_err(|e| unavailable(e.to_string()))?;
+            let mut create = client
+                .create_table()
+                .table_name(&table)
+                .set_attribute_definitions(Some(attrs))
+                .set_key_schema(Some(keys));
+            create = match billing {
+                Billing::OnDemand => create.billing_mode(BillingMode::PayPerRequest),
+                Billing::Provisioned { read, write } => {
+                    let throughput = ProvisionedThroughput::builder()
+                        .read_capacity_units(read)
+                        .write_capacity_units(write)
+                        .build()
+                        .map_err(|e| unavailable(e.to_string()))?;
+                    create
+                        .billing_mode(BillingMode::Provisioned)
+                        .provisioned_throughput(throughput)
+                }
+            };
+            match create.send().await {
+                Ok(_) => {}
+                // Another instance created it first.
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_resource_in_use_exception()) => {}
+                Err(e) => {
+                    return Err(unavailable(
+                        aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string(),
+                    ));
+                }
+            }
+        }
+        Err(e) => {
+            return Err(unavailable(
+                aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string(),
+            ));
+        }
+    }
+    // Wait until active, then make sure TTL is on.
+    for _ in 0..300 {
+        let d = client
+            .describe_table()
+            .table_name(&table)
+            .send()
+            .await
+            .map_err(|e| {
+                unavailable(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string())
+            })?;
+        if d.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) {
+            let spec = TimeToLiveSpecification::builder()
+                .attribute_name(TTL)
+                .enabled(true)
+                .build()
+                .map_err(|e| unavailable(e.to_string()))?;
+            // Already enabled is an error on AWS; either way TTL is on afterwards.
+            let _ = client
+                .update_time_to_live()
+                .table_name(&table)
+                .time_to_live_specification(spec)
+                .send()
+                .await;
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Err(unavailable("did not become active within 60 s".to_owned()))
+}

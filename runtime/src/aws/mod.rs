@@ -1,0 +1,95 @@
+//! The production backends on the AWS SDK: DynamoDB for the coordination table, SQS for
+//! discovery and messages. One client each, built from the standard configuration chain
+//! (region, credentials) with an optional endpoint override for emulators.
+
+mod dynamo;
+mod expr;
+mod sqs;
+
+pub use dynamo::{Billing, ensure_table};
+
+use aws_config::{BehaviorVersion, Region};
+
+/// The AWS clients one balancer uses, and its coordination table.
+#[derive(Clone, Debug)]
+pub struct AwsBackend {
+    dynamo: aws_sdk_dynamodb::Client,
+    sqs: aws_sdk_sqs::Client,
+    table: String,
+}
+
+/// Where and how to connect.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AwsSettings {
+    /// An endpoint for both services instead of AWS's (moto, LocalStack).
+    pub endpoint_url: Option<String>,
+    /// The region; `None` takes it from the environment and profile, as the SDK does.
+    pub region: Option<String>,
+    /// Fixed credentials (access key id, secret) instead of the standard chain: for
+    /// emulators, which accept any.
+    pub static_credentials: Option<(String, String)>,
+}
+
+impl AwsBackend {
+    /// Clients from the standard configuration chain and `settings`, for `table`.
+    pub async fn connect(settings: &AwsSettings, table: &str) -> AwsBackend {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        if let Some(r) = &settings.region {
+            loader = loader.region(Region::new(r.clone()));
+        }
+        if let Some(u) = &settings.endpoint_url {
+            loader = loader.endpoint_url(u.clone());
+        }
+        if let Some((id, secret)) = &settings.static_credentials {
+            loader = loader.credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                id.clone(),
+                secret.clone(),
+                None,
+                None,
+                "sqsbalancer-static",
+            ));
+        }
+        let shared = loader.load().await;
+        AwsBackend {
+            dynamo: aws_sdk_dynamodb::Client::new(&shared),
+            sqs: aws_sdk_sqs::Client::new(&shared),
+            table: table.to_owned(),
+        }
+    }
+
+    /// The DynamoDB client (for table management).
+    pub fn dynamo(&self) -> &aws_sdk_dynamodb::Client {
+        &self.dynamo
+    }
+
+    /// The SQS client.
+    pub fn sqs(&self) -> &aws_sdk_sqs::Client {
+        &self.sqs
+    }
+}
+
+/// Maps an SDK error onto the backend's kinds: `throttled` says whether the service error is a
+/// throttle; a request that may have reached the service without an answer is unknown.
+fn sdk_error<E, R>(
+    service: &'static str,
+    e: &aws_sdk_dynamodb::error::SdkError<E, R>,
+    throttled: impl Fn(&E) -> bool,
+) -> crate::error::BackendError
+where
+    E: std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    use crate::error::BackendError;
+    use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+    let reason = DisplayErrorContext(e).to_string();
+    match e {
+        SdkError::ServiceError(s) if throttled(s.err()) => BackendError::Throttled {
+            service,
+            message: reason,
+        },
+        SdkError::ServiceError(_) | SdkError::ConstructionFailure(_) => {
+            BackendError::Refused { service, reason }
+        }
+        _ => BackendError::Unknown { service, reason },
+    }
+}

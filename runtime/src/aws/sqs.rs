@@ -1,0 +1,160 @@
+//! SQS: discovery (ListQueues with MaxResults and NextToken) and the data plane's calls.
+
+#![allow(
+    clippy::disallowed_types,
+    reason = "the SDK's attribute maps are HashMaps; they are converted to BTreeMaps at once"
+)]
+
+use super::{AwsBackend, sdk_error};
+use crate::backend::{Message, QueueList, QueuePage, Receive, Sqs};
+use crate::error::BackendError;
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
+use sqsbalancer_core::QueueId;
+use std::future::Future;
+
+impl QueueList for AwsBackend {
+    fn list(
+        &self,
+        prefix: String,
+        next_token: Option<String>,
+    ) -> impl Future<Output = Result<QueuePage, BackendError>> + Send {
+        let client = self.sqs.clone();
+        async move {
+            let mut call = client
+                .list_queues()
+                .max_results(1000)
+                .set_next_token(next_token);
+            if !prefix.is_empty() {
+                call = call.queue_name_prefix(prefix);
+            }
+            let out = call
+                .send()
+                .await
+                .map_err(|e| sdk_error("sqs", &e, |s| s.is_request_throttled()))?;
+            Ok(QueuePage {
+                urls: out.queue_urls().to_vec(),
+                next_token: out.next_token().map(str::to_owned),
+            })
+        }
+    }
+}
+
+impl Sqs for AwsBackend {
+    fn receive(
+        &self,
+        request: Receive,
+    ) -> impl Future<Output = Result<Vec<Message>, BackendError>> + Send {
+        let client = self.sqs.clone();
+        async move {
+            let out = client
+                .receive_message()
+                .queue_url(request.queue.as_str())
+                .max_number_of_messages(request.max.clamp(1, 10) as i32)
+                .visibility_timeout(request.visibility_secs as i32)
+                .wait_time_seconds(request.wait.as_secs().min(20) as i32)
+                .set_message_attribute_names(Some(request.attribute_names.clone()))
+                .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+                .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
+                .send()
+                .await;
+            let out = match out {
+                Ok(o) => o,
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_queue_does_not_exist()) =>
+                {
+                    return Err(BackendError::QueueDoesNotExist {
+                        url: request.queue.as_str().to_owned(),
+                    });
+                }
+                Err(e) => {
+                    return Err(sdk_error("sqs", &e, |s| {
+                        s.is_request_throttled() || s.is_over_limit()
+                    }));
+                }
+            };
+            Ok(out
+                .messages()
+                .iter()
+                .map(|m| {
+                    let system = m.attributes();
+                    let count = system
+                        .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                        .and_then(|c| c.parse().ok())
+                        .unwrap_or(1);
+                    let group = system
+                        .and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId))
+                        .cloned();
+                    let attributes = m
+                        .message_attributes()
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|(k, v)| {
+                                    Some((k.clone(), v.string_value()?.to_owned()))
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    Message {
+                        queue: request.queue.clone(),
+                        message_id: m.message_id().unwrap_or_default().to_owned(),
+                        receipt: m.receipt_handle().unwrap_or_default().to_owned(),
+                        body: m.body().unwrap_or_default().to_owned(),
+                        receive_count: count,
+                        attributes,
+                        group,
+                    }
+                })
+                .collect())
+        }
+    }
+
+    fn delete_batch(
+        &self,
+        queue: QueueId,
+        receipts: Vec<String>,
+    ) -> impl Future<Output = Result<Vec<Result<(), String>>, BackendError>> + Send {
+        let client = self.sqs.clone();
+        async move {
+            let mut entries = Vec::with_capacity(receipts.len());
+            for (i, r) in receipts.iter().enumerate() {
+                let entry = DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(r)
+                    .build()
+                    .map_err(|e| BackendError::Refused {
+                        service: "sqs",
+                        reason: e.to_string(),
+                    })?;
+                entries.push(entry);
+            }
+            let out = client
+                .delete_message_batch()
+                .queue_url(queue.as_str())
+                .set_entries(Some(entries))
+                .send()
+                .await;
+            let out = match out {
+                Ok(o) => o,
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_queue_does_not_exist()) =>
+                {
+                    return Err(BackendError::QueueDoesNotExist {
+                        url: queue.as_str().to_owned(),
+                    });
+                }
+                Err(e) => return Err(sdk_error("sqs", &e, |_| false)),
+            };
+            let mut results: Vec<Result<(), String>> = vec![Ok(()); receipts.len()];
+            for f in out.failed() {
+                if let Ok(i) = f.id().parse::<usize>()
+                    && i < results.len()
+                {
+                    results[i] = Err(format!("{}: {}", f.code(), f.message().unwrap_or_default()));
+                }
+            }
+            Ok(results)
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! The runtime against a real AWS emulator (moto): three balancers share nine queues evenly,
+//! every message is handled and deleted, a graceful stop hands its queues over, and a
+//! coordination table with the wrong key schema is refused.
+
+mod common;
+
+use common::{Moto, wait_until};
+use sqsbalancer_core::Config;
+use sqsbalancer_runtime::aws::{AwsBackend, Billing, ensure_table};
+use sqsbalancer_runtime::{Balancer, HandlerError, Message, Running, RuntimeError};
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Short intervals so the cluster converges in seconds.
+fn fast(app: &str, table: &str, id: &str) -> Config {
+    let mut c = Config::new(app, table);
+    c.instance_id = Some(id.to_owned());
+    c.heartbeat_interval = Duration::from_millis(300);
+    c.heartbeat_timeout = Duration::from_millis(3_000);
+    c.rebalance_delay = Duration::from_millis(500);
+    c.queue_discovery_interval = Duration::from_secs(1);
+    c.reconcile_interval = Duration::from_secs(5);
+    c.shutdown_timeout = Duration::from_secs(10);
+    c.sqs.wait_time_seconds = 1;
+    c.sqs.visibility_timeout = 5;
+    c.queue_filter_pattern = Some(format!("^{app}-"));
+    c
+}
+
+async fn create_queues(aws: &AwsBackend, prefix: &str, n: usize) -> Vec<String> {
+    let mut urls = Vec::new();
+    for i in 0..n {
+        let out = aws
+            .sqs()
+            .create_queue()
+            .queue_name(format!("{prefix}-{i}"))
+            .send()
+            .await
+            .expect("queue created");
+        urls.push(out.queue_url().expect("a URL").to_owned());
+    }
+    urls
+}
+
+async fn backlog(aws: &AwsBackend, urls: &[String]) -> usize {
+    let mut total = 0;
+    for u in urls {
+        let out = aws
+            .sqs()
+            .get_queue_attributes()
+            .queue_url(u)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(
+                aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+            )
+            .send()
+            .await
+            .expect("attributes");
+        total += out
+            .attributes()
+            .map(|a| a.values().filter_map(|v| v.parse::<usize>().ok()).sum())
+            .unwrap_or(0);
+    }
+    total
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_balancers_share_nine_queues_and_handle_every_message() {
+    let moto = Moto::start();
+    let table = "coordination";
+    let admin = moto.backend(table).await;
+    ensure_table(&admin, Billing::OnDemand)
+        .await
+        .expect("table");
+    let urls = create_queues(&admin, "orders", 9).await;
+    let handled: Arc<Mutex<BTreeSet<String>>> = Arc::default();
+    let mut fleet: Vec<Running> = Vec::new();
+    for id in ["a", "b", "c"] {
+        let seen = Arc::clone(&handled);
+        let handler = move |m: Message| {
+            let seen = Arc::clone(&seen);
+            async move {
+                seen.lock().expect("not poisoned").insert(m.body);
+                Ok::<(), HandlerError>(())
+            }
+        };
+        let backend = Arc::new(moto.backend(table).await);
+        let running = Balancer::new(fast("orders", table, id), backend)
+            .expect("a valid config")
+            .start(handler)
+            .expect("started");
+        fleet.push(running);
+    }
+    wait_until(Duration::from_secs(30), "3/3/3", async || {
+        fleet.iter().all(|r| r.active_queues().len() == 3)
+    })
+    .await;
+    let mut bodies = BTreeSet::new();
+    for (i, u) in urls.iter().enumerate() {
+        for j in 0..3 {
+            let body = format!("m-{i}-{j}");
+            admin
+                .sqs()
+                .send_message()
+                .queue_url(u)
+                .message_body(&body)
+                .send()
+                .await
+                .expect("sent");
+            bodies.insert(body);
+        }
+    }
+    wait_until(
+        Duration::from_secs(30),
+        "every message handled",
+        async || *handled.lock().expect("not poisoned") == bodies,
+    )
+    .await;
+    wait_until(
+        Duration::from_secs(30),
+        "every message deleted",
+        async || backlog(&admin, &urls).await == 0,
+    )
+    .await;
+    // A graceful stop hands its three queues to the other two.
+    let leaver = fleet.remove(0);
+    leaver.stop().await.expect("a clean stop");
+    wait_until(
+        Duration::from_secs(10),
+        "the other two own all nine",
+        async || {
+            let loads: Vec<usize> = fleet.iter().map(|r| r.active_queues().len()).collect();
+            loads.iter().sum::<usize>() == 9 && loads.iter().all(|l| (4..=5).contains(l))
+        },
+    )
+    .await;
+    for r in fleet {
+        r.stop().await.expect("a clean stop");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_with_another_key_schema_is_refused_with_its_name() {
+    let moto = Moto::start();
+    let aws = moto.backend("wrong").await;
+    aws.dynamo()
+        .create_table()
+        .table_name("wrong")
+        .attribute_definitions(
+            aws_sdk_dynamodb::types::AttributeDefinition::builder()
+                .attribute_name("id")
+                .attribute_type(aws_sdk_dynamodb::types::ScalarAttributeType::S)
+                .build()
+                .expect("valid"),
+        )
+        .key_schema(
+            aws_sdk_dynamodb::types::KeySchemaElement::builder()
+                .attribute_name("id")
+                .key_type(aws_sdk_dynamodb::types::KeyType::Hash)
+                .build()
+                .expect("valid"),
+        )
+        .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
+        .send()
+        .await
+        .expect("created");
+    match ensure_table(&aws, Billing::OnDemand).await {
+        Err(RuntimeError::Table { table, reason }) => {
+            assert_eq!(table, "wrong");
+            assert!(reason.contains("key schema"), "{reason}");
+        }
+        other => panic!("a wrong key schema was accepted: {other:?}"),
+    }
+}
