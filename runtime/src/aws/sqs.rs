@@ -12,6 +12,26 @@ use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeN
 use sqsbalancer_core::QueueId;
 use std::future::Future;
 
+/// A call on one queue failed: gone, or as [`sdk_error`] says.
+fn queue_error<E, R>(
+    queue: &QueueId,
+    e: &aws_sdk_sqs::error::SdkError<E, R>,
+    gone: impl Fn(&E) -> bool,
+    throttled: impl Fn(&E) -> bool,
+) -> BackendError
+where
+    E: std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    if e.as_service_error().is_some_and(gone) {
+        BackendError::QueueDoesNotExist {
+            url: queue.as_str().to_owned(),
+        }
+    } else {
+        sdk_error("sqs", e, throttled)
+    }
+}
+
 impl QueueList for AwsBackend {
     fn list(
         &self,
@@ -57,22 +77,14 @@ impl Sqs for AwsBackend {
                 .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
                 .send()
                 .await;
-            let out = match out {
-                Ok(o) => o,
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|s| s.is_queue_does_not_exist()) =>
-                {
-                    return Err(BackendError::QueueDoesNotExist {
-                        url: request.queue.as_str().to_owned(),
-                    });
-                }
-                Err(e) => {
-                    return Err(sdk_error("sqs", &e, |s| {
-                        s.is_request_throttled() || s.is_over_limit()
-                    }));
-                }
-            };
+            let out = out.map_err(|e| {
+                queue_error(
+                    &request.queue,
+                    &e,
+                    |s| s.is_queue_does_not_exist(),
+                    |s| s.is_request_throttled() || s.is_over_limit(),
+                )
+            })?;
             Ok(out
                 .messages()
                 .iter()
@@ -134,18 +146,8 @@ impl Sqs for AwsBackend {
                 .set_entries(Some(entries))
                 .send()
                 .await;
-            let out = match out {
-                Ok(o) => o,
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|s| s.is_queue_does_not_exist()) =>
-                {
-                    return Err(BackendError::QueueDoesNotExist {
-                        url: queue.as_str().to_owned(),
-                    });
-                }
-                Err(e) => return Err(sdk_error("sqs", &e, |_| false)),
-            };
+            let out = out
+                .map_err(|e| queue_error(&queue, &e, |s| s.is_queue_does_not_exist(), |_| false))?;
             let mut results: Vec<Result<(), String>> = vec![Ok(()); receipts.len()];
             for f in out.failed() {
                 if let Ok(i) = f.id().parse::<usize>()
