@@ -39,6 +39,9 @@ pub enum CliError {
         /// Why.
         reason: String,
     },
+    /// The worker could not start or stop cleanly.
+    #[error(transparent)]
+    Runtime(#[from] sqsbalancer_runtime::RuntimeError),
     /// Simulations broke invariants (each was printed with the command that replays it).
     #[error("{count} simulation run(s) broke an invariant")]
     Violations {

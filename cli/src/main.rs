@@ -6,6 +6,7 @@
 mod error;
 mod plan;
 mod sim;
+mod worker;
 
 use clap::{Parser, Subcommand};
 use error::CliError;
@@ -41,6 +42,8 @@ enum Command {
     /// Deterministic cluster simulations: one seed, a swarm of seeds, or a replay.
     #[command(subcommand)]
     Sim(sim::SimCommand),
+    /// Run one instance of the fleet until SIGTERM or SIGINT, then stop it gracefully.
+    Worker(worker::WorkerArgs),
 }
 
 fn run(cli: Cli) -> Result<(), CliError> {
@@ -63,6 +66,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Sim(cmd) => sim::run(cmd),
+        Command::Worker(args) => worker::run(args),
     }
 }
 

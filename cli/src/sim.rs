@@ -94,7 +94,7 @@ fn fault_scale(s: &str) -> Result<f64, String> {
     }
 }
 
-fn duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn duration(s: &str) -> Result<Duration, String> {
     parse_duration(s).map_err(|e| e.to_string())
 }
 

@@ -4,9 +4,9 @@
 
 mod common;
 
-use common::{Moto, wait_until};
+use common::{Moto, backlog, create_queues, wait_until};
 use sqsbalancer_core::Config;
-use sqsbalancer_runtime::aws::{AwsBackend, Billing, ensure_table};
+use sqsbalancer_runtime::aws::{Billing, ensure_table};
 use sqsbalancer_runtime::{Balancer, HandlerError, Message, Running, RuntimeError};
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -26,43 +26,6 @@ fn fast(app: &str, table: &str, id: &str) -> Config {
     c.sqs.visibility_timeout = 5;
     c.queue_filter_pattern = Some(format!("^{app}-"));
     c
-}
-
-async fn create_queues(aws: &AwsBackend, prefix: &str, n: usize) -> Vec<String> {
-    let mut urls = Vec::new();
-    for i in 0..n {
-        let out = aws
-            .sqs()
-            .create_queue()
-            .queue_name(format!("{prefix}-{i}"))
-            .send()
-            .await
-            .expect("queue created");
-        urls.push(out.queue_url().expect("a URL").to_owned());
-    }
-    urls
-}
-
-async fn backlog(aws: &AwsBackend, urls: &[String]) -> usize {
-    let mut total = 0;
-    for u in urls {
-        let out = aws
-            .sqs()
-            .get_queue_attributes()
-            .queue_url(u)
-            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
-            .attribute_names(
-                aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
-            )
-            .send()
-            .await
-            .expect("attributes");
-        total += out
-            .attributes()
-            .map(|a| a.values().filter_map(|v| v.parse::<usize>().ok()).sum())
-            .unwrap_or(0);
-    }
-    total
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,7 +1,13 @@
 //! The shared harness of the integration tests: a moto server of their own on a free loopback
+#![allow(
+    dead_code,
+    reason = "each test binary uses its own part of the shared harness"
+)]
 //! port, stopped when dropped, and balancers connected to it.
 
+use sqsbalancer_core::{Outcome, Read, Reply};
 use sqsbalancer_runtime::aws::{AwsBackend, AwsSettings};
+use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -67,4 +73,64 @@ pub async fn wait_until(within: Duration, what: &str, mut done: impl AsyncFnMut(
         assert!(Instant::now() < deadline, "not within {within:?}: {what}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Creates queues `{prefix}-0`... and returns their URLs.
+pub async fn create_queues(aws: &AwsBackend, prefix: &str, n: usize) -> Vec<String> {
+    let mut urls = Vec::new();
+    for i in 0..n {
+        let out = aws
+            .sqs()
+            .create_queue()
+            .queue_name(format!("{prefix}-{i}"))
+            .send()
+            .await
+            .expect("queue created");
+        urls.push(out.queue_url().expect("a URL").to_owned());
+    }
+    urls
+}
+
+/// Messages in `urls`, visible or in flight.
+pub async fn backlog(aws: &AwsBackend, urls: &[String]) -> usize {
+    let mut total = 0;
+    for u in urls {
+        let out = aws
+            .sqs()
+            .get_queue_attributes()
+            .queue_url(u)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(
+                aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+            )
+            .send()
+            .await
+            .expect("attributes");
+        total += out
+            .attributes()
+            .map(|a| a.values().filter_map(|v| v.parse::<usize>().ok()).sum())
+            .unwrap_or(0);
+    }
+    total
+}
+
+/// How many live queue records each instance id owns in `app`'s coordination records.
+pub async fn owners(aws: &AwsBackend, app: &str) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    if let Outcome::Applied(Reply::Table { instances, queues }) =
+        sqsbalancer_runtime::execute::read(aws, app, Read::Table).await
+    {
+        for q in queues.iter().filter(|q| !q.retired) {
+            let Some(o) = &q.owner else { continue };
+            let live = instances.iter().any(|i| {
+                i.id == o.id
+                    && i.incarnation == o.incarnation
+                    && i.status != sqsbalancer_core::Status::Dead
+            });
+            if live {
+                *out.entry(o.id.as_str().to_owned()).or_default() += 1;
+            }
+        }
+    }
+    out
 }
