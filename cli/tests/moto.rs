@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Moto, backlog, create_queues, wait_until};
+use common::{Moto, backlog, create_queues, send_messages, wait_until};
 use sqsbalancer_core::Config;
 use sqsbalancer_runtime::aws::{Billing, ensure_table};
 use sqsbalancer_runtime::{Balancer, HandlerError, Message, Running, RuntimeError};
@@ -59,21 +59,7 @@ async fn three_balancers_share_nine_queues_and_handle_every_message() {
         fleet.iter().all(|r| r.active_queues().len() == 3)
     })
     .await;
-    let mut bodies = BTreeSet::new();
-    for (i, u) in urls.iter().enumerate() {
-        for j in 0..3 {
-            let body = format!("m-{i}-{j}");
-            admin
-                .sqs()
-                .send_message()
-                .queue_url(u)
-                .message_body(&body)
-                .send()
-                .await
-                .expect("sent");
-            bodies.insert(body);
-        }
-    }
+    let bodies = send_messages(&admin, &urls, 3, "m").await;
     wait_until(
         Duration::from_secs(30),
         "every message handled",

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Moto, backlog, create_queues, owners, wait_until};
+use common::{Moto, backlog, create_queues, owners, send_messages, wait_until};
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -93,28 +93,6 @@ impl Drop for Worker {
     }
 }
 
-async fn send_round(
-    aws: &sqsbalancer_runtime::aws::AwsBackend,
-    urls: &[String],
-    round: u32,
-) -> BTreeSet<String> {
-    let mut bodies = BTreeSet::new();
-    for (i, u) in urls.iter().enumerate() {
-        for j in 0..2 {
-            let body = format!("r{round}-q{i}-{j}");
-            aws.sqs()
-                .send_message()
-                .queue_url(u)
-                .message_body(&body)
-                .send()
-                .await
-                .expect("sent");
-            bodies.insert(body);
-        }
-    }
-    bodies
-}
-
 fn loads(o: &std::collections::BTreeMap<String, usize>) -> Vec<usize> {
     let mut l: Vec<usize> = o.values().copied().collect();
     l.sort();
@@ -135,7 +113,7 @@ async fn three_worker_processes_survive_a_kill_and_a_sigterm_without_losing_a_me
         loads(&owners(&admin, APP).await) == [4, 4, 4]
     })
     .await;
-    let mut sent = send_round(&admin, &urls, 1).await;
+    let mut sent = send_messages(&admin, &urls, 2, "r1").await;
     wait_until(Duration::from_secs(30), "round 1 handled", async || {
         printed.lock().expect("not poisoned").is_superset(&sent)
     })
@@ -145,7 +123,7 @@ async fn three_worker_processes_survive_a_kill_and_a_sigterm_without_losing_a_me
     let killed = workers.remove(0);
     killed.signal("-KILL");
     drop(killed);
-    sent.extend(send_round(&admin, &urls, 2).await);
+    sent.extend(send_messages(&admin, &urls, 2, "r2").await);
     wait_until(Duration::from_secs(60), "6/6 after the kill", async || {
         loads(&owners(&admin, APP).await) == [6, 6]
     })
@@ -169,7 +147,7 @@ async fn three_worker_processes_survive_a_kill_and_a_sigterm_without_losing_a_me
         async || loads(&owners(&admin, APP).await) == [12],
     )
     .await;
-    sent.extend(send_round(&admin, &urls, 3).await);
+    sent.extend(send_messages(&admin, &urls, 2, "r3").await);
     wait_until(Duration::from_secs(30), "round 3 handled", async || {
         printed.lock().expect("not poisoned").is_superset(&sent)
     })

@@ -134,3 +134,27 @@ pub async fn owners(aws: &AwsBackend, app: &str) -> BTreeMap<String, usize> {
     }
     out
 }
+
+/// Sends `per_queue` messages to each of `urls`, bodies `{tag}-{queue index}-{n}`; returns them.
+pub async fn send_messages(
+    aws: &AwsBackend,
+    urls: &[String],
+    per_queue: usize,
+    tag: &str,
+) -> std::collections::BTreeSet<String> {
+    let mut bodies = std::collections::BTreeSet::new();
+    for (i, u) in urls.iter().enumerate() {
+        for j in 0..per_queue {
+            let body = format!("{tag}-{i}-{j}");
+            aws.sqs()
+                .send_message()
+                .queue_url(u)
+                .message_body(&body)
+                .send()
+                .await
+                .expect("sent");
+            bodies.insert(body);
+        }
+    }
+    bodies
+}
