@@ -28,6 +28,33 @@ fn fast(app: &str, table: &str, id: &str) -> Config {
     c
 }
 
+/// Starts balancers a, b and c of `app`, each recording the bodies it handled in `handled`.
+async fn start_fleet(
+    moto: &Moto,
+    table: &str,
+    app: &str,
+    handled: &Arc<Mutex<BTreeSet<String>>>,
+) -> Vec<Running> {
+    let mut fleet = Vec::new();
+    for id in ["a", "b", "c"] {
+        let seen = Arc::clone(handled);
+        let handler = move |m: Message| {
+            let seen = Arc::clone(&seen);
+            async move {
+                seen.lock().expect("not poisoned").insert(m.body);
+                Ok::<(), HandlerError>(())
+            }
+        };
+        let backend = Arc::new(moto.backend(table).await);
+        let running = Balancer::new(fast(app, table, id), backend)
+            .expect("a valid config")
+            .start(handler)
+            .expect("started");
+        fleet.push(running);
+    }
+    fleet
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_balancers_share_nine_queues_and_handle_every_message() {
     let moto = Moto::start();
@@ -38,23 +65,7 @@ async fn three_balancers_share_nine_queues_and_handle_every_message() {
         .expect("table");
     let urls = create_queues(&admin, "orders", 9).await;
     let handled: Arc<Mutex<BTreeSet<String>>> = Arc::default();
-    let mut fleet: Vec<Running> = Vec::new();
-    for id in ["a", "b", "c"] {
-        let seen = Arc::clone(&handled);
-        let handler = move |m: Message| {
-            let seen = Arc::clone(&seen);
-            async move {
-                seen.lock().expect("not poisoned").insert(m.body);
-                Ok::<(), HandlerError>(())
-            }
-        };
-        let backend = Arc::new(moto.backend(table).await);
-        let running = Balancer::new(fast("orders", table, id), backend)
-            .expect("a valid config")
-            .start(handler)
-            .expect("started");
-        fleet.push(running);
-    }
+    let mut fleet = start_fleet(&moto, table, "orders", &handled).await;
     wait_until(Duration::from_secs(30), "3/3/3", async || {
         fleet.iter().all(|r| r.active_queues().len() == 3)
     })
@@ -120,5 +131,83 @@ async fn a_table_with_another_key_schema_is_refused_with_its_name() {
             assert!(reason.contains("key schema"), "{reason}");
         }
         other => panic!("a wrong key schema was accepted: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_coordination_items_are_skipped_and_the_fleet_keeps_working() {
+    use aws_sdk_dynamodb::types::AttributeValue as V;
+    let moto = Moto::start();
+    let table = "messy";
+    let admin = moto.backend(table).await;
+    ensure_table(&admin, Billing::OnDemand)
+        .await
+        .expect("table");
+    let urls = create_queues(&admin, "mixed", 6).await;
+    let pk = V::S("app#mixed".to_owned());
+    let s = |v: &str| V::S(v.to_owned());
+    let junk = [
+        // Missing attributes.
+        vec![
+            ("sk", s("instance#no-status")),
+            ("incarnation", V::N("1".into())),
+        ],
+        // Wrong types.
+        vec![
+            ("sk", s("instance#typed")),
+            ("incarnation", s("one")),
+            ("heartbeat", V::Bool(true)),
+            ("status", s("active")),
+            ("capacity", V::N("1".into())),
+        ],
+        vec![
+            ("sk", s(&format!("queue#{}", urls[0]))),
+            ("owner_id", V::N("7".into())),
+            ("epoch", s("x")),
+        ],
+        // A 50 KB string on an unknown sort key.
+        vec![("sk", s("misc#notes")), ("text", s(&"x".repeat(50_000)))],
+        // A 50 KB status (sort keys themselves are capped at 1 KB, as on AWS).
+        vec![
+            ("sk", s("instance#huge")),
+            ("incarnation", V::N("1".into())),
+            ("heartbeat", V::N("1".into())),
+            ("status", s(&"y".repeat(50_000))),
+            ("capacity", V::N("1".into())),
+        ],
+    ];
+    for item in junk {
+        let mut put = admin
+            .dynamo()
+            .put_item()
+            .table_name(table)
+            .item("pk", pk.clone());
+        for (k, v) in item {
+            put = put.item(k, v);
+        }
+        put.send().await.expect("planted");
+    }
+    let handled: Arc<Mutex<BTreeSet<String>>> = Arc::default();
+    let fleet = start_fleet(&moto, table, "mixed", &handled).await;
+    // The broken record of the first queue is overwritten only if it can be read; the other
+    // five queues must be shared evenly and served whatever the junk.
+    wait_until(
+        Duration::from_secs(30),
+        "five healthy queues shared",
+        async || {
+            let loads: Vec<usize> = fleet.iter().map(|r| r.active_queues().len()).collect();
+            loads.iter().sum::<usize>() >= 5 && loads.iter().all(|l| *l >= 1)
+        },
+    )
+    .await;
+    let bodies = send_messages(&admin, &urls[1..], 2, "j").await;
+    wait_until(
+        Duration::from_secs(30),
+        "messages of healthy queues handled",
+        async || handled.lock().expect("not poisoned").is_superset(&bodies),
+    )
+    .await;
+    for r in fleet {
+        r.stop().await.expect("a clean stop");
     }
 }

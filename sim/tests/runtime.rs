@@ -243,3 +243,19 @@ async fn a_bad_configuration_is_a_typed_error_naming_the_field() {
         Err(RuntimeError::Config(_))
     ));
 }
+
+#[tokio::test(start_paused = true)]
+async fn discovery_follows_list_queues_pages_past_a_thousand_queues() {
+    // moto cuts ListQueues at 1,000 and ignores NextToken; the fake pages as SQS does.
+    let (fakes, urls) = fakes_with_queues(1_100);
+    let outcome = sqsbalancer_runtime::execute::list(&*backend(&fakes, "a"), "q-").await;
+    let sqsbalancer_core::Outcome::Applied(sqsbalancer_core::Reply::Queues(found)) = outcome else {
+        panic!("listing failed: {outcome:?}");
+    };
+    let found: Vec<&str> = found.iter().map(|q| q.as_str()).collect();
+    let mut want: Vec<&str> = urls.iter().map(String::as_str).collect();
+    want.sort_unstable();
+    assert_eq!(found, want);
+    let calls = fakes.lock().expect("not poisoned").sqs.calls_of("a");
+    assert_eq!(calls, 2, "two pages of at most 1,000");
+}
