@@ -211,3 +211,93 @@ async fn malformed_coordination_items_are_skipped_and_the_fleet_keeps_working() 
         r.stop().await.expect("a clean stop");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_and_panics_are_redelivered_and_a_deleted_queue_is_dropped() {
+    let moto = Moto::start();
+    let table = "solo";
+    let admin = moto.backend(table).await;
+    ensure_table(&admin, Billing::OnDemand)
+        .await
+        .expect("table");
+    let urls = create_queues(&admin, "flaky", 2).await;
+    // Successes by body, with the receive count that succeeded.
+    let done: Arc<Mutex<std::collections::BTreeMap<String, u32>>> = Arc::default();
+    let seen = Arc::clone(&done);
+    let handler = move |m: Message| {
+        let seen = Arc::clone(&seen);
+        async move {
+            if m.receive_count == 1 && m.body.starts_with("fail") {
+                return Err(HandlerError::new("failing on purpose"));
+            }
+            if m.receive_count == 1 && m.body.starts_with("panic") {
+                panic!("panicking on purpose");
+            }
+            seen.lock()
+                .expect("not poisoned")
+                .insert(m.body, m.receive_count);
+            Ok(())
+        }
+    };
+    let running = Balancer::new(
+        fast("flaky", table, "solo"),
+        Arc::new(moto.backend(table).await),
+    )
+    .expect("a valid config")
+    .start(handler)
+    .expect("started");
+    wait_until(Duration::from_secs(30), "both queues owned", async || {
+        running.active_queues().len() == 2
+    })
+    .await;
+    let bodies = ["fail-0", "panic-0", "ok-0"];
+    for b in bodies {
+        admin
+            .sqs()
+            .send_message()
+            .queue_url(&urls[0])
+            .message_body(b)
+            .send()
+            .await
+            .expect("sent");
+    }
+    // Visibility timeout 5 s: the failed and the panicked message come back once.
+    wait_until(Duration::from_secs(30), "all three succeeded", async || {
+        done.lock().expect("not poisoned").len() == 3
+    })
+    .await;
+    {
+        let done = done.lock().expect("not poisoned");
+        assert_eq!(done["ok-0"], 1);
+        assert!(done["fail-0"] >= 2 && done["panic-0"] >= 2, "{done:?}");
+    }
+    // A deleted queue is dropped; the other keeps being served by the same workers.
+    admin
+        .sqs()
+        .delete_queue()
+        .queue_url(&urls[1])
+        .send()
+        .await
+        .expect("deleted");
+    wait_until(
+        Duration::from_secs(30),
+        "the deleted queue dropped",
+        async || running.active_queues().len() == 1,
+    )
+    .await;
+    admin
+        .sqs()
+        .send_message()
+        .queue_url(&urls[0])
+        .message_body("after")
+        .send()
+        .await
+        .expect("sent");
+    wait_until(
+        Duration::from_secs(30),
+        "served after the panic",
+        async || done.lock().expect("not poisoned").contains_key("after"),
+    )
+    .await;
+    running.stop().await.expect("a clean stop");
+}
