@@ -1,0 +1,217 @@
+//! The data plane's speed and cost on the in-memory fake (G5's SQS half, G6, G9):
+//! `cargo bench --bench dataplane`. Prints one line per scenario.
+//!
+//! - throughput: one instance, 10 and then 100 queues preloaded, a no-op handler, zero
+//!   latency: messages per second from start to the last delete, and SQS calls per message;
+//! - utilisation: the same with 20 ms one-way latency on every call and a 20 ms handler:
+//!   the share of worker time spent in the handler;
+//! - memory: peak RSS of this process before and after one instance owns 1,000 queues (the
+//!   fake's own share measured first, beside the runtime's). The process is not torn down
+//!   between scenarios, so the figures are upper bounds.
+//!
+//! Wall time is measured here, outside the library, as a benchmark should. Without `--bench`
+//! (as `cargo test --all-targets` runs it) each scenario is cut down to a smoke test.
+
+#![allow(
+    clippy::disallowed_methods,
+    reason = "a benchmark measures wall time and reads /proc"
+)]
+
+use sqsbalancer_core::Config;
+use sqsbalancer_runtime::{Balancer, HandlerError, Message};
+use sqsbalancer_sim::backend::{FakeBackend, Fakes};
+use sqsbalancer_sim::fake::{Outgoing, SqsOp};
+use sqsbalancer_sim::{TABLE, config};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn fakes(queues: usize, per_queue: usize) -> (Arc<Mutex<Fakes>>, Vec<String>) {
+    let mut f = Fakes::new();
+    f.dynamo.create_table(TABLE).expect("a new table");
+    let mut urls = Vec::new();
+    for q in 0..queues {
+        let url = f
+            .sqs
+            .create_queue("admin", &format!("q-{q}"))
+            .expect("a queue");
+        for chunk in 0..per_queue.div_ceil(10) {
+            let n = (per_queue - chunk * 10).min(10);
+            let batch = (0..n)
+                .map(|i| Outgoing {
+                    body: format!("m-{q}-{chunk}-{i}"),
+                    ..Outgoing::default()
+                })
+                .collect();
+            let now = f.now();
+            f.sqs
+                .send_batch(now, "producer", &url, batch)
+                .expect("sent");
+        }
+        urls.push(url);
+    }
+    (Arc::new(Mutex::new(f)), urls)
+}
+
+fn cfg(workers: usize) -> Config {
+    let mut c = config();
+    c.instance_id = Some("bench".to_owned());
+    c.worker_pool_size = workers;
+    c.work_queue_size = workers * 4;
+    c.rebalance_delay = Duration::from_secs(0);
+    c
+}
+
+fn backlog(fakes: &Arc<Mutex<Fakes>>, urls: &[String]) -> usize {
+    let f = fakes.lock().expect("not poisoned");
+    urls.iter().map(|u| f.sqs.depth(u)).sum()
+}
+
+fn sqs_calls(fakes: &Arc<Mutex<Fakes>>) -> (u64, u64, u64) {
+    let f = fakes.lock().expect("not poisoned");
+    let by = f.sqs.calls().get("bench").cloned().unwrap_or_default();
+    let get = |op| by.get(&op).copied().unwrap_or(0);
+    (
+        get(SqsOp::ReceiveMessage),
+        get(SqsOp::DeleteMessageBatch),
+        by.values().sum(),
+    )
+}
+
+/// Runs one instance until every message is gone; returns the wall time.
+fn drain(
+    fakes: &Arc<Mutex<Fakes>>,
+    urls: &[String],
+    latency: Duration,
+    workers: usize,
+    handler_ms: u64,
+    busy: Arc<AtomicU64>,
+) -> Duration {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .expect("a runtime");
+    rt.block_on(async {
+        let backend = Arc::new(FakeBackend::new(Arc::clone(fakes), "bench", TABLE, latency));
+        let handler = move |_m: Message| {
+            let busy = Arc::clone(&busy);
+            async move {
+                if handler_ms > 0 {
+                    let t = Instant::now();
+                    tokio::time::sleep(Duration::from_millis(handler_ms)).await;
+                    busy.fetch_add(t.elapsed().as_micros() as u64, Ordering::Relaxed);
+                }
+                Ok::<(), HandlerError>(())
+            }
+        };
+        // From the start (registration, discovery and claims take milliseconds here) to the
+        // last delete.
+        let start = Instant::now();
+        let running = Balancer::new(cfg(workers), backend)
+            .expect("a valid config")
+            .start(handler)
+            .expect("started");
+        while backlog(fakes, urls) > 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let took = start.elapsed();
+        let _ = running.stop().await;
+        took
+    })
+}
+
+/// Starts one instance and waits until it polls all `queues`.
+fn own_all(fakes: &Arc<Mutex<Fakes>>, queues: usize) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .expect("a runtime");
+    rt.block_on(async {
+        let backend = Arc::new(FakeBackend::new(
+            Arc::clone(fakes),
+            "bench",
+            TABLE,
+            Duration::ZERO,
+        ));
+        let handler = |_m: Message| async { Ok::<(), HandlerError>(()) };
+        let running = Balancer::new(cfg(10), backend)
+            .expect("a valid config")
+            .start(handler)
+            .expect("started");
+        while running.active_queues().len() < queues {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // Let every poller start its first long poll.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    });
+}
+
+fn peak_rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn main() {
+    // `cargo bench` passes --bench; `cargo test --all-targets` runs this as a quick smoke test.
+    let full = std::env::args().any(|a| a == "--bench");
+    let scale = if full { 1 } else { 100 };
+    // G6 and G5 (SQS half): zero latency, no-op handler; 10 queues, then 100 (more pollers
+    // than the 50 permits of 10 workers and a work queue of 40).
+    let runs: &[(usize, usize)] = if full {
+        &[(10, 200_000), (100, 20_000)]
+    } else {
+        &[(10, 2_000)]
+    };
+    for &(queues, messages) in runs {
+        let (f, urls) = fakes(queues, messages / queues);
+        let took = drain(&f, &urls, Duration::ZERO, 10, 0, Arc::default());
+        let (receives, deletes, all) = sqs_calls(&f);
+        println!(
+            "throughput, {queues} queues: {messages} messages in {:.2} s = {:.0} msg/s; SQS calls per message {:.3} (receive {:.3}, delete batches {:.3})",
+            took.as_secs_f64(),
+            messages as f64 / took.as_secs_f64(),
+            all as f64 / messages as f64,
+            receives as f64 / messages as f64,
+            deletes as f64 / messages as f64,
+        );
+    }
+
+    // G6 second half: 20 ms one-way latency, 20 ms handlers, 10 workers.
+    let messages = 2_000 / scale.min(10);
+    let queues = if full { 20 } else { 5 };
+    let (f, urls) = fakes(queues, messages / queues);
+    let busy = Arc::new(AtomicU64::new(0));
+    let took = drain(
+        &f,
+        &urls,
+        Duration::from_millis(20),
+        10,
+        20,
+        Arc::clone(&busy),
+    );
+    let utilisation = busy.load(Ordering::Relaxed) as f64 / 1e6 / (10.0 * took.as_secs_f64());
+    println!(
+        "utilisation: {messages} messages, 20 ms latency, 20 ms handler, 10 workers: {:.1} % of worker time in the handler ({:.2} s)",
+        utilisation * 100.0,
+        took.as_secs_f64()
+    );
+
+    // G9: one instance owning 1,000 empty queues (pollers, records, views).
+    let before = peak_rss_kb();
+    let (f, urls) = fakes(1_000, 0);
+    let with_fake = peak_rss_kb();
+    own_all(&f, urls.len());
+    let after = peak_rss_kb();
+    println!(
+        "memory: peak RSS {before} KB before, {with_fake} KB with the fake's 1,000 queues, {after} KB once one instance owns them all (runtime share {} KB)",
+        after.saturating_sub(with_fake)
+    );
+}
