@@ -99,4 +99,13 @@ pub trait Sqs: Send + Sync + 'static {
         queue: QueueId,
         receipts: Vec<String>,
     ) -> impl Future<Output = Result<Vec<Result<(), String>>, BackendError>> + Send;
+
+    /// ChangeMessageVisibilityBatch of 1..=10 `(receipt handle, seconds from now)` entries:
+    /// extends messages still being handled, releases unstarted ones (0), or backs off
+    /// failures; each entry succeeds or fails alone.
+    fn change_visibility_batch(
+        &self,
+        queue: QueueId,
+        entries: Vec<(String, u32)>,
+    ) -> impl Future<Output = Result<Vec<Result<(), String>>, BackendError>> + Send;
 }

@@ -5,7 +5,9 @@
 //! to its name, and each takes a fixed one-way latency on tokio's clock (so a paused tokio
 //! runtime runs the cluster on simulated time).
 
-use crate::fake::{DynamoError, FakeDynamo, FakeSqs, ReceiveRequest, Received, SqsError};
+use crate::fake::{
+    DynamoError, EntryError, FakeDynamo, FakeSqs, ReceiveRequest, Received, SqsError,
+};
 use sqsbalancer_core::table::{Item, Key, TableQuery, TableWrite};
 use sqsbalancer_core::{Millis, QueueId};
 use sqsbalancer_runtime::{BackendError, Message, Page, QueueList, QueuePage, Receive, Sqs, Store};
@@ -124,6 +126,14 @@ fn message(queue: &QueueId, r: Received) -> Message {
     }
 }
 
+/// A batch call's per-entry results with the failures as text, as the backend trait has them.
+fn entry_strings(entries: Vec<Result<(), EntryError>>) -> Vec<Result<(), String>> {
+    entries
+        .into_iter()
+        .map(|e| e.map_err(|err| format!("{err:?}")))
+        .collect()
+}
+
 fn dynamo_error(e: DynamoError) -> BackendError {
     match e {
         DynamoError::ConditionalCheckFailed => BackendError::ConditionFailed,
@@ -223,12 +233,21 @@ impl Sqs for FakeBackend {
         self.call(move |f, caller, _| {
             f.sqs
                 .delete_batch(caller, queue.as_str(), &receipts)
-                .map(|entries| {
-                    entries
-                        .into_iter()
-                        .map(|e| e.map_err(|err| format!("{err:?}")))
-                        .collect()
-                })
+                .map(entry_strings)
+                .map_err(sqs_error)
+        })
+    }
+
+    fn change_visibility_batch(
+        &self,
+        queue: QueueId,
+        entries: Vec<(String, u32)>,
+    ) -> impl Future<Output = Result<Vec<Result<(), String>>, BackendError>> + Send {
+        self.call(move |f, caller, _| {
+            let now = f.now();
+            f.sqs
+                .change_visibility_batch(now, caller, queue.as_str(), &entries)
+                .map(entry_strings)
                 .map_err(sqs_error)
         })
     }

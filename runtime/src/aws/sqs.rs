@@ -8,7 +8,10 @@
 use super::{AwsBackend, sdk_error};
 use crate::backend::{Message, QueueList, QueuePage, Receive, Sqs};
 use crate::error::BackendError;
-use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
+    MessageSystemAttributeName,
+};
 use sqsbalancer_core::QueueId;
 use std::future::Future;
 
@@ -148,15 +151,56 @@ impl Sqs for AwsBackend {
                 .await;
             let out = out
                 .map_err(|e| queue_error(&queue, &e, |s| s.is_queue_does_not_exist(), |_| false))?;
-            let mut results: Vec<Result<(), String>> = vec![Ok(()); receipts.len()];
-            for f in out.failed() {
-                if let Ok(i) = f.id().parse::<usize>()
-                    && i < results.len()
-                {
-                    results[i] = Err(format!("{}: {}", f.code(), f.message().unwrap_or_default()));
-                }
-            }
-            Ok(results)
+            Ok(entry_results(receipts.len(), out.failed()))
         }
     }
+
+    fn change_visibility_batch(
+        &self,
+        queue: QueueId,
+        entries: Vec<(String, u32)>,
+    ) -> impl Future<Output = Result<Vec<Result<(), String>>, BackendError>> + Send {
+        let client = self.sqs.clone();
+        async move {
+            let mut request = Vec::with_capacity(entries.len());
+            for (i, (receipt, secs)) in entries.iter().enumerate() {
+                let entry = ChangeMessageVisibilityBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(receipt)
+                    .visibility_timeout(*secs as i32)
+                    .build()
+                    .map_err(|e| BackendError::Refused {
+                        service: "sqs",
+                        reason: e.to_string(),
+                    })?;
+                request.push(entry);
+            }
+            let out = client
+                .change_message_visibility_batch()
+                .queue_url(queue.as_str())
+                .set_entries(Some(request))
+                .send()
+                .await;
+            let out = out
+                .map_err(|e| queue_error(&queue, &e, |s| s.is_queue_does_not_exist(), |_| false))?;
+            Ok(entry_results(entries.len(), out.failed()))
+        }
+    }
+}
+
+/// Per-entry results of a batch call of `n` entries whose ids are their indexes: `Ok` unless
+/// the service listed the entry as failed.
+fn entry_results(
+    n: usize,
+    failed: &[aws_sdk_sqs::types::BatchResultErrorEntry],
+) -> Vec<Result<(), String>> {
+    let mut results: Vec<Result<(), String>> = vec![Ok(()); n];
+    for f in failed {
+        if let Ok(i) = f.id().parse::<usize>()
+            && i < results.len()
+        {
+            results[i] = Err(format!("{}: {}", f.code(), f.message().unwrap_or_default()));
+        }
+    }
+    results
 }
