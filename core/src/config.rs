@@ -32,6 +32,43 @@ impl Default for SqsConfig {
     }
 }
 
+impl SqsConfig {
+    /// Checks the SQS limits (the runtime also checks per-queue overrides with it) and
+    /// returns the first field that breaks one.
+    pub fn validate(&self) -> Result<()> {
+        let sqs = self;
+        if sqs.visibility_timeout > 43_200 {
+            return Err(invalid(
+                "SQS.VisibilityTimeout",
+                format!("must be 0..=43200 seconds, got {}", sqs.visibility_timeout),
+            ));
+        }
+        if sqs.wait_time_seconds > 20 {
+            return Err(invalid(
+                "SQS.WaitTimeSeconds",
+                format!("must be 0..=20 seconds, got {}", sqs.wait_time_seconds),
+            ));
+        }
+        if !(1..=10).contains(&sqs.max_messages) {
+            return Err(invalid(
+                "SQS.MaxMessages",
+                format!("must be 1..=10, got {}", sqs.max_messages),
+            ));
+        }
+        if sqs
+            .message_attribute_names
+            .iter()
+            .any(|n| n.trim().is_empty())
+        {
+            return Err(invalid(
+                "SQS.MessageAttributeNames",
+                "must not contain empty names",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// The configuration of one balancer instance.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -170,35 +207,7 @@ impl Config {
             regex::Regex::new(p)
                 .map_err(|e| invalid("QueueFilterPattern", format!("is not a valid regex: {e}")))?;
         }
-        let sqs = &self.sqs;
-        if sqs.visibility_timeout > 43_200 {
-            return Err(invalid(
-                "SQS.VisibilityTimeout",
-                format!("must be 0..=43200 seconds, got {}", sqs.visibility_timeout),
-            ));
-        }
-        if sqs.wait_time_seconds > 20 {
-            return Err(invalid(
-                "SQS.WaitTimeSeconds",
-                format!("must be 0..=20 seconds, got {}", sqs.wait_time_seconds),
-            ));
-        }
-        if !(1..=10).contains(&sqs.max_messages) {
-            return Err(invalid(
-                "SQS.MaxMessages",
-                format!("must be 1..=10, got {}", sqs.max_messages),
-            ));
-        }
-        if sqs
-            .message_attribute_names
-            .iter()
-            .any(|n| n.trim().is_empty())
-        {
-            return Err(invalid(
-                "SQS.MessageAttributeNames",
-                "must not contain empty names",
-            ));
-        }
+        self.sqs.validate()?;
         if self.worker_pool_size == 0 {
             return Err(invalid("WorkerPoolSize", "must be at least 1"));
         }

@@ -121,6 +121,11 @@ impl QueueId {
         &self.0
     }
 
+    /// The URL as a shared string: metric labels and logs take it without copying.
+    pub fn shared(&self) -> Arc<str> {
+        Arc::clone(&self.0)
+    }
+
     /// The queue's name: the last path segment of its URL.
     pub fn name(&self) -> &str {
         self.0.rsplit('/').next().unwrap_or(&self.0)
