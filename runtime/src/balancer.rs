@@ -4,15 +4,18 @@
 use crate::backend::{QueueList, Sqs, Store};
 use crate::driver::{Driver, DriverHandle};
 use crate::error::RuntimeError;
-use crate::handler::Handler;
-use crate::plane::{DataPlane, PlaneSettings};
-use sqsbalancer_core::{Config, Phase, QueueId, StopOutcome};
+use crate::handler::{BatchHandler, Handler};
+use crate::plane::{Batch, Consumer, Counters, DataPlane, FailureBackoff, One, PlaneSettings};
+use crate::status::{Health, Stats};
+use sqsbalancer_core::{Config, Phase, QueueId, SqsConfig, StopOutcome};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::task::JoinHandle;
 
 /// A configured balancer, not yet running.
 pub struct Balancer<B> {
     cfg: Config,
+    settings: PlaneSettings,
     backend: Arc<B>,
 }
 
@@ -30,26 +33,90 @@ impl<B: Store + QueueList + Sqs> Balancer<B> {
                 },
             ));
         }
-        Ok(Balancer { cfg, backend })
+        let settings = PlaneSettings::of(&cfg);
+        Ok(Balancer {
+            cfg,
+            settings,
+            backend,
+        })
+    }
+
+    /// Receives from the queue named `queue` (the last segment of its URL) with `sqs`
+    /// instead of the configuration's SQS settings; checked against SQS's limits.
+    pub fn with_queue_settings(
+        mut self,
+        queue: &str,
+        sqs: SqsConfig,
+    ) -> Result<Balancer<B>, RuntimeError> {
+        sqs.validate()
+            .map_err(|source| RuntimeError::QueueSettings {
+                queue: queue.to_owned(),
+                source,
+            })?;
+        self.settings.overrides.insert(queue.to_owned(), sqs);
+        Ok(self)
+    }
+
+    /// Retries a failed message after `backoff` (growing with its receive count, set with
+    /// ChangeMessageVisibility) instead of after the visibility timeout.
+    pub fn with_failure_backoff(
+        mut self,
+        backoff: FailureBackoff,
+    ) -> Result<Balancer<B>, RuntimeError> {
+        self.settings.failure_backoff = Some(backoff);
+        self.settings.validate()?;
+        Ok(self)
+    }
+
+    /// Fails (and aborts) a handler still running after `timeout`.
+    pub fn with_handler_timeout(mut self, timeout: Duration) -> Result<Balancer<B>, RuntimeError> {
+        self.settings.handler_timeout = Some(timeout);
+        self.settings.validate()?;
+        Ok(self)
+    }
+
+    /// Turns off visibility extension (on by default): a handler running past the visibility
+    /// timeout then races a redelivery of its message.
+    pub fn without_visibility_extension(mut self) -> Balancer<B> {
+        self.settings.extend_visibility = false;
+        self
     }
 
     /// Starts coordinating and, for the queues this instance comes to own, receiving and
-    /// handling messages with `handler`. Needs a tokio runtime.
+    /// handling messages one at a time with `handler`. Needs a tokio runtime.
     pub fn start<H: Handler>(self, handler: H) -> Result<Running, RuntimeError> {
-        let settings = PlaneSettings::of(&self.cfg);
+        self.run(One(handler))
+    }
+
+    /// Like [`Balancer::start`], but each receive (up to `MaxMessages` messages of one queue)
+    /// goes to `handler` as one batch, each message succeeding or failing alone.
+    pub fn start_batch<H: BatchHandler>(self, handler: H) -> Result<Running, RuntimeError> {
+        self.run(Batch(handler))
+    }
+
+    fn run<C: Consumer>(self, consumer: C) -> Result<Running, RuntimeError> {
+        let settings = self.settings;
         let shutdown_timeout = self.cfg.shutdown_timeout;
         let (driver, handle, commands) = Driver::new(
             self.cfg,
             Arc::clone(&self.backend),
             Arc::clone(&self.backend),
         )?;
-        let plane = DataPlane::start(settings, self.backend, Arc::new(handler), handle.clone());
+        let counters = Arc::new(Counters::default());
+        let plane = DataPlane::start(
+            settings,
+            self.backend,
+            Arc::new(consumer),
+            handle.clone(),
+            Arc::clone(&counters),
+        );
         tokio::spawn(plane.run(commands));
         let task = tokio::spawn(driver.run());
         Ok(Running {
             handle,
             task,
             shutdown_timeout,
+            counters,
         })
     }
 }
@@ -58,13 +125,34 @@ impl<B: Store + QueueList + Sqs> Balancer<B> {
 pub struct Running {
     handle: DriverHandle,
     task: JoinHandle<Phase>,
-    shutdown_timeout: std::time::Duration,
+    shutdown_timeout: Duration,
+    counters: Arc<Counters>,
 }
 
 impl Running {
     /// The queues this instance receives from now.
     pub fn active_queues(&self) -> Vec<QueueId> {
         self.handle.receiving().into_keys().collect()
+    }
+
+    /// Message totals since start, the queues owned and the phase.
+    pub fn stats(&self) -> Stats {
+        let t = self.counters.totals();
+        Stats {
+            received: t.received,
+            succeeded: t.succeeded,
+            failed: t.failed,
+            released: t.released,
+            in_handlers: t.handling,
+            owned_queues: self.handle.receiving().len(),
+            phase: self.handle.phase(),
+        }
+    }
+
+    /// Whether the instance is running and reaching its coordination table; the last
+    /// backend error if not.
+    pub fn health(&self) -> Health {
+        self.handle.health()
     }
 
     /// Where the instance is in its lifecycle.

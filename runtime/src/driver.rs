@@ -9,6 +9,8 @@
 use crate::backend::{QueueList, Store};
 use crate::error::RuntimeError;
 use crate::execute;
+use crate::observed::Observed;
+use crate::status::{Health, HealthTracker};
 use sqsbalancer_core::{Config, Effect, Input, Millis, Node, OpId, Outcome, Phase, QueueId};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -47,9 +49,15 @@ pub struct DriverHandle {
     inputs: mpsc::UnboundedSender<Input>,
     phase: watch::Receiver<Phase>,
     receiving: watch::Receiver<BTreeMap<QueueId, u64>>,
+    health: Arc<HealthTracker>,
 }
 
 impl DriverHandle {
+    /// Whether the instance is running and reaching its coordination table.
+    pub fn health(&self) -> Health {
+        self.health.health(self.phase())
+    }
+
     /// Passes a data-plane report ([`Input::ReceivingStopped`], [`Input::QueueGone`],
     /// [`Input::DrainFinished`]) to the node.
     pub fn report(&self, input: Input) -> Result<(), RuntimeError> {
@@ -90,8 +98,8 @@ impl DriverHandle {
 pub struct Driver<S, L> {
     node: Node,
     application: String,
-    store: Arc<S>,
-    queues: Arc<L>,
+    store: Arc<Observed<S>>,
+    queues: Arc<Observed<L>>,
     start: Instant,
     inputs: mpsc::UnboundedReceiver<Input>,
     results: mpsc::UnboundedReceiver<(OpId, Outcome)>,
@@ -113,17 +121,19 @@ impl<S: Store, L: QueueList> Driver<S, L> {
     /// command stream.
     pub fn new(cfg: Config, store: Arc<S>, queues: Arc<L>) -> Result<Started<S, L>, RuntimeError> {
         let application = cfg.application_name.clone();
+        let cfg_heartbeat_timeout = cfg.heartbeat_timeout;
         let node = Node::new(cfg, Millis::ZERO)?;
         let (inputs_tx, inputs) = mpsc::unbounded_channel();
         let (results_tx, results) = mpsc::unbounded_channel();
         let (plane, plane_rx) = mpsc::unbounded_channel();
         let (phase, phase_rx) = watch::channel(node.phase());
         let (receiving, receiving_rx) = watch::channel(BTreeMap::new());
+        let health = Arc::new(HealthTracker::new(cfg_heartbeat_timeout));
         let driver = Driver {
             node,
             application,
-            store,
-            queues,
+            store: Arc::new(Observed::new(store, Arc::clone(&health))),
+            queues: Arc::new(Observed::new(queues, Arc::clone(&health))),
             start: Instant::now(),
             inputs,
             results,
@@ -136,6 +146,7 @@ impl<S: Store, L: QueueList> Driver<S, L> {
             inputs: inputs_tx,
             phase: phase_rx,
             receiving: receiving_rx,
+            health,
         };
         Ok((driver, handle, plane_rx))
     }
@@ -217,7 +228,13 @@ impl<S: Store, L: QueueList> Driver<S, L> {
         });
     }
 
-    fn task_parts(&self) -> (Arc<S>, String, mpsc::UnboundedSender<(OpId, Outcome)>) {
+    fn task_parts(
+        &self,
+    ) -> (
+        Arc<Observed<S>>,
+        String,
+        mpsc::UnboundedSender<(OpId, Outcome)>,
+    ) {
         (
             Arc::clone(&self.store),
             self.application.clone(),

@@ -50,6 +50,22 @@ pub enum RuntimeError {
     /// The configuration was rejected by the core (the field and the rule are named).
     #[error(transparent)]
     Config(#[from] CoreError),
+    /// A per-queue override of the SQS settings breaks an SQS limit.
+    #[error("settings of queue {queue}: {source}")]
+    QueueSettings {
+        /// The queue name the override is for.
+        queue: String,
+        /// The field and the rule.
+        source: CoreError,
+    },
+    /// A data-plane option is out of range.
+    #[error("option {option}: {rule}")]
+    Option {
+        /// The option, by its documented name.
+        option: &'static str,
+        /// What it must be, and what it was.
+        rule: String,
+    },
     /// The driver stopped before the operation could be delivered to it.
     #[error("the balancer has stopped")]
     Stopped,

@@ -4,7 +4,8 @@
 //! executes the node's DynamoDB and ListQueues effects through the [`Store`] and [`QueueList`]
 //! backend traits, feeds each result back, ticks the node when [`Node::poll_timeout`] says, and
 //! passes receive commands to the data plane ([`DataPlane`]: pollers within the self-fence,
-//! permit-based backpressure, a worker pool running the [`Handler`], batched deletes). Time is
+//! permit-based backpressure, a worker pool running the [`Handler`] or [`BatchHandler`],
+//! batched deletes, visibility extension, failure backoff). Time is
 //! tokio's clock, so a paused tokio runtime runs the real runtime on simulated time.
 //!
 //! Backends are traits so the same driver runs against AWS in production and against the
@@ -20,11 +21,15 @@ pub mod driver;
 pub mod error;
 pub mod execute;
 pub mod handler;
+mod observed;
 pub mod plane;
+pub mod status;
+mod telemetry;
 
 pub use backend::{Message, Page, QueueList, QueuePage, Receive, Sqs, Store};
 pub use balancer::{Balancer, Running};
 pub use driver::{Driver, DriverHandle, PlaneCommand};
 pub use error::{BackendError, RuntimeError};
-pub use handler::{Handler, HandlerError};
-pub use plane::{DataPlane, PlaneSettings};
+pub use handler::{BatchHandler, BatchOutcome, Handler, HandlerError};
+pub use plane::{DataPlane, FailureBackoff, PlaneSettings};
+pub use status::{Health, Stats};

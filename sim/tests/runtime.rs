@@ -2,20 +2,20 @@
 //! fakes: the coordination alone, then messages end to end with failing and panicking
 //! handlers.
 
-use sqsbalancer_core::{Config, Input, Phase, StopOutcome};
+mod common;
+
+use common::{backend, backlog, cfg, fakes_with_queues, send, wait_until};
+use sqsbalancer_core::{Input, Phase, StopOutcome};
 use sqsbalancer_runtime::{
     Balancer, Driver, DriverHandle, Handler, HandlerError, Message, PlaneCommand, Running,
     RuntimeError,
 };
-use sqsbalancer_sim::backend::{FakeBackend, Fakes};
-use sqsbalancer_sim::fake::Outgoing;
-use sqsbalancer_sim::{TABLE, config};
+use sqsbalancer_sim::backend::Fakes;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 
 /// A data plane with nothing in flight: every stop is acknowledged at once, and the drain
 /// finishes at once. The coordination is what is under test here.
@@ -47,48 +47,6 @@ fn start_balancer<H: Handler>(fakes: &Arc<Mutex<Fakes>>, name: &str, handler: H)
         .expect("a valid config")
         .start(handler)
         .expect("started")
-}
-
-fn cfg(name: &str) -> Config {
-    let mut cfg = config();
-    cfg.instance_id = Some(name.to_owned());
-    cfg
-}
-
-fn backend(fakes: &Arc<Mutex<Fakes>>, name: &str) -> Arc<FakeBackend> {
-    Arc::new(FakeBackend::new(
-        Arc::clone(fakes),
-        name,
-        TABLE,
-        Duration::from_millis(2),
-    ))
-}
-
-/// Fakes with the coordination table and `n` queues `q-0`...
-fn fakes_with_queues(n: usize) -> (Arc<Mutex<Fakes>>, Vec<String>) {
-    let fakes = Arc::new(Mutex::new(Fakes::new()));
-    let mut urls = Vec::new();
-    {
-        let mut f = fakes.lock().expect("not poisoned");
-        f.dynamo.create_table(TABLE).expect("a new table");
-        for i in 0..n {
-            urls.push(
-                f.sqs
-                    .create_queue("admin", &format!("q-{i}"))
-                    .expect("a new queue"),
-            );
-        }
-    }
-    (fakes, urls)
-}
-
-/// Waits, on the paused clock, until `done` holds; fails past `within`.
-async fn wait_until(within: Duration, what: &str, done: impl Fn() -> bool) {
-    let deadline = Instant::now() + within;
-    while !done() {
-        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -166,21 +124,6 @@ impl Handler for Recorder {
             Ok(())
         }
     }
-}
-
-fn send(fakes: &Arc<Mutex<Fakes>>, url: &str, body: &str) {
-    let mut f = fakes.lock().expect("not poisoned");
-    let now = f.now();
-    let msg = Outgoing {
-        body: body.to_owned(),
-        ..Outgoing::default()
-    };
-    f.sqs.send(now, "producer", url, msg).expect("sent");
-}
-
-fn backlog(fakes: &Arc<Mutex<Fakes>>, urls: &[String]) -> usize {
-    let f = fakes.lock().expect("not poisoned");
-    urls.iter().map(|u| f.sqs.depth(u)).sum()
 }
 
 #[tokio::test(start_paused = true)]

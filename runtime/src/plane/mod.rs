@@ -1,78 +1,92 @@
 //! The data plane (DESIGN §5): one poller per owned queue, a bounded pool of workers running
-//! the handler, and batched deletes.
+//! the user's code, batched deletes and visibility changes, and a keeper extending the
+//! visibility of messages still held.
 //!
-//! Backpressure is by permits: a poller asks ReceiveMessage for at most as many messages as it
-//! holds free permits for (one permit per worker and per work-queue slot), so nothing received
-//! ever waits for a worker long enough to time out. A message is deleted only after its
-//! handler succeeded; a failure or a panic leaves it to come back after its visibility
-//! timeout, and the worker lives on.
+//! Backpressure is by permits, one per message held (capacity = workers + work queue). A
+//! poller waits, in turn, for a full receive's worth of permits before it calls
+//! ReceiveMessage, so receives come back full (fewer calls per message) and nothing received
+//! waits for a worker long enough to time out. Long polls hold their permits for up to 20 s,
+//! so a poller long-polls only while no other poller waits for permits, and at most all but
+//! one receive's worth of permits are in long polls; otherwise it short-polls and, when that
+//! comes back empty, rests (200 ms doubling up to the queue's wait time) without permits.
+//! That keeps an instance with far more queues than permits from starving its busy queues
+//! behind idle ones' long polls.
+//!
+//! A message is deleted only after its handler succeeded; a failure or a panic leaves it to
+//! come back after its visibility timeout (or a backoff), and the worker lives on. Messages
+//! received but not started when their queue is handed off or the instance drains are made
+//! visible again at once.
 
-mod deleter;
+mod batches;
+mod consumer;
+mod counters;
+mod inflight;
 mod poller;
+mod settings;
 mod worker;
+
+pub use consumer::{Batch, Consumer, One};
+pub(crate) use counters::Counters;
+pub use settings::{FailureBackoff, MAX_VISIBILITY, PlaneSettings};
 
 use crate::backend::{Message, Sqs};
 use crate::driver::{DriverHandle, PlaneCommand};
-use crate::handler::Handler;
-use sqsbalancer_core::{Config, Input, QueueId, SqsConfig};
+use batches::Change;
+use inflight::InFlight;
+use sqsbalancer_core::{Input, QueueId};
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, MutexGuard};
 use tokio::sync::{Mutex, Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
-use tokio::time::{Duration, Instant};
+use tokio::time::Instant;
 
-/// The data plane's settings, from the balancer's configuration.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PlaneSettings {
-    /// ReceiveMessage settings.
-    pub sqs: SqsConfig,
-    /// Concurrent handler invocations.
-    pub workers: usize,
-    /// Messages received and waiting for a worker, at most.
-    pub work_queue: usize,
-    /// How long before the self-fence a receive call must have returned: covers the request
-    /// beyond its long poll (network, retries).
-    pub request_margin: Duration,
-    /// How long a success waits for nine more before its delete batch goes out.
-    pub delete_linger: Duration,
+/// One poller's life on its queue: jobs remember it so a worker can tell that their queue
+/// was stopped before they started.
+struct Origin {
+    queue: QueueId,
+    fifo: bool,
+    stopped: AtomicBool,
 }
 
-impl PlaneSettings {
-    /// The settings of `cfg`.
-    pub fn of(cfg: &Config) -> PlaneSettings {
-        PlaneSettings {
-            sqs: cfg.sqs.clone(),
-            workers: cfg.worker_pool_size,
-            work_queue: cfg.work_queue_size,
-            // Two seconds, or a fifth of the heartbeat timeout when that is shorter (tests).
-            request_margin: Duration::from_secs(2).min(cfg.heartbeat_timeout / 5),
-            delete_linger: Duration::from_millis(50),
-        }
+impl Origin {
+    fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::SeqCst)
     }
 }
 
-/// A received message and the permit it holds until it is finished.
+/// Received messages handled together, with their ids in the in-flight registry and one
+/// permit each.
 struct Job {
-    message: Message,
-    _permit: OwnedSemaphorePermit,
+    messages: Vec<(u64, Message)>,
+    permits: OwnedSemaphorePermit,
+    origin: Arc<Origin>,
 }
 
-/// What the pollers, workers and deleter share.
-struct Shared<Q, H> {
+/// What the pollers, workers, batcher and keeper share.
+struct Shared<Q, C> {
     sqs: Arc<Q>,
-    handler: Arc<H>,
+    consumer: Arc<C>,
     settings: PlaneSettings,
     permits: Arc<Semaphore>,
+    /// Long polls in flight at most (each holds a receive's worth of permits).
+    long_polls: Arc<Semaphore>,
+    /// Pollers waiting for permits: while any wait, nobody starts a long poll.
+    waiting: AtomicUsize,
     fence: watch::Receiver<Option<Instant>>,
-    jobs: mpsc::Sender<Job>,
-    deletes: mpsc::UnboundedSender<(QueueId, String)>,
+    jobs: mpsc::UnboundedSender<Job>,
+    changes: mpsc::UnboundedSender<Change>,
+    inflight: std::sync::Mutex<InFlight>,
+    counters: Arc<Counters>,
     driver: DriverHandle,
-    /// Messages received and not yet finished (deleted, or failed and left).
+    /// Messages received and not yet finished (deleted, released, or failed and left).
     outstanding: AtomicUsize,
     idle: Notify,
+    draining: AtomicBool,
+    /// Turns true when the driver has stopped: workers, keeper and batcher end.
+    closed: watch::Receiver<bool>,
 }
 
-impl<Q, H> Shared<Q, H> {
+impl<Q, C> Shared<Q, C> {
     fn received(&self, n: usize) {
         self.outstanding.fetch_add(n, Ordering::SeqCst);
     }
@@ -94,6 +108,26 @@ impl<Q, H> Shared<Q, H> {
         }
     }
 
+    fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    fn lock_inflight(&self) -> MutexGuard<'_, InFlight> {
+        // The registry holds plain data; a panic elsewhere leaves it consistent.
+        self.inflight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Queues a batched change; once the batcher is gone, a finishing change just finishes.
+    fn change(&self, change: Change) {
+        if let Err(mpsc::error::SendError(c)) = self.changes.send(change)
+            && c.finishes()
+        {
+            self.finished(1);
+        }
+    }
+
     fn report(&self, input: Input) {
         if self.driver.report(input).is_err() {
             tracing::debug!("the driver has stopped; report dropped");
@@ -101,63 +135,91 @@ impl<Q, H> Shared<Q, H> {
     }
 }
 
-/// The data plane of one instance.
-pub struct DataPlane<Q, H> {
-    shared: Arc<Shared<Q, H>>,
+/// The data plane of one instance, running consumer `C` (a [`One`] handler or a [`Batch`]
+/// handler).
+pub struct DataPlane<Q, C> {
+    shared: Arc<Shared<Q, C>>,
     fence: watch::Sender<Option<Instant>>,
-    pollers: BTreeMap<QueueId, watch::Sender<bool>>,
+    closed: watch::Sender<bool>,
+    pollers: BTreeMap<QueueId, (watch::Sender<bool>, Arc<Origin>)>,
 }
 
-impl<Q: Sqs, H: Handler> DataPlane<Q, H> {
-    /// A data plane that reports to `driver`; starts its workers and deleter at once.
-    pub fn start(
+impl<Q: Sqs, C: Consumer> DataPlane<Q, C> {
+    /// A data plane that reports to `driver` and counts into `counters`; starts its workers,
+    /// batcher and keeper at once.
+    pub(crate) fn start(
         settings: PlaneSettings,
         sqs: Arc<Q>,
-        handler: Arc<H>,
+        consumer: Arc<C>,
         driver: DriverHandle,
-    ) -> DataPlane<Q, H> {
+        counters: Arc<Counters>,
+    ) -> DataPlane<Q, C> {
         let (fence, fence_rx) = watch::channel(None);
-        let (jobs, jobs_rx) = mpsc::channel(settings.work_queue.max(1));
-        let (deletes, deletes_rx) = mpsc::unbounded_channel();
+        let (closed, closed_rx) = watch::channel(false);
+        let (jobs, jobs_rx) = mpsc::unbounded_channel();
+        let (changes, changes_rx) = mpsc::unbounded_channel();
+        let batch = settings.sqs.max_messages.clamp(1, 10) as usize;
+        let long_polls = (settings.capacity() / batch).saturating_sub(1).max(1);
         let shared = Arc::new(Shared {
             sqs,
-            handler,
-            permits: Arc::new(Semaphore::new(settings.workers + settings.work_queue)),
-            settings,
+            consumer,
+            permits: Arc::new(Semaphore::new(settings.capacity())),
+            long_polls: Arc::new(Semaphore::new(long_polls)),
+            waiting: AtomicUsize::new(0),
             fence: fence_rx,
             jobs,
-            deletes,
+            changes,
+            inflight: std::sync::Mutex::new(InFlight::default()),
+            counters,
             driver,
             outstanding: AtomicUsize::new(0),
             idle: Notify::new(),
+            draining: AtomicBool::new(false),
+            closed: closed_rx,
+            settings,
         });
         let jobs_rx = Arc::new(Mutex::new(jobs_rx));
         for _ in 0..shared.settings.workers {
             tokio::spawn(worker::work(Arc::clone(&shared), Arc::clone(&jobs_rx)));
         }
-        tokio::spawn(deleter::delete(Arc::clone(&shared), deletes_rx));
+        tokio::spawn(batches::batch(Arc::clone(&shared), changes_rx));
+        if shared.settings.extend_visibility {
+            tokio::spawn(inflight::keep(Arc::clone(&shared)));
+        }
         DataPlane {
             shared,
             fence,
+            closed,
             pollers: BTreeMap::new(),
         }
     }
 
-    /// Carries out the driver's commands until the driver stops.
+    /// Carries out the driver's commands until the driver stops, then closes.
     pub async fn run(mut self, mut commands: mpsc::UnboundedReceiver<PlaneCommand>) {
         while let Some(c) = commands.recv().await {
             match c {
                 PlaneCommand::Start { queue, epoch } => {
                     let (stop, stop_rx) = watch::channel(false);
-                    if let Some(old) = self.pollers.insert(queue.clone(), stop) {
+                    let origin = Arc::new(Origin {
+                        fifo: queue.name().ends_with(".fifo"),
+                        queue: queue.clone(),
+                        stopped: AtomicBool::new(false),
+                    });
+                    if let Some((old, old_origin)) =
+                        self.pollers.insert(queue.clone(), (stop, Arc::clone(&origin)))
+                    {
+                        old_origin.stopped.store(true, Ordering::SeqCst);
                         old.send_replace(true);
                     }
                     tracing::info!(queue = %queue, epoch, "receiving");
-                    tokio::spawn(poller::poll(Arc::clone(&self.shared), queue, stop_rx));
+                    tokio::spawn(poller::poll(Arc::clone(&self.shared), origin, stop_rx));
+                    self.ownership(1, 0);
                 }
                 PlaneCommand::Stop { queue } => match self.pollers.remove(&queue) {
-                    Some(stop) => {
+                    Some((stop, origin)) => {
+                        origin.stopped.store(true, Ordering::SeqCst);
                         stop.send_replace(true);
+                        self.ownership(0, 1);
                     }
                     None => self.shared.report(Input::ReceivingStopped { queue }),
                 },
@@ -165,6 +227,7 @@ impl<Q: Sqs, H: Handler> DataPlane<Q, H> {
                     self.fence.send_replace(Some(until));
                 }
                 PlaneCommand::Drain => {
+                    self.shared.draining.store(true, Ordering::SeqCst);
                     let shared = Arc::clone(&self.shared);
                     tokio::spawn(async move {
                         shared.drained().await;
@@ -173,8 +236,14 @@ impl<Q: Sqs, H: Handler> DataPlane<Q, H> {
                 }
             }
         }
-        for stop in self.pollers.values() {
+        for (stop, origin) in self.pollers.values() {
+            origin.stopped.store(true, Ordering::SeqCst);
             stop.send_replace(true);
         }
+        self.closed.send_replace(true);
+    }
+
+    fn ownership(&self, acquired: usize, released: usize) {
+        crate::telemetry::ownership(self.pollers.len(), acquired, released);
     }
 }

@@ -1,84 +1,100 @@
-//! One queue's poller: receive as many messages as there are free permits, within the fence.
+//! One queue's poller: wait in turn for a receive's worth of permits, receive within the
+//! fence, and hand the messages to the workers as jobs.
 
-use super::{Job, Shared};
-use crate::backend::{Receive, Sqs};
+use super::{Job, Origin, Shared};
+use crate::backend::{Message, Receive, Sqs};
 use crate::error::BackendError;
-use sqsbalancer_core::{Input, QueueId};
+use crate::plane::Consumer;
+use crate::telemetry::QueueLabel;
+use sqsbalancer_core::Input;
 use std::sync::Arc;
-use tokio::sync::watch;
+use std::sync::atomic::Ordering;
+use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio::time::{Duration, Instant};
 
-/// How long a poller rests after an empty short poll (a long poll waits at the service).
-const SHORT_POLL_PAUSE: Duration = Duration::from_millis(200);
+/// The first rest after an empty short poll; it doubles up to the queue's wait time.
+const FIRST_REST: Duration = Duration::from_millis(200);
 
-/// Polls `queue` until `stop` turns true, then reports [`Input::ReceivingStopped`] (never
-/// while a receive call is in flight).
-pub(super) async fn poll<Q: Sqs, H>(
-    shared: Arc<Shared<Q, H>>,
-    queue: QueueId,
+/// Polls `origin`'s queue until `stop` turns true, then reports [`Input::ReceivingStopped`]
+/// (never while a receive call is in flight).
+pub(super) async fn poll<Q: Sqs, C: Consumer>(
+    shared: Arc<Shared<Q, C>>,
+    origin: Arc<Origin>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let queue = origin.queue.clone();
+    let label = QueueLabel::of(&queue);
+    let sqs = shared.settings.sqs_for(&queue).clone();
+    let batch = (sqs.max_messages.clamp(1, 10) as usize).min(shared.settings.capacity());
+    let longest_rest = Duration::from_secs(u64::from(sqs.wait_time_seconds.max(1)));
     let mut fence = shared.fence.clone();
     let mut backoff = Duration::from_millis(100);
-    let max = shared.settings.sqs.max_messages.clamp(1, 10) as usize;
+    let mut rest = FIRST_REST;
     while !*stop.borrow() {
-        // At least one permit, then whatever more is free right now.
-        let first = tokio::select! {
-            p = Arc::clone(&shared.permits).acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            _ = stop.changed() => break,
+        shared.waiting.fetch_add(1, Ordering::SeqCst);
+        let permits = tokio::select! {
+            p = Arc::clone(&shared.permits).acquire_many_owned(batch as u32) => p.ok(),
+            _ = stop.changed() => None,
         };
-        let mut permits = vec![first];
-        while permits.len() < max {
-            match Arc::clone(&shared.permits).try_acquire_owned() {
-                Ok(p) => permits.push(p),
-                Err(_) => break,
-            }
-        }
+        shared.waiting.fetch_sub(1, Ordering::SeqCst);
+        let Some(permits) = permits else { break };
         // The call must end before the self-fence: no fence (not yet heartbeating, or cut
         // off) or too little time left means wait for the fence to move.
-        let wait = fence_wait(*fence.borrow(), &shared.settings);
-        let Some(wait) = wait else {
+        let Some(fence_wait) = fence_wait(*fence.borrow(), &sqs, shared.settings.request_margin)
+        else {
             drop(permits);
             tokio::select! {
                 _ = fence.changed() => continue,
                 _ = stop.changed() => break,
             }
         };
+        // A long poll only while nobody waits for permits and a long-poll slot is free.
+        let slot = if fence_wait.is_zero() || shared.waiting.load(Ordering::SeqCst) > 0 {
+            None
+        } else {
+            Arc::clone(&shared.long_polls).try_acquire_owned().ok()
+        };
+        let wait = if slot.is_some() {
+            fence_wait
+        } else {
+            Duration::ZERO
+        };
         let request = Receive {
             queue: queue.clone(),
-            max: permits.len() as u32,
-            visibility_secs: shared.settings.sqs.visibility_timeout,
+            max: batch as u32,
+            visibility_secs: sqs.visibility_timeout,
             wait,
-            attribute_names: shared.settings.sqs.message_attribute_names.clone(),
+            attribute_names: sqs.message_attribute_names.clone(),
         };
-        match shared.sqs.receive(request).await {
-            Ok(messages) => {
+        let sent = Instant::now();
+        let result = shared.sqs.receive(request).await;
+        drop(slot);
+        crate::telemetry::api_call("ReceiveMessage", result.is_ok());
+        match result {
+            Ok(messages) if messages.is_empty() => {
                 backoff = Duration::from_millis(100);
-                if messages.is_empty() && wait.is_zero() {
-                    // A short poll came back empty: pause rather than spin.
+                drop(permits);
+                if wait.is_zero() {
+                    // A short poll came back empty: rest rather than spin.
                     tokio::select! {
-                        () = tokio::time::sleep(SHORT_POLL_PAUSE) => {}
+                        () = tokio::time::sleep(rest) => {}
                         _ = stop.changed() => break,
                     }
+                    rest = (rest * 2).min(longest_rest);
                 }
-                shared.received(messages.len());
-                for message in messages {
-                    let Some(permit) = permits.pop() else {
-                        tracing::error!(queue = %queue, "more messages than asked for");
-                        shared.finished(1);
-                        continue;
-                    };
-                    let job = Job {
-                        message,
-                        _permit: permit,
-                    };
-                    if shared.jobs.send(job).await.is_err() {
-                        shared.finished(1);
-                    }
-                }
+            }
+            Ok(messages) => {
+                backoff = Duration::from_millis(100);
+                rest = FIRST_REST;
+                shared.counters.received(&label, messages.len());
+                hand_over(
+                    &shared,
+                    &origin,
+                    messages,
+                    permits,
+                    sent,
+                    sqs.visibility_timeout,
+                );
             }
             Err(BackendError::QueueDoesNotExist { .. }) => {
                 tracing::warn!(queue = %queue, "queue does not exist; dropping it");
@@ -93,7 +109,7 @@ pub(super) async fn poll<Q: Sqs, H>(
                 tracing::warn!(queue = %queue, error = %e, backoff_ms = backoff.as_millis() as u64, "receive failed");
                 drop(permits);
                 tokio::select! {
-                    () = tokio::time::sleep(backoff) => {}
+                    () = tokio::time::sleep(jitter(backoff, &queue)) => {}
                     _ = stop.changed() => break,
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -103,11 +119,83 @@ pub(super) async fn poll<Q: Sqs, H>(
     shared.report(Input::ReceivingStopped { queue });
 }
 
+/// Registers `messages` as held and queues them as jobs: the whole receive for a batch
+/// handler, each FIFO group's messages in order, or else one job per message.
+fn hand_over<Q, C: Consumer>(
+    shared: &Shared<Q, C>,
+    origin: &Arc<Origin>,
+    messages: Vec<Message>,
+    mut permits: OwnedSemaphorePermit,
+    sent: Instant,
+    visibility_secs: u32,
+) {
+    let n = messages.len();
+    if permits.num_permits() > n {
+        // SQS returned fewer than asked: the rest go back at once.
+        drop(permits.split(permits.num_permits() - n));
+    }
+    shared.received(n);
+    let held: Vec<(u64, Message)> = {
+        let mut inflight = shared.lock_inflight();
+        messages
+            .into_iter()
+            .map(|m| {
+                let id = inflight.add(&m.queue, &m.receipt, visibility_secs, sent);
+                (id, m)
+            })
+            .collect()
+    };
+    let jobs: Vec<Vec<(u64, Message)>> = if C::BATCHED {
+        vec![held]
+    } else if origin.fifo {
+        let mut groups: Vec<Vec<(u64, Message)>> = Vec::new();
+        for (id, m) in held {
+            match groups.iter_mut().find(|g| g[0].1.group == m.group) {
+                Some(g) => g.push((id, m)),
+                None => groups.push(vec![(id, m)]),
+            }
+        }
+        groups
+    } else {
+        held.into_iter().map(|h| vec![h]).collect()
+    };
+    for messages in jobs {
+        let Some(job_permits) = permits.split(messages.len()) else {
+            tracing::error!(queue = %origin.queue, "more messages than permits");
+            shared.finished(messages.len());
+            continue;
+        };
+        let job = Job {
+            messages,
+            permits: job_permits,
+            origin: Arc::clone(origin),
+        };
+        if let Err(mpsc_error) = shared.jobs.send(job) {
+            shared.finished(mpsc_error.0.messages.len());
+        }
+    }
+}
+
+/// `base` stretched by up to half again, fixed per queue so a fleet's pollers do not retry in
+/// step (no entropy needed: queue URLs differ).
+fn jitter(base: Duration, queue: &sqsbalancer_core::QueueId) -> Duration {
+    let spread = queue
+        .as_str()
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
+        % 500;
+    base + base * spread / 1000
+}
+
 /// The long-poll wait that ends before the fence, in whole seconds as SQS takes it (zero, a
 /// short poll, when less than a second is left); `None` when the fence is too close for any
 /// call.
-fn fence_wait(fence: Option<Instant>, settings: &super::PlaneSettings) -> Option<Duration> {
-    let left = fence?.checked_duration_since(Instant::now() + settings.request_margin)?;
-    let wanted = Duration::from_secs(u64::from(settings.sqs.wait_time_seconds.min(20)));
+fn fence_wait(
+    fence: Option<Instant>,
+    sqs: &sqsbalancer_core::SqsConfig,
+    margin: Duration,
+) -> Option<Duration> {
+    let left = fence?.checked_duration_since(Instant::now() + margin)?;
+    let wanted = Duration::from_secs(u64::from(sqs.wait_time_seconds.min(20)));
     Some(Duration::from_secs(left.min(wanted).as_secs()))
 }

@@ -1,39 +1,229 @@
-//! The worker pool: each worker runs the handler on one message at a time, isolated in its
-//! own task so a panic fails that message and nothing else.
+//! The worker pool: each worker takes one job (a message, a FIFO group's messages of one
+//! receive, or a whole batch) and runs the user's code on it, isolated in its own task so a
+//! panic or a timeout fails that job and nothing else.
 
+use super::batches::Change;
+use super::consumer::Consumer;
 use super::{Job, Shared};
-use crate::handler::Handler;
+use crate::backend::{Message, Sqs};
+use crate::handler::{BatchOutcome, HandlerError};
+use crate::telemetry::QueueLabel;
+use std::collections::BTreeSet;
+use std::future::Future;
 use std::sync::Arc;
 use tokio::sync::{Mutex, mpsc};
+use tokio::time::{Duration, Instant};
+use tracing::Instrument;
 
-pub(super) async fn work<Q, H: Handler>(
-    shared: Arc<Shared<Q, H>>,
-    jobs: Arc<Mutex<mpsc::Receiver<Job>>>,
+pub(super) async fn work<Q: Sqs, C: Consumer>(
+    shared: Arc<Shared<Q, C>>,
+    jobs: Arc<Mutex<mpsc::UnboundedReceiver<Job>>>,
 ) {
+    let mut closed = shared.closed.clone();
     loop {
-        let job = jobs.lock().await.recv().await;
+        let job = tokio::select! {
+            job = async { jobs.lock().await.recv().await } => job,
+            _ = closed.wait_for(|c| *c) => return,
+        };
         let Some(job) = job else { return };
-        let queue = job.message.queue.clone();
-        let receipt = job.message.receipt.clone();
-        let message_id = job.message.message_id.clone();
-        let handler = Arc::clone(&shared.handler);
-        let message = job.message;
-        let outcome = tokio::spawn(async move { handler.handle(message).await }).await;
-        match outcome {
-            Ok(Ok(())) => {
-                if shared.deletes.send((queue, receipt)).is_err() {
+        run(&shared, job).await;
+    }
+}
+
+/// What the data plane keeps of a message once the handler has it.
+struct Ticket {
+    id: u64,
+    queue: sqsbalancer_core::QueueId,
+    receipt: String,
+    message_id: String,
+    group: Option<String>,
+    receive_count: u32,
+}
+
+impl Ticket {
+    fn of(id: u64, m: &Message) -> Ticket {
+        Ticket {
+            id,
+            queue: m.queue.clone(),
+            receipt: m.receipt.clone(),
+            message_id: m.message_id.clone(),
+            group: m.group.clone(),
+            receive_count: m.receive_count,
+        }
+    }
+}
+
+async fn run<Q: Sqs, C: Consumer>(shared: &Arc<Shared<Q, C>>, job: Job) {
+    let Job {
+        messages,
+        mut permits,
+        origin,
+    } = job;
+    if origin.is_stopped() || shared.is_draining() {
+        // Received but not started, and no longer ours to handle: visible again at once.
+        for (id, m) in messages {
+            tracing::debug!(queue = %m.queue, message_id = %m.message_id, "releasing an unstarted message");
+            shared.counters.released(&QueueLabel::of(&m.queue));
+            shared.lock_inflight().remove(id);
+            shared.change(Change::visibility(m.queue, m.receipt, 0, true));
+        }
+        return;
+    }
+    // FIFO order: once a message of a group fails, the group's later messages in this job
+    // are left unhandled so they come back after it.
+    let mut failed_groups = BTreeSet::new();
+    if C::BATCHED {
+        let tickets: Vec<Ticket> = messages.iter().map(|(id, m)| Ticket::of(*id, m)).collect();
+        let n = tickets.len();
+        let batch: Vec<Message> = messages.into_iter().map(|(_, m)| m).collect();
+        let span = tracing::info_span!("batch", queue = %origin.queue, messages = n);
+        let outcomes = invoke(shared, &origin.queue, batch, n)
+            .instrument(span)
+            .await;
+        for (t, outcome) in tickets.into_iter().zip(outcomes) {
+            settle(shared, t, outcome, origin.fifo, &mut failed_groups);
+        }
+    } else {
+        for (id, m) in messages {
+            let t = Ticket::of(id, &m);
+            let blocked =
+                origin.fifo && t.group.as_ref().is_some_and(|g| failed_groups.contains(g));
+            let outcome = if blocked {
+                Err(HandlerError::new(
+                    "an earlier message of its FIFO group failed",
+                ))
+            } else {
+                let span = tracing::info_span!(
+                    "message",
+                    queue = %t.queue,
+                    message_id = %t.message_id,
+                    receive_count = t.receive_count,
+                );
+                let mut o = invoke(shared, &origin.queue, vec![m], 1)
+                    .instrument(span)
+                    .await;
+                o.pop()
+                    .unwrap_or_else(|| Err(HandlerError::new("no outcome")))
+            };
+            settle(shared, t, outcome, origin.fifo, &mut failed_groups);
+            // This message's permit goes back as soon as it is settled.
+            drop(permits.split(1));
+        }
+    }
+}
+
+/// Runs the user's code on `messages` in its own task, within the handler timeout; a panic,
+/// a timeout or a wrong number of outcomes fails every message.
+async fn invoke<Q, C: Consumer>(
+    shared: &Arc<Shared<Q, C>>,
+    queue: &sqsbalancer_core::QueueId,
+    messages: Vec<Message>,
+    n: usize,
+) -> BatchOutcome {
+    let started = Instant::now();
+    shared.counters.handler_started(n);
+    let outcome = isolated(
+        Arc::clone(&shared.consumer).run(messages),
+        shared.settings.handler_timeout,
+    )
+    .await;
+    shared.counters.handler_finished(n);
+    crate::telemetry::handler_duration(&QueueLabel::of(queue), started.elapsed());
+    match outcome {
+        Ok(o) if o.len() == n => o,
+        Ok(o) => {
+            let e = HandlerError::new(format!(
+                "the batch handler gave {} outcomes for {n} messages",
+                o.len()
+            ));
+            vec![Err(e); n]
+        }
+        Err(reason) => vec![Err(HandlerError::new(reason)); n],
+    }
+}
+
+/// Awaits `fut` in its own task: a panic or running past `timeout` (the task is aborted) is
+/// an `Err` naming what happened.
+async fn isolated<T: Send + 'static>(
+    fut: impl Future<Output = T> + Send + 'static,
+    timeout: Option<Duration>,
+) -> Result<T, String> {
+    let task = tokio::spawn(fut);
+    let abort = task.abort_handle();
+    let joined = match timeout {
+        Some(t) => match tokio::time::timeout(t, task).await {
+            Ok(joined) => joined,
+            Err(_) => {
+                abort.abort();
+                return Err(format!("the handler timed out after {t:?}"));
+            }
+        },
+        None => task.await,
+    };
+    joined.map_err(|e| {
+        if e.is_panic() {
+            "the handler panicked".to_owned()
+        } else {
+            "the handler was cancelled".to_owned()
+        }
+    })
+}
+
+/// Deletes a success; leaves a failure to its visibility timeout or backs it off.
+fn settle<Q, C>(
+    shared: &Shared<Q, C>,
+    t: Ticket,
+    outcome: Result<(), HandlerError>,
+    fifo: bool,
+    failed_groups: &mut BTreeSet<String>,
+) {
+    let outcome = match (&t.group, outcome) {
+        (Some(g), Ok(())) if fifo && failed_groups.contains(g) => Err(HandlerError::new(
+            "an earlier message of its FIFO group failed",
+        )),
+        (_, o) => o,
+    };
+    shared.lock_inflight().remove(t.id);
+    let queue = &QueueLabel::of(&t.queue);
+    match outcome {
+        Ok(()) => {
+            shared.counters.succeeded(queue);
+            shared.change(Change::delete(t.queue, t.receipt));
+        }
+        Err(e) => {
+            shared.counters.failed(queue);
+            if fifo && let Some(g) = &t.group {
+                failed_groups.insert(g.clone());
+            }
+            match &shared.settings.failure_backoff {
+                Some(b) => {
+                    let secs = b.delay_secs(t.receive_count);
+                    tracing::warn!(queue = %t.queue, message_id = %t.message_id, receive_count = t.receive_count, retry_in_secs = secs, error = %e, "handler failed; backing off");
+                    shared.change(Change::visibility(t.queue, t.receipt, secs, true));
+                }
+                None => {
+                    tracing::warn!(queue = %t.queue, message_id = %t.message_id, receive_count = t.receive_count, error = %e, "handler failed; the message comes back after its visibility timeout");
                     shared.finished(1);
                 }
             }
-            Ok(Err(e)) => {
-                tracing::warn!(queue = %queue, message_id = %message_id, error = %e, "handler failed; the message comes back after its visibility timeout");
-                shared.finished(1);
-            }
-            Err(e) => {
-                tracing::error!(queue = %queue, message_id = %message_id, panicked = e.is_panic(), "handler did not finish; the message comes back after its visibility timeout");
-                shared.finished(1);
-            }
         }
-        drop(job._permit);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_panic_or_a_timeout_is_an_error_and_the_caller_lives() {
+        assert_eq!(isolated(async { 7 }, None).await, Ok(7));
+        let panicked = isolated(async { panic!("boom") }, None).await;
+        assert_eq!(panicked, Err::<(), _>("the handler panicked".to_owned()));
+        let slow = isolated(
+            tokio::time::sleep(Duration::from_secs(5)),
+            Some(Duration::from_secs(1)),
+        )
+        .await;
+        assert_eq!(slow, Err("the handler timed out after 1s".to_owned()));
     }
 }

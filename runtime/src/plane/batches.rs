@@ -1,0 +1,176 @@
+//! Batched SQS changes: deletes of successes and visibility changes (extensions, releases of
+//! unstarted messages, failure backoff). Each waits up to the linger time for nine more of its
+//! kind and queue, then goes out as one batch call in its own task; failed entries are retried
+//! once, then logged.
+
+use super::Shared;
+use crate::backend::Sqs;
+use sqsbalancer_core::QueueId;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// SQS batch calls take at most ten entries.
+const BATCH: usize = 10;
+
+/// What one change does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    Delete,
+    Visibility,
+}
+
+/// One message's change.
+#[derive(Debug)]
+pub(super) struct Change {
+    queue: QueueId,
+    kind: Kind,
+    receipt: String,
+    /// The new visibility timeout (visibility changes only).
+    secs: u32,
+    /// Whether the message is finished once this change is made (all but extensions).
+    finishes: bool,
+}
+
+impl Change {
+    /// Delete a message whose handler succeeded.
+    pub(super) fn delete(queue: QueueId, receipt: String) -> Change {
+        Change {
+            queue,
+            kind: Kind::Delete,
+            receipt,
+            secs: 0,
+            finishes: true,
+        }
+    }
+
+    /// Make a message visible `secs` from now; `finishes` unless it is still being handled.
+    pub(super) fn visibility(queue: QueueId, receipt: String, secs: u32, finishes: bool) -> Change {
+        Change {
+            queue,
+            kind: Kind::Visibility,
+            receipt,
+            secs,
+            finishes,
+        }
+    }
+}
+
+impl Change {
+    /// Whether the message is finished once this change is made.
+    pub(super) fn finishes(&self) -> bool {
+        self.finishes
+    }
+}
+
+/// Collects changes into batches until the data plane closes, then flushes the rest.
+pub(super) async fn batch<Q: Sqs, C: Send + Sync + 'static>(
+    shared: Arc<Shared<Q, C>>,
+    mut changes: mpsc::UnboundedReceiver<Change>,
+) {
+    let mut pending: BTreeMap<(Kind, QueueId), Vec<Change>> = BTreeMap::new();
+    let mut due: Option<Instant> = None;
+    let mut closed = shared.closed.clone();
+    loop {
+        let next = tokio::select! {
+            next = changes.recv() => next,
+            _ = closed.wait_for(|c| *c) => None,
+            () = sleep_until(due) => {
+                flush_all(&shared, &mut pending);
+                due = None;
+                continue;
+            }
+        };
+        let Some(change) = next else {
+            flush_all(&shared, &mut pending);
+            return;
+        };
+        let key = (change.kind, change.queue.clone());
+        let batch = pending.entry(key.clone()).or_default();
+        batch.push(change);
+        if batch.len() >= BATCH {
+            let full = pending.remove(&key).unwrap_or_default();
+            tokio::spawn(flush(Arc::clone(&shared), full));
+        } else if due.is_none() {
+            due = Some(Instant::now() + shared.settings.delete_linger);
+        }
+        if pending.is_empty() {
+            due = None;
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn flush_all<Q: Sqs, C: Send + Sync + 'static>(
+    shared: &Arc<Shared<Q, C>>,
+    pending: &mut BTreeMap<(Kind, QueueId), Vec<Change>>,
+) {
+    for (_, changes) in std::mem::take(pending) {
+        tokio::spawn(flush(Arc::clone(shared), changes));
+    }
+}
+
+/// Sends one batch (all of one kind and queue), retrying failed entries once.
+async fn flush<Q: Sqs, C>(shared: Arc<Shared<Q, C>>, changes: Vec<Change>) {
+    let Some(first) = changes.first() else { return };
+    let (queue, kind) = (first.queue.clone(), first.kind);
+    let finishing = changes.iter().filter(|c| c.finishes).count();
+    let mut left = changes;
+    for attempt in 0..2 {
+        let result = match kind {
+            Kind::Delete => {
+                let receipts = left.iter().map(|c| c.receipt.clone()).collect();
+                shared.sqs.delete_batch(queue.clone(), receipts).await
+            }
+            Kind::Visibility => {
+                let entries = left.iter().map(|c| (c.receipt.clone(), c.secs)).collect();
+                shared
+                    .sqs
+                    .change_visibility_batch(queue.clone(), entries)
+                    .await
+            }
+        };
+        let operation = match kind {
+            Kind::Delete => "DeleteMessageBatch",
+            Kind::Visibility => "ChangeMessageVisibilityBatch",
+        };
+        crate::telemetry::api_call(operation, result.is_ok());
+        match result {
+            Ok(results) => {
+                left = left
+                    .into_iter()
+                    .zip(results)
+                    .filter_map(|(c, res)| res.err().map(|_| c))
+                    .collect();
+            }
+            Err(e) => {
+                tracing::warn!(queue = %queue, operation, error = %e, attempt, "batch call failed");
+            }
+        }
+        if left.is_empty() {
+            break;
+        }
+    }
+    if !left.is_empty() {
+        match kind {
+            Kind::Delete => tracing::warn!(
+                queue = %queue,
+                failed = left.len(),
+                "deletes failed twice; those messages will be delivered again"
+            ),
+            Kind::Visibility => tracing::warn!(
+                queue = %queue,
+                failed = left.len(),
+                "visibility changes failed twice; those messages keep their old timeout"
+            ),
+        }
+    }
+    shared.finished(finishing);
+}

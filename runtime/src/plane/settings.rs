@@ -1,0 +1,198 @@
+//! The data plane's settings: the balancer's receive options plus those only the data plane
+//! reads (per-queue overrides, failure backoff, handler timeout, visibility extension).
+
+use crate::error::RuntimeError;
+use sqsbalancer_core::{Config, QueueId, SqsConfig};
+use std::collections::BTreeMap;
+use tokio::time::Duration;
+
+/// SQS's ceiling on a message's visibility timeout, counted from its receipt.
+pub const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 3600);
+
+/// A failed message's retry delay grows with its receive count: `base × 2^(count − 1)`, at
+/// most `max`, set with ChangeMessageVisibility instead of waiting out the visibility timeout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FailureBackoff {
+    /// The delay after the first failed receive.
+    pub base: Duration,
+    /// The longest delay (SQS allows at most 12 h).
+    pub max: Duration,
+}
+
+impl FailureBackoff {
+    /// The visibility timeout, in whole seconds, for a message that failed on its
+    /// `receive_count`th receive.
+    pub fn delay_secs(&self, receive_count: u32) -> u32 {
+        let doublings = receive_count.saturating_sub(1).min(31);
+        let delay = self
+            .base
+            .saturating_mul(1u32 << doublings)
+            .min(self.max)
+            .min(MAX_VISIBILITY);
+        delay.as_secs() as u32
+    }
+}
+
+/// The data plane's settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlaneSettings {
+    /// ReceiveMessage settings of every queue without an override.
+    pub sqs: SqsConfig,
+    /// ReceiveMessage settings by queue name, replacing `sqs` for that queue.
+    pub overrides: BTreeMap<String, SqsConfig>,
+    /// Concurrent handler invocations.
+    pub workers: usize,
+    /// Messages received and waiting for a worker, at most.
+    pub work_queue: usize,
+    /// How long before the self-fence a receive call must have returned: covers the request
+    /// beyond its long poll (network, retries).
+    pub request_margin: Duration,
+    /// How long a success waits for nine more before its delete batch goes out.
+    pub delete_linger: Duration,
+    /// Retry failures after a growing delay instead of the visibility timeout.
+    pub failure_backoff: Option<FailureBackoff>,
+    /// A handler running longer than this fails (its task is aborted).
+    pub handler_timeout: Option<Duration>,
+    /// Keep messages invisible while their handler runs past half the visibility timeout,
+    /// up to SQS's 12 h limit.
+    pub extend_visibility: bool,
+}
+
+impl PlaneSettings {
+    /// The settings of `cfg`, with the data-plane options at their defaults: no overrides,
+    /// failures wait out the visibility timeout, no handler timeout, visibility extended.
+    pub fn of(cfg: &Config) -> PlaneSettings {
+        PlaneSettings {
+            sqs: cfg.sqs.clone(),
+            overrides: BTreeMap::new(),
+            workers: cfg.worker_pool_size,
+            work_queue: cfg.work_queue_size,
+            // Two seconds, or a fifth of the heartbeat timeout when that is shorter (tests).
+            request_margin: Duration::from_secs(2).min(cfg.heartbeat_timeout / 5),
+            delete_linger: Duration::from_millis(50),
+            failure_backoff: None,
+            handler_timeout: None,
+            extend_visibility: true,
+        }
+    }
+
+    /// The receive settings of `queue`: its override, or the default.
+    pub fn sqs_for(&self, queue: &QueueId) -> &SqsConfig {
+        self.overrides.get(queue.name()).unwrap_or(&self.sqs)
+    }
+
+    /// Checks the data-plane options; the first bad one is named.
+    pub fn validate(&self) -> Result<(), RuntimeError> {
+        for (queue, sqs) in &self.overrides {
+            sqs.validate()
+                .map_err(|source| RuntimeError::QueueSettings {
+                    queue: queue.clone(),
+                    source,
+                })?;
+        }
+        if let Some(b) = &self.failure_backoff
+            && (b.base.is_zero() || b.max < b.base || b.max > MAX_VISIBILITY)
+        {
+            return Err(RuntimeError::Option {
+                option: "FailureBackoff",
+                rule: format!(
+                    "base must be more than zero and at most max, max at most 12h; got base {:?}, max {:?}",
+                    b.base, b.max
+                ),
+            });
+        }
+        if self.handler_timeout.is_some_and(|t| t.is_zero()) {
+            return Err(RuntimeError::Option {
+                option: "HandlerTimeout",
+                rule: "must be more than zero".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Messages the data plane holds at most: one permit each.
+    pub(super) fn capacity(&self) -> usize {
+        self.workers + self.work_queue
+    }
+
+    /// How often in-flight messages are checked for extension: a quarter of the shortest
+    /// visibility timeout, within 250 ms..=10 s.
+    pub(super) fn extension_tick(&self) -> Duration {
+        let shortest = self
+            .overrides
+            .values()
+            .chain([&self.sqs])
+            .map(|s| s.visibility_timeout)
+            .min()
+            .unwrap_or(self.sqs.visibility_timeout);
+        (Duration::from_secs(u64::from(shortest)) / 4)
+            .clamp(Duration::from_millis(250), Duration::from_secs(10))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_per_receive_up_to_its_max() {
+        let b = FailureBackoff {
+            base: Duration::from_secs(5),
+            max: Duration::from_secs(60),
+        };
+        let delays: Vec<u32> = (1..=6).map(|c| b.delay_secs(c)).collect();
+        assert_eq!(delays, vec![5, 10, 20, 40, 60, 60]);
+        assert_eq!(b.delay_secs(0), 5, "a zero count is the first receive");
+        assert_eq!(b.delay_secs(u32::MAX), 60, "no overflow");
+    }
+
+    #[test]
+    fn overrides_replace_the_default_for_their_queue_only() {
+        let mut s = PlaneSettings::of(&Config::new("app", "t"));
+        let slow = SqsConfig {
+            visibility_timeout: 300,
+            ..SqsConfig::default()
+        };
+        s.overrides.insert("slow".into(), slow.clone());
+        let q = |n: &str| QueueId::new(&format!("https://sqs.local/1/{n}")).expect("valid");
+        assert_eq!(s.sqs_for(&q("slow")), &slow);
+        assert_eq!(s.sqs_for(&q("fast")), &s.sqs);
+        assert_eq!(s.extension_tick(), Duration::from_millis(7500));
+    }
+
+    #[test]
+    fn bad_options_are_named() {
+        let mut s = PlaneSettings::of(&Config::new("app", "t"));
+        s.overrides.insert(
+            "q".into(),
+            SqsConfig {
+                max_messages: 11,
+                ..SqsConfig::default()
+            },
+        );
+        let e = s.validate().expect_err("max 11");
+        assert!(
+            e.to_string().contains("q") && e.to_string().contains("MaxMessages"),
+            "{e}"
+        );
+        s.overrides.clear();
+        s.failure_backoff = Some(FailureBackoff {
+            base: Duration::from_secs(10),
+            max: Duration::from_secs(5),
+        });
+        assert!(
+            s.validate()
+                .expect_err("max < base")
+                .to_string()
+                .contains("FailureBackoff")
+        );
+        s.failure_backoff = None;
+        s.handler_timeout = Some(Duration::ZERO);
+        assert!(
+            s.validate()
+                .expect_err("zero")
+                .to_string()
+                .contains("HandlerTimeout")
+        );
+    }
+}

@@ -1,0 +1,354 @@
+//! The data plane's options end to end, one real instance on a paused clock against the
+//! in-memory fakes: visibility extension, failure backoff, handler timeout, FIFO group
+//! order, the batch handler, per-queue settings, releasing unstarted messages at shutdown,
+//! and the stats and health a running instance reports.
+
+mod common;
+
+use common::{
+    backend, backlog, calls, cfg, create_queue, fakes_with_queues, send, send_fifo, wait_until,
+};
+use sqsbalancer_core::SqsConfig;
+use sqsbalancer_runtime::{
+    Balancer, BatchOutcome, FailureBackoff, HandlerError, Message, RuntimeError,
+};
+use sqsbalancer_sim::fake::SqsOp;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+
+type Log<T> = Arc<Mutex<Vec<T>>>;
+
+fn log<T>() -> Log<T> {
+    Arc::new(Mutex::new(Vec::new()))
+}
+
+fn read<T: Clone>(log: &Log<T>) -> Vec<T> {
+    log.lock().expect("not poisoned").clone()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_handler_keeps_its_message_invisible_until_it_finishes() {
+    for extend in [true, false] {
+        let (fakes, urls) = fakes_with_queues(1);
+        send(&fakes, &urls[0], "slow");
+        let deliveries = log::<u32>();
+        let seen = Arc::clone(&deliveries);
+        let handler = move |m: Message| {
+            seen.lock().expect("not poisoned").push(m.receive_count);
+            async move {
+                // Over three visibility timeouts (30 s).
+                tokio::time::sleep(Duration::from_secs(100)).await;
+                Ok::<(), HandlerError>(())
+            }
+        };
+        let mut balancer = Balancer::new(cfg("a"), backend(&fakes, "a")).expect("valid");
+        if !extend {
+            balancer = balancer.without_visibility_extension();
+        }
+        let running = balancer.start(handler).expect("started");
+        if extend {
+            wait_until(Duration::from_secs(600), "the queue empty", || {
+                backlog(&fakes, &urls) == 0
+            })
+            .await;
+            assert_eq!(read(&deliveries), vec![1], "handled once, never raced");
+            let extensions = calls(&fakes, "a", SqsOp::ChangeMessageVisibilityBatch);
+            assert!(extensions >= 3, "{extensions} extensions over 100 s");
+            running.stop().await.expect("a clean stop");
+        } else {
+            // Redelivered every 30 s while its handler still runs.
+            wait_until(Duration::from_secs(120), "a redelivery", || {
+                read(&deliveries).len() >= 2
+            })
+            .await;
+            assert_eq!(calls(&fakes, "a", SqsOp::ChangeMessageVisibilityBatch), 0);
+            // And a stop cannot finish the 100 s handlers within the 30 s shutdown timeout.
+            assert!(matches!(
+                running.stop().await,
+                Err(RuntimeError::ShutdownTimeout { .. })
+            ));
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn failure_backoff_retries_sooner_than_the_visibility_timeout() {
+    let (fakes, urls) = fakes_with_queues(1);
+    send(&fakes, &urls[0], "flaky");
+    let attempts = log::<(u32, Instant)>();
+    let seen = Arc::clone(&attempts);
+    let handler = move |m: Message| {
+        seen.lock()
+            .expect("not poisoned")
+            .push((m.receive_count, Instant::now()));
+        async move {
+            if m.receive_count < 3 {
+                return Err(HandlerError::new("not yet"));
+            }
+            Ok(())
+        }
+    };
+    let backoff = FailureBackoff {
+        base: Duration::from_secs(1),
+        max: Duration::from_secs(60),
+    };
+    let running = Balancer::new(cfg("a"), backend(&fakes, "a"))
+        .expect("valid")
+        .with_failure_backoff(backoff)
+        .expect("a valid backoff")
+        .start(handler)
+        .expect("started");
+    wait_until(Duration::from_secs(120), "the queue empty", || {
+        backlog(&fakes, &urls) == 0
+    })
+    .await;
+    let attempts = read(&attempts);
+    let counts: Vec<u32> = attempts.iter().map(|a| a.0).collect();
+    assert_eq!(counts, vec![1, 2, 3]);
+    // 1 s, then 2 s (plus a poll), not the 30 s visibility timeout.
+    for (pair, want) in attempts.windows(2).zip([1, 2]) {
+        let gap = pair[1].1 - pair[0].1;
+        let want = Duration::from_secs(want);
+        assert!(
+            gap >= want && gap < want + Duration::from_secs(2),
+            "{gap:?}"
+        );
+    }
+    let stats = running.stats();
+    assert_eq!((stats.failed, stats.succeeded), (2, 1));
+    running.stop().await.expect("a clean stop");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_handler_past_its_timeout_fails_and_the_message_comes_back() {
+    let (fakes, urls) = fakes_with_queues(1);
+    send(&fakes, &urls[0], "stuck once");
+    let handler = |m: Message| async move {
+        if m.receive_count == 1 {
+            std::future::pending::<()>().await;
+        }
+        Ok::<(), HandlerError>(())
+    };
+    let running = Balancer::new(cfg("a"), backend(&fakes, "a"))
+        .expect("valid")
+        .with_handler_timeout(Duration::from_secs(2))
+        .expect("a valid timeout")
+        .start(handler)
+        .expect("started");
+    wait_until(Duration::from_secs(120), "the queue empty", || {
+        backlog(&fakes, &urls) == 0
+    })
+    .await;
+    let stats = running.stats();
+    assert_eq!(
+        (stats.failed, stats.succeeded, stats.in_handlers),
+        (1, 1, 0)
+    );
+    assert!(running.health().healthy, "{:?}", running.health());
+    running.stop().await.expect("a clean stop");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fifo_group_is_handled_in_order_even_across_a_failure() {
+    let (fakes, _) = fakes_with_queues(0);
+    let url = create_queue(&fakes, "orders.fifo");
+    for i in 0..10 {
+        for g in 0..3 {
+            send_fifo(&fakes, &url, &format!("g{g}"), &format!("g{g}-{i}"));
+        }
+    }
+    let done = log::<String>();
+    let seen = Arc::clone(&done);
+    let failed_once = Arc::new(Mutex::new(false));
+    let handler = move |m: Message| {
+        let seen = Arc::clone(&seen);
+        let failed_once = Arc::clone(&failed_once);
+        async move {
+            // Handlers take time, so a group's messages would overtake each other if they
+            // ran on several workers at once.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            if m.body == "g1-3" && !std::mem::replace(&mut *failed_once.lock().expect("ok"), true) {
+                return Err(HandlerError::new("once"));
+            }
+            seen.lock().expect("not poisoned").push(m.body);
+            Ok(())
+        }
+    };
+    let running = Balancer::new(cfg("a"), backend(&fakes, "a"))
+        .expect("valid")
+        .start(handler)
+        .expect("started");
+    wait_until(Duration::from_secs(300), "the queue empty", || {
+        backlog(&fakes, std::slice::from_ref(&url)) == 0
+    })
+    .await;
+    let done = read(&done);
+    for g in 0..3 {
+        let order: Vec<&String> = done
+            .iter()
+            .filter(|b| b.starts_with(&format!("g{g}-")))
+            .collect();
+        let want: Vec<String> = (0..10).map(|i| format!("g{g}-{i}")).collect();
+        assert_eq!(order, want.iter().collect::<Vec<_>>(), "group g{g}");
+    }
+    running.stop().await.expect("a clean stop");
+}
+
+/// Records batch sizes by queue name and fails each `fail` message on its first receive.
+fn batch_recorder(
+    sizes: Log<(String, usize)>,
+    outcomes: Log<(String, bool)>,
+) -> impl Fn(Vec<Message>) -> std::future::Ready<BatchOutcome> + Send + Sync + 'static {
+    move |batch: Vec<Message>| {
+        let queue = batch[0].queue.name().to_owned();
+        sizes.lock().expect("ok").push((queue, batch.len()));
+        let results: BatchOutcome = batch
+            .iter()
+            .map(|m| {
+                let ok = !(m.body.starts_with("fail") && m.receive_count == 1);
+                outcomes.lock().expect("ok").push((m.body.clone(), ok));
+                if ok {
+                    Ok(())
+                } else {
+                    Err(HandlerError::new("first time"))
+                }
+            })
+            .collect();
+        std::future::ready(results)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_handler_succeeds_and_fails_messages_alone_with_per_queue_batch_sizes() {
+    let (fakes, urls) = fakes_with_queues(2);
+    let mut bodies = Vec::new();
+    for url in &urls {
+        for i in 0..30 {
+            let body = format!("{}-{url}-{i}", if i % 5 == 0 { "fail" } else { "ok" });
+            send(&fakes, url, &body);
+            bodies.push(body);
+        }
+    }
+    let (sizes, outcomes) = (log(), log());
+    let one_at_a_time = SqsConfig {
+        max_messages: 1,
+        ..SqsConfig::default()
+    };
+    let running = Balancer::new(cfg("a"), backend(&fakes, "a"))
+        .expect("valid")
+        .with_queue_settings("q-1", one_at_a_time)
+        .expect("valid settings")
+        .start_batch(batch_recorder(Arc::clone(&sizes), Arc::clone(&outcomes)))
+        .expect("started");
+    wait_until(Duration::from_secs(300), "the queues empty", || {
+        backlog(&fakes, &urls) == 0
+    })
+    .await;
+    let mut largest: BTreeMap<String, usize> = BTreeMap::new();
+    for (q, n) in read(&sizes) {
+        let l = largest.entry(q).or_default();
+        *l = (*l).max(n);
+    }
+    assert!(largest["q-0"] > 1, "q-0 batches {largest:?}");
+    assert_eq!(largest["q-1"], 1, "q-1 is set to one message per receive");
+    let outcomes = read(&outcomes);
+    for body in &bodies {
+        let tries: Vec<bool> = outcomes
+            .iter()
+            .filter(|(b, _)| b == body)
+            .map(|o| o.1)
+            .collect();
+        let want = if body.starts_with("fail") {
+            vec![false, true]
+        } else {
+            vec![true]
+        };
+        assert_eq!(tries, want, "{body}");
+    }
+    let stats = running.stats();
+    assert_eq!((stats.succeeded, stats.failed), (60, 12));
+    running.stop().await.expect("a clean stop");
+}
+
+#[tokio::test]
+async fn bad_data_plane_options_are_typed_errors_naming_them() {
+    let (fakes, _) = fakes_with_queues(0);
+    let balancer = || Balancer::new(cfg("a"), backend(&fakes, "a")).expect("valid");
+    let too_many = SqsConfig {
+        max_messages: 11,
+        ..SqsConfig::default()
+    };
+    let Err(RuntimeError::QueueSettings { queue, source }) =
+        balancer().with_queue_settings("big", too_many)
+    else {
+        panic!("MaxMessages 11 was accepted");
+    };
+    assert_eq!(queue, "big");
+    assert!(source.to_string().contains("MaxMessages"), "{source}");
+    let backwards = FailureBackoff {
+        base: Duration::from_secs(10),
+        max: Duration::from_secs(1),
+    };
+    assert!(matches!(
+        balancer().with_failure_backoff(backwards),
+        Err(RuntimeError::Option {
+            option: "FailureBackoff",
+            ..
+        })
+    ));
+    assert!(matches!(
+        balancer().with_handler_timeout(Duration::ZERO),
+        Err(RuntimeError::Option {
+            option: "HandlerTimeout",
+            ..
+        })
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_graceful_stop_makes_unstarted_messages_visible_at_once() {
+    let (fakes, urls) = fakes_with_queues(1);
+    for i in 0..50 {
+        send(&fakes, &urls[0], &format!("m-{i}"));
+    }
+    let mut c = cfg("a");
+    c.worker_pool_size = 1;
+    c.work_queue_size = 9;
+    let handled = log::<String>();
+    let seen = Arc::clone(&handled);
+    let handler = move |m: Message| {
+        let seen = Arc::clone(&seen);
+        async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            seen.lock().expect("ok").push(m.body);
+            Ok::<(), HandlerError>(())
+        }
+    };
+    let running = Balancer::new(c, backend(&fakes, "a"))
+        .expect("valid")
+        .start(handler)
+        .expect("started");
+    wait_until(Duration::from_secs(60), "a message handled", || {
+        !read(&handled).is_empty()
+    })
+    .await;
+    running.stop().await.expect("a clean stop");
+    let left = backlog(&fakes, &urls);
+    assert_eq!(
+        left + read(&handled).len(),
+        50,
+        "nothing lost, nothing handled twice"
+    );
+    let counts = {
+        let mut f = fakes.lock().expect("ok");
+        let now = f.now();
+        f.sqs.counts(now, "admin", &urls[0]).expect("the queue")
+    };
+    assert_eq!(
+        counts.not_visible, 0,
+        "received but unstarted messages were released"
+    );
+    assert_eq!(counts.visible as usize, left);
+}
