@@ -3,11 +3,14 @@
 //!
 //! - throughput: one instance, 10 and then 100 queues preloaded, a no-op handler, zero
 //!   latency: messages per second from start to the last delete, and SQS calls per message;
+//!   beside it, the fake's own cost: the same receives and delete batches made straight on
+//!   the fake, with no runtime;
 //! - utilisation: the same with 20 ms one-way latency on every call and a 20 ms handler:
-//!   the share of worker time spent in the handler;
-//! - memory: peak RSS of this process before and after one instance owns 1,000 queues (the
-//!   fake's own share measured first, beside the runtime's). The process is not torn down
-//!   between scenarios, so the figures are upper bounds.
+//!   the share of worker time spent in the handler, from the first handler start to the last
+//!   handler end;
+//! - memory: peak RSS of a fresh child process (this program with `--memory`) with the
+//!   fake's 1,000 queues, then once one instance owns them all: the fake's share beside the
+//!   runtime's.
 //!
 //! Wall time is measured here, outside the library, as a benchmark should. Without `--bench`
 //! (as `cargo test --all-targets` runs it) each scenario is cut down to a smoke test.
@@ -25,6 +28,65 @@ use sqsbalancer_sim::{TABLE, config};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// Handler time, and the window from the first handler start to the last handler end.
+#[derive(Default)]
+struct Busy {
+    micros: AtomicU64,
+    window: Mutex<Option<(Instant, Instant)>>,
+}
+
+impl Busy {
+    fn record(&self, started: Instant) {
+        let ended = Instant::now();
+        self.micros
+            .fetch_add((ended - started).as_micros() as u64, Ordering::Relaxed);
+        let mut w = self.window.lock().expect("not poisoned");
+        let (first, last) = w.get_or_insert((started, ended));
+        *first = (*first).min(started);
+        *last = (*last).max(ended);
+    }
+
+    /// Handler time over `workers` × the window.
+    fn utilisation(&self, workers: usize) -> f64 {
+        let w = self.window.lock().expect("not poisoned");
+        let Some((first, last)) = *w else { return 0.0 };
+        self.micros.load(Ordering::Relaxed) as f64
+            / 1e6
+            / (workers as f64 * (last - first).as_secs_f64())
+    }
+}
+
+/// The fake alone: receive batches of 10 and delete them, as the runtime would, with no
+/// runtime; messages per second.
+fn fake_only(fakes: &Arc<Mutex<Fakes>>, urls: &[String], messages: usize) -> f64 {
+    use sqsbalancer_sim::fake::ReceiveRequest;
+    let start = Instant::now();
+    let mut done = 0;
+    while done < messages {
+        for url in urls {
+            let mut f = fakes.lock().expect("not poisoned");
+            let now = f.now();
+            let req = ReceiveRequest {
+                url: url.clone(),
+                max: 10,
+                visibility_secs: 30,
+                wait_ms: 0,
+                attribute_names: vec!["All".to_owned()],
+            };
+            let got = f.sqs.receive(now, "fake-only", &req).expect("received");
+            if got.is_empty() {
+                continue;
+            }
+            done += got.len();
+            let receipts: Vec<String> = got.into_iter().map(|r| r.receipt).collect();
+            f.sqs
+                .delete_batch("fake-only", url, &receipts)
+                .expect("deleted");
+        }
+    }
+    messages as f64 / start.elapsed().as_secs_f64()
+}
 
 fn fakes(queues: usize, per_queue: usize) -> (Arc<Mutex<Fakes>>, Vec<String>) {
     let mut f = Fakes::new();
@@ -85,7 +147,7 @@ fn drain(
     latency: Duration,
     workers: usize,
     handler_ms: u64,
-    busy: Arc<AtomicU64>,
+    busy: Arc<Busy>,
 ) -> Duration {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -100,7 +162,7 @@ fn drain(
                 if handler_ms > 0 {
                     let t = Instant::now();
                     tokio::time::sleep(Duration::from_millis(handler_ms)).await;
-                    busy.fetch_add(t.elapsed().as_micros() as u64, Ordering::Relaxed);
+                    busy.record(t);
                 }
                 Ok::<(), HandlerError>(())
             }
@@ -159,14 +221,32 @@ fn peak_rss_kb() -> u64 {
         .unwrap_or(0)
 }
 
+/// The child process of the memory scenario: prints its peak RSS with the fake alone, then
+/// with one instance owning every queue.
+fn memory_child(queues: usize) {
+    let (f, urls) = fakes(queues, 0);
+    let with_fake = peak_rss_kb();
+    own_all(&f, urls.len());
+    println!("{with_fake} {}", peak_rss_kb());
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--memory") {
+        let queues = args
+            .get(i + 1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1_000);
+        memory_child(queues);
+        return;
+    }
     // `cargo bench` passes --bench; `cargo test --all-targets` runs this as a quick smoke test.
-    let full = std::env::args().any(|a| a == "--bench");
+    let full = args.iter().any(|a| a == "--bench");
     let scale = if full { 1 } else { 100 };
     // G6 and G5 (SQS half): zero latency, no-op handler; 10 queues, then 100 (more pollers
     // than the 50 permits of 10 workers and a work queue of 40).
     let runs: &[(usize, usize)] = if full {
-        &[(10, 200_000), (100, 20_000)]
+        &[(10, 200_000), (100, 200_000)]
     } else {
         &[(10, 2_000)]
     };
@@ -174,13 +254,17 @@ fn main() {
         let (f, urls) = fakes(queues, messages / queues);
         let took = drain(&f, &urls, Duration::ZERO, 10, 0, Arc::default());
         let (receives, deletes, all) = sqs_calls(&f);
+        let (alone, _) = fakes(queues, messages / queues);
+        let fake_rate = fake_only(&alone, &urls, messages);
+        let rate = messages as f64 / took.as_secs_f64();
         println!(
-            "throughput, {queues} queues: {messages} messages in {:.2} s = {:.0} msg/s; SQS calls per message {:.3} (receive {:.3}, delete batches {:.3})",
+            "throughput, {queues} queues: {messages} messages in {:.2} s = {rate:.0} msg/s; SQS calls per message {:.3} (receive {:.3}, delete batches {:.3}); the fake alone {fake_rate:.0} msg/s, so per message {:.2} us in the fake and {:.2} us in the runtime",
             took.as_secs_f64(),
-            messages as f64 / took.as_secs_f64(),
             all as f64 / messages as f64,
             receives as f64 / messages as f64,
             deletes as f64 / messages as f64,
+            1e6 / fake_rate,
+            (1e6 / rate - 1e6 / fake_rate).max(0.0),
         );
     }
 
@@ -188,7 +272,7 @@ fn main() {
     let messages = 2_000 / scale.min(10);
     let queues = if full { 20 } else { 5 };
     let (f, urls) = fakes(queues, messages / queues);
-    let busy = Arc::new(AtomicU64::new(0));
+    let busy = Arc::new(Busy::default());
     let took = drain(
         &f,
         &urls,
@@ -197,21 +281,33 @@ fn main() {
         20,
         Arc::clone(&busy),
     );
-    let utilisation = busy.load(Ordering::Relaxed) as f64 / 1e6 / (10.0 * took.as_secs_f64());
+    let utilisation = busy.utilisation(10);
     println!(
         "utilisation: {messages} messages, 20 ms latency, 20 ms handler, 10 workers: {:.1} % of worker time in the handler ({:.2} s)",
         utilisation * 100.0,
         took.as_secs_f64()
     );
 
-    // G9: one instance owning 1,000 empty queues (pollers, records, views).
-    let before = peak_rss_kb();
-    let (f, urls) = fakes(1_000, 0);
-    let with_fake = peak_rss_kb();
-    own_all(&f, urls.len());
-    let after = peak_rss_kb();
+    // G9: one instance owning 1,000 empty queues (pollers, records, views), in a fresh child
+    // process so nothing above inflates the figure.
+    let queues = if full { 1_000 } else { 50 };
+    let out = std::process::Command::new(std::env::current_exe().expect("this program"))
+        .args(["--memory", &queues.to_string()])
+        .output()
+        .expect("the memory child runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let figures: Vec<u64> = text
+        .split_whitespace()
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    let [with_fake, after] = figures[..] else {
+        panic!(
+            "the memory child printed {text:?}, stderr {:?}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
     println!(
-        "memory: peak RSS {before} KB before, {with_fake} KB with the fake's 1,000 queues, {after} KB once one instance owns them all (runtime share {} KB)",
+        "memory: peak RSS of a fresh process {with_fake} KB with the fake's {queues} queues, {after} KB once one instance owns them all (runtime share {} KB)",
         after.saturating_sub(with_fake)
     );
 }
