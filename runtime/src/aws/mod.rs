@@ -57,6 +57,20 @@ impl AwsBackend {
         }
     }
 
+    /// A backend on clients configured elsewhere (a custom HTTP client, retry policy or
+    /// interceptors), for `table`.
+    pub fn from_clients(
+        dynamo: aws_sdk_dynamodb::Client,
+        sqs: aws_sdk_sqs::Client,
+        table: &str,
+    ) -> AwsBackend {
+        AwsBackend {
+            dynamo,
+            sqs,
+            table: table.to_owned(),
+        }
+    }
+
     /// The DynamoDB client (for table management).
     pub fn dynamo(&self) -> &aws_sdk_dynamodb::Client {
         &self.dynamo

@@ -204,3 +204,80 @@ fn entry_results(
     }
     results
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_config::{BehaviorVersion, Region};
+    use aws_sdk_sqs::config::Credentials;
+    use aws_smithy_http_client::test_util::{ReplayEvent, StaticReplayClient};
+    use aws_smithy_types::body::SdkBody;
+    use sqsbalancer_core::{Outcome, Reply};
+
+    const BASE: &str = "https://sqs.us-east-1.amazonaws.com/123456789012";
+
+    /// A ListQueues answer with queues `q-from`..`q-to` and maybe a next token.
+    fn page(from: usize, to: usize, token: Option<&str>) -> http::Response<SdkBody> {
+        let urls: Vec<String> = (from..to).map(|i| format!("\"{BASE}/q-{i:04}\"")).collect();
+        let token = token.map_or(String::new(), |t| format!(",\"NextToken\":\"{t}\""));
+        http::Response::builder()
+            .status(200)
+            .header("content-type", "application/x-amz-json-1.0")
+            .body(SdkBody::from(format!("{{\"QueueUrls\":[{}]{token}}}", urls.join(","))))
+            .expect("a response")
+    }
+
+    fn request() -> http::Request<SdkBody> {
+        http::Request::builder()
+            .uri("https://sqs.us-east-1.amazonaws.com/")
+            .body(SdkBody::empty())
+            .expect("a request")
+    }
+
+    fn backend(sqs_http: StaticReplayClient) -> AwsBackend {
+        let creds = Credentials::new("id", "secret", None, None, "test");
+        let sqs = aws_sdk_sqs::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(creds.clone())
+            .http_client(sqs_http)
+            .build();
+        let dynamo = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(creds)
+            .http_client(StaticReplayClient::new(Vec::new()))
+            .build();
+        AwsBackend::from_clients(
+            aws_sdk_dynamodb::Client::from_conf(dynamo),
+            aws_sdk_sqs::Client::from_conf(sqs),
+            "t",
+        )
+    }
+
+    #[tokio::test]
+    async fn discovery_follows_next_token_past_a_thousand_queues() {
+        // moto ignores NextToken, so the adapter's paging is proven on canned SQS answers.
+        let replay = StaticReplayClient::new(vec![
+            ReplayEvent::new(request(), page(0, 1000, Some("page-2"))),
+            ReplayEvent::new(request(), page(1000, 1100, None)),
+        ]);
+        let outcome = crate::execute::list(&backend(replay.clone()), "q-").await;
+        let Outcome::Applied(Reply::Queues(found)) = outcome else {
+            panic!("listing failed: {outcome:?}");
+        };
+        assert_eq!(found.len(), 1100);
+        assert_eq!(found[1099].as_str(), format!("{BASE}/q-1099"));
+        let bodies: Vec<String> = replay
+            .actual_requests()
+            .map(|r| String::from_utf8_lossy(r.body().bytes().unwrap_or_default()).into_owned())
+            .collect();
+        assert_eq!(bodies.len(), 2, "{bodies:?}");
+        for body in &bodies {
+            assert!(body.contains("\"MaxResults\":1000"), "{body}");
+            assert!(body.contains("\"QueueNamePrefix\":\"q-\""), "{body}");
+        }
+        assert!(!bodies[0].contains("NextToken"), "{}", bodies[0]);
+        assert!(bodies[1].contains("\"NextToken\":\"page-2\""), "{}", bodies[1]);
+    }
+}
