@@ -1,6 +1,8 @@
 //! The runtime against a real AWS emulator (moto): three balancers share nine queues evenly,
 //! every message is handled and deleted, a graceful stop hands its queues over, and a
-//! coordination table with the wrong key schema is refused.
+//! coordination table with the wrong key schema is refused; an aborted instance is failed over
+//! within HeartbeatTimeout + 2 × HeartbeatInterval and a stopped one handed over within one
+//! interval.
 
 mod common;
 
@@ -300,4 +302,110 @@ async fn failures_and_panics_are_redelivered_and_a_deleted_queue_is_dropped() {
     )
     .await;
     running.stop().await.expect("a clean stop");
+}
+
+/// How long until the instances' loads satisfy `done`, polled every 20 ms; fails past `within`.
+async fn time_until(
+    within: Duration,
+    what: &str,
+    fleet: &[Running],
+    done: impl Fn(&[usize]) -> bool,
+) -> Duration {
+    let start = tokio::time::Instant::now();
+    loop {
+        let loads: Vec<usize> = fleet.iter().map(|r| r.active_queues().len()).collect();
+        if done(&loads) {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < within,
+            "not within {within:?}: {what} ({loads:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[test]
+fn an_abort_is_failed_over_and_a_stop_handed_over_within_their_bounds() {
+    let moto = Moto::start();
+    let (app, table) = ("bounds", "coordination");
+    let fleet_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    // The instance to abort runs on its own runtime: shutting that down kills every one of
+    // its tasks mid-flight, with no stop, as a crash would.
+    let doomed_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let cfg = |id: &str| fast(app, table, id);
+    let bound = cfg("x").heartbeat_timeout + 2 * cfg("x").heartbeat_interval;
+    let handler = |_m: Message| async { Ok::<(), HandlerError>(()) };
+    let fleet = fleet_rt.block_on(async {
+        let admin = moto.backend(table).await;
+        ensure_table(&admin, Billing::OnDemand)
+            .await
+            .expect("table");
+        create_queues(&admin, app, 9).await;
+        let mut fleet = Vec::new();
+        for id in ["a", "b"] {
+            let backend = Arc::new(moto.backend(table).await);
+            let b = Balancer::new(cfg(id), backend).expect("valid");
+            fleet.push(b.start(handler).expect("started"));
+        }
+        fleet
+    });
+    let doomed = doomed_rt.block_on(async {
+        let backend = Arc::new(moto.backend(table).await);
+        let b = Balancer::new(cfg("c"), backend).expect("valid");
+        b.start(handler).expect("started")
+    });
+    let failover = fleet_rt.block_on(async {
+        let mut all: Vec<&Running> = fleet.iter().collect();
+        all.push(&doomed);
+        wait_until(Duration::from_secs(30), "3/3/3", async || {
+            all.iter().all(|r| r.active_queues().len() == 3)
+        })
+        .await;
+        // Abort c: its records stay claimed until its heartbeat goes stale.
+        doomed_rt.shutdown_background();
+        time_until(
+            Duration::from_secs(30),
+            "a and b own all nine",
+            &fleet,
+            |l| l.iter().sum::<usize>() == 9,
+        )
+        .await
+    });
+    let mut fleet = fleet;
+    let handover = fleet_rt.block_on(async {
+        let leaver = fleet.remove(0);
+        leaver.stop().await.expect("a clean stop");
+        time_until(Duration::from_secs(30), "b owns all nine", &fleet, |l| {
+            l == [9]
+        })
+        .await
+    });
+    eprintln!(
+        "failover after abort {failover:?} (bound {bound:?}); hand-over after stop {handover:?}"
+    );
+    // The bounds, with moto's request latency on a loaded two-core machine as slack.
+    let slack = Duration::from_secs(1);
+    assert!(
+        failover <= bound + slack,
+        "failover took {failover:?}, bound {bound:?}"
+    );
+    let interval = cfg("x").heartbeat_interval;
+    assert!(
+        handover <= interval + slack,
+        "hand-over took {handover:?}, bound {interval:?}"
+    );
+    fleet_rt.block_on(async {
+        for r in fleet {
+            r.stop().await.expect("a clean stop");
+        }
+    });
 }
