@@ -33,6 +33,15 @@ pub enum BackendError {
         /// What happened, for the log.
         reason: String,
     },
+    /// No usable credentials: none configured, expired, or their provider unreachable. The
+    /// request was not sent; [`crate::Health`] reports it until a call succeeds.
+    #[error("{service} call not sent, no usable credentials: {reason}")]
+    Credentials {
+        /// `dynamodb` or `sqs`.
+        service: &'static str,
+        /// What the credentials provider said.
+        reason: String,
+    },
     /// The service refused the request as malformed or unauthorized; retrying will not help.
     #[error("{service} refused the request: {reason}")]
     Refused {

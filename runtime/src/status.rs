@@ -31,7 +31,7 @@ pub struct Stats {
 #[non_exhaustive]
 pub struct Health {
     /// True when the phase is running, the coordination table answered within the heartbeat
-    /// timeout, and no call has been refused since (bad credentials or permissions).
+    /// timeout, and no call has been refused or left unsent for want of credentials since.
     pub healthy: bool,
     /// The lifecycle phase.
     pub phase: Phase,
@@ -84,7 +84,10 @@ impl HealthTracker {
     pub(crate) fn health(&self, phase: Phase) -> Health {
         let t = self.lock();
         let since = t.last_ok.map(|at| at.elapsed());
-        let refused = matches!(t.last_error, Some(BackendError::Refused { .. }));
+        let refused = matches!(
+            t.last_error,
+            Some(BackendError::Refused { .. } | BackendError::Credentials { .. })
+        );
         Health {
             healthy: phase == Phase::Running
                 && since.is_some_and(|s| s <= self.heartbeat_timeout)

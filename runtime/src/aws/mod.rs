@@ -91,11 +91,14 @@ fn sdk_error<E, R>(
 ) -> crate::error::BackendError
 where
     E: std::error::Error + 'static,
-    R: std::fmt::Debug,
+    R: std::fmt::Debug + 'static,
 {
     use crate::error::BackendError;
     use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
     let reason = DisplayErrorContext(e).to_string();
+    if caused_by_credentials(e) {
+        return BackendError::Credentials { service, reason };
+    }
     match e {
         SdkError::ServiceError(s) if throttled(s.err()) => BackendError::Throttled {
             service,
@@ -106,4 +109,20 @@ where
         }
         _ => BackendError::Unknown { service, reason },
     }
+}
+
+/// Whether `e` or any error under it is a credentials provider's failure (none found,
+/// expired, the provider unreachable): the request was never sent.
+fn caused_by_credentials(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(err) = next {
+        if err
+            .downcast_ref::<aws_credential_types::provider::error::CredentialsError>()
+            .is_some()
+        {
+            return true;
+        }
+        next = err.source();
+    }
+    false
 }

@@ -24,7 +24,7 @@ fn queue_error<E, R>(
 ) -> BackendError
 where
     E: std::error::Error + 'static,
-    R: std::fmt::Debug,
+    R: std::fmt::Debug + 'static,
 {
     if e.as_service_error().is_some_and(gone) {
         BackendError::QueueDoesNotExist {
@@ -209,6 +209,8 @@ fn entry_results(
 mod tests {
     use super::*;
     use aws_config::{BehaviorVersion, Region};
+    use aws_credential_types::provider::error::CredentialsError;
+    use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider, future};
     use aws_sdk_sqs::config::Credentials;
     use aws_smithy_http_client::test_util::{ReplayEvent, StaticReplayClient};
     use aws_smithy_types::body::SdkBody;
@@ -223,7 +225,10 @@ mod tests {
         http::Response::builder()
             .status(200)
             .header("content-type", "application/x-amz-json-1.0")
-            .body(SdkBody::from(format!("{{\"QueueUrls\":[{}]{token}}}", urls.join(","))))
+            .body(SdkBody::from(format!(
+                "{{\"QueueUrls\":[{}]{token}}}",
+                urls.join(",")
+            )))
             .expect("a response")
     }
 
@@ -235,7 +240,28 @@ mod tests {
     }
 
     fn backend(sqs_http: StaticReplayClient) -> AwsBackend {
-        let creds = Credentials::new("id", "secret", None, None, "test");
+        backend_with(
+            sqs_http,
+            SharedCredentialsProvider::new(Credentials::new("id", "secret", None, None, "test")),
+        )
+    }
+
+    /// A credentials provider that never has any, as on a host with no role or profile.
+    #[derive(Debug)]
+    struct NoCredentials;
+
+    impl ProvideCredentials for NoCredentials {
+        fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+        where
+            Self: 'a,
+        {
+            future::ProvideCredentials::ready(Err(CredentialsError::not_loaded(
+                "no profile, no role",
+            )))
+        }
+    }
+
+    fn backend_with(sqs_http: StaticReplayClient, creds: SharedCredentialsProvider) -> AwsBackend {
         let sqs = aws_sdk_sqs::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new("us-east-1"))
@@ -278,6 +304,29 @@ mod tests {
             assert!(body.contains("\"QueueNamePrefix\":\"q-\""), "{body}");
         }
         assert!(!bodies[0].contains("NextToken"), "{}", bodies[0]);
-        assert!(bodies[1].contains("\"NextToken\":\"page-2\""), "{}", bodies[1]);
+        assert!(
+            bodies[1].contains("\"NextToken\":\"page-2\""),
+            "{}",
+            bodies[1]
+        );
+    }
+
+    #[tokio::test]
+    async fn missing_credentials_are_their_own_error_and_nothing_is_sent() {
+        let replay = StaticReplayClient::new(Vec::new());
+        let aws = backend_with(
+            replay.clone(),
+            SharedCredentialsProvider::new(NoCredentials),
+        );
+        let e = aws
+            .list("q-".to_owned(), None)
+            .await
+            .expect_err("no credentials");
+        assert!(
+            matches!(e, BackendError::Credentials { service: "sqs", .. }),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("no profile, no role"), "{e}");
+        assert_eq!(replay.actual_requests().count(), 0);
     }
 }

@@ -205,8 +205,9 @@ impl<Q: Sqs, C: Consumer> DataPlane<Q, C> {
                         queue: queue.clone(),
                         stopped: AtomicBool::new(false),
                     });
-                    if let Some((old, old_origin)) =
-                        self.pollers.insert(queue.clone(), (stop, Arc::clone(&origin)))
+                    if let Some((old, old_origin)) = self
+                        .pollers
+                        .insert(queue.clone(), (stop, Arc::clone(&origin)))
                     {
                         old_origin.stopped.store(true, Ordering::SeqCst);
                         old.send_replace(true);
