@@ -5,7 +5,7 @@ use crate::error::CliError;
 use clap::Args;
 use sqsbalancer_core::Config;
 use sqsbalancer_runtime::aws::{AwsBackend, AwsSettings, Billing, ensure_table};
-use sqsbalancer_runtime::{Balancer, HandlerError, Message};
+use sqsbalancer_runtime::{Balancer, FailureBackoff, HandlerError, Message};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -64,6 +64,16 @@ pub struct WorkerArgs {
     /// This instance's capacity weight.
     #[arg(long, value_name = "W")]
     capacity: Option<u32>,
+    /// Fail a handler still running after this long, e.g. 5m (default: no limit).
+    #[arg(long, value_parser = crate::sim::duration)]
+    handler_timeout: Option<Duration>,
+    /// Retry a failure after this delay, doubling per receive (default: after the
+    /// visibility timeout), e.g. 5s.
+    #[arg(long, value_parser = crate::sim::duration)]
+    failure_backoff: Option<Duration>,
+    /// The longest failure backoff, e.g. 15m.
+    #[arg(long, value_parser = crate::sim::duration, requires = "failure_backoff", default_value = "15m")]
+    failure_backoff_max: Duration,
     /// Print one JSON line per handled message on stdout (logs go to stderr).
     #[arg(long, conflicts_with = "exec", required_unless_present = "exec")]
     print: bool,
@@ -143,9 +153,19 @@ async fn serve(args: WorkerArgs) -> Result<(), CliError> {
         region: args.region.clone(),
         static_credentials: None,
     };
-    let aws = AwsBackend::connect(&settings, &args.table).await;
+    let aws = Arc::new(AwsBackend::connect(&settings, &args.table).await);
+    // Every option is checked before the first AWS call.
+    let mut balancer = Balancer::new(cfg, Arc::clone(&aws))?;
+    if let Some(t) = args.handler_timeout {
+        balancer = balancer.with_handler_timeout(t)?;
+    }
+    if let Some(base) = args.failure_backoff {
+        balancer = balancer.with_failure_backoff(FailureBackoff {
+            base,
+            max: args.failure_backoff_max,
+        })?;
+    }
     ensure_table(&aws, Billing::OnDemand).await?;
-    let balancer = Balancer::new(cfg, Arc::new(aws))?;
     let running = match args.exec.clone() {
         Some(cmd) => balancer.start(move |m: Message| exec(cmd.clone(), m))?,
         None => balancer.start(move |m: Message| print(instance.clone(), m))?,
