@@ -23,17 +23,20 @@ pub enum Invariant {
     Settled,
     /// A graceful stop ends within its timeout (unless faults hit it) and holds nothing.
     GracefulStop,
+    /// No instance dies by itself (level 2: a panic in the runtime ends its host's process).
+    NoPanic,
 }
 
 impl Invariant {
     /// Every invariant.
-    pub const ALL: [Invariant; 6] = [
+    pub const ALL: [Invariant; 7] = [
         Invariant::Exclusive,
         Invariant::NoLoss,
         Invariant::DeleteAfterSuccess,
         Invariant::EpochGrows,
         Invariant::Settled,
         Invariant::GracefulStop,
+        Invariant::NoPanic,
     ];
 
     /// Its name in reports.
@@ -45,6 +48,7 @@ impl Invariant {
             Invariant::EpochGrows => "epoch-grows",
             Invariant::Settled => "settled-balance",
             Invariant::GracefulStop => "graceful-stop",
+            Invariant::NoPanic => "no-panic",
         }
     }
 }

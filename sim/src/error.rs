@@ -26,6 +26,12 @@ pub enum SimError {
         /// The names known.
         known: Vec<&'static str>,
     },
+    /// A level-2 host's software failed: the runtime refused to start.
+    #[error("level-2 host failed: {reason}")]
+    Host {
+        /// What turmoil reported.
+        reason: String,
+    },
     /// Writing the trace or the timeline failed.
     #[error("cannot write {path}: {reason}")]
     Output {

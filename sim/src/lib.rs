@@ -5,7 +5,8 @@
 //! the faults of DESIGN §6 and checks its invariants after every event ([`check`]). Everything is
 //! drawn from the seed: the same seed gives a byte-identical trace. Nothing here reads a clock
 //! or OS entropy; wall-clock timing belongs to the caller. [`backend`] puts the same fakes behind
-//! the runtime's backend traits, so the real tokio driver runs against them too.
+//! the runtime's backend traits, so the real tokio driver runs against them too; [`level2`] runs
+//! the whole real runtime of a fleet on turmoil hosts against the fakes, with the same checks.
 //!
 //! ```
 //! use sqsbalancer_sim::{Scenario, run};
@@ -19,6 +20,7 @@ pub mod check;
 mod consumer;
 mod error;
 pub mod fake;
+pub mod level2;
 pub mod report;
 pub mod scenario;
 pub mod swarm;

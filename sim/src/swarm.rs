@@ -133,6 +133,22 @@ pub fn swarm(
     limits: &SwarmLimits,
     on_done: impl Fn(&Report) + Sync,
 ) -> SwarmSummary {
+    let run = |seed| {
+        crate::run(Scenario::swarm_of(seed, limits))
+            .expect("swarm scenarios are valid by construction")
+    };
+    run_seeds(from, seeds, threads, run, on_done)
+}
+
+/// Runs `run` for seeds `from..from + seeds` on `threads` threads, calling `on_done` after
+/// each (in completion order), and sums the reports in seed order: the swarm of either level.
+pub(crate) fn run_seeds(
+    from: u64,
+    seeds: u64,
+    threads: usize,
+    run: impl Fn(u64) -> Report + Sync,
+    on_done: impl Fn(&Report) + Sync,
+) -> SwarmSummary {
     let next = AtomicU64::new(from);
     let end = from.saturating_add(seeds);
     let results: Mutex<BTreeMap<u64, Report>> = Mutex::new(BTreeMap::new());
@@ -144,8 +160,7 @@ pub fn swarm(
                     if seed >= end {
                         break;
                     }
-                    let report = crate::run(Scenario::swarm_of(seed, limits))
-                        .expect("swarm scenarios are valid by construction");
+                    let report = run(seed);
                     on_done(&report);
                     results
                         .lock()

@@ -1,0 +1,126 @@
+//! One instance as a turmoil host: the real runtime ([`Balancer`]) over the life's [`Link`],
+//! running a handler that tells the checker every outcome, until the harness asks it to stop.
+//!
+//! A crash is turmoil's: the host's runtime is dropped with every task in it, exactly an
+//! abort without `stop`. A graceful stop is [`Running::stop`](sqsbalancer_runtime::Running);
+//! the process then exits, and the harness drops whatever tasks are left.
+
+use super::check;
+use super::link::Link;
+use super::shared::{Lab, lock};
+use crate::check::Who;
+use crate::scenario::Mutation;
+use sqsbalancer_core::hash::hash64;
+use sqsbalancer_core::rng::Rng;
+use sqsbalancer_runtime::{Balancer, Handler, HandlerError, Message};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Handler time of a normal message, ms: 5 to 50.
+const HANDLER_MS: (u64, u64) = (5, 50);
+/// Handler time of a slow message, ms: 25 to 60 s, often past the 30 s visibility timeout.
+const SLOW_HANDLER_MS: (u64, u64) = (25_000, 60_000);
+
+/// The software of slot `slot`'s host: one life of the instance, from start to exit.
+pub(crate) async fn life(lab: Lab, slot: usize) -> turmoil::Result {
+    let (cfg, who, name, stop) = {
+        let mut s = lock(&lab);
+        s.now();
+        let seed = s.seed;
+        let sl = &s.slots[slot];
+        let who = (slot, sl.life);
+        let mut cfg = crate::config();
+        cfg.instance_id = Some(sl.name.clone());
+        cfg.capacity = sl.weight;
+        cfg.seed = hash64(&[
+            &seed.to_le_bytes(),
+            &who.0.to_le_bytes(),
+            &who.1.to_le_bytes(),
+        ]);
+        let out = (cfg, who, sl.name.clone(), Arc::clone(&sl.stop));
+        s.emit(Some(slot), "start", || format!("life {}", who.1));
+        out
+    };
+    let timeout = cfg.shutdown_timeout;
+    let link = Arc::new(Link::new(Arc::clone(&lab), who, name));
+    let handler = Recorder {
+        lab: Arc::clone(&lab),
+        who,
+    };
+    let running = Balancer::new(cfg, link)?.start(handler)?;
+    lock(&lab).slots[slot].handle = Some(running.handle().clone());
+    stop.notified().await;
+    let started = {
+        let mut s = lock(&lab);
+        let now = s.now();
+        let sl = &mut s.slots[slot];
+        sl.stop_started = Some(now);
+        sl.up_since = None;
+        sl.stop_faulted |= sl.slow_until > now;
+        s.emit(Some(slot), "stopping", String::new);
+        now
+    };
+    let outcome = running.stop().await;
+    let mut s = lock(&lab);
+    s.now();
+    check::stopped(&mut s, who, started, timeout, outcome);
+    Ok(())
+}
+
+/// The handler: takes a while, sometimes fails or outlives the visibility timeout (as the
+/// run's handler faults draw it from the message and its receive count), and records every
+/// outcome before the runtime acts on it.
+struct Recorder {
+    lab: Lab,
+    who: Who,
+}
+
+impl Handler for Recorder {
+    fn handle(&self, m: Message) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        let (took, fail) = {
+            let mut s = lock(&self.lab);
+            let now = s.now();
+            let h = hash64(&[
+                &s.seed.to_le_bytes(),
+                m.message_id.as_bytes(),
+                &m.receive_count.to_le_bytes(),
+            ]);
+            let mut rng = Rng::new(h);
+            let faults = s.handler_faults;
+            let fail = rng.below(1_000_000) < faults.fail;
+            let slow = rng.below(1_000_000) < faults.slow;
+            let (lo, hi) = if slow { SLOW_HANDLER_MS } else { HANDLER_MS };
+            let took = lo + rng.below(hi - lo + 1);
+            if slow {
+                let sl = &mut s.slots[self.who.0];
+                sl.slow_until = sl.slow_until.max(now + took);
+                sl.stop_faulted |= sl.stop_started.is_some();
+            }
+            (took, fail)
+        };
+        let lab = Arc::clone(&self.lab);
+        let who = self.who;
+        async move {
+            tokio::time::sleep(Duration::from_millis(took)).await;
+            let mut s = lock(&lab);
+            s.now();
+            let mutation = s.mutation;
+            if mutation == Some(Mutation::DropRedelivered) && m.receive_count > 1 {
+                s.emit(Some(who.0), "dropped", || m.message_id.clone());
+                return Err(HandlerError::new("dropped a redelivery on purpose"));
+            }
+            s.checker.handled(&m.message_id, &m.receipt, !fail);
+            s.stats.handled += 1;
+            s.stats.failed += u64::from(fail);
+            s.emit(Some(who.0), "handled", || {
+                format!("{} {}", m.message_id, if fail { "failed" } else { "ok" })
+            });
+            if fail && mutation != Some(Mutation::DeleteFailures) {
+                Err(HandlerError::new("failing on purpose"))
+            } else {
+                Ok(())
+            }
+        }
+    }
+}

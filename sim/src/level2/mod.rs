@@ -1,0 +1,118 @@
+//! Level 2: the real runtime — [`Balancer`](sqsbalancer_runtime::Balancer) with its driver,
+//! data plane and handler — of several instances, each a [turmoil] host, against the same
+//! in-memory fakes as level 1, on simulated time, with faults, checked against the invariants
+//! of DESIGN §6.
+//!
+//! * Time: turmoil gives every host a paused tokio runtime and advances them all in steps of
+//!   10 ms, so the runtime's sleeps, timeouts and long polls run on simulated time. The fakes
+//!   read one clock for all hosts, turmoil's simulation clock (each host runtime's own
+//!   `Instant`s start from its own base, renewed at every restart).
+//! * Faults: crash (turmoil drops every task of the host: an abort without `stop`), graceful
+//!   stop (`Running::stop`), restart, join, partitions from DynamoDB or SQS (calls time out,
+//!   or hang until healed), throttling, 5xx, timeouts applied or not, latency, queue churn,
+//!   and handlers that fail or outlive the visibility timeout. The backend calls do not go
+//!   over turmoil's network: the faults are in each life's link to the fakes (`link.rs`).
+//! * Checked: exclusive receive, delete only after a handler success, epoch growth and no
+//!   loss at the fake ([`Checker`](crate::check::Checker)); the settled state from the
+//!   runtime's own view (what each `Running` receives); graceful stops; and that no runtime
+//!   task panics.
+//! * Proven: every deliberate bug of [`Mutation`](crate::Mutation) can be planted around the
+//!   real runtime (`plant.rs`, and the handler in `host.rs`), and `sim/tests/level2.rs` shows
+//!   each is caught.
+//! * Deterministic: the run's seed seeds turmoil, which seeds every host's tokio runtime, and
+//!   draws every fault. Tokio picks `select!` branches and wakes watch receivers in an order
+//!   drawn from the runtime's seed, which only a runtime built with `--cfg tokio_unstable`
+//!   can be given (the workspace's `.cargo/config.toml` sets it): without it two runs of one
+//!   seed differ.
+//!
+//! Left to level 1: clock drift and process pauses (turmoil runs every host at one rate and
+//! cannot freeze one), and panicking handlers (under `tokio_unstable` turmoil makes a panic in
+//! any task shut its host's runtime down, which is a crash rather than the runtime's panic
+//! isolation at work; `sim/tests/runtime.rs` covers that on a plain tokio runtime).
+
+mod check;
+mod host;
+mod link;
+mod plant;
+mod run;
+mod shared;
+mod swarm;
+
+pub use swarm::swarm;
+
+use crate::error::SimError;
+use crate::report::Report;
+use crate::scenario::{FaultKind, Scenario, SwarmLimits};
+use sqsbalancer_core::rng::Rng;
+use std::time::Duration;
+
+/// The fault kinds level 2 injects: all but clock drift and process pauses.
+pub const KINDS: [FaultKind; 13] = [
+    FaultKind::Crash,
+    FaultKind::Stop,
+    FaultKind::Restart,
+    FaultKind::Join,
+    FaultKind::PartitionDynamo,
+    FaultKind::PartitionSqs,
+    FaultKind::Throttle,
+    FaultKind::ServerError,
+    FaultKind::Timeout,
+    FaultKind::Latency,
+    FaultKind::QueueChurn,
+    FaultKind::SlowHandler,
+    FaultKind::FailingHandler,
+];
+
+/// Whether this build replays a seed byte for byte: only with `--cfg tokio_unstable` can
+/// turmoil seed the hosts' tokio runtimes.
+pub const DETERMINISTIC: bool = cfg!(tokio_unstable);
+
+/// Simulated length of a level-2 swarm run: six minutes of faults, then the calm.
+pub const DURATION: Duration = Duration::from_secs(600);
+
+/// Seed `seed` of the level-2 swarm within `limits`: the fault kinds and rates of the level-1
+/// seed (less drift and pauses), a smaller fleet (2-4 instances, 1-24 queues, 1-4 messages a
+/// second) and ten simulated minutes, since every host runs the whole runtime.
+pub fn scenario(seed: u64, limits: &SwarmLimits) -> Scenario {
+    let mut sc = Scenario::swarm_of(seed, limits);
+    sc.faults.drift_ppm = 0;
+    sc.faults.pause = 0;
+    let mut rng = Rng::new(seed ^ 0x1e7e_1202_5eed);
+    sc.instances = 2 + rng.below(3) as usize;
+    sc.queues = [1, 6, 12, 24][rng.below(4) as usize];
+    sc.messages_per_second = 1 + rng.below(4);
+    sc.duration = DURATION;
+    let mut cmd = format!("sqsbalancer sim replay --level 2 --seed {seed}");
+    if let Some(o) = &limits.only {
+        let names: Vec<&str> = o.iter().map(|k| k.name()).collect();
+        cmd += &format!(" --faults {}", names.join(","));
+    }
+    if let Some(x) = limits.scale {
+        cmd += &format!(" --fault-scale {x}");
+    }
+    sc.replay = Some(cmd);
+    sc
+}
+
+/// Runs one scenario on the real runtime to its end, or to its first violation, and reports
+/// what it measured (failover and hand-off gaps included; no steady-state cost).
+pub fn run(sc: Scenario) -> Result<Report, SimError> {
+    sc.validate()?;
+    let bad = |field: &'static str, rule: String| Err(SimError::InvalidScenario { field, rule });
+    if sc.faults.drift_ppm > 0 || sc.faults.pause > 0 {
+        return bad(
+            "faults",
+            "drift and pause are simulated at level 1 only".to_owned(),
+        );
+    }
+    if sc.instances > 50 || sc.queues > 1_000 {
+        return bad(
+            "size",
+            format!(
+                "level 2 runs at most 50 instances and 1000 queues, {} and {} given",
+                sc.instances, sc.queues
+            ),
+        );
+    }
+    run::run(sc)
+}

@@ -1,0 +1,486 @@
+//! The harness of one level-2 run: it steps turmoil, and between steps plays the world around
+//! the fleet: once a simulated second it draws the faults (crash, stop, restart, join,
+//! partitions, queue churn) and sends the producer's messages; at the calm point every fault
+//! stops and every instance comes back; past the end it drains the backlog, then checks the
+//! settled state and that nothing was lost.
+
+use super::check;
+use super::host;
+use super::shared::{Lab, Shared, Slot, Up, lock};
+use crate::error::SimError;
+use crate::fake::{CallFaults, Outgoing, Service};
+use crate::report::{Messages, Report};
+use crate::scenario::Scenario;
+use sqsbalancer_core::rng::Rng;
+use sqsbalancer_core::{Millis, Phase, QueueId};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// Simulated time per turmoil step. Within a step each host runs this long, one after the
+/// other, so what one host writes another may see up to one step early: a skew far inside
+/// every margin of the protocol (seconds).
+const TICK: Duration = Duration::from_millis(10);
+/// How long past its end a run may go on to drain a backlog, ms.
+const DRAIN_CAP_MS: u64 = 600_000;
+/// Most instances a run grows to by joins, as a multiple of its starting size.
+const MAX_GROWTH: usize = 2;
+
+/// The harness of one run.
+struct Harness {
+    sc: Scenario,
+    sim: turmoil::Sim<'static>,
+    lab: Lab,
+    rng: Rng,
+    end: u64,
+    calm_at: u64,
+    next_second: u64,
+    next_queue: usize,
+    /// Hosts registered with turmoil, by slot.
+    hosts: usize,
+}
+
+/// Runs `sc` on the real runtime to its end (and its drain), or to its first violation.
+pub(crate) fn run(sc: Scenario) -> Result<Report, SimError> {
+    let mut h = Harness::new(sc);
+    h.run()?;
+    Ok(h.report())
+}
+
+impl Harness {
+    fn new(sc: Scenario) -> Harness {
+        let mut rng = Rng::new(sc.seed ^ 0x1e7e_1202);
+        let lab = Arc::new(Mutex::new(Shared::new(&sc, rng.next_u64())));
+        let sim = turmoil::Builder::new()
+            .rng_seed(rng.next_u64())
+            .tick_duration(TICK)
+            .simulation_duration(Duration::from_secs(30 * 24 * 3600))
+            .build();
+        let end = sc.duration.as_millis() as u64;
+        let calm_at = end - sc.calm.as_millis() as u64;
+        let mut h = Harness {
+            sim,
+            lab,
+            rng,
+            end,
+            calm_at,
+            next_second: 1_000,
+            next_queue: 0,
+            hosts: 0,
+            sc,
+        };
+        for _ in 0..h.sc.queues {
+            h.add_queue();
+        }
+        for _ in 0..h.sc.instances {
+            let i = h.add_slot();
+            h.start(i);
+        }
+        h
+    }
+
+    fn run(&mut self) -> Result<(), SimError> {
+        let cap = self.end + DRAIN_CAP_MS;
+        loop {
+            let t = self.sim.elapsed().as_millis() as u64;
+            lock(&self.lab).set_clock(t);
+            if t >= self.next_second {
+                self.next_second += 1_000;
+                if t >= self.calm_at && !lock(&self.lab).calm {
+                    self.calm_down();
+                }
+                self.second();
+            }
+            self.sim.step().map_err(|e| SimError::Host {
+                reason: e.to_string(),
+            })?;
+            self.after_step();
+            let mut s = lock(&self.lab);
+            if !s.checker.violations.is_empty() {
+                break;
+            }
+            if t >= self.end {
+                let sqs = &s.sqs;
+                let backlog = s.checker.outstanding(|q| sqs.exists(q.as_str()));
+                if backlog == 0 || t >= cap {
+                    s.now();
+                    finish(&mut s);
+                    break;
+                }
+            }
+        }
+        let mut s = lock(&self.lab);
+        if let Some(v) = s.checker.violations.first() {
+            let d = format!("{}: {}", v.invariant, v.detail);
+            s.emit(None, "violation", || d);
+        }
+        Ok(())
+    }
+
+    // ----- instances -----
+
+    fn add_slot(&mut self) -> usize {
+        let weight = 1 + u32::from(self.rng.below(4) == 0);
+        let mut s = lock(&self.lab);
+        let i = s.slots.len();
+        s.slots.push(Slot {
+            name: format!("node-{i}"),
+            weight,
+            life: 0,
+            up: Up::Down,
+            handle: None,
+            stop: Arc::new(Notify::new()),
+            stop_started: None,
+            life_faulted: false,
+            stop_faulted: false,
+            slow_until: 0,
+            up_since: None,
+            started_at: None,
+        });
+        i
+    }
+
+    /// Starts a new life in slot `i`: its host's first start, or a restart.
+    fn start(&mut self, i: usize) {
+        let name = {
+            let mut s = lock(&self.lab);
+            let now = s.last_now();
+            s.stats.starts += 1;
+            let sl = &mut s.slots[i];
+            sl.life += 1;
+            sl.up = Up::Running;
+            sl.handle = None;
+            sl.stop = Arc::new(Notify::new());
+            sl.stop_started = None;
+            sl.life_faulted = false;
+            sl.stop_faulted = false;
+            sl.slow_until = 0;
+            sl.up_since = Some(now);
+            sl.started_at = Some(now);
+            sl.name.clone()
+        };
+        if i < self.hosts {
+            self.sim.bounce(name.as_str());
+        } else {
+            let lab = Arc::clone(&self.lab);
+            self.sim
+                .host(name.as_str(), move || host::life(Arc::clone(&lab), i));
+            self.hosts += 1;
+        }
+    }
+
+    /// Ends the life in slot `i` as far as the harness is concerned; the caller then drops
+    /// its host's tasks.
+    fn end_life(s: &mut Shared, i: usize) -> String {
+        let now = s.last_now();
+        let sl = &mut s.slots[i];
+        if let Some(since) = sl.started_at.take() {
+            s.stats.instance_ms += now - since;
+        }
+        let sl = &mut s.slots[i];
+        sl.up = Up::Down;
+        sl.handle = None;
+        sl.up_since = None;
+        sl.name.clone()
+    }
+
+    fn crash(&mut self, i: usize) {
+        let name = {
+            let mut s = lock(&self.lab);
+            note(&mut s, "crash", Some(i));
+            let who = (i, s.slots[i].life);
+            let now = s.last_now();
+            s.stats.crashed.insert(who, now);
+            Self::end_life(&mut s, i)
+        };
+        // Every task of the process goes at once, mid-call or not.
+        self.sim.crash(name.as_str());
+    }
+
+    fn stop(&mut self, i: usize) {
+        let mut s = lock(&self.lab);
+        note(&mut s, "stop", Some(i));
+        let sl = &mut s.slots[i];
+        sl.up = Up::Stopping;
+        sl.up_since = None;
+        sl.stop.notify_one();
+    }
+
+    /// Processes whose stop returned exit (their leftover tasks go with them); a process that
+    /// ended without being stopped or crashed died of a panic in the runtime.
+    fn after_step(&mut self) {
+        let n = lock(&self.lab).slots.len();
+        for i in 0..n {
+            let (name, up) = {
+                let s = lock(&self.lab);
+                (s.slots[i].name.clone(), s.slots[i].up)
+            };
+            let alive = self.sim.is_host_running(name.as_str());
+            match up {
+                Up::Exited => {
+                    {
+                        let mut s = lock(&self.lab);
+                        s.emit(Some(i), "exit", String::new);
+                        Self::end_life(&mut s, i);
+                    }
+                    self.sim.crash(name.as_str());
+                    if lock(&self.lab).calm {
+                        // The calm brings every instance back, this one too.
+                        self.start(i);
+                    }
+                }
+                Up::Running | Up::Stopping if !alive => {
+                    let mut s = lock(&self.lab);
+                    Self::end_life(&mut s, i);
+                    s.violate(
+                        crate::check::Invariant::NoPanic,
+                        format!("{name} died by itself: a task of the runtime panicked"),
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+
+    // ----- the world around the fleet -----
+
+    fn add_queue(&mut self) -> Option<QueueId> {
+        let name = format!("q-{:05}", self.next_queue);
+        self.next_queue += 1;
+        let url = lock(&self.lab).sqs.create_queue("admin", &name).ok()?;
+        QueueId::new(&url).ok()
+    }
+
+    fn roll(&mut self, ppm: u64) -> bool {
+        ppm > 0 && self.rng.below(1_000_000) < ppm
+    }
+
+    /// One simulated second of faults and traffic.
+    fn second(&mut self) {
+        let calm = lock(&self.lab).calm;
+        let f = self.sc.faults.clone();
+        let n = lock(&self.lab).slots.len();
+        for i in 0..n {
+            let up = lock(&self.lab).slots[i].up;
+            if calm {
+                if up == Up::Down {
+                    self.start(i);
+                }
+                continue;
+            }
+            match up {
+                Up::Running if self.roll(f.crash) => self.crash(i),
+                Up::Running if self.roll(f.stop) => self.stop(i),
+                Up::Down if self.roll(f.restart) => {
+                    note(&mut lock(&self.lab), "restart", Some(i));
+                    self.start(i);
+                }
+                _ => {}
+            }
+            for (rate, service, kind) in [
+                (f.partition_dynamo, Service::Dynamo, "partition-dynamo"),
+                (f.partition_sqs, Service::Sqs, "partition-sqs"),
+            ] {
+                if self.roll(rate) {
+                    let hang = self.rng.below(2) == 0;
+                    let secs = 1 + self.rng.below(20);
+                    let mut s = lock(&self.lab);
+                    let now = s.last_now();
+                    let until = now + secs * 1_000;
+                    let key = (s.slots[i].name.clone(), service);
+                    s.hooks.partition(&key.0, service, Millis(until));
+                    if hang {
+                        s.hang.insert(key);
+                    } else {
+                        s.hang.remove(&key);
+                    }
+                    s.faulted(i);
+                    let how = if hang { "hang" } else { "fail" };
+                    s.stats.faults.push((now, kind, Some(i)));
+                    s.emit(Some(i), "fault", || format!("{kind} {secs} s, calls {how}"));
+                }
+            }
+        }
+        if calm {
+            return;
+        }
+        if self.roll(f.join) && n < self.sc.instances * MAX_GROWTH {
+            let i = self.add_slot();
+            note(&mut lock(&self.lab), "join", Some(i));
+            self.start(i);
+        }
+        if self.roll(f.queue_churn) {
+            let urls: Vec<String> = lock(&self.lab).sqs.urls().cloned().collect();
+            if self.rng.below(2) == 0 || urls.is_empty() {
+                if self.add_queue().is_some() {
+                    note(&mut lock(&self.lab), "queue-created", None);
+                }
+            } else {
+                let k = self.rng.below(urls.len() as u64) as usize;
+                let mut s = lock(&self.lab);
+                let _ = s.sqs.delete_queue("admin", &urls[k]);
+                note(&mut s, "queue-deleted", None);
+            }
+        }
+        self.produce();
+    }
+
+    /// Sends this second's messages to random queues.
+    fn produce(&mut self) {
+        let urls: Vec<String> = lock(&self.lab).sqs.urls().cloned().collect();
+        if urls.is_empty() {
+            return;
+        }
+        for _ in 0..self.sc.messages_per_second {
+            let url = &urls[self.rng.below(urls.len() as u64) as usize];
+            let mut s = lock(&self.lab);
+            s.stats.sent += 1;
+            let msg = Outgoing {
+                body: format!("body-{}", s.stats.sent),
+                ..Outgoing::default()
+            };
+            let now = Millis(s.last_now());
+            if let Ok(id) = s.sqs.send(now, "producer", url, msg) {
+                let q = QueueId::new(url).expect("fake URLs are valid");
+                s.checker.sent(&id, &q);
+                s.emit(None, "sent", || format!("{id} to {q}"));
+            }
+        }
+    }
+
+    /// Faults stop, traffic stops, every down instance comes back.
+    fn calm_down(&mut self) {
+        let mut s = lock(&self.lab);
+        s.calm = true;
+        s.stats.calm_at = s.last_now();
+        s.stats.owners_at_calm = s
+            .owners
+            .iter()
+            .map(|(q, o)| (q.clone(), o.0.clone()))
+            .collect();
+        s.hooks.heal_all();
+        s.hooks.rates = CallFaults {
+            max_latency_ms: s.hooks.rates.max_latency_ms,
+            ..CallFaults::default()
+        };
+        s.handler_faults = Default::default();
+        note(&mut s, "calm", None);
+    }
+
+    // ----- the report -----
+
+    fn report(&self) -> Report {
+        let s = lock(&self.lab);
+        let nodes = |c: &String| c.starts_with("node-");
+        let mut dynamo = (0, 0.0, 0);
+        for (_, u) in s.dynamo.usage_by_caller().iter().filter(|(c, _)| nodes(c)) {
+            dynamo.0 += u.total_requests();
+            dynamo.1 += u.read_half_units as f64 / 2.0;
+            dynamo.2 += u.write_units;
+        }
+        let sqs_calls = s
+            .sqs
+            .calls()
+            .iter()
+            .filter(|(c, _)| nodes(c))
+            .flat_map(|(_, ops)| ops.values())
+            .sum();
+        let exists = |q: &QueueId| s.sqs.exists(q.as_str());
+        let settle_optimum = s
+            .owners
+            .iter()
+            .filter(|(q, now)| {
+                exists(q)
+                    && s.stats
+                        .owners_at_calm
+                        .get(*q)
+                        .is_some_and(|then| *then != now.0)
+            })
+            .count() as u64;
+        Report {
+            seed: self.sc.seed,
+            replay: self.sc.replay.clone().unwrap_or_else(|| {
+                format!("sqsbalancer sim replay --level 2 --seed {}", self.sc.seed)
+            }),
+            instances: self.sc.instances,
+            queues: self.sc.queues,
+            sim_ms: s.last_now(),
+            faults: self.sc.faults.kinds().iter().map(|k| k.name()).collect(),
+            violation: s.checker.violations.first().cloned(),
+            events: s.events,
+            trace_hash: Some(s.trace.hash()),
+            trace: self.sc.trace.then(|| s.trace.text().to_owned()),
+            starts: s.stats.starts,
+            instance_minutes: s.stats.instance_ms as f64 / 60_000.0,
+            messages: Messages {
+                sent: s.checker.sent,
+                handled: s.stats.handled,
+                failed: s.stats.failed,
+                deleted: s.checker.deleted,
+                duplicates: s.checker.duplicates,
+                lost: s.checker.outstanding(exists) as u64,
+            },
+            failover: s.stats.failovers.clone(),
+            handoff: s.stats.handoffs.clone(),
+            takeover: s.stats.takeovers.clone(),
+            outage: s.stats.outages.clone(),
+            moves: s.stats.ownership.iter().filter(|m| m.2.is_some()).count() as u64,
+            settle_moves: s.stats.moves_after_calm,
+            settle_optimum,
+            balance_spread: balance_spread(&s),
+            stop_ms: s.stats.stop_ms.clone(),
+            stops_timed_out: s.stats.stops_timed_out,
+            stops_life_lost: s.stats.stops_life_lost,
+            excused_overlaps: s.checker.excused_overlaps,
+            dynamo,
+            steady_dynamo_per_instance_minute: None,
+            sqs_calls,
+            slots: s.slots.len(),
+            ownership: s.stats.ownership.clone(),
+            fault_marks: s.stats.faults.clone(),
+        }
+    }
+}
+
+/// Records a fault (or the calm) at the current time.
+fn note(s: &mut Shared, kind: &'static str, slot: Option<usize>) {
+    let now = s.last_now();
+    s.stats.faults.push((now, kind, slot));
+    s.emit(slot, "fault", || kind.to_owned());
+}
+
+/// The end of the run: instance time, then the settled state and no loss.
+fn finish(s: &mut Shared) {
+    let now = s.last_now();
+    for sl in &mut s.slots {
+        if let Some(since) = sl.started_at.take() {
+            s.stats.instance_ms += now - since;
+        }
+    }
+    if let Some(problem) = check::settled(s) {
+        s.violate(crate::check::Invariant::Settled, problem);
+    }
+    if s.checker.violations.is_empty() {
+        let sqs = &s.sqs;
+        s.checker.check_no_loss(|q| sqs.exists(q.as_str()));
+    }
+}
+
+/// Largest minus smallest number of queues received per unit of weight by running instances.
+fn balance_spread(s: &Shared) -> f64 {
+    let per_weight: Vec<f64> = s
+        .slots
+        .iter()
+        .filter_map(|sl| {
+            let h = sl.handle.as_ref()?;
+            (h.phase() == Phase::Running).then(|| h.receiving().len() as f64 / f64::from(sl.weight))
+        })
+        .collect();
+    let max = per_weight.iter().copied().fold(f64::MIN, f64::max);
+    let min = per_weight.iter().copied().fold(f64::MAX, f64::min);
+    if per_weight.is_empty() {
+        0.0
+    } else {
+        max - min
+    }
+}

@@ -1,0 +1,242 @@
+//! What every host and the harness share: the fake AWS, its fault switches, the checker, the
+//! trace, and what is known of each instance slot.
+//!
+//! Everything runs on one thread (turmoil ticks the hosts one after another), so one mutex
+//! guards it all; nobody holds it across an await.
+
+use crate::check::{Checker, Invariant, Who};
+use crate::fake::{FakeDynamo, FakeSqs, FaultHooks, Service};
+use crate::report::Stats;
+use crate::scenario::{Mutation, Scenario};
+use crate::trace::Trace;
+use sqsbalancer_core::{Owner, QueueId};
+use sqsbalancer_runtime::DriverHandle;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::Notify;
+
+/// The shared state, as the hosts and the harness hold it.
+pub(crate) type Lab = Arc<Mutex<Shared>>;
+
+/// Locks `lab`; a panic while it was held is a bug the run reports anyway, so the state is
+/// still read.
+pub(crate) fn lock(lab: &Lab) -> MutexGuard<'_, Shared> {
+    lab.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// How a slot's process is doing, as the harness sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Up {
+    /// No process (never started, crashed, or exited after a stop).
+    Down,
+    /// Running.
+    Running,
+    /// Asked to stop gracefully; the process exits when `Running::stop` returns.
+    Stopping,
+    /// `Running::stop` returned: the harness ends the process (its leftover tasks) next.
+    Exited,
+}
+
+/// One instance slot: a host whose process may crash, stop and come back under the same id.
+pub(crate) struct Slot {
+    /// Host name, instance id and fake caller: `node-<index>`.
+    pub name: String,
+    /// Capacity weight.
+    pub weight: u32,
+    /// The current (or last) life, counted from 1 by the harness.
+    pub life: u64,
+    /// The process's state.
+    pub up: Up,
+    /// The running balancer's handle, to see what it receives.
+    pub handle: Option<DriverHandle>,
+    /// Wakes the process to stop gracefully.
+    pub stop: Arc<Notify>,
+    /// When the process asked the balancer to stop, ms.
+    pub stop_started: Option<u64>,
+    /// A fault hit a call of this life.
+    pub life_faulted: bool,
+    /// A fault hit a call of this life while it stopped, or a slow handler was running.
+    pub stop_faulted: bool,
+    /// When the slowest slow handler started in this life ends, ms.
+    pub slow_until: u64,
+    /// Since when this life has been up and not stopping, ms.
+    pub up_since: Option<u64>,
+    /// When this life started, ms (for instance-minutes).
+    pub started_at: Option<u64>,
+}
+
+/// Message-handling faults, in ppm of handler runs.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct HandlerFaults {
+    /// Runs that fail.
+    pub fail: u64,
+    /// Runs that outlive the visibility timeout.
+    pub slow: u64,
+}
+
+/// The shared state of one level-2 run.
+pub(crate) struct Shared {
+    /// The run's seed.
+    pub seed: u64,
+    /// The deliberate bug under test, if any.
+    pub mutation: Option<Mutation>,
+    /// DynamoDB.
+    pub dynamo: FakeDynamo,
+    /// SQS.
+    pub sqs: FakeSqs,
+    /// Partitions, throttling, 5xx, timeouts and latency.
+    pub hooks: FaultHooks,
+    /// Partitions whose calls hang until healed rather than time out.
+    pub hang: BTreeSet<(String, Service)>,
+    /// Handler faults in force.
+    pub handler_faults: HandlerFaults,
+    /// The invariants.
+    pub checker: Checker,
+    /// Counters and gaps, as the level-1 report keeps them.
+    pub stats: Stats,
+    /// The trace.
+    pub trace: Trace,
+    /// Simulated time, ms: the latest any host or the harness saw (never goes back).
+    clock: u64,
+    /// The instance slots.
+    pub slots: Vec<Slot>,
+    /// The message id of every receipt handed out.
+    pub receipts: BTreeMap<String, String>,
+    /// Each queue record's owner as last written, and when it changed.
+    pub owners: BTreeMap<QueueId, (Option<Owner>, u64)>,
+    /// Each registered life's owner name, and back.
+    pub lives: BTreeMap<Who, Owner>,
+    /// Queues a life's never-stopping poller receives from (the `IgnoreStop` mutation).
+    pub haunted: BTreeSet<(Who, QueueId)>,
+    /// Receive calls started, to name each one.
+    pub calls: u64,
+    /// Events recorded (trace lines).
+    pub events: u64,
+    /// The faults stopped.
+    pub calm: bool,
+}
+
+impl Shared {
+    /// The state at the start of a run of `sc`, with no slot yet.
+    pub fn new(sc: &Scenario, hooks_seed: u64) -> Shared {
+        let mut hooks = FaultHooks::new(hooks_seed);
+        hooks.rates = crate::fake::CallFaults {
+            throttle: sc.faults.throttle,
+            server_error: sc.faults.server_error,
+            timeout: sc.faults.timeout,
+            max_latency_ms: sc.faults.max_latency_ms,
+        };
+        let mut dynamo = FakeDynamo::new();
+        dynamo
+            .create_table(crate::TABLE)
+            .expect("a fresh fake has no table");
+        Shared {
+            seed: sc.seed,
+            mutation: sc.mutation,
+            dynamo,
+            sqs: FakeSqs::new(),
+            hooks,
+            hang: BTreeSet::new(),
+            handler_faults: HandlerFaults {
+                fail: sc.faults.failing_handler,
+                slow: sc.faults.slow_handler,
+            },
+            checker: Checker::default(),
+            stats: Stats::default(),
+            trace: Trace::new(sc.trace),
+            clock: 0,
+            slots: Vec::new(),
+            receipts: BTreeMap::new(),
+            owners: BTreeMap::new(),
+            lives: BTreeMap::new(),
+            haunted: BTreeSet::new(),
+            calls: 0,
+            events: 0,
+            calm: false,
+        }
+    }
+
+    /// Simulated time now, ms. Inside a host this is turmoil's simulation clock (one clock for
+    /// every host, whatever its runtime's own `Instant`s say); elsewhere the last time seen.
+    /// Hosts run one after another within a step, so a host may read a time a little behind
+    /// the last one seen: the clock holds rather than going back.
+    pub fn now(&mut self) -> u64 {
+        if let Some(t) = turmoil::sim_elapsed() {
+            self.clock = self.clock.max(t.as_millis() as u64);
+        }
+        self.clock
+    }
+
+    /// The last time seen, without asking turmoil (for code that runs while a host's runtime
+    /// is being dropped).
+    pub fn last_now(&self) -> u64 {
+        self.clock
+    }
+
+    /// Moves the clock to `t` ms (the harness, between steps).
+    pub fn set_clock(&mut self, t: u64) {
+        self.clock = self.clock.max(t);
+    }
+
+    /// Adds one trace line at the current time and counts it as an event.
+    pub fn emit(&mut self, node: Option<usize>, ev: &str, detail: impl FnOnce() -> String) {
+        let t = self.last_now();
+        self.events += 1;
+        self.checker.event = self.events;
+        self.checker.now = t;
+        let name = node.map(|i| self.slots[i].name.clone());
+        self.trace.emit(t, name.as_deref(), ev, &detail());
+    }
+
+    /// Records that a fault hit a call of slot `i`.
+    pub fn faulted(&mut self, i: usize) {
+        let s = &mut self.slots[i];
+        s.life_faulted = true;
+        s.stop_faulted |= s.stop_started.is_some();
+    }
+
+    /// Whether `who` is the life now running in its slot.
+    pub fn current(&self, who: Who) -> bool {
+        let s = &self.slots[who.0];
+        s.life == who.1 && s.up != Up::Down
+    }
+
+    /// A queue record was written by `who`: track its owner, the moves and the hand-offs.
+    pub fn record_written(&mut self, who: Who, queue: QueueId, owner: Option<Owner>, epoch: u64) {
+        let now = self.last_now();
+        let old = self.owners.get(&queue).and_then(|o| o.0.clone());
+        if old != owner {
+            self.owners.insert(queue.clone(), (owner.clone(), now));
+            let to = owner.as_ref().and_then(|o| self.who_of(o));
+            self.stats
+                .ownership
+                .push((now, queue.clone(), to.map(|w| w.0)));
+            if self.calm && to.is_some() {
+                self.stats.moves_after_calm += 1;
+            }
+            // Written by the old owner itself, to someone else: a hand-off.
+            if old.is_some() && old == self.lives.get(&who).cloned() && owner.is_some() {
+                let receiver = to.filter(|w| self.current(*w));
+                self.stats.handed_off.insert((queue.clone(), who), receiver);
+            }
+        }
+        self.emit(Some(who.0), "record", || {
+            format!("{queue} owner={owner:?} epoch={epoch}")
+        });
+    }
+
+    /// The life a queue record's owner names, if it registered in this run.
+    pub fn who_of(&self, owner: &Owner) -> Option<Who> {
+        self.lives
+            .iter()
+            .find(|(_, o)| *o == owner)
+            .map(|(w, _)| *w)
+    }
+
+    /// Records a violation of `invariant` now.
+    pub fn violate(&mut self, invariant: Invariant, detail: String) {
+        self.checker.now = self.last_now();
+        self.checker.violate(invariant, detail);
+    }
+}
