@@ -1,4 +1,6 @@
-//! `sqsbalancer sim`: run, swarm and replay level-1 simulations, and print what they measured.
+//! `sqsbalancer sim`: run, swarm and replay simulations, and print what they measured: level 1
+//! (the core nodes in the discrete-event simulator, the default) or level 2 (the real runtime
+//! of every instance on turmoil hosts, `--level 2`).
 //!
 //! The simulator itself never reads a clock; the wall time printed here (for the simulated-to-
 //! wall ratio) is measured around it by this command.
@@ -7,7 +9,9 @@ use crate::error::CliError;
 use clap::Subcommand;
 use sqsbalancer_sim::report::Spread;
 use sqsbalancer_sim::scenario::FaultKind;
-use sqsbalancer_sim::{Report, Scenario, SwarmLimits, SwarmSummary, parse_duration, timeline};
+use sqsbalancer_sim::{
+    Report, Scenario, SwarmLimits, SwarmSummary, level2, parse_duration, timeline,
+};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,6 +25,10 @@ pub enum SimCommand {
         /// The seed.
         #[arg(long)]
         seed: u64,
+        /// 1: the core nodes in the discrete-event simulator; 2: the real runtime of every
+        /// instance on turmoil hosts (slower; no drift or pause faults).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
+        level: u8,
         /// Instances at the start (default: drawn from the seed).
         #[arg(long)]
         instances: Option<usize>,
@@ -52,6 +60,10 @@ pub enum SimCommand {
     },
     /// Run many seeds, each with its own size and fault mix.
     Swarm {
+        /// 1: the core nodes in the discrete-event simulator; 2: the real runtime of every
+        /// instance on turmoil hosts (slower; no drift or pause faults).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
+        level: u8,
         /// How many seeds.
         #[arg(long, default_value_t = 100)]
         seeds: u64,
@@ -76,6 +88,10 @@ pub enum SimCommand {
         /// The seed.
         #[arg(long)]
         seed: u64,
+        /// 1: the core nodes in the discrete-event simulator; 2: the real runtime of every
+        /// instance on turmoil hosts (slower; no drift or pause faults).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
+        level: u8,
         /// The fault kinds the swarm was limited to, if it was (`sim swarm --faults`).
         #[arg(long)]
         faults: Option<String>,
@@ -113,6 +129,7 @@ pub fn run(cmd: SimCommand) -> Result<(), CliError> {
     match cmd {
         SimCommand::Run {
             seed,
+            level,
             instances,
             queues,
             duration,
@@ -124,7 +141,10 @@ pub fn run(cmd: SimCommand) -> Result<(), CliError> {
             json,
         } => {
             // The command that runs exactly this again: the seed and the options given.
-            let mut replay = format!("sqsbalancer sim run --seed {seed}");
+            let mut replay = match level {
+                1 => format!("sqsbalancer sim run --seed {seed}"),
+                _ => format!("sqsbalancer sim run --level {level} --seed {seed}"),
+            };
             let given = [
                 ("instances", instances.map(|n| n.to_string())),
                 ("queues", queues.map(|n| n.to_string())),
@@ -138,16 +158,22 @@ pub fn run(cmd: SimCommand) -> Result<(), CliError> {
                     replay += &format!(" --{flag} {v}");
                 }
             }
+            let base = match level {
+                1 => Scenario::swarm(seed),
+                _ => level2::scenario(seed, &SwarmLimits::default()),
+            };
             let mut sc = match faults {
                 Some(list) => {
-                    let kinds = FaultKind::parse_list(&list)?;
-                    let base = Scenario::swarm(seed);
+                    let mut kinds = FaultKind::parse_list(&list)?;
+                    if level == 2 {
+                        kinds.retain(|k| level2::KINDS.contains(k));
+                    }
                     Scenario {
                         faults: Scenario::new(seed, &kinds).faults,
                         ..base
                     }
                 }
-                None => Scenario::swarm(seed),
+                None => base,
             };
             if let Some(n) = instances {
                 sc.instances = n;
@@ -166,7 +192,7 @@ pub fn run(cmd: SimCommand) -> Result<(), CliError> {
             }
             sc.trace = trace.is_some();
             sc.replay = Some(replay);
-            let (report, wall) = timed(|| sqsbalancer_sim::run(sc));
+            let (report, wall) = timed(|| simulate(level, sc));
             let report = report?;
             if let (Some(path), Some(text)) = (&trace, &report.trace) {
                 std::fs::write(path, text).map_err(|e| CliError::Output {
@@ -190,6 +216,7 @@ pub fn run(cmd: SimCommand) -> Result<(), CliError> {
             violations(usize::from(report.violation.is_some()))
         }
         SimCommand::Swarm {
+            level,
             seeds,
             from,
             threads,
@@ -206,29 +233,34 @@ pub fn run(cmd: SimCommand) -> Result<(), CliError> {
             });
             let done = AtomicU64::new(0);
             let bar = std::io::stderr().is_terminal();
-            let (summary, wall) = timed(|| {
-                sqsbalancer_sim::swarm(from, seeds, threads, &limits, |r: &Report| {
-                    let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-                    if let Some(v) = &r.violation {
-                        eprintln!(
-                            "seed {}: {} at event {}: {} (replay: {})",
-                            r.seed,
-                            v.invariant,
-                            v.event,
-                            v.detail,
-                            r.replay_command()
-                        );
-                    }
-                    if bar {
-                        progress(n, seeds);
-                    }
-                })
+            let on_done = |r: &Report| {
+                let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+                if let Some(v) = &r.violation {
+                    eprintln!(
+                        "seed {}: {} at event {}: {} (replay: {})",
+                        r.seed,
+                        v.invariant,
+                        v.event,
+                        v.detail,
+                        r.replay_command()
+                    );
+                }
+                if bar {
+                    progress(n, seeds);
+                }
+            };
+            let (summary, wall) = timed(|| match level {
+                1 => sqsbalancer_sim::swarm(from, seeds, threads, &limits, on_done),
+                _ => {
+                    warn_nondeterministic();
+                    level2::swarm(from, seeds, threads, &limits, on_done)
+                }
             });
             if bar {
                 eprintln!();
             }
             let mut out = std::io::stdout().lock();
-            write!(out, "{}", swarm_table(&summary, wall))?;
+            write!(out, "{}", swarm_table(level, &summary, wall))?;
             if json {
                 let mut v = summary.json();
                 v["wall_ms"] = (wall.as_secs_f64() * 1000.0).into();
@@ -240,6 +272,7 @@ pub fn run(cmd: SimCommand) -> Result<(), CliError> {
         }
         SimCommand::Replay {
             seed,
+            level,
             faults,
             fault_scale,
         } => {
@@ -247,9 +280,12 @@ pub fn run(cmd: SimCommand) -> Result<(), CliError> {
                 only: faults.as_deref().map(FaultKind::parse_list).transpose()?,
                 scale: fault_scale,
             };
-            let mut sc = Scenario::swarm_of(seed, &limits);
+            let mut sc = match level {
+                1 => Scenario::swarm_of(seed, &limits),
+                _ => level2::scenario(seed, &limits),
+            };
             sc.trace = true;
-            let report = sqsbalancer_sim::run(sc)?;
+            let report = simulate(level, sc)?;
             let mut out = std::io::stdout().lock();
             out.write_all(report.trace.as_deref().unwrap_or_default().as_bytes())?;
             out.flush()?;
@@ -261,6 +297,28 @@ pub fn run(cmd: SimCommand) -> Result<(), CliError> {
             }
             violations(usize::from(report.violation.is_some()))
         }
+    }
+}
+
+/// Runs `sc` at simulation level `level`.
+fn simulate(level: u8, sc: Scenario) -> Result<Report, sqsbalancer_sim::SimError> {
+    match level {
+        1 => sqsbalancer_sim::run(sc),
+        _ => {
+            warn_nondeterministic();
+            level2::run(sc)
+        }
+    }
+}
+
+/// Level 2 replays a seed exactly only in a build with `--cfg tokio_unstable`; says so when
+/// this one is not.
+fn warn_nondeterministic() {
+    if !level2::DETERMINISTIC {
+        eprintln!(
+            "warning: built without --cfg tokio_unstable (.cargo/config.toml sets it unless \
+             RUSTFLAGS replaces it): level-2 runs of one seed may differ"
+        );
     }
 }
 
@@ -354,9 +412,9 @@ fn gap_table(failover: &[u64], handoff: &[u64], takeover: &[u64], outage: &[u64]
     t
 }
 
-fn swarm_table(s: &SwarmSummary, wall: Duration) -> String {
+fn swarm_table(level: u8, s: &SwarmSummary, wall: Duration) -> String {
     let mut t = format!(
-        "swarm: seeds {}..{}, {} events, {:.1} h simulated in {:.1} s wall ({:.0}x)\n",
+        "level-{level} swarm: seeds {}..{}, {} events, {:.1} h simulated in {:.1} s wall ({:.0}x)\n",
         s.from,
         s.from + s.seeds,
         s.events,

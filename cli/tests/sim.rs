@@ -85,3 +85,45 @@ fn a_bad_fault_scale_or_duration_is_named_and_exits_2() {
         assert!(err.contains(flag) && err.contains(value), "{err}");
     }
 }
+
+#[test]
+fn level_two_runs_the_real_runtime_without_the_level_one_only_faults() {
+    let v = summary(&sim(&[
+        "run",
+        "--level",
+        "2",
+        "--seed",
+        "4",
+        "--instances",
+        "2",
+        "--queues",
+        "6",
+        "--duration",
+        "6m",
+        "--faults",
+        "crash,restart,failing-handler,pause",
+        "--json",
+    ]));
+    assert_eq!(v["violations"], 0);
+    assert_eq!(v["instances"], 2);
+    assert_eq!(v["messages"]["lost"], 0);
+    assert!(v["messages"]["deleted"].as_u64() > Some(0), "{v}");
+    // Pauses are level 1 only: asked for at level 2, they are left out.
+    assert!(!kinds(&v).contains(&"pause".to_owned()), "{v}");
+}
+
+#[test]
+fn a_level_two_swarm_sums_its_seeds_and_a_replay_prints_the_trace() {
+    let out = sim(&["swarm", "--level", "2", "--seeds", "2", "--json"]);
+    let v = summary(&out);
+    assert_eq!(
+        (v["seeds"].as_u64(), v["violations"].as_u64()),
+        (Some(2), Some(0))
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("level-2 swarm: seeds 0..2"));
+    let replay = sim(&["replay", "--level", "2", "--seed", "1"]);
+    assert!(replay.status.success());
+    let text = String::from_utf8_lossy(&replay.stdout);
+    let first: Value = serde_json::from_str(text.lines().next().expect("a trace")).expect("JSON");
+    assert_eq!(first["ev"], "start");
+}
