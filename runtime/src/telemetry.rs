@@ -13,72 +13,92 @@
 use sqsbalancer_core::QueueId;
 use std::time::Duration;
 
-/// A queue as a metric label: shares the queue's string rather than copying it.
+/// One queue's metric handles, registered once when its poller starts so that counting a
+/// message costs an increment, not a registration. (Install the recorder before starting.)
 #[derive(Clone)]
-pub(crate) struct QueueLabel(
-    #[cfg_attr(not(feature = "metrics"), allow(dead_code))] std::sync::Arc<str>,
-);
-
-impl QueueLabel {
-    pub(crate) fn of(queue: &QueueId) -> QueueLabel {
-        QueueLabel(queue.shared())
-    }
+pub(crate) struct QueueMetrics {
+    #[cfg(feature = "metrics")]
+    handles: std::sync::Arc<Handles>,
 }
 
 #[cfg(feature = "metrics")]
-fn label(q: &QueueLabel) -> metrics::SharedString {
-    metrics::SharedString::from_shared(std::sync::Arc::clone(&q.0))
+struct Handles {
+    received: metrics::Counter,
+    processed: metrics::Counter,
+    succeeded: metrics::Counter,
+    failed: metrics::Counter,
+    released: metrics::Counter,
+    extended: metrics::Counter,
+    duration: metrics::Histogram,
 }
 
-/// `n` messages received from `queue`.
-pub(crate) fn received(queue: &QueueLabel, n: usize) {
-    #[cfg(feature = "metrics")]
-    metrics::counter!("sqsbalancer.messages.received", "queue_url" => label(queue))
-        .increment(n as u64);
-    #[cfg(not(feature = "metrics"))]
-    let _ = (queue, n);
-}
-
-/// One message of `queue` handled: processed, and succeeded or failed.
-pub(crate) fn processed(queue: &QueueLabel, success: bool) {
-    #[cfg(feature = "metrics")]
-    {
-        metrics::counter!("sqsbalancer.messages.processed", "queue_url" => label(queue))
-            .increment(1);
-        let name = if success {
-            "sqsbalancer.messages.succeeded"
-        } else {
-            "sqsbalancer.messages.failed"
-        };
-        metrics::counter!(name, "queue_url" => label(queue)).increment(1);
+impl QueueMetrics {
+    /// The handles of `queue`, labelled `queue_url`.
+    pub(crate) fn of(queue: &QueueId) -> QueueMetrics {
+        #[cfg(feature = "metrics")]
+        {
+            let url = || metrics::SharedString::from_shared(queue.shared());
+            QueueMetrics {
+                handles: std::sync::Arc::new(Handles {
+                    received: metrics::counter!("sqsbalancer.messages.received", "queue_url" => url()),
+                    processed: metrics::counter!("sqsbalancer.messages.processed", "queue_url" => url()),
+                    succeeded: metrics::counter!("sqsbalancer.messages.succeeded", "queue_url" => url()),
+                    failed: metrics::counter!("sqsbalancer.messages.failed", "queue_url" => url()),
+                    released: metrics::counter!("sqsbalancer.messages.released", "queue_url" => url()),
+                    extended: metrics::counter!("sqsbalancer.visibility.extended", "queue_url" => url()),
+                    duration: metrics::histogram!("sqsbalancer.handler.duration", "queue_url" => url()),
+                }),
+            }
+        }
+        #[cfg(not(feature = "metrics"))]
+        {
+            let _ = queue;
+            QueueMetrics {}
+        }
     }
-    #[cfg(not(feature = "metrics"))]
-    let _ = (queue, success);
-}
 
-/// An unstarted message of `queue` made visible again (a hand-off or a shutdown).
-pub(crate) fn released(queue: &QueueLabel) {
-    #[cfg(feature = "metrics")]
-    metrics::counter!("sqsbalancer.messages.released", "queue_url" => label(queue)).increment(1);
-    #[cfg(not(feature = "metrics"))]
-    let _ = queue;
-}
+    /// `n` messages received.
+    pub(crate) fn received(&self, n: usize) {
+        #[cfg(feature = "metrics")]
+        self.handles.received.increment(n as u64);
+        #[cfg(not(feature = "metrics"))]
+        let _ = n;
+    }
 
-/// A message of `queue` kept invisible for another visibility timeout.
-pub(crate) fn extended(queue: &QueueLabel) {
-    #[cfg(feature = "metrics")]
-    metrics::counter!("sqsbalancer.visibility.extended", "queue_url" => label(queue)).increment(1);
-    #[cfg(not(feature = "metrics"))]
-    let _ = queue;
-}
+    /// One message handled: processed, and succeeded or failed.
+    pub(crate) fn processed(&self, success: bool) {
+        #[cfg(feature = "metrics")]
+        {
+            self.handles.processed.increment(1);
+            if success {
+                self.handles.succeeded.increment(1);
+            } else {
+                self.handles.failed.increment(1);
+            }
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = success;
+    }
 
-/// One handler invocation on `queue` took `took`.
-pub(crate) fn handler_duration(queue: &QueueLabel, took: Duration) {
-    #[cfg(feature = "metrics")]
-    metrics::histogram!("sqsbalancer.handler.duration", "queue_url" => label(queue))
-        .record(took.as_secs_f64());
-    #[cfg(not(feature = "metrics"))]
-    let _ = (queue, took);
+    /// An unstarted message made visible again (a hand-off or a shutdown).
+    pub(crate) fn released(&self) {
+        #[cfg(feature = "metrics")]
+        self.handles.released.increment(1);
+    }
+
+    /// A message kept invisible for another visibility timeout.
+    pub(crate) fn extended(&self) {
+        #[cfg(feature = "metrics")]
+        self.handles.extended.increment(1);
+    }
+
+    /// One handler invocation took `took`.
+    pub(crate) fn handler_duration(&self, took: Duration) {
+        #[cfg(feature = "metrics")]
+        self.handles.duration.record(took.as_secs_f64());
+        #[cfg(not(feature = "metrics"))]
+        let _ = took;
+    }
 }
 
 /// Messages in handlers now.

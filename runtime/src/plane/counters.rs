@@ -1,7 +1,7 @@
 //! The data plane's running totals, read by [`crate::Running::stats`]; each count also goes
 //! to the metrics facade.
 
-use crate::telemetry::QueueLabel;
+use crate::telemetry::QueueMetrics;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Totals since the data plane started.
@@ -25,24 +25,24 @@ pub(crate) struct Totals {
 }
 
 impl Counters {
-    pub(crate) fn received(&self, queue: &QueueLabel, n: usize) {
+    pub(crate) fn received(&self, queue: &QueueMetrics, n: usize) {
         self.received.fetch_add(n as u64, Ordering::Relaxed);
-        crate::telemetry::received(queue, n);
+        queue.received(n);
     }
 
-    pub(crate) fn succeeded(&self, queue: &QueueLabel) {
+    pub(crate) fn succeeded(&self, queue: &QueueMetrics) {
         self.succeeded.fetch_add(1, Ordering::Relaxed);
-        crate::telemetry::processed(queue, true);
+        queue.processed(true);
     }
 
-    pub(crate) fn failed(&self, queue: &QueueLabel) {
+    pub(crate) fn failed(&self, queue: &QueueMetrics) {
         self.failed.fetch_add(1, Ordering::Relaxed);
-        crate::telemetry::processed(queue, false);
+        queue.processed(false);
     }
 
-    pub(crate) fn released(&self, queue: &QueueLabel) {
+    pub(crate) fn released(&self, queue: &QueueMetrics) {
         self.released.fetch_add(1, Ordering::Relaxed);
-        crate::telemetry::released(queue);
+        queue.released();
     }
 
     pub(crate) fn handler_started(&self, n: usize) {

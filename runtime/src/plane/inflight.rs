@@ -4,7 +4,7 @@
 use super::Shared;
 use super::batches::Change;
 use super::settings::MAX_VISIBILITY;
-use crate::telemetry::QueueLabel;
+use crate::telemetry::QueueMetrics;
 use sqsbalancer_core::QueueId;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -88,7 +88,7 @@ pub(super) async fn keep<Q, C>(shared: Arc<Shared<Q, C>>) {
         let due = shared.lock_inflight().due(Instant::now());
         for (queue, receipt, secs) in due {
             tracing::debug!(queue = %queue, visibility_secs = secs, "extending visibility");
-            crate::telemetry::extended(&QueueLabel::of(&queue));
+            QueueMetrics::of(&queue).extended();
             shared.change(Change::visibility(queue, receipt, secs, false));
         }
     }

@@ -31,6 +31,7 @@ pub use settings::{FailureBackoff, MAX_VISIBILITY, PlaneSettings};
 
 use crate::backend::{Message, Sqs};
 use crate::driver::{DriverHandle, PlaneCommand};
+use crate::telemetry::QueueMetrics;
 use batches::Change;
 use inflight::InFlight;
 use sqsbalancer_core::{Input, QueueId};
@@ -46,6 +47,7 @@ struct Origin {
     queue: QueueId,
     fifo: bool,
     stopped: AtomicBool,
+    metrics: QueueMetrics,
 }
 
 impl Origin {
@@ -202,6 +204,7 @@ impl<Q: Sqs, C: Consumer> DataPlane<Q, C> {
                     let (stop, stop_rx) = watch::channel(false);
                     let origin = Arc::new(Origin {
                         fifo: queue.name().ends_with(".fifo"),
+                        metrics: QueueMetrics::of(&queue),
                         queue: queue.clone(),
                         stopped: AtomicBool::new(false),
                     });

@@ -5,7 +5,6 @@ use super::{Job, Origin, Shared};
 use crate::backend::{Message, Receive, Sqs};
 use crate::error::BackendError;
 use crate::plane::Consumer;
-use crate::telemetry::QueueLabel;
 use sqsbalancer_core::Input;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -23,7 +22,6 @@ pub(super) async fn poll<Q: Sqs, C: Consumer>(
     mut stop: watch::Receiver<bool>,
 ) {
     let queue = origin.queue.clone();
-    let label = QueueLabel::of(&queue);
     let sqs = shared.settings.sqs_for(&queue).clone();
     let batch = (sqs.max_messages.clamp(1, 10) as usize).min(shared.settings.capacity());
     let longest_rest = Duration::from_secs(u64::from(sqs.wait_time_seconds.max(1)));
@@ -86,7 +84,7 @@ pub(super) async fn poll<Q: Sqs, C: Consumer>(
             Ok(messages) => {
                 backoff = Duration::from_millis(100);
                 rest = FIRST_REST;
-                shared.counters.received(&label, messages.len());
+                shared.counters.received(&origin.metrics, messages.len());
                 hand_over(
                     &shared,
                     &origin,

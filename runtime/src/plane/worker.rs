@@ -4,10 +4,9 @@
 
 use super::batches::Change;
 use super::consumer::Consumer;
-use super::{Job, Shared};
+use super::{Job, Origin, Shared};
 use crate::backend::{Message, Sqs};
 use crate::handler::{BatchOutcome, HandlerError};
-use crate::telemetry::QueueLabel;
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Arc;
@@ -63,7 +62,7 @@ async fn run<Q: Sqs, C: Consumer>(shared: &Arc<Shared<Q, C>>, job: Job) {
         // Received but not started, and no longer ours to handle: visible again at once.
         for (id, m) in messages {
             tracing::debug!(queue = %m.queue, message_id = %m.message_id, "releasing an unstarted message");
-            shared.counters.released(&QueueLabel::of(&m.queue));
+            shared.counters.released(&origin.metrics);
             shared.lock_inflight().remove(id);
             shared.change(Change::visibility(m.queue, m.receipt, 0, true));
         }
@@ -77,11 +76,9 @@ async fn run<Q: Sqs, C: Consumer>(shared: &Arc<Shared<Q, C>>, job: Job) {
         let n = tickets.len();
         let batch: Vec<Message> = messages.into_iter().map(|(_, m)| m).collect();
         let span = tracing::info_span!("batch", queue = %origin.queue, messages = n);
-        let outcomes = invoke(shared, &origin.queue, batch, n)
-            .instrument(span)
-            .await;
+        let outcomes = invoke(shared, &origin, batch, n).instrument(span).await;
         for (t, outcome) in tickets.into_iter().zip(outcomes) {
-            settle(shared, t, outcome, origin.fifo, &mut failed_groups);
+            settle(shared, &origin, t, outcome, &mut failed_groups);
         }
     } else {
         for (id, m) in messages {
@@ -99,13 +96,11 @@ async fn run<Q: Sqs, C: Consumer>(shared: &Arc<Shared<Q, C>>, job: Job) {
                     message_id = %t.message_id,
                     receive_count = t.receive_count,
                 );
-                let mut o = invoke(shared, &origin.queue, vec![m], 1)
-                    .instrument(span)
-                    .await;
+                let mut o = invoke(shared, &origin, vec![m], 1).instrument(span).await;
                 o.pop()
                     .unwrap_or_else(|| Err(HandlerError::new("no outcome")))
             };
-            settle(shared, t, outcome, origin.fifo, &mut failed_groups);
+            settle(shared, &origin, t, outcome, &mut failed_groups);
             // This message's permit goes back as soon as it is settled.
             drop(permits.split(1));
         }
@@ -116,7 +111,7 @@ async fn run<Q: Sqs, C: Consumer>(shared: &Arc<Shared<Q, C>>, job: Job) {
 /// a timeout or a wrong number of outcomes fails every message.
 async fn invoke<Q, C: Consumer>(
     shared: &Arc<Shared<Q, C>>,
-    queue: &sqsbalancer_core::QueueId,
+    origin: &Origin,
     messages: Vec<Message>,
     n: usize,
 ) -> BatchOutcome {
@@ -128,7 +123,7 @@ async fn invoke<Q, C: Consumer>(
     )
     .await;
     shared.counters.handler_finished(n);
-    crate::telemetry::handler_duration(&QueueLabel::of(queue), started.elapsed());
+    origin.metrics.handler_duration(started.elapsed());
     match outcome {
         Ok(o) if o.len() == n => o,
         Ok(o) => {
@@ -142,41 +137,53 @@ async fn invoke<Q, C: Consumer>(
     }
 }
 
-/// Awaits `fut` in its own task: a panic or running past `timeout` (the task is aborted) is
-/// an `Err` naming what happened.
-async fn isolated<T: Send + 'static>(
-    fut: impl Future<Output = T> + Send + 'static,
+/// Awaits `fut` catching a panic, within `timeout` (past it the future is dropped, which
+/// cancels the handler): either is an `Err` naming what happened. The handler runs in the
+/// worker's own task, so isolating it costs no task spawn per message.
+async fn isolated<T>(
+    fut: impl Future<Output = T> + Send,
     timeout: Option<Duration>,
 ) -> Result<T, String> {
-    let task = tokio::spawn(fut);
-    let abort = task.abort_handle();
+    let caught = CatchUnwind(Box::pin(fut));
     let joined = match timeout {
-        Some(t) => match tokio::time::timeout(t, task).await {
+        Some(t) => match tokio::time::timeout(t, caught).await {
             Ok(joined) => joined,
-            Err(_) => {
-                abort.abort();
-                return Err(format!("the handler timed out after {t:?}"));
-            }
+            Err(_) => return Err(format!("the handler timed out after {t:?}")),
         },
-        None => task.await,
+        None => caught.await,
     };
-    joined.map_err(|e| {
-        if e.is_panic() {
-            "the handler panicked".to_owned()
-        } else {
-            "the handler was cancelled".to_owned()
+    joined.map_err(|_| "the handler panicked".to_owned())
+}
+
+/// A future whose panic becomes an `Err`: the user's handler may panic, the worker may not.
+struct CatchUnwind<F>(std::pin::Pin<Box<F>>);
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, ()>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let inner = self.0.as_mut();
+        // The handler's state is dropped after a panic, never polled again.
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(std::task::Poll::Ready(v)) => std::task::Poll::Ready(Ok(v)),
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Err(_) => std::task::Poll::Ready(Err(())),
         }
-    })
+    }
 }
 
 /// Deletes a success; leaves a failure to its visibility timeout or backs it off.
 fn settle<Q, C>(
     shared: &Shared<Q, C>,
+    origin: &Origin,
     t: Ticket,
     outcome: Result<(), HandlerError>,
-    fifo: bool,
     failed_groups: &mut BTreeSet<String>,
 ) {
+    let fifo = origin.fifo;
     let outcome = match (&t.group, outcome) {
         (Some(g), Ok(())) if fifo && failed_groups.contains(g) => Err(HandlerError::new(
             "an earlier message of its FIFO group failed",
@@ -184,7 +191,7 @@ fn settle<Q, C>(
         (_, o) => o,
     };
     shared.lock_inflight().remove(t.id);
-    let queue = &QueueLabel::of(&t.queue);
+    let queue = &origin.metrics;
     match outcome {
         Ok(()) => {
             shared.counters.succeeded(queue);
