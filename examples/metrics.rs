@@ -7,7 +7,7 @@
 //! `cargo run --example metrics`
 
 use metrics_exporter_prometheus::PrometheusBuilder;
-use sqsbalancer_runtime::{Balancer, HandlerError, Message};
+use sqsbalancer::{Balancer, HandlerError, Message};
 use sqsbalancer_sim::backend::{FakeBackend, Fakes};
 use sqsbalancer_sim::fake::Outgoing;
 use sqsbalancer_sim::{TABLE, config};

@@ -1,9 +1,74 @@
-//! sqsbalancer: share many Amazon SQS queues across a fleet of instances, coordinated through one
-//! DynamoDB table, with exact balance, minimal movement and fenced ownership.
+//! sqsbalancer: share many Amazon SQS queues across a fleet of service instances, coordinated
+//! through one DynamoDB table, with exact balance, minimal movement and fenced ownership.
 //!
-//! This facade re-exports the public API. The coordination core lives in [`core`].
+//! # Quick start
+//!
+//! ```no_run
+//! use sqsbalancer::aws::{AwsBackend, AwsSettings, Billing, ensure_table};
+//! use sqsbalancer::{Balancer, Config, HandlerError, Message};
+//! use std::sync::Arc;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! // Region and credentials come from the standard AWS chain.
+//! let aws = AwsBackend::connect(&AwsSettings::default(), "sqsbalancer").await;
+//! ensure_table(&aws, Billing::OnDemand).await?;
+//!
+//! let mut cfg = Config::new("orders", "sqsbalancer");
+//! cfg.instance_id = Some("host-1".into());
+//! cfg.queue_filter_pattern = Some("^orders-".into());
+//!
+//! let handler = |m: Message| async move {
+//!     println!("{} from {}", m.body, m.queue.name());
+//!     Ok::<(), HandlerError>(()) // Err leaves the message for redelivery
+//! };
+//! let running = Balancer::new(cfg, Arc::new(aws))?.start(handler)?;
+//! tokio::signal::ctrl_c().await?;
+//! running.stop().await?; // hand the queues over, then deregister
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Guarantees
+//!
+//! - **Exclusive receive.** Two instances never have ReceiveMessage calls on one queue in
+//!   flight at the same time. Ownership is a conditional write with a growing epoch, and every
+//!   instance stops its own receive calls (self-fences) before its lease could have expired in
+//!   its peers' eyes. The one limit: a process paused for longer than the fence margin (a tenth
+//!   of the heartbeat timeout by default) can outlive its lease with a call in flight.
+//! - **Exact balance.** Queues are split by capacity weight to within one queue of the fair
+//!   share, not approximately as a hash ring does.
+//! - **Minimal movement.** A membership change moves only as many queues as the new balance
+//!   needs, and a graceful stop hands its queues over within a heartbeat interval.
+//! - **No lost messages.** A message is deleted only after its handler succeeded; a failure,
+//!   panic or timeout leaves it for redelivery. Received but unstarted messages are made
+//!   visible again at once on a hand-off or shutdown.
+//! - **Bounded failover.** The queues of an instance that dies without stopping are taken
+//!   over within HeartbeatTimeout + 2 × HeartbeatInterval.
+//!
+//! # Architecture
+//!
+//! Dependencies flow one way: `sqsbalancer-cli` → `sqsbalancer-sim` → `sqsbalancer-runtime`
+//! → `sqsbalancer-core`.
+//!
+//! - [`core`] is the protocol as a pure state machine: `handle(now, input)`, `poll_effect()`,
+//!   `poll_timeout()`. It never reads a clock, does I/O or draws entropy, so the simulator can
+//!   run thousands of seeds of it and replay any one exactly.
+//! - [`runtime`] drives the core on tokio: it executes the core's DynamoDB and ListQueues
+//!   effects through backend traits (AWS SDK in production, in-memory fakes in tests), and runs
+//!   the data plane: a poller per owned queue within the self-fence, permit-based backpressure,
+//!   a worker pool, batched deletes, visibility extension, failure backoff, FIFO group order.
+//! - `sqsbalancer-sim` checks the protocol's invariants under crashes, partitions, throttling,
+//!   clock drift and pauses, at two levels: the core alone, and the whole runtime on turmoil
+//!   hosts. The `sqsbalancer` CLI runs the simulations, a worker, a demo and a status view.
 
 pub use sqsbalancer_core as core;
 pub use sqsbalancer_core::{
-    Assignment, Config, Error, InstanceId, Member, QueueId, SqsConfig, assign,
+    Assignment, Config, Error, InstanceId, Member, Phase, QueueId, SqsConfig, assign,
+};
+pub use sqsbalancer_runtime as runtime;
+#[cfg(feature = "aws")]
+pub use sqsbalancer_runtime::aws;
+pub use sqsbalancer_runtime::{
+    Balancer, BatchHandler, BatchOutcome, FailureBackoff, Handler, HandlerError, Health, Message,
+    Running, RuntimeError, Stats,
 };
