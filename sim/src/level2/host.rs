@@ -68,9 +68,9 @@ pub(crate) async fn life(lab: Lab, slot: usize) -> turmoil::Result {
     Ok(())
 }
 
-/// The handler: takes a while, sometimes fails or outlives the visibility timeout (as the
-/// run's handler faults draw it from the message and its receive count), and records every
-/// outcome before the runtime acts on it.
+/// The handler: takes a while, sometimes fails (half the time by panicking) or outlives the
+/// visibility timeout, as the run's handler faults draw it from the message and its receive
+/// count, and records every outcome before the runtime acts on it.
 struct Recorder {
     lab: Lab,
     who: Who,
@@ -78,7 +78,7 @@ struct Recorder {
 
 impl Handler for Recorder {
     fn handle(&self, m: Message) -> impl Future<Output = Result<(), HandlerError>> + Send {
-        let (took, fail) = {
+        let (took, fail, panics) = {
             let mut s = lock(&self.lab);
             let now = s.now();
             let h = hash64(&[
@@ -89,6 +89,8 @@ impl Handler for Recorder {
             let mut rng = Rng::new(h);
             let faults = s.handler_faults;
             let fail = rng.below(1_000_000) < faults.fail;
+            // Half the failures are panics, which the runtime must contain.
+            let panics = fail && rng.below(2) == 0 && s.mutation != Some(Mutation::DeleteFailures);
             let slow = rng.below(1_000_000) < faults.slow;
             let (lo, hi) = if slow { SLOW_HANDLER_MS } else { HANDLER_MS };
             let took = lo + rng.below(hi - lo + 1);
@@ -97,7 +99,7 @@ impl Handler for Recorder {
                 sl.slow_until = sl.slow_until.max(now + took);
                 sl.stop_faulted |= sl.stop_started.is_some();
             }
-            (took, fail)
+            (took, fail, panics)
         };
         let lab = Arc::clone(&self.lab);
         let who = self.who;
@@ -113,9 +115,19 @@ impl Handler for Recorder {
             s.checker.handled(&m.message_id, &m.receipt, !fail);
             s.stats.handled += 1;
             s.stats.failed += u64::from(fail);
+            let outcome = match (fail, panics) {
+                (false, _) => "ok",
+                (true, false) => "failed",
+                (true, true) => "panicked",
+            };
             s.emit(Some(who.0), "handled", || {
-                format!("{} {}", m.message_id, if fail { "failed" } else { "ok" })
+                format!("{} {outcome}", m.message_id)
             });
+            drop(s);
+            if panics {
+                // A panic without the panic hook's message on stderr, once per failure.
+                std::panic::resume_unwind(Box::new("panicking on purpose"));
+            }
             if fail && mutation != Some(Mutation::DeleteFailures) {
                 Err(HandlerError::new("failing on purpose"))
             } else {

@@ -10,12 +10,14 @@
 //! * Faults: crash (turmoil drops every task of the host: an abort without `stop`), graceful
 //!   stop (`Running::stop`), restart, join, partitions from DynamoDB or SQS (calls time out,
 //!   or hang until healed), throttling, 5xx, timeouts applied or not, latency, queue churn,
-//!   and handlers that fail or outlive the visibility timeout. The backend calls do not go
-//!   over turmoil's network: the faults are in each life's link to the fakes (`link.rs`).
+//!   and handlers that fail (half of them by panicking) or outlive the visibility timeout.
+//!   The backend calls do not go over turmoil's network: the faults are in each life's link
+//!   to the fakes (`link.rs`).
 //! * Checked: exclusive receive, delete only after a handler success, epoch growth and no
 //!   loss at the fake ([`Checker`](crate::check::Checker)); the settled state from the
 //!   runtime's own view (what each `Running` receives); graceful stops; and that no runtime
-//!   task panics.
+//!   task panics (under `tokio_unstable` turmoil shuts a host's runtime down when a panic
+//!   escapes a task, which fails the run; the runtime must contain a handler's).
 //! * Proven: every deliberate bug of [`Mutation`](crate::Mutation) can be planted around the
 //!   real runtime (`plant.rs`, and the handler in `host.rs`), and `sim/tests/level2.rs` shows
 //!   each is caught.
@@ -26,9 +28,7 @@
 //!   seed differ.
 //!
 //! Left to level 1: clock drift and process pauses (turmoil runs every host at one rate and
-//! cannot freeze one), and panicking handlers (under `tokio_unstable` turmoil makes a panic in
-//! any task shut its host's runtime down, which is a crash rather than the runtime's panic
-//! isolation at work; `sim/tests/runtime.rs` covers that on a plain tokio runtime).
+//! cannot freeze one).
 
 mod check;
 mod host;
