@@ -173,7 +173,16 @@ impl<S: Store, L: QueueList> Driver<S, L> {
                 () = sleep_until(wake) => Input::Tick,
             };
             let now = self.now();
+            // One coordination round: the input and every effect it leads to.
+            let round = tracing::debug_span!(
+                "round",
+                instance = %self.node.instance(),
+                input = input_kind(&input),
+                at_ms = now.0,
+            );
+            let _entered = round.enter();
             self.node.handle(now, input);
+            self.drain();
         }
     }
 
@@ -246,6 +255,18 @@ impl<S: Store, L: QueueList> Driver<S, L> {
         if self.plane.send(c).is_err() {
             tracing::debug!("the data plane has gone; command dropped");
         }
+    }
+}
+
+/// The input's kind, as the `round` span's `input` field.
+fn input_kind(input: &Input) -> &'static str {
+    match input {
+        Input::Tick => "tick",
+        Input::Completed { .. } => "completed",
+        Input::ReceivingStopped { .. } => "receiving_stopped",
+        Input::QueueGone { .. } => "queue_gone",
+        Input::Shutdown => "shutdown",
+        Input::DrainFinished => "drain_finished",
     }
 }
 
