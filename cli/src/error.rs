@@ -48,4 +48,23 @@ pub enum CliError {
         /// How many runs.
         count: usize,
     },
+    /// `status` saw queues without a live owner for longer than the failover bound.
+    #[error("{} queue(s) unowned past the failover bound of {bound:?}: {}", queues.len(), queues.join(" "))]
+    Unowned {
+        /// HeartbeatTimeout + 2 × HeartbeatInterval.
+        bound: std::time::Duration,
+        /// The queue names.
+        queues: Vec<String>,
+    },
+}
+
+impl CliError {
+    /// The exit status it ends the command with: 2 for queues stuck unowned (so a script can
+    /// tell a sick fleet from a failed check), 1 for everything else.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Unowned { .. } => 2,
+            _ => 1,
+        }
+    }
 }

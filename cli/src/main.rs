@@ -1,11 +1,13 @@
 //! `sqsbalancer`: the operator's command for a fleet sharing SQS queues.
 //!
 //! Exit status: 0 on success, 1 when an input file is missing or wrong (one line on stderr naming
-//! the file and line), 2 for a malformed command line.
+//! the file and line), 2 for a malformed command line; `status` also exits 2 when queues stay
+//! unowned past the failover bound.
 
 mod error;
 mod plan;
 mod sim;
+mod status;
 mod worker;
 
 use clap::{Parser, Subcommand};
@@ -44,6 +46,8 @@ enum Command {
     Sim(sim::SimCommand),
     /// Run one instance of the fleet until SIGTERM or SIGINT, then stop it gracefully.
     Worker(worker::WorkerArgs),
+    /// Show a live fleet from its coordination table: instances, owners, balance, unowned queues.
+    Status(status::StatusArgs),
 }
 
 fn run(cli: Cli) -> Result<(), CliError> {
@@ -67,6 +71,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Sim(cmd) => sim::run(cmd),
         Command::Worker(args) => worker::run(args),
+        Command::Status(args) => status::run(args),
     }
 }
 
@@ -75,7 +80,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::from(1)
+            ExitCode::from(e.exit_code())
         }
     }
 }

@@ -6,29 +6,12 @@
 
 mod common;
 
-use common::{Moto, backlog, create_queues, send_messages, wait_until};
-use sqsbalancer_core::Config;
+use common::{Moto, backlog, create_queues, fast, send_messages, wait_until};
 use sqsbalancer_runtime::aws::{Billing, ensure_table};
 use sqsbalancer_runtime::{Balancer, HandlerError, Message, Running, RuntimeError};
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-/// Short intervals so the cluster converges in seconds.
-fn fast(app: &str, table: &str, id: &str) -> Config {
-    let mut c = Config::new(app, table);
-    c.instance_id = Some(id.to_owned());
-    c.heartbeat_interval = Duration::from_millis(300);
-    c.heartbeat_timeout = Duration::from_millis(3_000);
-    c.rebalance_delay = Duration::from_millis(500);
-    c.queue_discovery_interval = Duration::from_secs(1);
-    c.reconcile_interval = Duration::from_secs(5);
-    c.shutdown_timeout = Duration::from_secs(10);
-    c.sqs.wait_time_seconds = 1;
-    c.sqs.visibility_timeout = 5;
-    c.queue_filter_pattern = Some(format!("^{app}-"));
-    c
-}
 
 /// Starts balancers a, b and c of `app`, each recording the bodies it handled in `handled`.
 async fn start_fleet(

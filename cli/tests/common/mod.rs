@@ -5,7 +5,7 @@
 )]
 //! port, stopped when dropped, and balancers connected to it.
 
-use sqsbalancer_core::{Outcome, Read, Reply};
+use sqsbalancer_core::{Config, Outcome, Read, Reply};
 use sqsbalancer_runtime::aws::{AwsBackend, AwsSettings};
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -64,6 +64,23 @@ impl Drop for Moto {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A balancer config for `app` with short intervals, so a cluster converges in seconds; it
+/// takes the queues whose names start with `{app}-`.
+pub fn fast(app: &str, table: &str, id: &str) -> Config {
+    let mut c = Config::new(app, table);
+    c.instance_id = Some(id.to_owned());
+    c.heartbeat_interval = Duration::from_millis(300);
+    c.heartbeat_timeout = Duration::from_millis(3_000);
+    c.rebalance_delay = Duration::from_millis(500);
+    c.queue_discovery_interval = Duration::from_secs(1);
+    c.reconcile_interval = Duration::from_secs(5);
+    c.shutdown_timeout = Duration::from_secs(10);
+    c.sqs.wait_time_seconds = 1;
+    c.sqs.visibility_timeout = 5;
+    c.queue_filter_pattern = Some(format!("^{app}-"));
+    c
 }
 
 /// Waits until `done` holds, checking every 100 ms; fails past `within`.
