@@ -156,3 +156,40 @@ fn a_swarm_seed_names_the_command_that_replays_it() {
     );
     assert_eq!((plain.faults.drift_ppm, plain.faults.pause), (0, 0));
 }
+
+#[test]
+fn a_story_is_told_with_nothing_lost_and_every_beat_measured() {
+    use std::time::Duration;
+    let mut live = level2::Live::start(level2::Story::demo(3, 12, Duration::from_secs(300)))
+        .expect("the demo story is valid");
+    while !live.step().expect("the hosts run") {}
+    let view = live.view();
+    let told = live.finish();
+    let r = &told.report;
+    assert!(r.violation.is_none(), "{:?}", r.violation);
+    assert_eq!(r.messages.lost, 0, "{:?}", r.messages);
+    assert!(r.messages.sent > 5_000, "{:?}", r.messages);
+    let mut states: Vec<&str> = view.instances.iter().map(|i| i.state.name()).collect();
+    states.sort_unstable();
+    assert_eq!(
+        states,
+        ["crashed", "running", "running", "running", "stopped"]
+    );
+    let chapters: Vec<(Option<level2::Act>, u64, u64)> = told
+        .chapters
+        .iter()
+        .map(|c| (c.act.clone(), c.moves, c.optimum))
+        .collect();
+    assert_eq!(chapters.len(), 5, "{chapters:?}");
+    for c in &told.chapters {
+        assert!(c.moves >= c.optimum, "{c:?}");
+    }
+    let crash = &told.chapters[2];
+    assert!(!crash.failover.is_empty(), "{crash:?}");
+    let stop = &told.chapters[3];
+    assert!(!stop.handoff.is_empty(), "{stop:?}");
+    assert_eq!(
+        stop.moves, stop.optimum,
+        "a stop moves only the leaver's queues"
+    );
+}

@@ -472,6 +472,7 @@ impl Sqs for Link {
                     let id = s.receipts.get(receipt).cloned();
                     let id = id.unwrap_or_else(|| receipt.clone());
                     s.checker.deleted(&id, receipt);
+                    s.slots[link.who.0].deleted += 1;
                     s.emit(Some(link.who.0), "deleted", || id.clone());
                 }
             }

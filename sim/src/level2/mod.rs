@@ -26,6 +26,9 @@
 //!   drawn from the runtime's seed, which only a runtime built with `--cfg tokio_unstable`
 //!   can be given (the workspace's `.cargo/config.toml` sets it): without it two runs of one
 //!   seed differ.
+//! * Scripted: a [`Story`] plays fixed beats (joins, crashes, graceful stops, queue churn)
+//!   instead of drawn faults, stepped by its caller ([`Live`]) so that it can be paced and
+//!   watched; `sqsbalancer demo` tells one.
 //!
 //! Left to level 1: clock drift and process pauses (turmoil runs every host at one rate and
 //! cannot freeze one).
@@ -36,8 +39,12 @@ mod link;
 mod plant;
 mod run;
 mod shared;
+mod story;
 mod swarm;
 
+pub use story::{
+    Act, Beat, Chapter, DEMO_RATE, InstanceState, InstanceView, Live, Story, Told, View,
+};
 pub use swarm::swarm;
 
 use crate::error::SimError;
@@ -105,14 +112,20 @@ pub fn run(sc: Scenario) -> Result<Report, SimError> {
             "drift and pause are simulated at level 1 only".to_owned(),
         );
     }
-    if sc.instances > 50 || sc.queues > 1_000 {
-        return bad(
-            "size",
-            format!(
-                "level 2 runs at most 50 instances and 1000 queues, {} and {} given",
-                sc.instances, sc.queues
-            ),
-        );
-    }
+    check_size(sc.instances, sc.queues)?;
     run::run(sc)
+}
+
+/// Refuses a fleet larger than level 2 runs (every instance is a whole runtime): at most 50
+/// instances and 1000 queues.
+fn check_size(instances: usize, queues: usize) -> Result<(), SimError> {
+    if instances > 50 || queues > 1_000 {
+        return Err(SimError::InvalidScenario {
+            field: "size",
+            rule: format!(
+                "level 2 runs at most 50 instances and 1000 queues, {instances} and {queues} given"
+            ),
+        });
+    }
+    Ok(())
 }

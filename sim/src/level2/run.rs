@@ -3,6 +3,11 @@
 //! partitions, queue churn) and sends the producer's messages; at the calm point every fault
 //! stops and every instance comes back; past the end it drains the backlog, then checks the
 //! settled state and that nothing was lost.
+//!
+//! A scripted run (a [`Story`](super::Story)) draws no faults: its caller plays the story's
+//! beats between steps ([`Harness::step`]), pacing it against the wall clock and watching it.
+//! It sends traffic until its end and has no calm (nothing comes back by itself); past its end
+//! it drains the backlog and waits for the fleet to settle.
 
 use super::check;
 use super::host;
@@ -27,7 +32,7 @@ const DRAIN_CAP_MS: u64 = 600_000;
 const MAX_GROWTH: usize = 2;
 
 /// The harness of one run.
-struct Harness {
+pub(super) struct Harness {
     sc: Scenario,
     sim: turmoil::Sim<'static>,
     lab: Lab,
@@ -38,17 +43,21 @@ struct Harness {
     next_queue: usize,
     /// Hosts registered with turmoil, by slot.
     hosts: usize,
+    /// A scripted run: no drawn faults, no calm, instances of weight 1.
+    scripted: bool,
 }
 
 /// Runs `sc` on the real runtime to its end (and its drain), or to its first violation.
 pub(crate) fn run(sc: Scenario) -> Result<Report, SimError> {
-    let mut h = Harness::new(sc);
-    h.run()?;
+    let mut h = Harness::new(sc, false);
+    while !h.step()? {}
     Ok(h.report())
 }
 
 impl Harness {
-    fn new(sc: Scenario) -> Harness {
+    /// The harness of `sc` with its queues created and its first instances started; a scripted
+    /// run when `scripted`.
+    pub(super) fn new(sc: Scenario, scripted: bool) -> Harness {
         let mut rng = Rng::new(sc.seed ^ 0x1e7e_1202);
         let lab = Arc::new(Mutex::new(Shared::new(&sc, rng.next_u64())));
         let sim = turmoil::Builder::new()
@@ -57,7 +66,11 @@ impl Harness {
             .simulation_duration(Duration::from_secs(30 * 24 * 3600))
             .build();
         let end = sc.duration.as_millis() as u64;
-        let calm_at = end - sc.calm.as_millis() as u64;
+        let calm_at = if scripted {
+            u64::MAX
+        } else {
+            end - sc.calm.as_millis() as u64
+        };
         let mut h = Harness {
             sim,
             lab,
@@ -68,6 +81,7 @@ impl Harness {
             next_queue: 0,
             hosts: 0,
             sc,
+            scripted,
         };
         for _ in 0..h.sc.queues {
             h.add_queue();
@@ -79,48 +93,83 @@ impl Harness {
         h
     }
 
-    fn run(&mut self) -> Result<(), SimError> {
+    /// Advances the run by one turmoil step (10 ms of simulated time). True once the run is
+    /// over: past its end with the backlog drained (and, when scripted, the fleet settled),
+    /// past the drain cap, or at its first violation. Not to be called again after that.
+    pub(super) fn step(&mut self) -> Result<bool, SimError> {
         let cap = self.end + DRAIN_CAP_MS;
-        loop {
-            let t = self.sim.elapsed().as_millis() as u64;
-            lock(&self.lab).set_clock(t);
-            if t >= self.next_second {
-                self.next_second += 1_000;
-                if t >= self.calm_at && !lock(&self.lab).calm {
-                    self.calm_down();
-                }
-                self.second();
+        let t = self.sim.elapsed().as_millis() as u64;
+        lock(&self.lab).set_clock(t);
+        if t >= self.next_second {
+            self.next_second += 1_000;
+            if t >= self.calm_at && !lock(&self.lab).calm {
+                self.calm_down();
             }
-            self.sim.step().map_err(|e| SimError::Host {
-                reason: e.to_string(),
-            })?;
-            self.after_step();
-            let mut s = lock(&self.lab);
-            if !s.checker.violations.is_empty() {
-                break;
-            }
-            if t >= self.end {
-                let sqs = &s.sqs;
-                let backlog = s.checker.outstanding(|q| sqs.exists(q.as_str()));
-                if backlog == 0 || t >= cap {
-                    s.now();
-                    finish(&mut s);
-                    break;
-                }
+            self.second();
+        }
+        self.sim.step().map_err(|e| SimError::Host {
+            reason: e.to_string(),
+        })?;
+        self.after_step();
+        let mut s = lock(&self.lab);
+        let mut over = !s.checker.violations.is_empty();
+        if !over && t >= self.end {
+            let sqs = &s.sqs;
+            let backlog = s.checker.outstanding(|q| sqs.exists(q.as_str()));
+            let settled = !self.scripted || check::settled(&s).is_none();
+            if (backlog == 0 && settled) || t >= cap {
+                s.now();
+                finish(&mut s);
+                over = true;
             }
         }
-        let mut s = lock(&self.lab);
-        if let Some(v) = s.checker.violations.first() {
+        if let Some(v) = s.checker.violations.first().filter(|_| over) {
             let d = format!("{}: {}", v.invariant, v.detail);
             s.emit(None, "violation", || d);
         }
-        Ok(())
+        Ok(over)
+    }
+
+    /// The state shared with the hosts.
+    pub(super) fn lab(&self) -> &Lab {
+        &self.lab
+    }
+
+    /// Simulated time, ms.
+    pub(super) fn elapsed_ms(&self) -> u64 {
+        self.sim.elapsed().as_millis() as u64
+    }
+
+    /// A new instance joins now (a scripted join); its slot.
+    pub(super) fn join(&mut self) -> usize {
+        let i = self.add_slot();
+        note(&mut lock(&self.lab), "join", Some(i));
+        self.start(i);
+        i
+    }
+
+    /// A new queue is created now (scripted queue churn).
+    pub(super) fn create_queue(&mut self) -> Option<QueueId> {
+        let q = self.add_queue()?;
+        note(&mut lock(&self.lab), "queue-created", None);
+        Some(q)
+    }
+
+    /// The queue at `url` is deleted now (scripted queue churn).
+    pub(super) fn delete_queue(&mut self, url: &str) {
+        let mut s = lock(&self.lab);
+        let _ = s.sqs.delete_queue("admin", url);
+        note(&mut s, "queue-deleted", None);
     }
 
     // ----- instances -----
 
     fn add_slot(&mut self) -> usize {
-        let weight = 1 + u32::from(self.rng.below(4) == 0);
+        let weight = if self.scripted {
+            1
+        } else {
+            1 + u32::from(self.rng.below(4) == 0)
+        };
         let mut s = lock(&self.lab);
         let i = s.slots.len();
         s.slots.push(Slot {
@@ -136,6 +185,7 @@ impl Harness {
             slow_until: 0,
             up_since: None,
             started_at: None,
+            deleted: 0,
         });
         i
     }
@@ -184,7 +234,8 @@ impl Harness {
         sl.name.clone()
     }
 
-    fn crash(&mut self, i: usize) {
+    /// Slot `i`'s process dies now, without a word.
+    pub(super) fn crash(&mut self, i: usize) {
         let name = {
             let mut s = lock(&self.lab);
             note(&mut s, "crash", Some(i));
@@ -197,7 +248,8 @@ impl Harness {
         self.sim.crash(name.as_str());
     }
 
-    fn stop(&mut self, i: usize) {
+    /// Slot `i`'s process is asked to stop gracefully now.
+    pub(super) fn stop(&mut self, i: usize) {
         let mut s = lock(&self.lab);
         note(&mut s, "stop", Some(i));
         let sl = &mut s.slots[i];
@@ -255,8 +307,15 @@ impl Harness {
         ppm > 0 && self.rng.below(1_000_000) < ppm
     }
 
-    /// One simulated second of faults and traffic.
+    /// One simulated second of faults and traffic (of traffic alone, until the end, when
+    /// scripted).
     fn second(&mut self) {
+        if self.scripted {
+            if self.elapsed_ms() < self.end {
+                self.produce();
+            }
+            return;
+        }
         let calm = lock(&self.lab).calm;
         let f = self.sc.faults.clone();
         let n = lock(&self.lab).slots.len();
@@ -369,7 +428,8 @@ impl Harness {
 
     // ----- the report -----
 
-    fn report(&self) -> Report {
+    /// What the run measured (with its violation, if it broke an invariant).
+    pub(super) fn report(&self) -> Report {
         let s = lock(&self.lab);
         let nodes = |c: &String| c.starts_with("node-");
         let mut dynamo = (0, 0.0, 0);

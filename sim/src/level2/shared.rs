@@ -64,6 +64,9 @@ pub(crate) struct Slot {
     pub up_since: Option<u64>,
     /// When this life started, ms (for instance-minutes).
     pub started_at: Option<u64>,
+    /// Messages deleted by this slot's lives, all together (each instance's throughput, as a
+    /// scripted run shows it).
+    pub deleted: u64,
 }
 
 /// Message-handling faults, in ppm of handler runs.
