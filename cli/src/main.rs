@@ -4,6 +4,7 @@
 //! the file and line), 2 for a malformed command line; `status` also exits 2 when queues stay
 //! unowned past the failover bound.
 
+mod demo;
 mod error;
 mod plan;
 mod sim;
@@ -48,6 +49,9 @@ enum Command {
     Worker(worker::WorkerArgs),
     /// Show a live fleet from its coordination table: instances, owners, balance, unowned queues.
     Status(status::StatusArgs),
+    /// A fleet of real runtime instances over an in-memory SQS and DynamoDB (no AWS needed)
+    /// telling a scripted story: traffic, a scale-out, a crash, a graceful stop, queue churn.
+    Demo(demo::DemoArgs),
 }
 
 fn run(cli: Cli) -> Result<(), CliError> {
@@ -72,6 +76,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Sim(cmd) => sim::run(cmd),
         Command::Worker(args) => worker::run(args),
         Command::Status(args) => status::run(args),
+        Command::Demo(args) => demo::run(args),
     }
 }
 
