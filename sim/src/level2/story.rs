@@ -289,8 +289,9 @@ impl Live {
             over: false,
         };
         let what = format!(
-            "start: {} instances on {} queues",
-            story.instances, story.queues
+            "start: {} on {}",
+            count(story.instances, "instance"),
+            count(story.queues, "queue")
         );
         live.chapter(None, what);
         Ok(live)
@@ -467,6 +468,15 @@ impl Live {
             failover: Vec::new(),
             handoff: Vec::new(),
         });
+    }
+}
+
+/// `n` and `noun`, plural unless `n` is one.
+fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
     }
 }
 
