@@ -38,7 +38,7 @@ use sqsbalancer_core::{Input, QueueId};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, MutexGuard};
-use tokio::sync::{Mutex, Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::time::Instant;
 
 /// One poller's life on its queue: jobs remember it so a worker can tell that their queue
@@ -75,7 +75,7 @@ struct Shared<Q, C> {
     /// Pollers waiting for permits: while any wait, nobody starts a long poll.
     waiting: AtomicUsize,
     fence: watch::Receiver<Option<Instant>>,
-    jobs: mpsc::UnboundedSender<Job>,
+    jobs: async_channel::Sender<Job>,
     changes: mpsc::UnboundedSender<Change>,
     inflight: std::sync::Mutex<InFlight>,
     counters: Arc<Counters>,
@@ -158,7 +158,7 @@ impl<Q: Sqs, C: Consumer> DataPlane<Q, C> {
     ) -> DataPlane<Q, C> {
         let (fence, fence_rx) = watch::channel(None);
         let (closed, closed_rx) = watch::channel(false);
-        let (jobs, jobs_rx) = mpsc::unbounded_channel();
+        let (jobs, jobs_rx) = async_channel::unbounded();
         let (changes, changes_rx) = mpsc::unbounded_channel();
         let batch = settings.sqs.max_messages.clamp(1, 10) as usize;
         let long_polls = (settings.capacity() / batch).saturating_sub(1).max(1);
@@ -180,9 +180,8 @@ impl<Q: Sqs, C: Consumer> DataPlane<Q, C> {
             closed: closed_rx,
             settings,
         });
-        let jobs_rx = Arc::new(Mutex::new(jobs_rx));
         for _ in 0..shared.settings.workers {
-            tokio::spawn(worker::work(Arc::clone(&shared), Arc::clone(&jobs_rx)));
+            tokio::spawn(worker::work(Arc::clone(&shared), jobs_rx.clone()));
         }
         tokio::spawn(batches::batch(Arc::clone(&shared), changes_rx));
         if shared.settings.extend_visibility {

@@ -168,8 +168,8 @@ fn hand_over<Q, C: Consumer>(
             permits: job_permits,
             origin: Arc::clone(origin),
         };
-        if let Err(mpsc_error) = shared.jobs.send(job) {
-            shared.finished(mpsc_error.0.messages.len());
+        if let Err(closed) = shared.jobs.try_send(job) {
+            shared.finished(closed.into_inner().messages.len());
         }
     }
 }

@@ -10,21 +10,20 @@ use crate::handler::{BatchOutcome, HandlerError};
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Arc;
-use tokio::sync::{Mutex, mpsc};
 use tokio::time::{Duration, Instant};
 use tracing::Instrument;
 
 pub(super) async fn work<Q: Sqs, C: Consumer>(
     shared: Arc<Shared<Q, C>>,
-    jobs: Arc<Mutex<mpsc::UnboundedReceiver<Job>>>,
+    jobs: async_channel::Receiver<Job>,
 ) {
     let mut closed = shared.closed.clone();
     loop {
         let job = tokio::select! {
-            job = async { jobs.lock().await.recv().await } => job,
+            job = jobs.recv() => job,
             _ = closed.wait_for(|c| *c) => return,
         };
-        let Some(job) = job else { return };
+        let Ok(job) = job else { return };
         run(&shared, job).await;
     }
 }
