@@ -245,6 +245,9 @@ pub enum Mutation {
     WrongCapacity,
     /// Hand-offs during shutdown are reported applied but never sent.
     SkipReleaseOnStop,
+    /// A coordination call of the first instance panics in the runtime's task after the
+    /// first simulated minute (level 2 only: level 1 has no runtime tasks to panic).
+    PanicInRuntime,
 }
 
 /// One run's parameters.

@@ -43,6 +43,15 @@ fn a_poller_that_ignores_stops_breaks_exclusive_receive() {
 }
 
 #[test]
+fn a_panicking_runtime_task_is_a_no_panic_violation() {
+    caught(
+        Invariant::NoPanic,
+        &[FaultKind::Join],
+        Mutation::PanicInRuntime,
+    );
+}
+
+#[test]
 fn deleting_failures_breaks_delete_after_success() {
     caught(
         Invariant::DeleteAfterSuccess,

@@ -107,10 +107,27 @@ impl Harness {
             }
             self.second();
         }
-        self.sim.step().map_err(|e| SimError::Host {
-            reason: e.to_string(),
-        })?;
-        self.after_step();
+        // A panic that escapes a runtime task takes the whole simulation step down with it;
+        // it is a violation of this seed, not a crash of the harness.
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.sim.step())) {
+            Ok(stepped) => {
+                stepped.map_err(|e| SimError::Host {
+                    reason: e.to_string(),
+                })?;
+                self.after_step();
+            }
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|m| (*m).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic without a message".to_owned());
+                lock(&self.lab).violate(
+                    crate::check::Invariant::NoPanic,
+                    format!("a task of the runtime panicked: {what}"),
+                );
+            }
+        }
         let mut s = lock(&self.lab);
         let mut over = !s.checker.violations.is_empty();
         if !over && t >= self.end {
