@@ -78,7 +78,8 @@ pub struct WorkerArgs {
     #[arg(long, conflicts_with = "exec", required_unless_present = "exec")]
     print: bool,
     /// Run this shell command per message: the body on stdin; SQS_MESSAGE_ID, SQS_QUEUE_URL,
-    /// SQS_RECEIVE_COUNT and SQS_ATTR_<NAME> in the environment; exit 0 means success.
+    /// SQS_RECEIVE_COUNT and SQS_ATTR_ plus each attribute name in the environment; exit 0
+    /// means success.
     #[arg(long, value_name = "CMD")]
     exec: Option<String>,
 }

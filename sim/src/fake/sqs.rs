@@ -2,7 +2,7 @@
 //! listing with pagination, and long polls that wait in simulated time.
 //!
 //! Clock-free: every call takes `now`. A receive that finds nothing and may wait is parked with
-//! [`FakeSqs::park`]; the caller asks [`FakeSqs::next_wake`] when something may be ready and calls
+//! [`FakeSqs::receive_or_park`]; the caller asks [`FakeSqs::next_wake`] when something may be ready and calls
 //! [`FakeSqs::wake`] then, which completes every parked receive that got messages or reached the
 //! end of its wait.
 
