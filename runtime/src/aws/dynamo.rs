@@ -285,3 +285,65 @@ pub async fn ensure_table(aws: &AwsBackend, billing: Billing) -> Result<(), Runt
     }
     Err(unavailable("did not become active within 60 s".to_owned()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aws::canned::{backend, error};
+    use sqsbalancer_core::table::{Key, Update, Value};
+
+    fn write() -> TableWrite {
+        TableWrite {
+            key: Key {
+                pk: "app".into(),
+                sk: "instance#a".into(),
+            },
+            updates: vec![Update::Set("hb", Value::num(1))],
+            cond: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_condition_a_throttle_and_a_lost_connection_map_to_their_kinds() {
+        let events = vec![
+            error(
+                400,
+                "com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException",
+                "no",
+            ),
+            error(
+                400,
+                "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
+                "slow down",
+            ),
+        ];
+        let aws = backend(Vec::new(), events);
+        assert_eq!(
+            aws.update(write()).await,
+            Err(BackendError::ConditionFailed)
+        );
+        let e = aws.update(write()).await.expect_err("throttled");
+        assert!(
+            matches!(
+                e,
+                BackendError::Throttled {
+                    service: "dynamodb",
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        // No third answer: the connection fails, and the write may or may not have applied.
+        let e = aws.update(write()).await.expect_err("no connection");
+        assert!(
+            matches!(
+                e,
+                BackendError::Unknown {
+                    service: "dynamodb",
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+    }
+}

@@ -2,6 +2,8 @@
 //! discovery and messages. One client each, built from the standard configuration chain
 //! (region, credentials) with an optional endpoint override for emulators.
 
+#[cfg(test)]
+mod canned;
 mod dynamo;
 mod expr;
 mod sqs;

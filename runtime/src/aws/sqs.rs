@@ -15,7 +15,15 @@ use aws_sdk_sqs::types::{
 use sqsbalancer_core::QueueId;
 use std::future::Future;
 
-/// A call on one queue failed: gone, or as [`sdk_error`] says.
+/// The error codes SQS answers a missing queue with: the JSON protocol's error type, and the
+/// query protocol's code that SQS also sends (`x-amzn-query-error`) for older clients.
+const GONE_CODES: [&str; 2] = [
+    "QueueDoesNotExist",
+    "AWS.SimpleQueueService.NonExistentQueue",
+];
+
+/// A call on one queue failed: gone (as the SDK models it, or by its error code when the SDK
+/// leaves it unmodelled), or as [`sdk_error`] says.
 fn queue_error<E, R>(
     queue: &QueueId,
     e: &aws_sdk_sqs::error::SdkError<E, R>,
@@ -23,10 +31,14 @@ fn queue_error<E, R>(
     throttled: impl Fn(&E) -> bool,
 ) -> BackendError
 where
-    E: std::error::Error + 'static,
+    E: std::error::Error + aws_sdk_sqs::error::ProvideErrorMetadata + 'static,
     R: std::fmt::Debug + 'static,
 {
-    if e.as_service_error().is_some_and(gone) {
+    let by_code = e
+        .as_service_error()
+        .and_then(|s| s.code())
+        .is_some_and(|c| GONE_CODES.contains(&c));
+    if by_code || e.as_service_error().is_some_and(gone) {
         BackendError::QueueDoesNotExist {
             url: queue.as_str().to_owned(),
         }
@@ -208,87 +220,43 @@ fn entry_results(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_config::{BehaviorVersion, Region};
-    use aws_credential_types::provider::error::CredentialsError;
-    use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider, future};
+    use crate::aws::canned::{NoCredentials, backend, backend_with, error, error_with_header, ok};
+    use aws_credential_types::provider::SharedCredentialsProvider;
     use aws_sdk_sqs::config::Credentials;
-    use aws_smithy_http_client::test_util::{ReplayEvent, StaticReplayClient};
-    use aws_smithy_types::body::SdkBody;
+    use aws_smithy_http_client::test_util::StaticReplayClient;
     use sqsbalancer_core::{Outcome, Reply};
+    use std::time::Duration;
 
     const BASE: &str = "https://sqs.us-east-1.amazonaws.com/123456789012";
 
     /// A ListQueues answer with queues `q-from`..`q-to` and maybe a next token.
-    fn page(from: usize, to: usize, token: Option<&str>) -> http::Response<SdkBody> {
+    fn page(from: usize, to: usize, token: Option<&str>) -> String {
         let urls: Vec<String> = (from..to).map(|i| format!("\"{BASE}/q-{i:04}\"")).collect();
         let token = token.map_or(String::new(), |t| format!(",\"NextToken\":\"{t}\""));
-        http::Response::builder()
-            .status(200)
-            .header("content-type", "application/x-amz-json-1.0")
-            .body(SdkBody::from(format!(
-                "{{\"QueueUrls\":[{}]{token}}}",
-                urls.join(",")
-            )))
-            .expect("a response")
+        format!("{{\"QueueUrls\":[{}]{token}}}", urls.join(","))
     }
 
-    fn request() -> http::Request<SdkBody> {
-        http::Request::builder()
-            .uri("https://sqs.us-east-1.amazonaws.com/")
-            .body(SdkBody::empty())
-            .expect("a request")
-    }
-
-    fn backend(sqs_http: StaticReplayClient) -> AwsBackend {
-        backend_with(
-            sqs_http,
-            SharedCredentialsProvider::new(Credentials::new("id", "secret", None, None, "test")),
-        )
-    }
-
-    /// A credentials provider that never has any, as on a host with no role or profile.
-    #[derive(Debug)]
-    struct NoCredentials;
-
-    impl ProvideCredentials for NoCredentials {
-        fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
-        where
-            Self: 'a,
-        {
-            future::ProvideCredentials::ready(Err(CredentialsError::not_loaded(
-                "no profile, no role",
-            )))
+    fn receive(queue: &str) -> Receive {
+        Receive {
+            queue: QueueId::new(&format!("{BASE}/{queue}")).expect("valid"),
+            max: 10,
+            visibility_secs: 30,
+            wait: Duration::ZERO,
+            attribute_names: vec!["All".into()],
         }
-    }
-
-    fn backend_with(sqs_http: StaticReplayClient, creds: SharedCredentialsProvider) -> AwsBackend {
-        let sqs = aws_sdk_sqs::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .credentials_provider(creds.clone())
-            .http_client(sqs_http)
-            .build();
-        let dynamo = aws_sdk_dynamodb::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .credentials_provider(creds)
-            .http_client(StaticReplayClient::new(Vec::new()))
-            .build();
-        AwsBackend::from_clients(
-            aws_sdk_dynamodb::Client::from_conf(dynamo),
-            aws_sdk_sqs::Client::from_conf(sqs),
-            "t",
-        )
     }
 
     #[tokio::test]
     async fn discovery_follows_next_token_past_a_thousand_queues() {
         // moto ignores NextToken, so the adapter's paging is proven on canned SQS answers.
         let replay = StaticReplayClient::new(vec![
-            ReplayEvent::new(request(), page(0, 1000, Some("page-2"))),
-            ReplayEvent::new(request(), page(1000, 1100, None)),
+            ok(&page(0, 1000, Some("page-2"))),
+            ok(&page(1000, 1100, None)),
         ]);
-        let outcome = crate::execute::list(&backend(replay.clone()), "q-").await;
+        let creds =
+            SharedCredentialsProvider::new(Credentials::new("id", "secret", None, None, "t"));
+        let aws = backend_with(replay.clone(), Vec::new(), creds);
+        let outcome = crate::execute::list(&aws, "q-").await;
         let Outcome::Applied(Reply::Queues(found)) = outcome else {
             panic!("listing failed: {outcome:?}");
         };
@@ -314,10 +282,8 @@ mod tests {
     #[tokio::test]
     async fn missing_credentials_are_their_own_error_and_nothing_is_sent() {
         let replay = StaticReplayClient::new(Vec::new());
-        let aws = backend_with(
-            replay.clone(),
-            SharedCredentialsProvider::new(NoCredentials),
-        );
+        let creds = SharedCredentialsProvider::new(NoCredentials);
+        let aws = backend_with(replay.clone(), Vec::new(), creds);
         let e = aws
             .list("q-".to_owned(), None)
             .await
@@ -328,5 +294,39 @@ mod tests {
         );
         assert!(e.to_string().contains("no profile, no role"), "{e}");
         assert_eq!(replay.actual_requests().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_missing_queue_a_throttle_and_a_lost_connection_map_to_their_kinds() {
+        // As SQS answers: the JSON error type and the query-compatible code in a header.
+        let gone = error_with_header(
+            "com.amazonaws.sqs#QueueDoesNotExist",
+            "AWS.SimpleQueueService.NonExistentQueue;Sender",
+        );
+        // As an emulator may answer: the JSON error type alone.
+        let gone_bare = error(400, "com.amazonaws.sqs#QueueDoesNotExist", "no such queue");
+        let throttled = error(400, "com.amazonaws.sqs#RequestThrottled", "slow down");
+        // No fourth answer: the connection fails, and the outcome is unknown.
+        let aws = backend(vec![gone, gone_bare, throttled], Vec::new());
+        for _ in 0..2 {
+            let e = aws.receive(receive("gone")).await.expect_err("gone");
+            assert!(
+                matches!(&e, BackendError::QueueDoesNotExist { url } if url.ends_with("/gone")),
+                "{e:?}"
+            );
+        }
+        let e = aws.receive(receive("busy")).await.expect_err("throttled");
+        assert!(
+            matches!(e, BackendError::Throttled { service: "sqs", .. }),
+            "{e:?}"
+        );
+        let e = aws
+            .receive(receive("busy"))
+            .await
+            .expect_err("no connection");
+        assert!(
+            matches!(e, BackendError::Unknown { service: "sqs", .. }),
+            "{e:?}"
+        );
     }
 }
