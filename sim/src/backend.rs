@@ -104,7 +104,7 @@ impl FakeBackend {
 /// How often a long poll looks at its queue again on tokio's clock (it was counted once).
 const LONG_POLL_STEP: Duration = Duration::from_millis(20);
 
-fn sqs_error(e: SqsError) -> BackendError {
+pub(crate) fn sqs_error(e: SqsError) -> BackendError {
     match e {
         SqsError::QueueDoesNotExist { url } => BackendError::QueueDoesNotExist { url },
         other => BackendError::Refused {
@@ -114,7 +114,7 @@ fn sqs_error(e: SqsError) -> BackendError {
     }
 }
 
-fn message(queue: &QueueId, r: Received) -> Message {
+pub(crate) fn message(queue: &QueueId, r: Received) -> Message {
     Message {
         queue: queue.clone(),
         message_id: r.message_id,
@@ -127,14 +127,14 @@ fn message(queue: &QueueId, r: Received) -> Message {
 }
 
 /// A batch call's per-entry results with the failures as text, as the backend trait has them.
-fn entry_strings(entries: Vec<Result<(), EntryError>>) -> Vec<Result<(), String>> {
+pub(crate) fn entry_strings(entries: Vec<Result<(), EntryError>>) -> Vec<Result<(), String>> {
     entries
         .into_iter()
         .map(|e| e.map_err(|err| format!("{err:?}")))
         .collect()
 }
 
-fn dynamo_error(e: DynamoError) -> BackendError {
+pub(crate) fn dynamo_error(e: DynamoError) -> BackendError {
     match e {
         DynamoError::ConditionalCheckFailed => BackendError::ConditionFailed,
         other => BackendError::Refused {

@@ -13,8 +13,9 @@
 //! (a DynamoDB write then applies late; a receive fails, never having reached SQS).
 
 use super::shared::{Lab, Shared, Slot, lock};
+use crate::backend::{dynamo_error, entry_strings, message, sqs_error};
 use crate::check::Who;
-use crate::fake::{DynamoError, EntryError, ReceiveRequest, Received, Service, SqsError, Verdict};
+use crate::fake::{ReceiveRequest, Service, Verdict};
 use crate::scenario::Mutation;
 use crate::world::{BASE_LATENCY_MS, CALL_TIMEOUT_MS};
 use sqsbalancer_core::table::{self, Item, Key, Record, TableQuery, TableWrite, Value};
@@ -353,46 +354,6 @@ pub(crate) fn others_up_since(slots: &[Slot], i: usize, t: u64) -> bool {
         .iter()
         .enumerate()
         .any(|(j, s)| j != i && s.up_since.is_some_and(|since| since <= t))
-}
-
-fn sqs_error(e: SqsError) -> BackendError {
-    match e {
-        SqsError::QueueDoesNotExist { url } => BackendError::QueueDoesNotExist { url },
-        other => BackendError::Refused {
-            service: "sqs",
-            reason: other.to_string(),
-        },
-    }
-}
-
-fn dynamo_error(e: DynamoError) -> BackendError {
-    match e {
-        DynamoError::ConditionalCheckFailed => BackendError::ConditionFailed,
-        other => BackendError::Refused {
-            service: "dynamodb",
-            reason: other.to_string(),
-        },
-    }
-}
-
-fn message(queue: &QueueId, r: Received) -> Message {
-    Message {
-        queue: queue.clone(),
-        message_id: r.message_id,
-        receipt: r.receipt,
-        body: r.body,
-        receive_count: r.receive_count,
-        attributes: r.attributes,
-        group: r.group,
-    }
-}
-
-/// A batch call's per-entry results with the failures as text, as the backend trait has them.
-fn entry_strings(entries: Vec<Result<(), EntryError>>) -> Vec<Result<(), String>> {
-    entries
-        .into_iter()
-        .map(|e| e.map_err(|err| format!("{err:?}")))
-        .collect()
 }
 
 impl Store for Link {
