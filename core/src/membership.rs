@@ -97,6 +97,12 @@ impl Membership {
                 },
             );
         }
+        // A life this read shows current is no ghost, whatever an earlier read (or a later page
+        // of one) made of it: its timer starts afresh when a read shows it superseded.
+        self.ghosts.retain(|o, _| {
+            next.get(&o.id)
+                .is_none_or(|s: &Seen| s.record.incarnation != o.incarnation)
+        });
         self.seen = next;
         self.last_read = self.last_read.max(now);
     }
@@ -348,6 +354,36 @@ mod tests {
         m.observe(Millis(70_000), &[rec("a", 2, 5, Status::Active)]);
         assert_eq!(
             m.liveness(Millis(70_000), &owner("b", 7), HT),
+            Liveness::Dead
+        );
+    }
+
+    #[test]
+    fn a_life_seen_current_after_its_ghost_timer_started_waits_a_full_timeout_once_superseded() {
+        // A read whose later page named a@2 while its instance page still showed a@1 (or a read
+        // that lacked a's record) starts a ghost timer for a@2 at 0.
+        let mut m = Membership::default();
+        m.observe(Millis(0), &[rec("a", 1, 5, Status::Active)]);
+        assert_eq!(m.liveness(Millis(0), &owner("a", 2), HT), Liveness::Alive);
+        // a@2 then heartbeats for ten minutes, seen current by every read.
+        for t in (10..=600).step_by(10) {
+            m.observe(Millis(t * 1000), &[rec("a", 2, t, Status::Active)]);
+        }
+        // a@3 registers: a@2 may be a paused process whose fence runs for another timeout.
+        m.observe(Millis(610_000), &[rec("a", 3, 0, Status::Active)]);
+        assert_eq!(
+            m.liveness(Millis(610_000), &owner("a", 2), HT),
+            Liveness::Alive,
+            "condemned at once by the stale ghost timer"
+        );
+        m.observe(Millis(639_999), &[rec("a", 3, 1, Status::Active)]);
+        assert_eq!(
+            m.liveness(Millis(639_999), &owner("a", 2), HT),
+            Liveness::Alive
+        );
+        m.observe(Millis(640_000), &[rec("a", 3, 2, Status::Active)]);
+        assert_eq!(
+            m.liveness(Millis(640_000), &owner("a", 2), HT),
             Liveness::Dead
         );
     }
