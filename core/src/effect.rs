@@ -4,7 +4,7 @@
 //! The runtime turns each [`Effect`] into AWS calls (or simulator events) and feeds every result
 //! back as [`Input::Completed`] with the [`OpId`] it was issued under. Every write is conditional
 //! (its condition is spelled out on each [`Write`] variant) and comes back as applied, rejected
-//! (condition failed) or unknown (timed out: it may or may not have happened).
+//! (condition failed) or unknown (no answer by the deadline: it may have happened, or may yet).
 
 use crate::ids::{InstanceId, Owner, QueueId};
 use crate::time::Millis;
@@ -211,8 +211,9 @@ pub enum Outcome {
     Applied(Reply),
     /// A conditional write's condition failed; nothing changed.
     Rejected,
-    /// The call failed or timed out; a write may or may not have been applied. The runtime
-    /// reports this only once the write can no longer apply (its last attempt has ended).
+    /// The call failed or found no answer by its deadline; a write may have applied, or may
+    /// still apply later (a copy still on its way). The node sends a queue write again until an
+    /// answer settles it.
     Unknown,
 }
 

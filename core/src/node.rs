@@ -15,17 +15,69 @@ use crate::shutdown::{self, Phase, Shutdown, StopOutcome};
 use crate::time::Millis;
 use crate::timer::Timer;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+/// How long after an unknown outcome a write is first sent again; the wait doubles with each
+/// further unknown, up to one heartbeat interval.
+const FIRST_RESEND: Duration = Duration::from_millis(500);
+
+/// A queue write whose outcome is unknown: it may still apply, so it is sent again, the same
+/// write, until an answer settles it. Any copy still on its way then fails its condition (the
+/// epoch moved, or the record exists), so no late copy can undo what the settled answer shows.
+#[derive(Clone, Debug)]
+struct Unsettled {
+    /// The write, exactly as first sent.
+    write: Write,
+    /// The record it leaves when applied.
+    result: QueueRecord,
+    /// When to send it again.
+    resend_at: Millis,
+    /// Unknown outcomes so far (the wait before the next copy doubles with each).
+    unknowns: u32,
+}
+
+impl Unsettled {
+    fn resend_after(unknowns: u32, interval: Duration) -> Duration {
+        FIRST_RESEND
+            .saturating_mul(1 << unknowns.saturating_sub(1).min(16))
+            .min(interval)
+    }
+}
+
+/// Where the final deregistration of a graceful stop stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Deregistration {
+    /// Not sent.
+    Idle,
+    /// Sent; waiting for its answer.
+    InFlight,
+    /// Its outcome was unknown: send it again at this time.
+    ResendAt(Millis),
+}
 
 /// What an issued effect was, kept until its result comes back.
 #[derive(Clone, Debug)]
 enum Pending {
-    Register { sent: Millis },
-    Heartbeat { sent: Millis, life: u64 },
-    Reap { owner: Owner },
+    Register {
+        sent: Millis,
+    },
+    Heartbeat {
+        sent: Millis,
+        life: u64,
+    },
+    Reap {
+        owner: Owner,
+    },
     Notify,
-    Queue { write: Write, result: QueueRecord },
+    Queue {
+        write: Write,
+        result: QueueRecord,
+        unknowns: u32,
+    },
     Deregister,
-    Read { table: bool },
+    Read {
+        table: bool,
+    },
     List,
 }
 
@@ -39,8 +91,9 @@ enum Pending {
 /// - Call `handle(now, Input::Tick)` no later than [`Node::poll_timeout`]; early or extra ticks
 ///   are harmless.
 /// - Report each effect's result exactly once as [`Input::Completed`] (or
-///   [`Input::ReceivingStopped`] for [`Effect::StopReceiving`]). Report `Unknown` only once the
-///   write can no longer be applied.
+///   [`Input::ReceivingStopped`] for [`Effect::StopReceiving`]), within a deadline: a call that
+///   has not answered by then is `Unknown`. A write reported `Unknown` may still apply later;
+///   the node sends it again until an answer settles it.
 /// - Never have a receive call in flight on a queue outside `StartReceiving..StopReceiving`, nor
 ///   at or after the latest [`Effect::Fence`].
 ///
@@ -60,8 +113,10 @@ pub struct Node {
     membership: Membership,
     view: QueueView,
     held: BTreeMap<QueueId, Held>,
+    /// Queue writes in flight, by queue: nothing else is decided for the queue meanwhile.
     writing: BTreeMap<QueueId, OpId>,
-    uncertain: BTreeMap<QueueId, u64>,
+    /// Queue writes whose outcome is unknown, waiting to be sent again; the queue waits too.
+    unsettled: BTreeMap<QueueId, Unsettled>,
     reaping: BTreeSet<Owner>,
     read_in_flight: bool,
     want_table: bool,
@@ -72,9 +127,11 @@ pub struct Node {
     /// Each instance's (incarnation, inbox counter) when last read: a change means a queue
     /// changed hands, so this node's view of the queue records is stale.
     inboxes: BTreeMap<InstanceId, (u64, u64)>,
-    heartbeat_in_flight: bool,
+    /// The life whose heartbeat is in flight, if any: a new life does not wait for an old one's.
+    heartbeat_in_flight: Option<u64>,
     registering: bool,
-    deregistering: bool,
+    /// The final deregistration of a graceful stop.
+    deregistration: Deregistration,
     listing: bool,
     /// A queue listing that came back before the first table read: compared with an empty
     /// view it would try to create every queue the fleet already recorded.
@@ -101,9 +158,11 @@ pub struct Node {
     dirty_all: bool,
     /// These queues must be decided again.
     dirty_queues: BTreeSet<QueueId>,
-    /// Queues whose write was rejected: decided again after the next table read, which shows
-    /// what beat them.
-    recheck: BTreeSet<QueueId>,
+    /// Queues whose write was rejected, with the sequence number it was rejected at: this
+    /// node's record of them is stale (a copy of its own write may have applied, or a peer's),
+    /// so nothing is decided for them until a table read sent after the rejection shows what
+    /// beat them.
+    stale: BTreeMap<QueueId, u64>,
     move_due: Option<Millis>,
     /// Queues targeted here but held by a live peer that has yet to hand them over.
     incoming_queues: BTreeSet<QueueId>,
@@ -156,16 +215,16 @@ impl Node {
             view: QueueView::default(),
             held: BTreeMap::new(),
             writing: BTreeMap::new(),
-            uncertain: BTreeMap::new(),
+            unsettled: BTreeMap::new(),
             reaping: BTreeSet::new(),
             read_in_flight: false,
             want_table: true,
             reconcile_due: false,
             retry_table: false,
             inboxes: BTreeMap::new(),
-            heartbeat_in_flight: false,
+            heartbeat_in_flight: None,
             registering: false,
-            deregistering: false,
+            deregistration: Deregistration::Idle,
             listing: false,
             listed: None,
             counter: 0,
@@ -181,7 +240,7 @@ impl Node {
             verdicts: Verdicts::default(),
             dirty_all: true,
             dirty_queues: BTreeSet::new(),
-            recheck: BTreeSet::new(),
+            stale: BTreeMap::new(),
             move_due: None,
             incoming_queues: BTreeSet::new(),
             deferred_queues: BTreeSet::new(),
@@ -234,6 +293,12 @@ impl Node {
             .min(self.discovery.at());
         if let Some(due) = self.move_due {
             at = at.min(due);
+        }
+        if let Some(u) = self.unsettled.values().map(|u| u.resend_at).min() {
+            at = at.min(u);
+        }
+        if let Deregistration::ResendAt(t) = self.deregistration {
+            at = at.min(t);
         }
         if let Some(s) = &self.shutdown {
             at = at.min(s.deadline);
@@ -320,7 +385,7 @@ impl Node {
 
     fn heartbeat(&mut self) {
         let Some(owner) = self.life() else { return };
-        self.heartbeat_in_flight = true;
+        self.heartbeat_in_flight = Some(owner.incarnation);
         self.counter += 1;
         let status = if self.phase.is_shutting_down() {
             Status::Draining
@@ -340,6 +405,11 @@ impl Node {
     }
 
     fn queue_write(&mut self, write: Write, result: QueueRecord) {
+        self.send_queue_write(write, result, 0);
+    }
+
+    /// Sends a queue write that has had `unknowns` unknown outcomes before.
+    fn send_queue_write(&mut self, write: Write, result: QueueRecord, unknowns: u32) {
         let queue = result.queue.clone();
         let id = OpId(self.next_op);
         self.writing.insert(queue, id);
@@ -347,9 +417,34 @@ impl Node {
             Pending::Queue {
                 write: write.clone(),
                 result,
+                unknowns,
             },
             write,
         );
+    }
+
+    /// Whether a write to `queue` is in flight, waits to be sent again, or was rejected since
+    /// the last table read: nothing else is decided for the queue until it is settled.
+    fn busy(&self, queue: &QueueId) -> bool {
+        self.writing.contains_key(queue)
+            || self.unsettled.contains_key(queue)
+            || self.stale.contains_key(queue)
+    }
+
+    /// Sends again every unsettled queue write that is due.
+    fn resend_due(&mut self) {
+        let now = self.now;
+        let due: Vec<QueueId> = self
+            .unsettled
+            .iter()
+            .filter(|(_, u)| u.resend_at <= now)
+            .map(|(q, _)| q.clone())
+            .collect();
+        for q in due {
+            if let Some(u) = self.unsettled.remove(&q) {
+                self.send_queue_write(u.write, u.result, u.unknowns);
+            }
+        }
     }
 
     fn start(&mut self, queue: QueueId, epoch: u64) {
@@ -411,7 +506,7 @@ impl Node {
                     self.register();
                 }
             } else {
-                if !self.heartbeat_in_flight {
+                if self.heartbeat_in_flight != self.life {
                     self.heartbeat();
                 }
                 if !self.read_in_flight {
@@ -425,6 +520,10 @@ impl Node {
             }
         }
         self.discover();
+        self.resend_due();
+        if matches!(self.deregistration, Deregistration::ResendAt(t) if t <= now) {
+            self.deregistration = Deregistration::Idle;
+        }
         if self.move_due.is_some_and(|d| now >= d) {
             self.move_due = None;
             self.dirty_all = true;
@@ -443,7 +542,9 @@ impl Node {
         match pending {
             Pending::Register { sent } => self.on_registered(sent, outcome),
             Pending::Heartbeat { sent, life } => {
-                self.heartbeat_in_flight = false;
+                if self.heartbeat_in_flight == Some(life) {
+                    self.heartbeat_in_flight = None;
+                }
                 if self.life != Some(life) {
                     return;
                 }
@@ -461,14 +562,12 @@ impl Node {
                 }
             }
             Pending::Notify => {}
-            Pending::Queue { write, result } => self.on_queue_written(id, write, result, outcome),
-            Pending::Deregister => {
-                self.deregistering = false;
-                self.life = None;
-                self.fence.reset();
-                self.set_phase(Phase::Deregistered);
-                self.finish(StopOutcome::Clean);
-            }
+            Pending::Queue {
+                write,
+                result,
+                unknowns,
+            } => self.on_queue_written(id, write, result, unknowns, outcome),
+            Pending::Deregister => self.on_deregistered(outcome),
             Pending::Read { table } => {
                 self.read_in_flight = false;
                 match outcome {
@@ -480,20 +579,19 @@ impl Node {
                     }
                     Outcome::Applied(Reply::Table { instances, queues }) => {
                         let _ = self.observe(id, &instances);
-                        // Queues whose write this read settles are decided again, with those
-                        // whose write was rejected and those the read shows changed; a
-                        // reconciliation read of a quiet table costs no decision at all.
-                        let settled: Vec<QueueId> = self
-                            .uncertain
+                        // Queues whose write was rejected before this read was sent are decided
+                        // again, with those the read shows changed; a reconciliation read of a
+                        // quiet table costs no decision at all.
+                        let fresh: Vec<QueueId> = self
+                            .stale
                             .iter()
                             .filter(|(_, seq)| **seq <= id.0)
                             .map(|(q, _)| q.clone())
                             .collect();
-                        for q in settled {
-                            self.uncertain.remove(&q);
+                        for q in fresh {
+                            self.stale.remove(&q);
                             self.dirty_queues.insert(q);
                         }
-                        self.dirty_queues.append(&mut self.recheck);
                         self.view.merge_snapshot(id.0, queues);
                         self.retarget = true;
                         let named: BTreeSet<&Owner> = self
@@ -528,6 +626,29 @@ impl Node {
                 }
             }
         }
+    }
+
+    /// The final deregistration answered: applied is a clean stop; rejected means a peer
+    /// reaped this life (or a later one registered) first; unknown is sent again.
+    fn on_deregistered(&mut self, outcome: Outcome) {
+        self.deregistration = Deregistration::Idle;
+        let clean = match outcome {
+            Outcome::Applied(_) => true,
+            Outcome::Rejected => false,
+            Outcome::Unknown => {
+                let wait = Unsettled::resend_after(1, self.cfg.heartbeat_interval);
+                self.deregistration = Deregistration::ResendAt(self.now.saturating_add(wait));
+                return;
+            }
+        };
+        self.life = None;
+        self.fence.reset();
+        self.set_phase(Phase::Deregistered);
+        self.finish(if clean {
+            StopOutcome::Clean
+        } else {
+            StopOutcome::LifeLost
+        });
     }
 
     fn on_registered(&mut self, sent: Millis, outcome: Outcome) {
@@ -577,6 +698,9 @@ impl Node {
     fn lose_life(&mut self) {
         self.life = None;
         self.fence.reset();
+        // Writes of that life need not be settled: a late copy can only name a life that is
+        // over, whose queues peers claim as a dead life's.
+        self.unsettled.clear();
         self.effects.push_back(Effect::Fence { until: self.now });
         if let Some(s) = &mut self.shutdown {
             s.life_lost = true;
@@ -669,7 +793,7 @@ impl Node {
         }
         vanished.extend(view.filter(|r| !r.retired).cloned());
         for (q, revive_epoch) in create {
-            if self.writing.contains_key(&q) {
+            if self.busy(&q) {
                 continue;
             }
             let result = QueueRecord {
@@ -687,7 +811,7 @@ impl Node {
             );
         }
         for r in vanished {
-            if self.writing.contains_key(&r.queue) {
+            if self.busy(&r.queue) {
                 continue;
             }
             let free = match &r.owner {
@@ -714,7 +838,14 @@ impl Node {
         self.queue_write(write, result);
     }
 
-    fn on_queue_written(&mut self, id: OpId, write: Write, result: QueueRecord, outcome: Outcome) {
+    fn on_queue_written(
+        &mut self,
+        id: OpId,
+        write: Write,
+        result: QueueRecord,
+        unknowns: u32,
+        outcome: Outcome,
+    ) {
         let queue = result.queue.clone();
         if self.writing.get(&queue) == Some(&id) {
             self.writing.remove(&queue);
@@ -747,13 +878,23 @@ impl Node {
                 }
             }
             Outcome::Rejected => {
-                self.recheck.insert(queue);
+                self.stale.insert(queue, self.next_op);
                 self.want_table = true;
             }
-            Outcome::Unknown => {
-                self.uncertain.insert(queue, self.next_op);
-                self.want_table = true;
+            // It may still apply: send it again until it is settled (a life that is over has
+            // nothing to settle).
+            Outcome::Unknown if self.life.is_some() => {
+                let unknowns = unknowns + 1;
+                let wait = Unsettled::resend_after(unknowns, self.cfg.heartbeat_interval);
+                let u = Unsettled {
+                    write,
+                    result,
+                    resend_at: self.now.saturating_add(wait),
+                    unknowns,
+                };
+                self.unsettled.insert(queue, u);
             }
+            Outcome::Unknown => {}
         }
     }
 
@@ -768,7 +909,7 @@ impl Node {
             .view
             .get(&queue)
             .is_some_and(|r| names(r, Some(&me)) && r.epoch == epoch);
-        if !still_mine || self.writing.contains_key(&queue) {
+        if !still_mine || self.busy(&queue) {
             return;
         }
         match then {
@@ -823,7 +964,7 @@ impl Node {
             None => true,
             Some(o) => Some(o) == self.life().as_ref() || self.liveness(o) == Liveness::Dead,
         };
-        if free && !r.retired && !self.writing.contains_key(&queue) && self.life.is_some() {
+        if free && !r.retired && !self.busy(&queue) && self.life.is_some() {
             self.retire(&r);
         }
     }
@@ -843,7 +984,7 @@ impl Node {
         for q in &queues {
             self.stop(q, AfterStop::HandOff);
         }
-        if !self.heartbeat_in_flight && self.life.is_some() {
+        if self.heartbeat_in_flight != self.life {
             self.heartbeat();
         }
     }
@@ -878,11 +1019,12 @@ impl Node {
         let fresh = me.is_none()
             || (!self.want_table && !self.retry_table && !self.read_in_flight && !names_me);
         let settled =
-            fresh && self.writing.is_empty() && (self.uncertain.is_empty() || self.life.is_none());
-        if self.phase == Phase::Releasing && settled && !self.deregistering {
+            fresh && self.writing.is_empty() && (self.unsettled.is_empty() || self.life.is_none());
+        let send = self.deregistration == Deregistration::Idle;
+        if self.phase == Phase::Releasing && settled && send {
             match self.life() {
                 Some(owner) => {
-                    self.deregistering = true;
+                    self.deregistration = Deregistration::InFlight;
                     self.write(Pending::Deregister, Write::Deregister { owner });
                 }
                 None if s.life_lost => self.finish(StopOutcome::LifeLost),
@@ -1081,7 +1223,7 @@ impl Node {
             }
             return;
         };
-        if self.writing.contains_key(q) || self.uncertain.contains_key(q) {
+        if self.busy(q) {
             return;
         }
         let running = self.phase == Phase::Running;
@@ -1165,10 +1307,7 @@ impl Node {
                     "receiving {q} while {:?}",
                     self.phase
                 );
-                assert!(
-                    !self.writing.contains_key(q),
-                    "receiving {q} with a write in flight"
-                );
+                assert!(!self.busy(q), "receiving {q} with a write unsettled");
                 let r = self.view.get(q);
                 assert!(
                     r.is_some_and(|r| names(r, me.as_ref()) && r.epoch == *epoch && !r.retired),
@@ -1185,9 +1324,9 @@ impl Node {
         let beats = self
             .ops
             .values()
-            .filter(|p| matches!(p, Pending::Heartbeat { .. }))
+            .filter(|p| matches!(p, Pending::Heartbeat { life, .. } if Some(*life) == self.life))
             .count();
-        assert!(beats <= 1, "{beats} heartbeats in flight");
+        assert!(beats <= 1, "{beats} heartbeats of this life in flight");
         for (q, id) in &self.writing {
             assert!(
                 self.ops.contains_key(id),

@@ -2,7 +2,14 @@
 //! conditional writes the protocol relies on, nodes with drifting clocks, random latency, lost
 //! responses (with and without the write applied), crashes, restarts, graceful stops and queues
 //! appearing and vanishing. After every event it checks that no queue has two nodes that may
-//! receive from it at the same instant.
+//! receive from it at the same instant. `solo` drives one node input by input instead.
+
+#![allow(
+    dead_code,
+    reason = "each test binary uses its own part of the harness"
+)]
+
+pub mod solo;
 
 use sqsbalancer_core::rng::Rng;
 use sqsbalancer_core::{

@@ -1,0 +1,80 @@
+//! Writes whose outcome is unknown: the node sends the same write again until an answer
+//! settles it, and decides nothing about the queue meanwhile, so a copy that lands late can
+//! never leave two instances receiving from one queue.
+
+mod common;
+
+use common::solo::{Solo, config, queue, write_of};
+use sqsbalancer_core::{Effect, Outcome, Owner, Write};
+
+/// Ticks `a` `rounds` times, every peer heartbeating and every call served at each tick.
+fn run(a: &mut Solo, peers: &[Owner], rounds: usize) {
+    for _ in 0..rounds {
+        for p in peers {
+            a.beat(p);
+        }
+        a.answer_all_but(is_hand_off);
+        a.tick();
+    }
+}
+
+fn is_hand_off(e: &Effect) -> bool {
+    matches!(
+        e,
+        Effect::Write {
+            write: Write::HandOff { .. },
+            ..
+        }
+    )
+}
+
+#[test]
+fn a_hand_off_of_unknown_outcome_is_sent_again_and_its_queue_waits_for_the_answer() {
+    let queues = vec![queue("q0"), queue("q1")];
+    let mut a = Solo::running(config("a"), queues.clone());
+    run(&mut a, &[], 5);
+    assert_eq!(a.started().len(), 2, "a alone receives both queues");
+    // b joins; once the rebalance delay has passed, a hands one queue to it.
+    let b = a.register_peer("b", 1);
+    let mut hand_off = None;
+    for _ in 0..20 {
+        run(&mut a, std::slice::from_ref(&b), 1);
+        hand_off = a.take(is_hand_off);
+        if hand_off.is_some() {
+            break;
+        }
+    }
+    let hand_off = hand_off.expect("a hands a queue to b");
+    let Write::HandOff { queue: moved, .. } = write_of(&hand_off) else {
+        unreachable!()
+    };
+    let starts_before = a.started().len();
+    // The answer is lost: the write may or may not have applied. Meanwhile c joins, so the
+    // next table read (which still shows a as the owner) also moves the rebalance delay on.
+    a.answer(&hand_off, Outcome::Unknown);
+    let c = a.register_peer("c", 1);
+    let mut resent = None;
+    for _ in 0..20 {
+        run(&mut a, &[b.clone(), c.clone()], 1);
+        resent = a.take(is_hand_off);
+        if resent.is_some() {
+            break;
+        }
+    }
+    assert!(
+        !a.started()[starts_before..].contains(&moved),
+        "{moved} started again at its old epoch while the hand-off was unsettled"
+    );
+    let resent = resent.expect("the hand-off is sent again");
+    assert_eq!(write_of(&resent), write_of(&hand_off), "the same write");
+    // The first copy lands late, then the second is answered: it fails its condition.
+    assert!(matches!(a.apply(&write_of(&hand_off)), Outcome::Applied(_)));
+    let answer = a.serve(&resent);
+    assert_eq!(answer, Outcome::Rejected);
+    a.answer(&resent, answer);
+    run(&mut a, &[b, c], 10);
+    assert!(
+        !a.started()[starts_before..].contains(&moved),
+        "{moved} was handed to b, yet a started it again"
+    );
+}
