@@ -166,7 +166,9 @@ async fn watch_table(
     let start = tokio::time::Instant::now();
     loop {
         match execute::read(aws, &args.app, Read::Table).await {
-            Outcome::Applied(Reply::Table { instances, queues }) => {
+            Outcome::Applied(Reply::Table {
+                instances, queues, ..
+            }) => {
                 observer.observe(start.elapsed(), instances, queues);
             }
             _ => tracing::warn!("a read of the coordination table failed"),

@@ -59,6 +59,24 @@ pub struct QueueRecord {
     pub retired: bool,
 }
 
+/// Records a read found but could not decode (a later version's record, a manual edit), by what
+/// their sort keys name. The node never condemns such an instance (it may be heartbeating) and
+/// never tries to create such a queue's record (it exists).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Unreadable {
+    /// Instances whose record could not be decoded, sorted.
+    pub instances: Vec<InstanceId>,
+    /// Queues whose record could not be decoded, sorted.
+    pub queues: Vec<QueueId>,
+}
+
+impl Unreadable {
+    /// Whether every record could be decoded.
+    pub fn is_empty(&self) -> bool {
+        self.instances.is_empty() && self.queues.is_empty()
+    }
+}
+
 /// A conditional write to the coordination table.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Write {
@@ -228,13 +246,20 @@ pub enum Reply {
         incarnation: u64,
     },
     /// [`Read::Members`].
-    Members(Vec<InstanceRecord>),
+    Members {
+        /// Every instance record that could be decoded.
+        instances: Vec<InstanceRecord>,
+        /// Records that could not.
+        unreadable: Unreadable,
+    },
     /// [`Read::Table`].
     Table {
-        /// Every instance record.
+        /// Every instance record that could be decoded.
         instances: Vec<InstanceRecord>,
-        /// Every queue record.
+        /// Every queue record that could be decoded.
         queues: Vec<QueueRecord>,
+        /// Records that could not.
+        unreadable: Unreadable,
     },
     /// [`Effect::ListQueues`]: the queues found (URLs), before filtering.
     Queues(Vec<QueueId>),

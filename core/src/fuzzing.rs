@@ -6,7 +6,8 @@
 use crate::assignment::{Member, assign};
 use crate::config::Config;
 use crate::effect::{
-    Effect, Input, InstanceRecord, OpId, Outcome, QueueRecord, Read, Reply, Status, Write,
+    Effect, Input, InstanceRecord, OpId, Outcome, QueueRecord, Read, Reply, Status, Unreadable,
+    Write,
 };
 use crate::ids::{InstanceId, Owner, QueueId};
 use crate::node::Node;
@@ -164,14 +165,16 @@ pub fn drive_node(data: &[u8]) {
                         })
                     }
                     (_, Open::Write(_)) => Outcome::Applied(Reply::Done),
-                    (_, Open::Read(Read::Members)) => {
-                        Outcome::Applied(Reply::Members(instances(&mut b)))
-                    }
+                    (_, Open::Read(Read::Members)) => Outcome::Applied(Reply::Members {
+                        instances: instances(&mut b),
+                        unreadable: Unreadable::default(),
+                    }),
                     (_, Open::Read(Read::Table)) => {
                         let instances = instances(&mut b);
                         Outcome::Applied(Reply::Table {
                             instances,
                             queues: queues(&mut b),
+                            unreadable: Unreadable::default(),
                         })
                     }
                     (_, Open::List) => {

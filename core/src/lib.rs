@@ -25,7 +25,8 @@ mod timer;
 pub use assignment::{Assignment, Member, assign};
 pub use config::{Config, SqsConfig};
 pub use effect::{
-    Effect, Input, InstanceRecord, OpId, Outcome, QueueRecord, Read, Reply, Status, Write,
+    Effect, Input, InstanceRecord, OpId, Outcome, QueueRecord, Read, Reply, Status, Unreadable,
+    Write,
 };
 pub use error::{Error, Result};
 pub use ids::{InstanceId, Owner, QueueId};

@@ -12,6 +12,9 @@
 //! later incarnation). Such a *ghost* cannot heartbeat (its condition names its incarnation), so
 //! it is treated as dead once a read handled at least HeartbeatTimeout after it was first noticed
 //! still shows it missing (a fresh read, so a stale view never condemns a live peer).
+//!
+//! A record that cannot be decoded (a later version's status, a manual edit) tells nothing of
+//! its instance's heartbeat: every life of that id counts as alive until it can be read again.
 
 use crate::assignment::Member;
 use crate::effect::{InstanceRecord, Status};
@@ -43,20 +46,30 @@ pub struct Verdicts {
     instances: Vec<(InstanceId, u64, Status, u32, u64, bool)>,
     /// Ghosts past their timeout (a ghost just noticed changes no verdict).
     ghosts: Vec<Owner>,
+    /// Instances whose record could not be decoded.
+    unreadable: Vec<InstanceId>,
 }
 
 /// What this observer knows about every instance record.
 #[derive(Clone, Debug, Default)]
 pub struct Membership {
+    /// Each instance's record as last read, and since when it has shown no sign of life.
     seen: BTreeMap<InstanceId, Seen>,
+    /// Lives known to have ended (reaped or deregistered).
     dead: BTreeSet<Owner>,
+    /// Lives no read shows current any more, and when that was first seen.
     ghosts: BTreeMap<Owner, Millis>,
+    /// Instances whose record the last read could not decode: alive, whatever their life.
+    unreadable: BTreeSet<InstanceId>,
+    /// When the last read was handled.
     last_read: Millis,
 }
 
 impl Membership {
-    /// Folds in a full read of the instance records, handled at `now`.
-    pub fn observe(&mut self, now: Millis, records: &[InstanceRecord]) {
+    /// Folds in a full read of the instance records, handled at `now`; `unreadable` are the
+    /// instances whose record it could not decode.
+    pub fn observe(&mut self, now: Millis, records: &[InstanceRecord], unreadable: &[InstanceId]) {
+        self.unreadable = unreadable.iter().cloned().collect();
         let mut next = BTreeMap::new();
         for r in records {
             if r.status == Status::Dead {
@@ -116,7 +129,7 @@ impl Membership {
             .seen
             .get(&owner.id)
             .is_none_or(|s| s.record.incarnation > owner.incarnation);
-        if superseded && !self.dead.contains(owner) {
+        if superseded && !self.dead.contains(owner) && !self.unreadable.contains(&owner.id) {
             self.ghosts.entry(owner.clone()).or_insert(now);
         }
     }
@@ -135,6 +148,9 @@ impl Membership {
     pub fn liveness(&mut self, now: Millis, owner: &Owner, timeout: Duration) -> Liveness {
         if self.dead.contains(owner) {
             return Liveness::Dead;
+        }
+        if self.unreadable.contains(&owner.id) {
+            return Liveness::Alive;
         }
         if self
             .seen
@@ -244,7 +260,11 @@ impl Membership {
             .filter(|(_, since)| self.last_read.since(**since) >= timeout)
             .map(|(o, _)| o.clone())
             .collect();
-        Verdicts { instances, ghosts }
+        Verdicts {
+            instances,
+            ghosts,
+            unreadable: self.unreadable.iter().cloned().collect(),
+        }
     }
 
     /// Forgets dead lives and ghosts that no queue names any more, so memory stays bounded.
@@ -282,20 +302,20 @@ mod tests {
     #[test]
     fn a_peer_expires_only_after_the_timeout_on_the_observers_clock() {
         let mut m = Membership::default();
-        m.observe(Millis(1_000), &[rec("a", 1, 5, Status::Active)]);
-        m.observe(Millis(30_999), &[rec("a", 1, 5, Status::Active)]);
+        m.observe(Millis(1_000), &[rec("a", 1, 5, Status::Active)], &[]);
+        m.observe(Millis(30_999), &[rec("a", 1, 5, Status::Active)], &[]);
         assert_eq!(
             m.liveness(Millis(99_999), &owner("a", 1), HT),
             Liveness::Alive
         );
         // A change restarts the clock.
-        m.observe(Millis(31_000), &[rec("a", 1, 6, Status::Active)]);
-        m.observe(Millis(60_999), &[rec("a", 1, 6, Status::Active)]);
+        m.observe(Millis(31_000), &[rec("a", 1, 6, Status::Active)], &[]);
+        m.observe(Millis(60_999), &[rec("a", 1, 6, Status::Active)], &[]);
         assert_eq!(
             m.liveness(Millis(60_999), &owner("a", 1), HT),
             Liveness::Alive
         );
-        m.observe(Millis(61_000), &[rec("a", 1, 6, Status::Active)]);
+        m.observe(Millis(61_000), &[rec("a", 1, 6, Status::Active)], &[]);
         assert_eq!(
             m.liveness(Millis(61_000), &owner("a", 1), HT),
             Liveness::Expired
@@ -313,11 +333,11 @@ mod tests {
     #[test]
     fn an_ended_life_is_dead_at_once_even_after_a_restart_but_not_its_elders() {
         let mut m = Membership::default();
-        m.observe(Millis(0), &[rec("a", 3, 9, Status::Active)]);
+        m.observe(Millis(0), &[rec("a", 3, 9, Status::Active)], &[]);
         // Life 3 deregisters and life 4 registers before this observer reads again.
         let mut restarted = rec("a", 4, 0, Status::Active);
         restarted.ended = 3;
-        m.observe(Millis(1_000), &[restarted]);
+        m.observe(Millis(1_000), &[restarted], &[]);
         assert_eq!(
             m.liveness(Millis(1_000), &owner("a", 3), HT),
             Liveness::Dead
@@ -336,22 +356,22 @@ mod tests {
     #[test]
     fn a_superseded_life_starts_its_ghost_timeout_at_the_read_that_shows_it() {
         let mut m = Membership::default();
-        m.observe(Millis(0), &[rec("a", 1, 5, Status::Active)]);
-        m.observe(Millis(10_000), &[rec("a", 2, 0, Status::Active)]);
+        m.observe(Millis(0), &[rec("a", 1, 5, Status::Active)], &[]);
+        m.observe(Millis(10_000), &[rec("a", 2, 0, Status::Active)], &[]);
         // Nobody asked about life 1 until much later: the timeout still runs from 10 s.
-        m.observe(Millis(39_999), &[rec("a", 2, 3, Status::Active)]);
+        m.observe(Millis(39_999), &[rec("a", 2, 3, Status::Active)], &[]);
         assert_eq!(
             m.liveness(Millis(39_999), &owner("a", 1), HT),
             Liveness::Alive
         );
-        m.observe(Millis(40_000), &[rec("a", 2, 4, Status::Active)]);
+        m.observe(Millis(40_000), &[rec("a", 2, 4, Status::Active)], &[]);
         assert_eq!(
             m.liveness(Millis(40_000), &owner("a", 1), HT),
             Liveness::Dead
         );
         // A life never seen current starts its timeout when a read first names it.
         m.notice(Millis(40_000), &owner("b", 7));
-        m.observe(Millis(70_000), &[rec("a", 2, 5, Status::Active)]);
+        m.observe(Millis(70_000), &[rec("a", 2, 5, Status::Active)], &[]);
         assert_eq!(
             m.liveness(Millis(70_000), &owner("b", 7), HT),
             Liveness::Dead
@@ -363,25 +383,25 @@ mod tests {
         // A read whose later page named a@2 while its instance page still showed a@1 (or a read
         // that lacked a's record) starts a ghost timer for a@2 at 0.
         let mut m = Membership::default();
-        m.observe(Millis(0), &[rec("a", 1, 5, Status::Active)]);
+        m.observe(Millis(0), &[rec("a", 1, 5, Status::Active)], &[]);
         assert_eq!(m.liveness(Millis(0), &owner("a", 2), HT), Liveness::Alive);
         // a@2 then heartbeats for ten minutes, seen current by every read.
         for t in (10..=600).step_by(10) {
-            m.observe(Millis(t * 1000), &[rec("a", 2, t, Status::Active)]);
+            m.observe(Millis(t * 1000), &[rec("a", 2, t, Status::Active)], &[]);
         }
         // a@3 registers: a@2 may be a paused process whose fence runs for another timeout.
-        m.observe(Millis(610_000), &[rec("a", 3, 0, Status::Active)]);
+        m.observe(Millis(610_000), &[rec("a", 3, 0, Status::Active)], &[]);
         assert_eq!(
             m.liveness(Millis(610_000), &owner("a", 2), HT),
             Liveness::Alive,
             "condemned at once by the stale ghost timer"
         );
-        m.observe(Millis(639_999), &[rec("a", 3, 1, Status::Active)]);
+        m.observe(Millis(639_999), &[rec("a", 3, 1, Status::Active)], &[]);
         assert_eq!(
             m.liveness(Millis(639_999), &owner("a", 2), HT),
             Liveness::Alive
         );
-        m.observe(Millis(640_000), &[rec("a", 3, 2, Status::Active)]);
+        m.observe(Millis(640_000), &[rec("a", 3, 2, Status::Active)], &[]);
         assert_eq!(
             m.liveness(Millis(640_000), &owner("a", 2), HT),
             Liveness::Dead
@@ -391,44 +411,44 @@ mod tests {
     #[test]
     fn verdicts_change_with_liveness_not_with_every_heartbeat() {
         let mut m = Membership::default();
-        m.observe(Millis(0), &[rec("a", 1, 1, Status::Active)]);
+        m.observe(Millis(0), &[rec("a", 1, 1, Status::Active)], &[]);
         let first = m.verdicts(HT);
-        m.observe(Millis(10_000), &[rec("a", 1, 2, Status::Active)]);
+        m.observe(Millis(10_000), &[rec("a", 1, 2, Status::Active)], &[]);
         assert_eq!(
             m.verdicts(HT),
             first,
             "a heartbeat alone changes no verdict"
         );
-        m.observe(Millis(39_999), &[rec("a", 1, 2, Status::Active)]);
+        m.observe(Millis(39_999), &[rec("a", 1, 2, Status::Active)], &[]);
         assert_eq!(m.verdicts(HT), first);
-        m.observe(Millis(40_000), &[rec("a", 1, 2, Status::Active)]);
+        m.observe(Millis(40_000), &[rec("a", 1, 2, Status::Active)], &[]);
         let expired = m.verdicts(HT);
         assert_ne!(expired, first, "expiry is a verdict");
-        m.observe(Millis(41_000), &[rec("a", 1, 2, Status::Draining)]);
+        m.observe(Millis(41_000), &[rec("a", 1, 2, Status::Draining)], &[]);
         assert_ne!(m.verdicts(HT), expired, "a status change is a verdict");
         let mut capacity = rec("a", 1, 2, Status::Draining);
         capacity.capacity = 3;
         let before = m.verdicts(HT);
-        m.observe(Millis(42_000), &[capacity]);
+        m.observe(Millis(42_000), &[capacity], &[]);
         assert_ne!(m.verdicts(HT), before, "capacity changes the target");
     }
 
     #[test]
     fn ghosts_wait_out_the_timeout_from_first_notice() {
         let mut m = Membership::default();
-        m.observe(Millis(0), &[rec("a", 2, 0, Status::Active)]);
+        m.observe(Millis(0), &[rec("a", 2, 0, Status::Active)], &[]);
         assert_eq!(m.liveness(Millis(10), &owner("a", 1), HT), Liveness::Alive);
         // Time alone is not enough: a read at least the timeout after the first notice is.
         assert_eq!(
             m.liveness(Millis(40_000), &owner("a", 1), HT),
             Liveness::Alive
         );
-        m.observe(Millis(30_009), &[rec("a", 2, 1, Status::Active)]);
+        m.observe(Millis(30_009), &[rec("a", 2, 1, Status::Active)], &[]);
         assert_eq!(
             m.liveness(Millis(40_000), &owner("a", 1), HT),
             Liveness::Alive
         );
-        m.observe(Millis(30_010), &[rec("a", 2, 2, Status::Active)]);
+        m.observe(Millis(30_010), &[rec("a", 2, 2, Status::Active)], &[]);
         assert_eq!(
             m.liveness(Millis(40_000), &owner("a", 1), HT),
             Liveness::Dead
@@ -449,6 +469,7 @@ mod tests {
                 rec("b", 1, 0, Status::Draining),
                 rec("c", 1, 0, Status::Dead),
             ],
+            &[],
         );
         let me = Member {
             id: InstanceId::new("z").unwrap(),
@@ -458,7 +479,7 @@ mod tests {
         let ids: Vec<_> = got.iter().map(|m| m.id.as_str()).collect();
         assert_eq!(ids, ["a", "z"]);
         assert_eq!(m.liveness(Millis(1), &owner("c", 1), HT), Liveness::Dead);
-        m.observe(Millis(30_000), &[rec("a", 1, 0, Status::Active)]);
+        m.observe(Millis(30_000), &[rec("a", 1, 0, Status::Active)], &[]);
         assert!(m.members(HT, None).is_empty());
     }
 }

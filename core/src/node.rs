@@ -4,7 +4,8 @@ use crate::assignment::{Assignment, Member, assign};
 use crate::config::Config;
 use crate::discovery::Filter;
 use crate::effect::{
-    Effect, Input, InstanceRecord, OpId, Outcome, QueueRecord, Read, Reply, Status, Write,
+    Effect, Input, InstanceRecord, OpId, Outcome, QueueRecord, Read, Reply, Status, Unreadable,
+    Write,
 };
 use crate::error::{Error, Result};
 use crate::ids::{InstanceId, Owner, QueueId};
@@ -117,6 +118,9 @@ pub struct Node {
     writing: BTreeMap<QueueId, OpId>,
     /// Queue writes whose outcome is unknown, waiting to be sent again; the queue waits too.
     unsettled: BTreeMap<QueueId, Unsettled>,
+    /// Queues whose record the last table read could not decode: never created again, never
+    /// received (no record this node can read names it).
+    unreadable_queues: BTreeSet<QueueId>,
     reaping: BTreeSet<Owner>,
     read_in_flight: bool,
     want_table: bool,
@@ -216,6 +220,7 @@ impl Node {
             held: BTreeMap::new(),
             writing: BTreeMap::new(),
             unsettled: BTreeMap::new(),
+            unreadable_queues: BTreeSet::new(),
             reaping: BTreeSet::new(),
             read_in_flight: false,
             want_table: true,
@@ -571,44 +576,20 @@ impl Node {
             Pending::Read { table } => {
                 self.read_in_flight = false;
                 match outcome {
-                    Outcome::Applied(Reply::Members(instances)) => {
-                        if self.observe(id, &instances) {
+                    Outcome::Applied(Reply::Members {
+                        instances,
+                        unreadable,
+                    }) => {
+                        if self.observe(id, &instances, &unreadable.instances) {
                             // Queues changed hands: read the records now, not at reconciliation.
                             self.read(Read::Table);
                         }
                     }
-                    Outcome::Applied(Reply::Table { instances, queues }) => {
-                        let _ = self.observe(id, &instances);
-                        // Queues whose write was rejected before this read was sent are decided
-                        // again, with those the read shows changed; a reconciliation read of a
-                        // quiet table costs no decision at all.
-                        let fresh: Vec<QueueId> = self
-                            .stale
-                            .iter()
-                            .filter(|(_, seq)| **seq <= id.0)
-                            .map(|(q, _)| q.clone())
-                            .collect();
-                        for q in fresh {
-                            self.stale.remove(&q);
-                            self.dirty_queues.insert(q);
-                        }
-                        self.view.merge_snapshot(id.0, queues);
-                        self.retarget = true;
-                        let named: BTreeSet<&Owner> = self
-                            .view
-                            .records()
-                            .filter_map(|r| r.owner.as_ref())
-                            .collect();
-                        for o in named {
-                            self.membership.notice(self.now, o);
-                        }
-                        if let Some((list_id, _)) = &self.listed
-                            && *list_id < id
-                            && let Some((_, listed)) = self.listed.take()
-                        {
-                            self.on_listed(listed);
-                        }
-                    }
+                    Outcome::Applied(Reply::Table {
+                        instances,
+                        queues,
+                        unreadable,
+                    }) => self.on_table(id, &instances, queues, unreadable),
                     // A table read that failed is still wanted: retry it on the next tick
                     // (not at once, which would hammer an unreachable table).
                     _ => self.retry_table |= table,
@@ -649,6 +630,47 @@ impl Node {
         } else {
             StopOutcome::LifeLost
         });
+    }
+
+    /// Folds in a whole table read, sent as `id`.
+    fn on_table(
+        &mut self,
+        id: OpId,
+        instances: &[InstanceRecord],
+        queues: Vec<QueueRecord>,
+        unreadable: Unreadable,
+    ) {
+        let _ = self.observe(id, instances, &unreadable.instances);
+        self.unreadable_queues = unreadable.queues.into_iter().collect();
+        // Queues whose write was rejected before this read was sent are decided again, with
+        // those the read shows changed; a reconciliation read of a quiet table costs no
+        // decision at all.
+        let fresh: Vec<QueueId> = self
+            .stale
+            .iter()
+            .filter(|(_, seq)| **seq <= id.0)
+            .map(|(q, _)| q.clone())
+            .collect();
+        for q in fresh {
+            self.stale.remove(&q);
+            self.dirty_queues.insert(q);
+        }
+        self.view.merge_snapshot(id.0, queues);
+        self.retarget = true;
+        let named: BTreeSet<&Owner> = self
+            .view
+            .records()
+            .filter_map(|r| r.owner.as_ref())
+            .collect();
+        for o in named {
+            self.membership.notice(self.now, o);
+        }
+        if let Some((list_id, _)) = &self.listed
+            && *list_id < id
+            && let Some((_, listed)) = self.listed.take()
+        {
+            self.on_listed(listed);
+        }
     }
 
     fn on_registered(&mut self, sent: Millis, outcome: Outcome) {
@@ -721,8 +743,13 @@ impl Node {
     /// Takes in a read of the instance records; true when an inbox counter changed since the
     /// last read, i.e. some queue was handed over or claimed.
     #[must_use]
-    fn observe(&mut self, sent: OpId, instances: &[InstanceRecord]) -> bool {
-        self.membership.observe(self.now, instances);
+    fn observe(
+        &mut self,
+        sent: OpId,
+        instances: &[InstanceRecord],
+        unreadable: &[InstanceId],
+    ) -> bool {
+        self.membership.observe(self.now, instances, unreadable);
         let verdicts = self.membership.verdicts(self.cfg.heartbeat_timeout);
         if verdicts != self.verdicts {
             self.verdicts = verdicts;
@@ -793,7 +820,8 @@ impl Node {
         }
         vanished.extend(view.filter(|r| !r.retired).cloned());
         for (q, revive_epoch) in create {
-            if self.busy(&q) {
+            // An unreadable record exists: creating it again would only be rejected.
+            if self.busy(&q) || self.unreadable_queues.contains(&q) {
                 continue;
             }
             let result = QueueRecord {

@@ -10,7 +10,7 @@
 //! - `sk = queue#<queue url>`: `owner_id` S and `owner_inc` N (both absent when unowned),
 //!   `epoch` N, `retired` BOOL.
 
-use crate::effect::{InstanceRecord, QueueRecord, Read, Reply, Status, Write};
+use crate::effect::{InstanceRecord, QueueRecord, Read, Reply, Status, Unreadable, Write};
 use crate::ids::{InstanceId, Owner, QueueId};
 use std::collections::BTreeMap;
 
@@ -364,6 +364,8 @@ pub struct Decoded {
     pub queues: Vec<QueueRecord>,
     /// Items that could not be read; the caller logs them and carries on.
     pub skipped: Vec<DecodeError>,
+    /// The instances and queues those items are the records of, where their keys say.
+    pub unreadable: Unreadable,
 }
 
 /// Decodes every item of a query result, skipping (and reporting) malformed ones.
@@ -373,19 +375,39 @@ pub fn decode_items<'a>(items: impl IntoIterator<Item = &'a Item>) -> Decoded {
         match decode_item(item) {
             Ok(Record::Instance(r)) => out.instances.push(r),
             Ok(Record::Queue(r)) => out.queues.push(r),
-            Err(e) => out.skipped.push(e),
+            Err(e) => {
+                let sk = match item.get(SK) {
+                    Some(Value::S(sk)) => sk.as_str(),
+                    _ => "",
+                };
+                if let Some(id) = sk.strip_prefix(INSTANCE_PREFIX) {
+                    out.unreadable.instances.extend(InstanceId::new(id).ok());
+                } else if let Some(q) = sk.strip_prefix(QUEUE_PREFIX) {
+                    out.unreadable.queues.extend(QueueId::new(q).ok());
+                }
+                out.skipped.push(e);
+            }
         }
     }
+    out.unreadable.instances.sort();
+    out.unreadable.queues.sort();
     out
 }
 
 /// The reply to `read` from decoded records.
 pub fn read_reply(read: Read, decoded: Decoded) -> Reply {
     match read {
-        Read::Members => Reply::Members(decoded.instances),
+        Read::Members => Reply::Members {
+            instances: decoded.instances,
+            unreadable: Unreadable {
+                queues: Vec::new(),
+                ..decoded.unreadable
+            },
+        },
         Read::Table => Reply::Table {
             instances: decoded.instances,
             queues: decoded.queues,
+            unreadable: decoded.unreadable,
         },
     }
 }

@@ -197,7 +197,10 @@ mod tests {
         ];
         assert_eq!(
             block_on(read(&store, "app", Read::Members)),
-            Outcome::Applied(Reply::Members(Vec::new()))
+            Outcome::Applied(Reply::Members {
+                instances: Vec::new(),
+                unreadable: Default::default()
+            })
         );
         store.pages[1] = Err(BackendError::Throttled {
             service: "dynamodb",

@@ -134,8 +134,9 @@ pub async fn backlog(aws: &AwsBackend, urls: &[String]) -> usize {
 /// How many live queue records each instance id owns in `app`'s coordination records.
 pub async fn owners(aws: &AwsBackend, app: &str) -> BTreeMap<String, usize> {
     let mut out = BTreeMap::new();
-    if let Outcome::Applied(Reply::Table { instances, queues }) =
-        sqsbalancer_runtime::execute::read(aws, app, Read::Table).await
+    if let Outcome::Applied(Reply::Table {
+        instances, queues, ..
+    }) = sqsbalancer_runtime::execute::read(aws, app, Read::Table).await
     {
         for q in queues.iter().filter(|q| !q.retired) {
             let Some(o) = &q.owner else { continue };

@@ -14,7 +14,7 @@ pub mod solo;
 use sqsbalancer_core::rng::Rng;
 use sqsbalancer_core::{
     Config, Effect, Input, InstanceId, InstanceRecord, Millis, Node, OpId, Outcome, Owner, Phase,
-    QueueId, QueueRecord, Read, Reply, Status, StopOutcome, Write,
+    QueueId, QueueRecord, Read, Reply, Status, StopOutcome, Unreadable, Write,
 };
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
@@ -182,10 +182,14 @@ impl Store {
     pub fn read(&self, r: Read) -> Reply {
         let instances = self.instances.values().cloned().collect();
         match r {
-            Read::Members => Reply::Members(instances),
+            Read::Members => Reply::Members {
+                instances,
+                unreadable: Unreadable::default(),
+            },
             Read::Table => Reply::Table {
                 instances,
                 queues: self.queues.values().cloned().collect(),
+                unreadable: Unreadable::default(),
             },
         }
     }
