@@ -806,9 +806,12 @@ impl Node {
         let mut create: Vec<(QueueId, Option<u64>)> = Vec::new();
         let mut vanished: Vec<QueueRecord> = Vec::new();
         let mut view = self.view.records().peekable();
+        // Only queues this node's filter takes can have vanished from its listing: a record
+        // outside it may belong to peers with another filter (a configuration rollout).
+        let ours = |r: &QueueRecord| !r.retired && self.filter.matches(&r.queue);
         for q in &listed {
             while let Some(r) = view.next_if(|r| r.queue < *q) {
-                if !r.retired {
+                if ours(r) {
                     vanished.push(r.clone());
                 }
             }
@@ -818,7 +821,7 @@ impl Node {
                 Some(_) => {}
             }
         }
-        vanished.extend(view.filter(|r| !r.retired).cloned());
+        vanished.extend(view.filter(|r| ours(r)).cloned());
         for (q, revive_epoch) in create {
             // An unreadable record exists: creating it again would only be rejected.
             if self.busy(&q) || self.unreadable_queues.contains(&q) {
@@ -1081,7 +1084,8 @@ impl Node {
         self.refresh_target();
         let id = self.target.as_ref()?.owner_of(queue)?.clone();
         if id == self.me {
-            return self.life();
+            // Targeted here but outside this node's filter: nobody this node knows takes it.
+            return self.filter.matches(queue).then(|| self.life()).flatten();
         }
         self.membership.life_of(&id)
     }
@@ -1256,7 +1260,23 @@ impl Node {
         }
         let running = self.phase == Phase::Running;
         let wanted = target.and_then(|t| t.owner_of(q));
-        let mine_target = wanted == Some(&self.me);
+        // A queue outside this node's filter is never received here, whatever the target says
+        // (peers with another filter compute the same target during a configuration rollout).
+        let allowed = self.filter.matches(q);
+        let mine_target = wanted == Some(&self.me) && allowed;
+        if owner.as_ref() == Some(me) && !retired && !allowed {
+            match self.held.get(q).copied() {
+                None => {
+                    let to = wanted
+                        .filter(|id| **id != self.me)
+                        .and_then(|id| self.membership.life_of(id));
+                    self.hand_off(q.clone(), me.clone(), epoch, to);
+                }
+                Some(Held::Receiving { .. }) => self.stop(q, AfterStop::HandOff),
+                Some(Held::Stopping { .. }) => {}
+            }
+            return;
+        }
         if owner.as_ref() == Some(me) && !retired {
             let elsewhere = !mine_target && wanted.is_some();
             match self.held.get(q).copied() {
