@@ -8,7 +8,10 @@
 //! - `sk = instance#<id>`: `incarnation` N, `heartbeat` N, `status` S (`active`, `draining`,
 //!   `dead`), `capacity` N, `ttl` N (epoch seconds; DynamoDB deletes the item some time after).
 //! - `sk = queue#<queue url>`: `owner_id` S and `owner_inc` N (both absent when unowned),
-//!   `epoch` N, `retired` BOOL.
+//!   `epoch` N, `retired` BOOL, and on a tombstone (retired) `ttl` N: DynamoDB deletes it a day
+//!   after the queue was found gone, so a fleet whose queues churn does not read ever more
+//!   records. A queue created again after that starts a new record at epoch 1: no life that
+//!   could have held the old one is still within its fence a day later.
 
 use crate::effect::{InstanceRecord, QueueRecord, Read, Reply, Status, Unreadable, Write};
 use crate::ids::{InstanceId, Owner, QueueId};
@@ -48,7 +51,7 @@ pub const QUEUE_PREFIX: &str = "queue#";
 
 /// How long an instance record outlives its last heartbeat before DynamoDB's TTL may delete it.
 pub const LIVE_TTL_SECS: u64 = 7 * 24 * 3600;
-/// How long a dead instance record is kept.
+/// How long a dead instance record, or a tombstone, is kept.
 pub const DEAD_TTL_SECS: u64 = 24 * 3600;
 
 /// One attribute value, as DynamoDB types it.
@@ -186,7 +189,9 @@ fn names_owner(owner: &Option<Owner>) -> Cond {
     }
 }
 
-fn set_owner(owner: &Option<Owner>, epoch: u64) -> Vec<Update> {
+/// The updates that leave a queue record owned by `owner` at `epoch`: live (kept for good),
+/// or, with `tombstone_ttl`, a tombstone DynamoDB deletes once that TTL passes.
+fn queue_state(owner: &Option<Owner>, epoch: u64, tombstone_ttl: Option<Update>) -> Vec<Update> {
     let mut u = match owner {
         None => vec![Update::Remove(OWNER_ID), Update::Remove(OWNER_INC)],
         Some(o) => vec![
@@ -195,7 +200,16 @@ fn set_owner(owner: &Option<Owner>, epoch: u64) -> Vec<Update> {
         ],
     };
     u.push(Update::Set(EPOCH, Value::num(epoch)));
-    u.push(Update::Set(RETIRED, Value::Bool(false)));
+    match tombstone_ttl {
+        None => {
+            u.push(Update::Set(RETIRED, Value::Bool(false)));
+            u.push(Update::Remove(TTL));
+        }
+        Some(ttl) => {
+            u.push(Update::Set(RETIRED, Value::Bool(true)));
+            u.push(ttl);
+        }
+    }
     u
 }
 
@@ -277,7 +291,7 @@ pub fn encode_write(application: &str, write: &Write, wall_secs: u64) -> TableWr
             };
             TableWrite {
                 key: queue_key(application, queue),
-                updates: set_owner(&None, epoch),
+                updates: queue_state(&None, epoch, None),
                 cond: Some(cond),
             }
         }
@@ -288,7 +302,7 @@ pub fn encode_write(application: &str, write: &Write, wall_secs: u64) -> TableWr
             new_owner,
         } => TableWrite {
             key: queue_key(application, queue),
-            updates: set_owner(&Some(new_owner.clone()), expect_epoch + 1),
+            updates: queue_state(&Some(new_owner.clone()), expect_epoch + 1, None),
             cond: Some(Cond::And(vec![
                 Cond::Eq(EPOCH, Value::num(*expect_epoch)),
                 Cond::Eq(RETIRED, Value::Bool(false)),
@@ -302,7 +316,7 @@ pub fn encode_write(application: &str, write: &Write, wall_secs: u64) -> TableWr
             to,
         } => TableWrite {
             key: queue_key(application, queue),
-            updates: set_owner(to, expect_epoch + 1),
+            updates: queue_state(to, expect_epoch + 1, None),
             cond: Some(Cond::And(vec![
                 Cond::Eq(EPOCH, Value::num(*expect_epoch)),
                 names_owner(&Some(from.clone())),
@@ -311,16 +325,11 @@ pub fn encode_write(application: &str, write: &Write, wall_secs: u64) -> TableWr
         Write::Retire {
             queue,
             expect_epoch,
-        } => {
-            let mut updates = set_owner(&None, expect_epoch + 1);
-            updates.pop();
-            updates.push(Update::Set(RETIRED, Value::Bool(true)));
-            TableWrite {
-                key: queue_key(application, queue),
-                updates,
-                cond: Some(Cond::Eq(EPOCH, Value::num(*expect_epoch))),
-            }
-        }
+        } => TableWrite {
+            key: queue_key(application, queue),
+            updates: queue_state(&None, expect_epoch + 1, Some(dead_ttl)),
+            cond: Some(Cond::Eq(EPOCH, Value::num(*expect_epoch))),
+        },
     }
 }
 
@@ -712,6 +721,11 @@ mod tests {
             expect_epoch: 3,
         };
         let tomb = run(&retire, Some(free)).unwrap();
+        assert_eq!(
+            tomb.get(TTL),
+            Some(&Value::num(1_000 + DEAD_TTL_SECS)),
+            "a tombstone expires"
+        );
         assert!(matches!(
             decode_item(&tomb),
             Ok(Record::Queue(QueueRecord {
@@ -730,6 +744,7 @@ mod tests {
             revive_epoch: Some(4),
         };
         let back = run(&revive, Some(tomb)).unwrap();
+        assert_eq!(back.get(TTL), None, "a revived record is kept for good");
         assert!(matches!(
             decode_item(&back),
             Ok(Record::Queue(QueueRecord {
