@@ -55,6 +55,13 @@ pub fn check_application_name(name: &str) -> Result<()> {
 }
 
 /// One SQS queue, by URL (or by name where no URL is known, as in `sqsbalancer plan`).
+///
+/// SQS spells one queue's URL several ways, by the endpoint a request used: the current
+/// `https://sqs.<region>.amazonaws.com/<account>/<name>`, the legacy
+/// `https://<region>.queue.amazonaws.com/...` (and `queue.amazonaws.com` for us-east-1), FIPS,
+/// dual-stack and VPC-endpoint hosts. Each is turned into the current spelling, so instances
+/// configured with different endpoints share one coordination record per queue. URLs of other
+/// hosts (emulators) are kept as given.
 #[derive(Clone, Eq)]
 pub struct QueueId(Arc<str>);
 
@@ -113,7 +120,10 @@ impl QueueId {
         if bad {
             return fail("must not contain whitespace or control characters");
         }
-        Ok(QueueId(Arc::from(q)))
+        Ok(QueueId(match canonical_aws_url(q) {
+            Some(c) => Arc::from(c),
+            None => Arc::from(q),
+        }))
     }
 
     /// The queue URL (or name) as text.
@@ -130,6 +140,56 @@ impl QueueId {
     pub fn name(&self) -> &str {
         self.0.rsplit('/').next().unwrap_or(&self.0)
     }
+}
+
+/// The current spelling of an AWS SQS queue URL given in another (see [`QueueId`]), or `None`
+/// when `url` is already current or not an AWS SQS URL.
+fn canonical_aws_url(url: &str) -> Option<String> {
+    let (https, rest) = match url.strip_prefix("https://") {
+        Some(rest) => (true, rest),
+        None => (false, url.strip_prefix("http://")?),
+    };
+    let (given_host, path) = rest.split_once('/')?;
+    let host = given_host.to_ascii_lowercase();
+    let (account, name) = path.split_once('/')?;
+    if account.is_empty()
+        || !account.bytes().all(|b| b.is_ascii_digit())
+        || name.is_empty()
+        || name.contains('/')
+    {
+        return None;
+    }
+    let (region, domain) = aws_queue_host(&host)?;
+    if https && given_host == format!("sqs.{region}.{domain}") {
+        return None;
+    }
+    Some(format!("https://sqs.{region}.{domain}/{account}/{name}"))
+}
+
+/// The region and the domain (`amazonaws.com`, `amazonaws.com.cn`) of an SQS endpoint host.
+fn aws_queue_host(host: &str) -> Option<(&str, &str)> {
+    let (rest, domain) = ["amazonaws.com.cn", "amazonaws.com", "api.aws"]
+        .into_iter()
+        .find_map(|d| Some((host.strip_suffix(d)?.strip_suffix('.')?, d)))?;
+    let domain = if domain == "api.aws" {
+        "amazonaws.com"
+    } else {
+        domain
+    };
+    let labels: Vec<&str> = rest.split('.').collect();
+    let region = match labels[..] {
+        // The legacy us-east-1 host.
+        ["queue"] if domain == "amazonaws.com" => "us-east-1",
+        ["sqs" | "sqs-fips", region] | [region, "queue"] => region,
+        // A VPC endpoint: vpce-<id>[-<zone>].sqs.<region>.vpce.amazonaws.com
+        [vpce, "sqs", region, "vpce"] if vpce.starts_with("vpce-") => region,
+        _ => return None,
+    };
+    let valid = !region.is_empty()
+        && region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    valid.then_some((region, domain))
 }
 
 /// One life of an instance: its id and the incarnation number it registered with.
@@ -195,6 +255,53 @@ mod tests {
         let id = InstanceId::new("i-a").unwrap();
         assert_eq!(format!("[{id:<5}]"), "[i-a  ]");
         assert_eq!(format!("[{:>4}]", QueueId::new("q").unwrap()), "[   q]");
+    }
+
+    #[test]
+    fn every_spelling_of_an_aws_queue_url_is_one_queue() {
+        let current = "https://sqs.eu-west-1.amazonaws.com/123456789012/orders";
+        for spelling in [
+            current,
+            "https://eu-west-1.queue.amazonaws.com/123456789012/orders",
+            "http://sqs.eu-west-1.amazonaws.com/123456789012/orders",
+            "https://SQS.EU-WEST-1.amazonaws.com/123456789012/orders",
+            "https://sqs-fips.eu-west-1.amazonaws.com/123456789012/orders",
+            "https://sqs.eu-west-1.api.aws/123456789012/orders",
+            "https://vpce-0a1b2c3d-4e5f.sqs.eu-west-1.vpce.amazonaws.com/123456789012/orders",
+        ] {
+            assert_eq!(
+                QueueId::new(spelling).unwrap().as_str(),
+                current,
+                "{spelling}"
+            );
+        }
+        assert_eq!(
+            QueueId::new("https://queue.amazonaws.com/1/q")
+                .unwrap()
+                .as_str(),
+            "https://sqs.us-east-1.amazonaws.com/1/q"
+        );
+        assert_eq!(
+            QueueId::new("https://cn-north-1.queue.amazonaws.com.cn/1/q")
+                .unwrap()
+                .as_str(),
+            "https://sqs.cn-north-1.amazonaws.com.cn/1/q"
+        );
+        // Emulators, names and anything else are kept as given; the name is never changed.
+        for kept in [
+            "http://127.0.0.1:5000/123456789012/Orders",
+            "http://sqs.us-east-1.localhost.localstack.cloud:4566/000000000000/q",
+            "https://sqs.us-east-1.amazonaws.com/not-an-account/q",
+            "orders",
+        ] {
+            assert_eq!(QueueId::new(kept).unwrap().as_str(), kept);
+        }
+        assert_eq!(
+            QueueId::new("https://eu-west-1.queue.amazonaws.com/1/Case.fifo")
+                .unwrap()
+                .name(),
+            "Case.fifo"
+        );
     }
 
     #[test]
