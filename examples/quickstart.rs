@@ -24,6 +24,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             endpoint_url: Some(url),
             region: Some("us-east-1".into()),
             static_credentials: Some(("test".into(), "test".into())),
+            ..AwsSettings::default()
         },
         Err(_) => AwsSettings::default(),
     };

@@ -70,5 +70,5 @@ pub use sqsbalancer_runtime as runtime;
 pub use sqsbalancer_runtime::aws;
 pub use sqsbalancer_runtime::{
     Balancer, BatchHandler, BatchOutcome, FailureBackoff, Handler, HandlerError, Health, Message,
-    Running, RuntimeError, Stats,
+    Running, RuntimeError, Stats, Timeouts,
 };

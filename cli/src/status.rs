@@ -87,6 +87,7 @@ async fn status(args: StatusArgs) -> Result<(), CliError> {
         endpoint_url: args.endpoint_url.clone(),
         region: args.region.clone(),
         static_credentials: None,
+        ..AwsSettings::default()
     };
     let aws = AwsBackend::connect(&settings, &args.table).await;
     check_table(&aws, &args).await?;

@@ -5,7 +5,7 @@ use crate::error::CliError;
 use clap::Args;
 use sqsbalancer_core::Config;
 use sqsbalancer_runtime::aws::{AwsBackend, AwsSettings, Billing, ensure_table};
-use sqsbalancer_runtime::{Balancer, FailureBackoff, HandlerError, Message};
+use sqsbalancer_runtime::{Balancer, FailureBackoff, HandlerError, Message, Timeouts};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -153,6 +153,7 @@ async fn serve(args: WorkerArgs) -> Result<(), CliError> {
         endpoint_url: args.endpoint_url.clone(),
         region: args.region.clone(),
         static_credentials: None,
+        timeouts: Timeouts::of(&cfg),
     };
     let aws = Arc::new(AwsBackend::connect(&settings, &args.table).await);
     // Every option is checked before the first AWS call.

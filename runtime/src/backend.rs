@@ -69,7 +69,7 @@ pub struct Message {
     pub group: Option<String>,
 }
 
-/// One ReceiveMessage call.
+/// One ReceiveMessage call, planned against the self-fence ([`crate::ReceivePlan`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Receive {
     /// The queue.
@@ -82,6 +82,11 @@ pub struct Receive {
     pub wait: Duration,
     /// MessageAttributeNames.
     pub attribute_names: Vec<String>,
+    /// The request must not be sent after this instant (tokio's clock): a backend that cannot
+    /// send it by then fails with [`BackendError::NotSent`]. The request is never retried.
+    pub send_by: tokio::time::Instant,
+    /// How long the one attempt may take, from its start to its answer.
+    pub attempt_timeout: Duration,
 }
 
 /// The SQS calls the data plane makes.

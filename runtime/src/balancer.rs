@@ -143,6 +143,7 @@ impl Running {
             succeeded: t.succeeded,
             failed: t.failed,
             released: t.released,
+            fenced_out: t.fenced_out,
             in_handlers: t.handling,
             owned_queues: self.handle.receiving().len(),
             phase: self.handle.phase(),

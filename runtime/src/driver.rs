@@ -11,8 +11,10 @@ use crate::error::RuntimeError;
 use crate::execute;
 use crate::observed::Observed;
 use crate::status::{Health, HealthTracker};
+use crate::timeouts::Timeouts;
 use sqsbalancer_core::{Config, Effect, Input, Millis, Node, OpId, Outcome, Phase, QueueId};
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Duration, Instant};
@@ -107,6 +109,10 @@ pub struct Driver<S, L> {
     plane: mpsc::UnboundedSender<PlaneCommand>,
     phase: watch::Sender<Phase>,
     receiving: watch::Sender<BTreeMap<QueueId, u64>>,
+    /// What reads and deadlines tell about the instance's health.
+    health: Arc<HealthTracker>,
+    /// The deadline of every effect.
+    timeouts: Timeouts,
 }
 
 /// A new driver, its handle, and the stream of commands for the data plane.
@@ -122,6 +128,7 @@ impl<S: Store, L: QueueList> Driver<S, L> {
     pub fn new(cfg: Config, store: Arc<S>, queues: Arc<L>) -> Result<Started<S, L>, RuntimeError> {
         let application = cfg.application_name.clone();
         let cfg_heartbeat_timeout = cfg.heartbeat_timeout;
+        let timeouts = Timeouts::of(&cfg);
         let node = Node::new(cfg, Millis::ZERO)?;
         let (inputs_tx, inputs) = mpsc::unbounded_channel();
         let (results_tx, results) = mpsc::unbounded_channel();
@@ -141,6 +148,8 @@ impl<S: Store, L: QueueList> Driver<S, L> {
             plane,
             phase,
             receiving,
+            health: Arc::clone(&health),
+            timeouts,
         };
         let handle = DriverHandle {
             inputs: inputs_tx,
@@ -191,26 +200,27 @@ impl<S: Store, L: QueueList> Driver<S, L> {
         while let Some(effect) = self.node.poll_effect() {
             match effect {
                 Effect::Write { id, write } => {
-                    let (store, app, tx) = self.task_parts();
-                    tokio::spawn(async move {
-                        let outcome = execute::write(&*store, &app, &write, wall_secs()).await;
-                        let _ = tx.send((id, outcome));
-                    });
+                    let (store, app) = (Arc::clone(&self.store), self.application.clone());
+                    let call =
+                        async move { execute::write(&*store, &app, &write, wall_secs()).await };
+                    self.spawn_call(id, "dynamodb", self.timeouts.effect, call);
                 }
                 Effect::Read { id, read } => {
-                    let (store, app, tx) = self.task_parts();
-                    tokio::spawn(async move {
+                    let (store, app) = (Arc::clone(&self.store), self.application.clone());
+                    let health = Arc::clone(&self.health);
+                    let call = async move {
                         let outcome = execute::read(&*store, &app, read).await;
-                        let _ = tx.send((id, outcome));
-                    });
+                        if let Outcome::Applied(reply) = &outcome {
+                            health.read_completed(reply);
+                        }
+                        outcome
+                    };
+                    self.spawn_call(id, "dynamodb", self.timeouts.effect, call);
                 }
                 Effect::ListQueues { id, prefix } => {
                     let queues = Arc::clone(&self.queues);
-                    let tx = self.results_tx.clone();
-                    tokio::spawn(async move {
-                        let outcome = execute::list(&*queues, &prefix).await;
-                        let _ = tx.send((id, outcome));
-                    });
+                    let call = async move { execute::list(&*queues, &prefix).await };
+                    self.spawn_call(id, "sqs", self.timeouts.listing, call);
                 }
                 Effect::StartReceiving { queue, epoch } => {
                     self.command(PlaneCommand::Start { queue, epoch });
@@ -237,18 +247,37 @@ impl<S: Store, L: QueueList> Driver<S, L> {
         });
     }
 
-    fn task_parts(
+    /// Runs `call` (effect `id`) as a task and reports its outcome, or `Unknown` once
+    /// `deadline` has passed without one: the call is dropped, and the node decides what a
+    /// write that may still apply means.
+    fn spawn_call(
         &self,
-    ) -> (
-        Arc<Observed<S>>,
-        String,
-        mpsc::UnboundedSender<(OpId, Outcome)>,
+        id: OpId,
+        service: &'static str,
+        deadline: Duration,
+        call: impl Future<Output = Outcome> + Send + 'static,
     ) {
-        (
-            Arc::clone(&self.store),
-            self.application.clone(),
-            self.results_tx.clone(),
-        )
+        let tx = self.results_tx.clone();
+        let health = Arc::clone(&self.health);
+        tokio::spawn(async move {
+            let outcome = match tokio::time::timeout(deadline, call).await {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    tracing::warn!(
+                        op = id.0,
+                        service,
+                        deadline_ms = deadline.as_millis() as u64,
+                        "a coordination call found no answer by its deadline"
+                    );
+                    health.failed(&crate::error::BackendError::Unknown {
+                        service,
+                        reason: format!("no answer within {deadline:?}"),
+                    });
+                    Outcome::Unknown
+                }
+            };
+            let _ = tx.send((id, outcome));
+        });
     }
 
     fn command(&self, c: PlaneCommand) {

@@ -42,6 +42,15 @@ pub enum BackendError {
         /// What the credentials provider said.
         reason: String,
     },
+    /// The request was never sent: its send-by time (a receive's fence) had passed by the time
+    /// it could go out (credentials, connection or scheduling took too long).
+    #[error("{service} request not sent: {reason}")]
+    NotSent {
+        /// `dynamodb` or `sqs`.
+        service: &'static str,
+        /// What held it.
+        reason: String,
+    },
     /// The service refused the request as malformed or unauthorized; retrying will not help.
     #[error("{service} refused the request: {reason}")]
     Refused {

@@ -25,6 +25,7 @@ mod observed;
 pub mod plane;
 pub mod status;
 mod telemetry;
+pub mod timeouts;
 
 pub use backend::{Message, Page, QueueList, QueuePage, Receive, Sqs, Store};
 pub use balancer::{Balancer, Running};
@@ -33,3 +34,4 @@ pub use error::{BackendError, RuntimeError};
 pub use handler::{BatchHandler, BatchOutcome, Handler, HandlerError};
 pub use plane::{DataPlane, FailureBackoff, PlaneSettings};
 pub use status::{Health, Stats};
+pub use timeouts::{ReceivePlan, Timeouts};

@@ -1,8 +1,8 @@
 //! What a running balancer reports about itself: [`Stats`] (totals since start) and
-//! [`Health`] (whether it can reach its coordination table, and the last error if not).
+//! [`Health`] (whether it reads its coordination table, and the last error if not).
 
 use crate::error::BackendError;
-use sqsbalancer_core::Phase;
+use sqsbalancer_core::{Phase, Reply, Unreadable};
 use std::sync::Mutex;
 use tokio::time::{Duration, Instant};
 
@@ -18,6 +18,9 @@ pub struct Stats {
     pub failed: u64,
     /// Received messages made visible again unstarted (hand-offs and shutdown).
     pub released: u64,
+    /// Messages whose receive came back after the self-fence: never handed to a handler (a
+    /// peer may own the queue by then), made visible again at once.
+    pub fenced_out: u64,
     /// Messages in the handler now.
     pub in_handlers: u64,
     /// Queues this instance receives from now.
@@ -30,15 +33,22 @@ pub struct Stats {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Health {
-    /// True when the phase is running, the coordination table answered within the heartbeat
-    /// timeout, and no call has been refused or left unsent for want of credentials since.
+    /// True when the phase is running, a read of the coordination table completed within the
+    /// heartbeat timeout, and no call has been refused or left unsent for want of credentials
+    /// since. (Heartbeats alone are not enough: an instance that cannot read never sees the
+    /// queues handed to it.)
     pub healthy: bool,
     /// The lifecycle phase.
     pub phase: Phase,
-    /// How long ago the coordination table last answered; `None` before it ever did.
+    /// How long ago the coordination table last answered any call; `None` before it ever did.
     pub since_table_answered: Option<Duration>,
+    /// How long ago a read of the coordination table last completed; `None` before one did.
+    pub since_table_read: Option<Duration>,
     /// The last failed backend call since the last success, if any.
     pub last_error: Option<BackendError>,
+    /// Records the last reads could not decode (a later version's, or edited by hand): such
+    /// an instance counts as alive and such a queue is left alone until they can be read.
+    pub unreadable: Unreadable,
 }
 
 /// Records the outcome of every coordination call, for [`Health`].
@@ -50,8 +60,12 @@ pub(crate) struct HealthTracker {
 
 #[derive(Debug, Default)]
 struct Tracked {
+    /// The last answer of any coordination call.
     last_ok: Option<Instant>,
+    /// The last completed read.
+    last_read: Option<Instant>,
     last_error: Option<BackendError>,
+    unreadable: Unreadable,
 }
 
 impl HealthTracker {
@@ -75,6 +89,19 @@ impl HealthTracker {
         t.last_error = None;
     }
 
+    /// A read of the table completed with `reply`.
+    pub(crate) fn read_completed(&self, reply: &Reply) {
+        let mut t = self.lock();
+        t.last_read = Some(Instant::now());
+        match reply {
+            Reply::Table { unreadable, .. } => t.unreadable = unreadable.clone(),
+            Reply::Members { unreadable, .. } => {
+                t.unreadable.instances = unreadable.instances.clone();
+            }
+            _ => {}
+        }
+    }
+
     /// A backend call failed with `e`.
     pub(crate) fn failed(&self, e: &BackendError) {
         self.lock().last_error = Some(e.clone());
@@ -84,17 +111,20 @@ impl HealthTracker {
     pub(crate) fn health(&self, phase: Phase) -> Health {
         let t = self.lock();
         let since = t.last_ok.map(|at| at.elapsed());
+        let since_read = t.last_read.map(|at| at.elapsed());
         let refused = matches!(
             t.last_error,
             Some(BackendError::Refused { .. } | BackendError::Credentials { .. })
         );
         Health {
             healthy: phase == Phase::Running
-                && since.is_some_and(|s| s <= self.heartbeat_timeout)
+                && since_read.is_some_and(|s| s <= self.heartbeat_timeout)
                 && !refused,
             phase,
             since_table_answered: since,
+            since_table_read: since_read,
             last_error: t.last_error.clone(),
+            unreadable: t.unreadable.clone(),
         }
     }
 }
@@ -103,11 +133,19 @@ impl HealthTracker {
 mod tests {
     use super::*;
 
+    fn read() -> Reply {
+        Reply::Members {
+            instances: Vec::new(),
+            unreadable: Unreadable::default(),
+        }
+    }
+
     #[tokio::test(start_paused = true)]
-    async fn healthy_only_while_running_answered_recently_and_not_refused() {
+    async fn healthy_only_while_running_reading_and_not_refused() {
         let t = HealthTracker::new(Duration::from_secs(30));
-        assert!(!t.health(Phase::Running).healthy, "never answered");
+        assert!(!t.health(Phase::Running).healthy, "never read");
         t.answered();
+        t.read_completed(&read());
         assert!(t.health(Phase::Running).healthy);
         assert!(!t.health(Phase::Draining).healthy, "not running");
         t.failed(&BackendError::Unknown {
@@ -118,11 +156,18 @@ mod tests {
             t.health(Phase::Running).healthy,
             "one timeout is not an outage"
         );
-        tokio::time::advance(Duration::from_secs(31)).await;
+        // Heartbeats keep being answered, but no read completes (one hung Query): an instance
+        // that cannot read never sees the queues handed to it.
+        for _ in 0..4 {
+            tokio::time::advance(Duration::from_secs(10)).await;
+            t.answered();
+        }
         let h = t.health(Phase::Running);
-        assert!(!h.healthy, "silent past the heartbeat timeout");
-        assert!(matches!(h.last_error, Some(BackendError::Unknown { .. })));
-        t.answered();
+        assert!(!h.healthy, "no read within the heartbeat timeout");
+        assert!(h.since_table_answered < Some(Duration::from_secs(1)));
+        assert!(h.last_error.is_none());
+        t.read_completed(&read());
+        assert!(t.health(Phase::Running).healthy);
         t.failed(&BackendError::Refused {
             service: "dynamodb",
             reason: "AccessDenied".into(),
@@ -131,5 +176,25 @@ mod tests {
             !t.health(Phase::Running).healthy,
             "refused: credentials or permissions"
         );
+    }
+
+    #[test]
+    fn unreadable_records_are_reported_until_a_read_decodes_them() {
+        let t = HealthTracker::new(Duration::from_secs(30));
+        let id = sqsbalancer_core::InstanceId::new("newer").unwrap();
+        let q = sqsbalancer_core::QueueId::new("q").unwrap();
+        t.read_completed(&Reply::Table {
+            instances: Vec::new(),
+            queues: Vec::new(),
+            unreadable: Unreadable {
+                instances: vec![id.clone()],
+                queues: vec![q.clone()],
+            },
+        });
+        // A members read speaks for the instances only.
+        t.read_completed(&read());
+        let h = t.health(Phase::Running);
+        assert!(h.unreadable.instances.is_empty());
+        assert_eq!(h.unreadable.queues, vec![q]);
     }
 }

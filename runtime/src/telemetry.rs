@@ -4,7 +4,9 @@
 //!
 //! Names (stable): the Go library's four message counters, `sqsbalancer.messages.received`,
 //! `.processed`, `.succeeded` and `.failed`, labelled `queue_url`; `.released` (unstarted
-//! messages made visible again) and `sqsbalancer.visibility.extended`, also by queue;
+//! messages made visible again), `.fenced_out` (messages whose receive came back after the
+//! self-fence, made visible again unhandled) and `sqsbalancer.visibility.extended`, also by
+//! queue;
 //! `sqsbalancer.handler.duration` (seconds, by queue) and the gauge
 //! `sqsbalancer.handler.in_flight`; the gauge `sqsbalancer.queues.owned` and the counter
 //! `sqsbalancer.queues.moves` (label `direction`: `acquired` or `released`); and
@@ -28,6 +30,7 @@ struct Handles {
     succeeded: metrics::Counter,
     failed: metrics::Counter,
     released: metrics::Counter,
+    fenced_out: metrics::Counter,
     extended: metrics::Counter,
     duration: metrics::Histogram,
 }
@@ -45,6 +48,7 @@ impl QueueMetrics {
                     succeeded: metrics::counter!("sqsbalancer.messages.succeeded", "queue_url" => url()),
                     failed: metrics::counter!("sqsbalancer.messages.failed", "queue_url" => url()),
                     released: metrics::counter!("sqsbalancer.messages.released", "queue_url" => url()),
+                    fenced_out: metrics::counter!("sqsbalancer.messages.fenced_out", "queue_url" => url()),
                     extended: metrics::counter!("sqsbalancer.visibility.extended", "queue_url" => url()),
                     duration: metrics::histogram!("sqsbalancer.handler.duration", "queue_url" => url()),
                 }),
@@ -84,6 +88,14 @@ impl QueueMetrics {
     pub(crate) fn released(&self) {
         #[cfg(feature = "metrics")]
         self.handles.released.increment(1);
+    }
+
+    /// `n` messages came back after the self-fence and were made visible again unhandled.
+    pub(crate) fn fenced_out(&self, n: usize) {
+        #[cfg(feature = "metrics")]
+        self.handles.fenced_out.increment(n as u64);
+        #[cfg(not(feature = "metrics"))]
+        let _ = n;
     }
 
     /// A message kept invisible for another visibility timeout.

@@ -3,7 +3,9 @@
 //!
 //! Every instance gets its own [`FakeBackend`] over one shared [`Fakes`]; its calls are billed
 //! to its name, and each takes a fixed one-way latency on tokio's clock (so a paused tokio
-//! runtime runs the cluster on simulated time).
+//! runtime runs the cluster on simulated time). As with AWS, a call the caller gives up on is
+//! not undone: it travels on, a write still applies and a long poll still runs to its end at
+//! the fake (taking the messages that arrive meanwhile) in a task of its own.
 
 use crate::fake::{
     DynamoError, EntryError, FakeDynamo, FakeSqs, ReceiveRequest, Received, SqsError,
@@ -87,9 +89,9 @@ impl FakeBackend {
     fn call<T: Send + 'static>(
         &self,
         call: impl FnOnce(&mut Fakes, &str, &str) -> T + Send + 'static,
-    ) -> impl Future<Output = T> + Send + 'static {
+    ) -> impl Future<Output = Result<T, BackendError>> + Send + 'static {
         let me = self.clone();
-        async move {
+        detached(async move {
             me.travel().await;
             let out = {
                 let mut fakes = me.lock();
@@ -97,8 +99,49 @@ impl FakeBackend {
             };
             me.travel().await;
             out
-        }
+        })
     }
+
+    /// A long poll at the fake, from its arrival to its answer.
+    async fn long_poll(&self, request: &Receive) -> Result<Vec<Message>, BackendError> {
+        let req = ReceiveRequest {
+            url: request.queue.as_str().to_owned(),
+            max: request.max,
+            visibility_secs: request.visibility_secs,
+            wait_ms: request.wait.as_millis() as u64,
+            attribute_names: request.attribute_names.clone(),
+        };
+        let deadline = tokio::time::Instant::now() + request.wait;
+        let mut got = {
+            let mut f = self.lock();
+            let now = f.now();
+            f.sqs.receive(now, &self.caller, &req)
+        };
+        // Look again until something is visible or the wait is over.
+        while matches!(&got, Ok(m) if m.is_empty())
+            && tokio::time::Instant::now() + LONG_POLL_STEP <= deadline
+        {
+            tokio::time::sleep(LONG_POLL_STEP).await;
+            let mut f = self.lock();
+            let now = f.now();
+            got = f.sqs.receive_more(now, &req);
+        }
+        got.map(|ms| ms.into_iter().map(|r| message(&request.queue, r)).collect())
+            .map_err(sqs_error)
+    }
+}
+
+/// Runs `exchange` (a request's way there, its work at the fake and its answer's way back) as
+/// a task of its own, so that dropping the caller leaves it running, as AWS would.
+async fn detached<T: Send + 'static>(
+    exchange: impl Future<Output = T> + Send + 'static,
+) -> Result<T, BackendError> {
+    tokio::spawn(exchange)
+        .await
+        .map_err(|e| BackendError::Unknown {
+            service: "fake",
+            reason: format!("the fake's task ended: {e}"),
+        })
 }
 
 /// How often a long poll looks at its queue again on tokio's clock (it was counted once).
@@ -146,12 +189,13 @@ pub(crate) fn dynamo_error(e: DynamoError) -> BackendError {
 
 impl Store for FakeBackend {
     fn update(&self, write: TableWrite) -> impl Future<Output = Result<Item, BackendError>> + Send {
-        self.call(move |f, caller, table| {
+        let call = self.call(move |f, caller, table| {
             f.dynamo
                 .update_item(caller, table, &write)
                 .map(|(_, after)| after)
                 .map_err(dynamo_error)
-        })
+        });
+        async move { call.await? }
     }
 
     fn query(
@@ -159,7 +203,7 @@ impl Store for FakeBackend {
         query: TableQuery,
         start: Option<Key>,
     ) -> impl Future<Output = Result<Page, BackendError>> + Send {
-        self.call(move |f, caller, table| {
+        let call = self.call(move |f, caller, table| {
             f.dynamo
                 .query(caller, table, &query, None, start.as_ref(), true)
                 .map(|p| Page {
@@ -167,7 +211,8 @@ impl Store for FakeBackend {
                     last_key: p.last_key,
                 })
                 .map_err(dynamo_error)
-        })
+        });
+        async move { call.await? }
     }
 }
 
@@ -177,7 +222,7 @@ impl QueueList for FakeBackend {
         prefix: String,
         next_token: Option<String>,
     ) -> impl Future<Output = Result<QueuePage, BackendError>> + Send {
-        self.call(move |f, caller, _| {
+        let call = self.call(move |f, caller, _| {
             f.sqs
                 .list_queues(caller, &prefix, Some(1000), next_token.as_deref())
                 .map(|p| QueuePage {
@@ -185,7 +230,8 @@ impl QueueList for FakeBackend {
                     next_token: p.next_token,
                 })
                 .map_err(sqs_error)
-        })
+        });
+        async move { call.await? }
     }
 }
 
@@ -195,33 +241,22 @@ impl Sqs for FakeBackend {
         request: Receive,
     ) -> impl Future<Output = Result<Vec<Message>, BackendError>> + Send {
         let me = self.clone();
+        let send_by = request.send_by;
+        let exchange = detached(async move {
+            me.travel().await;
+            let got = me.long_poll(&request).await;
+            me.travel().await;
+            got
+        });
         async move {
-            me.travel().await;
-            let req = ReceiveRequest {
-                url: request.queue.as_str().to_owned(),
-                max: request.max,
-                visibility_secs: request.visibility_secs,
-                wait_ms: request.wait.as_millis() as u64,
-                attribute_names: request.attribute_names.clone(),
-            };
-            let deadline = tokio::time::Instant::now() + request.wait;
-            let mut got = {
-                let mut f = me.lock();
-                let now = f.now();
-                f.sqs.receive(now, &me.caller, &req)
-            };
-            // The long poll: look again until something is visible or the wait is over.
-            while matches!(&got, Ok(m) if m.is_empty())
-                && tokio::time::Instant::now() + LONG_POLL_STEP <= deadline
-            {
-                tokio::time::sleep(LONG_POLL_STEP).await;
-                let mut f = me.lock();
-                let now = f.now();
-                got = f.sqs.receive_more(now, &req);
+            // As the SDK adapter does: never sent past its send-by time.
+            if tokio::time::Instant::now() > send_by {
+                return Err(BackendError::NotSent {
+                    service: "sqs",
+                    reason: "past its send-by time".to_owned(),
+                });
             }
-            me.travel().await;
-            got.map(|ms| ms.into_iter().map(|r| message(&request.queue, r)).collect())
-                .map_err(sqs_error)
+            exchange.await?
         }
     }
 
@@ -230,12 +265,13 @@ impl Sqs for FakeBackend {
         queue: QueueId,
         receipts: Vec<String>,
     ) -> impl Future<Output = Result<Vec<Result<(), String>>, BackendError>> + Send {
-        self.call(move |f, caller, _| {
+        let call = self.call(move |f, caller, _| {
             f.sqs
                 .delete_batch(caller, queue.as_str(), &receipts)
                 .map(entry_strings)
                 .map_err(sqs_error)
-        })
+        });
+        async move { call.await? }
     }
 
     fn change_visibility_batch(
@@ -243,12 +279,13 @@ impl Sqs for FakeBackend {
         queue: QueueId,
         entries: Vec<(String, u32)>,
     ) -> impl Future<Output = Result<Vec<Result<(), String>>, BackendError>> + Send {
-        self.call(move |f, caller, _| {
+        let call = self.call(move |f, caller, _| {
             let now = f.now();
             f.sqs
                 .change_visibility_batch(now, caller, queue.as_str(), &entries)
                 .map(entry_strings)
                 .map_err(sqs_error)
-        })
+        });
+        async move { call.await? }
     }
 }

@@ -54,6 +54,7 @@ impl Moto {
             endpoint_url: Some(self.endpoint.clone()),
             region: Some("us-east-1".to_owned()),
             static_credentials: Some(("testing".to_owned(), "testing".to_owned())),
+            ..AwsSettings::default()
         };
         AwsBackend::connect(&settings, table).await
     }

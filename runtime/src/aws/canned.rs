@@ -83,6 +83,46 @@ pub(super) fn backend_with(
     )
 }
 
+/// Both clients built as production builds them ([`super::client`]: retries on, timeouts
+/// of `Timeouts::default()`), on canned answers.
+pub(super) fn production_backend(
+    sqs: StaticReplayClient,
+    creds: SharedCredentialsProvider,
+) -> AwsBackend {
+    let shared = aws_config::SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(creds)
+        .http_client(sqs)
+        .build();
+    let t = crate::Timeouts::default();
+    AwsBackend::from_clients(
+        aws_sdk_dynamodb::Client::from_conf(super::dynamodb_config(&shared, &t)),
+        aws_sdk_sqs::Client::from_conf(super::sqs_config(&shared, &t)),
+        "coordination",
+    )
+}
+
+/// A credentials provider that takes `stall` to answer each time it is asked, as IMDS or STS
+/// may while credentials are refreshed.
+#[derive(Debug)]
+pub(super) struct StallingCredentials {
+    pub(super) stall: std::time::Duration,
+}
+
+impl ProvideCredentials for StallingCredentials {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        let stall = self.stall;
+        future::ProvideCredentials::new(async move {
+            tokio::time::sleep(stall).await;
+            Ok(Credentials::new("id", "secret", None, None, "stalling"))
+        })
+    }
+}
+
 /// A credentials provider that never has any, as on a host with no role or profile.
 #[derive(Debug)]
 pub(super) struct NoCredentials;

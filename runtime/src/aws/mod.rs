@@ -1,15 +1,19 @@
 //! The production backends on the AWS SDK: DynamoDB for the coordination table, SQS for
 //! discovery and messages. One client each, built from the standard configuration chain
-//! (region, credentials) with an optional endpoint override for emulators.
+//! (region, credentials) with an optional endpoint override for emulators, and this project's
+//! retries and timeouts ([`client`]).
 
 #[cfg(test)]
 mod canned;
+pub mod client;
 mod dynamo;
 mod expr;
 mod sqs;
 
+pub use client::{dynamodb_config, sqs_config};
 pub use dynamo::{Billing, ensure_table};
 
+use crate::timeouts::Timeouts;
 use aws_config::{BehaviorVersion, Region};
 
 /// The AWS clients one balancer uses, and its coordination table.
@@ -30,6 +34,8 @@ pub struct AwsSettings {
     /// Fixed credentials (access key id, secret) instead of the standard chain: for
     /// emulators, which accept any.
     pub static_credentials: Option<(String, String)>,
+    /// The calls' deadlines: [`Timeouts::of`] the balancer's configuration.
+    pub timeouts: Timeouts,
 }
 
 impl AwsBackend {
@@ -53,14 +59,19 @@ impl AwsBackend {
         }
         let shared = loader.load().await;
         AwsBackend {
-            dynamo: aws_sdk_dynamodb::Client::new(&shared),
-            sqs: aws_sdk_sqs::Client::new(&shared),
+            dynamo: aws_sdk_dynamodb::Client::from_conf(dynamodb_config(
+                &shared,
+                &settings.timeouts,
+            )),
+            sqs: aws_sdk_sqs::Client::from_conf(sqs_config(&shared, &settings.timeouts)),
             table: table.to_owned(),
         }
     }
 
     /// A backend on clients configured elsewhere (a custom HTTP client, retry policy or
-    /// interceptors), for `table`.
+    /// interceptors), for `table`. Build their configurations with [`dynamodb_config`] and
+    /// [`sqs_config`] to keep this project's retries and timeouts; whatever they say, a
+    /// receive is never retried and never sent past its send-by time.
     pub fn from_clients(
         dynamo: aws_sdk_dynamodb::Client,
         sqs: aws_sdk_sqs::Client,
@@ -86,19 +97,21 @@ impl AwsBackend {
 
 /// Maps an SDK error onto the backend's kinds: `throttled` says whether the service error is a
 /// throttle; a request that may have reached the service without an answer is unknown.
-fn sdk_error<E, R>(
+fn sdk_error<E>(
     service: &'static str,
-    e: &aws_sdk_dynamodb::error::SdkError<E, R>,
+    e: &aws_sdk_dynamodb::error::SdkError<E>,
     throttled: impl Fn(&E) -> bool,
 ) -> crate::error::BackendError
 where
     E: std::error::Error + 'static,
-    R: std::fmt::Debug + 'static,
 {
     use crate::error::BackendError;
     use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
     let reason = DisplayErrorContext(e).to_string();
-    if caused_by_credentials(e) {
+    if caused_by::<client::SendByPassed>(e) {
+        return BackendError::NotSent { service, reason };
+    }
+    if caused_by::<aws_credential_types::provider::error::CredentialsError>(e) {
         return BackendError::Credentials { service, reason };
     }
     match e {
@@ -106,6 +119,10 @@ where
             service,
             message: reason,
         },
+        // A 5xx is the service's trouble, not the request's: a write may have applied.
+        SdkError::ServiceError(s) if s.raw().status().is_server_error() => {
+            BackendError::Unknown { service, reason }
+        }
         SdkError::ServiceError(_) | SdkError::ConstructionFailure(_) => {
             BackendError::Refused { service, reason }
         }
@@ -113,15 +130,13 @@ where
     }
 }
 
-/// Whether `e` or any error under it is a credentials provider's failure (none found,
-/// expired, the provider unreachable): the request was never sent.
-fn caused_by_credentials(e: &(dyn std::error::Error + 'static)) -> bool {
+/// Whether `e` or any error under it is an `E`: a credentials provider's failure (none found,
+/// expired, the provider unreachable) or a send-by time that passed; either way the request
+/// was never sent.
+fn caused_by<E: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut next = Some(e);
     while let Some(err) = next {
-        if err
-            .downcast_ref::<aws_credential_types::provider::error::CredentialsError>()
-            .is_some()
-        {
+        if err.downcast_ref::<E>().is_some() {
             return true;
         }
         next = err.source();

@@ -5,7 +5,7 @@
     reason = "the SDK's attribute maps are HashMaps; they are converted to BTreeMaps at once"
 )]
 
-use super::{AwsBackend, sdk_error};
+use super::{AwsBackend, client, sdk_error};
 use crate::backend::{Message, QueueList, QueuePage, Receive, Sqs};
 use crate::error::BackendError;
 use aws_sdk_sqs::types::{
@@ -24,15 +24,14 @@ const GONE_CODES: [&str; 2] = [
 
 /// A call on one queue failed: gone (as the SDK models it, or by its error code when the SDK
 /// leaves it unmodelled), or as [`sdk_error`] says.
-fn queue_error<E, R>(
+fn queue_error<E>(
     queue: &QueueId,
-    e: &aws_sdk_sqs::error::SdkError<E, R>,
+    e: &aws_sdk_sqs::error::SdkError<E>,
     gone: impl Fn(&E) -> bool,
     throttled: impl Fn(&E) -> bool,
 ) -> BackendError
 where
     E: std::error::Error + aws_sdk_sqs::error::ProvideErrorMetadata + 'static,
-    R: std::fmt::Debug + 'static,
 {
     let by_code = e
         .as_service_error()
@@ -90,6 +89,9 @@ impl Sqs for AwsBackend {
                 .set_message_attribute_names(Some(request.attribute_names.clone()))
                 .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
                 .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
+                .customize()
+                .config_override(client::receive_override(&request))
+                .interceptor(client::SendBy(request.send_by))
                 .send()
                 .await;
             let out = out.map_err(|e| {
@@ -220,7 +222,10 @@ fn entry_results(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aws::canned::{NoCredentials, backend, backend_with, error, error_with_header, ok};
+    use crate::aws::canned::{
+        NoCredentials, StallingCredentials, backend, backend_with, error, error_with_header, ok,
+        production_backend,
+    };
     use aws_credential_types::provider::SharedCredentialsProvider;
     use aws_sdk_sqs::config::Credentials;
     use aws_smithy_http_client::test_util::StaticReplayClient;
@@ -243,6 +248,8 @@ mod tests {
             visibility_secs: 30,
             wait: Duration::ZERO,
             attribute_names: vec!["All".into()],
+            send_by: tokio::time::Instant::now() + Duration::from_secs(60),
+            attempt_timeout: Duration::from_secs(5),
         }
     }
 
@@ -294,6 +301,70 @@ mod tests {
         );
         assert!(e.to_string().contains("no profile, no role"), "{e}");
         assert_eq!(replay.actual_requests().count(), 0);
+    }
+
+    /// A receive that the production client makes, waiting `wait`, sendable for `within`.
+    fn long_poll(wait: Duration, within: Duration) -> Receive {
+        let t = crate::Timeouts::default();
+        Receive {
+            wait,
+            send_by: tokio::time::Instant::now() + within,
+            attempt_timeout: t.receive_attempt(wait),
+            ..receive("q")
+        }
+    }
+
+    #[tokio::test]
+    async fn a_receive_answered_500_is_never_sent_again() {
+        // The client retries other calls (three attempts); a long poll sent again would be a
+        // second long poll nobody planned against the fence.
+        let replay = StaticReplayClient::new(vec![
+            error(500, "com.amazonaws.sqs#InternalError", "try again"),
+            ok("{\"Messages\":[]}"),
+        ]);
+        let creds =
+            SharedCredentialsProvider::new(Credentials::new("id", "secret", None, None, "t"));
+        let aws = production_backend(replay.clone(), creds);
+        let e = aws
+            .receive(long_poll(Duration::from_secs(20), Duration::from_secs(60)))
+            .await
+            .expect_err("the 500");
+        assert!(matches!(e, BackendError::Unknown { .. }), "{e:?}");
+        assert_eq!(replay.actual_requests().count(), 1, "sent again");
+        // Another call is retried: the second canned answer serves its second attempt.
+        let replay = StaticReplayClient::new(vec![
+            error(500, "com.amazonaws.sqs#InternalError", "try again"),
+            ok(&page(0, 1, None)),
+        ]);
+        let creds =
+            SharedCredentialsProvider::new(Credentials::new("id", "secret", None, None, "t"));
+        let aws = production_backend(replay.clone(), creds);
+        aws.list("q-".into(), None).await.expect("retried");
+        assert_eq!(replay.actual_requests().count(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_receive_held_past_its_send_by_time_is_never_sent() {
+        // The credentials take 3 s to refresh after the poller checked its fence; the request
+        // could leave 2 s after its send-by time, and its long poll would outlive the fence.
+        let replay = StaticReplayClient::new(vec![ok("{\"Messages\":[]}")]);
+        let creds = SharedCredentialsProvider::new(StallingCredentials {
+            stall: Duration::from_secs(3),
+        });
+        let aws = production_backend(replay.clone(), creds);
+        let e = aws
+            .receive(long_poll(Duration::from_secs(10), Duration::from_secs(1)))
+            .await
+            .expect_err("held");
+        assert!(
+            matches!(e, BackendError::NotSent { service: "sqs", .. }),
+            "{e:?}"
+        );
+        assert_eq!(
+            replay.actual_requests().count(),
+            0,
+            "sent after its send-by time"
+        );
     }
 
     #[tokio::test]

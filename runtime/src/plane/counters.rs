@@ -11,6 +11,7 @@ pub(crate) struct Counters {
     succeeded: AtomicU64,
     failed: AtomicU64,
     released: AtomicU64,
+    fenced_out: AtomicU64,
     handling: AtomicU64,
 }
 
@@ -21,6 +22,7 @@ pub(crate) struct Totals {
     pub(crate) succeeded: u64,
     pub(crate) failed: u64,
     pub(crate) released: u64,
+    pub(crate) fenced_out: u64,
     pub(crate) handling: u64,
 }
 
@@ -45,6 +47,11 @@ impl Counters {
         queue.released();
     }
 
+    pub(crate) fn fenced_out(&self, queue: &QueueMetrics, n: usize) {
+        self.fenced_out.fetch_add(n as u64, Ordering::Relaxed);
+        queue.fenced_out(n);
+    }
+
     pub(crate) fn handler_started(&self, n: usize) {
         let now = self.handling.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
         crate::telemetry::in_flight(now);
@@ -61,6 +68,7 @@ impl Counters {
             succeeded: self.succeeded.load(Ordering::Relaxed),
             failed: self.failed.load(Ordering::Relaxed),
             released: self.released.load(Ordering::Relaxed),
+            fenced_out: self.fenced_out.load(Ordering::Relaxed),
             handling: self.handling.load(Ordering::Relaxed),
         }
     }

@@ -1,6 +1,7 @@
 //! One queue's poller: wait in turn for a receive's worth of permits, receive within the
 //! fence, and hand the messages to the workers as jobs.
 
+use super::batches::Change;
 use super::{Job, Origin, Shared};
 use crate::backend::{Message, Receive, Sqs};
 use crate::error::BackendError;
@@ -25,6 +26,8 @@ pub(super) async fn poll<Q: Sqs, C: Consumer>(
     let sqs = shared.settings.sqs_for(&queue).clone();
     let batch = (sqs.max_messages.clamp(1, 10) as usize).min(shared.settings.capacity());
     let longest_rest = Duration::from_secs(u64::from(sqs.wait_time_seconds.max(1)));
+    let wanted = Duration::from_secs(u64::from(sqs.wait_time_seconds.min(20)));
+    let timeouts = shared.settings.timeouts;
     let mut fence = shared.fence.clone();
     let mut backoff = Duration::from_millis(100);
     let mut rest = FIRST_REST;
@@ -36,10 +39,13 @@ pub(super) async fn poll<Q: Sqs, C: Consumer>(
         };
         shared.waiting.fetch_sub(1, Ordering::SeqCst);
         let Some(permits) = permits else { break };
-        // The call must end before the self-fence: no fence (not yet heartbeating, or cut
-        // off) or too little time left means wait for the fence to move.
-        let Some(fence_wait) = fence_wait(*fence.borrow(), &sqs, shared.settings.request_margin)
-        else {
+        // The call must be over at SQS before the self-fence: no fence (not yet heartbeating,
+        // or cut off) or too little time left means wait for the fence to move.
+        let now = Instant::now();
+        let plan = fence
+            .borrow()
+            .and_then(|f| timeouts.plan_receive(now, f, wanted));
+        let Some(plan) = plan else {
             drop(permits);
             tokio::select! {
                 _ = fence.changed() => continue,
@@ -47,32 +53,44 @@ pub(super) async fn poll<Q: Sqs, C: Consumer>(
             }
         };
         // A long poll only while nobody waits for permits and a long-poll slot is free.
-        let slot = if fence_wait.is_zero() || shared.waiting.load(Ordering::SeqCst) > 0 {
+        let slot = if plan.wait.is_zero() || shared.waiting.load(Ordering::SeqCst) > 0 {
             None
         } else {
             Arc::clone(&shared.long_polls).try_acquire_owned().ok()
         };
-        let wait = if slot.is_some() {
-            fence_wait
-        } else {
-            Duration::ZERO
+        let plan = match (&slot, *fence.borrow()) {
+            (None, Some(f)) => timeouts
+                .plan_receive(now, f, Duration::ZERO)
+                .unwrap_or(plan),
+            _ => plan,
         };
         let request = Receive {
             queue: queue.clone(),
             max: batch as u32,
             visibility_secs: sqs.visibility_timeout,
-            wait,
+            wait: plan.wait,
             attribute_names: sqs.message_attribute_names.clone(),
+            send_by: plan.send_by,
+            attempt_timeout: timeouts.receive_attempt(plan.wait),
         };
         let sent = Instant::now();
-        let result = shared.sqs.receive(request).await;
+        let call = shared.sqs.receive(request);
+        let result = match tokio::time::timeout_at(plan.give_up_at, call).await {
+            Ok(result) => result,
+            // Over at SQS by the fence; what it took comes back after its visibility timeout.
+            Err(_) => Err(BackendError::Unknown {
+                service: "sqs",
+                reason: "no answer by the self-fence".to_owned(),
+            }),
+        };
         drop(slot);
         crate::telemetry::api_call("ReceiveMessage", result.is_ok());
+        let fenced = fence.borrow().is_none_or(|f| Instant::now() >= f);
         match result {
             Ok(messages) if messages.is_empty() => {
                 backoff = Duration::from_millis(100);
                 drop(permits);
-                if wait.is_zero() {
+                if plan.wait.is_zero() {
                     // A short poll came back empty: rest rather than spin.
                     tokio::select! {
                         () = tokio::time::sleep(rest) => {}
@@ -80,6 +98,11 @@ pub(super) async fn poll<Q: Sqs, C: Consumer>(
                     }
                     rest = (rest * 2).min(longest_rest);
                 }
+            }
+            Ok(messages) if fenced => {
+                drop(permits);
+                shared.counters.received(&origin.metrics, messages.len());
+                fence_out(&shared, &origin, messages);
             }
             Ok(messages) => {
                 backoff = Duration::from_millis(100);
@@ -115,6 +138,21 @@ pub(super) async fn poll<Q: Sqs, C: Consumer>(
         }
     }
     shared.report(Input::ReceivingStopped { queue });
+}
+
+/// A receive came back after the self-fence: a peer may own the queue by now, so its messages
+/// are made visible again at once and never handed to a handler.
+fn fence_out<Q, C>(shared: &Shared<Q, C>, origin: &Origin, messages: Vec<Message>) {
+    tracing::warn!(
+        queue = %origin.queue,
+        messages = messages.len(),
+        "a receive came back after the self-fence; its messages are made visible again unhandled"
+    );
+    shared.counters.fenced_out(&origin.metrics, messages.len());
+    shared.received(messages.len());
+    for m in messages {
+        shared.change(Change::visibility(m.queue, m.receipt, 0, true));
+    }
 }
 
 /// Registers `messages` as held and queues them as jobs: the whole receive for a batch
@@ -183,17 +221,4 @@ fn jitter(base: Duration, queue: &sqsbalancer_core::QueueId) -> Duration {
         .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
         % 500;
     base + base * spread / 1000
-}
-
-/// The long-poll wait that ends before the fence, in whole seconds as SQS takes it (zero, a
-/// short poll, when less than a second is left); `None` when the fence is too close for any
-/// call.
-fn fence_wait(
-    fence: Option<Instant>,
-    sqs: &sqsbalancer_core::SqsConfig,
-    margin: Duration,
-) -> Option<Duration> {
-    let left = fence?.checked_duration_since(Instant::now() + margin)?;
-    let wanted = Duration::from_secs(u64::from(sqs.wait_time_seconds.min(20)));
-    Some(Duration::from_secs(left.min(wanted).as_secs()))
 }

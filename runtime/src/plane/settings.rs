@@ -2,6 +2,7 @@
 //! reads (per-queue overrides, failure backoff, handler timeout, visibility extension).
 
 use crate::error::RuntimeError;
+use crate::timeouts::Timeouts;
 use sqsbalancer_core::{Config, QueueId, SqsConfig};
 use std::collections::BTreeMap;
 use tokio::time::Duration;
@@ -44,9 +45,8 @@ pub struct PlaneSettings {
     pub workers: usize,
     /// Messages received and waiting for a worker, at most.
     pub work_queue: usize,
-    /// How long before the self-fence a receive call must have returned: covers the request
-    /// beyond its long poll (network, retries).
-    pub request_margin: Duration,
+    /// The deadlines of every call, the receive's plan against the fence among them.
+    pub timeouts: Timeouts,
     /// How long a success waits for nine more before its delete batch goes out.
     pub delete_linger: Duration,
     /// Retry failures after a growing delay instead of the visibility timeout.
@@ -67,8 +67,7 @@ impl PlaneSettings {
             overrides: BTreeMap::new(),
             workers: cfg.worker_pool_size,
             work_queue: cfg.work_queue_size,
-            // Two seconds, or a fifth of the heartbeat timeout when that is shorter (tests).
-            request_margin: Duration::from_secs(2).min(cfg.heartbeat_timeout / 5),
+            timeouts: Timeouts::of(cfg),
             delete_linger: Duration::from_millis(50),
             failure_backoff: None,
             handler_timeout: None,

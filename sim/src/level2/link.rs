@@ -258,6 +258,13 @@ impl Link {
 
     /// A receive as the runtime makes it: fate, trip, the receive at the fake, trip back.
     async fn receive_call(&self, request: Receive) -> Result<Vec<Message>, BackendError> {
+        // As the SDK adapter does: never sent past its send-by time.
+        if Instant::now() > request.send_by {
+            return Err(BackendError::NotSent {
+                service: "sqs",
+                reason: "past its send-by time".to_owned(),
+            });
+        }
         let (up, down, lose_reply) = match self.fate(Service::Sqs) {
             Fate::Fail { after, error } => {
                 sleep(ms(after)).await;
@@ -294,7 +301,10 @@ impl Link {
             let request = request.clone();
             tokio::spawn(async move {
                 loop {
-                    let _ = link.receive_call(request.clone()).await;
+                    // A poller that ignores its stop ignores its fence too.
+                    let mut request = request.clone();
+                    request.send_by = Instant::now() + Duration::from_secs(3600);
+                    let _ = link.receive_call(request).await;
                     sleep(ZOMBIE_PAUSE).await;
                 }
             });

@@ -6,6 +6,8 @@
     reason = "each test binary uses its own subset of the harness"
 )]
 
+pub mod faulty;
+
 use sqsbalancer_core::Config;
 use sqsbalancer_sim::backend::{FakeBackend, Fakes};
 use sqsbalancer_sim::fake::Outgoing;
