@@ -74,6 +74,40 @@ async fn a_slow_handler_keeps_its_message_invisible_until_it_finishes() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_refused_extension_is_asked_again_before_the_message_reappears() {
+    let (fakes, urls) = fakes_with_queues(1);
+    send(&fakes, &urls[0], "slow");
+    let windows = common::faulty::Windows::default();
+    let a = common::faulty::Faulty::new(&fakes, "a", &windows);
+    // The first extension is refused twice (the batch call and its one retry).
+    a.set(|f| f.fail_visibility = 2);
+    let deliveries = log::<u32>();
+    let seen = Arc::clone(&deliveries);
+    let handler = move |m: Message| {
+        seen.lock().expect("not poisoned").push(m.receive_count);
+        async move {
+            // Over two visibility timeouts (30 s).
+            tokio::time::sleep(Duration::from_secs(70)).await;
+            Ok::<(), HandlerError>(())
+        }
+    };
+    let running = Balancer::new(cfg("a"), a)
+        .expect("valid")
+        .start(handler)
+        .expect("started");
+    wait_until(Duration::from_secs(600), "the queue empty", || {
+        backlog(&fakes, &urls) == 0
+    })
+    .await;
+    assert_eq!(
+        read(&deliveries),
+        vec![1],
+        "redelivered while its handler ran"
+    );
+    running.stop().await.expect("a clean stop");
+}
+
+#[tokio::test(start_paused = true)]
 async fn failure_backoff_retries_sooner_than_the_visibility_timeout() {
     let (fakes, urls) = fakes_with_queues(1);
     send(&fakes, &urls[0], "flaky");

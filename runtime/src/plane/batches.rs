@@ -4,6 +4,7 @@
 //! once, then logged.
 
 use super::Shared;
+use super::inflight::Extension;
 use crate::backend::Sqs;
 use sqsbalancer_core::QueueId;
 use std::collections::BTreeMap;
@@ -31,6 +32,8 @@ pub(super) struct Change {
     secs: u32,
     /// Whether the message is finished once this change is made (all but extensions).
     finishes: bool,
+    /// The extension this change asks for, told whether SQS accepted it.
+    extension: Option<Extension>,
 }
 
 impl Change {
@@ -42,17 +45,31 @@ impl Change {
             receipt,
             secs: 0,
             finishes: true,
+            extension: None,
         }
     }
 
-    /// Make a message visible `secs` from now; `finishes` unless it is still being handled.
-    pub(super) fn visibility(queue: QueueId, receipt: String, secs: u32, finishes: bool) -> Change {
+    /// Make a finished message visible `secs` from now (a release, or a failure's backoff).
+    pub(super) fn visibility(queue: QueueId, receipt: String, secs: u32) -> Change {
         Change {
             queue,
             kind: Kind::Visibility,
             receipt,
             secs,
-            finishes,
+            finishes: true,
+            extension: None,
+        }
+    }
+
+    /// Keep a message still held invisible longer.
+    pub(super) fn extension(x: Extension) -> Change {
+        Change {
+            queue: x.queue.clone(),
+            kind: Kind::Visibility,
+            receipt: x.receipt.clone(),
+            secs: x.secs,
+            finishes: false,
+            extension: Some(x),
         }
     }
 }
@@ -122,6 +139,7 @@ async fn flush<Q: Sqs, C>(shared: Arc<Shared<Q, C>>, changes: Vec<Change>) {
     let Some(first) = changes.first() else { return };
     let (queue, kind) = (first.queue.clone(), first.kind);
     let finishing = changes.iter().filter(|c| c.finishes).count();
+    let mut done = Vec::new();
     let mut left = changes;
     for attempt in 0..2 {
         let result = match kind {
@@ -144,11 +162,14 @@ async fn flush<Q: Sqs, C>(shared: Arc<Shared<Q, C>>, changes: Vec<Change>) {
         crate::telemetry::api_call(operation, result.is_ok());
         match result {
             Ok(results) => {
-                left = left
-                    .into_iter()
-                    .zip(results)
-                    .filter_map(|(c, res)| res.err().map(|_| c))
-                    .collect();
+                let mut failed = Vec::new();
+                for (c, res) in left.into_iter().zip(results) {
+                    match res {
+                        Ok(()) => done.push(c),
+                        Err(_) => failed.push(c),
+                    }
+                }
+                left = failed;
             }
             Err(e) => {
                 tracing::warn!(queue = %queue, operation, error = %e, attempt, "batch call failed");
@@ -156,6 +177,15 @@ async fn flush<Q: Sqs, C>(shared: Arc<Shared<Q, C>>, changes: Vec<Change>) {
         }
         if left.is_empty() {
             break;
+        }
+    }
+    let answered = done
+        .iter()
+        .map(|c| (c, true))
+        .chain(left.iter().map(|c| (c, false)));
+    for (c, accepted) in answered {
+        if let Some(x) = &c.extension {
+            shared.lock_inflight().extension_answered(x, accepted);
         }
     }
     if !left.is_empty() {

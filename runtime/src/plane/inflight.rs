@@ -1,5 +1,7 @@
 //! Messages received and not yet finished, and the keeper that extends their visibility while
 //! they wait or run, so a slow handler is not raced by a redelivery (up to SQS's 12 h limit).
+//! An extension counts only once SQS has accepted it: one that failed is tried again at the
+//! keeper's next tick (an eighth of the timeout later), while the old timeout still runs.
 
 use super::Shared;
 use super::batches::Change;
@@ -14,9 +16,27 @@ use tokio::time::{Duration, Instant};
 struct Entry {
     queue: QueueId,
     receipt: String,
+    /// The visibility timeout it was received (and is extended) with.
     visibility: Duration,
+    /// When the receive that returned it was sent (its visibility counts from no earlier).
     received: Instant,
+    /// Until when SQS has been told to keep it invisible, by an accepted change.
     visible_until: Instant,
+    /// An extension is on its way; its answer decides `visible_until`.
+    extending: bool,
+}
+
+/// One extension to ask SQS for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Extension {
+    /// The message's id in the registry.
+    pub(super) id: u64,
+    pub(super) queue: QueueId,
+    pub(super) receipt: String,
+    /// The new visibility timeout, from now.
+    pub(super) secs: u32,
+    /// Until when the message stays invisible once SQS accepts it.
+    pub(super) until: Instant,
 }
 
 /// The messages held, by an id given at receipt.
@@ -46,6 +66,7 @@ impl InFlight {
                 visibility,
                 received: sent,
                 visible_until: sent + visibility,
+                extending: false,
             },
         );
         id
@@ -57,11 +78,12 @@ impl InFlight {
     }
 
     /// The extensions due at `now`: every message with less than half its visibility timeout
-    /// left is made invisible for another full timeout, never past 12 h from its receipt.
-    pub(super) fn due(&mut self, now: Instant) -> Vec<(QueueId, String, u32)> {
+    /// left, and no extension on its way, is to be made invisible for another full timeout,
+    /// never past 12 h from its receipt.
+    pub(super) fn due(&mut self, now: Instant) -> Vec<Extension> {
         let mut out = Vec::new();
-        for e in self.entries.values_mut() {
-            if e.visibility.is_zero() || e.visible_until > now + e.visibility / 2 {
+        for (id, e) in &mut self.entries {
+            if e.extending || e.visibility.is_zero() || e.visible_until > now + e.visibility / 2 {
                 continue;
             }
             let left = (e.received + MAX_VISIBILITY).saturating_duration_since(now);
@@ -69,10 +91,27 @@ impl InFlight {
             if secs == 0 {
                 continue;
             }
-            e.visible_until = now + Duration::from_secs(u64::from(secs));
-            out.push((e.queue.clone(), e.receipt.clone(), secs));
+            e.extending = true;
+            out.push(Extension {
+                id: *id,
+                queue: e.queue.clone(),
+                receipt: e.receipt.clone(),
+                secs,
+                until: now + Duration::from_secs(u64::from(secs)),
+            });
         }
         out
+    }
+
+    /// SQS answered extension `x`: accepted moves the message's deadline; refused (or no
+    /// answer) leaves it, and the next tick asks again.
+    pub(super) fn extension_answered(&mut self, x: &Extension, accepted: bool) {
+        if let Some(e) = self.entries.get_mut(&x.id) {
+            e.extending = false;
+            if accepted {
+                e.visible_until = e.visible_until.max(x.until);
+            }
+        }
     }
 }
 
@@ -86,10 +125,10 @@ pub(super) async fn keep<Q, C>(shared: Arc<Shared<Q, C>>) {
             _ = closed.wait_for(|c| *c) => return,
         }
         let due = shared.lock_inflight().due(Instant::now());
-        for (queue, receipt, secs) in due {
-            tracing::debug!(queue = %queue, visibility_secs = secs, "extending visibility");
-            QueueMetrics::of(&queue).extended();
-            shared.change(Change::visibility(queue, receipt, secs, false));
+        for x in due {
+            tracing::debug!(queue = %x.queue, visibility_secs = x.secs, "extending visibility");
+            QueueMetrics::of(&x.queue).extended();
+            shared.change(Change::extension(x));
         }
     }
 }
@@ -108,22 +147,45 @@ mod tests {
         let mut f = InFlight::default();
         let a = f.add(&queue(), "a", 30, t0);
         f.add(&queue(), "b", 0, t0);
+        let asked = |due: &[Extension]| -> Vec<(String, u32)> {
+            due.iter().map(|x| (x.receipt.clone(), x.secs)).collect()
+        };
         assert!(f.due(t0 + Duration::from_secs(14)).is_empty(), "16 s left");
         let due = f.due(t0 + Duration::from_secs(15));
         assert_eq!(
-            due,
-            vec![(queue(), "a".to_owned(), 30)],
+            asked(&due),
+            vec![("a".to_owned(), 30)],
             "zero visibility never extended"
         );
+        assert!(
+            f.due(t0 + Duration::from_secs(16)).is_empty(),
+            "one extension on its way at a time"
+        );
+        f.extension_answered(&due[0], true);
         assert!(
             f.due(t0 + Duration::from_secs(20)).is_empty(),
             "extended to 45 s"
         );
         // Near the 12 h ceiling only what is left is granted, then nothing.
         let near = t0 + MAX_VISIBILITY - Duration::from_secs(10);
-        assert_eq!(f.due(near), vec![(queue(), "a".to_owned(), 10)]);
+        let due = f.due(near);
+        assert_eq!(asked(&due), vec![("a".to_owned(), 10)]);
+        f.extension_answered(&due[0], true);
         assert!(f.due(t0 + MAX_VISIBILITY).is_empty());
         f.remove(a);
         assert!(f.due(t0 + MAX_VISIBILITY * 2).is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_extension_is_asked_again_before_the_old_timeout_runs_out() {
+        let t0 = Instant::now();
+        let mut f = InFlight::default();
+        f.add(&queue(), "a", 30, t0);
+        let first = f.due(t0 + Duration::from_secs(15));
+        f.extension_answered(&first[0], false);
+        // The deadline stays at 30 s: the next look (an eighth of the timeout on) asks again.
+        let again = f.due(t0 + Duration::from_millis(18_750));
+        assert_eq!(again.len(), 1, "not asked again");
+        assert_eq!(again[0].until, t0 + Duration::from_millis(48_750));
     }
 }

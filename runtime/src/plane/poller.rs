@@ -151,7 +151,7 @@ fn fence_out<Q, C>(shared: &Shared<Q, C>, origin: &Origin, messages: Vec<Message
     shared.counters.fenced_out(&origin.metrics, messages.len());
     shared.received(messages.len());
     for m in messages {
-        shared.change(Change::visibility(m.queue, m.receipt, 0, true));
+        shared.change(Change::visibility(m.queue, m.receipt, 0));
     }
 }
 

@@ -114,8 +114,9 @@ impl PlaneSettings {
         self.workers + self.work_queue
     }
 
-    /// How often in-flight messages are checked for extension: a quarter of the shortest
-    /// visibility timeout, within 250 ms..=10 s.
+    /// How often in-flight messages are checked for extension: an eighth of the shortest
+    /// visibility timeout, within 250 ms..=10 s, so an extension asked for with half the
+    /// timeout left can be asked again three times if SQS refuses it.
     pub(super) fn extension_tick(&self) -> Duration {
         let shortest = self
             .overrides
@@ -124,7 +125,7 @@ impl PlaneSettings {
             .map(|s| s.visibility_timeout)
             .min()
             .unwrap_or(self.sqs.visibility_timeout);
-        (Duration::from_secs(u64::from(shortest)) / 4)
+        (Duration::from_secs(u64::from(shortest)) / 8)
             .clamp(Duration::from_millis(250), Duration::from_secs(10))
     }
 }
@@ -156,7 +157,7 @@ mod tests {
         let q = |n: &str| QueueId::new(&format!("https://sqs.local/1/{n}")).expect("valid");
         assert_eq!(s.sqs_for(&q("slow")), &slow);
         assert_eq!(s.sqs_for(&q("fast")), &s.sqs);
-        assert_eq!(s.extension_tick(), Duration::from_millis(7500));
+        assert_eq!(s.extension_tick(), Duration::from_millis(3750));
     }
 
     #[test]

@@ -63,7 +63,7 @@ async fn run<Q: Sqs, C: Consumer>(shared: &Arc<Shared<Q, C>>, job: Job) {
             tracing::debug!(queue = %m.queue, message_id = %m.message_id, "releasing an unstarted message");
             shared.counters.released(&origin.metrics);
             shared.lock_inflight().remove(id);
-            shared.change(Change::visibility(m.queue, m.receipt, 0, true));
+            shared.change(Change::visibility(m.queue, m.receipt, 0));
         }
         return;
     }
@@ -205,7 +205,7 @@ fn settle<Q, C>(
                 Some(b) => {
                     let secs = b.delay_secs(t.receive_count);
                     tracing::warn!(queue = %t.queue, message_id = %t.message_id, receive_count = t.receive_count, retry_in_secs = secs, error = %e, "handler failed; backing off");
-                    shared.change(Change::visibility(t.queue, t.receipt, secs, true));
+                    shared.change(Change::visibility(t.queue, t.receipt, secs));
                 }
                 None => {
                     tracing::warn!(queue = %t.queue, message_id = %t.message_id, receive_count = t.receive_count, error = %e, "handler failed; the message comes back after its visibility timeout");
