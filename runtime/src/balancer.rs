@@ -110,11 +110,12 @@ impl<B: Store + QueueList + Sqs> Balancer<B> {
             handle.clone(),
             Arc::clone(&counters),
         );
-        tokio::spawn(plane.run(commands));
+        let plane = tokio::spawn(plane.run(commands));
         let task = tokio::spawn(driver.run());
         Ok(Running {
             handle,
             task,
+            plane,
             shutdown_timeout,
             counters,
         })
@@ -125,6 +126,8 @@ impl<B: Store + QueueList + Sqs> Balancer<B> {
 pub struct Running {
     handle: DriverHandle,
     task: JoinHandle<Phase>,
+    /// The data plane: it ends once the driver has and its last changes are flushed.
+    plane: JoinHandle<()>,
     shutdown_timeout: Duration,
     counters: Arc<Counters>,
 }
@@ -168,12 +171,15 @@ impl Running {
 
     /// Stops gracefully: stop receiving, finish in-flight handlers and deletes, hand every
     /// queue to its next owner, deregister. Past the shutdown timeout it gives up with
-    /// [`RuntimeError::ShutdownTimeout`] (nothing unfinished is deleted; peers take the
-    /// queues over as after a crash).
+    /// [`RuntimeError::ShutdownTimeout`]: handlers still running are abandoned and their
+    /// messages made visible again at once (nothing unfinished is deleted); peers take the
+    /// queues over as after a crash. Either way it returns once the last deletes and
+    /// releases are flushed (or a coordination deadline passed).
     pub async fn stop(self) -> Result<(), RuntimeError> {
         // A driver that already stopped has nothing left to shut down.
         let _ = self.handle.shutdown();
         let phase = self.task.await.map_err(|_| RuntimeError::Stopped)?;
+        let _ = self.plane.await;
         match phase {
             Phase::Stopped {
                 outcome: StopOutcome::Clean,

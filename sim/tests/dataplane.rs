@@ -386,3 +386,49 @@ async fn a_graceful_stop_makes_unstarted_messages_visible_at_once() {
     );
     assert_eq!(counts.visible as usize, left);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_past_its_timeout_abandons_running_handlers_and_releases_their_messages() {
+    let (fakes, urls) = fakes_with_queues(1);
+    for i in 0..5 {
+        send(&fakes, &urls[0], &format!("m-{i}"));
+    }
+    let mut c = cfg("a");
+    c.worker_pool_size = 2;
+    let finished = log::<String>();
+    let done = Arc::clone(&finished);
+    let handler = move |m: Message| {
+        let done = Arc::clone(&done);
+        async move {
+            // Past the 30 s shutdown timeout.
+            tokio::time::sleep(Duration::from_secs(45)).await;
+            done.lock().expect("ok").push(m.body);
+            Ok::<(), HandlerError>(())
+        }
+    };
+    let running = Balancer::new(c, backend(&fakes, "a"))
+        .expect("valid")
+        .start(handler)
+        .expect("started");
+    wait_until(Duration::from_secs(60), "two handlers running", || {
+        running.stats().in_handlers == 2
+    })
+    .await;
+    let stats = running.stats();
+    let stopped = running.stop().await;
+    assert!(
+        matches!(stopped, Err(RuntimeError::ShutdownTimeout { .. })),
+        "{stopped:?}"
+    );
+    // At once, not after the visibility timeout: every message is visible again, none of the
+    // abandoned handlers finished, and none was deleted.
+    let counts = {
+        let mut f = fakes.lock().expect("ok");
+        let now = f.now();
+        f.sqs.counts(now, "admin", &urls[0]).expect("the queue")
+    };
+    assert_eq!((counts.visible, counts.not_visible), (5, 0), "{stats:?}");
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert!(read(&finished).is_empty(), "an abandoned handler ran on");
+    assert_eq!(backlog(&fakes, &urls), 5);
+}

@@ -88,11 +88,11 @@ pub(super) async fn batch<Q: Sqs, C: Send + Sync + 'static>(
 ) {
     let mut pending: BTreeMap<(Kind, QueueId), Vec<Change>> = BTreeMap::new();
     let mut due: Option<Instant> = None;
-    let mut closed = shared.closed.clone();
+    let mut flushed = shared.flushed.clone();
     loop {
         let next = tokio::select! {
             next = changes.recv() => next,
-            _ = closed.wait_for(|c| *c) => None,
+            _ = flushed.wait_for(|c| *c) => None,
             () = sleep_until(due) => {
                 flush_all(&shared, &mut pending);
                 due = None;

@@ -16,6 +16,12 @@
 //! come back after its visibility timeout (or a backoff), and the worker lives on. Messages
 //! received but not started when their queue is handed off or the instance drains are made
 //! visible again at once.
+//!
+//! When the driver stops with handlers still running (the shutdown timeout passed, or the
+//! life was lost), the data plane closes: running handlers are abandoned (their futures
+//! dropped) and their messages, like those still waiting for a worker, made visible again at
+//! once; then it flushes every delete and release still pending, within one coordination
+//! deadline, before [`Running::stop`](crate::Running::stop) returns.
 
 mod batches;
 mod consumer;
@@ -84,8 +90,11 @@ struct Shared<Q, C> {
     outstanding: AtomicUsize,
     idle: Notify,
     draining: AtomicBool,
-    /// Turns true when the driver has stopped: workers, keeper and batcher end.
+    /// Turns true when the driver has stopped: pollers and the keeper end, workers abandon
+    /// their handlers and release what they hold.
     closed: watch::Receiver<bool>,
+    /// Turns true once the last changes are flushed after closing: the batcher ends.
+    flushed: watch::Receiver<bool>,
 }
 
 impl<Q, C> Shared<Q, C> {
@@ -143,6 +152,7 @@ pub struct DataPlane<Q, C> {
     shared: Arc<Shared<Q, C>>,
     fence: watch::Sender<Option<Instant>>,
     closed: watch::Sender<bool>,
+    flushed: watch::Sender<bool>,
     pollers: BTreeMap<QueueId, (watch::Sender<bool>, Arc<Origin>)>,
 }
 
@@ -158,6 +168,7 @@ impl<Q: Sqs, C: Consumer> DataPlane<Q, C> {
     ) -> DataPlane<Q, C> {
         let (fence, fence_rx) = watch::channel(None);
         let (closed, closed_rx) = watch::channel(false);
+        let (flushed, flushed_rx) = watch::channel(false);
         let (jobs, jobs_rx) = async_channel::unbounded();
         let (changes, changes_rx) = mpsc::unbounded_channel();
         let batch = settings.sqs.max_messages.clamp(1, 10) as usize;
@@ -178,6 +189,7 @@ impl<Q: Sqs, C: Consumer> DataPlane<Q, C> {
             idle: Notify::new(),
             draining: AtomicBool::new(false),
             closed: closed_rx,
+            flushed: flushed_rx,
             settings,
         });
         for _ in 0..shared.settings.workers {
@@ -191,11 +203,14 @@ impl<Q: Sqs, C: Consumer> DataPlane<Q, C> {
             shared,
             fence,
             closed,
+            flushed,
             pollers: BTreeMap::new(),
         }
     }
 
-    /// Carries out the driver's commands until the driver stops, then closes.
+    /// Carries out the driver's commands until the driver stops, then closes: abandons the
+    /// handlers still running, releases what they and the work queue hold, and flushes the
+    /// last changes (within one coordination deadline).
     pub async fn run(mut self, mut commands: mpsc::UnboundedReceiver<PlaneCommand>) {
         while let Some(c) = commands.recv().await {
             match c {
@@ -244,6 +259,17 @@ impl<Q: Sqs, C: Consumer> DataPlane<Q, C> {
             stop.send_replace(true);
         }
         self.closed.send_replace(true);
+        let last = self.shared.settings.timeouts.effect;
+        if tokio::time::timeout(last, self.shared.drained())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                left = self.shared.outstanding.load(Ordering::SeqCst),
+                "closing: some deletes or releases were not flushed in time"
+            );
+        }
+        self.flushed.send_replace(true);
     }
 
     fn ownership(&self, acquired: usize, released: usize) {

@@ -4,7 +4,7 @@
 
 use super::batches::Change;
 use super::consumer::Consumer;
-use super::{Job, Origin, Shared};
+use super::{Counters, Job, Origin, Shared};
 use crate::backend::{Message, Sqs};
 use crate::handler::{BatchOutcome, HandlerError};
 use std::collections::BTreeSet;
@@ -21,10 +21,24 @@ pub(super) async fn work<Q: Sqs, C: Consumer>(
     loop {
         let job = tokio::select! {
             job = jobs.recv() => job,
-            _ = closed.wait_for(|c| *c) => return,
+            _ = closed.wait_for(|c| *c) => break,
         };
         let Ok(job) = job else { return };
         run(&shared, job).await;
+    }
+    // Closed: what still waits for a worker will not be handled here.
+    while let Ok(job) = jobs.try_recv() {
+        release(&shared, job.messages, &job.origin);
+    }
+}
+
+/// Makes messages that will not be handled here visible again at once.
+fn release<Q, C>(shared: &Shared<Q, C>, messages: Vec<(u64, Message)>, origin: &Origin) {
+    for (id, m) in messages {
+        tracing::debug!(queue = %m.queue, message_id = %m.message_id, "releasing an unstarted message");
+        shared.counters.released(&origin.metrics);
+        shared.lock_inflight().remove(id);
+        shared.change(Change::visibility(m.queue, m.receipt, 0));
     }
 }
 
@@ -59,28 +73,29 @@ async fn run<Q: Sqs, C: Consumer>(shared: &Arc<Shared<Q, C>>, job: Job) {
     } = job;
     if origin.is_stopped() || shared.is_draining() {
         // Received but not started, and no longer ours to handle: visible again at once.
-        for (id, m) in messages {
-            tracing::debug!(queue = %m.queue, message_id = %m.message_id, "releasing an unstarted message");
-            shared.counters.released(&origin.metrics);
-            shared.lock_inflight().remove(id);
-            shared.change(Change::visibility(m.queue, m.receipt, 0));
-        }
+        release(shared, messages, &origin);
         return;
     }
     // FIFO order: once a message of a group fails, the group's later messages in this job
     // are left unhandled so they come back after it.
     let mut failed_groups = BTreeSet::new();
+    // Closing abandons the handler: its future is dropped, its messages released.
+    let mut closed = shared.closed.clone();
     if C::BATCHED {
         let tickets: Vec<Ticket> = messages.iter().map(|(id, m)| Ticket::of(*id, m)).collect();
         let n = tickets.len();
         let batch: Vec<Message> = messages.into_iter().map(|(_, m)| m).collect();
         let span = tracing::info_span!("batch", queue = %origin.queue, messages = n);
-        let outcomes = invoke(shared, &origin, batch, n).instrument(span).await;
+        let outcomes = tokio::select! {
+            o = invoke(shared, &origin, batch, n).instrument(span) => o,
+            _ = closed.wait_for(|c| *c) => return abandon(shared, &origin, tickets),
+        };
         for (t, outcome) in tickets.into_iter().zip(outcomes) {
             settle(shared, &origin, t, outcome, &mut failed_groups);
         }
     } else {
-        for (id, m) in messages {
+        let mut rest = messages.into_iter();
+        while let Some((id, m)) = rest.next() {
             let t = Ticket::of(id, &m);
             let blocked =
                 origin.fifo && t.group.as_ref().is_some_and(|g| failed_groups.contains(g));
@@ -95,7 +110,14 @@ async fn run<Q: Sqs, C: Consumer>(shared: &Arc<Shared<Q, C>>, job: Job) {
                     message_id = %t.message_id,
                     receive_count = t.receive_count,
                 );
-                let mut o = invoke(shared, &origin, vec![m], 1).instrument(span).await;
+                let run = invoke(shared, &origin, vec![m], 1).instrument(span);
+                let mut o = tokio::select! {
+                    o = run => o,
+                    _ = closed.wait_for(|c| *c) => {
+                        let left = rest.map(|(id, m)| Ticket::of(id, &m));
+                        return abandon(shared, &origin, std::iter::once(t).chain(left).collect());
+                    }
+                };
                 o.pop()
                     .unwrap_or_else(|| Err(HandlerError::new("no outcome")))
             };
@@ -103,6 +125,17 @@ async fn run<Q: Sqs, C: Consumer>(shared: &Arc<Shared<Q, C>>, job: Job) {
             // This message's permit goes back as soon as it is settled.
             drop(permits.split(1));
         }
+    }
+}
+
+/// The data plane closed while these messages' handler ran: it is abandoned (its future was
+/// dropped), and they are made visible again at once rather than after their timeout.
+fn abandon<Q, C>(shared: &Shared<Q, C>, origin: &Origin, tickets: Vec<Ticket>) {
+    for t in tickets {
+        tracing::warn!(queue = %t.queue, message_id = %t.message_id, "abandoned a running handler at shutdown; the message is visible again");
+        shared.counters.released(&origin.metrics);
+        shared.lock_inflight().remove(t.id);
+        shared.change(Change::visibility(t.queue, t.receipt, 0));
     }
 }
 
@@ -115,13 +148,13 @@ async fn invoke<Q, C: Consumer>(
     n: usize,
 ) -> BatchOutcome {
     let started = Instant::now();
-    shared.counters.handler_started(n);
+    let handling = Handling::new(&shared.counters, n);
     let outcome = isolated(
         Arc::clone(&shared.consumer).run(messages),
         shared.settings.handler_timeout,
     )
     .await;
-    shared.counters.handler_finished(n);
+    drop(handling);
     origin.metrics.handler_duration(started.elapsed());
     match outcome {
         Ok(o) if o.len() == n => o,
@@ -133,6 +166,26 @@ async fn invoke<Q, C: Consumer>(
             vec![Err(e); n]
         }
         Err(reason) => vec![Err(HandlerError::new(reason)); n],
+    }
+}
+
+/// Counts `n` messages in a handler for as long as it lives (an abandoned handler's future is
+/// dropped mid-call).
+struct Handling<'a> {
+    counters: &'a Counters,
+    n: usize,
+}
+
+impl<'a> Handling<'a> {
+    fn new(counters: &'a Counters, n: usize) -> Handling<'a> {
+        counters.handler_started(n);
+        Handling { counters, n }
+    }
+}
+
+impl Drop for Handling<'_> {
+    fn drop(&mut self) {
+        self.counters.handler_finished(self.n);
     }
 }
 
