@@ -106,8 +106,9 @@ pub struct Config {
     pub fence_margin: Option<Duration>,
     /// How often every queue record is read again as a safety net (default 10 min).
     pub reconcile_interval: Duration,
-    /// Seed of all the core's randomness (timer jitter, generated ids). The runtime passes OS
-    /// entropy; simulations pass the run's seed.
+    /// Seed of all the core's randomness (timer spread, the first incarnation of a new
+    /// instance record). 0 (the default) has the runtime draw one from OS entropy for each
+    /// process; simulations pass one derived from the run's seed.
     pub seed: u64,
 }
 

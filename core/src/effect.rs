@@ -80,14 +80,18 @@ impl Unreadable {
 /// A conditional write to the coordination table.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Write {
-    /// Start a new life: atomically add 1 to the incarnation (1 if the record is absent), set
-    /// heartbeat 0, status active and the capacity. Unconditional; replies
+    /// Start a new life: atomically add 1 to the incarnation (`first` if the record is absent),
+    /// set heartbeat 0, status active and the capacity. Unconditional; replies
     /// [`Reply::Registered`] with the new incarnation.
     Register {
         /// This instance.
         id: InstanceId,
         /// Its capacity weight.
         capacity: u32,
+        /// The incarnation of a record created afresh: drawn at random, so that an instance
+        /// whose record DynamoDB's TTL deleted never starts a life numbered like an earlier one
+        /// that a queue record may still name.
+        first: u64,
     },
     /// Set the heartbeat counter and status, on condition that the record exists with this
     /// incarnation and is not dead. Rejected means this life is over.

@@ -177,6 +177,9 @@ pub struct Node {
     discovery: Timer,
     reconcile: Timer,
     shutdown: Option<Shutdown>,
+    /// The node's randomness, seeded from the configuration: timer spread and the first
+    /// incarnation of a record created afresh.
+    rng: Rng,
 }
 
 impl Node {
@@ -251,6 +254,7 @@ impl Node {
             deferred_queues: BTreeSet::new(),
             incoming: false,
             shutdown: None,
+            rng,
         };
         node.register();
         Ok(node)
@@ -384,6 +388,7 @@ impl Node {
         let write = Write::Register {
             id: self.me.clone(),
             capacity: self.cfg.capacity,
+            first: 1 + self.rng.below(u64::from(u32::MAX)),
         };
         self.write(Pending::Register { sent: self.now }, write);
     }

@@ -123,6 +123,8 @@ pub enum Update {
     Set(&'static str, Value),
     /// `ADD name n` (an absent attribute counts as 0).
     Add(&'static str, i64),
+    /// `SET name = if_not_exists(name, absent) + 1`: a counter that starts above `absent`.
+    Increment(&'static str, u64),
     /// `REMOVE name`.
     Remove(&'static str),
 }
@@ -220,10 +222,14 @@ pub fn encode_write(application: &str, write: &Write, wall_secs: u64) -> TableWr
     let dead_ttl = Update::Set(TTL, Value::num(wall_secs + DEAD_TTL_SECS));
     let not_dead = Cond::Ne(STATUS, Value::S("dead".to_owned()));
     match write {
-        Write::Register { id, capacity } => TableWrite {
+        Write::Register {
+            id,
+            capacity,
+            first,
+        } => TableWrite {
             key: instance_key(application, id),
             updates: vec![
-                Update::Add(INCARNATION, 1),
+                Update::Increment(INCARNATION, first.saturating_sub(1)),
                 Update::Set(HEARTBEAT, Value::num(0)),
                 Update::Set(STATUS, Value::S("active".to_owned())),
                 Update::Set(CAPACITY, Value::num(u64::from(*capacity))),
@@ -567,28 +573,35 @@ pub fn apply_updates(
                 out.remove(*n);
             }
             Update::Add(n, d) => {
-                let old = match out.get(*n) {
-                    None => 0,
-                    Some(Value::N(x)) => x.parse::<i64>().map_err(|_| UpdateError {
-                        attribute: n,
-                        reason: "not an integer",
-                    })?,
-                    Some(_) => {
-                        return Err(UpdateError {
-                            attribute: n,
-                            reason: "not a number",
-                        });
-                    }
-                };
-                let new = old.checked_add(*d).ok_or(UpdateError {
+                let old = integer(&out, n)?.unwrap_or(0);
+                let new = old.checked_add(i128::from(*d)).ok_or(UpdateError {
                     attribute: n,
                     reason: "overflow",
                 })?;
                 out.insert((*n).to_owned(), Value::N(new.to_string()));
             }
+            Update::Increment(n, absent) => {
+                let old = integer(&out, n)?.unwrap_or(i128::from(*absent));
+                out.insert((*n).to_owned(), Value::N((old + 1).to_string()));
+            }
         }
     }
     Ok(out)
+}
+
+/// The integer attribute `n` of `item`, if present.
+fn integer(item: &Item, n: &'static str) -> Result<Option<i128>, UpdateError> {
+    match item.get(n) {
+        None => Ok(None),
+        Some(Value::N(x)) => x.parse::<i128>().map(Some).map_err(|_| UpdateError {
+            attribute: n,
+            reason: "not an integer",
+        }),
+        Some(_) => Err(UpdateError {
+            attribute: n,
+            reason: "not a number",
+        }),
+    }
 }
 
 #[cfg(test)]
@@ -621,6 +634,7 @@ mod tests {
         let reg = Write::Register {
             id: id.clone(),
             capacity: 3,
+            first: 1,
         };
         let item = run(&reg, None).unwrap();
         assert_eq!(
@@ -670,6 +684,7 @@ mod tests {
             &Write::Register {
                 id: InstanceId::new("a").unwrap(),
                 capacity: 3,
+                first: 1,
             },
             Some(reaped.clone()),
         )
@@ -756,11 +771,36 @@ mod tests {
     }
 
     #[test]
+    fn a_record_created_afresh_starts_at_the_registration_s_first_incarnation() {
+        let reg = |first| Write::Register {
+            id: InstanceId::new("a").unwrap(),
+            capacity: 1,
+            first,
+        };
+        let item = run(&reg(1_000_000), None).unwrap();
+        assert_eq!(
+            write_reply(&reg(5), &item),
+            Ok(Reply::Registered {
+                incarnation: 1_000_000
+            })
+        );
+        // An existing record counts on, whatever the registration drew.
+        let again = run(&reg(5), Some(item)).unwrap();
+        assert_eq!(
+            write_reply(&reg(5), &again),
+            Ok(Reply::Registered {
+                incarnation: 1_000_001
+            })
+        );
+    }
+
+    #[test]
     fn malformed_items_are_reported_not_decoded() {
         let base = run(
             &Write::Register {
                 id: InstanceId::new("a").unwrap(),
                 capacity: 1,
+                first: 1,
             },
             None,
         )

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::solo::{Solo, config, owner, queue};
+use common::solo::{Solo, config, queue};
 use sqsbalancer_core::{Outcome, Write};
 
 #[test]
@@ -24,7 +24,7 @@ fn a_node_never_takes_nor_retires_queues_outside_its_filter() {
         queue: queue("billing-2"),
         expect_owner: None,
         expect_epoch: 1,
-        new_owner: owner("a", 1),
+        new_owner: a.node.life().expect("registered"),
     };
     assert!(matches!(a.apply(&create("billing-2")), Outcome::Applied(_)));
     assert!(matches!(a.apply(&handed), Outcome::Applied(_)));

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::solo::{APP, Solo, config, owner, queue};
+use common::solo::{APP, Solo, config, queue};
 use sqsbalancer_core::table::{self, Key, Value};
 use sqsbalancer_core::{Effect, Outcome, Write};
 
@@ -53,7 +53,9 @@ fn a_peer_whose_record_cannot_be_decoded_is_never_condemned() {
         .insert(table::STATUS.to_owned(), Value::S("retiring".into()));
     // a learns of the queues: they are listed, and a notice makes it read their records.
     a.listed = vec![queue("q0"), queue("q1")];
-    let notice = Write::Notify { to: owner("a", 1) };
+    let notice = Write::Notify {
+        to: a.node.life().expect("registered"),
+    };
     assert!(matches!(a.apply(&notice), Outcome::Applied(_)));
     // Ten minutes of reads (a discovery, a reconciliation): b's record never changes as far
     // as a can tell.

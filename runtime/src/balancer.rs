@@ -33,6 +33,10 @@ impl<B: Store + QueueList + Sqs> Balancer<B> {
                 },
             ));
         }
+        let mut cfg = cfg;
+        if cfg.seed == 0 {
+            cfg.seed = entropy();
+        }
         let settings = PlaneSettings::of(&cfg);
         Ok(Balancer {
             cfg,
@@ -120,6 +124,19 @@ impl<B: Store + QueueList + Sqs> Balancer<B> {
             counters,
         })
     }
+}
+
+/// A seed from the operating system's entropy, for a configuration that left `seed` at 0: each
+/// process life draws its own (simulations set theirs).
+#[allow(
+    clippy::disallowed_types,
+    reason = "the runtime is where OS entropy may enter: the core takes it as the seed"
+)]
+fn entropy() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.finish().max(1)
 }
 
 /// A running balancer.

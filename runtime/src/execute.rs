@@ -139,6 +139,7 @@ mod tests {
         Write::Register {
             id: InstanceId::new("a").unwrap(),
             capacity: 1,
+            first: 1,
         }
     }
 

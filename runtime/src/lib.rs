@@ -34,4 +34,4 @@ pub use error::{BackendError, RuntimeError};
 pub use handler::{BatchHandler, BatchOutcome, Handler, HandlerError};
 pub use plane::{DataPlane, FailureBackoff, PlaneSettings};
 pub use status::{Health, Stats};
-pub use timeouts::{ReceivePlan, Timeouts};
+pub use timeouts::{ReceivePlan, RelativePlan, Timeouts};

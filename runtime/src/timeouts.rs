@@ -49,6 +49,18 @@ pub struct ReceivePlan {
     pub give_up_at: Instant,
 }
 
+/// [`ReceivePlan`] counted from the moment it is planned, for callers on another clock (the
+/// level-1 simulator's milliseconds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RelativePlan {
+    /// WaitTimeSeconds, in whole seconds (zero: a short poll).
+    pub wait: Duration,
+    /// The request may be sent until this long from now, and not after.
+    pub send_within: Duration,
+    /// The caller gives up on an answer this long from now.
+    pub give_up_after: Duration,
+}
+
 impl Timeouts {
     /// The deadlines of a balancer configured with `cfg`.
     pub fn of(cfg: &Config) -> Timeouts {
@@ -73,12 +85,22 @@ impl Timeouts {
         fence: Instant,
         wanted: Duration,
     ) -> Option<ReceivePlan> {
-        let room = fence.checked_duration_since(now + self.request_margin)?;
-        let wait = Duration::from_secs(room.min(wanted).as_secs());
+        let p = self.plan_within(fence.checked_duration_since(now)?, wanted)?;
         Some(ReceivePlan {
+            wait: p.wait,
+            send_by: now + p.send_within,
+            give_up_at: now + p.give_up_after,
+        })
+    }
+
+    /// A receive planned with `left` to go before the fence, waiting at most `wanted`.
+    pub fn plan_within(&self, left: Duration, wanted: Duration) -> Option<RelativePlan> {
+        let room = left.checked_sub(self.request_margin)?;
+        let wait = Duration::from_secs(room.min(wanted).as_secs());
+        Some(RelativePlan {
             wait,
-            send_by: fence - self.request_margin - wait,
-            give_up_at: fence + self.request_margin,
+            send_within: room - wait,
+            give_up_after: left + self.request_margin,
         })
     }
 

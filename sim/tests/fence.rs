@@ -7,7 +7,7 @@ mod common;
 
 use common::faulty::{Faulty, Window, Windows};
 use common::{cfg, fakes_with_queues, send, wait_until};
-use sqsbalancer_core::table::{Key, Value};
+use sqsbalancer_core::table::Key;
 use sqsbalancer_runtime::{Balancer, HandlerError, Message, Running};
 use sqsbalancer_sim::backend::Fakes;
 use std::collections::BTreeSet;
@@ -214,21 +214,22 @@ async fn a_heartbeat_that_never_answers_costs_no_life() {
         a.active_queues().len() == 2 && b.active_queues().len() == 2
     })
     .await;
-    a_backend.set(|f| f.hang_heartbeats = 1);
-    let from = now(&fakes);
-    tokio::time::sleep(Duration::from_secs(1_200)).await;
-    let key = Key {
-        pk: "app#sim".into(),
-        sk: "instance#a".into(),
-    };
-    let incarnation = {
+    let life = || {
+        let key = Key {
+            pk: "app#sim".into(),
+            sk: "instance#a".into(),
+        };
         let f = &mut *fakes.lock().expect("not poisoned");
         let item = f
             .dynamo
             .get_item("probe", sqsbalancer_sim::TABLE, &key, true);
         item.expect("the table").expect("a's record")["incarnation"].clone()
     };
-    assert_eq!(incarnation, Value::num(1), "a lost its life");
+    let before = life();
+    a_backend.set(|f| f.hang_heartbeats = 1);
+    let from = now(&fakes);
+    tokio::time::sleep(Duration::from_secs(1_200)).await;
+    assert_eq!(life(), before, "a lost its life");
     let w = windows.lock().expect("not poisoned").clone();
     let gap = longest_gap(&w, &urls, from);
     assert!(gap < 1_000, "a queue went {gap} ms without a receive");

@@ -45,8 +45,12 @@ impl Store {
         let rejected = Outcome::Rejected;
         let done = Outcome::Applied(Reply::Done);
         match w {
-            Write::Register { id, capacity } => {
-                let inc = self.instances.get(id).map_or(1, |r| r.incarnation + 1);
+            Write::Register {
+                id,
+                capacity,
+                first,
+            } => {
+                let inc = self.instances.get(id).map_or(*first, |r| r.incarnation + 1);
                 let inbox = self.instances.get(id).map_or(0, |r| r.inbox);
                 let ended = self.instances.get(id).map_or(0, |r| r.ended);
                 self.instances.insert(

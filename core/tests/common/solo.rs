@@ -200,6 +200,7 @@ impl Solo {
         let w = Write::Register {
             id: InstanceId::new(id).expect("a valid id"),
             capacity,
+            first: 1,
         };
         match self.apply(&w) {
             Outcome::Applied(Reply::Registered { incarnation }) => owner(id, incarnation),

@@ -73,6 +73,11 @@ pub fn update(updates: &[Update], cond: Option<&Cond>) -> Expr {
                 let (n, v) = (e.name(n), e.value(Value::N(by.to_string())));
                 add.push(format!("{n} {v}"));
             }
+            Update::Increment(n, absent) => {
+                let (n, a) = (e.name(n), e.value(Value::num(*absent)));
+                let one = e.value(Value::num(1));
+                set.push(format!("{n} = if_not_exists({n}, {a}) + {one}"));
+            }
             Update::Remove(n) => remove.push(e.name(n)),
         }
     }
@@ -125,6 +130,14 @@ mod tests {
         assert_eq!(e.names["#n0"], "status");
         assert_eq!(e.names.len(), 5);
         assert_eq!(e.values[":v1"], Value::N("1".into()));
+    }
+
+    #[test]
+    fn a_counter_with_a_start_reads_if_not_exists() {
+        let e = update(&[Update::Increment("incarnation", 41)], None);
+        assert_eq!(e.text, "SET #n0 = if_not_exists(#n0, :v0) + :v1");
+        assert_eq!(e.values[":v0"], Value::num(41));
+        assert_eq!(e.values[":v1"], Value::num(1));
     }
 
     #[test]
