@@ -69,7 +69,10 @@ enum Pending {
     Reap {
         owner: Owner,
     },
-    Notify,
+    Notify {
+        to: Owner,
+        unknowns: u32,
+    },
     Queue {
         write: Write,
         result: QueueRecord,
@@ -118,6 +121,9 @@ pub struct Node {
     writing: BTreeMap<QueueId, OpId>,
     /// Queue writes whose outcome is unknown, waiting to be sent again; the queue waits too.
     unsettled: BTreeMap<QueueId, Unsettled>,
+    /// Notices whose outcome was unknown, to be sent again at a time (with their count of
+    /// unknown outcomes so far).
+    notices: BTreeMap<Owner, (Millis, u32)>,
     /// Queues whose record the last table read could not decode: never created again, never
     /// received (no record this node can read names it).
     unreadable_queues: BTreeSet<QueueId>,
@@ -224,6 +230,7 @@ impl Node {
             writing: BTreeMap::new(),
             unsettled: BTreeMap::new(),
             unreadable_queues: BTreeSet::new(),
+            notices: BTreeMap::new(),
             reaping: BTreeSet::new(),
             read_in_flight: false,
             want_table: true,
@@ -305,6 +312,9 @@ impl Node {
         }
         if let Some(u) = self.unsettled.values().map(|u| u.resend_at).min() {
             at = at.min(u);
+        }
+        if let Some(n) = self.notices.values().map(|n| n.0).min() {
+            at = at.min(n);
         }
         if let Deregistration::ResendAt(t) = self.deregistration {
             at = at.min(t);
@@ -433,6 +443,16 @@ impl Node {
         );
     }
 
+    /// Announces a change of hands to `to` (whose inbox counter moves), a notice that had
+    /// `unknowns` unknown outcomes before.
+    fn notify(&mut self, to: Owner, unknowns: u32) {
+        let pending = Pending::Notify {
+            to: to.clone(),
+            unknowns,
+        };
+        self.write(pending, Write::Notify { to });
+    }
+
     /// Whether a write to `queue` is in flight, waits to be sent again, or was rejected since
     /// the last table read: nothing else is decided for the queue until it is settled.
     fn busy(&self, queue: &QueueId) -> bool {
@@ -441,9 +461,20 @@ impl Node {
             || self.stale.contains_key(queue)
     }
 
-    /// Sends again every unsettled queue write that is due.
+    /// Sends again every unsettled queue write and lost notice that is due.
     fn resend_due(&mut self) {
         let now = self.now;
+        let notices: Vec<Owner> = self
+            .notices
+            .iter()
+            .filter(|(_, (at, _))| *at <= now)
+            .map(|(o, _)| o.clone())
+            .collect();
+        for to in notices {
+            if let Some((_, unknowns)) = self.notices.remove(&to) {
+                self.notify(to, unknowns);
+            }
+        }
         let due: Vec<QueueId> = self
             .unsettled
             .iter()
@@ -571,7 +602,16 @@ impl Node {
                     self.dirty_all = true;
                 }
             }
-            Pending::Notify => {}
+            // A lost notice leaves peers on a stale view until their next reconciliation:
+            // send it again (a notice twice only costs an extra read).
+            Pending::Notify { to, unknowns } => {
+                if outcome == Outcome::Unknown {
+                    let unknowns = unknowns + 1;
+                    let wait = Unsettled::resend_after(unknowns, self.cfg.heartbeat_interval);
+                    self.notices
+                        .insert(to, (self.now.saturating_add(wait), unknowns));
+                }
+            }
             Pending::Queue {
                 write,
                 result,
@@ -901,7 +941,7 @@ impl Node {
                     _ => None,
                 };
                 if let Some(to) = to {
-                    self.write(Pending::Notify, Write::Notify { to });
+                    self.notify(to, 0);
                 }
                 let starts = matches!(write, Write::Claim { .. })
                     && self.phase == Phase::Running

@@ -78,3 +78,43 @@ fn a_hand_off_of_unknown_outcome_is_sent_again_and_its_queue_waits_for_the_answe
         "{moved} was handed to b, yet a started it again"
     );
 }
+
+fn is_notify(e: &Effect) -> bool {
+    matches!(
+        e,
+        Effect::Write {
+            write: Write::Notify { .. },
+            ..
+        }
+    )
+}
+
+#[test]
+fn a_notice_of_unknown_outcome_is_sent_again() {
+    // A lost notice would leave peers on a stale view until their next reconciliation.
+    let mut a = Solo::running(config("a"), Vec::new());
+    // A queue appears: the next discovery creates and claims it, and announces the claim.
+    a.listed = vec![queue("q0")];
+    let mut notice = None;
+    for _ in 0..60 {
+        a.answer_all_but(is_notify);
+        notice = a.take(is_notify);
+        if notice.is_some() {
+            break;
+        }
+        a.tick();
+    }
+    let notice = notice.expect("the claim is announced");
+    a.answer(&notice, Outcome::Unknown);
+    let mut again = None;
+    for _ in 0..3 {
+        a.tick();
+        a.answer_all_but(is_notify);
+        again = a.take(is_notify);
+        if again.is_some() {
+            break;
+        }
+    }
+    let again = again.expect("the notice is sent again");
+    assert_eq!(write_of(&again), write_of(&notice));
+}
