@@ -134,6 +134,22 @@ fn flush_all<Q: Sqs, C: Send + Sync + 'static>(
     }
 }
 
+/// `call`, or an unknown outcome once `deadline` has passed without its answer: a batch call
+/// that never answers must not hold its messages (and a drain) for ever.
+async fn within<T>(
+    deadline: std::time::Duration,
+    call: impl std::future::Future<Output = Result<T, crate::BackendError>>,
+) -> Result<T, crate::BackendError> {
+    tokio::time::timeout(deadline, call)
+        .await
+        .unwrap_or_else(|_| {
+            Err(crate::BackendError::Unknown {
+                service: "sqs",
+                reason: format!("no answer within {deadline:?}"),
+            })
+        })
+}
+
 /// Sends one batch (all of one kind and queue), retrying failed entries once.
 async fn flush<Q: Sqs, C>(shared: Arc<Shared<Q, C>>, changes: Vec<Change>) {
     let Some(first) = changes.first() else { return };
@@ -142,17 +158,17 @@ async fn flush<Q: Sqs, C>(shared: Arc<Shared<Q, C>>, changes: Vec<Change>) {
     let mut done = Vec::new();
     let mut left = changes;
     for attempt in 0..2 {
+        let deadline = shared.settings.timeouts.effect;
         let result = match kind {
             Kind::Delete => {
                 let receipts = left.iter().map(|c| c.receipt.clone()).collect();
-                shared.sqs.delete_batch(queue.clone(), receipts).await
+                let call = shared.sqs.delete_batch(queue.clone(), receipts);
+                within(deadline, call).await
             }
             Kind::Visibility => {
                 let entries = left.iter().map(|c| (c.receipt.clone(), c.secs)).collect();
-                shared
-                    .sqs
-                    .change_visibility_batch(queue.clone(), entries)
-                    .await
+                let call = shared.sqs.change_visibility_batch(queue.clone(), entries);
+                within(deadline, call).await
             }
         };
         let operation = match kind {
