@@ -77,6 +77,16 @@ impl World {
                 }
             }
         }
+        if roll(self, f.ttl) {
+            let rng = &mut self.rng;
+            if let Some(k) = self
+                .dynamo
+                .expire_ended(crate::TABLE, |n| rng.below(n as u64) as usize)
+            {
+                self.note("ttl", None);
+                self.emit(None, "expired", || k.sk.clone());
+            }
+        }
         if roll(self, f.join) && self.slots.len() < self.sc.instances * MAX_GROWTH {
             let weight = 1 + u32::from(self.rng.below(4) == 0);
             let i = self.add_slot(weight);

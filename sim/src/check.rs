@@ -12,6 +12,9 @@ use std::fmt;
 pub enum Invariant {
     /// No two instances have receive calls in flight on one queue at once.
     Exclusive,
+    /// No receive call is in flight at SQS at or after the fence its instance had when it
+    /// sent it (the lease the instance held then has run out).
+    Fenced,
     /// Every message sent to a queue that still exists is deleted by the end.
     NoLoss,
     /// A message is deleted only with the receipt of a receive whose handler succeeded.
@@ -29,8 +32,9 @@ pub enum Invariant {
 
 impl Invariant {
     /// Every invariant.
-    pub const ALL: [Invariant; 7] = [
+    pub const ALL: [Invariant; 8] = [
         Invariant::Exclusive,
+        Invariant::Fenced,
         Invariant::NoLoss,
         Invariant::DeleteAfterSuccess,
         Invariant::EpochGrows,
@@ -43,6 +47,7 @@ impl Invariant {
     pub fn name(self) -> &'static str {
         match self {
             Invariant::Exclusive => "exclusive-receive",
+            Invariant::Fenced => "receive-within-fence",
             Invariant::NoLoss => "no-loss",
             Invariant::DeleteAfterSuccess => "delete-after-success",
             Invariant::EpochGrows => "epoch-grows",
@@ -72,6 +77,11 @@ pub struct Violation {
     pub detail: String,
 }
 
+/// How long after it hit a fault may still hold a graceful stop up, ms: a receive that never
+/// answered is given up on only at its fence plus the request margin, about a heartbeat
+/// timeout later. A stop that times out within this of a fault had one in its way.
+pub const FAULT_LINGER_MS: u64 = 40_000;
+
 /// Who made a call: an instance slot and which life of the process in it.
 pub type Who = (usize, u64);
 
@@ -81,6 +91,8 @@ struct Active {
     call: u64,
     /// The call outlives its issuer's fence because a process pause delayed it.
     paused_past_fence: bool,
+    /// Its issuer's fence when it was sent, ms.
+    fence: u64,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -124,14 +136,23 @@ impl Checker {
         });
     }
 
-    /// A receive call reached SQS and is in flight there.
-    pub fn receive_start(&mut self, queue: &QueueId, who: Who, call: u64, paused_past_fence: bool) {
+    /// A receive call reached SQS and is in flight there; its issuer's fence was `fence` ms
+    /// when it sent it.
+    pub fn receive_start(
+        &mut self,
+        queue: &QueueId,
+        who: Who,
+        call: u64,
+        paused_past_fence: bool,
+        fence: u64,
+    ) {
         let list = self.active.entry(queue.clone()).or_default();
         let other = list.iter().find(|a| a.who != who).cloned();
         list.push(Active {
             who,
             call,
             paused_past_fence,
+            fence,
         });
         if let Some(o) = other {
             if o.paused_past_fence || paused_past_fence {
@@ -148,13 +169,32 @@ impl Checker {
         }
     }
 
-    /// A receive call returned at SQS.
+    /// A receive call returned at SQS (now, `self.now`); it must not have been in flight at
+    /// its issuer's fence.
     pub fn receive_end(&mut self, queue: &QueueId, call: u64) {
-        if let Some(list) = self.active.get_mut(queue) {
-            list.retain(|a| a.call != call);
-            if list.is_empty() {
-                self.active.remove(queue);
+        let Some(list) = self.active.get_mut(queue) else {
+            return;
+        };
+        let ended: Vec<Active> = list.iter().filter(|a| a.call == call).cloned().collect();
+        list.retain(|a| a.call != call);
+        if list.is_empty() {
+            self.active.remove(queue);
+        }
+        for a in ended {
+            if self.now <= a.fence {
+                continue;
             }
+            if a.paused_past_fence {
+                self.excused_overlaps += 1;
+                continue;
+            }
+            self.violate(
+                Invariant::Fenced,
+                format!(
+                    "{queue}: receive of slot {} life {} in flight until {} ms, past its fence at {} ms",
+                    a.who.0, a.who.1, self.now, a.fence
+                ),
+            );
         }
     }
 
@@ -252,22 +292,44 @@ mod tests {
     #[test]
     fn overlapping_receives_of_two_lives_are_caught_and_pauses_excused() {
         let mut c = Checker::default();
-        c.receive_start(&q(), (0, 1), 1, false);
-        c.receive_start(&q(), (0, 1), 2, false);
+        let f = u64::MAX;
+        c.receive_start(&q(), (0, 1), 1, false, f);
+        c.receive_start(&q(), (0, 1), 2, false, f);
         assert!(
             c.violations.is_empty(),
             "one instance may poll with two pollers"
         );
-        c.receive_start(&q(), (1, 1), 3, true);
+        c.receive_start(&q(), (1, 1), 3, true, f);
         assert_eq!((c.violations.len(), c.excused_overlaps), (0, 1));
         c.receive_end(&q(), 3);
-        c.receive_start(&q(), (0, 2), 4, false);
+        c.receive_start(&q(), (0, 2), 4, false, f);
         assert_eq!(c.violations[0].invariant, Invariant::Exclusive);
         c.receive_end(&q(), 1);
         c.receive_end(&q(), 2);
         c.receive_end(&q(), 4);
-        c.receive_start(&q(), (2, 1), 5, false);
+        c.receive_start(&q(), (2, 1), 5, false, f);
         assert_eq!(c.violations.len(), 1, "after the others ended, no overlap");
+    }
+
+    #[test]
+    fn a_receive_in_flight_past_its_fence_is_reported_apart() {
+        let mut c = Checker {
+            now: 1_000,
+            ..Checker::default()
+        };
+        c.receive_start(&q(), (0, 1), 1, false, 5_000);
+        c.receive_start(&q(), (1, 1), 2, true, 5_000);
+        c.now = 5_000;
+        c.receive_end(&q(), 1);
+        assert!(c.violations.is_empty(), "ended at its fence");
+        c.receive_start(&q(), (0, 1), 3, false, 5_000);
+        c.now = 5_001;
+        c.receive_end(&q(), 2);
+        // Two overlaps with the paused receive, then its end past its fence: all excused.
+        assert_eq!(c.excused_overlaps, 3, "a pause is the known limit");
+        c.receive_end(&q(), 3);
+        assert_eq!(c.violations.len(), 1);
+        assert_eq!(c.violations[0].invariant, Invariant::Fenced);
     }
 
     #[test]

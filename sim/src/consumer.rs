@@ -5,8 +5,10 @@
 
 use crate::fake::{ReceiveRequest, Service, Verdict};
 use crate::scenario::Mutation;
-use crate::world::{Batch, CALL_TIMEOUT_MS, Ev, Poller, REQUEST_SLACK_MS, Recv, RecvResult, World};
+use crate::world::{Answer, Batch, Ev, Poller, Recv, RecvResult, World};
 use sqsbalancer_core::{Input, Millis, QueueId};
+use sqsbalancer_runtime::RelativePlan;
+use std::time::Duration;
 
 /// Handler time of a normal message, ms: 5 to 50.
 const HANDLER_MS: (u64, u64) = (5, 50);
@@ -14,8 +16,8 @@ const HANDLER_MS: (u64, u64) = (5, 50);
 const SLOW_HANDLER_MS: (u64, u64) = (25_000, 60_000);
 /// Back-off after a failed receive, ms.
 const RETRY_MS: u64 = 1_000;
-/// Shortest long poll worth sending, ms; with less room before the fence the poller waits.
-const MIN_WAIT_MS: u64 = 1_000;
+/// Shortest long poll worth sending; with less room before the fence the poller waits.
+const MIN_WAIT: Duration = Duration::from_secs(1);
 
 impl World {
     pub(crate) fn start_receiving(&mut self, i: usize, queue: QueueId) {
@@ -65,46 +67,81 @@ impl World {
     }
 
     /// Sends the next receive of queue `q` on slot `i`, if its poller is idle and the fence
-    /// leaves room for a long poll.
+    /// leaves room for a long poll: planned as the runtime plans it ([`Timeouts`]), never sent
+    /// past its send-by time, given up on at the fence plus the request margin.
+    ///
+    /// [`Timeouts`]: sqsbalancer_runtime::Timeouts
     pub(crate) fn try_receive(&mut self, i: usize, q: &QueueId) {
         let now = self.now;
         let local = self.slots[i].local(now);
         let fence = self.slots[i].fence;
         let life = self.slots[i].life;
-        let wait_cap = u64::from(self.cfg.sqs.wait_time_seconds) * 1000;
-        let ignore_fence = self.sc.mutation == Some(Mutation::IgnoreStop);
-        let Some(p) = self.slots[i].pollers.get_mut(q) else {
+        let wanted = Duration::from_secs(u64::from(self.cfg.sqs.wait_time_seconds));
+        let zombie = self.sc.mutation == Some(Mutation::IgnoreStop);
+        let Some(p) = self.slots[i].pollers.get(q) else {
             return;
         };
         if p.stopping || p.receiving.is_some() || p.batch.is_some() {
             return;
         }
-        let room = fence
-            .0
-            .saturating_sub(local.0)
-            .saturating_sub(REQUEST_SLACK_MS);
-        let wait_ms = if ignore_fence {
-            wait_cap
+        let left = Duration::from_millis(fence.0.saturating_sub(local.0));
+        let plan = if zombie {
+            Some(RelativePlan {
+                wait: wanted,
+                send_within: Duration::from_secs(3_600),
+                give_up_after: wanted * 2,
+            })
         } else {
-            room.min(wait_cap)
+            self.timeouts.plan_within(left, wanted)
         };
-        if wait_ms < MIN_WAIT_MS {
-            p.waiting_fence = true;
+        let Some(plan) = plan.filter(|p| p.wait >= MIN_WAIT) else {
+            if let Some(p) = self.slots[i].pollers.get_mut(q) {
+                p.waiting_fence = true;
+            }
             return;
-        }
-        p.waiting_fence = false;
+        };
+        let at_local = |d: Duration| Millis(local.0 + d.as_millis() as u64);
+        let send_by = self.slots[i].global(at_local(plan.send_within));
+        let give_up = self.slots[i].global(at_local(plan.give_up_after));
         self.next_call += 1;
         let call = self.next_call;
-        p.receiving = Some(call);
-        let recv = Recv {
-            slot: i,
-            life,
-            queue: q.clone(),
-            call,
-            lose_reply: false,
-        };
-        // A pause between deciding to receive and sending: the known limit of client-side fencing.
-        let mut depart = now;
+        if let Some(p) = self.slots[i].pollers.get_mut(q) {
+            p.waiting_fence = false;
+            p.receiving = Some(call);
+        }
+        self.push(
+            give_up,
+            Ev::PollerGiveUp {
+                slot: i,
+                life,
+                queue: q.clone(),
+                call,
+            },
+        );
+        // A slow call: held before it is sent (credentials, a reconnect), answered late.
+        let (held, extra) = self.hooks.slowness();
+        let mut depart = now + held;
+        if held + extra > 0 {
+            self.faulted(i);
+        }
+        if depart > send_by && self.sc.mutation != Some(Mutation::IgnoreSendBy) {
+            // Never sent: the SDK adapter refuses it after signing; the poller plans again.
+            if let Some(p) = self.slots[i].pollers.get_mut(q) {
+                p.receiving = Some(0);
+            }
+            let queue = q.clone();
+            self.push(
+                depart,
+                Ev::PollerRetry {
+                    slot: i,
+                    life,
+                    queue,
+                },
+            );
+            return;
+        }
+        // A pause after the last check, before the request leaves: the known limit of
+        // client-side fencing.
         let mut paused = false;
         if self.sc.faults.pause > 0
             && !self.calm
@@ -112,37 +149,58 @@ impl World {
         {
             let margin = self.cfg.effective_fence_margin().as_millis() as u64;
             let pause = 500 + self.rng.below(2 * margin);
-            self.slots[i].paused_until = now + pause;
+            self.slots[i].paused_until = depart + pause;
             self.faulted(i);
-            depart = now + pause;
+            depart += pause;
             paused = true;
             self.stats.pauses += 1;
             self.stats.faults.push((now, "pause", Some(i)));
         }
         let fence_global = self.slots[i].global(fence);
+        let wait_ms = plan.wait.as_millis() as u64;
         let name = self.slots[i].name.clone();
-        match self.hooks.decide(Millis(depart), &name, Service::Sqs) {
-            v @ (Verdict::Serve | Verdict::TimeoutApplied) => {
-                let at = depart + self.latency();
-                let recv = Recv {
-                    lose_reply: v == Verdict::TimeoutApplied,
-                    ..recv
-                };
+        let recv = |answer| Recv {
+            slot: i,
+            life,
+            queue: q.clone(),
+            call,
+            answer,
+        };
+        let back = Answer::Back {
+            extra,
+            deadline: give_up,
+        };
+        let arrive = match self.hooks.decide(Millis(depart), &name, Service::Sqs) {
+            // Transit is within the request margin: a request that arrives late is a request
+            // held before it was sent, which the send-by check covers.
+            Verdict::Serve | Verdict::Late => Some(recv(back)),
+            Verdict::TimeoutApplied | Verdict::Hang(true) => Some(recv(Answer::Lost)),
+            // Never arrives: the poller gives up at its deadline.
+            Verdict::Hang(false) | Verdict::Unreachable | Verdict::TimeoutNotApplied => None,
+            Verdict::Throttled | Verdict::ServerError => {
+                let at = depart + 2 * self.latency();
+                let result = RecvResult::Failed;
                 self.push(
                     at,
-                    Ev::ReceiveArrive {
-                        recv,
-                        wait_ms,
-                        paused,
-                        fence_global,
+                    Ev::ReceiveDone {
+                        recv: recv(Answer::Lost),
+                        result,
                     },
                 );
+                None
             }
-            _ => {
-                let at = depart + wait_ms + CALL_TIMEOUT_MS;
-                let result = RecvResult::Failed;
-                self.push(at, Ev::ReceiveDone { recv, result });
-            }
+        };
+        if let Some(recv) = arrive {
+            let at = depart + self.latency();
+            self.push(
+                at,
+                Ev::ReceiveArrive {
+                    recv,
+                    wait_ms,
+                    paused,
+                    fence_global,
+                },
+            );
         }
     }
 
@@ -156,7 +214,7 @@ impl World {
         let who = (recv.slot, recv.life);
         let late = paused && self.now + wait_ms >= fence_global;
         self.checker
-            .receive_start(&recv.queue, who, recv.call, late);
+            .receive_start(&recv.queue, who, recv.call, late, fence_global);
         let slots = &self.slots;
         let up_since = |old: usize, t: u64| {
             slots.iter().enumerate().any(|(k, s)| {
@@ -199,17 +257,8 @@ impl World {
         {
             self.arm_wake();
         }
-        if recv.lose_reply {
-            let at = self.now + CALL_TIMEOUT_MS;
-            self.push(
-                at,
-                Ev::ReceiveDone {
-                    recv,
-                    result: RecvResult::Failed,
-                },
-            );
-        } else {
-            let at = self.now + self.latency();
+        if let Answer::Back { extra, .. } = recv.answer {
+            let at = self.now + self.latency() + extra;
             self.push(at, Ev::ReceiveDone { recv, result });
         }
     }
@@ -223,11 +272,16 @@ impl World {
         let Some(p) = self.slots[i].pollers.get_mut(&q) else {
             return;
         };
-        if p.receiving == Some(recv.call) {
-            p.receiving = None;
+        if p.receiving != Some(recv.call) {
+            // Given up on: whatever it took comes back after its visibility timeout.
+            return;
         }
+        p.receiving = None;
         let stopping = p.stopping;
+        let local = self.slots[i].local(self.now);
+        let fenced = local >= self.slots[i].fence;
         match result {
+            RecvResult::Messages(msgs) if !msgs.is_empty() && fenced => self.fence_out(i, &q, msgs),
             RecvResult::Messages(msgs) if !msgs.is_empty() => self.handle_batch(i, &q, msgs),
             RecvResult::Messages(_) => {}
             RecvResult::Gone => {
@@ -283,6 +337,51 @@ impl World {
         } else {
             self.try_receive(i, &q);
         }
+    }
+
+    /// The poller's deadline for receive `call` passed with no answer: the receive ended at
+    /// SQS by the fence, so the poller is free again (to stop, or to receive again).
+    pub(crate) fn poller_give_up(&mut self, i: usize, q: &QueueId, call: u64) {
+        let Some(p) = self.slots[i].pollers.get_mut(q) else {
+            return;
+        };
+        if p.receiving != Some(call) {
+            return;
+        }
+        p.receiving = None;
+        self.faulted(i);
+        self.poller_retry(i, q);
+    }
+
+    /// A receive came back after the self-fence: its messages are never handed to a handler,
+    /// and are made visible again at once.
+    fn fence_out(&mut self, i: usize, q: &QueueId, msgs: Vec<crate::fake::Received>) {
+        self.emit(Some(i), "fenced-out", || {
+            format!("{q} {} messages", msgs.len())
+        });
+        let receipts = msgs.into_iter().map(|m| m.receipt).collect();
+        let at = self.now + self.latency();
+        let queue = q.clone();
+        self.push(
+            at,
+            Ev::ReleaseArrive {
+                slot: i,
+                queue,
+                receipts,
+            },
+        );
+    }
+
+    pub(crate) fn release_arrive(&mut self, i: usize, q: &QueueId, receipts: &[String]) {
+        let name = self.slots[i].name.clone();
+        for chunk in receipts.chunks(10) {
+            let entries: Vec<(String, u32)> = chunk.iter().map(|r| (r.clone(), 0)).collect();
+            let now = Millis(self.now);
+            let _ = self
+                .sqs
+                .change_visibility_batch(now, &name, q.as_str(), &entries);
+        }
+        self.arm_wake();
     }
 
     pub(crate) fn poller_retry(&mut self, i: usize, q: &QueueId) {

@@ -40,11 +40,22 @@ pub enum FaultKind {
     SlowHandler,
     /// Handlers fail.
     FailingHandler,
+    /// Calls that never answer (the request may or may not have applied).
+    Hang,
+    /// Latency above the request margin: requests held seconds before they are sent, answers
+    /// seconds late.
+    SlowCall,
+    /// Writes whose caller gave up (unknown outcome) applied seconds later.
+    LateWrite,
+    /// Table reads in pages of a few items, the table changing between pages.
+    Pages,
+    /// Ended records (dead instance records, tombstones) deleted by TTL.
+    Ttl,
 }
 
 impl FaultKind {
     /// Every kind, in a fixed order.
-    pub const ALL: [FaultKind; 15] = [
+    pub const ALL: [FaultKind; 20] = [
         FaultKind::Crash,
         FaultKind::Stop,
         FaultKind::Restart,
@@ -60,6 +71,11 @@ impl FaultKind {
         FaultKind::QueueChurn,
         FaultKind::SlowHandler,
         FaultKind::FailingHandler,
+        FaultKind::Hang,
+        FaultKind::SlowCall,
+        FaultKind::LateWrite,
+        FaultKind::Pages,
+        FaultKind::Ttl,
     ];
 
     /// The name used on the command line and in reports.
@@ -80,6 +96,11 @@ impl FaultKind {
             FaultKind::QueueChurn => "queue-churn",
             FaultKind::SlowHandler => "slow-handler",
             FaultKind::FailingHandler => "failing-handler",
+            FaultKind::Hang => "hang",
+            FaultKind::SlowCall => "slow-call",
+            FaultKind::LateWrite => "late-write",
+            FaultKind::Pages => "pages",
+            FaultKind::Ttl => "ttl",
         }
     }
 
@@ -147,6 +168,16 @@ pub struct FaultMix {
     pub slow_handler: u64,
     /// Failing handlers, ppm of messages.
     pub failing_handler: u64,
+    /// Calls that never answer, ppm of calls.
+    pub hang: u64,
+    /// Calls held before they are sent and answered late (up to 5 s each), ppm of calls.
+    pub slow_call: u64,
+    /// Writes applied after their caller gave up, ppm of writes.
+    pub late_write: u64,
+    /// Most items in one page of a table read (0: pages of up to 1 MB, as DynamoDB's).
+    pub page_items: u64,
+    /// Chance per second that DynamoDB's TTL deletes one ended record.
+    pub ttl: u64,
 }
 
 impl FaultMix {
@@ -173,13 +204,18 @@ impl FaultMix {
                 FaultKind::QueueChurn => m.queue_churn = rate(ppm(20), ppm(200)),
                 FaultKind::SlowHandler => m.slow_handler = rate(ppm(5), ppm(50)),
                 FaultKind::FailingHandler => m.failing_handler = rate(ppm(20), ppm(300)),
+                FaultKind::Hang => m.hang = rate(ppm(1), ppm(10)),
+                FaultKind::SlowCall => m.slow_call = rate(ppm(5), ppm(60)),
+                FaultKind::LateWrite => m.late_write = rate(ppm(5), ppm(40)),
+                FaultKind::Pages => m.page_items = rate(1, 8),
+                FaultKind::Ttl => m.ttl = rate(ppm(20), ppm(200)),
             }
         }
         m
     }
 
-    /// The mix with every fault rate multiplied by `scale` (latency, drift and the restart
-    /// rate, which is a recovery, unchanged). A kind scaled to zero is off.
+    /// The mix with every fault rate multiplied by `scale` (latency, drift, page sizes and the
+    /// restart rate, which is a recovery, unchanged). A kind scaled to zero is off.
     pub fn scaled(&self, scale: f64) -> FaultMix {
         let s = |ppm: u64| (ppm as f64 * scale).round() as u64;
         FaultMix {
@@ -198,6 +234,11 @@ impl FaultMix {
             queue_churn: s(self.queue_churn),
             slow_handler: s(self.slow_handler),
             failing_handler: s(self.failing_handler),
+            hang: s(self.hang),
+            slow_call: s(self.slow_call),
+            late_write: s(self.late_write),
+            page_items: self.page_items,
+            ttl: s(self.ttl),
         }
     }
 
@@ -219,6 +260,11 @@ impl FaultMix {
             self.queue_churn,
             self.slow_handler,
             self.failing_handler,
+            self.hang,
+            self.slow_call,
+            self.late_write,
+            self.page_items,
+            self.ttl,
         ];
         FaultKind::ALL
             .iter()
@@ -248,6 +294,9 @@ pub enum Mutation {
     /// A coordination call of the first instance panics in the runtime's task after the
     /// first simulated minute (level 2 only: level 1 has no runtime tasks to panic).
     PanicInRuntime,
+    /// Receives are sent whenever they are ready, past their send-by time (the check the SDK
+    /// adapter makes after signing is skipped): one held before it is sent outlives the fence.
+    IgnoreSendBy,
 }
 
 /// One run's parameters.
@@ -411,7 +460,7 @@ mod tests {
 
     #[test]
     fn fault_lists_parse_and_unknown_names_are_listed() {
-        assert_eq!(FaultKind::parse_list("all").unwrap().len(), 15);
+        assert_eq!(FaultKind::parse_list("all").unwrap().len(), 20);
         assert!(FaultKind::parse_list("none").unwrap().is_empty());
         let two = FaultKind::parse_list("crash, 5xx").unwrap();
         assert_eq!(

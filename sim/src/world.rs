@@ -9,23 +9,21 @@ use crate::report::Stats;
 use crate::scenario::{Mutation, Scenario};
 use crate::trace::Trace;
 use sqsbalancer_core::rng::Rng;
-use sqsbalancer_core::table::{self, EPOCH, QUEUE_PREFIX, Update, Value};
+use sqsbalancer_core::table::{self, EPOCH, Key, QUEUE_PREFIX, Update, Value};
 use sqsbalancer_core::{
     Config, Effect, Input, InstanceId, Millis, Node, OpId, Outcome, Owner, Phase, QueueId, Read,
     Reply, StopOutcome, Write,
 };
+use sqsbalancer_runtime::Timeouts;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BinaryHeap};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The coordination table's name.
 pub const TABLE: &str = "sqsbalancer";
 /// The application name every simulated instance shares.
 pub const APP: &str = "sim";
-/// How long a caller waits for a DynamoDB or SQS reply beyond any long-poll wait, ms.
-pub const CALL_TIMEOUT_MS: u64 = 2_000;
-/// Room a receive leaves before the fence for its request and response to travel, ms.
-pub const REQUEST_SLACK_MS: u64 = 1_000;
 /// Longest the run goes on past its end to drain a backlog, ms.
 pub const DRAIN_CAP_MS: u64 = 3_600_000;
 /// How far the end moves while a backlog drains, ms.
@@ -48,7 +46,8 @@ pub(crate) struct Recv {
     pub life: u64,
     pub queue: QueueId,
     pub call: u64,
-    pub lose_reply: bool,
+    /// What becomes of its answer (the deadline is the poller's, see `PollerGiveUp`).
+    pub answer: Answer,
 }
 
 /// What a receive returned to its caller.
@@ -64,6 +63,16 @@ pub(crate) enum DCall {
     Write(Write),
     Read(Read),
     List(String),
+}
+
+/// What becomes of a call's answer once the service has served the request.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Answer {
+    /// It comes back after the trip and `extra` ms more, unless the caller's deadline (global
+    /// ms) passes first.
+    Back { extra: u64, deadline: u64 },
+    /// The caller never sees it: it was, or will be, told the outcome is unknown.
+    Lost,
 }
 
 #[derive(Debug)]
@@ -82,7 +91,17 @@ pub(crate) enum Ev {
         life: u64,
         id: OpId,
         call: DCall,
-        lose_reply: bool,
+        answer: Answer,
+    },
+    /// The next page of a table read arrives (reads in pages of a few items).
+    PageArrive {
+        slot: usize,
+        life: u64,
+        id: OpId,
+        read: Read,
+        start: Key,
+        items: Vec<Arc<table::Item>>,
+        answer: Answer,
     },
     ReceiveArrive {
         recv: Recv,
@@ -98,6 +117,19 @@ pub(crate) enum Ev {
         slot: usize,
         life: u64,
         queue: QueueId,
+    },
+    /// The poller gives up on receive `call` (the fence plus the request margin passed).
+    PollerGiveUp {
+        slot: usize,
+        life: u64,
+        queue: QueueId,
+        call: u64,
+    },
+    /// Messages that came back after the fence are made visible again at SQS.
+    ReleaseArrive {
+        slot: usize,
+        queue: QueueId,
+        receipts: Vec<String>,
     },
     HandlerDone {
         batch: u64,
@@ -164,6 +196,8 @@ pub(crate) struct Slot {
     pub paused_until: u64,
     pub stop_started: Option<u64>,
     pub stop_faulted: bool,
+    /// When a fault last hit this life, ms.
+    pub faulted_at: Option<u64>,
     /// A fault touched this life (an unreachable table, a lost reply, a pause): peers reaping
     /// it is then the fault's doing.
     pub life_faulted: bool,
@@ -223,6 +257,8 @@ pub struct World {
     pub(crate) dynamo: FakeDynamo,
     pub(crate) sqs: FakeSqs,
     pub(crate) hooks: FaultHooks,
+    /// The deadlines the runtime gives every call (the same rules, on simulated time).
+    pub(crate) timeouts: Timeouts,
     pub(crate) slots: Vec<Slot>,
     heap: BinaryHeap<Scheduled>,
     seq: u64,
@@ -250,6 +286,7 @@ impl World {
         let hooks = FaultHooks::new(rng.next_u64());
         let end = sc.duration.as_millis() as u64;
         let mut w = World {
+            timeouts: Timeouts::of(&config()),
             cfg: config(),
             now: 0,
             dynamo: FakeDynamo::new(),
@@ -276,12 +313,7 @@ impl World {
             sc,
         };
         w.dynamo.create_table(TABLE).expect("fresh fake");
-        w.hooks.rates = crate::fake::CallFaults {
-            throttle: w.sc.faults.throttle,
-            server_error: w.sc.faults.server_error,
-            timeout: w.sc.faults.timeout,
-            max_latency_ms: w.sc.faults.max_latency_ms,
-        };
+        w.hooks.rates = crate::fake::CallFaults::of(&w.sc.faults);
         for _ in 0..w.sc.queues {
             w.add_queue();
         }
@@ -386,8 +418,17 @@ impl World {
                 life,
                 id,
                 call,
-                lose_reply,
-            } => self.dynamo_arrive(slot, life, id, call, lose_reply),
+                answer,
+            } => self.dynamo_arrive(slot, life, id, call, answer),
+            Ev::PageArrive {
+                slot,
+                life,
+                id,
+                read,
+                start,
+                items,
+                answer,
+            } => self.read_pages(slot, life, id, read, Some(start), items, answer),
             Ev::ReceiveArrive {
                 recv,
                 wait_ms,
@@ -400,6 +441,21 @@ impl World {
                     self.poller_retry(slot, &queue);
                 }
             }
+            Ev::PollerGiveUp {
+                slot,
+                life,
+                queue,
+                call,
+            } => {
+                if self.slots[slot].life == life {
+                    self.poller_give_up(slot, &queue, call);
+                }
+            }
+            Ev::ReleaseArrive {
+                slot,
+                queue,
+                receipts,
+            } => self.release_arrive(slot, &queue, &receipts),
             Ev::HandlerDone {
                 batch,
                 message_id,
@@ -445,6 +501,7 @@ impl World {
             paused_until: 0,
             stop_started: None,
             stop_faulted: false,
+            faulted_at: None,
             life_faulted: false,
             open_batches: 0,
             up_since: None,
@@ -465,6 +522,7 @@ impl World {
         s.tick_at = None;
         s.stop_started = None;
         s.stop_faulted = false;
+        s.faulted_at = None;
         s.life_faulted = false;
         s.open_batches = 0;
         s.slow_until = 0;
@@ -551,8 +609,13 @@ impl World {
         match p {
             Phase::Draining => {
                 // From when the node took the request (a pause may have held it back).
-                self.slots[i].stop_started = Some(self.now);
-                self.slots[i].stop_life = self.slots[i].node.as_ref().and_then(Node::life);
+                let now = self.now;
+                let s = &mut self.slots[i];
+                s.stop_started = Some(now);
+                s.stop_life = s.node.as_ref().and_then(Node::life);
+                s.stop_faulted |= s
+                    .faulted_at
+                    .is_some_and(|t| now < t + crate::check::FAULT_LINGER_MS);
                 self.maybe_drained(i);
             }
             Phase::Stopped { outcome } => {
@@ -648,21 +711,35 @@ impl World {
         let s = &mut self.slots[i];
         s.life_faulted = true;
         s.stop_faulted |= s.stop_started.is_some();
+        s.faulted_at = Some(self.now);
     }
 
-    fn fail_later(&mut self, i: usize, life: u64, id: OpId, after: u64) {
+    /// The caller of `id` learns at `at` that its outcome is unknown (an error, its SDK's
+    /// attempt timeout, or the driver's deadline).
+    fn fail_at(&mut self, i: usize, life: u64, id: OpId, at: u64) {
         self.faulted(i);
+        self.answer_at(i, life, id, at, Outcome::Unknown);
+    }
+
+    fn answer_at(&mut self, i: usize, life: u64, id: OpId, at: u64, outcome: Outcome) {
+        let input = Input::Completed { id, outcome };
         self.push(
-            self.now + after,
+            at,
             Ev::Input {
                 slot: i,
                 life,
-                input: Input::Completed {
-                    id,
-                    outcome: Outcome::Unknown,
-                },
+                input,
             },
         );
+    }
+
+    /// The driver's deadline for `call`, ms.
+    fn deadline_ms(&self, call: &DCall) -> u64 {
+        let d = match call {
+            DCall::List(_) => self.timeouts.listing,
+            _ => self.timeouts.effect,
+        };
+        d.as_millis() as u64
     }
 
     fn dynamo_call(&mut self, i: usize, life: u64, id: OpId, mut call: DCall) {
@@ -696,51 +773,76 @@ impl World {
         };
         let name = self.slots[i].name.clone();
         let verdict = self.hooks.decide(Millis(self.now), &name, service);
+        let deadline = self.now + self.deadline_ms(&call);
+        let attempt = self.now + self.timeouts.attempt.as_millis() as u64;
+        // A slow call is held before it is sent, and its answer comes late.
+        let (held, extra) = self.hooks.slowness();
+        if held + extra > 0 {
+            self.faulted(i);
+        }
+        let arrive = self.now + held + self.latency();
+        let send = |w: &mut World, at: u64, answer: Answer, call: DCall| {
+            let ev = Ev::DynamoArrive {
+                slot: i,
+                life,
+                id,
+                call,
+                answer,
+            };
+            w.push(at, ev);
+        };
         match verdict {
-            Verdict::Serve | Verdict::TimeoutApplied => {
-                let at = self.now + self.latency();
-                let lose_reply = verdict == Verdict::TimeoutApplied;
-                self.push(
-                    at,
-                    Ev::DynamoArrive {
-                        slot: i,
-                        life,
-                        id,
-                        call,
-                        lose_reply,
-                    },
-                );
+            Verdict::Serve => send(self, arrive, Answer::Back { extra, deadline }, call),
+            // Served, its answer lost: the SDK's attempt timeout tells the caller.
+            Verdict::TimeoutApplied => {
+                send(self, arrive, Answer::Lost, call);
+                self.fail_at(i, life, id, attempt);
             }
             Verdict::Unreachable | Verdict::TimeoutNotApplied => {
-                self.fail_later(i, life, id, CALL_TIMEOUT_MS)
+                self.fail_at(i, life, id, attempt);
             }
             Verdict::Throttled | Verdict::ServerError => {
-                let after = 2 * self.latency();
-                self.fail_later(i, life, id, after)
+                let at = self.now + 2 * self.latency();
+                self.fail_at(i, life, id, at);
+            }
+            // No answer ever: only the driver's deadline ends the call.
+            Verdict::Hang(served) => {
+                if served {
+                    send(self, arrive, Answer::Lost, call);
+                }
+                self.fail_at(i, life, id, deadline);
+            }
+            // The caller gives up at its deadline; the request lands seconds later.
+            Verdict::Late => {
+                let at = deadline + 1 + self.rng.below(crate::fake::SLOW_MS);
+                send(self, at, Answer::Lost, call);
+                self.fail_at(i, life, id, deadline);
             }
         }
     }
 
-    fn dynamo_arrive(&mut self, i: usize, life: u64, id: OpId, call: DCall, lose_reply: bool) {
+    fn dynamo_arrive(&mut self, i: usize, life: u64, id: OpId, call: DCall, answer: Answer) {
         let name = self.slots[i].name.clone();
         let outcome = match &call {
             DCall::Write(w) => self.apply_write(i, &name, w),
-            DCall::Read(r) => self.apply_read(&name, *r),
+            DCall::Read(r) => return self.read_pages(i, life, id, *r, None, Vec::new(), answer),
             DCall::List(prefix) => self.list(&name, prefix),
         };
-        if lose_reply {
-            self.fail_later(i, life, id, CALL_TIMEOUT_MS);
+        self.answer(i, life, id, outcome, answer);
+    }
+
+    /// The answer to a call served now travels back, unless it is lost or the caller's
+    /// deadline passes first.
+    fn answer(&mut self, i: usize, life: u64, id: OpId, outcome: Outcome, answer: Answer) {
+        let Answer::Back { extra, deadline } = answer else {
             return;
+        };
+        let at = self.now + self.latency() + extra;
+        if at > deadline {
+            self.fail_at(i, life, id, deadline.max(self.now));
+        } else {
+            self.answer_at(i, life, id, at, outcome);
         }
-        let at = self.now + self.latency();
-        self.push(
-            at,
-            Ev::Input {
-                slot: i,
-                life,
-                input: Input::Completed { id, outcome },
-            },
-        );
     }
 
     fn apply_write(&mut self, i: usize, caller: &str, w: &Write) -> Outcome {
@@ -828,27 +930,62 @@ impl World {
         id.as_str().strip_prefix("node-")?.parse().ok()
     }
 
-    fn apply_read(&mut self, caller: &str, r: Read) -> Outcome {
+    /// Serves table read `r` from `start`: every page at once, or (with the pages fault) one
+    /// page of a few items now and the next a round trip later, while the table changes.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one read's state, carried from page to page"
+    )]
+    fn read_pages(
+        &mut self,
+        i: usize,
+        life: u64,
+        id: OpId,
+        r: Read,
+        mut start: Option<Key>,
+        mut items: Vec<Arc<table::Item>>,
+        answer: Answer,
+    ) {
+        let caller = self.slots[i].name.clone();
         let q = table::encode_read(APP, r);
-        let mut items = Vec::new();
-        let mut start = None;
+        let most = if self.calm {
+            0
+        } else {
+            self.sc.faults.page_items
+        };
         loop {
-            match self
+            let limit = (most > 0).then(|| 1 + self.rng.below(most) as usize);
+            let page = match self
                 .dynamo
-                .query(caller, TABLE, &q, None, start.as_ref(), true)
+                .query(&caller, TABLE, &q, limit, start.as_ref(), true)
             {
-                Ok(page) => {
-                    items.extend(page.items);
-                    match page.last_key {
-                        Some(k) => start = Some(k),
-                        None => break,
-                    }
+                Ok(page) => page,
+                Err(_) => return self.answer(i, life, id, Outcome::Unknown, answer),
+            };
+            items.extend(page.items);
+            match page.last_key {
+                Some(k) if limit.is_some() => {
+                    // A read of many round trips: a fault in the way of a graceful stop.
+                    self.faulted(i);
+                    let at = self.now + 2 * self.latency();
+                    let ev = Ev::PageArrive {
+                        slot: i,
+                        life,
+                        id,
+                        read: r,
+                        start: k,
+                        items,
+                        answer,
+                    };
+                    return self.push(at, ev);
                 }
-                Err(_) => return Outcome::Unknown,
+                Some(k) => start = Some(k),
+                None => break,
             }
         }
         let decoded = table::decode_items(items.iter().map(|i| &**i));
-        Outcome::Applied(table::read_reply(r, decoded))
+        let outcome = Outcome::Applied(table::read_reply(r, decoded));
+        self.answer(i, life, id, outcome, answer);
     }
 
     fn list(&mut self, caller: &str, prefix: &str) -> Outcome {

@@ -33,6 +33,16 @@ fn caught(want: Invariant, faults: &[FaultKind], mutation: Mutation) -> u64 {
 }
 
 #[test]
+fn receives_sent_past_their_send_by_time_break_the_fence() {
+    // Held seconds before they are sent (a slow call), their long polls outlive the fence.
+    caught(
+        Invariant::Fenced,
+        &[FaultKind::SlowCall],
+        Mutation::IgnoreSendBy,
+    );
+}
+
+#[test]
 fn pollers_that_ignore_stop_break_exclusive_receive() {
     caught(
         Invariant::Exclusive,

@@ -34,6 +34,17 @@ fn caught(want: Invariant, faults: &[FaultKind], mutation: Mutation) -> u64 {
 }
 
 #[test]
+fn receives_sent_past_their_send_by_time_break_the_fence() {
+    // Held seconds before they are sent (a slow call) while DynamoDB is out of reach (the
+    // fence is close), their long polls outlive it.
+    caught(
+        Invariant::Fenced,
+        &[FaultKind::SlowCall, FaultKind::PartitionDynamo],
+        Mutation::IgnoreSendBy,
+    );
+}
+
+#[test]
 fn a_poller_that_ignores_stops_breaks_exclusive_receive() {
     caught(
         Invariant::Exclusive,

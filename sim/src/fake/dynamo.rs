@@ -5,7 +5,8 @@
 //! consistent read), summed per item for GetItem/BatchGetItem and over the whole page for
 //! Query/Scan; a write costs one unit per started 1 KB of the larger of the old and new item, and
 //! a write whose condition fails is billed too. Every request costs at least one unit. Units are
-//! kept in halves so eventually consistent reads stay exact integers. TTL is stored, never acted on.
+//! kept in halves so eventually consistent reads stay exact integers. TTL is stored; the
+//! simulators act for it ([`FakeDynamo::expire_ended`]) when they inject its deletions.
 
 use sqsbalancer_core::table::{
     Cond, Item, Key, PK, SK, TableQuery, TableWrite, Value, apply_updates, holds, item_size,
@@ -408,6 +409,29 @@ impl FakeDynamo {
         let (page, bytes) = Self::page(range, limit);
         self.bill(caller, "Scan", read_units_half(bytes, consistent), 0);
         Ok(page)
+    }
+
+    /// DynamoDB's TTL at work: deletes, unbilled, one of the records that have ended (a dead
+    /// instance's, a retired queue's), the `pick(n)`th of the `n` there are, and returns its key.
+    pub fn expire_ended(&mut self, table: &str, pick: impl FnOnce(usize) -> usize) -> Option<Key> {
+        use sqsbalancer_core::table::{Record, decode_item};
+        let t = self.tables.get_mut(table)?;
+        let ended: Vec<(String, String)> = t
+            .items
+            .iter()
+            .filter(|(_, s)| match decode_item(&s.item) {
+                Ok(Record::Instance(r)) => r.status == sqsbalancer_core::Status::Dead,
+                Ok(Record::Queue(r)) => r.retired,
+                Err(_) => false,
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        if ended.is_empty() {
+            return None;
+        }
+        let k = ended[pick(ended.len()).min(ended.len() - 1)].clone();
+        t.items.remove(&k);
+        Some(Key { pk: k.0, sk: k.1 })
     }
 
     /// Stores `item` as is, unbilled: for tests that plant malformed items.

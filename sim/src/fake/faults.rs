@@ -1,6 +1,7 @@
 //! Fault hooks of the fake AWS: who cannot reach which service, and what each call suffers
-//! (throttling, 5xx, a timeout before or after the write applied, latency). Deterministic: every
-//! decision comes from the hooks' own seeded generator.
+//! (throttling, 5xx, a timeout before or after the write applied, an answer that never comes, a
+//! write applied after its caller gave up, latency, requests held before they are sent and
+//! answers late). Deterministic: every decision comes from the hooks' own seeded generator.
 
 use sqsbalancer_core::Millis;
 use sqsbalancer_core::rng::Rng;
@@ -30,6 +31,12 @@ pub enum Verdict {
     TimeoutNotApplied,
     /// The request is served but the response is lost: applied, outcome unknown.
     TimeoutApplied,
+    /// No answer ever comes; the request was served (`true`) or never arrived. Only the
+    /// caller's own deadline ends the call.
+    Hang(bool),
+    /// The request arrives after its caller's deadline has passed (a write of unknown outcome
+    /// applied late).
+    Late,
 }
 
 /// Rates of the call faults, in millionths (ppm) of calls.
@@ -41,8 +48,33 @@ pub struct CallFaults {
     pub server_error: u64,
     /// Timed-out calls, ppm (half of them after the write applied).
     pub timeout: u64,
+    /// Calls that never answer, ppm.
+    pub hang: u64,
+    /// Calls that arrive after their caller's deadline, ppm.
+    pub late: u64,
+    /// Calls held before they are sent and answered late, ppm.
+    pub slow: u64,
     /// Largest extra one-way latency, ms (a uniform draw in `0..=max`).
     pub max_latency_ms: u64,
+}
+
+/// The most a slow call is held before it is sent, or its answer delayed, ms: more than every
+/// request margin.
+pub const SLOW_MS: u64 = 5_000;
+
+impl CallFaults {
+    /// The call faults of a run's fault mix.
+    pub fn of(mix: &crate::scenario::FaultMix) -> CallFaults {
+        CallFaults {
+            throttle: mix.throttle,
+            server_error: mix.server_error,
+            timeout: mix.timeout,
+            hang: mix.hang,
+            late: mix.late_write,
+            slow: mix.slow_call,
+            max_latency_ms: mix.max_latency_ms,
+        }
+    }
 }
 
 /// The fault hooks shared by both services.
@@ -86,23 +118,46 @@ impl FaultHooks {
             return Verdict::Unreachable;
         }
         let r = self.rates;
-        if r.throttle + r.server_error + r.timeout == 0 {
+        if r.throttle + r.server_error + r.timeout + r.hang + r.late == 0 {
             return Verdict::Serve;
         }
         let x = self.rng.below(1_000_000);
-        if x < r.throttle {
+        let mut bound = 0;
+        let mut within = |rate: u64| {
+            bound += rate;
+            x < bound
+        };
+        if within(r.throttle) {
             Verdict::Throttled
-        } else if x < r.throttle + r.server_error {
+        } else if within(r.server_error) {
             Verdict::ServerError
-        } else if x < r.throttle + r.server_error + r.timeout {
+        } else if within(r.timeout) {
             if self.rng.below(2) == 0 {
                 Verdict::TimeoutApplied
             } else {
                 Verdict::TimeoutNotApplied
             }
+        } else if within(r.hang) {
+            Verdict::Hang(self.rng.below(2) == 0)
+        } else if within(r.late) {
+            Verdict::Late
         } else {
             Verdict::Serve
         }
+    }
+
+    /// How long one call is held before it is sent and how much later its answer comes, ms
+    /// (both zero unless the call is one of the slow ones).
+    pub fn slowness(&mut self) -> (u64, u64) {
+        if self.rates.slow == 0 || self.rng.below(1_000_000) >= self.rates.slow {
+            return (0, 0);
+        }
+        (self.rng.below(SLOW_MS + 1), self.rng.below(SLOW_MS + 1))
+    }
+
+    /// A draw in `0..n` from the hooks' generator, for fault sizes decided elsewhere.
+    pub fn draw(&mut self, n: u64) -> u64 {
+        self.rng.below(n.max(1))
     }
 
     /// One one-way latency draw, ms.
@@ -135,6 +190,9 @@ mod tests {
             throttle: 100_000,
             server_error: 100_000,
             timeout: 200_000,
+            hang: 100_000,
+            late: 100_000,
+            slow: 0,
             max_latency_ms: 50,
         };
         let mut seen = BTreeMap::new();
@@ -146,7 +204,7 @@ mod tests {
         }
         assert_eq!(
             seen.len(),
-            5,
+            8,
             "every verdict but Unreachable occurs: {seen:?}"
         );
         assert!((800..1200).contains(&seen["Throttled"]), "{seen:?}");

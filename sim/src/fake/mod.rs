@@ -9,5 +9,5 @@ pub mod faults;
 pub mod sqs;
 
 pub use dynamo::{DynamoError, FakeDynamo, Page, Usage};
-pub use faults::{CallFaults, FaultHooks, Service, Verdict};
+pub use faults::{CallFaults, FaultHooks, SLOW_MS, Service, Verdict};
 pub use sqs::{EntryError, FakeSqs, Outgoing, ReceiveRequest, Received, SqsError, SqsOp, WaitId};

@@ -57,7 +57,10 @@ pub(crate) async fn life(lab: Lab, slot: usize) -> turmoil::Result {
         let sl = &mut s.slots[slot];
         sl.stop_started = Some(now);
         sl.up_since = None;
-        sl.stop_faulted |= sl.slow_until > now;
+        sl.stop_faulted |= sl.slow_until > now
+            || sl
+                .faulted_at
+                .is_some_and(|t| now < t + crate::check::FAULT_LINGER_MS);
         s.emit(Some(slot), "stopping", String::new);
         now
     };

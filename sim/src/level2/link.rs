@@ -1,49 +1,57 @@
-//! One instance life's link to the fake AWS: the runtime's backend traits over the shared fakes,
-//! with the faults of the run and the checker's view of every call.
+//! One instance life's link to the fake AWS: the runtime's backend traits over the shared
+//! fakes, with the faults of the run and the checker's view of every call.
 //!
 //! Why not [`FakeBackend`](crate::backend::FakeBackend): it reads the fakes' clock from a tokio
 //! `Instant` of the calling runtime, and every turmoil host has a runtime (a clock) of its own,
-//! recreated at every restart. Here every call reads one simulation clock, and the link sees
-//! what the checker needs at the fake itself: when a receive is really in flight there, the
-//! epoch a write replaced, which receipt a delete removed.
+//! recreated at every restart. Here every call reads one simulation clock, and the checker
+//! sees what happens at the fake itself.
+//!
+//! A call has two sides. The caller's, here, in the host's tasks: its fate, how long it is
+//! held before it is sent (a slow call), the check that a receive is sent by its send-by time,
+//! the trip back and what the caller is told. The fake's, in the harness ([`super::server`]):
+//! the request lands after its trip and is applied, whether or not its caller still waits.
 //!
 //! Faults, per call, from the run's [`FaultHooks`](crate::fake::FaultHooks): throttling and
-//! 5xx fail after a round trip; a timeout fails after [`CALL_TIMEOUT_MS`], applied or not; a
-//! partition makes the call time out, or, for a partition drawn as a hang, wait until it heals
-//! (a DynamoDB write then applies late; a receive fails, never having reached SQS).
+//! 5xx fail after a round trip, never applied; a timeout fails at the SDK's attempt timeout,
+//! applied or not; a call that hangs never answers (applied or not); a late call lands after
+//! its caller's deadline; a slow call is held before it is sent and answered late; a partition
+//! makes the call fail unsent, or, for a partition drawn as a hang, wait until it heals.
+//! The runtime's own deadlines end the calls that never answer.
 
+use super::server::{self, LongPoll};
 use super::shared::{Lab, Shared, Slot, lock};
 use crate::backend::{dynamo_error, entry_strings, message, sqs_error};
 use crate::check::Who;
-use crate::fake::{ReceiveRequest, Service, Verdict};
+use crate::fake::{ReceiveRequest, SLOW_MS, Service, Verdict};
 use crate::scenario::Mutation;
-use crate::world::{BASE_LATENCY_MS, CALL_TIMEOUT_MS};
+use crate::world::BASE_LATENCY_MS;
 use sqsbalancer_core::table::{self, Item, Key, Record, TableQuery, TableWrite, Value};
 use sqsbalancer_core::{Owner, QueueId};
-use sqsbalancer_runtime::{BackendError, Message, Page, QueueList, QueuePage, Receive, Sqs, Store};
+use sqsbalancer_runtime::{
+    BackendError, Message, Page, QueueList, QueuePage, Receive, Sqs, Store, Timeouts,
+};
 use std::future::Future;
 use std::time::Duration;
+use tokio::sync::oneshot;
 use tokio::time::{Instant, sleep};
 
-/// How often a long poll looks at its queue again.
-const LONG_POLL_STEP: Duration = Duration::from_millis(200);
 /// How often a hung call looks whether its partition healed.
 const HANG_STEP: Duration = Duration::from_millis(250);
 /// How often a poller that ignores stops (the `IgnoreStop` mutation) receives again.
 const ZOMBIE_PAUSE: Duration = Duration::from_secs(1);
 
-/// What happens to one call.
+/// What becomes of one call.
 enum Fate {
-    /// Served after `up` ms; the reply takes `down` ms, or is lost (the caller times out).
-    Serve {
-        up: u64,
-        down: u64,
-        lose_reply: bool,
-    },
-    /// Fails with `error` after `after` ms, never having been applied.
-    Fail { after: u64, error: BackendError },
-    /// Waits until the partition heals.
-    Hang,
+    /// It lands after `up` ms; its answer takes `down` ms back, or never comes (`lost`).
+    Lands { up: u64, down: u64, lost: bool },
+    /// It lands `after` ms from now, its caller long gone (a late call).
+    LandsLate { after: u64 },
+    /// It never lands; its caller learns `error` after `after` ms.
+    Fails { after: u64, error: BackendError },
+    /// It never lands and never answers.
+    Vanishes,
+    /// It waits until the partition heals, then lands.
+    Stalls,
 }
 
 fn ms(n: u64) -> Duration {
@@ -63,15 +71,23 @@ pub(crate) struct Link {
     lab: Lab,
     who: Who,
     name: String,
+    timeouts: Timeouts,
 }
 
 impl Link {
     /// The link of life `who` of the slot named `name`.
     pub fn new(lab: Lab, who: Who, name: String) -> Link {
-        Link { lab, who, name }
+        let timeouts = Timeouts::of(&crate::config());
+        Link {
+            lab,
+            who,
+            name,
+            timeouts,
+        }
     }
 
-    fn fate(&self, service: Service) -> Fate {
+    /// Draws the fate of one call of `service` now, and how long it is held before it is sent.
+    fn fate(&self, service: Service) -> (Fate, u64) {
         let mut s = lock(&self.lab);
         let now = s.now();
         let verdict = s
@@ -79,46 +95,53 @@ impl Link {
             .decide(sqsbalancer_core::Millis(now), &self.name, service);
         let up = BASE_LATENCY_MS + s.hooks.latency();
         let down = BASE_LATENCY_MS + s.hooks.latency();
-        if verdict != Verdict::Serve {
+        let (held, extra) = s.hooks.slowness();
+        if verdict != Verdict::Serve || held + extra > 0 {
             s.faulted(self.who.0);
         }
         let svc = service_name(service);
+        let attempt = self.timeouts.attempt.as_millis() as u64;
         let unknown = |reason: &str| BackendError::Unknown {
             service: svc,
             reason: reason.to_owned(),
         };
-        match verdict {
-            Verdict::Serve => Fate::Serve {
+        let fate = match verdict {
+            Verdict::Serve => Fate::Lands {
+                up,
+                down: down + extra,
+                lost: false,
+            },
+            Verdict::TimeoutApplied | Verdict::Hang(true) => Fate::Lands {
                 up,
                 down,
-                lose_reply: false,
+                lost: true,
             },
-            Verdict::TimeoutApplied => Fate::Serve {
-                up,
-                down,
-                lose_reply: true,
-            },
-            Verdict::Unreachable if s.hang.contains(&(self.name.clone(), service)) => Fate::Hang,
-            Verdict::Unreachable | Verdict::TimeoutNotApplied => Fate::Fail {
-                after: CALL_TIMEOUT_MS,
+            Verdict::Unreachable if s.hang.contains(&(self.name.clone(), service)) => Fate::Stalls,
+            Verdict::Unreachable | Verdict::TimeoutNotApplied => Fate::Fails {
+                after: attempt,
                 error: unknown("timed out"),
             },
-            Verdict::Throttled => Fate::Fail {
+            Verdict::Hang(false) => Fate::Vanishes,
+            Verdict::Late => Fate::LandsLate {
+                after: self.timeouts.effect.as_millis() as u64 + 1 + s.hooks.draw(SLOW_MS),
+            },
+            Verdict::Throttled => Fate::Fails {
                 after: up + down,
                 error: BackendError::Throttled {
                     service: svc,
                     message: "Rate exceeded".to_owned(),
                 },
             },
-            Verdict::ServerError => Fate::Fail {
+            Verdict::ServerError => Fate::Fails {
                 after: up + down,
                 error: unknown("HTTP 500 InternalServerError"),
             },
-        }
+        };
+        (fate, held)
     }
 
     /// Waits until this instance reaches `service` again.
-    async fn hang_until_healed(&self, service: Service) {
+    async fn heal(&self, service: Service) {
         loop {
             {
                 let mut s = lock(&self.lab);
@@ -131,54 +154,71 @@ impl Link {
         }
     }
 
-    /// One call of `service`: its fate, the trip there, `op` on the fakes, the trip back.
-    async fn call<T>(
+    /// One call of `service`: its fate, the time it is held, then `work` at the fake when it
+    /// lands, and its answer back.
+    async fn call<T: Send + 'static>(
         &self,
         service: Service,
-        op: impl FnOnce(&mut Shared, &Link) -> Result<T, BackendError>,
+        work: impl FnOnce(&mut Shared, &Link) -> Result<T, BackendError> + Send + 'static,
     ) -> Result<T, BackendError> {
-        let (up, down, lose_reply) = match self.fate(service) {
-            Fate::Fail { after, error } => {
+        let (fate, held) = self.fate(service);
+        sleep(ms(held)).await;
+        let (tx, rx) = oneshot::channel();
+        let link = self.clone();
+        let land = move |s: &mut Shared| {
+            s.now();
+            let _ = tx.send(work(s, &link));
+        };
+        let (down, lost) = match self.lands(service, fate, Box::new(land)).await {
+            Ok(back) => back,
+            Err(e) => return Err(e),
+        };
+        let answer = rx.await;
+        if lost {
+            std::future::pending::<()>().await;
+        }
+        sleep(ms(down)).await;
+        answer.unwrap_or_else(|_| {
+            Err(BackendError::Unknown {
+                service: service_name(service),
+                reason: "the fake dropped the request".to_owned(),
+            })
+        })
+    }
+
+    /// Sends a request whose fate is `fate` to land as `work`; the answer's way back (ms, and
+    /// whether it is lost) once it is sent, or the error the caller is told instead.
+    async fn lands(
+        &self,
+        service: Service,
+        fate: Fate,
+        work: server::Work,
+    ) -> Result<(u64, bool), BackendError> {
+        let (up, down, lost) = match fate {
+            Fate::Fails { after, error } => {
                 sleep(ms(after)).await;
                 return Err(error);
             }
-            Fate::Hang => {
-                self.hang_until_healed(service).await;
+            Fate::Vanishes => std::future::pending().await,
+            Fate::LandsLate { after } => {
+                self.send(after, work);
+                return std::future::pending().await;
+            }
+            Fate::Stalls => {
+                self.heal(service).await;
                 (BASE_LATENCY_MS, BASE_LATENCY_MS, false)
             }
-            Fate::Serve {
-                up,
-                down,
-                lose_reply,
-            } => (up, down, lose_reply),
+            Fate::Lands { up, down, lost } => (up, down, lost),
         };
-        sleep(ms(up)).await;
-        let out = {
-            let mut s = lock(&self.lab);
-            s.now();
-            op(&mut s, self)
-        };
-        self.reply(service, up, down, lose_reply).await?;
-        out
+        self.send(up, work);
+        Ok((down, lost))
     }
 
-    /// The trip back: `down` ms, or a timeout when the reply is lost.
-    async fn reply(
-        &self,
-        service: Service,
-        up: u64,
-        down: u64,
-        lose_reply: bool,
-    ) -> Result<(), BackendError> {
-        if lose_reply {
-            sleep(ms(CALL_TIMEOUT_MS.saturating_sub(up))).await;
-            return Err(BackendError::Unknown {
-                service: service_name(service),
-                reason: "timed out after the request was served".to_owned(),
-            });
-        }
-        sleep(ms(down)).await;
-        Ok(())
+    /// Hands `work` to the fake, to land `after` ms from now.
+    fn send(&self, after: u64, work: server::Work) {
+        let mut s = lock(&self.lab);
+        let at = s.now() + after.max(1);
+        s.server.send(at, work);
     }
 
     /// A write applied at the fake: check the queue record's epoch, track owners and lives.
@@ -211,8 +251,35 @@ impl Link {
         }
     }
 
-    /// A receive on the fake, from its arrival to its last look at the queue.
-    async fn receive_at_fake(&self, request: &Receive) -> Result<Vec<Message>, BackendError> {
+    /// A receive as the runtime makes it: never sent past its send-by time, then a long poll
+    /// at the fake from the moment it lands, and its answer back.
+    async fn receive_call(&self, request: Receive) -> Result<Vec<Message>, BackendError> {
+        let (fate, held) = self.fate(Service::Sqs);
+        sleep(ms(held)).await;
+        // A stalled connection holds the request before it is sent, too; once sent, its trip
+        // is within the request margin (a request that arrives late is one held before it was
+        // sent, which the send-by check covers).
+        let prompt = Fate::Lands {
+            up: BASE_LATENCY_MS,
+            down: BASE_LATENCY_MS,
+            lost: false,
+        };
+        let fate = match fate {
+            Fate::Stalls => {
+                self.heal(Service::Sqs).await;
+                prompt
+            }
+            Fate::LandsLate { .. } => prompt,
+            other => other,
+        };
+        // As the SDK adapter does, after signing: never sent past its send-by time.
+        let ignore = lock(&self.lab).mutation == Some(Mutation::IgnoreSendBy);
+        if Instant::now() > request.send_by && !ignore {
+            return Err(BackendError::NotSent {
+                service: "sqs",
+                reason: "past its send-by time".to_owned(),
+            });
+        }
         let req = ReceiveRequest {
             url: request.queue.as_str().to_owned(),
             max: request.max,
@@ -220,73 +287,39 @@ impl Link {
             wait_ms: request.wait.as_millis() as u64,
             attribute_names: request.attribute_names.clone(),
         };
-        let deadline = Instant::now() + request.wait;
-        let (mut flight, mut got) = {
-            let mut s = lock(&self.lab);
+        // The fence this life had when it sent the request, as its acknowledged heartbeats
+        // set it.
+        let fence = lock(&self.lab).fence_of(self.who);
+        let (tx, rx) = oneshot::channel();
+        let (who, queue) = (self.who, request.queue.clone());
+        let land = move |s: &mut Shared| {
             let now = s.now();
-            let flight = InFlight::start(&mut s, self, &request.queue, now);
-            let got = s
-                .sqs
-                .receive(sqsbalancer_core::Millis(now), &self.name, &req);
-            (flight, got)
+            let poll = LongPoll {
+                who,
+                call: 0,
+                until: now + req.wait_ms,
+                req,
+                queue,
+                answer: tx,
+            };
+            server::open(s, poll, fence, now);
         };
-        // The long poll: look again until something is visible or the wait is over.
-        while matches!(&got, Ok(m) if m.is_empty()) && Instant::now() + LONG_POLL_STEP <= deadline {
-            sleep(LONG_POLL_STEP).await;
-            let mut s = lock(&self.lab);
-            let now = sqsbalancer_core::Millis(s.now());
-            got = s.sqs.receive_more(now, &req);
+        let (down, lost) = self.lands(Service::Sqs, fate, Box::new(land)).await?;
+        let got = rx.await;
+        if lost {
+            std::future::pending::<()>().await;
         }
-        let mut s = lock(&self.lab);
-        s.now();
-        flight.end(&mut s);
-        let got = got.map_err(sqs_error)?;
-        for m in &got {
-            s.receipts.insert(m.receipt.clone(), m.message_id.clone());
-        }
-        if !got.is_empty() {
-            s.emit(Some(self.who.0), "received", || {
-                let ids: Vec<&str> = got.iter().map(|m| m.message_id.as_str()).collect();
-                format!("{} {}", request.queue, ids.join(","))
-            });
-        }
+        sleep(ms(down)).await;
+        let got = got
+            .map_err(|_| BackendError::Unknown {
+                service: "sqs",
+                reason: "the fake dropped the request".to_owned(),
+            })?
+            .map_err(sqs_error)?;
         Ok(got
             .into_iter()
             .map(|r| message(&request.queue, r))
             .collect())
-    }
-
-    /// A receive as the runtime makes it: fate, trip, the receive at the fake, trip back.
-    async fn receive_call(&self, request: Receive) -> Result<Vec<Message>, BackendError> {
-        // As the SDK adapter does: never sent past its send-by time.
-        if Instant::now() > request.send_by {
-            return Err(BackendError::NotSent {
-                service: "sqs",
-                reason: "past its send-by time".to_owned(),
-            });
-        }
-        let (up, down, lose_reply) = match self.fate(Service::Sqs) {
-            Fate::Fail { after, error } => {
-                sleep(ms(after)).await;
-                return Err(error);
-            }
-            Fate::Hang => {
-                self.hang_until_healed(Service::Sqs).await;
-                return Err(BackendError::Unknown {
-                    service: "sqs",
-                    reason: "the connection stalled; the request never arrived".to_owned(),
-                });
-            }
-            Fate::Serve {
-                up,
-                down,
-                lose_reply,
-            } => (up, down, lose_reply),
-        };
-        sleep(ms(up)).await;
-        let got = self.receive_at_fake(&request).await;
-        self.reply(Service::Sqs, up, down, lose_reply).await?;
-        got
     }
 
     /// The `IgnoreStop` mutation: the first receive of a queue also starts a poller of it
@@ -310,51 +343,15 @@ impl Link {
             });
         }
     }
-}
 
-/// A receive in flight at the fake, as the checker sees it; dropping it (the process died
-/// mid-call) ends it there too.
-struct InFlight {
-    lab: Lab,
-    who: Who,
-    queue: QueueId,
-    call: u64,
-    open: bool,
-}
-
-impl InFlight {
-    fn start(s: &mut Shared, link: &Link, queue: &QueueId, now: u64) -> InFlight {
-        s.calls += 1;
-        let call = s.calls;
-        let who = link.who;
-        s.checker.receive_start(queue, who, call, false);
-        let Shared { stats, slots, .. } = &mut *s;
-        stats.receive_started(now, queue, who, |i, t| others_up_since(slots, i, t));
-        s.emit(Some(who.0), "receive", || queue.to_string());
-        InFlight {
-            lab: link.lab.clone(),
-            who,
-            queue: queue.clone(),
-            call,
-            open: true,
-        }
-    }
-
-    fn end(&mut self, s: &mut Shared) {
-        if std::mem::take(&mut self.open) {
-            s.checker.receive_end(&self.queue, self.call);
-            let now = s.last_now();
-            s.stats.receive_ended(now, &self.queue, self.who);
-        }
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        if self.open {
-            let lab = self.lab.clone();
-            self.end(&mut lock(&lab));
-        }
+    /// A heartbeat or registration of this life was answered: its fence moves to the call's
+    /// start plus the lease (the runtime's own is no later: it counts from no later a send).
+    fn acked(&self, started: u64) {
+        let lease = {
+            let c = crate::config();
+            c.heartbeat_timeout - c.effective_fence_margin()
+        };
+        lock(&self.lab).acked(self.who, started + lease.as_millis() as u64);
     }
 }
 
@@ -376,18 +373,34 @@ impl Store for Link {
             !panics,
             "planted: a coordination call panics in the runtime"
         );
-        self.call(Service::Dynamo, move |s, link| {
-            let mut write = write;
-            if let Some(faked) = super::plant::write(s, link.who, &link.name, &mut write) {
-                return Ok(faked);
+        // This life's heartbeat (or registration): its answer moves the fence.
+        let beat = write.key.sk == format!("{}{}", table::INSTANCE_PREFIX, self.name)
+            && write
+                .updates
+                .iter()
+                .any(|u| matches!(u, table::Update::Set(table::HEARTBEAT, _)));
+        let link = self.clone();
+        async move {
+            let started = lock(&link.lab).now();
+            let out = link
+                .call(Service::Dynamo, move |s, link| {
+                    let mut write = write;
+                    if let Some(faked) = super::plant::write(s, link.who, &link.name, &mut write) {
+                        return Ok(faked);
+                    }
+                    let (before, after) = s
+                        .dynamo
+                        .update_item(&link.name, crate::TABLE, &write)
+                        .map_err(dynamo_error)?;
+                    link.written(s, &write, before.as_ref(), &after);
+                    Ok(after)
+                })
+                .await;
+            if beat && out.is_ok() {
+                link.acked(started);
             }
-            let (before, after) = s
-                .dynamo
-                .update_item(&link.name, crate::TABLE, &write)
-                .map_err(dynamo_error)?;
-            link.written(s, &write, before.as_ref(), &after);
-            Ok(after)
-        })
+            out
+        }
     }
 
     fn query(
@@ -396,13 +409,27 @@ impl Store for Link {
         start: Option<Key>,
     ) -> impl Future<Output = Result<Page, BackendError>> + Send {
         self.call(Service::Dynamo, move |s, link| {
-            s.dynamo
-                .query(&link.name, crate::TABLE, &query, None, start.as_ref(), true)
-                .map(|p| Page {
-                    items: p.items.iter().map(|i| (**i).clone()).collect(),
-                    last_key: p.last_key,
-                })
-                .map_err(dynamo_error)
+            // With the pages fault, a page holds a few items, and the table changes between.
+            let limit = (s.page_items > 0).then(|| 1 + s.hooks.draw(s.page_items) as usize);
+            let page = s
+                .dynamo
+                .query(
+                    &link.name,
+                    crate::TABLE,
+                    &query,
+                    limit,
+                    start.as_ref(),
+                    true,
+                )
+                .map_err(dynamo_error)?;
+            if limit.is_some() && page.last_key.is_some() {
+                // A read of many round trips: a fault in the way of a graceful stop.
+                s.faulted(link.who.0);
+            }
+            Ok(Page {
+                items: page.items.iter().map(|i| (**i).clone()).collect(),
+                last_key: page.last_key,
+            })
         })
     }
 }

@@ -38,6 +38,7 @@ mod host;
 mod link;
 mod plant;
 mod run;
+mod server;
 mod shared;
 mod story;
 mod swarm;
@@ -54,7 +55,7 @@ use sqsbalancer_core::rng::Rng;
 use std::time::Duration;
 
 /// The fault kinds level 2 injects: all but clock drift and process pauses.
-pub const KINDS: [FaultKind; 13] = [
+pub const KINDS: [FaultKind; 18] = [
     FaultKind::Crash,
     FaultKind::Stop,
     FaultKind::Restart,
@@ -68,6 +69,11 @@ pub const KINDS: [FaultKind; 13] = [
     FaultKind::QueueChurn,
     FaultKind::SlowHandler,
     FaultKind::FailingHandler,
+    FaultKind::Hang,
+    FaultKind::SlowCall,
+    FaultKind::LateWrite,
+    FaultKind::Pages,
+    FaultKind::Ttl,
 ];
 
 /// Whether this build replays a seed byte for byte: only with `--cfg tokio_unstable` can

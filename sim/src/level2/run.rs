@@ -99,7 +99,11 @@ impl Harness {
     pub(super) fn step(&mut self) -> Result<bool, SimError> {
         let cap = self.end + DRAIN_CAP_MS;
         let t = self.sim.elapsed().as_millis() as u64;
-        lock(&self.lab).set_clock(t);
+        {
+            let mut s = lock(&self.lab);
+            s.set_clock(t);
+            super::server::serve(&mut s, t);
+        }
         if t >= self.next_second {
             self.next_second += 1_000;
             if t >= self.calm_at && !lock(&self.lab).calm {
@@ -199,6 +203,7 @@ impl Harness {
             stop_started: None,
             life_faulted: false,
             stop_faulted: false,
+            faulted_at: None,
             slow_until: 0,
             up_since: None,
             started_at: None,
@@ -221,6 +226,7 @@ impl Harness {
             sl.stop_started = None;
             sl.life_faulted = false;
             sl.stop_faulted = false;
+            sl.faulted_at = None;
             sl.slow_until = 0;
             sl.up_since = Some(now);
             sl.started_at = Some(now);
@@ -380,6 +386,17 @@ impl Harness {
         if calm {
             return;
         }
+        if self.roll(f.ttl) {
+            let rng = &mut self.rng;
+            let mut s = lock(&self.lab);
+            if let Some(k) = s
+                .dynamo
+                .expire_ended(crate::TABLE, |n| rng.below(n as u64) as usize)
+            {
+                note(&mut s, "ttl", None);
+                s.emit(None, "expired", || k.sk.clone());
+            }
+        }
         if self.roll(f.join) && n < self.sc.instances * MAX_GROWTH {
             let i = self.add_slot();
             note(&mut lock(&self.lab), "join", Some(i));
@@ -440,6 +457,7 @@ impl Harness {
             ..CallFaults::default()
         };
         s.handler_faults = Default::default();
+        s.page_items = 0;
         note(&mut s, "calm", None);
     }
 

@@ -58,6 +58,8 @@ pub(crate) struct Slot {
     pub life_faulted: bool,
     /// A fault hit a call of this life while it stopped, or a slow handler was running.
     pub stop_faulted: bool,
+    /// When a fault last hit this life, ms.
+    pub faulted_at: Option<u64>,
     /// When the slowest slow handler started in this life ends, ms.
     pub slow_until: u64,
     /// Since when this life has been up and not stopping, ms.
@@ -114,6 +116,12 @@ pub(crate) struct Shared {
     pub haunted: BTreeSet<(Who, QueueId)>,
     /// Receive calls started, to name each one.
     pub calls: u64,
+    /// The fake's side of every call: requests on their way, long polls open.
+    pub server: super::server::Server,
+    /// Each life's fence as its acknowledged heartbeats set it, ms.
+    fences: BTreeMap<Who, u64>,
+    /// Most items in one page of a table read (0: up to 1 MB), while faults last.
+    pub page_items: u64,
     /// Events recorded (trace lines).
     pub events: u64,
     /// The faults stopped.
@@ -124,12 +132,7 @@ impl Shared {
     /// The state at the start of a run of `sc`, with no slot yet.
     pub fn new(sc: &Scenario, hooks_seed: u64) -> Shared {
         let mut hooks = FaultHooks::new(hooks_seed);
-        hooks.rates = crate::fake::CallFaults {
-            throttle: sc.faults.throttle,
-            server_error: sc.faults.server_error,
-            timeout: sc.faults.timeout,
-            max_latency_ms: sc.faults.max_latency_ms,
-        };
+        hooks.rates = crate::fake::CallFaults::of(&sc.faults);
         let mut dynamo = FakeDynamo::new();
         dynamo
             .create_table(crate::TABLE)
@@ -155,6 +158,9 @@ impl Shared {
             lives: BTreeMap::new(),
             haunted: BTreeSet::new(),
             calls: 0,
+            server: super::server::Server::default(),
+            fences: BTreeMap::new(),
+            page_items: sc.faults.page_items,
             events: 0,
             calm: false,
         }
@@ -194,9 +200,11 @@ impl Shared {
 
     /// Records that a fault hit a call of slot `i`.
     pub fn faulted(&mut self, i: usize) {
+        let now = self.last_now();
         let s = &mut self.slots[i];
         s.life_faulted = true;
         s.stop_faulted |= s.stop_started.is_some();
+        s.faulted_at = Some(now);
     }
 
     /// Whether `who` is the life now running in its slot.
@@ -235,6 +243,18 @@ impl Shared {
             .iter()
             .find(|(_, o)| *o == owner)
             .map(|(w, _)| *w)
+    }
+
+    /// A heartbeat or registration of `who` was acknowledged: its fence is `fence` ms now,
+    /// unless it already was later.
+    pub fn acked(&mut self, who: Who, fence: u64) {
+        let f = self.fences.entry(who).or_insert(fence);
+        *f = (*f).max(fence);
+    }
+
+    /// The fence of `who` now, ms (0 before any acknowledgement: no receive is allowed).
+    pub fn fence_of(&self, who: Who) -> u64 {
+        self.fences.get(&who).copied().unwrap_or(0)
     }
 
     /// Records a violation of `invariant` now.
