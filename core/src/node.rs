@@ -931,18 +931,7 @@ impl Node {
                 // Only an applied write changes what this node knows; after a rejected or
                 // unknown one it waits for the table read that want_table asks for.
                 self.dirty_queues.insert(queue.clone());
-                // Announce every change of hands, so the new owner (and every peer's view)
-                // catches up at its next instance read instead of its next reconciliation.
-                let to = match &write {
-                    Write::HandOff { to: Some(to), .. } | Write::Claim { new_owner: to, .. } => {
-                        Some(to.clone())
-                    }
-                    Write::HandOff { to: None, .. } | Write::Retire { .. } => self.life(),
-                    _ => None,
-                };
-                if let Some(to) = to {
-                    self.notify(to, 0);
-                }
+                self.announce(&write);
                 let starts = matches!(write, Write::Claim { .. })
                     && self.phase == Phase::Running
                     && names(&result, self.life().as_ref())
@@ -953,7 +942,10 @@ impl Node {
                     self.start(queue, epoch);
                 }
             }
+            // The record changed under this write: maybe by a peer, maybe by an earlier copy
+            // of it (an SDK retry, a late landing), so it is announced all the same.
             Outcome::Rejected => {
+                self.announce(&write);
                 self.stale.insert(queue, self.next_op);
                 self.want_table = true;
             }
@@ -971,6 +963,22 @@ impl Node {
                 self.unsettled.insert(queue, u);
             }
             Outcome::Unknown => {}
+        }
+    }
+
+    /// Announces the change of hands `write` made (or may have made), so the new owner and
+    /// every peer read the queue records at their next instance read instead of their next
+    /// reconciliation.
+    fn announce(&mut self, write: &Write) {
+        let to = match write {
+            Write::HandOff { to: Some(to), .. } | Write::Claim { new_owner: to, .. } => {
+                Some(to.clone())
+            }
+            Write::HandOff { to: None, .. } | Write::Retire { .. } => self.life(),
+            _ => None,
+        };
+        if let Some(to) = to {
+            self.notify(to, 0);
         }
     }
 

@@ -118,3 +118,27 @@ fn a_notice_of_unknown_outcome_is_sent_again() {
     let again = again.expect("the notice is sent again");
     assert_eq!(write_of(&again), write_of(&notice));
 }
+
+#[test]
+fn a_rejected_hand_off_is_announced_all_the_same() {
+    // Its first copy may have applied (an SDK retry gets the rejection): peers must hear of
+    // the change now, not at their next reconciliation.
+    let queues = vec![queue("q0"), queue("q1")];
+    let mut a = Solo::running(config("a"), queues);
+    run(&mut a, &[], 5);
+    let b = a.register_peer("b", 1);
+    let mut hand_off = None;
+    for _ in 0..20 {
+        run(&mut a, std::slice::from_ref(&b), 1);
+        hand_off = a.take(is_hand_off);
+        if hand_off.is_some() {
+            break;
+        }
+    }
+    let hand_off = hand_off.expect("a hands a queue to b");
+    // The first copy lands; the answer a hears is a retry's rejection.
+    assert!(matches!(a.apply(&write_of(&hand_off)), Outcome::Applied(_)));
+    a.answer(&hand_off, Outcome::Rejected);
+    let notice = a.take(is_notify).expect("announced");
+    assert_eq!(write_of(&notice), Write::Notify { to: b });
+}
