@@ -1,6 +1,8 @@
 //! `sqsbalancer sim`: run, swarm and replay simulations, and print what they measured: level 1
-//! (the core nodes in the discrete-event simulator, the default) or level 2 (the real runtime
-//! of every instance on turmoil hosts, `--level 2`).
+//! (the core nodes in the discrete-event simulator, the default), level 2 (the real runtime of
+//! every instance on turmoil hosts, `--level 2`) or level 3 (as level 2, through the real AWS
+//! SDK clients over turmoil's network to an HTTP server speaking the services' protocols,
+//! `--level 3`).
 //!
 //! The simulator itself never reads a clock; the wall time printed here (for the simulated-to-
 //! wall ratio) is measured around it by this command.
@@ -10,7 +12,7 @@ use clap::Subcommand;
 use sqsbalancer_sim::report::Spread;
 use sqsbalancer_sim::scenario::FaultKind;
 use sqsbalancer_sim::{
-    Report, Scenario, SwarmLimits, SwarmSummary, level2, parse_duration, timeline,
+    Report, Scenario, SwarmLimits, SwarmSummary, level2, level3, parse_duration, timeline,
 };
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -26,8 +28,9 @@ pub enum SimCommand {
         #[arg(long)]
         seed: u64,
         /// 1: the core nodes in the discrete-event simulator; 2: the real runtime of every
-        /// instance on turmoil hosts (slower; no drift or pause faults).
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
+        /// instance on turmoil hosts (slower; no drift or pause faults); 3: as 2, through the
+        /// real AWS SDK clients over turmoil's network to an HTTP server (slower still).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=3))]
         level: u8,
         /// Instances at the start (default: drawn from the seed).
         #[arg(long)]
@@ -61,8 +64,9 @@ pub enum SimCommand {
     /// Run many seeds, each with its own size and fault mix.
     Swarm {
         /// 1: the core nodes in the discrete-event simulator; 2: the real runtime of every
-        /// instance on turmoil hosts (slower; no drift or pause faults).
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
+        /// instance on turmoil hosts (slower; no drift or pause faults); 3: as 2, through the
+        /// real AWS SDK clients over turmoil's network to an HTTP server (slower still).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=3))]
         level: u8,
         /// How many seeds.
         #[arg(long, default_value_t = 100)]
@@ -89,8 +93,9 @@ pub enum SimCommand {
         #[arg(long)]
         seed: u64,
         /// 1: the core nodes in the discrete-event simulator; 2: the real runtime of every
-        /// instance on turmoil hosts (slower; no drift or pause faults).
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
+        /// instance on turmoil hosts (slower; no drift or pause faults); 3: as 2, through the
+        /// real AWS SDK clients over turmoil's network to an HTTP server (slower still).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=3))]
         level: u8,
         /// The fault kinds the swarm was limited to, if it was (`sim swarm --faults`).
         #[arg(long)]
@@ -158,14 +163,11 @@ pub fn run(cmd: SimCommand) -> Result<(), CliError> {
                     replay += &format!(" --{flag} {v}");
                 }
             }
-            let base = match level {
-                1 => Scenario::swarm(seed),
-                _ => level2::scenario(seed, &SwarmLimits::default()),
-            };
+            let base = scenario_of(level, seed, &SwarmLimits::default());
             let mut sc = match faults {
                 Some(list) => {
                     let mut kinds = FaultKind::parse_list(&list)?;
-                    if level == 2 {
+                    if level > 1 {
                         kinds.retain(|k| level2::KINDS.contains(k));
                     }
                     Scenario {
@@ -251,9 +253,13 @@ pub fn run(cmd: SimCommand) -> Result<(), CliError> {
             };
             let (summary, wall) = timed(|| match level {
                 1 => sqsbalancer_sim::swarm(from, seeds, threads, &limits, on_done),
-                _ => {
+                2 => {
                     warn_nondeterministic();
                     level2::swarm(from, seeds, threads, &limits, on_done)
+                }
+                _ => {
+                    warn_nondeterministic();
+                    level3::swarm(from, seeds, threads, &limits, on_done)
                 }
             });
             if bar {
@@ -280,10 +286,7 @@ pub fn run(cmd: SimCommand) -> Result<(), CliError> {
                 only: faults.as_deref().map(FaultKind::parse_list).transpose()?,
                 scale: fault_scale,
             };
-            let mut sc = match level {
-                1 => Scenario::swarm_of(seed, &limits),
-                _ => level2::scenario(seed, &limits),
-            };
+            let mut sc = scenario_of(level, seed, &limits);
             sc.trace = true;
             let report = simulate(level, sc)?;
             let mut out = std::io::stdout().lock();
@@ -300,13 +303,26 @@ pub fn run(cmd: SimCommand) -> Result<(), CliError> {
     }
 }
 
+/// Seed `seed` of the swarm at simulation level `level`, within `limits`.
+fn scenario_of(level: u8, seed: u64, limits: &SwarmLimits) -> Scenario {
+    match level {
+        1 => Scenario::swarm_of(seed, limits),
+        2 => level2::scenario(seed, limits),
+        _ => level3::scenario(seed, limits),
+    }
+}
+
 /// Runs `sc` at simulation level `level`.
 fn simulate(level: u8, sc: Scenario) -> Result<Report, sqsbalancer_sim::SimError> {
     match level {
         1 => sqsbalancer_sim::run(sc),
-        _ => {
+        2 => {
             warn_nondeterministic();
             level2::run(sc)
+        }
+        _ => {
+            warn_nondeterministic();
+            level3::run(sc)
         }
     }
 }

@@ -21,6 +21,7 @@ mod consumer;
 mod error;
 pub mod fake;
 pub mod level2;
+pub mod level3;
 pub mod report;
 pub mod scenario;
 pub mod swarm;

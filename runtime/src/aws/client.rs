@@ -7,7 +7,7 @@
 //! | SQS ReceiveMessage | 1: never retried (a second attempt is a second long poll nobody planned against the fence) | margin + wait + margin | the same |
 //!
 //! Connecting is bounded by `Timeouts::connect` (half the request margin). A receive also
-//! carries its send-by time: [`SendBy`] refuses to let it leave once that has passed (a
+//! carries its send-by time: an interceptor (`SendBy`) refuses to let it leave once that has passed (a
 //! credentials refresh, a reconnect or a starved runtime held it after the fence check), so its
 //! long poll always ends at SQS before the fence.
 
@@ -48,7 +48,7 @@ pub fn dynamodb_config(shared: &SdkConfig, t: &Timeouts) -> aws_sdk_dynamodb::Co
 }
 
 /// The SQS client's configuration, as [`dynamodb_config`]; each receive overrides it
-/// ([`receive_override`]).
+/// (retries off, one attempt of its own length).
 pub fn sqs_config(shared: &SdkConfig, t: &Timeouts) -> aws_sdk_sqs::Config {
     aws_sdk_sqs::config::Builder::from(shared)
         .retry_config(retries())

@@ -5,9 +5,10 @@
 //! abort without `stop`. A graceful stop is [`Running::stop`](sqsbalancer_runtime::Running);
 //! the process then exits, and the harness drops whatever tasks are left.
 
+use super::acked::Acked;
 use super::check;
 use super::link::Link;
-use super::shared::{Lab, lock};
+use super::shared::{Lab, Transport, lock};
 use crate::check::Who;
 use crate::scenario::Mutation;
 use sqsbalancer_core::hash::hash64;
@@ -43,12 +44,24 @@ pub(crate) async fn life(lab: Lab, slot: usize) -> turmoil::Result {
         out
     };
     let timeout = cfg.shutdown_timeout;
-    let link = Arc::new(Link::new(Arc::clone(&lab), who, name));
+    let link = Arc::new(Link::new(Arc::clone(&lab), who, name.clone()));
     let handler = Recorder {
         lab: Arc::clone(&lab),
         who,
     };
-    let running = Balancer::new(cfg, link)?.start(handler)?;
+    let transport = lock(&lab).transport;
+    let running = match transport {
+        Transport::Link => {
+            let backend = Acked::new(link, Arc::clone(&lab), who, &name);
+            Balancer::new(cfg, Arc::new(backend))?.start(handler)?
+        }
+        Transport::Http => {
+            lock(&lab).links.insert(name.clone(), link);
+            let aws = super::http::backend(&lab, &cfg, slot);
+            let backend = Acked::new(Arc::new(aws), Arc::clone(&lab), who, &name);
+            Balancer::new(cfg, Arc::new(backend))?.start(handler)?
+        }
+    };
     lock(&lab).slots[slot].handle = Some(running.handle().clone());
     stop.notified().await;
     let started = {

@@ -19,7 +19,7 @@
 //! The runtime's own deadlines end the calls that never answer.
 
 use super::server::{self, LongPoll};
-use super::shared::{Lab, Shared, Slot, lock};
+use super::shared::{Lab, Shared, Slot, Transport, lock};
 use crate::backend::{dynamo_error, entry_strings, message, sqs_error};
 use crate::check::Who;
 use crate::fake::{ReceiveRequest, SLOW_MS, Service, Verdict};
@@ -87,8 +87,18 @@ impl Link {
     }
 
     /// Draws the fate of one call of `service` now, and how long it is held before it is sent.
+    /// Behind the HTTP server (level 3) the link is the fake AWS itself: its faults are the
+    /// server's, so every call lands at once.
     fn fate(&self, service: Service) -> (Fate, u64) {
         let mut s = lock(&self.lab);
+        if s.transport == Transport::Http {
+            let prompt = Fate::Lands {
+                up: 0,
+                down: 0,
+                lost: false,
+            };
+            return (prompt, 0);
+        }
         let now = s.now();
         let verdict = s
             .hooks
@@ -343,16 +353,6 @@ impl Link {
             });
         }
     }
-
-    /// A heartbeat or registration of this life was answered: its fence moves to the call's
-    /// start plus the lease (the runtime's own is no later: it counts from no later a send).
-    fn acked(&self, started: u64) {
-        let lease = {
-            let c = crate::config();
-            c.heartbeat_timeout - c.effective_fence_margin()
-        };
-        lock(&self.lab).acked(self.who, started + lease.as_millis() as u64);
-    }
 }
 
 /// Whether an instance other than slot `i` has been up and not stopping since `t`.
@@ -373,34 +373,18 @@ impl Store for Link {
             !panics,
             "planted: a coordination call panics in the runtime"
         );
-        // This life's heartbeat (or registration): its answer moves the fence.
-        let beat = write.key.sk == format!("{}{}", table::INSTANCE_PREFIX, self.name)
-            && write
-                .updates
-                .iter()
-                .any(|u| matches!(u, table::Update::Set(table::HEARTBEAT, _)));
-        let link = self.clone();
-        async move {
-            let started = lock(&link.lab).now();
-            let out = link
-                .call(Service::Dynamo, move |s, link| {
-                    let mut write = write;
-                    if let Some(faked) = super::plant::write(s, link.who, &link.name, &mut write) {
-                        return Ok(faked);
-                    }
-                    let (before, after) = s
-                        .dynamo
-                        .update_item(&link.name, crate::TABLE, &write)
-                        .map_err(dynamo_error)?;
-                    link.written(s, &write, before.as_ref(), &after);
-                    Ok(after)
-                })
-                .await;
-            if beat && out.is_ok() {
-                link.acked(started);
+        self.call(Service::Dynamo, move |s, link| {
+            let mut write = write;
+            if let Some(faked) = super::plant::write(s, link.who, &link.name, &mut write) {
+                return Ok(faked);
             }
-            out
-        }
+            let (before, after) = s
+                .dynamo
+                .update_item(&link.name, crate::TABLE, &write)
+                .map_err(dynamo_error)?;
+            link.written(s, &write, before.as_ref(), &after);
+            Ok(after)
+        })
     }
 
     fn query(

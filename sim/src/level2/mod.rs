@@ -33,8 +33,10 @@
 //! Left to level 1: clock drift and process pauses (turmoil runs every host at one rate and
 //! cannot freeze one).
 
+mod acked;
 mod check;
 mod host;
+mod http;
 mod link;
 mod plant;
 mod run;
@@ -87,6 +89,11 @@ pub const DURATION: Duration = Duration::from_secs(600);
 /// seed (less drift and pauses), a smaller fleet (2-4 instances, 1-24 queues, 1-4 messages a
 /// second) and ten simulated minutes, since every host runs the whole runtime.
 pub fn scenario(seed: u64, limits: &SwarmLimits) -> Scenario {
+    scenario_at(2, seed, limits)
+}
+
+/// [`scenario`], replayed at simulation level `level` (2 or 3).
+pub(crate) fn scenario_at(level: u8, seed: u64, limits: &SwarmLimits) -> Scenario {
     let mut sc = Scenario::swarm_of(seed, limits);
     sc.faults.drift_ppm = 0;
     sc.faults.pause = 0;
@@ -95,7 +102,7 @@ pub fn scenario(seed: u64, limits: &SwarmLimits) -> Scenario {
     sc.queues = [1, 6, 12, 24][rng.below(4) as usize];
     sc.messages_per_second = 1 + rng.below(4);
     sc.duration = DURATION;
-    let mut cmd = format!("sqsbalancer sim replay --level 2 --seed {seed}");
+    let mut cmd = format!("sqsbalancer sim replay --level {level} --seed {seed}");
     if let Some(o) = &limits.only {
         let names: Vec<&str> = o.iter().map(|k| k.name()).collect();
         cmd += &format!(" --faults {}", names.join(","));
@@ -110,16 +117,27 @@ pub fn scenario(seed: u64, limits: &SwarmLimits) -> Scenario {
 /// Runs one scenario on the real runtime to its end, or to its first violation, and reports
 /// what it measured (failover and hand-off gaps included; no steady-state cost).
 pub fn run(sc: Scenario) -> Result<Report, SimError> {
+    check(&sc)?;
+    run::run(sc, shared::Transport::Link)
+}
+
+/// [`run`], the instances reaching the fake AWS through the real AWS SDK clients over
+/// turmoil's network (level 3).
+pub(crate) fn run_http(sc: Scenario) -> Result<Report, SimError> {
+    check(&sc)?;
+    run::run(sc, shared::Transport::Http)
+}
+
+/// Refuses what levels 2 and 3 cannot run: drift and pauses, and a fleet too large.
+fn check(sc: &Scenario) -> Result<(), SimError> {
     sc.validate()?;
-    let bad = |field: &'static str, rule: String| Err(SimError::InvalidScenario { field, rule });
     if sc.faults.drift_ppm > 0 || sc.faults.pause > 0 {
-        return bad(
-            "faults",
-            "drift and pause are simulated at level 1 only".to_owned(),
-        );
+        return Err(SimError::InvalidScenario {
+            field: "faults",
+            rule: "drift and pause are simulated at level 1 only".to_owned(),
+        });
     }
-    check_size(sc.instances, sc.queues)?;
-    run::run(sc)
+    check_size(sc.instances, sc.queues)
 }
 
 /// Refuses a fleet larger than level 2 runs (every instance is a whole runtime): at most 50

@@ -11,7 +11,7 @@
 
 use super::check;
 use super::host;
-use super::shared::{Lab, Shared, Slot, Up, lock};
+use super::shared::{Lab, Shared, Slot, Transport, Up, lock};
 use crate::error::SimError;
 use crate::fake::{CallFaults, Outgoing, Service};
 use crate::report::{Messages, Report};
@@ -47,9 +47,10 @@ pub(super) struct Harness {
     scripted: bool,
 }
 
-/// Runs `sc` on the real runtime to its end (and its drain), or to its first violation.
-pub(crate) fn run(sc: Scenario) -> Result<Report, SimError> {
-    let mut h = Harness::new(sc, false);
+/// Runs `sc` on the real runtime, its instances reaching the fake AWS by `transport`, to its
+/// end (and its drain), or to its first violation.
+pub(crate) fn run(sc: Scenario, transport: Transport) -> Result<Report, SimError> {
+    let mut h = Harness::new(sc, false, transport);
     while !h.step()? {}
     Ok(h.report())
 }
@@ -57,14 +58,32 @@ pub(crate) fn run(sc: Scenario) -> Result<Report, SimError> {
 impl Harness {
     /// The harness of `sc` with its queues created and its first instances started; a scripted
     /// run when `scripted`.
-    pub(super) fn new(sc: Scenario, scripted: bool) -> Harness {
+    pub(super) fn new(sc: Scenario, scripted: bool, transport: Transport) -> Harness {
         let mut rng = Rng::new(sc.seed ^ 0x1e7e_1202);
-        let lab = Arc::new(Mutex::new(Shared::new(&sc, rng.next_u64())));
-        let sim = turmoil::Builder::new()
+        let lab = Arc::new(Mutex::new(Shared::new(&sc, rng.next_u64(), transport)));
+        let mut builder = turmoil::Builder::new();
+        builder
             .rng_seed(rng.next_u64())
             .tick_duration(TICK)
-            .simulation_duration(Duration::from_secs(30 * 24 * 3600))
-            .build();
+            .simulation_duration(Duration::from_secs(30 * 24 * 3600));
+        if transport == Transport::Http {
+            // The network's latency, one way: the latency fault's, or 1-2 ms.
+            let most = sc.faults.max_latency_ms.max(2);
+            builder
+                .epoch(crate::level3::sim_epoch())
+                .min_message_latency(Duration::from_millis(1))
+                .max_message_latency(Duration::from_millis(most))
+                // Every long poll holds a connection of its own (HTTP/1.1): a fleet starting
+                // at once opens more than turmoil's default backlog of 64 before the server
+                // next accepts.
+                .tcp_capacity(4_096);
+            // The SDK draws its retry jitter from this thread's generator.
+            crate::level3::seed_thread_rng(rng.next_u64());
+        }
+        let mut sim = builder.build();
+        if transport == Transport::Http {
+            super::http::serve(&mut sim, &lab);
+        }
         let end = sc.duration.as_millis() as u64;
         let calm_at = if scripted {
             u64::MAX

@@ -25,6 +25,18 @@ pub(crate) fn lock(lab: &Lab) -> MutexGuard<'_, Shared> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// How the instances reach the fake AWS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Transport {
+    /// Level 2: the runtime's backend traits straight over each life's [`Link`].
+    ///
+    /// [`Link`]: super::link::Link
+    Link,
+    /// Level 3: the real AWS SDK clients over turmoil's network to the HTTP server, which
+    /// calls each caller's link.
+    Http,
+}
+
 /// How a slot's process is doing, as the harness sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Up {
@@ -86,6 +98,12 @@ pub(crate) struct Shared {
     pub seed: u64,
     /// The deliberate bug under test, if any.
     pub mutation: Option<Mutation>,
+    /// How the instances reach the fake AWS.
+    pub transport: Transport,
+    /// The current life's link of each instance, by name: the HTTP server's callers (level 3).
+    pub links: BTreeMap<String, std::sync::Arc<super::link::Link>>,
+    /// This run's number among the process's level-3 runs (0 at level 2).
+    pub run: u64,
     /// DynamoDB.
     pub dynamo: FakeDynamo,
     /// SQS.
@@ -130,7 +148,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     /// The state at the start of a run of `sc`, with no slot yet.
-    pub fn new(sc: &Scenario, hooks_seed: u64) -> Shared {
+    pub fn new(sc: &Scenario, hooks_seed: u64, transport: Transport) -> Shared {
         let mut hooks = FaultHooks::new(hooks_seed);
         hooks.rates = crate::fake::CallFaults::of(&sc.faults);
         let mut dynamo = FakeDynamo::new();
@@ -140,6 +158,12 @@ impl Shared {
         Shared {
             seed: sc.seed,
             mutation: sc.mutation,
+            transport,
+            links: BTreeMap::new(),
+            run: match transport {
+                Transport::Link => 0,
+                Transport::Http => super::http::next_run(),
+            },
             dynamo,
             sqs: FakeSqs::new(),
             hooks,

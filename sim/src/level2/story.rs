@@ -7,7 +7,7 @@
 //! fewest moves an exact balance needs from the ownership at that moment ([`Chapter`]).
 
 use super::run::Harness;
-use super::shared::{Shared, Up, lock};
+use super::shared::{Shared, Transport, Up, lock};
 use crate::error::SimError;
 use crate::report::Report;
 use crate::scenario::Scenario;
@@ -280,7 +280,7 @@ impl Live {
     /// Starts `story`: its queues are created and its first instances started.
     pub fn start(story: Story) -> Result<Live, SimError> {
         story.validate()?;
-        let h = Harness::new(story.scenario(), true);
+        let h = Harness::new(story.scenario(), true, Transport::Link);
         let mut live = Live {
             h,
             beats: story.beats.into(),

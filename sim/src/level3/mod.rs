@@ -1,0 +1,81 @@
+//! Level 3, the transport: the real AWS SDK clients (configured by the runtime's
+//! [`dynamodb_config`](sqsbalancer_runtime::aws::dynamodb_config) and
+//! [`sqs_config`](sqsbalancer_runtime::aws::sqs_config), wrapped in the runtime's
+//! [`AwsBackend`](sqsbalancer_runtime::aws::AwsBackend)) speak HTTP over turmoil's simulated
+//! network to an in-process server that serves the DynamoDB and SQS JSON protocols by calling
+//! the backend traits, so the adapter, the SDK's serialization, signing, retries and timeouts
+//! are inside the simulation.
+//!
+//! * [`protocol`]: the wire formats, pure: requests decode into calls on the backend traits,
+//!   results and errors encode into the services' answers.
+//! * [`server`]: an HTTP/1.1 server on any listener (turmoil's or tokio's) that names the
+//!   caller by the access key of its SigV4 signature, finds the caller's backend, asks a
+//!   [`FaultDecider`] what to do with each request, and does it.
+//! * [`connector`]: an SDK [`HttpClient`](aws_smithy_runtime_api::client::http::HttpClient) over
+//!   turmoil's TCP, and [`SimClients`], which builds a host's two SDK clients and its
+//!   `AwsBackend`.
+//!
+//! Time: both sides read one clock, [`sim_now`]: the fixed [`SIM_EPOCH_SECS`] plus turmoil's
+//! simulated time. The server writes it into the `Date` header (hyper's own, from the wall
+//! clock, is off); the SDK signs with it and measures its clock skew against that header.
+
+pub mod connector;
+pub mod protocol;
+pub mod server;
+
+use crate::error::SimError;
+use crate::report::Report;
+use crate::scenario::{FaultKind, Scenario, SwarmLimits};
+use crate::swarm::{SwarmSummary, run_seeds};
+
+pub use connector::{SimClients, SimHttpClient, SimTimeSource, seed_thread_rng};
+pub use protocol::{Call, Failure, Outcome, Service};
+pub use server::{Fault, FaultDecider, Listener, RequestInfo, Server};
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The simulated wall clock's start, in seconds since the Unix epoch (2026-01-01T00:00:00Z).
+/// A harness that also reads `turmoil::since_epoch` should give turmoil's builder the same
+/// epoch ([`sim_epoch`]): turmoil's default is the real wall clock.
+pub const SIM_EPOCH_SECS: u64 = 1_767_225_600;
+
+/// [`SIM_EPOCH_SECS`] as a `SystemTime`.
+pub fn sim_epoch() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(SIM_EPOCH_SECS)
+}
+
+/// The simulated wall clock: [`sim_epoch`] plus the simulated time elapsed
+/// (`turmoil::sim_elapsed`); outside a turmoil host, the epoch itself.
+pub fn sim_now() -> SystemTime {
+    sim_epoch() + turmoil::sim_elapsed().unwrap_or_default()
+}
+
+/// The fault kinds level 3 injects: level 2's, at the HTTP level (see the level-2 harness's
+/// `http` module for how each is made).
+pub const KINDS: [FaultKind; 18] = crate::level2::KINDS;
+
+/// Seed `seed` of the level-3 swarm within `limits`: the scenario of the level-2 seed.
+pub fn scenario(seed: u64, limits: &SwarmLimits) -> Scenario {
+    crate::level2::scenario_at(3, seed, limits)
+}
+
+/// Runs one scenario with the real AWS SDK clients of every instance over turmoil's network,
+/// to its end or its first violation, checked as levels 1 and 2 are.
+pub fn run(sc: Scenario) -> Result<Report, SimError> {
+    crate::level2::run_http(sc)
+}
+
+/// Runs level-3 seeds `from..from + seeds` on `threads` threads within `limits`, calling
+/// `on_done` after each run, and sums the reports in seed order.
+pub fn swarm(
+    from: u64,
+    seeds: u64,
+    threads: usize,
+    limits: &SwarmLimits,
+    on_done: impl Fn(&Report) + Sync,
+) -> SwarmSummary {
+    let run = |seed| {
+        run(scenario(seed, limits)).expect("level-3 swarm scenarios are valid by construction")
+    };
+    run_seeds(from, seeds, threads, run, on_done)
+}
