@@ -5,6 +5,9 @@
 )]
 //! port, stopped when dropped, and balancers connected to it.
 
+pub mod proxy;
+pub mod worker;
+
 use sqsbalancer_core::{Config, Outcome, Read, Reply};
 use sqsbalancer_runtime::aws::{AwsBackend, AwsSettings};
 use std::collections::BTreeMap;
@@ -176,4 +179,15 @@ pub async fn send_messages(
         }
     }
     bodies
+}
+
+/// The current life of instance `id` of `app`, if it has a record.
+pub async fn incarnation(aws: &AwsBackend, app: &str, id: &str) -> Option<u64> {
+    match sqsbalancer_runtime::execute::read(aws, app, Read::Members).await {
+        Outcome::Applied(Reply::Members { instances, .. }) => instances
+            .iter()
+            .find(|i| i.id.as_str() == id)
+            .map(|i| i.incarnation),
+        _ => None,
+    }
 }
