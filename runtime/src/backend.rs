@@ -82,8 +82,9 @@ pub struct Receive {
     pub wait: Duration,
     /// MessageAttributeNames.
     pub attribute_names: Vec<String>,
-    /// The request must not be sent after this instant (tokio's clock): a backend that cannot
-    /// send it by then fails with [`BackendError::NotSent`]. The request is never retried.
+    /// The request must not be sent after this instant on the runtime's clock
+    /// ([`crate::clock::now`], which counts a suspend): a backend that cannot send it by then
+    /// fails with [`BackendError::NotSent`]. The request is never retried.
     pub send_by: tokio::time::Instant,
     /// How long the one attempt may take, from its start to its answer.
     pub attempt_timeout: Duration,

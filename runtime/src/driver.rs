@@ -7,6 +7,7 @@
 //! reports come back through [`DriverHandle::report`].
 
 use crate::backend::{QueueList, Store};
+use crate::clock;
 use crate::error::RuntimeError;
 use crate::execute;
 use crate::observed::Observed;
@@ -37,7 +38,7 @@ pub enum PlaneCommand {
     },
     /// No receive call may be in flight at or after `until`.
     Fence {
-        /// The deadline on tokio's clock.
+        /// The deadline on the runtime's clock ([`crate::clock`]).
         until: Instant,
     },
     /// Shutdown reached the data plane's part: finish in-flight handlers, flush deletes,
@@ -141,7 +142,7 @@ impl<S: Store, L: QueueList> Driver<S, L> {
             application,
             store: Arc::new(Observed::new(store, Arc::clone(&health))),
             queues: Arc::new(Observed::new(queues, Arc::clone(&health))),
-            start: Instant::now(),
+            start: clock::now(),
             inputs,
             results,
             results_tx,
@@ -161,7 +162,11 @@ impl<S: Store, L: QueueList> Driver<S, L> {
     }
 
     fn now(&self) -> Millis {
-        Millis(self.start.elapsed().as_millis() as u64)
+        Millis(
+            clock::now()
+                .saturating_duration_since(self.start)
+                .as_millis() as u64,
+        )
     }
 
     fn at(&self, t: Millis) -> Instant {
@@ -301,7 +306,7 @@ fn input_kind(input: &Input) -> &'static str {
 
 async fn sleep_until(at: Option<Instant>) {
     match at {
-        Some(at) => tokio::time::sleep_until(at).await,
+        Some(at) => tokio::time::sleep_until(clock::timer(at)).await,
         None => std::future::pending().await,
     }
 }

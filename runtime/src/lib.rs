@@ -17,6 +17,7 @@
 pub mod aws;
 pub mod backend;
 pub mod balancer;
+pub mod clock;
 pub mod driver;
 pub mod error;
 pub mod execute;

@@ -85,14 +85,14 @@ impl HealthTracker {
     /// A coordination call got an answer (a failed condition is an answer).
     pub(crate) fn answered(&self) {
         let mut t = self.lock();
-        t.last_ok = Some(Instant::now());
+        t.last_ok = Some(crate::clock::now());
         t.last_error = None;
     }
 
     /// A read of the table completed with `reply`.
     pub(crate) fn read_completed(&self, reply: &Reply) {
         let mut t = self.lock();
-        t.last_read = Some(Instant::now());
+        t.last_read = Some(crate::clock::now());
         match reply {
             Reply::Table { unreadable, .. } => t.unreadable = unreadable.clone(),
             Reply::Members { unreadable, .. } => {
@@ -110,8 +110,9 @@ impl HealthTracker {
     /// The health now, in `phase`.
     pub(crate) fn health(&self, phase: Phase) -> Health {
         let t = self.lock();
-        let since = t.last_ok.map(|at| at.elapsed());
-        let since_read = t.last_read.map(|at| at.elapsed());
+        let now = crate::clock::now();
+        let since = t.last_ok.map(|at| now.saturating_duration_since(at));
+        let since_read = t.last_read.map(|at| now.saturating_duration_since(at));
         let refused = matches!(
             t.last_error,
             Some(BackendError::Refused { .. } | BackendError::Credentials { .. })

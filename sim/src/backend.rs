@@ -250,7 +250,7 @@ impl Sqs for FakeBackend {
         });
         async move {
             // As the SDK adapter does: never sent past its send-by time.
-            if tokio::time::Instant::now() > send_by {
+            if sqsbalancer_runtime::clock::now() > send_by {
                 return Err(BackendError::NotSent {
                     service: "sqs",
                     reason: "past its send-by time".to_owned(),

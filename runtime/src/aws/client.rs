@@ -108,7 +108,7 @@ impl Intercept for SendBy {
         _runtime_components: &RuntimeComponents,
         _cfg: &mut ConfigBag,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        let now = tokio::time::Instant::now();
+        let now = crate::clock::now();
         if now > self.0 {
             return Err(Box::new(SendByPassed { late: now - self.0 }));
         }

@@ -308,7 +308,7 @@ mod tests {
         let t = crate::Timeouts::default();
         Receive {
             wait,
-            send_by: tokio::time::Instant::now() + within,
+            send_by: crate::clock::now() + within,
             attempt_timeout: t.receive_attempt(wait),
             ..receive("q")
         }
@@ -365,6 +365,23 @@ mod tests {
             0,
             "sent after its send-by time"
         );
+    }
+
+    #[tokio::test]
+    async fn a_receive_planned_before_a_suspend_that_outlasts_its_send_by_time_is_never_sent() {
+        // tokio's clock stands still while the machine is suspended; the fence's does not.
+        let replay = StaticReplayClient::new(vec![ok("{\"Messages\":[]}")]);
+        let creds =
+            SharedCredentialsProvider::new(Credentials::new("id", "secret", None, None, "t"));
+        let aws = production_backend(replay.clone(), creds);
+        let request = long_poll(Duration::from_secs(10), Duration::from_secs(5));
+        crate::clock::pretend::suspend(Duration::from_secs(60));
+        let e = aws.receive(request).await.expect_err("suspended");
+        assert!(
+            matches!(e, BackendError::NotSent { service: "sqs", .. }),
+            "{e:?}"
+        );
+        assert_eq!(replay.actual_requests().count(), 0, "sent after a suspend");
     }
 
     #[tokio::test]

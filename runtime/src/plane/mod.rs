@@ -80,6 +80,7 @@ struct Shared<Q, C> {
     long_polls: Arc<Semaphore>,
     /// Pollers waiting for permits: while any wait, nobody starts a long poll.
     waiting: AtomicUsize,
+    /// The self-fence on the runtime's clock: no receive may be open at SQS from then on.
     fence: watch::Receiver<Option<Instant>>,
     jobs: async_channel::Sender<Job>,
     changes: mpsc::UnboundedSender<Change>,

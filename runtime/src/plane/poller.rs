@@ -4,6 +4,7 @@
 use super::batches::Change;
 use super::{Job, Origin, Shared};
 use crate::backend::{Message, Receive, Sqs};
+use crate::clock;
 use crate::error::BackendError;
 use crate::plane::Consumer;
 use sqsbalancer_core::Input;
@@ -41,7 +42,7 @@ pub(super) async fn poll<Q: Sqs, C: Consumer>(
         let Some(permits) = permits else { break };
         // The call must be over at SQS before the self-fence: no fence (not yet heartbeating,
         // or cut off) or too little time left means wait for the fence to move.
-        let now = Instant::now();
+        let now = clock::now();
         let plan = fence
             .borrow()
             .and_then(|f| timeouts.plan_receive(now, f, wanted));
@@ -75,7 +76,7 @@ pub(super) async fn poll<Q: Sqs, C: Consumer>(
         };
         let sent = Instant::now();
         let call = shared.sqs.receive(request);
-        let result = match tokio::time::timeout_at(plan.give_up_at, call).await {
+        let result = match tokio::time::timeout_at(clock::timer(plan.give_up_at), call).await {
             Ok(result) => result,
             // Over at SQS by the fence; what it took comes back after its visibility timeout.
             Err(_) => Err(BackendError::Unknown {
@@ -85,7 +86,7 @@ pub(super) async fn poll<Q: Sqs, C: Consumer>(
         };
         drop(slot);
         crate::telemetry::api_call("ReceiveMessage", result.is_ok());
-        let fenced = fence.borrow().is_none_or(|f| Instant::now() >= f);
+        let fenced = fence.borrow().is_none_or(|f| clock::now() >= f);
         match result {
             Ok(messages) if messages.is_empty() => {
                 backoff = Duration::from_millis(100);

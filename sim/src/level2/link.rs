@@ -33,7 +33,7 @@ use sqsbalancer_runtime::{
 use std::future::Future;
 use std::time::Duration;
 use tokio::sync::oneshot;
-use tokio::time::{Instant, sleep};
+use tokio::time::sleep;
 
 /// How often a hung call looks whether its partition healed.
 const HANG_STEP: Duration = Duration::from_millis(250);
@@ -284,7 +284,7 @@ impl Link {
         };
         // As the SDK adapter does, after signing: never sent past its send-by time.
         let ignore = lock(&self.lab).mutation == Some(Mutation::IgnoreSendBy);
-        if Instant::now() > request.send_by && !ignore {
+        if sqsbalancer_runtime::clock::now() > request.send_by && !ignore {
             return Err(BackendError::NotSent {
                 service: "sqs",
                 reason: "past its send-by time".to_owned(),
@@ -346,7 +346,7 @@ impl Link {
                 loop {
                     // A poller that ignores its stop ignores its fence too.
                     let mut request = request.clone();
-                    request.send_by = Instant::now() + Duration::from_secs(3600);
+                    request.send_by = sqsbalancer_runtime::clock::now() + Duration::from_secs(3600);
                     let _ = link.receive_call(request).await;
                     sleep(ZOMBIE_PAUSE).await;
                 }
