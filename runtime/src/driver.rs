@@ -140,8 +140,8 @@ impl<S: Store, L: QueueList> Driver<S, L> {
         let driver = Driver {
             node,
             application,
-            store: Arc::new(Observed::new(store, Arc::clone(&health))),
-            queues: Arc::new(Observed::new(queues, Arc::clone(&health))),
+            store: Arc::new(Observed::new(store, Arc::clone(&health), timeouts.effect)),
+            queues: Arc::new(Observed::new(queues, Arc::clone(&health), timeouts.effect)),
             start: clock::now(),
             inputs,
             results,
@@ -208,7 +208,7 @@ impl<S: Store, L: QueueList> Driver<S, L> {
                     let (store, app) = (Arc::clone(&self.store), self.application.clone());
                     let call =
                         async move { execute::write(&*store, &app, &write, wall_secs()).await };
-                    self.spawn_call(id, "dynamodb", self.timeouts.effect, call);
+                    self.spawn_call(id, "dynamodb", None, call);
                 }
                 Effect::Read { id, read } => {
                     let (store, app) = (Arc::clone(&self.store), self.application.clone());
@@ -220,12 +220,12 @@ impl<S: Store, L: QueueList> Driver<S, L> {
                         }
                         outcome
                     };
-                    self.spawn_call(id, "dynamodb", self.timeouts.effect, call);
+                    self.spawn_call(id, "dynamodb", None, call);
                 }
                 Effect::ListQueues { id, prefix } => {
                     let queues = Arc::clone(&self.queues);
                     let call = async move { execute::list(&*queues, &prefix).await };
-                    self.spawn_call(id, "sqs", self.timeouts.listing, call);
+                    self.spawn_call(id, "sqs", Some(self.timeouts.listing), call);
                 }
                 Effect::StartReceiving { queue, epoch } => {
                     self.command(PlaneCommand::Start { queue, epoch });
@@ -255,31 +255,36 @@ impl<S: Store, L: QueueList> Driver<S, L> {
     /// Runs `call` (effect `id`) as a task and reports its outcome, or `Unknown` once
     /// `deadline` has passed without one: the call is dropped, and the node decides what a
     /// write that may still apply means.
+    /// Runs `call` and reports its outcome to the node; `deadline`, if any, bounds the whole
+    /// effect (each backend call within it is bounded by [`Observed`] already).
     fn spawn_call(
         &self,
         id: OpId,
         service: &'static str,
-        deadline: Duration,
+        deadline: Option<Duration>,
         call: impl Future<Output = Outcome> + Send + 'static,
     ) {
         let tx = self.results_tx.clone();
         let health = Arc::clone(&self.health);
         tokio::spawn(async move {
-            let outcome = match tokio::time::timeout(deadline, call).await {
-                Ok(outcome) => outcome,
-                Err(_) => {
-                    tracing::warn!(
-                        op = id.0,
-                        service,
-                        deadline_ms = deadline.as_millis() as u64,
-                        "a coordination call found no answer by its deadline"
-                    );
-                    health.failed(&crate::error::BackendError::Unknown {
-                        service,
-                        reason: format!("no answer within {deadline:?}"),
-                    });
-                    Outcome::Unknown
-                }
+            let outcome = match deadline {
+                None => call.await,
+                Some(deadline) => match tokio::time::timeout(deadline, call).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => {
+                        tracing::warn!(
+                            op = id.0,
+                            service,
+                            deadline_ms = deadline.as_millis() as u64,
+                            "a coordination call found no answer by its deadline"
+                        );
+                        health.failed(&crate::error::BackendError::Unknown {
+                            service,
+                            reason: format!("no answer within {deadline:?}"),
+                        });
+                        Outcome::Unknown
+                    }
+                },
             };
             let _ = tx.send((id, outcome));
         });

@@ -1,5 +1,5 @@
 //! Every deadline of a call that leaves the process, derived in one place from the balancer's
-//! options: the driver's deadline for each coordination effect, the AWS clients' connect,
+//! options: the driver's deadline for each coordination call, the AWS clients' connect,
 //! attempt and operation timeouts, and the fence arithmetic of a receive. The driver, the data
 //! plane, the AWS adapter and the simulator all read them from here.
 //!
@@ -23,11 +23,11 @@ pub struct Timeouts {
     pub request_margin: Duration,
     /// TCP and TLS connect, per attempt: half the request margin.
     pub connect: Duration,
-    /// The driver's deadline for one coordination effect (a write, or a read with all its
-    /// pages): past it the node is told the outcome is unknown and the call is dropped. Four
+    /// The driver's deadline for one coordination call (a write, or one page of a read or a
+    /// listing): past it the node is told the outcome is unknown and the call is dropped. Four
     /// fifths of the heartbeat interval, at least a second: a heartbeat or read that hangs is
     /// given up on before the next round, which sends a fresh one, so one hung heartbeat never
-    /// lets the fence lapse.
+    /// lets the fence lapse. A read of many pages takes as long as its pages need.
     pub effect: Duration,
     /// A queue listing, all pages: the discovery interval, at least `effect`.
     pub listing: Duration,

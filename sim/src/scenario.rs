@@ -174,7 +174,8 @@ pub struct FaultMix {
     pub slow_call: u64,
     /// Writes applied after their caller gave up, ppm of writes.
     pub late_write: u64,
-    /// Most items in one page of a table read (0: pages of up to 1 MB, as DynamoDB's).
+    /// Most items in one page of a table read, or a quarter of the items read when that is
+    /// more (0: pages of up to 1 MB, as DynamoDB's).
     pub page_items: u64,
     /// Chance per second that DynamoDB's TTL deletes one ended record.
     pub ttl: u64,

@@ -953,8 +953,9 @@ impl World {
         } else {
             self.sc.faults.page_items
         };
+        let items_read = self.dynamo.count(TABLE, &q);
         loop {
-            let limit = (most > 0).then(|| 1 + self.rng.below(most) as usize);
+            let limit = self.hooks.page_limit(most, items_read);
             let page = match self
                 .dynamo
                 .query(&caller, TABLE, &q, limit, start.as_ref(), true)
@@ -967,7 +968,20 @@ impl World {
                 Some(k) if limit.is_some() => {
                     // A read of many round trips: a fault in the way of a graceful stop.
                     self.faulted(i);
-                    let at = self.now + 2 * self.latency();
+                    // The page travels back and the next request out, with a deadline of its
+                    // own (the driver bounds each call, not the whole read).
+                    let back = self.latency();
+                    let answer = match answer {
+                        Answer::Back { deadline, .. } if self.now + back > deadline => {
+                            return self.fail_at(i, life, id, deadline.max(self.now));
+                        }
+                        Answer::Back { extra, .. } => Answer::Back {
+                            extra,
+                            deadline: self.now + back + self.deadline_ms(&DCall::Read(r)),
+                        },
+                        Answer::Lost => return,
+                    };
+                    let at = self.now + back + self.latency();
                     let ev = Ev::PageArrive {
                         slot: i,
                         life,

@@ -11,6 +11,7 @@ use sqsbalancer_core::table::Key;
 use sqsbalancer_runtime::{Balancer, HandlerError, Message, Running};
 use sqsbalancer_sim::backend::Fakes;
 use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -285,6 +286,23 @@ async fn health_turns_red_when_no_read_completes_within_the_heartbeat_timeout() 
     a_backend.set(|f| f.hang_queries = 0);
     wait_until(Duration::from_secs(30), "green again", || {
         a.health().healthy
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_table_read_of_many_slow_pages_completes() {
+    // Three pages, each within the driver's deadline and the whole read well beyond it: the
+    // deadline bounds a call, not a read, or a big table could never be read.
+    let (fakes, urls) = fakes_with_queues(20);
+    let (windows, handled) = (Windows::default(), Handled::default());
+    let backend = Faulty::new(&fakes, "a", &windows);
+    let effect = sqsbalancer_runtime::Timeouts::of(&cfg("a")).effect;
+    backend.set(|f| f.slow_pages = Some((7, effect * 3 / 4)));
+    let a = start(&fakes, "a", Arc::clone(&backend), &handled);
+    // The reconciliation reads the whole table every ten minutes.
+    wait_until(Duration::from_secs(1800), "a reads the whole table", || {
+        backend.table_reads.load(Ordering::SeqCst) > 0 && a.active_queues().len() == urls.len()
     })
     .await;
 }

@@ -391,6 +391,17 @@ impl FakeDynamo {
         Ok(page)
     }
 
+    /// How many items a query of `q` reads in all, unbilled: for simulators that size a
+    /// fault's pages to the table.
+    pub fn count(&self, table: &str, q: &TableQuery) -> usize {
+        let Ok(t) = self.table(table) else { return 0 };
+        let prefix = q.sk_prefix.as_deref().unwrap_or("");
+        t.items
+            .range((q.pk.clone(), prefix.to_owned())..)
+            .take_while(|(k, _)| k.0 == q.pk && k.1.starts_with(prefix))
+            .count()
+    }
+
     /// Scan the whole table from `start` (exclusive).
     pub fn scan(
         &mut self,

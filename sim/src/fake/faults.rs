@@ -155,6 +155,14 @@ impl FaultHooks {
         (self.rng.below(SLOW_MS + 1), self.rng.below(SLOW_MS + 1))
     }
 
+    /// The item limit of one page of a table read under the pages fault (`page_items`; 0: off,
+    /// pages of up to 1 MB) when the read covers `items`: a few items, or up to a quarter of
+    /// them when that is more. DynamoDB's 1 MB pages read a big table in a handful of pages,
+    /// never in hundreds.
+    pub fn page_limit(&mut self, page_items: u64, items: usize) -> Option<usize> {
+        (page_items > 0).then(|| 1 + self.draw(page_items.max(items as u64 / 4)) as usize)
+    }
+
     /// A draw in `0..n` from the hooks' generator, for fault sizes decided elsewhere.
     pub fn draw(&mut self, n: u64) -> u64 {
         self.rng.below(n.max(1))

@@ -394,7 +394,8 @@ impl Store for Link {
     ) -> impl Future<Output = Result<Page, BackendError>> + Send {
         self.call(Service::Dynamo, move |s, link| {
             // With the pages fault, a page holds a few items, and the table changes between.
-            let limit = (s.page_items > 0).then(|| 1 + s.hooks.draw(s.page_items) as usize);
+            let items = s.dynamo.count(crate::TABLE, &query);
+            let limit = s.hooks.page_limit(s.page_items, items);
             let page = s
                 .dynamo
                 .query(

@@ -4,10 +4,11 @@
 //! Every receive is logged with its window as the caller saw it.
 
 use sqsbalancer_core::QueueId;
-use sqsbalancer_core::table::{Item, Key, TableQuery, TableWrite, Update};
+use sqsbalancer_core::table::{Item, Key, PK, SK, TableQuery, TableWrite, Update, Value};
 use sqsbalancer_runtime::{BackendError, Message, Page, QueueList, QueuePage, Receive, Sqs, Store};
 use sqsbalancer_sim::backend::{FakeBackend, Fakes};
 use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,6 +31,8 @@ pub struct Faults {
     pub answers_after_fence: bool,
     /// ChangeMessageVisibilityBatch calls that fail.
     pub fail_visibility: u32,
+    /// Queries answer in pages of this many items, each this late (a big table, a slow link).
+    pub slow_pages: Option<(usize, Duration)>,
 }
 
 /// One receive as its caller saw it: when it started and ended (ms), and what it returned.
@@ -56,6 +59,8 @@ pub struct Faulty {
     windows: Windows,
     /// When the latest acknowledged heartbeat (or registration) was sent, ms.
     acked: Arc<Mutex<Option<u64>>>,
+    /// Whole-table reads of more than one page whose last page was answered.
+    pub table_reads: Arc<AtomicU32>,
 }
 
 /// The fence of a life whose latest acknowledged heartbeat was sent at `acked` ms.
@@ -81,6 +86,7 @@ impl Faulty {
             faults: Arc::new(Mutex::new(Faults::default())),
             windows: Arc::clone(windows),
             acked: Arc::new(Mutex::new(None)),
+            table_reads: Arc::default(),
         })
     }
 
@@ -139,8 +145,9 @@ impl Store for Faulty {
         q: TableQuery,
         s: Option<Key>,
     ) -> impl Future<Output = Result<Page, BackendError>> + Send {
-        let (cut, hang) = self.with(|f| (f.dynamo_cut, take(&mut f.hang_queries)));
-        let inner = Arc::clone(&self.inner);
+        let (cut, hang, slow) =
+            self.with(|f| (f.dynamo_cut, take(&mut f.hang_queries), f.slow_pages));
+        let (inner, table_reads) = (Arc::clone(&self.inner), Arc::clone(&self.table_reads));
         async move {
             if hang {
                 std::future::pending::<()>().await;
@@ -149,7 +156,16 @@ impl Store for Faulty {
                 tokio::time::sleep(Duration::from_millis(5)).await;
                 return Err(Faulty::cut());
             }
-            inner.query(q, s).await
+            let whole_table = q.sk_prefix.is_none() && s.is_some();
+            let mut page = inner.query(q, s).await?;
+            if let Some((items, late)) = slow {
+                tokio::time::sleep(late).await;
+                page = cut_page(page, items);
+            }
+            if whole_table && page.last_key.is_none() {
+                table_reads.fetch_add(1, Ordering::SeqCst);
+            }
+            Ok(page)
         }
     }
 }
@@ -246,4 +262,21 @@ impl Sqs for Faulty {
             call.await
         }
     }
+}
+
+/// The first `items` of `page`, continued from its last item as DynamoDB does.
+fn cut_page(mut page: Page, items: usize) -> Page {
+    if page.items.len() > items {
+        page.items.truncate(items);
+        let last = page.items.last().expect("at least one item");
+        let text = |k: &str| match last.get(k) {
+            Some(Value::S(v)) => v.clone(),
+            other => panic!("{k}: {other:?}"),
+        };
+        page.last_key = Some(Key {
+            pk: text(PK),
+            sk: text(SK),
+        });
+    }
+    page
 }
