@@ -3,8 +3,8 @@
 //! kind and queue, then goes out as one batch call in its own task; failed entries are retried
 //! once, then logged.
 
-use super::Shared;
 use super::inflight::Extension;
+use super::{Phase, Shared};
 use crate::backend::Sqs;
 use sqsbalancer_core::QueueId;
 use std::collections::BTreeMap;
@@ -88,11 +88,11 @@ pub(super) async fn batch<Q: Sqs, C: Send + Sync + 'static>(
 ) {
     let mut pending: BTreeMap<(Kind, QueueId), Vec<Change>> = BTreeMap::new();
     let mut due: Option<Instant> = None;
-    let mut flushed = shared.flushed.clone();
+    let mut phase = shared.phase.clone();
     loop {
         let next = tokio::select! {
             next = changes.recv() => next,
-            _ = flushed.wait_for(|c| *c) => None,
+            () = Phase::reached(&mut phase, Phase::Flushed) => None,
             () = sleep_until(due) => {
                 flush_all(&shared, &mut pending);
                 due = None;

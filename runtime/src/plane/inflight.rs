@@ -3,9 +3,9 @@
 //! An extension counts only once SQS has accepted it: one that failed is tried again at the
 //! keeper's next tick (an eighth of the timeout later), while the old timeout still runs.
 
-use super::Shared;
 use super::batches::Change;
 use super::settings::MAX_VISIBILITY;
+use super::{Phase, Shared};
 use crate::telemetry::QueueMetrics;
 use sqsbalancer_core::QueueId;
 use std::collections::BTreeMap;
@@ -118,11 +118,11 @@ impl InFlight {
 /// Extends what is due every tick until the data plane closes.
 pub(super) async fn keep<Q, C>(shared: Arc<Shared<Q, C>>) {
     let tick = shared.settings.extension_tick();
-    let mut closed = shared.closed.clone();
+    let mut phase = shared.phase.clone();
     loop {
         tokio::select! {
             () = tokio::time::sleep(tick) => {}
-            _ = closed.wait_for(|c| *c) => return,
+            () = Phase::reached(&mut phase, Phase::Closed) => return,
         }
         let due = shared.lock_inflight().due(Instant::now());
         for x in due {

@@ -91,11 +91,29 @@ struct Shared<Q, C> {
     outstanding: AtomicUsize,
     idle: Notify,
     draining: AtomicBool,
-    /// Turns true when the driver has stopped: pollers and the keeper end, workers abandon
-    /// their handlers and release what they hold.
-    closed: watch::Receiver<bool>,
-    /// Turns true once the last changes are flushed after closing: the batcher ends.
-    flushed: watch::Receiver<bool>,
+    /// How far the close has gone: the workers and keeper end once closed, the batcher once
+    /// flushed.
+    phase: watch::Receiver<Phase>,
+}
+
+/// The data plane's life, in order: one channel rather than a flag per step, so that a step
+/// implies the ones before it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Phase {
+    /// Handling messages.
+    Open,
+    /// The driver has stopped: pollers and the keeper end, workers abandon their handlers and
+    /// release what they hold.
+    Closed,
+    /// The last changes are flushed (or their deadline passed): the batcher ends.
+    Flushed,
+}
+
+impl Phase {
+    /// Waits until `phase` reaches at least `at`; also returns if the data plane is gone.
+    async fn reached(phase: &mut watch::Receiver<Phase>, at: Phase) {
+        let _ = phase.wait_for(|p| *p >= at).await;
+    }
 }
 
 impl<Q, C> Shared<Q, C> {
@@ -152,8 +170,7 @@ impl<Q, C> Shared<Q, C> {
 pub struct DataPlane<Q, C> {
     shared: Arc<Shared<Q, C>>,
     fence: watch::Sender<Option<Instant>>,
-    closed: watch::Sender<bool>,
-    flushed: watch::Sender<bool>,
+    phase: watch::Sender<Phase>,
     pollers: BTreeMap<QueueId, (watch::Sender<bool>, Arc<Origin>)>,
 }
 
@@ -168,8 +185,7 @@ impl<Q: Sqs, C: Consumer> DataPlane<Q, C> {
         counters: Arc<Counters>,
     ) -> DataPlane<Q, C> {
         let (fence, fence_rx) = watch::channel(None);
-        let (closed, closed_rx) = watch::channel(false);
-        let (flushed, flushed_rx) = watch::channel(false);
+        let (phase, phase_rx) = watch::channel(Phase::Open);
         let (jobs, jobs_rx) = async_channel::unbounded();
         let (changes, changes_rx) = mpsc::unbounded_channel();
         let batch = settings.sqs.max_messages.clamp(1, 10) as usize;
@@ -189,8 +205,7 @@ impl<Q: Sqs, C: Consumer> DataPlane<Q, C> {
             outstanding: AtomicUsize::new(0),
             idle: Notify::new(),
             draining: AtomicBool::new(false),
-            closed: closed_rx,
-            flushed: flushed_rx,
+            phase: phase_rx,
             settings,
         });
         for _ in 0..shared.settings.workers {
@@ -203,8 +218,7 @@ impl<Q: Sqs, C: Consumer> DataPlane<Q, C> {
         DataPlane {
             shared,
             fence,
-            closed,
-            flushed,
+            phase,
             pollers: BTreeMap::new(),
         }
     }
@@ -259,7 +273,7 @@ impl<Q: Sqs, C: Consumer> DataPlane<Q, C> {
             origin.stopped.store(true, Ordering::SeqCst);
             stop.send_replace(true);
         }
-        self.closed.send_replace(true);
+        self.phase.send_replace(Phase::Closed);
         let last = self.shared.settings.timeouts.effect;
         if tokio::time::timeout(last, self.shared.drained())
             .await
@@ -270,7 +284,7 @@ impl<Q: Sqs, C: Consumer> DataPlane<Q, C> {
                 "closing: some deletes or releases were not flushed in time"
             );
         }
-        self.flushed.send_replace(true);
+        self.phase.send_replace(Phase::Flushed);
     }
 
     fn ownership(&self, acquired: usize, released: usize) {

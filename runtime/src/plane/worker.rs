@@ -4,7 +4,7 @@
 
 use super::batches::Change;
 use super::consumer::Consumer;
-use super::{Counters, Job, Origin, Shared};
+use super::{Counters, Job, Origin, Phase, Shared};
 use crate::backend::{Message, Sqs};
 use crate::handler::{BatchOutcome, HandlerError};
 use std::collections::BTreeSet;
@@ -17,11 +17,11 @@ pub(super) async fn work<Q: Sqs, C: Consumer>(
     shared: Arc<Shared<Q, C>>,
     jobs: async_channel::Receiver<Job>,
 ) {
-    let mut closed = shared.closed.clone();
+    let mut phase = shared.phase.clone();
     loop {
         let job = tokio::select! {
             job = jobs.recv() => job,
-            _ = closed.wait_for(|c| *c) => break,
+            () = Phase::reached(&mut phase, Phase::Closed) => break,
         };
         let Ok(job) = job else { return };
         run(&shared, job).await;
@@ -80,7 +80,7 @@ async fn run<Q: Sqs, C: Consumer>(shared: &Arc<Shared<Q, C>>, job: Job) {
     // are left unhandled so they come back after it.
     let mut failed_groups = BTreeSet::new();
     // Closing abandons the handler: its future is dropped, its messages released.
-    let mut closed = shared.closed.clone();
+    let mut phase = shared.phase.clone();
     if C::BATCHED {
         let tickets: Vec<Ticket> = messages.iter().map(|(id, m)| Ticket::of(*id, m)).collect();
         let n = tickets.len();
@@ -88,7 +88,7 @@ async fn run<Q: Sqs, C: Consumer>(shared: &Arc<Shared<Q, C>>, job: Job) {
         let span = tracing::info_span!("batch", queue = %origin.queue, messages = n);
         let outcomes = tokio::select! {
             o = invoke(shared, &origin, batch, n).instrument(span) => o,
-            _ = closed.wait_for(|c| *c) => return abandon(shared, &origin, tickets),
+            () = Phase::reached(&mut phase, Phase::Closed) => return abandon(shared, &origin, tickets),
         };
         for (t, outcome) in tickets.into_iter().zip(outcomes) {
             settle(shared, &origin, t, outcome, &mut failed_groups);
@@ -113,7 +113,7 @@ async fn run<Q: Sqs, C: Consumer>(shared: &Arc<Shared<Q, C>>, job: Job) {
                 let run = invoke(shared, &origin, vec![m], 1).instrument(span);
                 let mut o = tokio::select! {
                     o = run => o,
-                    _ = closed.wait_for(|c| *c) => {
+                    () = Phase::reached(&mut phase, Phase::Closed) => {
                         let left = rest.map(|(id, m)| Ticket::of(id, &m));
                         return abandon(shared, &origin, std::iter::once(t).chain(left).collect());
                     }
