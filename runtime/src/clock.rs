@@ -28,40 +28,36 @@ pub fn timer(t: Instant) -> Instant {
     t.checked_sub(suspended()).unwrap_or(t)
 }
 
-/// How long the machine has been suspended since the first reading; never decreases.
+/// How long the machine has been suspended since the first reading; never decreases, and never
+/// more than the truth: a reading delayed by a preemption only makes it smaller.
 fn suspended() -> Duration {
     static FIRST: OnceLock<u64> = OnceLock::new();
     static MOST: AtomicU64 = AtomicU64::new(0);
-    let gap = asleep_micros();
-    let ms = gap.saturating_sub(*FIRST.get_or_init(|| gap)) / 1_000;
+    let (least, most) = asleep_micros();
+    let first = *FIRST.get_or_init(|| most);
+    let ms = least.saturating_sub(first) / 1_000;
     let ms = MOST.fetch_max(ms, Ordering::Relaxed).max(ms);
     Duration::from_millis(ms) + pretend::get()
 }
 
-/// CLOCK_BOOTTIME less CLOCK_MONOTONIC in microseconds, read between two monotonic readings
-/// close enough together that a preemption cannot inflate it.
+/// CLOCK_BOOTTIME less CLOCK_MONOTONIC in microseconds, as bounds: the boot clock is read
+/// between two monotonic readings, and the difference lies between what it is against each.
 #[cfg(target_os = "linux")]
-fn asleep_micros() -> u64 {
+fn asleep_micros() -> (u64, u64) {
     use rustix::time::{ClockId, Timespec, clock_gettime};
     fn micros(t: Timespec) -> i128 {
         i128::from(t.tv_sec) * 1_000_000 + i128::from(t.tv_nsec) / 1_000
     }
-    let mut best = None;
-    for _ in 0..4 {
-        let before = micros(clock_gettime(ClockId::Monotonic));
-        let boot = micros(clock_gettime(ClockId::Boottime));
-        let after = micros(clock_gettime(ClockId::Monotonic));
-        best = Some(boot - (before + after) / 2);
-        if after - before < 50 {
-            break;
-        }
-    }
-    u64::try_from(best.unwrap_or(0)).unwrap_or(0)
+    let before = micros(clock_gettime(ClockId::Monotonic));
+    let boot = micros(clock_gettime(ClockId::Boottime));
+    let after = micros(clock_gettime(ClockId::Monotonic));
+    let clamp = |v: i128| u64::try_from(v).unwrap_or(0);
+    (clamp(boot - after), clamp(boot - before))
 }
 
 #[cfg(not(target_os = "linux"))]
-fn asleep_micros() -> u64 {
-    0
+fn asleep_micros() -> (u64, u64) {
+    (0, 0)
 }
 
 /// A suspend made up by a test, on the test's thread only.
