@@ -109,15 +109,6 @@ impl World {
             p.waiting_fence = false;
             p.receiving = Some(call);
         }
-        self.push(
-            give_up,
-            Ev::PollerGiveUp {
-                slot: i,
-                life,
-                queue: q.clone(),
-                call,
-            },
-        );
         // A slow call: held before it is sent (credentials, a reconnect), answered late.
         let (held, extra) = self.hooks.slowness();
         let mut depart = now + held;
@@ -170,7 +161,23 @@ impl World {
             extra,
             deadline: give_up,
         };
-        let arrive = match self.hooks.decide(Millis(depart), &name, Service::Sqs) {
+        let verdict = self.hooks.decide(Millis(depart), &name, Service::Sqs);
+        // The poller's own deadline, as an event only when the answer might come after it: most
+        // answers are certain to come back well before, and an event apiece would cost more
+        // than the rest of the receive.
+        let latest = depart + wait_ms + 2 * self.max_latency() + extra;
+        if !matches!(verdict, Verdict::Serve | Verdict::Late) || latest >= give_up {
+            self.push(
+                give_up,
+                Ev::PollerGiveUp {
+                    slot: i,
+                    life,
+                    queue: q.clone(),
+                    call,
+                },
+            );
+        }
+        let arrive = match verdict {
             // Transit is within the request margin: a request that arrives late is a request
             // held before it was sent, which the send-by check covers.
             Verdict::Serve | Verdict::Late => Some(recv(back)),

@@ -706,6 +706,11 @@ impl World {
         BASE_LATENCY_MS + self.hooks.latency()
     }
 
+    /// The most one [`World::latency`] draw can be, ms.
+    pub(crate) fn max_latency(&self) -> u64 {
+        BASE_LATENCY_MS + self.hooks.rates.max_latency_ms
+    }
+
     /// Records that a fault hit slot `i` (during its stop, if it is stopping).
     pub(crate) fn faulted(&mut self, i: usize) {
         let s = &mut self.slots[i];
@@ -953,7 +958,11 @@ impl World {
         } else {
             self.sc.faults.page_items
         };
-        let items_read = self.dynamo.count(TABLE, &q);
+        let items_read = if most > 0 {
+            self.dynamo.count(TABLE, &q)
+        } else {
+            0
+        };
         loop {
             let limit = self.hooks.page_limit(most, items_read);
             let page = match self

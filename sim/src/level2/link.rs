@@ -394,7 +394,11 @@ impl Store for Link {
     ) -> impl Future<Output = Result<Page, BackendError>> + Send {
         self.call(Service::Dynamo, move |s, link| {
             // With the pages fault, a page holds a few items, and the table changes between.
-            let items = s.dynamo.count(crate::TABLE, &query);
+            let items = if s.page_items > 0 {
+                s.dynamo.count(crate::TABLE, &query)
+            } else {
+                0
+            };
             let limit = s.hooks.page_limit(s.page_items, items);
             let page = s
                 .dynamo
