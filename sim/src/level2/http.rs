@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// The server host's name on turmoil's network.
-const SERVER: &str = "aws";
+pub(super) const SERVER: &str = "aws";
 /// The server's port.
 const PORT: u16 = 80;
 /// How long credentials last once issued: a refresh (and a chance to stall) every few seconds.

@@ -276,6 +276,22 @@ impl Harness {
         sl.name.clone()
     }
 
+    /// Drops every task of host `name` at once. Over HTTP its sockets die silently, as a
+    /// machine's do when it loses power: the link to the server is cut for the moment of the
+    /// drop. The segments they would send draw on turmoil's random generator in the order tokio
+    /// drops the tasks, and that order follows task ids that every runtime of the process
+    /// shares: a seed would not replay beside other runs.
+    fn drop_host(&mut self, name: &str) {
+        let http = lock(&self.lab).transport == Transport::Http;
+        if http {
+            self.sim.partition(name, super::http::SERVER);
+        }
+        self.sim.crash(name);
+        if http {
+            self.sim.repair(name, super::http::SERVER);
+        }
+    }
+
     /// Slot `i`'s process dies now, without a word.
     pub(super) fn crash(&mut self, i: usize) {
         let name = {
@@ -287,7 +303,7 @@ impl Harness {
             Self::end_life(&mut s, i)
         };
         // Every task of the process goes at once, mid-call or not.
-        self.sim.crash(name.as_str());
+        self.drop_host(&name);
     }
 
     /// Slot `i`'s process is asked to stop gracefully now.
@@ -317,7 +333,7 @@ impl Harness {
                         s.emit(Some(i), "exit", String::new);
                         Self::end_life(&mut s, i);
                     }
-                    self.sim.crash(name.as_str());
+                    self.drop_host(&name);
                     if lock(&self.lab).calm {
                         // The calm brings every instance back, this one too.
                         self.start(i);
