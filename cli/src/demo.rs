@@ -326,8 +326,8 @@ fn summary(told: &Told, end_ms: u64, took: Duration, svg: &std::path::Path) -> S
         );
     }
     t += &match &r.violation {
-        None => "invariants: all held (exclusive receive, delete after success, epoch growth,\n  \
-                 no loss, settled balance, graceful stop, no panic)\n"
+        None => "invariants: all held (exclusive receive, receive within the fence, delete after \
+                 success,\n  epoch growth, no loss, settled balance, graceful stop, no panic)\n"
             .to_owned(),
         Some(v) => format!(
             "VIOLATION {} at {} simulated: {}\n",

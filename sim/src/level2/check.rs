@@ -1,6 +1,6 @@
 //! The checks that need the runtime's own view, on top of the shared [`Checker`]
-//! (exclusive receive, delete after success, epoch growth and no loss are checked there, at
-//! the fake, as calls happen).
+//! (exclusive receive, receive within the fence, delete after success, epoch growth and no
+//! loss are checked there, at the fake, as calls happen).
 //!
 //! [`Checker`]: crate::check::Checker
 
