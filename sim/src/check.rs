@@ -1,4 +1,4 @@
-//! The invariants of DESIGN §6, checked as events happen.
+//! The invariants of docs/design.md §6, checked as events happen.
 //!
 //! The checker sees the fake's side of every call (when a receive is really in flight at SQS,
 //! which delete really removed a message), not what the instances believe.

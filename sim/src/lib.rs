@@ -2,11 +2,12 @@
 //!
 //! An in-memory, clock-free SQS and DynamoDB ([`fake`]), and a level-1 discrete-event simulator
 //! ([`World`]) that drives N sans-IO core nodes against it with a simple consumer model, injects
-//! the faults of DESIGN §6 and checks its invariants after every event ([`check`]). Everything is
-//! drawn from the seed: the same seed gives a byte-identical trace. Nothing here reads a clock
-//! or OS entropy; wall-clock timing belongs to the caller. [`backend`] puts the same fakes behind
-//! the runtime's backend traits, so the real tokio driver runs against them too; [`level2`] runs
-//! the whole real runtime of a fleet on turmoil hosts against the fakes, with the same checks.
+//! the faults of docs/design.md §6 and checks its invariants after every event ([`check`]).
+//! Everything is drawn from the seed: the same seed gives a byte-identical trace. Nothing here
+//! reads a clock or OS entropy; wall-clock timing belongs to the caller. [`backend`] puts the
+//! same fakes behind the runtime's backend traits, so the real tokio driver runs against them
+//! too; [`level2`] runs the whole real runtime of a fleet on turmoil hosts against the fakes,
+//! with the same checks.
 //!
 //! ```
 //! use sqsbalancer_sim::{Scenario, run};

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::time::Duration;
 
-/// One kind of fault the simulator can inject (DESIGN §6).
+/// One kind of fault the simulator can inject (docs/design.md §6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum FaultKind {
     /// Processes die without a word.

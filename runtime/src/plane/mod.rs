@@ -1,5 +1,5 @@
-//! The data plane (DESIGN §5): one poller per owned queue, a bounded pool of workers running
-//! the user's code, batched deletes and visibility changes, and a keeper extending the
+//! The data plane (docs/design.md §5): one poller per owned queue, a bounded pool of workers
+//! running the user's code, batched deletes and visibility changes, and a keeper extending the
 //! visibility of messages still held.
 //!
 //! Backpressure is by permits, one per message held (capacity = workers + work queue). A

@@ -1,7 +1,7 @@
 //! Level 2: the real runtime — [`Balancer`](sqsbalancer_runtime::Balancer) with its driver,
 //! data plane and handler — of several instances, each a [turmoil] host, against the same
 //! in-memory fakes as level 1, on simulated time, with faults, checked against the invariants
-//! of DESIGN §6.
+//! of docs/design.md §6.
 //!
 //! * Time: turmoil gives every host a paused tokio runtime and advances them all in steps of
 //!   10 ms, so the runtime's sleeps, timeouts and long polls run on simulated time. The fakes
