@@ -107,8 +107,8 @@ pub enum Write {
     /// (by hand-off or claim), or of the writer itself when it released or retired one; on
     /// condition that the incarnation is still the one named. Every node reads every inbox at
     /// its heartbeat, so a change makes it re-read the queue records at once; at steady state
-    /// nothing changes and nothing extra is read. Best effort: a lost notice only delays peers
-    /// until their next reconciliation read.
+    /// nothing changes and nothing extra is read. One of unknown outcome is sent again (a lost
+    /// notice would delay the peer until its next reconciliation read).
     Notify {
         /// The peer life the queue went to.
         to: Owner,

@@ -1,8 +1,8 @@
 //! The driver: one core node on tokio.
 //!
 //! It owns the [`Node`] and is the only caller of `handle`, so the calling contract holds by
-//! construction: every effect is drained after every input, and time (tokio's monotonic clock,
-//! counted from the driver's start) only moves forward. DynamoDB and ListQueues effects run as
+//! construction: every effect is drained after every input, and time (the runtime's
+//! suspend-aware [`clock`], counted from the driver's start) only moves forward. DynamoDB and ListQueues effects run as
 //! tasks whose results come back as inputs; receive commands go to the data plane, whose
 //! reports come back through [`DriverHandle::report`].
 
@@ -253,10 +253,9 @@ impl<S: Store, L: QueueList> Driver<S, L> {
     }
 
     /// Runs `call` (effect `id`) as a task and reports its outcome, or `Unknown` once
-    /// `deadline` has passed without one: the call is dropped, and the node decides what a
-    /// write that may still apply means.
-    /// Runs `call` and reports its outcome to the node; `deadline`, if any, bounds the whole
-    /// effect (each backend call within it is bounded by [`Observed`] already).
+    /// `deadline`, if any, has passed without one (each backend call within it is bounded by
+    /// [`Observed`] already): the call is dropped, and the node decides what a write that may
+    /// still apply means.
     fn spawn_call(
         &self,
         id: OpId,

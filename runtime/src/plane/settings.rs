@@ -51,7 +51,7 @@ pub struct PlaneSettings {
     pub delete_linger: Duration,
     /// Retry failures after a growing delay instead of the visibility timeout.
     pub failure_backoff: Option<FailureBackoff>,
-    /// A handler running longer than this fails (its task is aborted).
+    /// A handler running longer than this fails (its future is dropped).
     pub handler_timeout: Option<Duration>,
     /// Keep messages invisible while their handler runs past half the visibility timeout,
     /// up to SQS's 12 h limit.

@@ -1,6 +1,7 @@
 //! The worker pool: each worker takes one job (a message, a FIFO group's messages of one
-//! receive, or a whole batch) and runs the user's code on it, isolated in its own task so a
-//! panic or a timeout fails that job and nothing else.
+//! receive, or a whole batch) and runs the user's code on it in the worker's own task, with
+//! panics caught and a timeout that drops the handler's future, so either fails that job and
+//! nothing else.
 
 use super::batches::Change;
 use super::consumer::Consumer;
@@ -139,8 +140,8 @@ fn abandon<Q, C>(shared: &Shared<Q, C>, origin: &Origin, tickets: Vec<Ticket>) {
     }
 }
 
-/// Runs the user's code on `messages` in its own task, within the handler timeout; a panic,
-/// a timeout or a wrong number of outcomes fails every message.
+/// Runs the user's code on `messages` within the handler timeout (past it the handler's
+/// future is dropped); a panic, a timeout or a wrong number of outcomes fails every message.
 async fn invoke<Q, C: Consumer>(
     shared: &Arc<Shared<Q, C>>,
     origin: &Origin,

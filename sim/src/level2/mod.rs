@@ -9,13 +9,14 @@
 //!   `Instant`s start from its own base, renewed at every restart).
 //! * Faults: crash (turmoil drops every task of the host: an abort without `stop`), graceful
 //!   stop (`Running::stop`), restart, join, partitions from DynamoDB or SQS (calls time out,
-//!   or hang until healed), throttling, 5xx, timeouts applied or not, latency, queue churn,
-//!   and handlers that fail (half of them by panicking) or outlive the visibility timeout.
-//!   The backend calls do not go over turmoil's network: the faults are in each life's link
-//!   to the fakes (`link.rs`).
-//! * Checked: exclusive receive, delete only after a handler success, epoch growth and no
-//!   loss at the fake ([`Checker`](crate::check::Checker)); the settled state from the
-//!   runtime's own view (what each `Running` receives); graceful stops; and that no runtime
+//!   or hang until healed), throttling, 5xx, timeouts applied or not, latency, calls that
+//!   never answer, slow calls, writes applied after their caller gave up, paged reads, TTL
+//!   deletes, queue churn, and handlers that fail (half of them by panicking) or outlive the
+//!   visibility timeout. The backend calls do not go over turmoil's network: the faults are in
+//!   each life's link to the fakes (`link.rs`), or at level 3 in the HTTP server (`http.rs`).
+//! * Checked: exclusive receive, receive within the fence, delete only after a handler
+//!   success, epoch growth and no loss at the fake ([`Checker`](crate::check::Checker)); the
+//!   settled state from the runtime's own view (what each `Running` receives); graceful stops; and that no runtime
 //!   task panics (under `tokio_unstable` turmoil shuts a host's runtime down when a panic
 //!   escapes a task, which fails the run; the runtime must contain a handler's).
 //! * Proven: every deliberate bug of [`Mutation`](crate::Mutation) can be planted around the
