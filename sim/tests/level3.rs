@@ -64,8 +64,25 @@ fn the_same_seed_gives_the_same_trace_and_another_seed_another() {
         sc.trace = true;
         level3::run(sc).expect("valid scenario")
     };
-    let (a, b, c) = (traced(11), traced(11), traced(12));
-    assert!(a.trace.as_ref().is_some_and(|t| t.lines().count() > 1_000));
-    assert_eq!(a.trace, b.trace, "same seed, same bytes");
-    assert_ne!(a.trace_hash, c.trace_hash, "different seeds differ");
+    // Seed 6 stops an instance gracefully and restarts it later: its leftover connections
+    // once went down at the restart in an order set by tokio's process-wide task ids, so
+    // every other run of the same seed in one process gave a different trace.
+    let runs: Vec<_> = (0..3).map(|_| traced(6)).collect();
+    let other = traced(12);
+    assert!(
+        runs[0]
+            .trace
+            .as_ref()
+            .is_some_and(|t| t.lines().count() > 1_000)
+    );
+    for (i, r) in runs.iter().enumerate().skip(1) {
+        assert_eq!(
+            runs[0].trace, r.trace,
+            "run {i} of the same seed, same bytes"
+        );
+    }
+    assert_ne!(
+        runs[0].trace_hash, other.trace_hash,
+        "different seeds differ"
+    );
 }

@@ -78,10 +78,17 @@ pub(crate) async fn life(lab: Lab, slot: usize) -> turmoil::Result {
         now
     };
     let outcome = running.stop().await;
-    let mut s = lock(&lab);
-    s.now();
-    check::stopped(&mut s, who, started, timeout, outcome);
-    Ok(())
+    {
+        let mut s = lock(&lab);
+        s.now();
+        check::stopped(&mut s, who, started, timeout, outcome);
+    }
+    // The process exits when the harness next sees the stop returned, and its leftover tasks
+    // (pooled connections, say) go with it then, all at once. Returning here would leave them
+    // running: turmoil only drops the tasks of a host whose software is still running, and a
+    // restart would drop them later in task-id order, which depends on what else ran in the
+    // process.
+    std::future::pending().await
 }
 
 /// The handler: takes a while, sometimes fails (half the time by panicking) or outlives the
