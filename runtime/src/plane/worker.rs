@@ -87,7 +87,10 @@ async fn run<Q: Sqs, C: Consumer>(shared: &Arc<Shared<Q, C>>, job: Job) {
         let n = tickets.len();
         let batch: Vec<Message> = messages.into_iter().map(|(_, m)| m).collect();
         let span = tracing::info_span!("batch", queue = %origin.queue, messages = n);
+        // Biased toward the handler: one that finished as the data plane closed is settled
+        // (its success deleted), not abandoned to be handled again.
         let outcomes = tokio::select! {
+            biased;
             o = invoke(shared, &origin, batch, n).instrument(span) => o,
             () = Phase::reached(&mut phase, Phase::Closed) => return abandon(shared, &origin, tickets),
         };
@@ -112,7 +115,9 @@ async fn run<Q: Sqs, C: Consumer>(shared: &Arc<Shared<Q, C>>, job: Job) {
                     receive_count = t.receive_count,
                 );
                 let run = invoke(shared, &origin, vec![m], 1).instrument(span);
+                // Biased toward the handler, as for a batch above.
                 let mut o = tokio::select! {
+                    biased;
                     o = run => o,
                     () = Phase::reached(&mut phase, Phase::Closed) => {
                         let left = rest.map(|(id, m)| Ticket::of(id, &m));
