@@ -7,6 +7,7 @@ use crate::backend::{Message, Receive, Sqs};
 use crate::clock;
 use crate::error::BackendError;
 use crate::plane::Consumer;
+use crate::timeouts::ReceivePlan;
 use sqsbalancer_core::Input;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -15,130 +16,231 @@ use tokio::time::{Duration, Instant};
 
 /// The first rest after an empty short poll; it doubles up to the queue's wait time.
 const FIRST_REST: Duration = Duration::from_millis(200);
+/// The first wait after a failed receive; it doubles up to [`LONGEST_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+/// The longest wait after failed receives.
+const LONGEST_BACKOFF: Duration = Duration::from_secs(5);
+/// The longest long poll SQS takes.
+const LONGEST_WAIT: u32 = 20;
 
 /// Polls `origin`'s queue until `stop` turns true, then reports [`Input::ReceivingStopped`]
 /// (never while a receive call is in flight).
 pub(super) async fn poll<Q: Sqs, C: Consumer>(
     shared: Arc<Shared<Q, C>>,
     origin: Arc<Origin>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
-    let queue = origin.queue.clone();
-    let sqs = shared.settings.sqs_for(&queue).clone();
-    let batch = (sqs.max_messages.clamp(1, 10) as usize).min(shared.settings.capacity());
-    let longest_rest = Duration::from_secs(u64::from(sqs.wait_time_seconds.max(1)));
-    let wanted = Duration::from_secs(u64::from(sqs.wait_time_seconds.min(20)));
-    let timeouts = shared.settings.timeouts;
-    let mut fence = shared.fence.clone();
-    let mut backoff = Duration::from_millis(100);
-    let mut rest = FIRST_REST;
-    while !*stop.borrow() {
+    let mut poller = Poller::new(shared, origin, stop);
+    while !*poller.stop.borrow() {
+        let Some(permits) = poller.turn().await else {
+            break;
+        };
+        let Some((plan, slot)) = poller.plan() else {
+            drop(permits);
+            if poller.fence_moved().await {
+                continue;
+            }
+            break;
+        };
+        let sent = Instant::now();
+        let result = poller.receive(plan).await;
+        drop(slot);
+        if poller.settle(result, permits, plan, sent).await == Flow::Stop {
+            break;
+        }
+    }
+    let Poller { shared, origin, .. } = poller;
+    shared.report(Input::ReceivingStopped {
+        queue: origin.queue.clone(),
+    });
+}
+
+/// What the poller does after a step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Flow {
+    /// Poll again.
+    Continue,
+    /// The poller was told to stop.
+    Stop,
+}
+
+/// One queue's poller between its steps.
+struct Poller<Q, C> {
+    shared: Arc<Shared<Q, C>>,
+    origin: Arc<Origin>,
+    /// Turns true when the poller must stop.
+    stop: watch::Receiver<bool>,
+    /// The self-fence, which moves with every acknowledged heartbeat.
+    fence: watch::Receiver<Option<Instant>>,
+    /// The queue's SQS settings.
+    sqs: sqsbalancer_core::SqsConfig,
+    /// Messages asked for per receive (and permits held for it).
+    batch: usize,
+    /// The long-poll wait the settings ask for.
+    wanted: Duration,
+    /// The rest after the next empty short poll.
+    rest: Duration,
+    /// The wait after the next failed receive.
+    backoff: Duration,
+}
+
+impl<Q: Sqs, C: Consumer> Poller<Q, C> {
+    fn new(
+        shared: Arc<Shared<Q, C>>,
+        origin: Arc<Origin>,
+        stop: watch::Receiver<bool>,
+    ) -> Poller<Q, C> {
+        let sqs = shared.settings.sqs_for(&origin.queue).clone();
+        let batch = (sqs.max_messages.clamp(1, 10) as usize).min(shared.settings.capacity());
+        let wanted = Duration::from_secs(u64::from(sqs.wait_time_seconds.min(LONGEST_WAIT)));
+        let fence = shared.fence.clone();
+        Poller {
+            shared,
+            origin,
+            stop,
+            fence,
+            sqs,
+            batch,
+            wanted,
+            rest: FIRST_REST,
+            backoff: FIRST_BACKOFF,
+        }
+    }
+
+    /// Waits in turn for a receive's worth of permits; `None` once told to stop.
+    async fn turn(&mut self) -> Option<OwnedSemaphorePermit> {
+        let shared = &self.shared;
         shared.waiting.fetch_add(1, Ordering::SeqCst);
         let permits = tokio::select! {
-            p = Arc::clone(&shared.permits).acquire_many_owned(batch as u32) => p.ok(),
-            _ = stop.changed() => None,
+            p = Arc::clone(&shared.permits).acquire_many_owned(self.batch as u32) => p.ok(),
+            _ = self.stop.changed() => None,
         };
         shared.waiting.fetch_sub(1, Ordering::SeqCst);
-        let Some(permits) = permits else { break };
-        // The call must be over at SQS before the self-fence: no fence (not yet heartbeating,
-        // or cut off) or too little time left means wait for the fence to move.
+        permits
+    }
+
+    /// A receive that is over at SQS before the self-fence, and the long-poll slot it holds
+    /// (a long poll only while nobody waits for permits and a slot is free); `None` when there
+    /// is no fence (not yet heartbeating, or cut off) or too little time is left before it.
+    fn plan(&self) -> Option<(ReceivePlan, Option<OwnedSemaphorePermit>)> {
+        let timeouts = self.shared.settings.timeouts;
         let now = clock::now();
-        let plan = fence
-            .borrow()
-            .and_then(|f| timeouts.plan_receive(now, f, wanted));
-        let Some(plan) = plan else {
-            drop(permits);
-            tokio::select! {
-                _ = fence.changed() => continue,
-                _ = stop.changed() => break,
-            }
-        };
-        // A long poll only while nobody waits for permits and a long-poll slot is free.
-        let slot = if plan.wait.is_zero() || shared.waiting.load(Ordering::SeqCst) > 0 {
+        let fence = *self.fence.borrow();
+        let plan = fence.and_then(|f| timeouts.plan_receive(now, f, self.wanted))?;
+        let slot = if plan.wait.is_zero() || self.shared.waiting.load(Ordering::SeqCst) > 0 {
             None
         } else {
-            Arc::clone(&shared.long_polls).try_acquire_owned().ok()
+            Arc::clone(&self.shared.long_polls).try_acquire_owned().ok()
         };
-        let plan = match (&slot, *fence.borrow()) {
+        let plan = match (&slot, fence) {
             (None, Some(f)) => timeouts
                 .plan_receive(now, f, Duration::ZERO)
                 .unwrap_or(plan),
             _ => plan,
         };
+        Some((plan, slot))
+    }
+
+    /// Waits for the fence to move: `false` if told to stop first.
+    async fn fence_moved(&mut self) -> bool {
+        tokio::select! {
+            _ = self.fence.changed() => true,
+            _ = self.stop.changed() => false,
+        }
+    }
+
+    /// The receive of `plan`, given up on at its give-up time: over at SQS by the fence, what
+    /// it took comes back after its visibility timeout.
+    async fn receive(&self, plan: ReceivePlan) -> Result<Vec<Message>, BackendError> {
         let request = Receive {
-            queue: queue.clone(),
-            max: batch as u32,
-            visibility_secs: sqs.visibility_timeout,
+            queue: self.origin.queue.clone(),
+            max: self.batch as u32,
+            visibility_secs: self.sqs.visibility_timeout,
             wait: plan.wait,
-            attribute_names: sqs.message_attribute_names.clone(),
+            attribute_names: self.sqs.message_attribute_names.clone(),
             send_by: plan.send_by,
-            attempt_timeout: timeouts.receive_attempt(plan.wait),
+            attempt_timeout: self.shared.settings.timeouts.receive_attempt(plan.wait),
         };
-        let sent = Instant::now();
-        let call = shared.sqs.receive(request);
-        let result = match tokio::time::timeout_at(clock::timer(plan.give_up_at), call).await {
-            Ok(result) => result,
-            // Over at SQS by the fence; what it took comes back after its visibility timeout.
-            Err(_) => Err(BackendError::Unknown {
-                service: "sqs",
-                reason: "no answer by the self-fence".to_owned(),
-            }),
-        };
-        drop(slot);
+        let call = self.shared.sqs.receive(request);
+        let result = tokio::time::timeout_at(clock::timer(plan.give_up_at), call)
+            .await
+            .unwrap_or_else(|_| {
+                Err(BackendError::Unknown {
+                    service: "sqs",
+                    reason: "no answer by the self-fence".to_owned(),
+                })
+            });
         crate::telemetry::api_call("ReceiveMessage", result.is_ok());
-        let fenced = fence.borrow().is_none_or(|f| clock::now() >= f);
+        result
+    }
+
+    /// Acts on a receive's `result`: hands its messages over, or makes them visible again if
+    /// they came back past the fence; rests after an empty short poll, backs off after a
+    /// failure.
+    async fn settle(
+        &mut self,
+        result: Result<Vec<Message>, BackendError>,
+        permits: OwnedSemaphorePermit,
+        plan: ReceivePlan,
+        sent: Instant,
+    ) -> Flow {
+        let fenced = self.fence.borrow().is_none_or(|f| clock::now() >= f);
+        let (shared, origin) = (&self.shared, &self.origin);
         match result {
             Ok(messages) if messages.is_empty() => {
-                backoff = Duration::from_millis(100);
+                self.backoff = FIRST_BACKOFF;
                 drop(permits);
                 if plan.wait.is_zero() {
                     // A short poll came back empty: rest rather than spin.
-                    tokio::select! {
-                        () = tokio::time::sleep(rest) => {}
-                        _ = stop.changed() => break,
-                    }
-                    rest = (rest * 2).min(longest_rest);
+                    let rest = self.rest;
+                    self.rest = (rest * 2).min(self.longest_rest());
+                    return self.pause(rest).await;
                 }
             }
             Ok(messages) if fenced => {
                 drop(permits);
                 shared.counters.received(&origin.metrics, messages.len());
-                fence_out(&shared, &origin, messages);
+                fence_out(shared, origin, messages);
             }
             Ok(messages) => {
-                backoff = Duration::from_millis(100);
-                rest = FIRST_REST;
+                self.backoff = FIRST_BACKOFF;
+                self.rest = FIRST_REST;
                 shared.counters.received(&origin.metrics, messages.len());
-                hand_over(
-                    &shared,
-                    &origin,
-                    messages,
-                    permits,
-                    sent,
-                    sqs.visibility_timeout,
-                );
+                let visibility = self.sqs.visibility_timeout;
+                hand_over(shared, origin, messages, permits, sent, visibility);
             }
             Err(BackendError::QueueDoesNotExist { .. }) => {
-                tracing::warn!(queue = %queue, "queue does not exist; dropping it");
+                tracing::warn!(queue = %origin.queue, "queue does not exist; dropping it");
                 shared.report(Input::QueueGone {
-                    queue: queue.clone(),
+                    queue: origin.queue.clone(),
                 });
                 // The node answers with a stop; nothing more to receive meanwhile.
-                let _ = stop.wait_for(|s| *s).await;
-                break;
+                let _ = self.stop.wait_for(|s| *s).await;
+                return Flow::Stop;
             }
             Err(e) => {
-                tracing::warn!(queue = %queue, error = %e, backoff_ms = backoff.as_millis() as u64, "receive failed");
+                let backoff = self.backoff;
+                tracing::warn!(queue = %origin.queue, error = %e, backoff_ms = backoff.as_millis() as u64, "receive failed");
                 drop(permits);
-                tokio::select! {
-                    () = tokio::time::sleep(jitter(backoff, &queue)) => {}
-                    _ = stop.changed() => break,
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                self.backoff = (backoff * 2).min(LONGEST_BACKOFF);
+                return self.pause(jitter(backoff, &self.origin.queue)).await;
             }
         }
+        Flow::Continue
     }
-    shared.report(Input::ReceivingStopped { queue });
+
+    /// The longest rest between empty short polls: the queue's wait time.
+    fn longest_rest(&self) -> Duration {
+        Duration::from_secs(u64::from(self.sqs.wait_time_seconds.max(1)))
+    }
+
+    /// Sleeps for `d` unless told to stop first.
+    async fn pause(&mut self, d: Duration) -> Flow {
+        tokio::select! {
+            () = tokio::time::sleep(d) => Flow::Continue,
+            _ = self.stop.changed() => Flow::Stop,
+        }
+    }
 }
 
 /// A receive came back after the self-fence: a peer may own the queue by now, so its messages
