@@ -8,11 +8,11 @@
 //! wall ratio) is measured around it by this command.
 
 use crate::error::CliError;
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use sqsbalancer_sim::report::Spread;
 use sqsbalancer_sim::scenario::FaultKind;
 use sqsbalancer_sim::{
-    Report, Scenario, SwarmLimits, SwarmSummary, level2, level3, parse_duration, timeline,
+    Level, Report, Scenario, SwarmLimits, SwarmSummary, level2, parse_duration, timeline,
 };
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -23,87 +23,107 @@ use std::time::Duration;
 #[derive(Subcommand)]
 pub enum SimCommand {
     /// Run one seed and print its summary.
-    Run {
-        /// The seed.
-        #[arg(long)]
-        seed: u64,
-        /// 1: the core nodes in the discrete-event simulator; 2: the real runtime of every
-        /// instance on turmoil hosts (slower; no drift or pause faults); 3: as 2, through the
-        /// real AWS SDK clients over turmoil's network to an HTTP server (slower still).
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=3))]
-        level: u8,
-        /// Instances at the start (default: drawn from the seed).
-        #[arg(long)]
-        instances: Option<usize>,
-        /// Queues at the start (default: drawn from the seed).
-        #[arg(long)]
-        queues: Option<usize>,
-        /// Simulated length, e.g. 15m or 1h; the last 4 minutes are calm.
-        #[arg(long, value_parser = duration)]
-        duration: Option<Duration>,
-        /// Fault kinds, comma-separated, or `all` or `none` (default: drawn from the seed).
-        #[arg(long)]
-        faults: Option<String>,
-        /// Multiply every fault rate drawn from the seed by this (e.g. 0.01 for a bad day
-        /// rather than the swarm's storm); restarts, latency and drift unchanged.
-        #[arg(long, value_name = "X", value_parser = fault_scale)]
-        fault_scale: Option<f64>,
-        /// Messages sent per simulated second.
-        #[arg(long)]
-        rate: Option<u64>,
-        /// Write the JSON-lines trace here.
-        #[arg(long, value_name = "FILE")]
-        trace: Option<PathBuf>,
-        /// Write the SVG timeline of ownership here.
-        #[arg(long, value_name = "FILE")]
-        svg: Option<PathBuf>,
-        /// Print the summary as one JSON object.
-        #[arg(long)]
-        json: bool,
-    },
+    Run(RunArgs),
     /// Run many seeds, each with its own size and fault mix.
-    Swarm {
-        /// 1: the core nodes in the discrete-event simulator; 2: the real runtime of every
-        /// instance on turmoil hosts (slower; no drift or pause faults); 3: as 2, through the
-        /// real AWS SDK clients over turmoil's network to an HTTP server (slower still).
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=3))]
-        level: u8,
-        /// How many seeds.
-        #[arg(long, default_value_t = 100)]
-        seeds: u64,
-        /// The first seed.
-        #[arg(long, default_value_t = 0)]
-        from: u64,
-        /// Threads (default: the machine's cores).
-        #[arg(long)]
-        threads: Option<usize>,
-        /// Limit each seed's fault kinds to these (comma-separated; default: all kinds).
-        #[arg(long)]
-        faults: Option<String>,
-        /// Multiply every seed's drawn fault rates by this (see `sim run --fault-scale`).
-        #[arg(long, value_name = "X", value_parser = fault_scale)]
-        fault_scale: Option<f64>,
-        /// Print the summary as one JSON object on the last line.
-        #[arg(long)]
-        json: bool,
-    },
+    Swarm(SwarmArgs),
     /// Run a seed of the swarm again, with its trace on stdout.
-    Replay {
-        /// The seed.
-        #[arg(long)]
-        seed: u64,
-        /// 1: the core nodes in the discrete-event simulator; 2: the real runtime of every
-        /// instance on turmoil hosts (slower; no drift or pause faults); 3: as 2, through the
-        /// real AWS SDK clients over turmoil's network to an HTTP server (slower still).
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=3))]
-        level: u8,
-        /// The fault kinds the swarm was limited to, if it was (`sim swarm --faults`).
-        #[arg(long)]
-        faults: Option<String>,
-        /// The swarm's fault scale, if it had one (`sim swarm --fault-scale`).
-        #[arg(long, value_name = "X", value_parser = fault_scale)]
-        fault_scale: Option<f64>,
-    },
+    Replay(ReplayArgs),
+}
+
+/// The options of `sim run`.
+#[derive(Args)]
+pub struct RunArgs {
+    /// The seed.
+    #[arg(long)]
+    seed: u64,
+    #[command(flatten)]
+    level: LevelArg,
+    /// Instances at the start (default: drawn from the seed).
+    #[arg(long)]
+    instances: Option<usize>,
+    /// Queues at the start (default: drawn from the seed).
+    #[arg(long)]
+    queues: Option<usize>,
+    /// Simulated length, e.g. 15m or 1h; the last 4 minutes are calm.
+    #[arg(long, value_parser = duration)]
+    duration: Option<Duration>,
+    /// Fault kinds, comma-separated, or `all` or `none` (default: drawn from the seed).
+    #[arg(long)]
+    faults: Option<String>,
+    /// Multiply every fault rate drawn from the seed by this (e.g. 0.01 for a bad day
+    /// rather than the swarm's storm); restarts, latency and drift unchanged.
+    #[arg(long, value_name = "X", value_parser = fault_scale)]
+    fault_scale: Option<f64>,
+    /// Messages sent per simulated second.
+    #[arg(long)]
+    rate: Option<u64>,
+    /// Write the JSON-lines trace here.
+    #[arg(long, value_name = "FILE")]
+    trace: Option<PathBuf>,
+    /// Write the SVG timeline of ownership here.
+    #[arg(long, value_name = "FILE")]
+    svg: Option<PathBuf>,
+    /// Print the summary as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The options of `sim swarm`.
+#[derive(Args)]
+pub struct SwarmArgs {
+    #[command(flatten)]
+    level: LevelArg,
+    /// How many seeds.
+    #[arg(long, default_value_t = 100)]
+    seeds: u64,
+    /// The first seed.
+    #[arg(long, default_value_t = 0)]
+    from: u64,
+    /// Threads (default: the machine's cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Limit each seed's fault kinds to these (comma-separated; default: all kinds).
+    #[arg(long)]
+    faults: Option<String>,
+    /// Multiply every seed's drawn fault rates by this (see `sim run --fault-scale`).
+    #[arg(long, value_name = "X", value_parser = fault_scale)]
+    fault_scale: Option<f64>,
+    /// Print the summary as one JSON object on the last line.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The options of `sim replay`.
+#[derive(Args)]
+pub struct ReplayArgs {
+    /// The seed.
+    #[arg(long)]
+    seed: u64,
+    #[command(flatten)]
+    level: LevelArg,
+    /// The fault kinds the swarm was limited to, if it was (`sim swarm --faults`).
+    #[arg(long)]
+    faults: Option<String>,
+    /// The swarm's fault scale, if it had one (`sim swarm --fault-scale`).
+    #[arg(long, value_name = "X", value_parser = fault_scale)]
+    fault_scale: Option<f64>,
+}
+
+/// `--level`, shared by every simulation command.
+#[derive(Args)]
+pub struct LevelArg {
+    /// 1: the core nodes in the discrete-event simulator; 2: the real runtime of every
+    /// instance on turmoil hosts (slower; no drift or pause faults); 3: as 2, through the real
+    /// AWS SDK clients over turmoil's network to an HTTP server (slower still).
+    #[arg(long = "level", default_value = "1", value_parser = level)]
+    level: Level,
+}
+
+fn level(s: &str) -> Result<Level, String> {
+    s.parse::<u8>()
+        .ok()
+        .and_then(Level::of)
+        .ok_or_else(|| format!("{s:?} is not a simulation level: 1, 2 or 3"))
 }
 
 fn fault_scale(s: &str) -> Result<f64, String> {
@@ -132,208 +152,191 @@ fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
 /// Runs one simulation command.
 pub fn run(cmd: SimCommand) -> Result<(), CliError> {
     match cmd {
-        SimCommand::Run {
-            seed,
-            level,
-            instances,
-            queues,
-            duration,
-            faults,
-            fault_scale,
-            rate,
-            trace,
-            svg,
-            json,
-        } => {
-            // The command that runs exactly this again: the seed and the options given.
-            let mut replay = match level {
-                1 => format!("sqsbalancer sim run --seed {seed}"),
-                _ => format!("sqsbalancer sim run --level {level} --seed {seed}"),
-            };
-            let given = [
-                ("instances", instances.map(|n| n.to_string())),
-                ("queues", queues.map(|n| n.to_string())),
-                ("duration", duration.map(|d| format!("{}ms", d.as_millis()))),
-                ("faults", faults.clone()),
-                ("fault-scale", fault_scale.map(|x| x.to_string())),
-                ("rate", rate.map(|r| r.to_string())),
-            ];
-            for (flag, value) in given {
-                if let Some(v) = value {
-                    replay += &format!(" --{flag} {v}");
-                }
-            }
-            let base = scenario_of(level, seed, &SwarmLimits::default());
-            let mut sc = match faults {
-                Some(list) => {
-                    let mut kinds = FaultKind::parse_list(&list)?;
-                    if level > 1 {
-                        kinds.retain(|k| level2::KINDS.contains(k));
-                    }
-                    Scenario {
-                        faults: Scenario::new(seed, &kinds).faults,
-                        ..base
-                    }
-                }
-                None => base,
-            };
-            if let Some(n) = instances {
-                sc.instances = n;
-            }
-            if let Some(n) = queues {
-                sc.queues = n;
-            }
-            if let Some(d) = duration {
-                sc.duration = d;
-            }
-            if let Some(r) = rate {
-                sc.messages_per_second = r;
-            }
-            if let Some(x) = fault_scale {
-                sc.faults = sc.faults.scaled(x);
-            }
-            sc.trace = trace.is_some();
-            sc.replay = Some(replay);
-            let (report, wall) = timed(|| simulate(level, sc));
-            let report = report?;
-            if let (Some(path), Some(text)) = (&trace, &report.trace) {
-                std::fs::write(path, text).map_err(|e| CliError::Output {
-                    path: path.clone(),
-                    reason: e.to_string(),
-                })?;
-            }
-            if let Some(path) = &svg {
-                timeline::write_svg(&report, path)?;
-            }
-            let mut out = std::io::stdout().lock();
-            if json {
-                let mut v = report.json();
-                v["wall_ms"] = (wall.as_secs_f64() * 1000.0).into();
-                v["sim_to_wall"] = ratio(report.sim_ms, wall).into();
-                writeln!(out, "{v}")?;
-            } else {
-                write!(out, "{}", run_table(&report, wall))?;
-            }
-            out.flush()?;
-            violations(usize::from(report.violation.is_some()))
-        }
-        SimCommand::Swarm {
-            level,
-            seeds,
-            from,
-            threads,
-            faults,
-            fault_scale,
-            json,
-        } => {
-            let limits = SwarmLimits {
-                only: faults.as_deref().map(FaultKind::parse_list).transpose()?,
-                scale: fault_scale,
-            };
-            let threads = threads.unwrap_or_else(|| {
-                std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
-            });
-            let done = AtomicU64::new(0);
-            let bar = std::io::stderr().is_terminal();
-            let on_done = |r: &Report| {
-                let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-                if let Some(v) = &r.violation {
-                    eprintln!(
-                        "seed {}: {} at event {}: {} (replay: {})",
-                        r.seed,
-                        v.invariant,
-                        v.event,
-                        v.detail,
-                        r.replay_command()
-                    );
-                }
-                if bar {
-                    progress(n, seeds);
-                }
-            };
-            let (summary, wall) = timed(|| match level {
-                1 => sqsbalancer_sim::swarm(from, seeds, threads, &limits, on_done),
-                2 => {
-                    warn_nondeterministic();
-                    level2::swarm(from, seeds, threads, &limits, on_done)
-                }
-                _ => {
-                    warn_nondeterministic();
-                    level3::swarm(from, seeds, threads, &limits, on_done)
-                }
-            });
-            if bar {
-                eprintln!();
-            }
-            let mut out = std::io::stdout().lock();
-            write!(out, "{}", swarm_table(level, &summary, wall))?;
-            if json {
-                let mut v = summary.json();
-                v["wall_ms"] = (wall.as_secs_f64() * 1000.0).into();
-                v["sim_to_wall"] = ratio(summary.sim_ms, wall).into();
-                writeln!(out, "{v}")?;
-            }
-            out.flush()?;
-            violations(summary.violations())
-        }
-        SimCommand::Replay {
-            seed,
-            level,
-            faults,
-            fault_scale,
-        } => {
-            let limits = SwarmLimits {
-                only: faults.as_deref().map(FaultKind::parse_list).transpose()?,
-                scale: fault_scale,
-            };
-            let mut sc = scenario_of(level, seed, &limits);
-            sc.trace = true;
-            let report = simulate(level, sc)?;
-            let mut out = std::io::stdout().lock();
-            out.write_all(report.trace.as_deref().unwrap_or_default().as_bytes())?;
-            out.flush()?;
-            if let Some(v) = &report.violation {
-                eprintln!(
-                    "seed {seed}: {} at event {} (t = {} ms): {}",
-                    v.invariant, v.event, v.t, v.detail
-                );
-            }
-            violations(usize::from(report.violation.is_some()))
-        }
+        SimCommand::Run(args) => run_seed(args),
+        SimCommand::Swarm(args) => swarm(args),
+        SimCommand::Replay(args) => replay(args),
     }
 }
 
-/// Seed `seed` of the swarm at simulation level `level`, within `limits`.
-fn scenario_of(level: u8, seed: u64, limits: &SwarmLimits) -> Scenario {
-    match level {
-        1 => Scenario::swarm_of(seed, limits),
-        2 => level2::scenario(seed, limits),
-        _ => level3::scenario(seed, limits),
+/// Runs one seed and prints its summary.
+fn run_seed(args: RunArgs) -> Result<(), CliError> {
+    let level = args.level.level;
+    let mut sc = args.scenario()?;
+    sc.trace = args.trace.is_some();
+    sc.replay = Some(args.rerun_command());
+    let (report, wall) = timed(|| simulate(level, sc));
+    let report = report?;
+    if let (Some(path), Some(text)) = (&args.trace, &report.trace) {
+        std::fs::write(path, text).map_err(|e| CliError::Output {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
     }
+    if let Some(path) = &args.svg {
+        timeline::write_svg(&report, path)?;
+    }
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let mut v = report.json();
+        v["wall_ms"] = (wall.as_secs_f64() * 1000.0).into();
+        v["sim_to_wall"] = ratio(report.sim_ms, wall).into();
+        writeln!(out, "{v}")?;
+    } else {
+        write!(out, "{}", run_table(&report, wall))?;
+    }
+    out.flush()?;
+    violations(usize::from(report.violation.is_some()))
+}
+
+impl RunArgs {
+    /// The command that runs exactly this again: the seed and the options given.
+    fn rerun_command(&self) -> String {
+        let (seed, level) = (self.seed, self.level.level);
+        let mut cmd = match level {
+            Level::Core => format!("sqsbalancer sim run --seed {seed}"),
+            _ => format!("sqsbalancer sim run --level {level} --seed {seed}"),
+        };
+        let given = [
+            ("instances", self.instances.map(|n| n.to_string())),
+            ("queues", self.queues.map(|n| n.to_string())),
+            (
+                "duration",
+                self.duration.map(|d| format!("{}ms", d.as_millis())),
+            ),
+            ("faults", self.faults.clone()),
+            ("fault-scale", self.fault_scale.map(|x| x.to_string())),
+            ("rate", self.rate.map(|r| r.to_string())),
+        ];
+        for (flag, value) in given {
+            if let Some(v) = value {
+                cmd += &format!(" --{flag} {v}");
+            }
+        }
+        cmd
+    }
+
+    /// The level's scenario of the seed, with the options given in place of its draws.
+    fn scenario(&self) -> Result<Scenario, CliError> {
+        let (seed, level) = (self.seed, self.level.level);
+        let base = level.scenario(seed, &SwarmLimits::default());
+        let mut sc = match &self.faults {
+            Some(list) => {
+                let mut kinds = FaultKind::parse_list(list)?;
+                if level > Level::Core {
+                    kinds.retain(|k| level2::KINDS.contains(k));
+                }
+                Scenario {
+                    faults: Scenario::new(seed, &kinds).faults,
+                    ..base
+                }
+            }
+            None => base,
+        };
+        sc.instances = self.instances.unwrap_or(sc.instances);
+        sc.queues = self.queues.unwrap_or(sc.queues);
+        sc.duration = self.duration.unwrap_or(sc.duration);
+        sc.messages_per_second = self.rate.unwrap_or(sc.messages_per_second);
+        if let Some(x) = self.fault_scale {
+            sc.faults = sc.faults.scaled(x);
+        }
+        Ok(sc)
+    }
+}
+
+/// Runs many seeds and prints their summary.
+fn swarm(args: SwarmArgs) -> Result<(), CliError> {
+    let SwarmArgs {
+        level,
+        seeds,
+        from,
+        threads,
+        faults,
+        fault_scale,
+        json,
+    } = args;
+    let level = level.level;
+    let limits = SwarmLimits {
+        only: faults.as_deref().map(FaultKind::parse_list).transpose()?,
+        scale: fault_scale,
+    };
+    let threads = threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get));
+    let done = AtomicU64::new(0);
+    let bar = std::io::stderr().is_terminal();
+    let on_done = |r: &Report| {
+        let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Some(v) = &r.violation {
+            eprintln!(
+                "seed {}: {} at event {}: {} (replay: {})",
+                r.seed,
+                v.invariant,
+                v.event,
+                v.detail,
+                r.replay_command()
+            );
+        }
+        if bar {
+            progress(n, seeds);
+        }
+    };
+    warn_nondeterministic(level);
+    let (summary, wall) = timed(|| level.swarm(from, seeds, threads, &limits, on_done));
+    if bar {
+        eprintln!();
+    }
+    let mut out = std::io::stdout().lock();
+    write!(out, "{}", swarm_table(level, &summary, wall))?;
+    if json {
+        let mut v = summary.json();
+        v["wall_ms"] = (wall.as_secs_f64() * 1000.0).into();
+        v["sim_to_wall"] = ratio(summary.sim_ms, wall).into();
+        writeln!(out, "{v}")?;
+    }
+    out.flush()?;
+    violations(summary.violations())
+}
+
+/// Runs a seed of a swarm again, its trace on stdout.
+fn replay(args: ReplayArgs) -> Result<(), CliError> {
+    let ReplayArgs {
+        seed,
+        level,
+        faults,
+        fault_scale,
+    } = args;
+    let level = level.level;
+    let limits = SwarmLimits {
+        only: faults.as_deref().map(FaultKind::parse_list).transpose()?,
+        scale: fault_scale,
+    };
+    let mut sc = level.scenario(seed, &limits);
+    sc.trace = true;
+    let report = simulate(level, sc)?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(report.trace.as_deref().unwrap_or_default().as_bytes())?;
+    out.flush()?;
+    if let Some(v) = &report.violation {
+        eprintln!(
+            "seed {seed}: {} at event {} (t = {} ms): {}",
+            v.invariant, v.event, v.t, v.detail
+        );
+    }
+    violations(usize::from(report.violation.is_some()))
 }
 
 /// Runs `sc` at simulation level `level`.
-fn simulate(level: u8, sc: Scenario) -> Result<Report, sqsbalancer_sim::SimError> {
-    match level {
-        1 => sqsbalancer_sim::run(sc),
-        2 => {
-            warn_nondeterministic();
-            level2::run(sc)
-        }
-        _ => {
-            warn_nondeterministic();
-            level3::run(sc)
-        }
-    }
+fn simulate(level: Level, sc: Scenario) -> Result<Report, sqsbalancer_sim::SimError> {
+    warn_nondeterministic(level);
+    level.run(sc)
 }
 
-/// Level 2 replays a seed exactly only in a build with `--cfg tokio_unstable`; says so when
-/// this one is not.
-fn warn_nondeterministic() {
-    if !level2::DETERMINISTIC {
+/// Levels 2 and 3 replay a seed exactly only in a build with `--cfg tokio_unstable`; says so
+/// when this one is not.
+fn warn_nondeterministic(level: Level) {
+    if !level.deterministic() {
         eprintln!(
             "warning: built without --cfg tokio_unstable (.cargo/config.toml sets it unless \
-             RUSTFLAGS replaces it): level-2 runs of one seed may differ"
+             RUSTFLAGS replaces it): level-{level} runs of one seed may differ"
         );
     }
 }
@@ -428,7 +431,7 @@ fn gap_table(failover: &[u64], handoff: &[u64], takeover: &[u64], outage: &[u64]
     t
 }
 
-fn swarm_table(level: u8, s: &SwarmSummary, wall: Duration) -> String {
+fn swarm_table(level: Level, s: &SwarmSummary, wall: Duration) -> String {
     let mut t = format!(
         "level-{level} swarm: seeds {}..{}, {} events, {:.1} h simulated in {:.1} s wall ({:.0}x)\n",
         s.from,

@@ -21,6 +21,7 @@ pub mod check;
 mod consumer;
 mod error;
 pub mod fake;
+mod level;
 pub mod level2;
 pub mod level3;
 pub mod report;
@@ -33,7 +34,9 @@ mod world;
 pub use check::{Invariant, Violation};
 pub use error::SimError;
 pub use report::{Report, Spread};
-pub use scenario::{FaultKind, FaultMix, Mutation, Scenario, SwarmLimits, parse_duration};
+pub use scenario::{
+    FaultKind, FaultMix, Level, Mutation, Scenario, SwarmLimits, parse_duration, replay_command,
+};
 pub use swarm::{SwarmSummary, swarm};
 pub use world::{APP, TABLE, World, config};
 

@@ -339,11 +339,13 @@ impl Report {
         let lost = w.checker.outstanding(|q| w.sqs.exists(q.as_str())) as u64;
         Report {
             seed: w.sc.seed,
-            replay: w
-                .sc
-                .replay
-                .clone()
-                .unwrap_or_else(|| format!("sqsbalancer sim replay --seed {}", w.sc.seed)),
+            replay: w.sc.replay.clone().unwrap_or_else(|| {
+                crate::scenario::replay_command(
+                    crate::scenario::Level::Core,
+                    w.sc.seed,
+                    &crate::scenario::SwarmLimits::default(),
+                )
+            }),
             instances: w.sc.instances,
             queues: w.sc.queues,
             sim_ms: w.now,

@@ -374,17 +374,7 @@ impl Scenario {
         if let Some(x) = limits.scale {
             s.faults = s.faults.scaled(x);
         }
-        if limits.only.is_some() || limits.scale.is_some() {
-            let mut cmd = format!("sqsbalancer sim replay --seed {seed}");
-            if let Some(o) = &limits.only {
-                let names: Vec<&str> = o.iter().map(|k| k.name()).collect();
-                cmd += &format!(" --faults {}", names.join(","));
-            }
-            if let Some(x) = limits.scale {
-                cmd += &format!(" --fault-scale {x}");
-            }
-            s.replay = Some(cmd);
-        }
+        s.replay = Some(replay_command(Level::Core, seed, limits));
         s.instances = 1 + rng.below(6) as usize;
         s.queues = [1, 7, 20, 40, 100][rng.below(5) as usize];
         s.messages_per_second = 1 + rng.below(10);
@@ -443,6 +433,60 @@ pub fn parse_duration(s: &str) -> Result<Duration, SimError> {
     Ok(Duration::from_millis(ms))
 }
 
+/// A simulation level.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// Level 1: the core nodes in the discrete-event simulator.
+    #[default]
+    Core,
+    /// Level 2: the real runtime of every instance on turmoil hosts, against the fakes.
+    Runtime,
+    /// Level 3: as level 2, through the real AWS SDK clients over turmoil's network to an
+    /// HTTP server speaking the services' protocols.
+    Sdk,
+}
+
+impl Level {
+    /// Every level, in order.
+    pub const ALL: [Level; 3] = [Level::Core, Level::Runtime, Level::Sdk];
+
+    /// The level numbered `n` (1, 2 or 3).
+    pub fn of(n: u8) -> Option<Level> {
+        Level::ALL.get(usize::from(n).checked_sub(1)?).copied()
+    }
+
+    /// Its number: 1, 2 or 3.
+    pub fn number(self) -> u8 {
+        match self {
+            Level::Core => 1,
+            Level::Runtime => 2,
+            Level::Sdk => 3,
+        }
+    }
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.number())
+    }
+}
+
+/// The command that replays seed `seed` of `level`'s swarm within `limits`.
+pub fn replay_command(level: Level, seed: u64, limits: &SwarmLimits) -> String {
+    let mut cmd = match level {
+        Level::Core => format!("sqsbalancer sim replay --seed {seed}"),
+        _ => format!("sqsbalancer sim replay --level {level} --seed {seed}"),
+    };
+    if let Some(o) = &limits.only {
+        let names: Vec<&str> = o.iter().map(|k| k.name()).collect();
+        cmd += &format!(" --faults {}", names.join(","));
+    }
+    if let Some(x) = limits.scale {
+        cmd += &format!(" --fault-scale {x}");
+    }
+    cmd
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -487,7 +531,10 @@ mod tests {
             Some("sqsbalancer sim replay --seed 5 --faults crash,stop --fault-scale 0.5")
         );
         assert!(limited.faults.kinds().iter().all(|k| only.contains(k)));
-        assert_eq!(Scenario::swarm(5).replay, None);
+        assert_eq!(
+            Scenario::swarm(5).replay.as_deref(),
+            Some("sqsbalancer sim replay --seed 5")
+        );
     }
 
     #[test]
@@ -513,5 +560,27 @@ mod tests {
             let mix = FaultMix::draw(&mut rng, &kinds);
             assert_eq!(mix.kinds(), kinds.into_iter().collect::<Vec<_>>());
         }
+    }
+
+    #[test]
+    fn levels_are_numbered_one_to_three() {
+        for level in Level::ALL {
+            assert_eq!(Level::of(level.number()), Some(level));
+        }
+        assert_eq!(Level::of(0), None);
+        assert_eq!(Level::of(4), None);
+    }
+
+    #[test]
+    fn a_replay_names_the_level_only_above_one() {
+        let none = SwarmLimits::default();
+        assert_eq!(
+            replay_command(Level::Core, 5, &none),
+            "sqsbalancer sim replay --seed 5"
+        );
+        assert_eq!(
+            replay_command(Level::Sdk, 5, &none),
+            "sqsbalancer sim replay --level 3 --seed 5"
+        );
     }
 }

@@ -90,11 +90,15 @@ pub const DURATION: Duration = Duration::from_secs(600);
 /// seed (less drift and pauses), a smaller fleet (2-4 instances, 1-24 queues, 1-4 messages a
 /// second) and ten simulated minutes, since every host runs the whole runtime.
 pub fn scenario(seed: u64, limits: &SwarmLimits) -> Scenario {
-    scenario_at(2, seed, limits)
+    scenario_at(crate::scenario::Level::Runtime, seed, limits)
 }
 
 /// [`scenario`], replayed at simulation level `level` (2 or 3).
-pub(crate) fn scenario_at(level: u8, seed: u64, limits: &SwarmLimits) -> Scenario {
+pub(crate) fn scenario_at(
+    level: crate::scenario::Level,
+    seed: u64,
+    limits: &SwarmLimits,
+) -> Scenario {
     let mut sc = Scenario::swarm_of(seed, limits);
     sc.faults.drift_ppm = 0;
     sc.faults.pause = 0;
@@ -103,15 +107,7 @@ pub(crate) fn scenario_at(level: u8, seed: u64, limits: &SwarmLimits) -> Scenari
     sc.queues = [1, 6, 12, 24][rng.below(4) as usize];
     sc.messages_per_second = 1 + rng.below(4);
     sc.duration = DURATION;
-    let mut cmd = format!("sqsbalancer sim replay --level {level} --seed {seed}");
-    if let Some(o) = &limits.only {
-        let names: Vec<&str> = o.iter().map(|k| k.name()).collect();
-        cmd += &format!(" --faults {}", names.join(","));
-    }
-    if let Some(x) = limits.scale {
-        cmd += &format!(" --fault-scale {x}");
-    }
-    sc.replay = Some(cmd);
+    sc.replay = Some(crate::scenario::replay_command(level, seed, limits));
     sc
 }
 

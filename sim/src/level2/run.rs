@@ -530,7 +530,11 @@ impl Harness {
         Report {
             seed: self.sc.seed,
             replay: self.sc.replay.clone().unwrap_or_else(|| {
-                format!("sqsbalancer sim replay --level 2 --seed {}", self.sc.seed)
+                crate::scenario::replay_command(
+                    crate::scenario::Level::Runtime,
+                    self.sc.seed,
+                    &crate::scenario::SwarmLimits::default(),
+                )
             }),
             instances: self.sc.instances,
             queues: self.sc.queues,

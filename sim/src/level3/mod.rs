@@ -56,7 +56,7 @@ pub const KINDS: [FaultKind; 18] = crate::level2::KINDS;
 
 /// Seed `seed` of the level-3 swarm within `limits`: the scenario of the level-2 seed.
 pub fn scenario(seed: u64, limits: &SwarmLimits) -> Scenario {
-    crate::level2::scenario_at(3, seed, limits)
+    crate::level2::scenario_at(crate::scenario::Level::Sdk, seed, limits)
 }
 
 /// Runs one scenario with the real AWS SDK clients of every instance over turmoil's network,
