@@ -86,17 +86,24 @@ impl Assignment {
 
 /// The floor/ceiling quota of each member for `queue_count` queues: `(floor, may_take_extra)`.
 fn floors(members: &[Member], queue_count: usize) -> (Vec<usize>, Vec<bool>, usize) {
-    let total: u128 = members.iter().map(|m| u128::from(m.weight)).sum();
-    let q = queue_count as u128;
+    let total: u64 = members.iter().map(|m| u64::from(m.weight)).sum();
     let mut base = Vec::with_capacity(members.len());
     let mut fractional = Vec::with_capacity(members.len());
     for m in members {
-        let share = q * u128::from(m.weight);
-        base.push((share / total) as usize);
-        fractional.push(!share.is_multiple_of(total));
+        let (lo, hi) = share_bounds(queue_count, m.weight, total);
+        base.push(lo);
+        fractional.push(lo != hi);
     }
     let rest = queue_count - base.iter().sum::<usize>();
     (base, fractional, rest)
+}
+
+/// The balance rule (G1), the one place it is computed: a member of weight `weight` out of a
+/// fleet of total weight `total` holds the floor or the ceiling of its share of `queues`.
+pub fn share_bounds(queues: usize, weight: u32, total: u64) -> (usize, usize) {
+    let share = queues as u128 * u128::from(weight);
+    let total = u128::from(total.max(1));
+    ((share / total) as usize, share.div_ceil(total) as usize)
 }
 
 /// Computes the target assignment. See the module docs for the rules.
@@ -191,6 +198,18 @@ pub fn assign(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_share_is_bounded_by_its_floor_and_ceiling() {
+        assert_eq!(share_bounds(10, 1, 3), (3, 4));
+        assert_eq!(share_bounds(9, 1, 3), (3, 3));
+        assert_eq!(share_bounds(10, 2, 3), (6, 7));
+        assert_eq!(share_bounds(0, 5, 7), (0, 0));
+        assert_eq!(
+            share_bounds(100_000, u32::MAX, u64::from(u32::MAX) * 3),
+            (33_333, 33_334)
+        );
+    }
 
     fn m(id: &str, weight: u32) -> Member {
         Member {

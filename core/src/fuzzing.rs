@@ -3,7 +3,7 @@
 //! Each driver decodes arbitrary bytes into a scenario and panics if a rule breaks, so libFuzzer
 //! finds inputs that break it and a plain `cargo test` replays the committed corpus on stable.
 
-use crate::assignment::{Member, assign};
+use crate::assignment::{Member, assign, share_bounds};
 use crate::config::Config;
 use crate::effect::{
     Effect, Input, InstanceRecord, OpId, Outcome, QueueRecord, Read, Reply, Status, Unreadable,
@@ -255,12 +255,9 @@ pub fn check_fleet(data: &[u8]) {
     let total: u64 = by_id.values().map(|&w| u64::from(w)).sum();
     let load = a.load();
     for (id, &w) in &by_id {
-        let share = q as u64 * u64::from(w);
-        let got = load[*id] as u64;
-        assert!(
-            share / total <= got && got <= share.div_ceil(total),
-            "{id} w{w}: {got} of {q}"
-        );
+        let (lo, hi) = share_bounds(q, w, total);
+        let got = load[*id];
+        assert!(lo <= got && got <= hi, "{id} w{w}: {got} of {q}");
     }
     let settled: BTreeMap<QueueId, InstanceId> =
         a.iter().map(|(q, m)| (q.clone(), m.clone())).collect();

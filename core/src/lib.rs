@@ -22,7 +22,7 @@ pub mod table;
 pub mod time;
 mod timer;
 
-pub use assignment::{Assignment, Member, assign};
+pub use assignment::{Assignment, Member, assign, share_bounds};
 pub use config::{Config, SqsConfig};
 pub use effect::{
     Effect, Input, InstanceRecord, OpId, Outcome, QueueRecord, Read, Reply, Status, Unreadable,

@@ -31,9 +31,8 @@ fn assert_balanced(a: &Assignment, ms: &[Member], q: usize) -> Result<(), TestCa
     let total: u64 = ms.iter().map(|m| u64::from(m.weight)).sum();
     let load = a.load();
     for m in ms {
-        let share = q as u64 * u64::from(m.weight);
-        let (lo, hi) = (share / total, share.div_ceil(total));
-        let got = load[&m.id] as u64;
+        let (lo, hi) = sqsbalancer_core::share_bounds(q, m.weight, total);
+        let got = load[&m.id];
         prop_assert!(
             lo <= got && got <= hi,
             "{} (w{}) got {got}, want {lo}..={hi}",

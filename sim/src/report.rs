@@ -10,7 +10,7 @@
 use crate::check::{Invariant, Violation, Who};
 use crate::world::World;
 use serde_json::{Value as Json, json};
-use sqsbalancer_core::{Member, Owner, Phase, QueueId, assign};
+use sqsbalancer_core::{Member, Owner, Phase, QueueId, assign, share_bounds};
 use std::collections::BTreeMap;
 
 /// How often the cost counters are sampled, ms.
@@ -171,13 +171,13 @@ fn settled_problem(w: &World) -> Option<String> {
         .collect();
     let target = assign(&members, &queues, &BTreeMap::new()).load();
     let total_w: u64 = members.iter().map(|m| u64::from(m.weight)).sum();
-    let n = queues.len() as u64;
+    let n = queues.len();
     for &i in &running {
         let s = &w.slots[i];
-        let held = s.pollers.len() as u64;
-        let wgt = u64::from(s.weight);
-        let (lo, hi) = ((n * wgt) / total_w, (n * wgt).div_ceil(total_w));
-        let want = target.get(&s.id).copied().unwrap_or(0) as u64;
+        let held = s.pollers.len();
+        let wgt = s.weight;
+        let (lo, hi) = share_bounds(n, wgt, total_w);
+        let want = target.get(&s.id).copied().unwrap_or(0);
         if held < lo.min(want) || held > hi.max(want) {
             return Some(format!(
                 "{} (weight {wgt}) polls {held}, share {lo}..={hi} of {n}",

@@ -737,7 +737,7 @@ impl Cluster {
             .iter()
             .map(|&i| u64::from(self.slots[i].weight))
             .sum();
-        let q = self.sqs.len() as u64;
+        let q = self.sqs.len();
         for queue in &self.sqs {
             let who: Vec<usize> = running
                 .iter()
@@ -757,9 +757,9 @@ impl Cluster {
             }
         }
         for &i in &running {
-            let n = self.slots[i].polling.len() as u64;
-            let w = u64::from(self.slots[i].weight);
-            let (lo, hi) = ((q * w) / total_w, (q * w).div_ceil(total_w));
+            let n = self.slots[i].polling.len();
+            let w = self.slots[i].weight;
+            let (lo, hi) = sqsbalancer_core::share_bounds(q, w, total_w);
             if n < lo || n > hi {
                 return Err(format!(
                     "node {i} (weight {w}) polls {n}, share {lo}..={hi} of {q}"

@@ -6,7 +6,7 @@
 
 use super::shared::{Shared, Up};
 use crate::check::{Invariant, Who};
-use sqsbalancer_core::{InstanceId, Member, Phase, QueueId, assign};
+use sqsbalancer_core::{InstanceId, Member, Phase, QueueId, assign, share_bounds};
 use sqsbalancer_runtime::RuntimeError;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -110,12 +110,12 @@ pub(crate) fn settled(s: &Shared) -> Option<String> {
         .collect();
     let target = assign(&members, &queues, &BTreeMap::new()).load();
     let total: u64 = members.iter().map(|m| u64::from(m.weight)).sum();
-    let n = queues.len() as u64;
+    let n = queues.len();
     for (m, (_, receiving)) in members.iter().zip(&running) {
-        let held = receiving.len() as u64;
-        let w = u64::from(m.weight);
-        let (lo, hi) = ((n * w) / total, (n * w).div_ceil(total));
-        let want = target.get(&m.id).copied().unwrap_or(0) as u64;
+        let held = receiving.len();
+        let w = m.weight;
+        let (lo, hi) = share_bounds(n, w, total);
+        let want = target.get(&m.id).copied().unwrap_or(0);
         if held < lo.min(want) || held > hi.max(want) {
             return Some(format!(
                 "{} (weight {w}) receives {held} queues, share {lo}..={hi} of {n}",
