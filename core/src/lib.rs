@@ -32,4 +32,4 @@ pub use error::{Error, Result};
 pub use ids::{InstanceId, Owner, QueueId};
 pub use node::Node;
 pub use shutdown::{Phase, StopOutcome};
-pub use time::Millis;
+pub use time::{DriftingClock, Millis};

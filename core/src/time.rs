@@ -51,6 +51,51 @@ impl fmt::Display for Millis {
     }
 }
 
+/// A host's monotonic clock as the simulators model it: it reads `offset` at global time zero
+/// and runs at 1 + `drift_ppm` / 1,000,000 times the global rate. The one model of a drifting
+/// clock, for the level-1 simulator and the core's multi-node tests alike.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DriftingClock {
+    /// The local reading at global time zero, ms.
+    pub offset: u64,
+    /// How far the clock runs fast (positive) or slow, in parts per million.
+    pub drift_ppm: i64,
+}
+
+impl DriftingClock {
+    /// A clock whose drift is drawn from `rng` within ±`most_ppm` (none drawn when zero), then
+    /// its offset below `offsets`.
+    pub fn drawn(rng: &mut crate::rng::Rng, most_ppm: u64, offsets: u64) -> DriftingClock {
+        let drift_ppm = if most_ppm == 0 {
+            0
+        } else {
+            rng.below(2 * most_ppm + 1) as i64 - most_ppm as i64
+        };
+        DriftingClock {
+            offset: rng.below(offsets),
+            drift_ppm,
+        }
+    }
+
+    /// The local reading at global time `t`, ms.
+    pub fn local(self, t: u64) -> Millis {
+        let skew = (i128::from(t) * i128::from(self.drift_ppm)) / 1_000_000;
+        Millis((i128::from(self.offset) + i128::from(t) + skew) as u64)
+    }
+
+    /// A global time whose local reading is at least `local`, at most a millisecond after the
+    /// first such time: an event due at a local time is never early.
+    pub fn global(self, local: Millis) -> u64 {
+        let l = i128::from(local.0.saturating_sub(self.offset));
+        let rate = 1_000_000 + i128::from(self.drift_ppm);
+        let mut t = ((l * 1_000_000 + rate - 1) / rate).max(0) as u64;
+        while self.local(t) < local {
+            t += 1;
+        }
+        t
+    }
+}
+
 /// Whole milliseconds in `d`, saturating at `u64::MAX`.
 pub fn duration_ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
@@ -59,6 +104,29 @@ pub fn duration_ms(d: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_drifting_clock_s_global_time_is_never_early_and_at_most_a_millisecond_late() {
+        for drift_ppm in [-5_000, -1, 0, 1, 5_000] {
+            let c = DriftingClock {
+                offset: 1_234,
+                drift_ppm,
+            };
+            for local in [1_234, 1_235, 10_000, 1_000_000_007] {
+                let t = c.global(Millis(local));
+                assert!(c.local(t) >= Millis(local), "{drift_ppm} ppm at {local}");
+                assert!(
+                    t < 2 || c.local(t - 2) < Millis(local),
+                    "{drift_ppm} ppm at {local}"
+                );
+            }
+        }
+        let fast = DriftingClock {
+            offset: 0,
+            drift_ppm: 1_000,
+        };
+        assert_eq!(fast.local(1_000_000), Millis(1_001_000));
+    }
 
     #[test]
     fn arithmetic_saturates_instead_of_wrapping() {

@@ -11,8 +11,8 @@ use crate::trace::Trace;
 use sqsbalancer_core::rng::Rng;
 use sqsbalancer_core::table::{self, EPOCH, Key, QUEUE_PREFIX, Update, Value};
 use sqsbalancer_core::{
-    Config, Effect, Input, InstanceId, Millis, Node, OpId, Outcome, Owner, Phase, QueueId, Read,
-    Reply, StopOutcome, Write,
+    Config, DriftingClock, Effect, Input, InstanceId, Millis, Node, OpId, Outcome, Owner, Phase,
+    QueueId, Read, Reply, StopOutcome, Write,
 };
 use sqsbalancer_runtime::Timeouts;
 use std::cmp::Ordering;
@@ -188,8 +188,7 @@ pub(crate) struct Slot {
     pub weight: u32,
     pub node: Option<Node>,
     pub life: u64,
-    pub drift_ppm: i64,
-    pub offset: u64,
+    pub clock: DriftingClock,
     pub fence: Millis,
     pub tick_at: Option<u64>,
     pub pollers: BTreeMap<QueueId, Poller>,
@@ -212,19 +211,12 @@ pub(crate) struct Slot {
 
 impl Slot {
     pub fn local(&self, t: u64) -> Millis {
-        let skew = (i128::from(t) * i128::from(self.drift_ppm)) / 1_000_000;
-        Millis((i128::from(self.offset) + i128::from(t) + skew) as u64)
+        self.clock.local(t)
     }
 
-    /// The first global time whose local time is at least `local`.
+    /// A global time whose local time is at least `local` ([`DriftingClock::global`]).
     pub fn global(&self, local: Millis) -> u64 {
-        let l = i128::from(local.0.saturating_sub(self.offset));
-        let rate = 1_000_000 + i128::from(self.drift_ppm);
-        let mut t = ((l * 1_000_000 + rate - 1) / rate).max(0) as u64;
-        while self.local(t) < local {
-            t += 1;
-        }
-        t
+        self.clock.global(local)
     }
 
     pub fn who(&self) -> Who {
@@ -479,13 +471,7 @@ impl World {
 
     pub(crate) fn add_slot(&mut self, weight: u32) -> usize {
         let i = self.slots.len();
-        let drift = self.sc.faults.drift_ppm;
-        let drift_ppm = if drift == 0 {
-            0
-        } else {
-            self.rng.below(2 * drift + 1) as i64 - drift as i64
-        };
-        let offset = self.rng.below(1_000_000_000);
+        let clock = DriftingClock::drawn(&mut self.rng, self.sc.faults.drift_ppm, 1_000_000_000);
         let name = format!("node-{i}");
         self.slots.push(Slot {
             id: InstanceId::new(&name).expect("valid id"),
@@ -493,8 +479,7 @@ impl World {
             weight,
             node: None,
             life: 0,
-            drift_ppm,
-            offset,
+            clock,
             fence: Millis::ZERO,
             tick_at: None,
             pollers: BTreeMap::new(),

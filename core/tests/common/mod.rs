@@ -13,8 +13,8 @@ pub mod solo;
 
 use sqsbalancer_core::rng::Rng;
 use sqsbalancer_core::{
-    Config, Effect, Input, InstanceId, InstanceRecord, Millis, Node, OpId, Outcome, Owner, Phase,
-    QueueId, QueueRecord, Read, Reply, Status, StopOutcome, Unreadable, Write,
+    Config, DriftingClock, Effect, Input, InstanceId, InstanceRecord, Millis, Node, OpId, Outcome,
+    Owner, Phase, QueueId, QueueRecord, Read, Reply, Status, StopOutcome, Unreadable, Write,
 };
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
@@ -287,8 +287,7 @@ struct Slot {
     /// flight started under a fence no later than `bound`, so it ends before it.
     polling: BTreeMap<QueueId, Option<Millis>>,
     fence: Millis,
-    drift_ppm: i64,
-    offset: u64,
+    clock: DriftingClock,
     weight: u32,
     cut_off_until: u64,
     /// The time of the one tick event that counts.
@@ -297,20 +296,12 @@ struct Slot {
 
 impl Slot {
     fn local(&self, t: u64) -> Millis {
-        let skew = (t as i128 * self.drift_ppm as i128) / 1_000_000;
-        Millis((self.offset as i128 + t as i128 + skew) as u64)
+        self.clock.local(t)
     }
 
     fn global(&self, local: Millis) -> u64 {
-        // Inverse of `local`, rounded up so the event is not early.
-        let l = local.0.saturating_sub(self.offset) as i128;
-        let t = (l * 1_000_000 + (1_000_000 + self.drift_ppm as i128) - 1)
-            / (1_000_000 + self.drift_ppm as i128);
-        let mut t = t.max(0) as u64;
-        while self.local(t) < local {
-            t += 1;
-        }
-        t
+        // Rounded up so the event is not early.
+        self.clock.global(local)
     }
 }
 
@@ -394,13 +385,7 @@ impl Cluster {
 
     /// Adds node `i` (a new slot, or a restart of a crashed one with the same id).
     pub fn join(&mut self, i: usize, weight: u32) {
-        let drift = self.faults.drift_ppm as i64;
-        let drift_ppm = if drift == 0 {
-            0
-        } else {
-            self.rng.below(2 * drift as u64 + 1) as i64 - drift
-        };
-        let offset = self.rng.below(1_000_000);
+        let clock = DriftingClock::drawn(&mut self.rng, self.faults.drift_ppm, 1_000_000);
         if i == self.slots.len() {
             self.slots.push(Slot {
                 id: InstanceId::new(&format!("node-{i}")).unwrap(),
@@ -408,8 +393,7 @@ impl Cluster {
                 life: 0,
                 polling: BTreeMap::new(),
                 fence: Millis::ZERO,
-                drift_ppm,
-                offset,
+                clock,
                 weight,
                 cut_off_until: 0,
                 tick_at: None,
