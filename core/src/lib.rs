@@ -9,7 +9,10 @@ pub mod config;
 pub mod discovery;
 pub mod effect;
 pub mod error;
-#[cfg(feature = "fuzzing")]
+/// Hooks for the fuzz targets and the corpus replay test: built under cargo-fuzz's
+/// `--cfg fuzzing` and in debug builds (tests), never in a release build.
+#[cfg(any(fuzzing, debug_assertions))]
+#[doc(hidden)]
 pub mod fuzzing;
 pub mod hash;
 pub mod ids;

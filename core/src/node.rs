@@ -1396,7 +1396,10 @@ impl Node {
     }
 
     /// Checks the node's own bookkeeping; panics with a description when it is inconsistent.
-    /// Used by the fuzz targets and the property tests after every input.
+    /// Used by the fuzz targets and the property tests after every input; not built into
+    /// release builds.
+    #[cfg(any(fuzzing, debug_assertions))]
+    #[doc(hidden)]
     pub fn check_invariants(&self) {
         let me = self.life();
         for (q, h) in &self.held {
