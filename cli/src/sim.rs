@@ -394,14 +394,10 @@ fn run_table(r: &Report, wall: Duration) -> String {
         r.moves, r.settle_moves, r.settle_optimum, r.balance_spread
     );
     t += &gap_table(&r.failover, &r.handoff, &r.takeover, &r.outage);
-    let v = r.json();
-    let d = &v["dynamo_per_instance_minute"];
+    let (requests, reads, writes) = r.dynamo_per_instance_minute();
     t += &format!(
-        "per instance-minute: {:.1} DynamoDB requests ({:.1} RCU, {:.1} WCU), {:.1} SQS calls; steady state {} DynamoDB requests\n",
-        d["requests"].as_f64().unwrap_or(0.0),
-        d["read_units"].as_f64().unwrap_or(0.0),
-        d["write_units"].as_f64().unwrap_or(0.0),
-        v["sqs_calls_per_instance_minute"].as_f64().unwrap_or(0.0),
+        "per instance-minute: {requests:.1} DynamoDB requests ({reads:.1} RCU, {writes:.1} WCU), {:.1} SQS calls; steady state {} DynamoDB requests\n",
+        r.per_instance_minute(r.sqs_calls as f64),
         r.steady_dynamo_per_instance_minute
             .map_or_else(|| "n/a".to_owned(), |x| format!("{x:.1}"))
     );

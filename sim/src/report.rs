@@ -390,16 +390,29 @@ impl Report {
         self.replay.clone()
     }
 
+    /// `x` per instance-minute of the run (zero for a run without instance time).
+    pub fn per_instance_minute(&self, x: f64) -> f64 {
+        if self.instance_minutes > 0.0 {
+            x / self.instance_minutes
+        } else {
+            0.0
+        }
+    }
+
+    /// DynamoDB requests, read units and write units per instance-minute.
+    pub fn dynamo_per_instance_minute(&self) -> (f64, f64, f64) {
+        let per_min = |x| self.per_instance_minute(x);
+        (
+            per_min(self.dynamo.0 as f64),
+            per_min(self.dynamo.1),
+            per_min(self.dynamo.2 as f64),
+        )
+    }
+
     /// As one JSON object.
     pub fn json(&self) -> Json {
         let m = &self.messages;
-        let per_min = |x: f64| {
-            if self.instance_minutes > 0.0 {
-                x / self.instance_minutes
-            } else {
-                0.0
-            }
-        };
+        let (requests, read_units, write_units) = self.dynamo_per_instance_minute();
         json!({
             "seed": self.seed,
             "instances": self.instances,
@@ -429,12 +442,12 @@ impl Report {
             "excused_overlaps": self.excused_overlaps,
             "instance_minutes": self.instance_minutes,
             "dynamo_per_instance_minute": {
-                "requests": per_min(self.dynamo.0 as f64),
-                "read_units": per_min(self.dynamo.1),
-                "write_units": per_min(self.dynamo.2 as f64),
+                "requests": requests,
+                "read_units": read_units,
+                "write_units": write_units,
                 "steady_requests": self.steady_dynamo_per_instance_minute,
             },
-            "sqs_calls_per_instance_minute": per_min(self.sqs_calls as f64),
+            "sqs_calls_per_instance_minute": self.per_instance_minute(self.sqs_calls as f64),
         })
     }
 }
