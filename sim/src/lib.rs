@@ -26,6 +26,7 @@ pub mod level2;
 pub mod level3;
 pub mod report;
 pub mod scenario;
+mod stats;
 pub mod swarm;
 pub mod timeline;
 pub mod trace;

@@ -5,8 +5,8 @@
 
 use crate::check::{Checker, Invariant, Who};
 use crate::fake::{FakeDynamo, FakeSqs, FaultHooks, Received, Service, SqsError, Verdict, WaitId};
-use crate::report::Stats;
 use crate::scenario::{Mutation, Scenario};
+use crate::stats::{SAMPLE_MS, Stats};
 use crate::trace::Trace;
 use sqsbalancer_core::rng::Rng;
 use sqsbalancer_core::table::{self, EPOCH, Key, QUEUE_PREFIX, Update, Value};
@@ -318,7 +318,7 @@ impl World {
         w.push(1_000, Ev::Chaos);
         w.push(1_000, Ev::Produce);
         w.push(calm_at, Ev::Calm);
-        w.push(crate::report::SAMPLE_MS, Ev::Sample);
+        w.push(SAMPLE_MS, Ev::Sample);
         w
     }
 
@@ -1050,8 +1050,8 @@ impl World {
     }
 
     pub(crate) fn sample(&mut self) {
-        crate::report::sample(self);
-        self.push(self.now + crate::report::SAMPLE_MS, Ev::Sample);
+        self.record_sample();
+        self.push(self.now + SAMPLE_MS, Ev::Sample);
     }
 
     fn finish(&mut self) {
@@ -1061,7 +1061,7 @@ impl World {
             }
         }
         if self.checker.violations.is_empty() {
-            crate::report::check_settled(self);
+            self.check_settled();
         }
         if self.checker.violations.is_empty() {
             let sqs = &self.sqs;

@@ -6,8 +6,8 @@
 
 use crate::check::{Checker, Invariant, Who};
 use crate::fake::{FakeDynamo, FakeSqs, FaultHooks, Service};
-use crate::report::Stats;
 use crate::scenario::{Mutation, Scenario};
+use crate::stats::Stats;
 use crate::trace::Trace;
 use sqsbalancer_core::{Owner, QueueId};
 use sqsbalancer_runtime::DriverHandle;
