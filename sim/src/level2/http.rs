@@ -16,7 +16,6 @@ use sqsbalancer_core::{Config, Millis};
 use sqsbalancer_runtime::Timeouts;
 use sqsbalancer_runtime::aws::AwsBackend;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// The server host's name on turmoil's network.
@@ -25,16 +24,6 @@ pub(super) const SERVER: &str = "aws";
 const PORT: u16 = 80;
 /// How long credentials last once issued: a refresh (and a chance to stall) every few seconds.
 const CREDENTIALS_LAST: Duration = Duration::from_secs(15);
-
-/// Runs of level 3 started in this process. The SDK keeps its retry token buckets in a
-/// process-wide map, by partition name: each run's clients name theirs with its number, so no
-/// run (say, the same seed replayed in one test) ever drains another's.
-static RUNS: AtomicU64 = AtomicU64::new(0);
-
-/// A number no other level-3 run of this process has.
-pub(super) fn next_run() -> u64 {
-    RUNS.fetch_add(1, Ordering::Relaxed)
-}
 
 /// Adds the server host to `sim`: it serves every instance's requests from its current link.
 pub(super) fn serve(sim: &mut turmoil::Sim<'static>, lab: &Lab) {

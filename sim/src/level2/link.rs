@@ -19,7 +19,7 @@
 //! The runtime's own deadlines end the calls that never answer.
 
 use super::server::{self, LongPoll};
-use super::shared::{Lab, Shared, Slot, Transport, lock};
+use super::shared::{Lab, Shared, Transport, lock};
 use crate::backend::{dynamo_error, entry_strings, message, sqs_error};
 use crate::check::Who;
 use crate::fake::{ReceiveRequest, SLOW_MS, Service, Verdict};
@@ -353,14 +353,6 @@ impl Link {
             });
         }
     }
-}
-
-/// Whether an instance other than slot `i` has been up and not stopping since `t`.
-pub(crate) fn others_up_since(slots: &[Slot], i: usize, t: u64) -> bool {
-    slots
-        .iter()
-        .enumerate()
-        .any(|(j, s)| j != i && s.up_since.is_some_and(|since| since <= t))
 }
 
 impl Store for Link {

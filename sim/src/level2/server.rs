@@ -4,8 +4,7 @@
 //! still land. A long poll runs at the fake to its end and takes whatever arrives meanwhile,
 //! even when nobody will read its answer. So it is with AWS.
 
-use super::link::others_up_since;
-use super::shared::Shared;
+use super::shared::{Shared, others_up_since};
 use crate::check::Who;
 use crate::fake::{ReceiveRequest, Received, SqsError};
 use sqsbalancer_core::{Millis, QueueId};

@@ -12,6 +12,7 @@ use crate::trace::Trace;
 use sqsbalancer_core::{Owner, QueueId};
 use sqsbalancer_runtime::DriverHandle;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Notify;
 
@@ -162,7 +163,7 @@ impl Shared {
             links: BTreeMap::new(),
             run: match transport {
                 Transport::Link => 0,
-                Transport::Http => super::http::next_run(),
+                Transport::Http => next_run(),
             },
             dynamo,
             sqs: FakeSqs::new(),
@@ -286,4 +287,22 @@ impl Shared {
         self.checker.now = self.last_now();
         self.checker.violate(invariant, detail);
     }
+}
+
+/// Whether an instance other than slot `i` has been up and not stopping since `t`.
+pub(crate) fn others_up_since(slots: &[Slot], i: usize, t: u64) -> bool {
+    slots
+        .iter()
+        .enumerate()
+        .any(|(j, s)| j != i && s.up_since.is_some_and(|since| since <= t))
+}
+
+/// Runs of level 3 started in this process. The SDK keeps its retry token buckets in a
+/// process-wide map, by partition name: each run's clients name theirs with its number, so no
+/// run (say, the same seed replayed in one test) ever drains another's.
+static RUNS: AtomicU64 = AtomicU64::new(0);
+
+/// A number no other level-3 run of this process has.
+fn next_run() -> u64 {
+    RUNS.fetch_add(1, Ordering::Relaxed)
 }
