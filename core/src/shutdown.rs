@@ -65,6 +65,8 @@ pub(crate) struct Shutdown {
     pub drained: bool,
     /// Peers reaped this life before it deregistered.
     pub life_lost: bool,
+    /// The deregistration's outcome was unknown: send it again at this time.
+    pub deregister_again_at: Option<crate::time::Millis>,
 }
 
 /// The next phase, given what is still outstanding; `phase` unchanged when nothing moved.

@@ -1,7 +1,48 @@
-//! The node's periodic timers, on the caller's monotonic clock.
+//! The node's timers, on the caller's monotonic clock.
 
-use crate::time::Millis;
+use crate::config::Config;
+use crate::rng::Rng;
+use crate::time::{Millis, duration_ms};
 use std::time::Duration;
+
+/// The node's periodic timers and its one-shot deadline for deferred moves; the other
+/// deadlines (resends, the shutdown's) live with the state they belong to.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Timers {
+    /// Heartbeat, and read the instance records (or the table).
+    pub tick: Timer,
+    /// List the account's queues.
+    pub discovery: Timer,
+    /// Read the whole table at the next heartbeat.
+    pub reconcile: Timer,
+    /// The rebalance delay has passed: deferred moves may go.
+    pub moves: Option<Millis>,
+}
+
+impl Timers {
+    /// The timers of a node started at `now`. The first reconciliation comes at a random point
+    /// of its interval, so a fleet started together does not read the table in lockstep.
+    pub fn new(cfg: &Config, now: Millis, rng: &mut Rng) -> Timers {
+        let spread = duration_ms(cfg.reconcile_interval).max(1);
+        let first_reconcile = now.saturating_add(Duration::from_millis(rng.below(spread)));
+        Timers {
+            tick: Timer::new(
+                now.saturating_add(cfg.heartbeat_interval),
+                cfg.heartbeat_interval,
+            ),
+            discovery: Timer::new(now, cfg.queue_discovery_interval),
+            reconcile: Timer::new(first_reconcile, cfg.reconcile_interval),
+            moves: None,
+        }
+    }
+
+    /// When the first of them is due.
+    pub fn next(&self) -> Millis {
+        let at = self.tick.at().min(self.reconcile.at());
+        let at = at.min(self.discovery.at());
+        self.moves.map_or(at, |m| at.min(m))
+    }
+}
 
 /// One periodic timer: due at `at`, then every `every`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,0 +1,321 @@
+//! Applying decisions: which queues to decide again, and carrying out what [`decide`] says,
+//! plus the queue writes that come from outside the decision (listings, stops, deletions).
+
+use super::Node;
+use super::decide::{Decision, Facts, decide};
+use crate::effect::{QueueRecord, Write};
+use crate::ids::{Owner, QueueId};
+use crate::lease::{AfterStop, Held, names};
+use crate::membership::Liveness;
+use crate::shutdown::Phase;
+use std::collections::BTreeSet;
+
+impl Node {
+    /// Brings holdings and claims in line with the view and the target: every queue after a
+    /// change that concerns them all (membership, liveness, phase, a new target), otherwise only
+    /// the queues that changed, so a claim completing costs one decision rather than a pass
+    /// over every queue.
+    pub(super) fn evaluate(&mut self) {
+        if self.phase.is_stopped() {
+            return;
+        }
+        if self.life.is_none() {
+            self.dirty.all = false;
+            self.dirty.queues.clear();
+            return;
+        }
+        if !self.dirty.all && self.dirty.queues.is_empty() && !self.view.has_changes() {
+            return;
+        }
+        self.refresh_target();
+        let Some(me) = self.life() else { return };
+        let all = std::mem::take(&mut self.dirty.all);
+        let queues = if all {
+            self.dirty.queues.clear();
+            self.moves = super::Moves::default();
+            self.concerning(&me)
+        } else {
+            std::mem::take(&mut self.dirty.queues).into_iter().collect()
+        };
+        for q in &queues {
+            self.moves.incoming.remove(q);
+            self.moves.deferred.remove(q);
+            let decision = self.decide_queue(q, &me);
+            self.apply(q, &me, decision);
+        }
+        self.timers.moves = (!self.moves.deferred.is_empty()).then(|| self.move_at());
+        if all {
+            let referenced: BTreeSet<Owner> = self
+                .view
+                .records()
+                .filter_map(|r| r.owner.clone())
+                .collect();
+            self.peers.membership.retain_lives(&referenced);
+        }
+    }
+
+    /// The queues that can need anything: named here, targeted here or held here. Walks the
+    /// view and the target (both sorted by queue) side by side.
+    fn concerning(&self, me: &Owner) -> Vec<QueueId> {
+        let target = self.target.assignment.iter().flat_map(|t| t.iter());
+        let mut targets = target.peekable();
+        let mut qs: Vec<QueueId> = Vec::new();
+        for r in self.view.records() {
+            while targets.next_if(|(q, _)| **q < r.queue).is_some() {}
+            let wanted = targets.next_if(|(q, _)| **q == r.queue).map(|(_, m)| m);
+            if r.owner.as_ref() == Some(me) || wanted == Some(&self.me) {
+                qs.push(r.queue.clone());
+            }
+        }
+        qs.extend(self.held.keys().cloned());
+        qs.sort_unstable();
+        qs.dedup();
+        qs
+    }
+
+    /// When queues may move: the rebalance delay after the last membership change.
+    fn move_at(&self) -> crate::time::Millis {
+        let changed = self.target.members_changed_at;
+        changed.saturating_add(self.cfg.rebalance_delay)
+    }
+
+    /// Gathers what this node knows of `q` and decides it.
+    fn decide_queue(&mut self, q: &QueueId, me: &Owner) -> Decision {
+        let wanted = self.target.assignment.as_ref().and_then(|t| t.owner_of(q));
+        let facts = Facts {
+            record: self.view.get(q),
+            held: self.held.get(q).copied(),
+            busy: self.writes.busy(q),
+            running: self.phase == Phase::Running,
+            me,
+            wanted,
+            wanted_life: wanted.and_then(|id| self.peers.membership.life_of(id)),
+            allowed: self.listing.filter.matches(q),
+            may_move: self.now >= self.move_at(),
+        };
+        let (membership, now) = (&mut self.peers.membership, self.now);
+        let timeout = self.cfg.heartbeat_timeout;
+        decide(&facts, |o| membership.liveness(now, o, timeout))
+    }
+
+    /// Carries out the decision about `q`.
+    fn apply(&mut self, q: &QueueId, me: &Owner, decision: Decision) {
+        match decision {
+            Decision::Wait => {}
+            Decision::Stop(then) => self.stop(q, then),
+            Decision::Start { epoch, defer } => {
+                self.start(q.clone(), epoch);
+                if defer {
+                    self.moves.deferred.insert(q.clone());
+                }
+            }
+            Decision::HandOff { epoch, to } => self.hand_off(q.clone(), me.clone(), epoch, to),
+            Decision::Adopt { epoch } => {
+                self.held.insert(q.clone(), Held::Receiving { epoch });
+                self.dirty.queues.insert(q.clone());
+            }
+            Decision::Defer => {
+                self.moves.deferred.insert(q.clone());
+            }
+            Decision::Claim {
+                expect_owner,
+                expect_epoch,
+            } => self.claim(q, me, expect_owner, expect_epoch),
+            Decision::AwaitHandOff => {
+                self.moves.incoming.insert(q.clone());
+            }
+        }
+    }
+
+    /// The liveness of `owner`, this node's own life being alive.
+    pub(super) fn liveness(&mut self, owner: &Owner) -> Liveness {
+        if Some(owner) == self.life().as_ref() {
+            return Liveness::Alive;
+        }
+        self.peers
+            .membership
+            .liveness(self.now, owner, self.cfg.heartbeat_timeout)
+    }
+
+    fn queue_write(&mut self, write: Write, result: QueueRecord) {
+        self.send_queue_write(write, result, 0);
+    }
+
+    fn claim(&mut self, q: &QueueId, me: &Owner, expect_owner: Option<Owner>, expect_epoch: u64) {
+        let write = Write::Claim {
+            queue: q.clone(),
+            expect_owner,
+            expect_epoch,
+            new_owner: me.clone(),
+        };
+        let result = QueueRecord {
+            queue: q.clone(),
+            owner: Some(me.clone()),
+            epoch: expect_epoch + 1,
+            retired: false,
+        };
+        self.queue_write(write, result);
+    }
+
+    fn hand_off(&mut self, queue: QueueId, from: Owner, epoch: u64, to: Option<Owner>) {
+        let result = QueueRecord {
+            queue: queue.clone(),
+            owner: to.clone(),
+            epoch: epoch + 1,
+            retired: false,
+        };
+        let write = Write::HandOff {
+            queue,
+            from,
+            expect_epoch: epoch,
+            to,
+        };
+        self.queue_write(write, result);
+    }
+
+    pub(super) fn retire(&mut self, r: &QueueRecord) {
+        let result = QueueRecord {
+            queue: r.queue.clone(),
+            owner: None,
+            epoch: r.epoch + 1,
+            retired: true,
+        };
+        let write = Write::Retire {
+            queue: r.queue.clone(),
+            expect_epoch: r.epoch,
+        };
+        self.queue_write(write, result);
+    }
+
+    /// The pollers of `queue` stopped: do what the stop was for.
+    pub(super) fn on_stopped(&mut self, queue: QueueId) {
+        let Some(Held::Stopping { epoch, then }) = self.held.get(&queue).copied() else {
+            return;
+        };
+        self.held.remove(&queue);
+        self.dirty.queues.insert(queue.clone());
+        let Some(me) = self.life() else { return };
+        let still_mine = self
+            .view
+            .get(&queue)
+            .is_some_and(|r| names(r, Some(&me)) && r.epoch == epoch);
+        if !still_mine || self.busy(&queue) {
+            return;
+        }
+        match then {
+            AfterStop::Forget => {}
+            AfterStop::Retire => {
+                let r = QueueRecord {
+                    queue,
+                    owner: Some(me),
+                    epoch,
+                    retired: false,
+                };
+                self.retire(&r);
+            }
+            AfterStop::HandOff => {
+                let to = self.hand_off_target(&queue);
+                if to.as_ref() == Some(&me) {
+                    if self.phase == Phase::Running {
+                        self.start(queue, epoch);
+                    }
+                    return;
+                }
+                self.hand_off(queue, me, epoch, to);
+            }
+        }
+    }
+
+    /// SQS says `queue` no longer exists: stop receiving and retire its record.
+    pub(super) fn on_gone(&mut self, queue: QueueId) {
+        if self.held.contains_key(&queue) {
+            self.stop(&queue, AfterStop::Retire);
+            return;
+        }
+        let Some(r) = self.view.get(&queue).cloned() else {
+            return;
+        };
+        let free = match &r.owner {
+            None => true,
+            Some(o) => Some(o) == self.life().as_ref() || self.liveness(o) == Liveness::Dead,
+        };
+        if free && !r.retired && !self.busy(&queue) && self.life.is_some() {
+            self.retire(&r);
+        }
+    }
+
+    /// Compares a listing with the view: listed but unknown (or retired) is created (or
+    /// revived); known, live, in this node's filter and not listed is retired once free.
+    pub(super) fn on_listed(&mut self, listed: Vec<QueueId>) {
+        if self.phase != Phase::Running {
+            return;
+        }
+        let diff = self.compare_listing(listed);
+        for (q, revive_epoch) in diff.create {
+            // An unreadable record exists: creating it again would only be rejected.
+            if self.busy(&q) || self.listing.unreadable.contains(&q) {
+                continue;
+            }
+            let result = QueueRecord {
+                queue: q.clone(),
+                owner: None,
+                epoch: revive_epoch.map_or(1, |e| e + 1),
+                retired: false,
+            };
+            let write = Write::CreateQueue {
+                queue: q,
+                revive_epoch,
+            };
+            self.queue_write(write, result);
+        }
+        for r in diff.vanished {
+            if self.busy(&r.queue) {
+                continue;
+            }
+            let free = match &r.owner {
+                None => true,
+                Some(o) => self.liveness(o) == Liveness::Dead,
+            };
+            if free {
+                self.retire(&r);
+            }
+        }
+    }
+
+    /// Walks the sorted listing and the sorted view side by side.
+    fn compare_listing(&self, listed: Vec<QueueId>) -> ListingDiff {
+        let mut listed: Vec<QueueId> = listed
+            .into_iter()
+            .filter(|q| self.listing.filter.matches(q))
+            .collect();
+        listed.sort_unstable();
+        listed.dedup();
+        let (mut create, mut vanished) = (Vec::new(), Vec::new());
+        let mut view = self.view.records().peekable();
+        // Only queues this node's filter takes can have vanished from its listing: a record
+        // outside it may belong to peers with another filter (a configuration rollout).
+        let ours = |r: &QueueRecord| !r.retired && self.listing.filter.matches(&r.queue);
+        for q in &listed {
+            while let Some(r) = view.next_if(|r| r.queue < *q) {
+                if ours(r) {
+                    vanished.push(r.clone());
+                }
+            }
+            match view.next_if(|r| r.queue == *q) {
+                None => create.push((q.clone(), None)),
+                Some(r) if r.retired => create.push((q.clone(), Some(r.epoch))),
+                Some(_) => {}
+            }
+        }
+        vanished.extend(view.filter(|r| ours(r)).cloned());
+        ListingDiff { create, vanished }
+    }
+}
+
+/// How a listing differs from the view.
+struct ListingDiff {
+    /// Listed queues without a live record, with the epoch of the retired record to revive.
+    create: Vec<(QueueId, Option<u64>)>,
+    /// Live records in this node's filter whose queue was not listed.
+    vanished: Vec<QueueRecord>,
+}

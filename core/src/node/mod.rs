@@ -1,0 +1,553 @@
+//! The coordination state machine of one instance.
+//!
+//! The node's state is kept in typed parts, each in the file of its concern: the pending
+//! operations ([`ops`]), the writes on their way to settling ([`writes`]), the cached target
+//! ([`target`]) and the per-queue decision ([`decide`]); inputs are folded in by [`replies`],
+//! decisions applied by [`evaluate`], and the graceful stop driven by [`stop`].
+
+mod decide;
+mod evaluate;
+mod ops;
+mod replies;
+mod stop;
+mod target;
+mod writes;
+
+use crate::config::Config;
+use crate::discovery::Filter;
+use crate::effect::{Effect, Input, OpId, QueueRecord, Read, Status, Write};
+use crate::error::{Error, Result};
+use crate::ids::{InstanceId, Owner, QueueId};
+use crate::lease::{AfterStop, Fence, Held, QueueView};
+use crate::membership::{Membership, Verdicts};
+use crate::rng::Rng;
+use crate::shutdown::{Phase, Shutdown, StopOutcome};
+use crate::time::Millis;
+use crate::timer::Timers;
+use ops::{Ops, Pending};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use target::Target;
+use writes::Writes;
+
+/// One registration of this instance, from its answer until it ends.
+#[derive(Clone, Copy, Debug)]
+struct Life {
+    /// The incarnation the table gave it.
+    incarnation: u64,
+    /// The operation sequence number when it began: only a read sent after it can end it.
+    since: u64,
+    /// Heartbeats sent in this life (the record's counter; peers watch it move).
+    counter: u64,
+}
+
+/// What this node knows of its peers besides their liveness.
+#[derive(Debug, Default)]
+struct Peers {
+    /// Every instance record this node has read, and each life's liveness.
+    membership: Membership,
+    /// Each instance's (incarnation, inbox counter) when last read: a change means a queue
+    /// changed hands, so this node's view of the queue records is stale.
+    inboxes: BTreeMap<InstanceId, (u64, u64)>,
+    /// The liveness verdicts `evaluate` last saw; a read that changes none of them (the
+    /// steady-state heartbeat read) leaves the queues as they are.
+    verdicts: Verdicts,
+    /// Lives whose reap is in flight.
+    reaping: BTreeSet<Owner>,
+}
+
+/// When the next read is to read the whole table rather than the instance records.
+#[derive(Debug)]
+struct Reads {
+    /// Read the table as soon as no read is in flight.
+    table_wanted: bool,
+    /// The slow reconciliation is due: the next heartbeat reads the whole table.
+    reconcile_due: bool,
+    /// A table read failed: ask again at the next heartbeat tick.
+    retry: bool,
+}
+
+/// Which queues exist and which of them this node may take.
+#[derive(Debug)]
+struct Listing {
+    /// The queues this node may own (its `QueueFilterPattern`).
+    filter: Filter,
+    /// A queue listing that came back before the first table read: compared with an empty
+    /// view it would try to create every queue the fleet already recorded.
+    early: Option<(OpId, Vec<QueueId>)>,
+    /// Queues whose record the last table read could not decode: never created again, never
+    /// received (no record this node can read names it).
+    unreadable: BTreeSet<QueueId>,
+}
+
+/// Which queues must be decided again.
+#[derive(Debug)]
+struct Dirty {
+    /// Every queue (membership, liveness, phase or target changed).
+    all: bool,
+    /// These queues.
+    queues: BTreeSet<QueueId>,
+}
+
+/// Queues targeted at or away from this node that cannot move yet.
+#[derive(Debug, Default)]
+struct Moves {
+    /// Queues targeted here but held by a live peer that has yet to hand them over.
+    incoming: BTreeSet<QueueId>,
+    /// Queues this node will hand over once the rebalance delay has passed.
+    deferred: BTreeSet<QueueId>,
+}
+
+/// One instance's coordination core: membership, assignment, leases, discovery and shutdown.
+///
+/// # Calling contract
+/// - Feed every event with [`Node::handle`]`(now, input)`. `now` is the caller's monotonic clock
+///   in milliseconds; it must not go backwards (an earlier `now` is treated as the latest seen).
+/// - After each `handle` (and after [`Node::new`]), drain [`Node::poll_effect`] until it returns
+///   `None`, and carry out the effects in the order given.
+/// - Call `handle(now, Input::Tick)` no later than [`Node::poll_timeout`]; early or extra ticks
+///   are harmless.
+/// - Report each effect's result exactly once as [`Input::Completed`] (or
+///   [`Input::ReceivingStopped`] for [`Effect::StopReceiving`]), within a deadline: a call that
+///   has not answered by then is `Unknown`. A write reported `Unknown` may still apply later;
+///   the node sends it again until an answer settles it.
+/// - Never have a receive call in flight on a queue outside `StartReceiving..StopReceiving`, nor
+///   at or after the latest [`Effect::Fence`].
+///
+/// The node never reads a clock or OS entropy; the same inputs give the same effects.
+#[derive(Debug)]
+pub struct Node {
+    /// The validated configuration.
+    cfg: Config,
+    /// This instance's id.
+    me: InstanceId,
+    /// The current registration, if any.
+    life: Option<Life>,
+    /// Where the node is in its lifecycle.
+    phase: Phase,
+    /// The latest time seen.
+    now: Millis,
+    /// Effects issued and not yet answered.
+    ops: Ops,
+    /// Effects for the caller to carry out, in order.
+    effects: VecDeque<Effect>,
+    /// The peers' records, liveness and inboxes.
+    peers: Peers,
+    /// The queue records as this node knows them.
+    view: QueueView,
+    /// The queues whose pollers run (or are stopping) here.
+    held: BTreeMap<QueueId, Held>,
+    /// Writes not yet settled; a queue with one is busy.
+    writes: Writes,
+    /// What the next read is to read.
+    reads: Reads,
+    /// The queue listing's filter and leftovers.
+    listing: Listing,
+    /// The cached target assignment.
+    target: Target,
+    /// The queues to decide again.
+    dirty: Dirty,
+    /// Moves waiting on a peer or on the rebalance delay.
+    moves: Moves,
+    /// The periodic timers and the deferred moves' due time.
+    timers: Timers,
+    /// The self-fence of the current life.
+    fence: Fence,
+    /// The graceful stop under way, if any.
+    shutdown: Option<Shutdown>,
+    /// The node's randomness, seeded from the configuration: timer spread and the first
+    /// incarnation of a record created afresh.
+    rng: Rng,
+}
+
+impl Node {
+    /// Validates `cfg` and starts a node at `now`; its first effect registers the instance.
+    ///
+    /// `cfg.instance_id` must be set (the runtime fills it in when the user left it empty).
+    pub fn new(cfg: Config, now: Millis) -> Result<Node> {
+        cfg.validate()?;
+        let Some(id) = cfg.instance_id.as_deref() else {
+            return Err(Error::InvalidConfig {
+                field: "InstanceID",
+                rule: "must be set before the node starts".into(),
+            });
+        };
+        let me = InstanceId::new(id)?;
+        let filter = Filter::new(cfg.queue_filter_pattern.as_deref())?;
+        let mut rng = Rng::new(cfg.seed ^ crate::hash::hash64(&[me.as_str().as_bytes()]));
+        let mut node = Node {
+            timers: Timers::new(&cfg, now, &mut rng),
+            cfg,
+            me,
+            life: None,
+            phase: Phase::Starting,
+            now,
+            ops: Ops::default(),
+            effects: VecDeque::new(),
+            peers: Peers::default(),
+            view: QueueView::default(),
+            held: BTreeMap::new(),
+            writes: Writes::default(),
+            reads: Reads {
+                table_wanted: true,
+                reconcile_due: false,
+                retry: false,
+            },
+            listing: Listing {
+                filter,
+                early: None,
+                unreadable: BTreeSet::new(),
+            },
+            target: Target::new(now),
+            dirty: Dirty {
+                all: true,
+                queues: BTreeSet::new(),
+            },
+            moves: Moves::default(),
+            fence: Fence::default(),
+            shutdown: None,
+            rng,
+        };
+        node.register();
+        Ok(node)
+    }
+
+    /// Feeds one event at `now`. See the calling contract on [`Node`].
+    pub fn handle(&mut self, now: Millis, input: Input) {
+        self.now = self.now.max(now);
+        if self.phase.is_stopped() {
+            return;
+        }
+        match input {
+            Input::Tick => self.on_tick(),
+            Input::Completed { id, outcome } => self.on_completed(id, outcome),
+            Input::ReceivingStopped { queue } => self.on_stopped(queue),
+            Input::QueueGone { queue } => self.on_gone(queue),
+            Input::Shutdown => self.begin_shutdown(),
+            Input::DrainFinished => {
+                if let Some(s) = &mut self.shutdown {
+                    s.drained = true;
+                }
+            }
+        }
+        self.evaluate();
+        self.advance_shutdown();
+        if self.reads.table_wanted && !self.ops.reading() && self.life.is_some() {
+            self.read(Read::Table);
+        }
+    }
+
+    /// The next effect to carry out, in order.
+    pub fn poll_effect(&mut self) -> Option<Effect> {
+        self.effects.pop_front()
+    }
+
+    /// When the node next wants an [`Input::Tick`], or `None` once stopped.
+    pub fn poll_timeout(&self) -> Option<Millis> {
+        if self.phase.is_stopped() {
+            return None;
+        }
+        let deadlines = [
+            self.writes.next_resend(),
+            self.shutdown.and_then(|s| s.deregister_again_at),
+            self.shutdown.map(|s| s.deadline),
+        ];
+        let at = deadlines
+            .into_iter()
+            .flatten()
+            .fold(self.timers.next(), Millis::min);
+        Some(at.max(self.now))
+    }
+
+    /// This node's instance id.
+    pub fn instance(&self) -> &InstanceId {
+        &self.me
+    }
+
+    /// This node's current life, once registered.
+    pub fn life(&self) -> Option<Owner> {
+        self.life.map(|l| Owner {
+            id: self.me.clone(),
+            incarnation: l.incarnation,
+        })
+    }
+
+    /// The lifecycle phase.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// The queues whose pollers run, with the epoch they are owned at. Sorted.
+    pub fn receiving(&self) -> Vec<(QueueId, u64)> {
+        self.held
+            .iter()
+            .filter_map(|(q, h)| match h {
+                Held::Receiving { epoch } => Some((q.clone(), *epoch)),
+                Held::Stopping { .. } => None,
+            })
+            .collect()
+    }
+
+    /// The self-fence deadline of this life, if it has one.
+    pub fn fence_until(&self) -> Option<Millis> {
+        self.fence.until(
+            self.cfg.heartbeat_timeout,
+            self.cfg.effective_fence_margin(),
+        )
+    }
+
+    /// The number of queue records this node knows.
+    pub fn known_queues(&self) -> usize {
+        self.view.len()
+    }
+
+    /// The incarnation of the current life.
+    fn incarnation(&self) -> Option<u64> {
+        self.life.map(|l| l.incarnation)
+    }
+
+    // ----- issuing effects -----
+
+    fn write(&mut self, pending: Pending, write: Write) -> OpId {
+        let id = self.ops.issue(pending);
+        self.effects.push_back(Effect::Write { id, write });
+        id
+    }
+
+    fn read(&mut self, read: Read) {
+        let table = read == Read::Table;
+        let id = self.ops.issue(Pending::Read { table });
+        if table {
+            self.reads.table_wanted = false;
+            self.reads.reconcile_due = false;
+        }
+        self.effects.push_back(Effect::Read { id, read });
+    }
+
+    fn register(&mut self) {
+        let write = Write::Register {
+            id: self.me.clone(),
+            capacity: self.cfg.capacity,
+            first: 1 + self.rng.below(u64::from(u32::MAX)),
+        };
+        self.write(Pending::Register { sent: self.now }, write);
+    }
+
+    fn heartbeat(&mut self) {
+        let Some(owner) = self.life() else { return };
+        let Some(life) = self.life.as_mut() else {
+            return;
+        };
+        life.counter += 1;
+        let status = if self.phase.is_shutting_down() {
+            Status::Draining
+        } else {
+            Status::Active
+        };
+        let write = Write::Heartbeat {
+            counter: life.counter,
+            owner: owner.clone(),
+            status,
+        };
+        let pending = Pending::Heartbeat {
+            sent: self.now,
+            life: owner.incarnation,
+        };
+        self.write(pending, write);
+    }
+
+    /// Sends a heartbeat unless one of this life is in flight already.
+    fn heartbeat_unless_in_flight(&mut self) {
+        if self
+            .incarnation()
+            .is_some_and(|l| self.ops.heartbeats(l) == 0)
+        {
+            self.heartbeat();
+        }
+    }
+
+    /// Sends a queue write that has had `unknowns` unknown outcomes before.
+    fn send_queue_write(&mut self, write: Write, result: QueueRecord, unknowns: u32) {
+        let queue = result.queue.clone();
+        let pending = Pending::Queue {
+            write: write.clone(),
+            result,
+            unknowns,
+        };
+        let id = self.write(pending, write);
+        self.writes.writing.insert(queue, id);
+    }
+
+    /// Announces a change of hands to `to` (whose inbox counter moves), a notice that had
+    /// `unknowns` unknown outcomes before.
+    fn notify(&mut self, to: Owner, unknowns: u32) {
+        let pending = Pending::Notify {
+            to: to.clone(),
+            unknowns,
+        };
+        self.write(pending, Write::Notify { to });
+    }
+
+    /// Whether a write to `queue` is unsettled: nothing else is decided for it meanwhile.
+    fn busy(&self, queue: &QueueId) -> bool {
+        self.writes.busy(queue)
+    }
+
+    /// Sends again every unsettled queue write and lost notice that is due.
+    fn resend_due(&mut self) {
+        for (to, unknowns) in self.writes.take_due_notices(self.now) {
+            self.notify(to, unknowns);
+        }
+        for u in self.writes.take_due_writes(self.now) {
+            self.send_queue_write(u.write, u.result, u.unknowns);
+        }
+    }
+
+    fn start(&mut self, queue: QueueId, epoch: u64) {
+        self.held.insert(queue.clone(), Held::Receiving { epoch });
+        self.effects
+            .push_back(Effect::StartReceiving { queue, epoch });
+    }
+
+    fn stop(&mut self, queue: &QueueId, then: AfterStop) {
+        match self.held.get_mut(queue) {
+            Some(h @ Held::Receiving { .. }) => {
+                let Held::Receiving { epoch } = *h else {
+                    return;
+                };
+                *h = Held::Stopping { epoch, then };
+                self.effects.push_back(Effect::StopReceiving {
+                    queue: queue.clone(),
+                });
+            }
+            Some(Held::Stopping { then: t, .. }) => {
+                if then == AfterStop::Forget || *t == AfterStop::Forget {
+                    *t = AfterStop::Forget;
+                } else if then == AfterStop::Retire {
+                    *t = AfterStop::Retire;
+                }
+            }
+            None => {}
+        }
+    }
+
+    fn set_phase(&mut self, phase: Phase) {
+        if self.phase != phase {
+            self.phase = phase;
+            self.dirty.all = true;
+            self.effects.push_back(Effect::Phase(phase));
+        }
+    }
+
+    // ----- the clock -----
+
+    fn on_tick(&mut self) {
+        let now = self.now;
+        // Reconciliation is never urgent: it turns the next heartbeat's instance read into a
+        // table read instead of adding a request.
+        if self.timers.reconcile.fire(now) {
+            self.reads.reconcile_due = true;
+        }
+        let retry = !self.moves.incoming.is_empty() || self.reads.retry;
+        if retry && self.timers.tick.at() <= now {
+            self.reads.retry = false;
+            self.reads.table_wanted = true;
+        }
+        if self.timers.tick.fire(now) {
+            self.on_heartbeat_tick();
+        }
+        self.discover();
+        self.resend_due();
+        if let Some(s) = &mut self.shutdown
+            && s.deregister_again_at.is_some_and(|t| t <= now)
+        {
+            s.deregister_again_at = None;
+        }
+        if self.timers.moves.is_some_and(|d| now >= d) {
+            self.timers.moves = None;
+            self.dirty.all = true;
+        }
+        if let Some(s) = self.shutdown
+            && now >= s.deadline
+        {
+            self.finish(StopOutcome::TimedOut);
+        }
+    }
+
+    /// Once per heartbeat interval: register (without a life), or heartbeat and read.
+    fn on_heartbeat_tick(&mut self) {
+        if self.target.stale {
+            self.target.tick_passed = true;
+            self.dirty.all = true;
+        }
+        if self.life.is_none() {
+            if !self.ops.registering() && !self.phase.is_shutting_down() {
+                self.register();
+            }
+            return;
+        }
+        self.heartbeat_unless_in_flight();
+        if !self.ops.reading() {
+            let kind = if self.reads.table_wanted || self.reads.reconcile_due {
+                Read::Table
+            } else {
+                Read::Members
+            };
+            self.read(kind);
+        }
+    }
+
+    /// Lists the queues when discovery is due (skipped while a listing is still running).
+    fn discover(&mut self) {
+        if self.timers.discovery.fire(self.now)
+            && self.phase == Phase::Running
+            && !self.ops.listing()
+        {
+            let id = self.ops.issue(Pending::List);
+            let prefix = self.listing.filter.prefix().to_owned();
+            self.effects.push_back(Effect::ListQueues { id, prefix });
+        }
+    }
+
+    /// Checks the node's own bookkeeping; panics with a description when it is inconsistent.
+    /// Used by the fuzz targets and the property tests after every input; not built into
+    /// release builds.
+    #[cfg(any(fuzzing, debug_assertions))]
+    #[doc(hidden)]
+    pub fn check_invariants(&self) {
+        let me = self.life();
+        for (q, h) in &self.held {
+            if let Held::Receiving { epoch } = h {
+                assert!(me.is_some(), "receiving {q} without a life");
+                assert_eq!(
+                    self.phase,
+                    Phase::Running,
+                    "receiving {q} while {:?}",
+                    self.phase
+                );
+                assert!(!self.busy(q), "receiving {q} with a write unsettled");
+                let r = self.view.get(q);
+                assert!(
+                    r.is_some_and(|r| crate::lease::names(r, me.as_ref())
+                        && r.epoch == *epoch
+                        && !r.retired),
+                    "receiving {q} at epoch {epoch} but the view shows {r:?}"
+                );
+            }
+        }
+        let reads = self.ops.reads();
+        assert!(reads <= 1, "{reads} reads in flight");
+        if let Some(life) = self.incarnation() {
+            let beats = self.ops.heartbeats(life);
+            assert!(beats <= 1, "{beats} heartbeats of this life in flight");
+        }
+        for (q, id) in &self.writes.writing {
+            assert!(
+                self.ops.contains(*id),
+                "write for {q} tracked but not pending"
+            );
+        }
+        if self.phase.is_stopped() {
+            assert!(self.poll_timeout().is_none());
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! How a node folds in the answers to its effects, one function per kind of reply.
+
+use super::Node;
+use super::ops::Pending;
+use super::writes::{Unsettled, resend_after};
+use crate::effect::{
+    Effect, InstanceRecord, OpId, Outcome, QueueRecord, Read, Reply, Status, Unreadable, Write,
+};
+use crate::ids::{InstanceId, Owner, QueueId};
+use crate::lease::{AfterStop, names};
+use crate::shutdown::Phase;
+use crate::time::Millis;
+use std::collections::BTreeSet;
+
+impl Node {
+    /// Dispatches the answer to operation `id` to the handler of its kind.
+    pub(super) fn on_completed(&mut self, id: OpId, outcome: Outcome) {
+        let Some(pending) = self.ops.complete(id) else {
+            return;
+        };
+        match pending {
+            Pending::Register { sent } => self.on_registered(sent, outcome),
+            Pending::Heartbeat { sent, life } => self.on_heartbeat(sent, life, outcome),
+            Pending::Reap { owner } => self.on_reaped(owner, outcome),
+            Pending::Notify { to, unknowns } => self.on_notified(to, unknowns, outcome),
+            Pending::Queue {
+                write,
+                result,
+                unknowns,
+            } => self.on_queue_written(id, write, result, unknowns, outcome),
+            Pending::Deregister => self.on_deregistered(outcome),
+            Pending::Read { table } => self.on_read(id, table, outcome),
+            Pending::List => self.on_list(id, outcome),
+        }
+    }
+
+    fn on_registered(&mut self, sent: Millis, outcome: Outcome) {
+        let Outcome::Applied(Reply::Registered { incarnation }) = outcome else {
+            return;
+        };
+        if self.incarnation().is_some_and(|l| l >= incarnation) {
+            return;
+        }
+        self.life = Some(super::Life {
+            incarnation,
+            since: self.ops.next_seq(),
+            counter: 0,
+        });
+        if self.phase.is_shutting_down() {
+            // Registered after all: deregister it in Releasing rather than leave it to expire.
+            return;
+        }
+        self.acked(sent);
+        self.reads.table_wanted = true;
+        self.timers.discovery.due_now(self.now);
+        self.set_phase(Phase::Running);
+        self.discover();
+    }
+
+    /// A heartbeat of life `life` answered: applied extends the fence; rejected means peers
+    /// reaped this life.
+    fn on_heartbeat(&mut self, sent: Millis, life: u64, outcome: Outcome) {
+        if self.incarnation() != Some(life) {
+            return;
+        }
+        match outcome {
+            Outcome::Applied(_) => self.acked(sent),
+            Outcome::Rejected => self.lose_life(),
+            Outcome::Unknown => {}
+        }
+    }
+
+    /// A reap answered: applied marks the life dead, so its queues may be claimed.
+    fn on_reaped(&mut self, owner: Owner, outcome: Outcome) {
+        self.peers.reaping.remove(&owner);
+        if matches!(outcome, Outcome::Applied(_)) {
+            self.peers.membership.mark_dead(owner);
+            self.dirty.all = true;
+        }
+    }
+
+    /// A lost notice leaves peers on a stale view until their next reconciliation: send it
+    /// again (a notice twice only costs an extra read).
+    fn on_notified(&mut self, to: Owner, unknowns: u32, outcome: Outcome) {
+        if outcome == Outcome::Unknown {
+            let unknowns = unknowns + 1;
+            let wait = resend_after(unknowns, self.cfg.heartbeat_interval);
+            self.writes
+                .notices
+                .insert(to, (self.now.saturating_add(wait), unknowns));
+        }
+    }
+
+    /// A read answered: fold in what it shows; a failed table read is still wanted.
+    fn on_read(&mut self, id: OpId, table: bool, outcome: Outcome) {
+        match outcome {
+            Outcome::Applied(Reply::Members {
+                instances,
+                unreadable,
+            }) => {
+                if self.observe(id, &instances, &unreadable.instances) {
+                    // Queues changed hands: read the records now, not at reconciliation.
+                    self.read(Read::Table);
+                }
+            }
+            Outcome::Applied(Reply::Table {
+                instances,
+                queues,
+                unreadable,
+            }) => self.on_table(id, &instances, queues, unreadable),
+            // Retried on the next tick, not at once, which would hammer an unreachable table.
+            _ => self.reads.retry |= table,
+        }
+    }
+
+    /// A listing answered: compare it with the view, once the view has been read.
+    fn on_list(&mut self, id: OpId, outcome: Outcome) {
+        if let Outcome::Applied(Reply::Queues(listed)) = outcome {
+            if self.view.snapshot() > 0 {
+                self.on_listed(listed);
+            } else {
+                self.listing.early = Some((id, listed));
+                self.reads.table_wanted = true;
+            }
+        }
+    }
+
+    /// Folds in a whole table read, sent as `id`.
+    fn on_table(
+        &mut self,
+        id: OpId,
+        instances: &[InstanceRecord],
+        queues: Vec<QueueRecord>,
+        unreadable: Unreadable,
+    ) {
+        let _ = self.observe(id, instances, &unreadable.instances);
+        self.listing.unreadable = unreadable.queues.into_iter().collect();
+        // Queues whose write was rejected before this read was sent are decided again, with
+        // those the read shows changed; a reconciliation read of a quiet table costs no
+        // decision at all.
+        for q in self.writes.take_refreshed(id.0) {
+            self.dirty.queues.insert(q);
+        }
+        self.view.merge_snapshot(id.0, queues);
+        self.target.retarget = true;
+        let named: BTreeSet<&Owner> = self
+            .view
+            .records()
+            .filter_map(|r| r.owner.as_ref())
+            .collect();
+        for o in named {
+            self.peers.membership.notice(self.now, o);
+        }
+        if let Some((list_id, _)) = &self.listing.early
+            && *list_id < id
+            && let Some((_, listed)) = self.listing.early.take()
+        {
+            self.on_listed(listed);
+        }
+    }
+
+    /// An applied registration or heartbeat sent at `sent`: the fence opens until
+    /// `sent + HeartbeatTimeout - FenceMargin`.
+    fn acked(&mut self, sent: Millis) {
+        let (ht, margin) = (
+            self.cfg.heartbeat_timeout,
+            self.cfg.effective_fence_margin(),
+        );
+        if let Some(until) = self.fence.acked(sent, ht, margin) {
+            self.effects.push_back(Effect::Fence { until });
+        }
+    }
+
+    /// This life is over (a heartbeat was rejected, or a read showed it reaped): stop everything,
+    /// close the fence, and register again unless shutting down.
+    pub(super) fn lose_life(&mut self) {
+        self.life = None;
+        self.fence.reset();
+        // Writes of that life need not be settled: a late copy can only name a life that is
+        // over, whose queues peers claim as a dead life's.
+        self.writes.unsettled.clear();
+        self.effects.push_back(Effect::Fence { until: self.now });
+        if let Some(s) = &mut self.shutdown {
+            s.life_lost = true;
+        }
+        let queues: Vec<QueueId> = self.held.keys().cloned().collect();
+        for q in &queues {
+            self.stop(q, AfterStop::Forget);
+        }
+        self.dirty.all = true;
+        if !self.phase.is_shutting_down() {
+            self.set_phase(Phase::Starting);
+            self.register();
+        }
+    }
+
+    /// Takes in a read of the instance records sent as `sent`; true when an inbox counter
+    /// changed since the last read, i.e. some queue was handed over or claimed. A read sent
+    /// after this life began that shows it ended (reaped, or a later registration of this id)
+    /// ends it here too.
+    #[must_use]
+    fn observe(
+        &mut self,
+        sent: OpId,
+        instances: &[InstanceRecord],
+        unreadable: &[InstanceId],
+    ) -> bool {
+        self.peers
+            .membership
+            .observe(self.now, instances, unreadable);
+        let verdicts = self.peers.membership.verdicts(self.cfg.heartbeat_timeout);
+        if verdicts != self.peers.verdicts {
+            self.peers.verdicts = verdicts;
+            self.dirty.all = true;
+        }
+        let mut notified = false;
+        for r in instances {
+            let now = (r.incarnation, r.inbox);
+            let old = self.peers.inboxes.insert(r.id.clone(), now);
+            notified |= old.is_some_and(|o| o != now) || (old.is_none() && r.inbox > 0);
+        }
+        if self.life_ended_by(sent, instances) {
+            self.lose_life();
+            return false;
+        }
+        if self.life.is_some() {
+            self.reap_expired();
+        }
+        notified
+    }
+
+    /// Whether a read sent as `sent` shows this life over: its record is dead, or a later
+    /// registration of this id replaced it. Only a read sent after the life began can tell.
+    fn life_ended_by(&self, sent: OpId, instances: &[InstanceRecord]) -> bool {
+        let Some(life) = self.life.filter(|l| sent.0 >= l.since) else {
+            return false;
+        };
+        let mine = instances.iter().find(|r| r.id == self.me);
+        mine.is_some_and(|r| {
+            r.incarnation > life.incarnation
+                || (r.incarnation == life.incarnation && r.status == Status::Dead)
+        })
+    }
+
+    /// Marks dead every peer life whose heartbeat stopped longer than the timeout ago.
+    fn reap_expired(&mut self) {
+        let expired = self
+            .peers
+            .membership
+            .expired(self.cfg.heartbeat_timeout, &self.me);
+        for (owner, counter) in expired {
+            if self.peers.reaping.insert(owner.clone()) {
+                let pending = Pending::Reap {
+                    owner: owner.clone(),
+                };
+                self.write(pending, Write::Reap { owner, counter });
+            }
+        }
+    }
+
+    fn on_queue_written(
+        &mut self,
+        id: OpId,
+        write: Write,
+        result: QueueRecord,
+        unknowns: u32,
+        outcome: Outcome,
+    ) {
+        let queue = result.queue.clone();
+        if self.writes.writing.get(&queue) == Some(&id) {
+            self.writes.writing.remove(&queue);
+        }
+        match outcome {
+            Outcome::Applied(_) => self.on_queue_applied(write, result),
+            // The record changed under this write: maybe by a peer, maybe by an earlier copy
+            // of it (an SDK retry, a late landing), so it is announced all the same.
+            Outcome::Rejected => {
+                self.announce(&write);
+                self.writes.stale.insert(queue, self.ops.next_seq());
+                self.reads.table_wanted = true;
+            }
+            // It may still apply: send it again until it is settled (a life that is over has
+            // nothing to settle).
+            Outcome::Unknown if self.life.is_some() => {
+                let unknowns = unknowns + 1;
+                let wait = resend_after(unknowns, self.cfg.heartbeat_interval);
+                let u = Unsettled {
+                    write,
+                    result,
+                    resend_at: self.now.saturating_add(wait),
+                    unknowns,
+                };
+                self.writes.unsettled.insert(queue, u);
+            }
+            Outcome::Unknown => {}
+        }
+    }
+
+    /// Only an applied write changes what this node knows; after a rejected or unknown one it
+    /// waits for the table read it asked for. An applied claim starts the pollers.
+    fn on_queue_applied(&mut self, write: Write, result: QueueRecord) {
+        let queue = result.queue.clone();
+        self.dirty.queues.insert(queue.clone());
+        self.announce(&write);
+        let starts = matches!(write, Write::Claim { .. })
+            && self.phase == Phase::Running
+            && names(&result, self.life().as_ref())
+            && !self.held.contains_key(&queue);
+        let epoch = result.epoch;
+        self.view.apply_local(self.ops.next_seq(), result);
+        if starts {
+            self.start(queue, epoch);
+        }
+    }
+
+    /// Announces the change of hands `write` made (or may have made), so the new owner and
+    /// every peer read the queue records at their next instance read instead of their next
+    /// reconciliation.
+    fn announce(&mut self, write: &Write) {
+        let to = match write {
+            Write::HandOff { to: Some(to), .. } | Write::Claim { new_owner: to, .. } => {
+                Some(to.clone())
+            }
+            Write::HandOff { to: None, .. } | Write::Retire { .. } => self.life(),
+            _ => None,
+        };
+        if let Some(to) = to {
+            self.notify(to, 0);
+        }
+    }
+}

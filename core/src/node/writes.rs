@@ -1,0 +1,108 @@
+//! Writes on their way to settling: in flight, of unknown outcome, or rejected and waiting for
+//! a read to show what beat them.
+
+use crate::effect::{OpId, QueueRecord, Write};
+use crate::ids::{Owner, QueueId};
+use crate::time::Millis;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// How long after an unknown outcome a write is first sent again; the wait doubles with each
+/// further unknown, up to one heartbeat interval.
+const FIRST_RESEND: Duration = Duration::from_millis(500);
+
+/// The wait before sending again a write that has had `unknowns` unknown outcomes.
+pub(super) fn resend_after(unknowns: u32, interval: Duration) -> Duration {
+    FIRST_RESEND
+        .saturating_mul(1 << unknowns.saturating_sub(1).min(16))
+        .min(interval)
+}
+
+/// A queue write whose outcome is unknown: it may still apply, so it is sent again, the same
+/// write, until an answer settles it. Any copy still on its way then fails its condition (the
+/// epoch moved, or the record exists), so no late copy can undo what the settled answer shows.
+#[derive(Clone, Debug)]
+pub(super) struct Unsettled {
+    /// The write, exactly as first sent.
+    pub write: Write,
+    /// The record it leaves when applied.
+    pub result: QueueRecord,
+    /// When to send it again.
+    pub resend_at: Millis,
+    /// Unknown outcomes so far (the wait before the next copy doubles with each).
+    pub unknowns: u32,
+}
+
+/// Every queue write and notice not yet settled. A queue with any of them is busy: nothing
+/// else is decided for it until it settles.
+#[derive(Debug, Default)]
+pub(super) struct Writes {
+    /// Queue writes in flight, by queue: nothing else is decided for the queue meanwhile.
+    pub writing: BTreeMap<QueueId, OpId>,
+    /// Queue writes whose outcome is unknown, waiting to be sent again; the queue waits too.
+    pub unsettled: BTreeMap<QueueId, Unsettled>,
+    /// Queues whose write was rejected, with the sequence number it was rejected at: this
+    /// node's record of them is stale (a copy of its own write may have applied, or a peer's),
+    /// so nothing is decided for them until a table read sent after the rejection shows what
+    /// beat them.
+    pub stale: BTreeMap<QueueId, u64>,
+    /// Notices whose outcome was unknown, to be sent again at a time (with their count of
+    /// unknown outcomes so far).
+    pub notices: BTreeMap<Owner, (Millis, u32)>,
+}
+
+impl Writes {
+    /// Whether a write to `queue` is in flight, waits to be sent again, or was rejected since
+    /// the last table read.
+    pub fn busy(&self, queue: &QueueId) -> bool {
+        self.writing.contains_key(queue)
+            || self.unsettled.contains_key(queue)
+            || self.stale.contains_key(queue)
+    }
+
+    /// The earliest time something is due to be sent again.
+    pub fn next_resend(&self) -> Option<Millis> {
+        let writes = self.unsettled.values().map(|u| u.resend_at);
+        writes.chain(self.notices.values().map(|n| n.0)).min()
+    }
+
+    /// Takes the notices due at `now`, with their unknown outcomes so far.
+    pub fn take_due_notices(&mut self, now: Millis) -> Vec<(Owner, u32)> {
+        let due: Vec<Owner> = self
+            .notices
+            .iter()
+            .filter(|(_, (at, _))| *at <= now)
+            .map(|(o, _)| o.clone())
+            .collect();
+        due.into_iter()
+            .filter_map(|o| self.notices.remove(&o).map(|(_, n)| (o, n)))
+            .collect()
+    }
+
+    /// Takes the unsettled queue writes due at `now`.
+    pub fn take_due_writes(&mut self, now: Millis) -> Vec<Unsettled> {
+        let due: Vec<QueueId> = self
+            .unsettled
+            .iter()
+            .filter(|(_, u)| u.resend_at <= now)
+            .map(|(q, _)| q.clone())
+            .collect();
+        due.iter()
+            .filter_map(|q| self.unsettled.remove(q))
+            .collect()
+    }
+
+    /// Takes the rejected queues that a table read sent as `seq` shows afresh.
+    pub fn take_refreshed(&mut self, seq: u64) -> Vec<QueueId> {
+        let fresh: Vec<QueueId> = self
+            .stale
+            .iter()
+            .filter(|(_, s)| **s <= seq)
+            .map(|(q, _)| q.clone())
+            .collect();
+        for q in &fresh {
+            self.stale.remove(q);
+        }
+        fresh
+    }
+}
