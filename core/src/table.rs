@@ -531,6 +531,28 @@ pub fn holds(cond: &Cond, item: Option<&Item>) -> bool {
     }
 }
 
+/// Why a conditional write changed nothing.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refused {
+    /// The condition did not hold on the item as stored (ConditionalCheckFailedException).
+    #[error("the condition did not hold")]
+    Condition,
+    /// An update could not be applied (ValidationException).
+    #[error(transparent)]
+    Update(#[from] UpdateError),
+}
+
+/// The item `request` leaves on `old` (`None`: absent), as UpdateItem does: its condition is
+/// checked against the item as stored, then its updates applied. The one execution of the
+/// write conditions: the simulator's fake table and the core's test tables both call it.
+pub fn update(request: &TableWrite, old: Option<&Item>) -> Result<Item, Refused> {
+    if request.cond.as_ref().is_some_and(|c| !holds(c, old)) {
+        return Err(Refused::Condition);
+    }
+    Ok(apply_updates(&request.key, old, &request.updates)?)
+}
+
 /// Equality as DynamoDB compares: numbers by value, everything else exactly.
 fn same(a: &Value, b: &Value) -> bool {
     match (a, b) {
@@ -622,10 +644,11 @@ mod tests {
     /// Runs a write against an optional stored item like the table would.
     fn run(w: &Write, item: Option<Item>) -> Option<Item> {
         let tw = encode_write("app", w, 1_000);
-        if tw.cond.as_ref().is_some_and(|c| !holds(c, item.as_ref())) {
-            return None;
+        match update(&tw, item.as_ref()) {
+            Ok(item) => Some(item),
+            Err(Refused::Condition) => None,
+            Err(e) => panic!("{w:?} cannot apply: {e}"),
         }
-        Some(apply_updates(&tw.key, item.as_ref(), &tw.updates).unwrap())
     }
 
     #[test]

@@ -65,10 +65,11 @@ fn a_quiet_fleet_settles_balanced_and_stays_put() {
     let mut c = Cluster::new(7, 4, 30, Faults::none());
     c.run_until(30_000);
     c.check_settled().unwrap();
-    let before = c.store.queues.clone();
+    let before = c.store.table.queues();
     c.run_until(90_000);
     assert_eq!(
-        c.store.queues, before,
+        c.store.table.queues(),
+        before,
         "nothing changed, so nothing may move"
     );
     assert!(c.violation.is_none());

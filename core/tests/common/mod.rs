@@ -1,5 +1,5 @@
-//! A small cluster harness for the core's multi-node tests: an in-memory table with the
-//! conditional writes the protocol relies on, nodes with drifting clocks, random latency, lost
+//! A small cluster harness for the core's multi-node tests: an in-memory table that executes
+//! each write with the core's own encoding and conditions (`table`), nodes with drifting clocks, random latency, lost
 //! responses (with and without the write applied), crashes, restarts, graceful stops and queues
 //! appearing and vanishing. After every event it checks that no queue has two nodes that may
 //! receive from it at the same instant. `solo` drives one node input by input instead.
@@ -10,15 +10,18 @@
 )]
 
 pub mod solo;
+pub mod table;
 
 use sqsbalancer_core::rng::Rng;
+use sqsbalancer_core::table::{self as core_table, Cond};
 use sqsbalancer_core::{
-    Config, DriftingClock, Effect, Input, InstanceId, InstanceRecord, Millis, Node, OpId, Outcome,
-    Owner, Phase, QueueId, QueueRecord, Read, Reply, Status, StopOutcome, Unreadable, Write,
+    Config, DriftingClock, Effect, Input, InstanceId, Millis, Node, OpId, Outcome, Phase, QueueId,
+    Read, Reply, StopOutcome, Write,
 };
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::time::Duration;
+use table::{APP, MemTable};
 
 /// A deliberately broken store, to show the checker catches protocol violations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,171 +34,52 @@ pub enum Breakage {
     IgnoreFence,
 }
 
-/// The in-test coordination table.
+/// The in-test coordination table: the core's own encoding and write conditions, unless
+/// deliberately broken.
 #[derive(Default)]
 pub struct Store {
-    pub instances: BTreeMap<InstanceId, InstanceRecord>,
-    pub queues: BTreeMap<QueueId, QueueRecord>,
+    /// The items, as DynamoDB would hold them.
+    pub table: MemTable,
+    /// How the store is broken, if it is.
     pub breakage: Option<Breakage>,
 }
 
 impl Store {
+    /// Applies `w`; a queue write that applies must move the record's epoch forward.
     pub fn write(&mut self, w: &Write) -> Outcome {
-        let broken = self.breakage.unwrap_or(Breakage::None);
-        let rejected = Outcome::Rejected;
-        let done = Outcome::Applied(Reply::Done);
-        match w {
-            Write::Register {
-                id,
-                capacity,
-                first,
-            } => {
-                let inc = self.instances.get(id).map_or(*first, |r| r.incarnation + 1);
-                let inbox = self.instances.get(id).map_or(0, |r| r.inbox);
-                let ended = self.instances.get(id).map_or(0, |r| r.ended);
-                self.instances.insert(
-                    id.clone(),
-                    InstanceRecord {
-                        id: id.clone(),
-                        incarnation: inc,
-                        heartbeat: 0,
-                        status: Status::Active,
-                        capacity: *capacity,
-                        inbox,
-                        ended,
-                    },
-                );
-                Outcome::Applied(Reply::Registered { incarnation: inc })
-            }
-            Write::Heartbeat {
-                owner,
-                counter,
-                status,
-            } => match self.instances.get_mut(&owner.id) {
-                Some(r) if r.incarnation == owner.incarnation && r.status != Status::Dead => {
-                    r.heartbeat = *counter;
-                    r.status = *status;
-                    done
-                }
-                _ => rejected,
-            },
-            Write::Notify { to } => match self.instances.get_mut(&to.id) {
-                Some(r) if r.incarnation == to.incarnation && r.status != Status::Dead => {
-                    r.inbox += 1;
-                    done
-                }
-                _ => rejected,
-            },
-            Write::Reap { owner, counter } => match self.instances.get_mut(&owner.id) {
-                Some(r)
-                    if r.incarnation == owner.incarnation
-                        && r.heartbeat == *counter
-                        && r.status != Status::Dead =>
-                {
-                    r.status = Status::Dead;
-                    r.ended = owner.incarnation;
-                    done
-                }
-                _ => rejected,
-            },
-            Write::Deregister { owner } => match self.instances.get_mut(&owner.id) {
-                Some(r) if r.incarnation == owner.incarnation => {
-                    r.status = Status::Dead;
-                    r.ended = owner.incarnation;
-                    done
-                }
-                _ => rejected,
-            },
-            Write::CreateQueue {
-                queue,
-                revive_epoch,
-            } => {
-                let next = match (self.queues.get(queue), revive_epoch) {
-                    (None, None) => 1,
-                    (Some(r), Some(e)) if r.retired && r.epoch == *e => e + 1,
-                    _ => return rejected,
-                };
-                self.put(queue, None, next, false);
-                done
-            }
-            Write::Claim {
-                queue,
-                expect_owner,
-                expect_epoch,
-                new_owner,
-            } => {
-                let Some(r) = self.queues.get(queue) else {
-                    return rejected;
-                };
-                let ok = r.owner == *expect_owner && r.epoch == *expect_epoch && !r.retired;
-                if !ok && broken != Breakage::UnconditionalClaims {
-                    return rejected;
-                }
-                let e = r.epoch.max(*expect_epoch) + 1;
-                self.put(queue, Some(new_owner.clone()), e, false);
-                done
-            }
-            Write::HandOff {
-                queue,
-                from,
-                expect_epoch,
-                to,
-            } => {
-                let Some(r) = self.queues.get(queue) else {
-                    return rejected;
-                };
-                if r.owner.as_ref() != Some(from) || r.epoch != *expect_epoch {
-                    return rejected;
-                }
-                self.put(queue, to.clone(), expect_epoch + 1, false);
-                done
-            }
-            Write::Retire {
-                queue,
-                expect_epoch,
-            } => {
-                let Some(r) = self.queues.get(queue) else {
-                    return rejected;
-                };
-                if r.epoch != *expect_epoch {
-                    return rejected;
-                }
-                self.put(queue, None, expect_epoch + 1, true);
-                done
-            }
+        let mut request = core_table::encode_write(APP, w, 0);
+        let broken = self.breakage == Some(Breakage::UnconditionalClaims);
+        if broken && matches!(w, Write::Claim { .. }) {
+            request.cond = Some(Cond::Exists(core_table::PK));
         }
-    }
-
-    fn put(&mut self, queue: &QueueId, owner: Option<Owner>, epoch: u64, retired: bool) {
-        if let Some(old) = self.queues.get(queue) {
+        let queue = queue_of(w);
+        let before = queue.and_then(|q| self.table.queue(q));
+        let outcome = self.table.write_request(w, request);
+        if let (Some(q), Some(old), Outcome::Applied(_), false) = (queue, before, &outcome, broken)
+        {
+            let epoch = self.table.queue(q).map_or(0, |r| r.epoch);
             assert!(
                 epoch > old.epoch,
-                "epoch of {queue} went from {} to {epoch}",
+                "epoch of {q} went from {} to {epoch}",
                 old.epoch
             );
         }
-        let r = QueueRecord {
-            queue: queue.clone(),
-            owner,
-            epoch,
-            retired,
-        };
-        self.queues.insert(queue.clone(), r);
+        outcome
     }
 
     pub fn read(&self, r: Read) -> Reply {
-        let instances = self.instances.values().cloned().collect();
-        match r {
-            Read::Members => Reply::Members {
-                instances,
-                unreadable: Unreadable::default(),
-            },
-            Read::Table => Reply::Table {
-                instances,
-                queues: self.queues.values().cloned().collect(),
-                unreadable: Unreadable::default(),
-            },
-        }
+        self.table.read(r)
+    }
+}
+
+/// The queue whose record `w` writes, if it writes one.
+fn queue_of(w: &Write) -> Option<&QueueId> {
+    match w {
+        Write::CreateQueue { queue, .. }
+        | Write::Claim { queue, .. }
+        | Write::HandOff { queue, .. }
+        | Write::Retire { queue, .. } => Some(queue),
+        _ => None,
     }
 }
 
@@ -732,8 +616,8 @@ impl Cluster {
                 return Err(format!("{queue} polled by {who:?}"));
             }
             let life = self.slots[who[0]].node.as_ref().unwrap().life();
-            let rec = self.store.queues.get(queue);
-            if rec.and_then(|r| r.owner.clone()) != life {
+            let rec = self.store.table.queue(queue);
+            if rec.as_ref().and_then(|r| r.owner.clone()) != life {
                 return Err(format!(
                     "{queue}: record {rec:?} but node {} polls it",
                     who[0]

@@ -2,15 +2,13 @@
 //! `open` until the test answers it, by applying it to the table with the core's own request
 //! encoding and write conditions, or with an outcome of its choosing.
 
-use sqsbalancer_core::table::{self, Item, Key, TableWrite, Value};
+pub use super::table::APP;
+use super::table::MemTable;
+use sqsbalancer_core::table::{self, Key, Value};
 use sqsbalancer_core::{
     Config, Effect, Input, InstanceId, Millis, Node, OpId, Outcome, Owner, Phase, QueueId, Read,
     Reply, Write,
 };
-use std::collections::BTreeMap;
-
-/// The application every solo node belongs to.
-pub const APP: &str = "app";
 
 /// One node, the table it coordinates through, and what it asked for.
 pub struct Solo {
@@ -23,7 +21,7 @@ pub struct Solo {
     /// Every receive command, in order.
     pub commands: Vec<Effect>,
     /// The coordination table, as DynamoDB would hold it.
-    pub table: BTreeMap<Key, Item>,
+    pub table: MemTable,
     /// Queues a listing returns.
     pub listed: Vec<QueueId>,
     /// Queues whose pollers were told to stop and have not reported it yet.
@@ -70,7 +68,7 @@ impl Solo {
             open: Vec::new(),
             phases: Vec::new(),
             commands: Vec::new(),
-            table: BTreeMap::new(),
+            table: MemTable::default(),
             listed,
             stopping: Vec::new(),
             writes: Vec::new(),
@@ -122,15 +120,7 @@ impl Solo {
     /// Applies `write` to the table as DynamoDB would: its condition, then its updates.
     pub fn apply(&mut self, write: &Write) -> Outcome {
         self.writes.push(write.clone());
-        let request: TableWrite = table::encode_write(APP, write, 1_700_000_000);
-        let old = self.table.get(&request.key);
-        if request.cond.as_ref().is_some_and(|c| !table::holds(c, old)) {
-            return Outcome::Rejected;
-        }
-        let new = table::apply_updates(&request.key, old, &request.updates).expect("updates apply");
-        let reply = table::write_reply(write, &new).expect("a reply");
-        self.table.insert(request.key, new);
-        Outcome::Applied(reply)
+        self.table.write(write)
     }
 
     /// What the table answers to `e` now.
@@ -145,14 +135,7 @@ impl Solo {
 
     /// A strongly consistent read of the table.
     pub fn read(&self, read: Read) -> Reply {
-        let q = table::encode_read(APP, read);
-        let prefix = q.sk_prefix.unwrap_or_default();
-        let items = self
-            .table
-            .iter()
-            .filter(|(k, _)| k.pk == q.pk && k.sk.starts_with(&prefix))
-            .map(|(_, item)| item);
-        table::read_reply(read, table::decode_items(items))
+        self.table.read(read)
     }
 
     pub fn answer(&mut self, e: &Effect, outcome: Outcome) {

@@ -9,7 +9,7 @@
 //! simulators act for it ([`FakeDynamo::expire_ended`]) when they inject its deletions.
 
 use sqsbalancer_core::table::{
-    Cond, Item, Key, PK, SK, TableQuery, TableWrite, Value, apply_updates, holds, item_size,
+    self, Cond, Item, Key, PK, Refused, SK, TableQuery, TableWrite, Value, holds, item_size,
 };
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -281,23 +281,22 @@ impl FakeDynamo {
         let k = (write.key.pk.clone(), write.key.sk.clone());
         let old = t.items.get(&k);
         let old_size = old.map_or(0, |s| s.size);
-        let old = old.map(|s| &*s.item);
-        if write.cond.as_ref().is_some_and(|c| !holds(c, old)) {
-            self.bill(caller, "UpdateItem", 0, write_units(old_size));
-            return Err(DynamoError::ConditionalCheckFailed);
-        }
-        let new =
-            apply_updates(&write.key, old, &write.updates).map_err(|e| DynamoError::Validation {
-                reason: e.to_string(),
-            });
-        let new = match new {
+        let new = match table::update(write, old.map(|s| &*s.item)) {
             Ok(n) if item_size(&n) <= MAX_ITEM_BYTES => n,
             Ok(_) => {
                 return Err(DynamoError::Validation {
                     reason: "item would exceed 400 KB".to_owned(),
                 });
             }
-            Err(e) => return Err(e),
+            Err(Refused::Condition) => {
+                self.bill(caller, "UpdateItem", 0, write_units(old_size));
+                return Err(DynamoError::ConditionalCheckFailed);
+            }
+            Err(e) => {
+                return Err(DynamoError::Validation {
+                    reason: e.to_string(),
+                });
+            }
         };
         let units = write_units(old_size.max(item_size(&new)));
         let before = t

@@ -1,0 +1,81 @@
+//! The coordination table the core's tests run against: items exactly as DynamoDB holds
+//! them, each write encoded and executed by the core's own `table` module, so the tests
+//! exercise the very conditions production sends.
+
+use sqsbalancer_core::table::{self, Item, Key, Record, Refused, TableWrite};
+use sqsbalancer_core::{Outcome, QueueId, QueueRecord, Read, Reply, Write};
+use std::collections::BTreeMap;
+
+/// The application every test node belongs to.
+pub const APP: &str = "app";
+
+/// The wall clock the instance records' TTL is computed from (it never matters to a test).
+const WALL_SECS: u64 = 1_700_000_000;
+
+/// An in-memory table of one application's items.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MemTable {
+    items: BTreeMap<Key, Item>,
+}
+
+impl MemTable {
+    /// Applies `write` as DynamoDB would: its condition, then its updates.
+    pub fn write(&mut self, write: &Write) -> Outcome {
+        self.write_request(write, table::encode_write(APP, write, WALL_SECS))
+    }
+
+    /// Applies `request`, an encoding of `write` (perhaps edited to break the protocol).
+    pub fn write_request(&mut self, write: &Write, request: TableWrite) -> Outcome {
+        match table::update(&request, self.items.get(&request.key)) {
+            Ok(new) => {
+                let reply = table::write_reply(write, &new).expect("a reply");
+                self.items.insert(request.key, new);
+                Outcome::Applied(reply)
+            }
+            Err(Refused::Condition) => Outcome::Rejected,
+            Err(e) => panic!("{write:?} cannot apply: {e}"),
+        }
+    }
+
+    /// A strongly consistent read of the table.
+    pub fn read(&self, read: Read) -> Reply {
+        let q = table::encode_read(APP, read);
+        let prefix = q.sk_prefix.unwrap_or_default();
+        let items = self
+            .items
+            .iter()
+            .filter(|(k, _)| k.pk == q.pk && k.sk.starts_with(&prefix))
+            .map(|(_, item)| item);
+        table::read_reply(read, table::decode_items(items))
+    }
+
+    /// The item under `key`.
+    pub fn get(&self, key: &Key) -> Option<&Item> {
+        self.items.get(key)
+    }
+
+    /// The item under `key`, to corrupt it.
+    pub fn get_mut(&mut self, key: &Key) -> Option<&mut Item> {
+        self.items.get_mut(key)
+    }
+
+    /// The queue record of `queue`, decoded.
+    pub fn queue(&self, queue: &QueueId) -> Option<QueueRecord> {
+        let key = Key {
+            pk: table::partition(APP),
+            sk: format!("{}{queue}", table::QUEUE_PREFIX),
+        };
+        match table::decode_item(self.items.get(&key)?) {
+            Ok(Record::Queue(r)) => Some(r),
+            other => panic!("{queue}'s record reads as {other:?}"),
+        }
+    }
+
+    /// Every queue record, decoded.
+    pub fn queues(&self) -> BTreeMap<QueueId, QueueRecord> {
+        let Reply::Table { queues, .. } = self.read(Read::Table) else {
+            unreachable!("a table read answers with the table")
+        };
+        queues.into_iter().map(|r| (r.queue.clone(), r)).collect()
+    }
+}
