@@ -216,7 +216,7 @@ fn queue_state(owner: &Option<Owner>, epoch: u64, tombstone_ttl: Option<Update>)
 }
 
 /// The DynamoDB request for `write`. `wall_secs` is the current wall-clock time in epoch
-/// seconds; it is used only for the instance records' TTL.
+/// seconds; it is used only for the records' TTL.
 pub fn encode_write(application: &str, write: &Write, wall_secs: u64) -> TableWrite {
     let live_ttl = Update::Set(TTL, Value::num(wall_secs + LIVE_TTL_SECS));
     let dead_ttl = Update::Set(TTL, Value::num(wall_secs + DEAD_TTL_SECS));
@@ -226,17 +226,7 @@ pub fn encode_write(application: &str, write: &Write, wall_secs: u64) -> TableWr
             id,
             capacity,
             first,
-        } => TableWrite {
-            key: instance_key(application, id),
-            updates: vec![
-                Update::Increment(INCARNATION, first.saturating_sub(1)),
-                Update::Set(HEARTBEAT, Value::num(0)),
-                Update::Set(STATUS, Value::S("active".to_owned())),
-                Update::Set(CAPACITY, Value::num(u64::from(*capacity))),
-                live_ttl,
-            ],
-            cond: None,
-        },
+        } => register(application, id, *capacity, *first, live_ttl),
         Write::Heartbeat {
             owner,
             counter,
@@ -258,12 +248,6 @@ pub fn encode_write(application: &str, write: &Write, wall_secs: u64) -> TableWr
             cond: Some(Cond::And([is_life(to), vec![not_dead]].concat())),
         },
         Write::Reap { owner, counter } => TableWrite {
-            key: instance_key(application, &owner.id),
-            updates: vec![
-                Update::Set(STATUS, Value::S("dead".to_owned())),
-                Update::Set(ENDED, Value::num(owner.incarnation)),
-                dead_ttl,
-            ],
             cond: Some(Cond::And(
                 [
                     is_life(owner),
@@ -271,63 +255,38 @@ pub fn encode_write(application: &str, write: &Write, wall_secs: u64) -> TableWr
                 ]
                 .concat(),
             )),
+            ..end_life(application, owner, dead_ttl)
         },
         Write::Deregister { owner } => TableWrite {
-            key: instance_key(application, &owner.id),
-            updates: vec![
-                Update::Set(STATUS, Value::S("dead".to_owned())),
-                Update::Set(ENDED, Value::num(owner.incarnation)),
-                dead_ttl,
-            ],
             cond: Some(Cond::And(is_life(owner))),
+            ..end_life(application, owner, dead_ttl)
         },
         Write::CreateQueue {
             queue,
             revive_epoch,
-        } => {
-            let (cond, epoch) = match revive_epoch {
-                None => (Cond::NotExists(PK), 1),
-                Some(e) => (
-                    Cond::And(vec![
-                        Cond::Eq(RETIRED, Value::Bool(true)),
-                        Cond::Eq(EPOCH, Value::num(*e)),
-                    ]),
-                    e + 1,
-                ),
-            };
-            TableWrite {
-                key: queue_key(application, queue),
-                updates: queue_state(&None, epoch, None),
-                cond: Some(cond),
-            }
-        }
+        } => create_queue(application, queue, *revive_epoch),
         Write::Claim {
             queue,
             expect_owner,
             expect_epoch,
             new_owner,
-        } => TableWrite {
-            key: queue_key(application, queue),
-            updates: queue_state(&Some(new_owner.clone()), expect_epoch + 1, None),
-            cond: Some(Cond::And(vec![
-                Cond::Eq(EPOCH, Value::num(*expect_epoch)),
+        } => {
+            let also = vec![
                 Cond::Eq(RETIRED, Value::Bool(false)),
                 names_owner(expect_owner),
-            ])),
-        },
+            ];
+            let to = Some(new_owner.clone());
+            move_queue(application, queue, *expect_epoch, also, &to)
+        }
         Write::HandOff {
             queue,
             from,
             expect_epoch,
             to,
-        } => TableWrite {
-            key: queue_key(application, queue),
-            updates: queue_state(to, expect_epoch + 1, None),
-            cond: Some(Cond::And(vec![
-                Cond::Eq(EPOCH, Value::num(*expect_epoch)),
-                names_owner(&Some(from.clone())),
-            ])),
-        },
+        } => {
+            let also = vec![names_owner(&Some(from.clone()))];
+            move_queue(application, queue, *expect_epoch, also, to)
+        }
         Write::Retire {
             queue,
             expect_epoch,
@@ -336,6 +295,79 @@ pub fn encode_write(application: &str, write: &Write, wall_secs: u64) -> TableWr
             updates: queue_state(&None, expect_epoch + 1, Some(dead_ttl)),
             cond: Some(Cond::Eq(EPOCH, Value::num(*expect_epoch))),
         },
+    }
+}
+
+/// The request that starts a new life of `id`: the next incarnation (`first` for a record
+/// created afresh), active, with a heartbeat counter back at zero. Unconditioned: a
+/// registration always applies.
+fn register(
+    application: &str,
+    id: &InstanceId,
+    capacity: u32,
+    first: u64,
+    live_ttl: Update,
+) -> TableWrite {
+    TableWrite {
+        key: instance_key(application, id),
+        updates: vec![
+            Update::Increment(INCARNATION, first.saturating_sub(1)),
+            Update::Set(HEARTBEAT, Value::num(0)),
+            Update::Set(STATUS, Value::S("active".to_owned())),
+            Update::Set(CAPACITY, Value::num(u64::from(capacity))),
+            live_ttl,
+        ],
+        cond: None,
+    }
+}
+
+/// The unconditioned request that marks `owner`'s life over (reap or deregistration): dead,
+/// its incarnation recorded as ended, kept a day.
+fn end_life(application: &str, owner: &Owner, dead_ttl: Update) -> TableWrite {
+    TableWrite {
+        key: instance_key(application, &owner.id),
+        updates: vec![
+            Update::Set(STATUS, Value::S("dead".to_owned())),
+            Update::Set(ENDED, Value::num(owner.incarnation)),
+            dead_ttl,
+        ],
+        cond: None,
+    }
+}
+
+/// The request that gives `queue`'s record, at `expect_epoch` and where `also` holds, to `to`
+/// (nobody when `None`) at the next epoch: a claim or a hand-off.
+fn move_queue(
+    application: &str,
+    queue: &QueueId,
+    expect_epoch: u64,
+    also: Vec<Cond>,
+    to: &Option<Owner>,
+) -> TableWrite {
+    let at_epoch = vec![Cond::Eq(EPOCH, Value::num(expect_epoch))];
+    TableWrite {
+        key: queue_key(application, queue),
+        updates: queue_state(to, expect_epoch + 1, None),
+        cond: Some(Cond::And([at_epoch, also].concat())),
+    }
+}
+
+/// The request that creates a queue's record, or revives its tombstone at `revive_epoch`.
+fn create_queue(application: &str, queue: &QueueId, revive_epoch: Option<u64>) -> TableWrite {
+    let (cond, epoch) = match revive_epoch {
+        None => (Cond::NotExists(PK), 1),
+        Some(e) => (
+            Cond::And(vec![
+                Cond::Eq(RETIRED, Value::Bool(true)),
+                Cond::Eq(EPOCH, Value::num(e)),
+            ]),
+            e + 1,
+        ),
+    };
+    TableWrite {
+        key: queue_key(application, queue),
+        updates: queue_state(&None, epoch, None),
+        cond: Some(cond),
     }
 }
 
