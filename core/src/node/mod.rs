@@ -1,14 +1,16 @@
 //! The coordination state machine of one instance.
 //!
 //! The node's state is kept in typed parts, each in the file of its concern: the pending
-//! operations ([`ops`]), the writes on their way to settling ([`writes`]), the cached target
-//! ([`target`]) and the per-queue decision ([`decide`]); inputs are folded in by [`replies`],
-//! decisions applied by [`evaluate`], and the graceful stop driven by [`stop`].
+//! operations (`ops.rs`), the writes on their way to settling (`writes.rs`), the cached target
+//! (`target.rs`, recomputed by `retarget.rs`) and the per-queue decision (`decide.rs`); inputs
+//! are folded in by `replies.rs`, decisions applied by `evaluate.rs`, and the graceful stop
+//! driven by `stop.rs`.
 
 mod decide;
 mod evaluate;
 mod ops;
 mod replies;
+mod retarget;
 mod stop;
 mod target;
 mod writes;

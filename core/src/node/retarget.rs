@@ -1,0 +1,141 @@
+//! When to compute the target again, and computing it.
+//!
+//! Computing the target is a pass over every queue, so it is cached ([`super::target`]) and
+//! recomputed only when what it was computed from changed: the members, their lives, or a
+//! queue record in a way the target did not ask for (docs/design.md §5).
+
+use super::Node;
+use crate::assignment::{Member, assign};
+use crate::ids::{Owner, QueueId};
+use crate::shutdown::Phase;
+use std::collections::BTreeMap;
+
+impl Node {
+    /// Where `queue` should go when this node gives it up: its target, or nobody.
+    pub(super) fn hand_off_target(&mut self, queue: &QueueId) -> Option<Owner> {
+        self.refresh_target();
+        let id = self.target.assignment.as_ref()?.owner_of(queue)?.clone();
+        if id == self.me {
+            // Targeted here but outside this node's filter: nobody this node knows takes it.
+            return self
+                .listing
+                .filter
+                .matches(queue)
+                .then(|| self.life())
+                .flatten();
+        }
+        self.peers.membership.life_of(&id)
+    }
+
+    /// Brings the cached target up to date with the members and the view.
+    pub(super) fn refresh_target(&mut self) {
+        self.refresh_members();
+        self.take_view_changes();
+        // While this node's own writes are in flight (the creates of a listing, say) a stale
+        // target waits for the last of them or the next tick: one recompute, not one per write.
+        let t = &mut self.target;
+        let wait = t.stale && !self.writes.writing.is_empty() && !t.tick_passed;
+        t.tick_passed = false;
+        let key = self.target_key();
+        let t = &mut self.target;
+        if t.assignment.is_some() && (!t.stale || wait) && t.key == key {
+            return;
+        }
+        t.key = key;
+        t.behind = false;
+        t.stale = false;
+        let target = assign(
+            &self.target.members,
+            &self.view.live_queues(),
+            &self.current(),
+        );
+        // An unchanged target leaves every decision as it was, except those of the queues
+        // that changed (already marked).
+        if self.target.assignment.as_ref() != Some(&target) {
+            self.target.assignment = Some(target);
+            self.dirty.all = true;
+        }
+    }
+
+    /// Recomputes the members; a change drops the target and asks for a table read.
+    fn refresh_members(&mut self) {
+        let me = (self.phase == Phase::Running && self.life.is_some()).then(|| Member {
+            id: self.me.clone(),
+            weight: self.cfg.capacity,
+        });
+        let mut members = self
+            .peers
+            .membership
+            .members(self.cfg.heartbeat_timeout, me.as_ref());
+        if me.is_none() {
+            // Draining or not yet registered: our own record may still read Active, but a
+            // node that is giving queues up must never be their target (it would hand off to
+            // itself, forever).
+            members.retain(|m| m.id != self.me);
+        }
+        if members != self.target.members {
+            self.target.members = members;
+            self.target.members_changed_at = self.now;
+            self.reads.table_wanted = true;
+            self.target.assignment = None;
+        }
+    }
+
+    /// Queue records that changed since the last look are decided again. A change that
+    /// carries a queue to its target owner (the moves this target asked for) leaves the
+    /// target as it is; any other (a new or retired queue, a release, a peer acting on a
+    /// different target) makes it stale. Every table read still recomputes a target that any
+    /// change went by, so that nodes whose targets came from different snapshots converge on
+    /// the same one.
+    fn take_view_changes(&mut self) {
+        self.target.stale |= self.target.retarget && self.target.behind;
+        self.target.retarget = false;
+        for q in self.view.take_changes() {
+            self.target.stale |= !self.toward_target(&q);
+            self.target.behind = true;
+            self.dirty.queues.insert(q);
+        }
+    }
+
+    /// What the target depends on besides the view: this node's life and its members' lives.
+    fn target_key(&self) -> (Option<Owner>, Vec<Option<Owner>>) {
+        let lives = self.target.members.iter();
+        let lives = lives.map(|m| self.peers.membership.life_of(&m.id));
+        (self.life(), lives.collect())
+    }
+
+    /// Each live queue held by a member in its current life, and by whom: the assignment
+    /// keeps these where they are as far as balance allows.
+    fn current(&self) -> BTreeMap<QueueId, crate::ids::InstanceId> {
+        let life = self.life();
+        let members = &self.target.members;
+        let mut current = BTreeMap::new();
+        for r in self.view.records().filter(|r| !r.retired) {
+            if let Some(o) = &r.owner {
+                let is_member = members.binary_search_by(|m| m.id.cmp(&o.id)).is_ok();
+                let current_life = Some(o) == life.as_ref()
+                    || self.peers.membership.life_of(&o.id).as_ref() == Some(o);
+                if is_member && current_life {
+                    current.insert(r.queue.clone(), o.id.clone());
+                }
+            }
+        }
+        current
+    }
+
+    /// Whether `queue`'s record names the owner the current target gives it, in its current life.
+    fn toward_target(&self, queue: &QueueId) -> bool {
+        let Some(target) = &self.target.assignment else {
+            return false;
+        };
+        let Some(r) = self.view.get(queue) else {
+            return false;
+        };
+        let Some(o) = r.owner.as_ref().filter(|_| !r.retired) else {
+            return false;
+        };
+        target.owner_of(queue) == Some(&o.id)
+            && (Some(o) == self.life().as_ref()
+                || self.peers.membership.life_of(&o.id).as_ref() == Some(o))
+    }
+}
