@@ -3,8 +3,8 @@
 //! kind and queue, then goes out as one batch call in its own task; failed entries are retried
 //! once, then logged.
 
-use super::inflight::Extension;
-use super::{Phase, Shared};
+use super::change::{Change, Kind};
+use super::shared::{Phase, Shared};
 use crate::backend::Sqs;
 use sqsbalancer_core::QueueId;
 use std::collections::BTreeMap;
@@ -14,72 +14,6 @@ use tokio::time::Instant;
 
 /// SQS batch calls take at most ten entries.
 const BATCH: usize = 10;
-
-/// What one change does.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Kind {
-    Delete,
-    Visibility,
-}
-
-/// One message's change.
-#[derive(Debug)]
-pub(super) struct Change {
-    queue: QueueId,
-    kind: Kind,
-    receipt: String,
-    /// The new visibility timeout (visibility changes only).
-    secs: u32,
-    /// Whether the message is finished once this change is made (all but extensions).
-    finishes: bool,
-    /// The extension this change asks for, told whether SQS accepted it.
-    extension: Option<Extension>,
-}
-
-impl Change {
-    /// Delete a message whose handler succeeded.
-    pub(super) fn delete(queue: QueueId, receipt: String) -> Change {
-        Change {
-            queue,
-            kind: Kind::Delete,
-            receipt,
-            secs: 0,
-            finishes: true,
-            extension: None,
-        }
-    }
-
-    /// Make a finished message visible `secs` from now (a release, or a failure's backoff).
-    pub(super) fn visibility(queue: QueueId, receipt: String, secs: u32) -> Change {
-        Change {
-            queue,
-            kind: Kind::Visibility,
-            receipt,
-            secs,
-            finishes: true,
-            extension: None,
-        }
-    }
-
-    /// Keep a message still held invisible longer.
-    pub(super) fn extension(x: Extension) -> Change {
-        Change {
-            queue: x.queue.clone(),
-            kind: Kind::Visibility,
-            receipt: x.receipt.clone(),
-            secs: x.secs,
-            finishes: false,
-            extension: Some(x),
-        }
-    }
-}
-
-impl Change {
-    /// Whether the message is finished once this change is made.
-    pub(super) fn finishes(&self) -> bool {
-        self.finishes
-    }
-}
 
 /// Collects changes into batches until the data plane closes, then flushes the rest.
 pub(super) async fn batch<Q: Sqs, C: Send + Sync + 'static>(

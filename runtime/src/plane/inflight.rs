@@ -1,15 +1,12 @@
-//! Messages received and not yet finished, and the keeper that extends their visibility while
-//! they wait or run, so a slow handler is not raced by a redelivery (up to SQS's 12 h limit).
-//! An extension counts only once SQS has accepted it: one that failed is tried again at the
-//! keeper's next tick (an eighth of the timeout later), while the old timeout still runs.
+//! Messages received and not yet finished, and which of them need their visibility extended
+//! (the keeper, `keeper.rs`, asks SQS for it), so a slow handler is not raced by a redelivery
+//! (up to SQS's 12 h limit). An extension counts only once SQS has accepted it: one that
+//! failed is tried again at the keeper's next tick (an eighth of the timeout later), while the
+//! old timeout still runs.
 
-use super::batches::Change;
 use super::settings::MAX_VISIBILITY;
-use super::{Phase, Shared};
-use crate::telemetry::QueueMetrics;
 use sqsbalancer_core::QueueId;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use tokio::time::{Duration, Instant};
 
 /// One message the data plane holds.
@@ -111,24 +108,6 @@ impl InFlight {
             if accepted {
                 e.visible_until = e.visible_until.max(x.until);
             }
-        }
-    }
-}
-
-/// Extends what is due every tick until the data plane closes.
-pub(super) async fn keep<Q, C>(shared: Arc<Shared<Q, C>>) {
-    let tick = shared.settings.extension_tick();
-    let mut phase = shared.phase.clone();
-    loop {
-        tokio::select! {
-            () = tokio::time::sleep(tick) => {}
-            () = Phase::reached(&mut phase, Phase::Closed) => return,
-        }
-        let due = shared.lock_inflight().due(Instant::now());
-        for x in due {
-            tracing::debug!(queue = %x.queue, visibility_secs = x.secs, "extending visibility");
-            QueueMetrics::of(&x.queue).extended();
-            shared.change(Change::extension(x));
         }
     }
 }

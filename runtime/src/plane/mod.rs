@@ -24,146 +24,31 @@
 //! deadline, before [`Running::stop`](crate::Running::stop) returns.
 
 mod batches;
+mod change;
 mod consumer;
 mod counters;
 mod inflight;
+mod keeper;
 mod poller;
 mod settings;
+mod shared;
 mod worker;
 
 pub use consumer::{Batch, Consumer, One};
 pub(crate) use counters::Counters;
 pub use settings::{FailureBackoff, MAX_VISIBILITY, PlaneSettings};
 
-use crate::backend::{Message, Sqs};
+use crate::backend::Sqs;
 use crate::driver::{DriverHandle, PlaneCommand};
 use crate::telemetry::QueueMetrics;
-use batches::Change;
 use inflight::InFlight;
+use shared::{Origin, Phase, Shared};
 use sqsbalancer_core::{Input, QueueId};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, MutexGuard};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::time::Instant;
-
-/// One poller's life on its queue: jobs remember it so a worker can tell that their queue
-/// was stopped before they started.
-struct Origin {
-    queue: QueueId,
-    fifo: bool,
-    stopped: AtomicBool,
-    metrics: QueueMetrics,
-}
-
-impl Origin {
-    fn is_stopped(&self) -> bool {
-        self.stopped.load(Ordering::SeqCst)
-    }
-}
-
-/// Received messages handled together, with their ids in the in-flight registry and one
-/// permit each.
-struct Job {
-    messages: Vec<(u64, Message)>,
-    permits: OwnedSemaphorePermit,
-    origin: Arc<Origin>,
-}
-
-/// What the pollers, workers, batcher and keeper share.
-struct Shared<Q, C> {
-    sqs: Arc<Q>,
-    consumer: Arc<C>,
-    settings: PlaneSettings,
-    permits: Arc<Semaphore>,
-    /// Long polls in flight at most (each holds a receive's worth of permits).
-    long_polls: Arc<Semaphore>,
-    /// Pollers waiting for permits: while any wait, nobody starts a long poll.
-    waiting: AtomicUsize,
-    /// The self-fence on the runtime's clock: no receive may be open at SQS from then on.
-    fence: watch::Receiver<Option<Instant>>,
-    jobs: async_channel::Sender<Job>,
-    changes: mpsc::UnboundedSender<Change>,
-    inflight: std::sync::Mutex<InFlight>,
-    counters: Arc<Counters>,
-    driver: DriverHandle,
-    /// Messages received and not yet finished (deleted, released, or failed and left).
-    outstanding: AtomicUsize,
-    idle: Notify,
-    draining: AtomicBool,
-    /// How far the close has gone: the workers and keeper end once closed, the batcher once
-    /// flushed.
-    phase: watch::Receiver<Phase>,
-}
-
-/// The data plane's life, in order: one channel rather than a flag per step, so that a step
-/// implies the ones before it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Phase {
-    /// Handling messages.
-    Open,
-    /// The driver has stopped: pollers and the keeper end, workers abandon their handlers and
-    /// release what they hold.
-    Closed,
-    /// The last changes are flushed (or their deadline passed): the batcher ends.
-    Flushed,
-}
-
-impl Phase {
-    /// Waits until `phase` reaches at least `at`; also returns if the data plane is gone.
-    async fn reached(phase: &mut watch::Receiver<Phase>, at: Phase) {
-        let _ = phase.wait_for(|p| *p >= at).await;
-    }
-}
-
-impl<Q, C> Shared<Q, C> {
-    fn received(&self, n: usize) {
-        self.outstanding.fetch_add(n, Ordering::SeqCst);
-    }
-
-    fn finished(&self, n: usize) {
-        if n > 0 && self.outstanding.fetch_sub(n, Ordering::SeqCst) == n {
-            self.idle.notify_waiters();
-        }
-    }
-
-    /// Waits until every received message is finished.
-    async fn drained(&self) {
-        loop {
-            let idle = self.idle.notified();
-            if self.outstanding.load(Ordering::SeqCst) == 0 {
-                return;
-            }
-            idle.await;
-        }
-    }
-
-    fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::SeqCst)
-    }
-
-    fn lock_inflight(&self) -> MutexGuard<'_, InFlight> {
-        // The registry holds plain data; a panic elsewhere leaves it consistent.
-        self.inflight
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Queues a batched change; once the batcher is gone, a finishing change just finishes.
-    fn change(&self, change: Change) {
-        if let Err(mpsc::error::SendError(c)) = self.changes.send(change)
-            && c.finishes()
-        {
-            self.finished(1);
-        }
-    }
-
-    fn report(&self, input: Input) {
-        if self.driver.report(input).is_err() {
-            tracing::debug!("the driver has stopped; report dropped");
-        }
-    }
-}
 
 /// The data plane of one instance, running consumer `C` (a [`One`] handler or a [`Batch`]
 /// handler).
@@ -213,7 +98,7 @@ impl<Q: Sqs, C: Consumer> DataPlane<Q, C> {
         }
         tokio::spawn(batches::batch(Arc::clone(&shared), changes_rx));
         if shared.settings.extend_visibility {
-            tokio::spawn(inflight::keep(Arc::clone(&shared)));
+            tokio::spawn(keeper::keep(Arc::clone(&shared)));
         }
         DataPlane {
             shared,

@@ -1,8 +1,8 @@
 //! One queue's poller: wait in turn for a receive's worth of permits, receive within the
 //! fence, and hand the messages to the workers as jobs.
 
-use super::batches::Change;
-use super::{Job, Origin, Shared};
+use super::change::Change;
+use super::shared::{Job, Origin, Shared};
 use crate::backend::{Message, Receive, Sqs};
 use crate::clock;
 use crate::error::BackendError;

@@ -3,9 +3,10 @@
 //! panics caught and a timeout that drops the handler's future, so either fails that job and
 //! nothing else.
 
-use super::batches::Change;
+use super::change::Change;
 use super::consumer::Consumer;
-use super::{Counters, Job, Origin, Phase, Shared};
+use super::counters::Counters;
+use super::shared::{Job, Origin, Phase, Shared};
 use crate::backend::{Message, Sqs};
 use crate::handler::{BatchOutcome, HandlerError};
 use std::collections::BTreeSet;
