@@ -2221,11 +2221,12 @@ mod tests {
 
     const KEY: &str = r#""Key":{"pk":{"S":"app#a"},"sk":{"S":"instance#a"}}"#;
 
-    #[test]
-    fn malformed_dynamodb_requests_are_refused_naming_the_problem() {
+    /// UpdateItem bodies the simulated DynamoDB refuses, each with words its refusal must
+    /// contain.
+    fn malformed_updates() -> Vec<(String, &'static str)> {
         let update = |rest: &str| format!(r#"{{"TableName":"t",{KEY},{rest}}}"#);
         let names = r##""ExpressionAttributeNames":{"#n0":"status","#n1":"epoch"}"##;
-        let cases = [
+        vec![
             (update(&format!(r##"{names},"UpdateExpression":"SET #n0 = :v0""##)), "attribute value: :v0"),
             (
                 update(r##""ExpressionAttributeNames":{"#n0":"status"},"ExpressionAttributeValues":{":v0":{"S":"x"},":v1":{"S":"y"}},"UpdateExpression":"SET #n0 = :v0""##),
@@ -2295,23 +2296,13 @@ mod tests {
                 format!(r##"{{{KEY},"UpdateExpression":"REMOVE #n0","ExpressionAttributeNames":{{"#n0":"ttl"}}}}"##),
                 "Value null at 'TableName'",
             ),
-        ];
-        for (body, expected) in cases {
-            let a = dynamo("UpdateItem", &body).expect_err(&body);
-            assert_eq!(a.status, 400, "{body}");
-            assert_eq!(
-                a.error_code().as_deref(),
-                Some("ValidationException"),
-                "{body}"
-            );
-            assert!(
-                a.body.contains(expected),
-                "{body}\n  answered {}\n  expected {expected}",
-                a.body
-            );
-        }
+        ]
+    }
+
+    /// Query bodies the simulated DynamoDB refuses, each with words its refusal must contain.
+    fn malformed_queries() -> Vec<(String, &'static str)> {
         let query = |rest: &str| format!(r#"{{"TableName":"t",{rest}}}"#);
-        let cases = [
+        vec![
             (
                 query(
                     r##""KeyConditionExpression":"#n0 = :v0","ExpressionAttributeNames":{"#n0":"sk"},"ExpressionAttributeValues":{":v0":{"S":"x"}}"##,
@@ -2342,19 +2333,33 @@ mod tests {
                 ),
                 "not in the partition queried",
             ),
-        ];
-        for (body, expected) in cases {
+        ]
+    }
+
+    /// Asserts that the refusal `a` of `body` is a ValidationException naming `expected`.
+    fn assert_validation_error(a: &Answer, body: &str, expected: &str) {
+        assert_eq!(
+            a.error_code().as_deref(),
+            Some("ValidationException"),
+            "{body}"
+        );
+        assert!(
+            a.body.contains(expected),
+            "{body}\n  answered {}\n  expected {expected}",
+            a.body
+        );
+    }
+
+    #[test]
+    fn malformed_dynamodb_requests_are_refused_naming_the_problem() {
+        for (body, expected) in malformed_updates() {
+            let a = dynamo("UpdateItem", &body).expect_err(&body);
+            assert_eq!(a.status, 400, "{body}");
+            assert_validation_error(&a, &body, expected);
+        }
+        for (body, expected) in malformed_queries() {
             let a = dynamo("Query", &body).expect_err(&body);
-            assert_eq!(
-                a.error_code().as_deref(),
-                Some("ValidationException"),
-                "{body}"
-            );
-            assert!(
-                a.body.contains(expected),
-                "{body}\n  answered {}\n  expected {expected}",
-                a.body
-            );
+            assert_validation_error(&a, &body, expected);
         }
         let a = dynamo("UpdateItem", "not json").expect_err("not JSON");
         assert_eq!(a.error_code().as_deref(), Some("SerializationException"));
@@ -2367,12 +2372,17 @@ mod tests {
         );
     }
 
-    #[test]
-    fn malformed_sqs_requests_are_refused_naming_the_problem() {
+    /// An SQS request, the error code its refusal must carry and the `x-amzn-query-error`
+    /// header naming it.
+    type SqsCase = (&'static str, String, &'static str, &'static str);
+
+    /// Batch requests SQS refuses: empty, too many entries, ids repeated or invalid, a
+    /// visibility missing or out of range.
+    fn malformed_batches() -> Vec<SqsCase> {
         let url = r#""QueueUrl":"https://sqs.us-east-1.amazonaws.com/1/q""#;
         let entry = |id: &str| format!(r#"{{"Id":"{id}","ReceiptHandle":"r"}}"#);
         let many: Vec<String> = (0..11).map(|i| entry(&i.to_string())).collect();
-        let cases = [
+        vec![
             (
                 "DeleteMessageBatch",
                 format!(r#"{{{url},"Entries":[]}}"#),
@@ -2411,6 +2421,13 @@ mod tests {
                 "InvalidParameterValue",
                 "InvalidParameterValue;Sender",
             ),
+        ]
+    }
+
+    /// Receives, listings and operations SQS refuses: no queue or an invalid one, a token or
+    /// page size the listing does not take, an operation the simulation does not serve.
+    fn malformed_calls() -> Vec<SqsCase> {
+        vec![
             (
                 "ReceiveMessage",
                 "{}".to_owned(),
@@ -2447,8 +2464,12 @@ mod tests {
                 "UnknownOperationException",
                 "UnknownOperationException;Sender",
             ),
-        ];
-        for (op, body, code, header) in cases {
+        ]
+    }
+
+    #[test]
+    fn malformed_sqs_requests_are_refused_naming_the_problem() {
+        for (op, body, code, header) in malformed_batches().into_iter().chain(malformed_calls()) {
             let a = sqs(op, &body).expect_err(&body);
             assert_eq!(a.status, 400, "{op} {body}");
             assert_eq!(
