@@ -6,10 +6,10 @@
 
 mod common;
 
-use common::{Moto, backlog, create_queues, fast, send_messages, wait_until};
+use common::{Moto, backlog, create_queues, fast, send_message, send_messages, wait_until};
 use sqsbalancer_runtime::aws::{Billing, ensure_table};
-use sqsbalancer_runtime::{Balancer, HandlerError, Message, Running, RuntimeError};
-use std::collections::BTreeSet;
+use sqsbalancer_runtime::{Balancer, Handler, HandlerError, Message, Running, RuntimeError};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -197,19 +197,14 @@ async fn malformed_coordination_items_are_skipped_and_the_fleet_keeps_working() 
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failures_and_panics_are_redelivered_and_a_deleted_queue_is_dropped() {
-    let moto = Moto::start();
-    let table = "solo";
-    let admin = moto.backend(table).await;
-    ensure_table(&admin, Billing::OnDemand)
-        .await
-        .expect("table");
-    let urls = create_queues(&admin, "flaky", 2).await;
-    // Successes by body, with the receive count that succeeded.
-    let done: Arc<Mutex<std::collections::BTreeMap<String, u32>>> = Arc::default();
-    let seen = Arc::clone(&done);
-    let handler = move |m: Message| {
+/// Successes by body, with the receive count that succeeded.
+type Successes = Arc<Mutex<BTreeMap<String, u32>>>;
+
+/// A handler that fails (`fail…`) or panics (`panic…`) on a message's first delivery and
+/// records each success in `done`, so a test sees which deliveries came back.
+fn flaky_handler(done: &Successes) -> impl Handler {
+    let seen = Arc::clone(done);
+    move |m: Message| {
         let seen = Arc::clone(&seen);
         async move {
             if m.receive_count == 1 && m.body.starts_with("fail") {
@@ -223,28 +218,32 @@ async fn failures_and_panics_are_redelivered_and_a_deleted_queue_is_dropped() {
                 .insert(m.body, m.receive_count);
             Ok(())
         }
-    };
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_and_panics_are_redelivered_and_a_deleted_queue_is_dropped() {
+    let moto = Moto::start();
+    let table = "solo";
+    let admin = moto.backend(table).await;
+    ensure_table(&admin, Billing::OnDemand)
+        .await
+        .expect("table");
+    let urls = create_queues(&admin, "flaky", 2).await;
+    let done: Successes = Arc::default();
     let running = Balancer::new(
         fast("flaky", table, "solo"),
         Arc::new(moto.backend(table).await),
     )
     .expect("a valid config")
-    .start(handler)
+    .start(flaky_handler(&done))
     .expect("started");
     wait_until(Duration::from_secs(30), "both queues owned", async || {
         running.active_queues().len() == 2
     })
     .await;
-    let bodies = ["fail-0", "panic-0", "ok-0"];
-    for b in bodies {
-        admin
-            .sqs()
-            .send_message()
-            .queue_url(&urls[0])
-            .message_body(b)
-            .send()
-            .await
-            .expect("sent");
+    for b in ["fail-0", "panic-0", "ok-0"] {
+        send_message(&admin, &urls[0], b).await;
     }
     // Visibility timeout 5 s: the failed and the panicked message come back once.
     wait_until(Duration::from_secs(30), "all three succeeded", async || {
@@ -270,14 +269,7 @@ async fn failures_and_panics_are_redelivered_and_a_deleted_queue_is_dropped() {
         async || running.active_queues().len() == 1,
     )
     .await;
-    admin
-        .sqs()
-        .send_message()
-        .queue_url(&urls[0])
-        .message_body("after")
-        .send()
-        .await
-        .expect("sent");
+    send_message(&admin, &urls[0], "after").await;
     wait_until(
         Duration::from_secs(30),
         "served after the panic",

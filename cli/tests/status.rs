@@ -8,7 +8,7 @@ mod common;
 
 use common::{Moto, create_queues, fast, owners, wait_until};
 use serde_json::Value;
-use sqsbalancer_runtime::aws::{Billing, ensure_table};
+use sqsbalancer_runtime::aws::{AwsBackend, Billing, ensure_table};
 use sqsbalancer_runtime::{Balancer, HandlerError, Message, Running};
 use std::time::Duration;
 
@@ -79,22 +79,142 @@ fn instances(v: &Value) -> Vec<(String, String, u64, Value)> {
         .collect()
 }
 
+/// A tokio runtime with `workers` threads.
+fn runtime(workers: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .expect("a runtime")
+}
+
+/// Starts balancer `id` of the test app, handling every message with success.
+async fn start_balancer(moto: &Moto, id: &str) -> Running {
+    let backend = std::sync::Arc::new(moto.backend(TABLE).await);
+    let b = Balancer::new(fast(APP, TABLE, id), backend).expect("valid");
+    b.start(|_m: Message| async { Ok::<(), HandlerError>(()) })
+        .expect("started")
+}
+
+/// Waits until the live instances own `loads` queues each (by instance id).
+async fn wait_for_loads(admin: &AwsBackend, what: &str, loads: &[usize]) {
+    wait_until(Duration::from_secs(30), what, async || {
+        owners(admin, APP)
+            .await
+            .values()
+            .copied()
+            .collect::<Vec<_>>()
+            == loads
+    })
+    .await;
+}
+
+/// The report of a one-second watch, which must exit 0.
+async fn watch_ok(moto: &Moto) -> Value {
+    let out = status(&moto.endpoint, TABLE, &["--watch", "1s", "--json"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    out.json()
+}
+
+/// A watch of the healthy fleet a, b, c shows each alive, its heartbeat advancing, owning
+/// its fair share of 2 of the 6 queues.
+async fn assert_healthy(moto: &Moto) {
+    let v = watch_ok(moto).await;
+    let two = Value::from(2);
+    assert_eq!(
+        instances(&v),
+        [
+            ("a".into(), "alive".into(), 2, two.clone()),
+            ("b".into(), "alive".into(), 2, two.clone()),
+            ("c".into(), "alive".into(), 2, two),
+        ],
+        "{v}"
+    );
+    assert!(v["staleness_observed"].as_bool().expect("a flag"), "{v}");
+    for i in v["instances"].as_array().expect("instances") {
+        assert_eq!(i["heartbeat_advanced"], true, "{i}");
+    }
+    assert_eq!(v["owners"]["a"].as_array().expect("a's queues").len(), 2);
+    assert_eq!(v["balance"]["balanced"], true, "{v}");
+    assert_eq!(
+        (&v["balance"]["fair_min"], &v["balance"]["fair_max"]),
+        (&Value::from(2), &Value::from(2))
+    );
+    assert_eq!(v["unowned"], Value::Array(Vec::new()));
+    assert_eq!(v["failover_bound_ms"], 3_600);
+}
+
+/// After c's abort and failover a watch shows c ended, and a and b balanced at 3 each.
+async fn assert_failed_over(moto: &Moto) {
+    let v = watch_ok(moto).await;
+    let three = Value::from(3);
+    assert_eq!(
+        instances(&v),
+        [
+            ("a".into(), "alive".into(), 3, three.clone()),
+            ("b".into(), "alive".into(), 3, three),
+            ("c".into(), "ended".into(), 0, Value::Null),
+        ],
+        "{v}"
+    );
+    assert_eq!(v["balance"]["balanced"], true, "{v}");
+}
+
+/// With every instance ended, a watch past the failover bound exits 2 and lists the 6 queues
+/// as having no owner, and the `late` queue as listed without a record.
+async fn assert_stuck(moto: &Moto, late: &[String]) {
+    let stuck = status(
+        &moto.endpoint,
+        TABLE,
+        &["--watch", "4s", "--queue-pattern", "^st-", "--json"],
+    )
+    .await;
+    assert_eq!(stuck.code, 2, "{}", stuck.stderr);
+    assert!(
+        stuck
+            .stderr
+            .contains("6 queue(s) unowned past the failover bound"),
+        "{}",
+        stuck.stderr
+    );
+    let v = stuck.json();
+    let unowned = v["unowned"].as_array().expect("unowned");
+    assert_eq!(unowned.len(), 6, "{v}");
+    for u in unowned {
+        assert_eq!(
+            (&u["why"], &u["past_bound"]),
+            (&"no owner".into(), &true.into()),
+            "{u}"
+        );
+    }
+    assert_eq!(v["unowned_past_bound"], 6);
+    assert_eq!(v["unrecorded"], serde_json::json!(late), "{v}");
+    assert!(instances(&v).iter().all(|i| i.1 == "ended"), "{v}");
+}
+
+/// One read cannot see how long queues stay unowned: exit 0, and the table says so.
+async fn assert_one_read_cannot_judge(moto: &Moto) {
+    let once = status(&moto.endpoint, TABLE, &[]).await;
+    assert_eq!(once.code, 0, "{}", once.stderr);
+    assert!(
+        once.stdout.contains("6 unowned, 0 past the failover bound"),
+        "{}",
+        once.stdout
+    );
+    assert!(
+        once.stdout.contains("staleness not observed"),
+        "{}",
+        once.stdout
+    );
+}
+
 #[test]
 fn a_live_fleet_is_shown_balanced_and_queues_left_unowned_exit_2() {
     let moto = Moto::start();
-    let fleet_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime");
+    let fleet_rt = runtime(2);
     // The instance to abort runs on its own runtime: shutting that down kills every one of its
     // tasks mid-flight, as a crash would.
-    let doomed_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    let handler = |_m: Message| async { Ok::<(), HandlerError>(()) };
+    let doomed_rt = runtime(1);
     let (admin, fleet) = fleet_rt.block_on(async {
         let admin = moto.backend(TABLE).await;
         ensure_table(&admin, Billing::OnDemand)
@@ -103,127 +223,29 @@ fn a_live_fleet_is_shown_balanced_and_queues_left_unowned_exit_2() {
         create_queues(&admin, APP, 6).await;
         let mut fleet: Vec<Running> = Vec::new();
         for id in ["a", "b"] {
-            let backend = std::sync::Arc::new(moto.backend(TABLE).await);
-            let b = Balancer::new(fast(APP, TABLE, id), backend).expect("valid");
-            fleet.push(b.start(handler).expect("started"));
+            fleet.push(start_balancer(&moto, id).await);
         }
         (admin, fleet)
     });
-    let _doomed = doomed_rt.block_on(async {
-        let backend = std::sync::Arc::new(moto.backend(TABLE).await);
-        let b = Balancer::new(fast(APP, TABLE, "c"), backend).expect("valid");
-        b.start(handler).expect("started")
-    });
+    let _doomed = doomed_rt.block_on(start_balancer(&moto, "c"));
     fleet_rt.block_on(async {
-        wait_until(Duration::from_secs(30), "2/2/2", async || {
-            owners(&admin, APP)
-                .await
-                .values()
-                .copied()
-                .collect::<Vec<_>>()
-                == [2, 2, 2]
-        })
-        .await;
-        let healthy = status(&moto.endpoint, TABLE, &["--watch", "1s", "--json"]).await;
-        assert_eq!(healthy.code, 0, "{}", healthy.stderr);
-        let v = healthy.json();
-        let two = Value::from(2);
-        assert_eq!(
-            instances(&v),
-            [
-                ("a".into(), "alive".into(), 2, two.clone()),
-                ("b".into(), "alive".into(), 2, two.clone()),
-                ("c".into(), "alive".into(), 2, two),
-            ],
-            "{v}"
-        );
-        assert!(v["staleness_observed"].as_bool().expect("a flag"), "{v}");
-        for i in v["instances"].as_array().expect("instances") {
-            assert_eq!(i["heartbeat_advanced"], true, "{i}");
-        }
-        assert_eq!(v["owners"]["a"].as_array().expect("a's queues").len(), 2);
-        assert_eq!(v["balance"]["balanced"], true, "{v}");
-        assert_eq!(
-            (&v["balance"]["fair_min"], &v["balance"]["fair_max"]),
-            (&Value::from(2), &Value::from(2))
-        );
-        assert_eq!(v["unowned"], Value::Array(Vec::new()));
-        assert_eq!(v["failover_bound_ms"], 3_600);
+        wait_for_loads(&admin, "2/2/2", &[2, 2, 2]).await;
+        assert_healthy(&moto).await;
     });
 
     // Abort c: once the others have reaped it and taken its queues, it shows as ended.
     doomed_rt.shutdown_background();
     fleet_rt.block_on(async {
-        wait_until(Duration::from_secs(30), "3/3 after the abort", async || {
-            owners(&admin, APP)
-                .await
-                .values()
-                .copied()
-                .collect::<Vec<_>>()
-                == [3, 3]
-        })
-        .await;
-        let after = status(&moto.endpoint, TABLE, &["--watch", "1s", "--json"]).await;
-        assert_eq!(after.code, 0, "{}", after.stderr);
-        let v = after.json();
-        let three = Value::from(3);
-        assert_eq!(
-            instances(&v),
-            [
-                ("a".into(), "alive".into(), 3, three.clone()),
-                ("b".into(), "alive".into(), 3, three),
-                ("c".into(), "ended".into(), 0, Value::Null),
-            ],
-            "{v}"
-        );
-        assert_eq!(v["balance"]["balanced"], true, "{v}");
+        wait_for_loads(&admin, "3/3 after the abort", &[3, 3]).await;
+        assert_failed_over(&moto).await;
 
         // Stop the rest: they release their queues to nobody, and a new queue gets no record.
         for r in fleet {
             r.stop().await.expect("a clean stop");
         }
         let late = create_queues(&admin, "st-late", 1).await;
-        let stuck = status(
-            &moto.endpoint,
-            TABLE,
-            &["--watch", "4s", "--queue-pattern", "^st-", "--json"],
-        )
-        .await;
-        assert_eq!(stuck.code, 2, "{}", stuck.stderr);
-        assert!(
-            stuck
-                .stderr
-                .contains("6 queue(s) unowned past the failover bound"),
-            "{}",
-            stuck.stderr
-        );
-        let v = stuck.json();
-        let unowned = v["unowned"].as_array().expect("unowned");
-        assert_eq!(unowned.len(), 6, "{v}");
-        for u in unowned {
-            assert_eq!(
-                (&u["why"], &u["past_bound"]),
-                (&"no owner".into(), &true.into()),
-                "{u}"
-            );
-        }
-        assert_eq!(v["unowned_past_bound"], 6);
-        assert_eq!(v["unrecorded"], serde_json::json!(late), "{v}");
-        assert!(instances(&v).iter().all(|i| i.1 == "ended"), "{v}");
-
-        // One read cannot see how long they stay unowned: exit 0, and the table says so.
-        let once = status(&moto.endpoint, TABLE, &[]).await;
-        assert_eq!(once.code, 0, "{}", once.stderr);
-        assert!(
-            once.stdout.contains("6 unowned, 0 past the failover bound"),
-            "{}",
-            once.stdout
-        );
-        assert!(
-            once.stdout.contains("staleness not observed"),
-            "{}",
-            once.stdout
-        );
+        assert_stuck(&moto, &late).await;
+        assert_one_read_cannot_judge(&moto).await;
     });
 }
 

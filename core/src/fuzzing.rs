@@ -102,6 +102,23 @@ enum Open {
 /// started, and a stopped node asks for nothing more.
 pub fn drive_node(data: &[u8]) {
     let mut b = Bytes(data);
+    let cfg = config(&mut b);
+    let mut now = Millis(u64::from(b.u16()));
+    let mut node = Node::new(cfg, now).expect("valid config");
+    let mut driven = Driven::default();
+    loop {
+        driven.take_effects(&mut node);
+        check_node(&node, now);
+        if b.done() {
+            break;
+        }
+        let input = driven.next_input(&mut b, &mut now);
+        node.handle(now, input);
+    }
+}
+
+/// The node's config: fixed heartbeat timing, the rest decoded from `b`.
+fn config(b: &mut Bytes) -> Config {
     let mut cfg = Config::new("app", "table");
     cfg.instance_id = Some("me".into());
     cfg.heartbeat_interval = Duration::from_millis(1_000);
@@ -110,25 +127,48 @@ pub fn drive_node(data: &[u8]) {
     cfg.capacity = u32::from(b.u8() % 4) + 1;
     cfg.queue_filter_pattern = b.u8().is_multiple_of(2).then(|| "^q-[0-5]".to_owned());
     cfg.seed = u64::from(b.u16());
-    let mut now = Millis(u64::from(b.u16()));
-    let mut node = Node::new(cfg, now).expect("valid config");
-    let mut open: Vec<(OpId, Open)> = Vec::new();
-    let mut pollers: BTreeMap<QueueId, bool> = BTreeMap::new();
-    loop {
+    cfg
+}
+
+/// The node's own invariants, and its timeout: none once stopped, else never before `now`.
+fn check_node(node: &Node, now: Millis) {
+    node.check_invariants();
+    if node.phase().is_stopped() {
+        assert!(node.poll_timeout().is_none());
+    } else {
+        let t = node
+            .poll_timeout()
+            .expect("a running node always has a timeout");
+        assert!(t >= now, "timeout {t:?} before now {now:?}");
+    }
+}
+
+/// What the driver tracks of the node between inputs: the calls not answered yet, and each
+/// poller as running (`true`) or asked to stop (`false`).
+#[derive(Default)]
+struct Driven {
+    open: Vec<(OpId, Open)>,
+    pollers: BTreeMap<QueueId, bool>,
+}
+
+impl Driven {
+    /// Takes the node's effects: remembers each call to answer, and checks that a poller is
+    /// started only when stopped and stopped only when started.
+    fn take_effects(&mut self, node: &mut Node) {
         while let Some(e) = node.poll_effect() {
             match e {
-                Effect::Write { id, write } => open.push((id, Open::Write(write))),
-                Effect::Read { id, read } => open.push((id, Open::Read(read))),
-                Effect::ListQueues { id, .. } => open.push((id, Open::List)),
+                Effect::Write { id, write } => self.open.push((id, Open::Write(write))),
+                Effect::Read { id, read } => self.open.push((id, Open::Read(read))),
+                Effect::ListQueues { id, .. } => self.open.push((id, Open::List)),
                 Effect::StartReceiving { queue, .. } => {
                     assert!(
-                        pollers.insert(queue.clone(), true).is_none(),
+                        self.pollers.insert(queue.clone(), true).is_none(),
                         "{queue} started twice"
                     );
                 }
                 Effect::StopReceiving { queue } => {
                     assert_eq!(
-                        pollers.insert(queue.clone(), false),
+                        self.pollers.insert(queue.clone(), false),
                         Some(true),
                         "{queue} stopped while not running"
                     );
@@ -136,71 +176,25 @@ pub fn drive_node(data: &[u8]) {
                 Effect::Fence { .. } | Effect::Phase(_) => {}
             }
         }
-        node.check_invariants();
-        if node.phase().is_stopped() {
-            assert!(node.poll_timeout().is_none());
-        } else {
-            let t = node
-                .poll_timeout()
-                .expect("a running node always has a timeout");
-            assert!(t >= now, "timeout {t:?} before now {now:?}");
-        }
-        if b.done() {
-            break;
-        }
-        let input = match b.u8() % 9 {
+    }
+
+    /// The next input, decoded from `b`: a tick (which may advance `now`), an answer, a
+    /// poller stopped, a queue gone, a shutdown or drain, or an answer to no call.
+    fn next_input(&mut self, b: &mut Bytes, now: &mut Millis) -> Input {
+        match b.u8() % 9 {
             0 | 1 => {
-                now = now.saturating_add(Duration::from_millis(u64::from(b.u16()) % 10_000));
+                *now = now.saturating_add(Duration::from_millis(u64::from(b.u16()) % 10_000));
                 Input::Tick
             }
-            2..=4 if !open.is_empty() => {
-                let (id, what) = open.remove(usize::from(b.u8()) % open.len());
-                let x = b.u8();
-                let outcome = match (x % 4, what) {
-                    (0, _) => Outcome::Unknown,
-                    (1, Open::Write(_)) => Outcome::Rejected,
-                    (_, Open::Write(Write::Register { .. })) => {
-                        Outcome::Applied(Reply::Registered {
-                            incarnation: u64::from(x >> 4),
-                        })
-                    }
-                    (_, Open::Write(_)) => Outcome::Applied(Reply::Done),
-                    (_, Open::Read(Read::Members)) => Outcome::Applied(Reply::Members {
-                        instances: instances(&mut b),
-                        unreadable: Unreadable::default(),
-                    }),
-                    (_, Open::Read(Read::Table)) => {
-                        let instances = instances(&mut b);
-                        Outcome::Applied(Reply::Table {
-                            instances,
-                            queues: queues(&mut b),
-                            unreadable: Unreadable::default(),
-                        })
-                    }
-                    (_, Open::List) => {
-                        let n = b.u8() % 8;
-                        Outcome::Applied(Reply::Queues((0..n).map(|_| queue(b.u8())).collect()))
-                    }
-                };
-                Input::Completed { id, outcome }
-            }
-            2..=4 => Input::Tick,
-            5 => {
-                let stopping: Vec<QueueId> = pollers
-                    .iter()
-                    .filter(|(_, r)| !**r)
-                    .map(|(q, _)| q.clone())
-                    .collect();
-                if stopping.is_empty() {
-                    Input::ReceivingStopped {
-                        queue: queue(b.u8()),
-                    }
-                } else {
-                    let q = stopping[usize::from(b.u8()) % stopping.len()].clone();
-                    pollers.remove(&q);
-                    Input::ReceivingStopped { queue: q }
+            2..=4 if !self.open.is_empty() => {
+                let (id, what) = self.open.remove(usize::from(b.u8()) % self.open.len());
+                Input::Completed {
+                    id,
+                    outcome: outcome(b, what),
                 }
             }
+            2..=4 => Input::Tick,
+            5 => self.receiving_stopped(b),
             6 => Input::QueueGone {
                 queue: queue(b.u8()),
             },
@@ -215,8 +209,57 @@ pub fn drive_node(data: &[u8]) {
                 id: OpId(u64::from(b.u8())),
                 outcome: Outcome::Applied(Reply::Queues(vec![queue(b.u8())])),
             },
-        };
-        node.handle(now, input);
+        }
+    }
+
+    /// A poller reports it stopped: one the node asked to stop if there is one, else any
+    /// queue, as a stray report.
+    fn receiving_stopped(&mut self, b: &mut Bytes) -> Input {
+        let stopping: Vec<QueueId> = self
+            .pollers
+            .iter()
+            .filter(|(_, r)| !**r)
+            .map(|(q, _)| q.clone())
+            .collect();
+        if stopping.is_empty() {
+            Input::ReceivingStopped {
+                queue: queue(b.u8()),
+            }
+        } else {
+            let q = stopping[usize::from(b.u8()) % stopping.len()].clone();
+            self.pollers.remove(&q);
+            Input::ReceivingStopped { queue: q }
+        }
+    }
+}
+
+/// An answer to the call `what`, decoded from `b`: unknown, rejected (writes), or applied
+/// with a reply of the call's kind.
+fn outcome(b: &mut Bytes, what: Open) -> Outcome {
+    let x = b.u8();
+    match (x % 4, what) {
+        (0, _) => Outcome::Unknown,
+        (1, Open::Write(_)) => Outcome::Rejected,
+        (_, Open::Write(Write::Register { .. })) => Outcome::Applied(Reply::Registered {
+            incarnation: u64::from(x >> 4),
+        }),
+        (_, Open::Write(_)) => Outcome::Applied(Reply::Done),
+        (_, Open::Read(Read::Members)) => Outcome::Applied(Reply::Members {
+            instances: instances(b),
+            unreadable: Unreadable::default(),
+        }),
+        (_, Open::Read(Read::Table)) => {
+            let instances = instances(b);
+            Outcome::Applied(Reply::Table {
+                instances,
+                queues: queues(b),
+                unreadable: Unreadable::default(),
+            })
+        }
+        (_, Open::List) => {
+            let n = b.u8() % 8;
+            Outcome::Applied(Reply::Queues((0..n).map(|_| queue(b.u8())).collect()))
+        }
     }
 }
 

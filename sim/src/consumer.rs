@@ -19,6 +19,23 @@ const RETRY_MS: u64 = 1_000;
 /// Shortest long poll worth sending; with less room before the fence the poller waits.
 const MIN_WAIT: Duration = Duration::from_secs(1);
 
+/// A receive as it leaves its poller: the call, when it departs (after any hold and pause),
+/// how long it polls and when the poller gives up on it.
+struct Departure<'a> {
+    slot: usize,
+    queue: &'a QueueId,
+    call: u64,
+    /// Global ms.
+    depart: u64,
+    /// Whether a pause came between the last fence check and the departure.
+    paused: bool,
+    wait_ms: u64,
+    /// How much later than the trip the answer comes back, ms.
+    extra: u64,
+    /// The poller's deadline, global ms.
+    give_up: u64,
+}
+
 impl World {
     pub(crate) fn start_receiving(&mut self, i: usize, queue: QueueId) {
         let old = self.slots[i]
@@ -72,17 +89,52 @@ impl World {
     ///
     /// [`Timeouts`]: sqsbalancer_runtime::Timeouts
     pub(crate) fn try_receive(&mut self, i: usize, q: &QueueId) {
-        let now = self.now;
-        let local = self.slots[i].local(now);
-        let fence = self.slots[i].fence;
-        let life = self.slots[i].life;
-        let wanted = Duration::from_secs(u64::from(self.cfg.sqs.wait_time_seconds));
-        let zombie = self.sc.mutation == Some(Mutation::IgnoreStop);
-        let Some(p) = self.slots[i].pollers.get(q) else {
+        let local = self.slots[i].local(self.now);
+        let Some(plan) = self.plan_receive(i, q, local) else {
             return;
         };
-        if p.stopping || p.receiving.is_some() || p.batch.is_some() {
+        let at_local = |d: Duration| Millis(local.0 + d.as_millis() as u64);
+        let send_by = self.slots[i].global(at_local(plan.send_within));
+        let give_up = self.slots[i].global(at_local(plan.give_up_after));
+        self.next_call += 1;
+        let call = self.next_call;
+        if let Some(p) = self.slots[i].pollers.get_mut(q) {
+            p.waiting_fence = false;
+            p.receiving = Some(call);
+        }
+        // A slow call: held before it is sent (credentials, a reconnect), answered late.
+        let (held, extra) = self.hooks.slowness();
+        let depart = self.now + held;
+        if held + extra > 0 {
+            self.faulted(i);
+        }
+        if depart > send_by && self.sc.mutation != Some(Mutation::IgnoreSendBy) {
+            self.refuse_send(i, q, depart);
             return;
+        }
+        let pause = self.pause_before_send(i, depart);
+        self.send_receive(&Departure {
+            slot: i,
+            queue: q,
+            call,
+            depart: depart + pause.unwrap_or(0),
+            paused: pause.is_some(),
+            wait_ms: plan.wait.as_millis() as u64,
+            extra,
+            give_up,
+        });
+    }
+
+    /// The plan of the next receive of `q` on slot `i` at local time `local`; `None` if its
+    /// poller is busy or stopping, or if the fence leaves too little room for a long poll
+    /// (then the poller waits for the fence to move).
+    fn plan_receive(&mut self, i: usize, q: &QueueId, local: Millis) -> Option<RelativePlan> {
+        let fence = self.slots[i].fence;
+        let wanted = Duration::from_secs(u64::from(self.cfg.sqs.wait_time_seconds));
+        let zombie = self.sc.mutation == Some(Mutation::IgnoreStop);
+        let p = self.slots[i].pollers.get(q)?;
+        if p.stopping || p.receiving.is_some() || p.batch.is_some() {
+            return None;
         }
         let left = Duration::from_millis(fence.0.saturating_sub(local.0));
         let plan = if zombie {
@@ -98,82 +150,78 @@ impl World {
             if let Some(p) = self.slots[i].pollers.get_mut(q) {
                 p.waiting_fence = true;
             }
-            return;
+            return None;
         };
-        let at_local = |d: Duration| Millis(local.0 + d.as_millis() as u64);
-        let send_by = self.slots[i].global(at_local(plan.send_within));
-        let give_up = self.slots[i].global(at_local(plan.give_up_after));
-        self.next_call += 1;
-        let call = self.next_call;
+        Some(plan)
+    }
+
+    /// A receive held past its send-by time is never sent: the SDK adapter refuses it after
+    /// signing, and the poller plans again when the hold ends (`depart`).
+    fn refuse_send(&mut self, i: usize, q: &QueueId, depart: u64) {
         if let Some(p) = self.slots[i].pollers.get_mut(q) {
-            p.waiting_fence = false;
-            p.receiving = Some(call);
+            p.receiving = Some(0);
         }
-        // A slow call: held before it is sent (credentials, a reconnect), answered late.
-        let (held, extra) = self.hooks.slowness();
-        let mut depart = now + held;
-        if held + extra > 0 {
-            self.faulted(i);
-        }
-        if depart > send_by && self.sc.mutation != Some(Mutation::IgnoreSendBy) {
-            // Never sent: the SDK adapter refuses it after signing; the poller plans again.
-            if let Some(p) = self.slots[i].pollers.get_mut(q) {
-                p.receiving = Some(0);
-            }
-            let queue = q.clone();
-            self.push(
-                depart,
-                Ev::PollerRetry {
-                    slot: i,
-                    life,
-                    queue,
-                },
-            );
-            return;
-        }
-        // A pause after the last check, before the request leaves: the known limit of
-        // client-side fencing.
-        let mut paused = false;
-        if self.sc.faults.pause > 0
+        let life = self.slots[i].life;
+        let queue = q.clone();
+        self.push(
+            depart,
+            Ev::PollerRetry {
+                slot: i,
+                life,
+                queue,
+            },
+        );
+    }
+
+    /// A pause of slot `i` after the last check, before the request leaves at `depart` (the
+    /// known limit of client-side fencing), drawn at the scenario's rate: its length, or `None`.
+    fn pause_before_send(&mut self, i: usize, depart: u64) -> Option<u64> {
+        let pauses = self.sc.faults.pause > 0
             && !self.calm
-            && self.rng.below(1_000_000) < self.sc.faults.pause
-        {
-            let margin = self.cfg.effective_fence_margin().as_millis() as u64;
-            let pause = 500 + self.rng.below(2 * margin);
-            self.slots[i].paused_until = depart + pause;
-            self.faulted(i);
-            depart += pause;
-            paused = true;
-            self.stats.pauses += 1;
-            self.stats.faults.push((now, "pause", Some(i)));
+            && self.rng.below(1_000_000) < self.sc.faults.pause;
+        if !pauses {
+            return None;
         }
-        let fence_global = self.slots[i].global(fence);
-        let wait_ms = plan.wait.as_millis() as u64;
+        let margin = self.cfg.effective_fence_margin().as_millis() as u64;
+        let pause = 500 + self.rng.below(2 * margin);
+        self.slots[i].paused_until = depart + pause;
+        self.faulted(i);
+        self.stats.pauses += 1;
+        self.stats.faults.push((self.now, "pause", Some(i)));
+        Some(pause)
+    }
+
+    /// Sends a planned receive: the fault hooks decide its fate, which schedules its arrival at
+    /// SQS, its failure, or only the poller's give-up.
+    fn send_receive(&mut self, d: &Departure<'_>) {
+        let i = d.slot;
+        let life = self.slots[i].life;
+        let fence_global = self.slots[i].global(self.slots[i].fence);
         let name = self.slots[i].name.clone();
         let recv = |answer| Recv {
             slot: i,
             life,
-            queue: q.clone(),
-            call,
+            queue: d.queue.clone(),
+            call: d.call,
             answer,
         };
         let back = Answer::Back {
-            extra,
-            deadline: give_up,
+            extra: d.extra,
+            deadline: d.give_up,
         };
-        let verdict = self.hooks.decide(Millis(depart), &name, Service::Sqs);
+        let verdict = self.hooks.decide(Millis(d.depart), &name, Service::Sqs);
         // The poller's own deadline, as an event only when the answer might come after it: most
         // answers are certain to come back well before, and an event apiece would cost more
         // than the rest of the receive.
-        let latest = depart + wait_ms + 2 * self.max_latency() + extra;
-        if !matches!(verdict, Verdict::Serve | Verdict::Late) || latest >= give_up {
+        let latest = d.depart + d.wait_ms + 2 * self.max_latency() + d.extra;
+        if !matches!(verdict, Verdict::Serve | Verdict::Late) || latest >= d.give_up {
             self.push(
-                give_up,
+                d.give_up,
                 Ev::PollerGiveUp {
                     slot: i,
                     life,
-                    queue: q.clone(),
-                    call,
+                    queue: d.queue.clone(),
+                    call: d.call,
                 },
             );
         }
@@ -185,7 +233,7 @@ impl World {
             // Never arrives: the poller gives up at its deadline.
             Verdict::Hang(false) | Verdict::Unreachable | Verdict::TimeoutNotApplied => None,
             Verdict::Throttled | Verdict::ServerError => {
-                let at = depart + 2 * self.latency();
+                let at = d.depart + 2 * self.latency();
                 let result = RecvResult::Failed;
                 self.push(
                     at,
@@ -198,13 +246,13 @@ impl World {
             }
         };
         if let Some(recv) = arrive {
-            let at = depart + self.latency();
+            let at = d.depart + self.latency();
             self.push(
                 at,
                 Ev::ReceiveArrive {
                     recv,
-                    wait_ms,
-                    paused,
+                    wait_ms: d.wait_ms,
+                    paused: d.paused,
                     fence_global,
                 },
             );

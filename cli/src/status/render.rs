@@ -45,6 +45,28 @@ fn row(cells: &[&str]) -> Vec<String> {
 /// The report as tables: instances, owners, unowned queues, then one summary line and what
 /// the watch could not tell.
 pub fn to_table(r: &Report) -> String {
+    let mut out = instances_table(r);
+    if let Some(owners) = owners_table(r) {
+        out.push('\n');
+        out.push_str(&owners);
+    }
+    if !r.unowned.is_empty() {
+        let mut rows = vec![row(&["UNOWNED", "RECORD NAMES", "WHY", "FOR"])];
+        rows.extend(r.unowned.iter().map(unowned_row));
+        out.push('\n');
+        out.push_str(&aligned(&rows, &[]));
+    }
+    if let Some(listed) = r.unrecorded.as_ref().filter(|l| !l.is_empty()) {
+        let names: Vec<&str> = listed.iter().map(|q| q.name()).collect();
+        let _ = writeln!(out, "\nlisted, no record yet: {}", names.join(" "));
+    }
+    out.push('\n');
+    push_summary(&mut out, r);
+    out
+}
+
+/// One row per instance: its life, heartbeat, whether the heartbeat moved, and its share.
+fn instances_table(r: &Report) -> String {
     let mut rows = vec![row(&[
         "INSTANCE",
         "INC",
@@ -72,7 +94,11 @@ pub fn to_table(r: &Report) -> String {
             i.fair.map_or("-".to_owned(), |f| f.to_string()),
         ]);
     }
-    let mut out = aligned(&rows, &[1, 2, 5, 6, 7]);
+    aligned(&rows, &[1, 2, 5, 6, 7])
+}
+
+/// The queues each owning instance holds, by name; `None` when no instance owns any.
+fn owners_table(r: &Report) -> Option<String> {
     let owners: Vec<Vec<String>> = r
         .instances
         .iter()
@@ -82,27 +108,21 @@ pub fn to_table(r: &Report) -> String {
             vec![i.life.to_string(), names.join(" ")]
         })
         .collect();
-    if !owners.is_empty() {
-        out.push('\n');
-        out.push_str(&aligned(
-            &[vec!["OWNER".to_owned(), "QUEUES".to_owned()]]
-                .into_iter()
-                .chain(owners)
-                .collect::<Vec<_>>(),
-            &[],
-        ));
+    if owners.is_empty() {
+        return None;
     }
-    if !r.unowned.is_empty() {
-        let mut rows = vec![row(&["UNOWNED", "RECORD NAMES", "WHY", "FOR"])];
-        rows.extend(r.unowned.iter().map(unowned_row));
-        out.push('\n');
-        out.push_str(&aligned(&rows, &[]));
-    }
-    if let Some(listed) = r.unrecorded.as_ref().filter(|l| !l.is_empty()) {
-        let names: Vec<&str> = listed.iter().map(|q| q.name()).collect();
-        let _ = writeln!(out, "\nlisted, no record yet: {}", names.join(" "));
-    }
-    out.push('\n');
+    Some(aligned(
+        &[vec!["OWNER".to_owned(), "QUEUES".to_owned()]]
+            .into_iter()
+            .chain(owners)
+            .collect::<Vec<_>>(),
+        &[],
+    ))
+}
+
+/// The summary line (counts, balance, unowned, reads), then a hint when the watch was too
+/// short to see a heartbeat go stale.
+fn push_summary(out: &mut String, r: &Report) {
     let _ = write!(
         out,
         "{} queues ({} retired), {} instances; ",
@@ -140,7 +160,6 @@ pub fn to_table(r: &Report) -> String {
             secs(r.timing.stale_after())
         );
     }
-    out
 }
 
 fn unowned_row(u: &UnownedRow) -> Vec<String> {

@@ -313,21 +313,54 @@ impl Observer {
 
     /// The report as of the last read; `unrecorded` is the listing's verdict, if one was made.
     pub fn report(&self, unrecorded: Option<Vec<QueueId>>) -> Report {
-        let live: Vec<&QueueRecord> = self.queues.iter().filter(|q| !q.retired).collect();
-        let owned_by = |o: &Owner| -> Vec<QueueId> {
-            live.iter()
-                .filter(|q| q.owner.as_ref() == Some(o) && self.why_unowned(q).is_none())
-                .map(|q| q.queue.clone())
-                .collect()
-        };
-        let takes_queues = |r: &InstanceRecord| {
-            r.status == Status::Active
-                && matches!(self.liveness(r), Liveness::Alive | Liveness::Unobserved)
-        };
+        let fair = self.fair_shares();
+        let instances: Vec<InstanceRow> = self
+            .instances
+            .iter()
+            .map(|r| self.instance_row(r, &fair))
+            .collect();
+        let unowned = self.unowned_rows();
+        let balance = balance(&instances, &unowned);
+        let live = self.live().count();
+        Report {
+            reads: self.reads,
+            window: self.last - self.first,
+            timing: self.timing,
+            instances,
+            queues: live,
+            retired: self.queues.len() - live,
+            unowned,
+            unrecorded,
+            balance,
+        }
+    }
+
+    /// The queues not retired: the ones that should have a live owner.
+    fn live(&self) -> impl Iterator<Item = &QueueRecord> {
+        self.queues.iter().filter(|q| !q.retired)
+    }
+
+    /// The live queues `o` holds and is still live enough to keep.
+    fn owned_by(&self, o: &Owner) -> Vec<QueueId> {
+        self.live()
+            .filter(|q| q.owner.as_ref() == Some(o) && self.why_unowned(q).is_none())
+            .map(|q| q.queue.clone())
+            .collect()
+    }
+
+    /// Whether `r` counts as a member for the fair shares: active, and not seen stale or ended.
+    fn takes_queues(&self, r: &InstanceRecord) -> bool {
+        r.status == Status::Active
+            && matches!(self.liveness(r), Liveness::Alive | Liveness::Unobserved)
+    }
+
+    /// Each member's fair share: the live queues as `assign` spreads them over the members,
+    /// keeping the queues they own now where it can.
+    fn fair_shares(&self) -> BTreeMap<InstanceId, usize> {
         let members: Vec<Member> = self
             .instances
             .iter()
-            .filter(|r| takes_queues(r))
+            .filter(|r| self.takes_queues(r))
             .map(|r| Member {
                 id: r.id.clone(),
                 weight: r.capacity,
@@ -336,34 +369,44 @@ impl Observer {
         let current: BTreeMap<QueueId, InstanceId> = self
             .instances
             .iter()
-            .filter(|r| takes_queues(r))
-            .flat_map(|r| owned_by(&life(r)).into_iter().map(|q| (q, r.id.clone())))
-            .collect();
-        let ids: Vec<QueueId> = live.iter().map(|q| q.queue.clone()).collect();
-        let fair = assign(&members, &ids, &current).load();
-        let instances: Vec<InstanceRow> = self
-            .instances
-            .iter()
-            .map(|r| {
-                let beat = self.beats.get(&life(r));
-                InstanceRow {
-                    life: life(r),
-                    heartbeat: r.heartbeat,
-                    advanced: beat
-                        .filter(|b| b.moved || self.last > b.since)
-                        .map(|b| b.moved),
-                    unchanged_for: beat.map_or(Duration::ZERO, |b| self.last - b.since),
-                    status: r.status,
-                    liveness: self.liveness(r),
-                    capacity: r.capacity,
-                    queues: owned_by(&life(r)),
-                    fair: takes_queues(r).then(|| fair.get(&r.id).copied()).flatten(),
-                }
+            .filter(|r| self.takes_queues(r))
+            .flat_map(|r| {
+                self.owned_by(&life(r))
+                    .into_iter()
+                    .map(|q| (q, r.id.clone()))
             })
             .collect();
+        let ids: Vec<QueueId> = self.live().map(|q| q.queue.clone()).collect();
+        assign(&members, &ids, &current).load()
+    }
+
+    /// One instance's row: its heartbeat as watched, its liveness, what it owns and its fair
+    /// share (none unless it takes queues).
+    fn instance_row(&self, r: &InstanceRecord, fair: &BTreeMap<InstanceId, usize>) -> InstanceRow {
+        let beat = self.beats.get(&life(r));
+        InstanceRow {
+            life: life(r),
+            heartbeat: r.heartbeat,
+            advanced: beat
+                .filter(|b| b.moved || self.last > b.since)
+                .map(|b| b.moved),
+            unchanged_for: beat.map_or(Duration::ZERO, |b| self.last - b.since),
+            status: r.status,
+            liveness: self.liveness(r),
+            capacity: r.capacity,
+            queues: self.owned_by(&life(r)),
+            fair: self
+                .takes_queues(r)
+                .then(|| fair.get(&r.id).copied())
+                .flatten(),
+        }
+    }
+
+    /// One row per live queue without a live owner: why, for how long, and whether that is
+    /// past the failover bound.
+    fn unowned_rows(&self) -> Vec<UnownedRow> {
         let bound = self.timing.failover_bound();
-        let unowned: Vec<UnownedRow> = live
-            .iter()
+        self.live()
             .filter_map(|q| {
                 let (why, _) = self.why_unowned(q)?;
                 let unowned_for = self.last - self.unowned_since[&q.queue];
@@ -375,30 +418,24 @@ impl Observer {
                     past_bound: unowned_for >= bound,
                 })
             })
-            .collect();
-        let pairs: Vec<(usize, usize)> = instances
-            .iter()
-            .filter_map(|i| Some((i.queues.len(), i.fair?)))
-            .collect();
-        let balance = (!pairs.is_empty()).then(|| Balance {
-            owned_min: pairs.iter().map(|p| p.0).min().unwrap_or(0),
-            owned_max: pairs.iter().map(|p| p.0).max().unwrap_or(0),
-            fair_min: pairs.iter().map(|p| p.1).min().unwrap_or(0),
-            fair_max: pairs.iter().map(|p| p.1).max().unwrap_or(0),
-            balanced: unowned.is_empty() && pairs.iter().all(|(o, f)| o == f),
-        });
-        Report {
-            reads: self.reads,
-            window: self.last - self.first,
-            timing: self.timing,
-            instances,
-            queues: live.len(),
-            retired: self.queues.len() - live.len(),
-            unowned,
-            unrecorded,
-            balance,
-        }
+            .collect()
     }
+}
+
+/// The spread of owned queues and fair shares over the members; `None` when no instance takes
+/// queues. Balanced only if every member owns its fair share and no queue is unowned.
+fn balance(instances: &[InstanceRow], unowned: &[UnownedRow]) -> Option<Balance> {
+    let pairs: Vec<(usize, usize)> = instances
+        .iter()
+        .filter_map(|i| Some((i.queues.len(), i.fair?)))
+        .collect();
+    (!pairs.is_empty()).then(|| Balance {
+        owned_min: pairs.iter().map(|p| p.0).min().unwrap_or(0),
+        owned_max: pairs.iter().map(|p| p.0).max().unwrap_or(0),
+        fair_min: pairs.iter().map(|p| p.1).min().unwrap_or(0),
+        fair_max: pairs.iter().map(|p| p.1).max().unwrap_or(0),
+        balanced: unowned.is_empty() && pairs.iter().all(|(o, f)| o == f),
+    })
 }
 
 #[cfg(test)]

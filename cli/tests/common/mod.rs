@@ -168,17 +168,22 @@ pub async fn send_messages(
     for (i, u) in urls.iter().enumerate() {
         for j in 0..per_queue {
             let body = format!("{tag}-{i}-{j}");
-            aws.sqs()
-                .send_message()
-                .queue_url(u)
-                .message_body(&body)
-                .send()
-                .await
-                .expect("sent");
+            send_message(aws, u, &body).await;
             bodies.insert(body);
         }
     }
     bodies
+}
+
+/// Sends one message with `body` to the queue at `url`.
+pub async fn send_message(aws: &AwsBackend, url: &str, body: &str) {
+    aws.sqs()
+        .send_message()
+        .queue_url(url)
+        .message_body(body)
+        .send()
+        .await
+        .expect("sent");
 }
 
 /// The current life of instance `id` of `app`, if it has a record.

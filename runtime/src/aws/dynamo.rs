@@ -9,6 +9,8 @@
 use super::{AwsBackend, expr, sdk_error};
 use crate::backend::{Page, Store};
 use crate::error::{BackendError, RuntimeError};
+use aws_sdk_dynamodb::error::{BuildError, DisplayErrorContext};
+use aws_sdk_dynamodb::operation::describe_table::DescribeTableOutput;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
     ProvisionedThroughput, ReturnValue, ScalarAttributeType, TableStatus, TimeToLiveSpecification,
@@ -163,119 +165,137 @@ pub enum Billing {
 /// Creates the coordination table if it is missing (pk/sk strings, TTL on `ttl`) and waits
 /// until it is active; an existing table must have exactly that key schema.
 pub async fn ensure_table(aws: &AwsBackend, billing: Billing) -> Result<(), RuntimeError> {
-    let client = &aws.dynamo;
-    let table = aws.table.clone();
     let unavailable = |reason: String| RuntimeError::Table {
-        table: table.clone(),
+        table: aws.table.clone(),
         reason,
     };
-    let described = client.describe_table().table_name(&table).send().await;
+    let described = aws
+        .dynamo
+        .describe_table()
+        .table_name(&aws.table)
+        .send()
+        .await;
     match described {
-        Ok(d) => {
-            let schema: Vec<(String, String)> = d
-                .table()
-                .map(|t| {
-                    t.key_schema()
-                        .iter()
-                        .map(|k| {
-                            (
-                                k.attribute_name().to_owned(),
-                                k.key_type().as_str().to_owned(),
-                            )
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            let want = [
-                (PK.to_owned(), "HASH".to_owned()),
-                (SK.to_owned(), "RANGE".to_owned()),
-            ];
-            if schema != want {
-                return Err(unavailable(format!(
-                    "exists with key schema {schema:?}; sqsbalancer needs pk (HASH) and sk (RANGE), both strings"
-                )));
-            }
-        }
+        Ok(d) => check_key_schema(&d).map_err(unavailable)?,
         Err(e)
             if e.as_service_error()
                 .is_some_and(|s| s.is_resource_not_found_exception()) =>
         {
-            let attr = |n: &str| {
-                AttributeDefinition::builder()
-                    .attribute_name(n)
-                    .attribute_type(ScalarAttributeType::S)
-                    .build()
-            };
-            let key = |n: &str, t: KeyType| {
-                KeySchemaElement::builder()
-                    .attribute_name(n)
-                    .key_type(t)
-                    .build()
-            };
-            let built = (|| {
-                Ok::<_, aws_sdk_dynamodb::error::BuildError>((
-                    vec![attr(PK)?, attr(SK)?],
-                    vec![key(PK, KeyType::Hash)?, key(SK, KeyType::Range)?],
-                ))
-            })();
-            let (attrs, keys) = built.map_err(|e| unavailable(e.to_string()))?;
-            let mut create = client
-                .create_table()
-                .table_name(&table)
-                .set_attribute_definitions(Some(attrs))
-                .set_key_schema(Some(keys));
-            create = match billing {
-                Billing::OnDemand => create.billing_mode(BillingMode::PayPerRequest),
-                Billing::Provisioned { read, write } => {
-                    let throughput = ProvisionedThroughput::builder()
-                        .read_capacity_units(read)
-                        .write_capacity_units(write)
-                        .build()
-                        .map_err(|e| unavailable(e.to_string()))?;
-                    create
-                        .billing_mode(BillingMode::Provisioned)
-                        .provisioned_throughput(throughput)
-                }
-            };
-            match create.send().await {
-                Ok(_) => {}
-                // Another instance created it first.
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|s| s.is_resource_in_use_exception()) => {}
-                Err(e) => {
-                    return Err(unavailable(
-                        aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string(),
-                    ));
-                }
-            }
+            create_table(aws, billing).await.map_err(unavailable)?;
         }
-        Err(e) => {
-            return Err(unavailable(
-                aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string(),
-            ));
-        }
+        Err(e) => return Err(unavailable(DisplayErrorContext(e).to_string())),
     }
-    // Wait until active, then make sure TTL is on.
+    enable_ttl_once_active(aws).await.map_err(unavailable)
+}
+
+/// Why an existing table cannot serve as the coordination table: its key schema is not pk
+/// (HASH) and sk (RANGE).
+fn check_key_schema(d: &DescribeTableOutput) -> Result<(), String> {
+    let schema: Vec<(String, String)> = d
+        .table()
+        .map(|t| {
+            t.key_schema()
+                .iter()
+                .map(|k| {
+                    (
+                        k.attribute_name().to_owned(),
+                        k.key_type().as_str().to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let want = [
+        (PK.to_owned(), "HASH".to_owned()),
+        (SK.to_owned(), "RANGE".to_owned()),
+    ];
+    if schema != want {
+        return Err(format!(
+            "exists with key schema {schema:?}; sqsbalancer needs pk (HASH) and sk (RANGE), both strings"
+        ));
+    }
+    Ok(())
+}
+
+/// The attribute definitions and key schema of the coordination table: pk (HASH) and sk
+/// (RANGE), both strings.
+fn key_definitions() -> Result<(Vec<AttributeDefinition>, Vec<KeySchemaElement>), BuildError> {
+    let attr = |n: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(n)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+    };
+    let key = |n: &str, t: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(n)
+            .key_type(t)
+            .build()
+    };
+    Ok((
+        vec![attr(PK)?, attr(SK)?],
+        vec![key(PK, KeyType::Hash)?, key(SK, KeyType::Range)?],
+    ))
+}
+
+/// Creates the coordination table billed as `billing`; one that another instance created
+/// first does as well.
+async fn create_table(aws: &AwsBackend, billing: Billing) -> Result<(), String> {
+    let (attrs, keys) = key_definitions().map_err(|e| e.to_string())?;
+    let mut create = aws
+        .dynamo
+        .create_table()
+        .table_name(&aws.table)
+        .set_attribute_definitions(Some(attrs))
+        .set_key_schema(Some(keys));
+    create = match billing {
+        Billing::OnDemand => create.billing_mode(BillingMode::PayPerRequest),
+        Billing::Provisioned { read, write } => {
+            let throughput = ProvisionedThroughput::builder()
+                .read_capacity_units(read)
+                .write_capacity_units(write)
+                .build()
+                .map_err(|e| e.to_string())?;
+            create
+                .billing_mode(BillingMode::Provisioned)
+                .provisioned_throughput(throughput)
+        }
+    };
+    match create.send().await {
+        Ok(_) => Ok(()),
+        // Another instance created it first.
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_in_use_exception()) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(DisplayErrorContext(e).to_string()),
+    }
+}
+
+/// Waits until the table is active (for up to 60 s), then makes sure TTL is on, so expired
+/// records go.
+async fn enable_ttl_once_active(aws: &AwsBackend) -> Result<(), String> {
     for _ in 0..300 {
-        let d = client
+        let d = aws
+            .dynamo
             .describe_table()
-            .table_name(&table)
+            .table_name(&aws.table)
             .send()
             .await
-            .map_err(|e| {
-                unavailable(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string())
-            })?;
+            .map_err(|e| DisplayErrorContext(e).to_string())?;
         if d.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) {
             let spec = TimeToLiveSpecification::builder()
                 .attribute_name(TTL)
                 .enabled(true)
                 .build()
-                .map_err(|e| unavailable(e.to_string()))?;
+                .map_err(|e| e.to_string())?;
             // Already enabled is an error on AWS; either way TTL is on afterwards.
-            let _ = client
+            let _ = aws
+                .dynamo
                 .update_time_to_live()
-                .table_name(&table)
+                .table_name(&aws.table)
                 .time_to_live_specification(spec)
                 .send()
                 .await;
@@ -283,7 +303,7 @@ pub async fn ensure_table(aws: &AwsBackend, billing: Billing) -> Result<(), Runt
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    Err(unavailable("did not become active within 60 s".to_owned()))
+    Err("did not become active within 60 s".to_owned())
 }
 
 #[cfg(test)]

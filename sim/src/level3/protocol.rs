@@ -851,57 +851,10 @@ fn parse_update(text: &str, p: &mut Placeholders) -> Result<Vec<Update>, String>
     let mut parsed: Vec<(&str, Update)> = Vec::new();
     let mut seen_clauses = BTreeSet::new();
     while parser.peek().is_some() {
-        let clause = match parser.next() {
-            Some(Tok::Word(w)) => w.to_ascii_uppercase(),
-            _ => {
-                parser.at -= 1;
-                return parser.fail("SET, ADD or REMOVE");
-            }
-        };
-        if !seen_clauses.insert(clause.clone()) {
-            return Err(format!(
-                "Invalid UpdateExpression: The \"{clause}\" section can only be used once in an \
-                 update expression"
-            ));
-        }
+        let clause = parse_clause(&mut parser, &mut seen_clauses)?;
         loop {
             let (name, placeholder) = parser.name()?;
-            let update = match clause.as_str() {
-                "SET" => {
-                    parser.expect(Tok::Equals)?;
-                    if parser.keyword("if_not_exists") {
-                        parser.expect(Tok::Open)?;
-                        let (again, _) = parser.name()?;
-                        if again != name {
-                            return Err(format!(
-                                "Invalid UpdateExpression: the simulation understands \
-                                 if_not_exists only on the attribute set ({name}), not {again}"
-                            ));
-                        }
-                        parser.expect(Tok::Comma)?;
-                        let absent = parser.value()?;
-                        parser.expect(Tok::Close)?;
-                        parser.expect(Tok::Plus)?;
-                        let one = parser.value()?;
-                        if number::<u64>(&one, "operator: +")? != 1 {
-                            return Err("Invalid UpdateExpression: the simulation understands \
-                                 if_not_exists(#a, :v) + 1 only"
-                                .to_owned());
-                        }
-                        Update::Increment(name, number(&absent, "function: if_not_exists")?)
-                    } else {
-                        Update::Set(name, parser.value()?)
-                    }
-                }
-                "ADD" => Update::Add(name, number(&parser.value()?, "operator: ADD")?),
-                "REMOVE" => Update::Remove(name),
-                other => {
-                    return Err(format!(
-                        "Invalid UpdateExpression: the simulation understands SET, ADD and \
-                         REMOVE, not {other}"
-                    ));
-                }
-            };
+            let update = parse_action(&mut parser, &clause, name)?;
             if parsed.iter().any(|(_, u)| update_name(u) == name) {
                 return Err(format!(
                     "Invalid UpdateExpression: Two document paths overlap with each other; \
@@ -920,7 +873,88 @@ fn parse_update(text: &str, p: &mut Placeholders) -> Result<Vec<Update>, String>
     if parsed.is_empty() {
         return Err("Invalid UpdateExpression: The expression can not be empty".to_owned());
     }
-    // expr.rs numbers names in update order: restore it when every name is `#n<number>`.
+    Ok(in_numbered_order(parsed))
+}
+
+/// The keyword opening a clause (SET, ADD, REMOVE, upper-cased); each may come only once, as
+/// on DynamoDB.
+fn parse_clause(
+    parser: &mut Parser<'_, '_>,
+    seen: &mut BTreeSet<String>,
+) -> Result<String, String> {
+    let clause = match parser.next() {
+        Some(Tok::Word(w)) => w.to_ascii_uppercase(),
+        _ => {
+            parser.at -= 1;
+            return parser.fail("SET, ADD or REMOVE");
+        }
+    };
+    if !seen.insert(clause.clone()) {
+        return Err(format!(
+            "Invalid UpdateExpression: The \"{clause}\" section can only be used once in an \
+             update expression"
+        ));
+    }
+    Ok(clause)
+}
+
+/// One action of `clause` on the attribute `name`, whose placeholder has just been read.
+fn parse_action(
+    parser: &mut Parser<'_, '_>,
+    clause: &str,
+    name: &'static str,
+) -> Result<Update, String> {
+    match clause {
+        "SET" => {
+            parser.expect(Tok::Equals)?;
+            if parser.keyword("if_not_exists") {
+                parse_increment(parser, name)
+            } else {
+                Ok(Update::Set(name, parser.value()?))
+            }
+        }
+        "ADD" => Ok(Update::Add(
+            name,
+            number(&parser.value()?, "operator: ADD")?,
+        )),
+        "REMOVE" => Ok(Update::Remove(name)),
+        other => Err(format!(
+            "Invalid UpdateExpression: the simulation understands SET, ADD and \
+             REMOVE, not {other}"
+        )),
+    }
+}
+
+/// The rest of `SET #a = if_not_exists(#a, :v) + 1` after `if_not_exists`: the only form
+/// of it the core writes (a counter starting at `:v`).
+fn parse_increment(parser: &mut Parser<'_, '_>, name: &'static str) -> Result<Update, String> {
+    parser.expect(Tok::Open)?;
+    let (again, _) = parser.name()?;
+    if again != name {
+        return Err(format!(
+            "Invalid UpdateExpression: the simulation understands \
+             if_not_exists only on the attribute set ({name}), not {again}"
+        ));
+    }
+    parser.expect(Tok::Comma)?;
+    let absent = parser.value()?;
+    parser.expect(Tok::Close)?;
+    parser.expect(Tok::Plus)?;
+    let one = parser.value()?;
+    if number::<u64>(&one, "operator: +")? != 1 {
+        return Err("Invalid UpdateExpression: the simulation understands \
+             if_not_exists(#a, :v) + 1 only"
+            .to_owned());
+    }
+    Ok(Update::Increment(
+        name,
+        number(&absent, "function: if_not_exists")?,
+    ))
+}
+
+/// The updates in the order expr.rs numbered their names, when every name is `#n<number>`;
+/// else in text order.
+fn in_numbered_order(parsed: Vec<(&str, Update)>) -> Vec<Update> {
     let order: Option<Vec<u64>> = parsed
         .iter()
         .map(|(ph, _)| ph.strip_prefix("#n").and_then(|d| d.parse().ok()))
@@ -933,7 +967,7 @@ fn parse_update(text: &str, p: &mut Placeholders) -> Result<Vec<Update>, String>
         None => (0..).zip(parsed.into_iter().map(|(_, u)| u)).collect(),
     };
     indexed.sort_by_key(|(i, _)| *i);
-    Ok(indexed.into_iter().map(|(_, u)| u).collect())
+    indexed.into_iter().map(|(_, u)| u).collect()
 }
 
 fn update_name(u: &Update) -> &'static str {
@@ -2187,11 +2221,12 @@ mod tests {
 
     const KEY: &str = r#""Key":{"pk":{"S":"app#a"},"sk":{"S":"instance#a"}}"#;
 
-    #[test]
-    fn malformed_dynamodb_requests_are_refused_naming_the_problem() {
+    /// UpdateItem bodies the simulated DynamoDB refuses, each with words its refusal must
+    /// contain.
+    fn malformed_updates() -> Vec<(String, &'static str)> {
         let update = |rest: &str| format!(r#"{{"TableName":"t",{KEY},{rest}}}"#);
         let names = r##""ExpressionAttributeNames":{"#n0":"status","#n1":"epoch"}"##;
-        let cases = [
+        vec![
             (update(&format!(r##"{names},"UpdateExpression":"SET #n0 = :v0""##)), "attribute value: :v0"),
             (
                 update(r##""ExpressionAttributeNames":{"#n0":"status"},"ExpressionAttributeValues":{":v0":{"S":"x"},":v1":{"S":"y"}},"UpdateExpression":"SET #n0 = :v0""##),
@@ -2261,23 +2296,13 @@ mod tests {
                 format!(r##"{{{KEY},"UpdateExpression":"REMOVE #n0","ExpressionAttributeNames":{{"#n0":"ttl"}}}}"##),
                 "Value null at 'TableName'",
             ),
-        ];
-        for (body, expected) in cases {
-            let a = dynamo("UpdateItem", &body).expect_err(&body);
-            assert_eq!(a.status, 400, "{body}");
-            assert_eq!(
-                a.error_code().as_deref(),
-                Some("ValidationException"),
-                "{body}"
-            );
-            assert!(
-                a.body.contains(expected),
-                "{body}\n  answered {}\n  expected {expected}",
-                a.body
-            );
-        }
+        ]
+    }
+
+    /// Query bodies the simulated DynamoDB refuses, each with words its refusal must contain.
+    fn malformed_queries() -> Vec<(String, &'static str)> {
         let query = |rest: &str| format!(r#"{{"TableName":"t",{rest}}}"#);
-        let cases = [
+        vec![
             (
                 query(
                     r##""KeyConditionExpression":"#n0 = :v0","ExpressionAttributeNames":{"#n0":"sk"},"ExpressionAttributeValues":{":v0":{"S":"x"}}"##,
@@ -2308,19 +2333,33 @@ mod tests {
                 ),
                 "not in the partition queried",
             ),
-        ];
-        for (body, expected) in cases {
+        ]
+    }
+
+    /// Asserts that the refusal `a` of `body` is a ValidationException naming `expected`.
+    fn assert_validation_error(a: &Answer, body: &str, expected: &str) {
+        assert_eq!(
+            a.error_code().as_deref(),
+            Some("ValidationException"),
+            "{body}"
+        );
+        assert!(
+            a.body.contains(expected),
+            "{body}\n  answered {}\n  expected {expected}",
+            a.body
+        );
+    }
+
+    #[test]
+    fn malformed_dynamodb_requests_are_refused_naming_the_problem() {
+        for (body, expected) in malformed_updates() {
+            let a = dynamo("UpdateItem", &body).expect_err(&body);
+            assert_eq!(a.status, 400, "{body}");
+            assert_validation_error(&a, &body, expected);
+        }
+        for (body, expected) in malformed_queries() {
             let a = dynamo("Query", &body).expect_err(&body);
-            assert_eq!(
-                a.error_code().as_deref(),
-                Some("ValidationException"),
-                "{body}"
-            );
-            assert!(
-                a.body.contains(expected),
-                "{body}\n  answered {}\n  expected {expected}",
-                a.body
-            );
+            assert_validation_error(&a, &body, expected);
         }
         let a = dynamo("UpdateItem", "not json").expect_err("not JSON");
         assert_eq!(a.error_code().as_deref(), Some("SerializationException"));
@@ -2333,12 +2372,17 @@ mod tests {
         );
     }
 
-    #[test]
-    fn malformed_sqs_requests_are_refused_naming_the_problem() {
+    /// An SQS request, the error code its refusal must carry and the `x-amzn-query-error`
+    /// header naming it.
+    type SqsCase = (&'static str, String, &'static str, &'static str);
+
+    /// Batch requests SQS refuses: empty, too many entries, ids repeated or invalid, a
+    /// visibility missing or out of range.
+    fn malformed_batches() -> Vec<SqsCase> {
         let url = r#""QueueUrl":"https://sqs.us-east-1.amazonaws.com/1/q""#;
         let entry = |id: &str| format!(r#"{{"Id":"{id}","ReceiptHandle":"r"}}"#);
         let many: Vec<String> = (0..11).map(|i| entry(&i.to_string())).collect();
-        let cases = [
+        vec![
             (
                 "DeleteMessageBatch",
                 format!(r#"{{{url},"Entries":[]}}"#),
@@ -2377,6 +2421,13 @@ mod tests {
                 "InvalidParameterValue",
                 "InvalidParameterValue;Sender",
             ),
+        ]
+    }
+
+    /// Receives, listings and operations SQS refuses: no queue or an invalid one, a token or
+    /// page size the listing does not take, an operation the simulation does not serve.
+    fn malformed_calls() -> Vec<SqsCase> {
+        vec![
             (
                 "ReceiveMessage",
                 "{}".to_owned(),
@@ -2413,8 +2464,12 @@ mod tests {
                 "UnknownOperationException",
                 "UnknownOperationException;Sender",
             ),
-        ];
-        for (op, body, code, header) in cases {
+        ]
+    }
+
+    #[test]
+    fn malformed_sqs_requests_are_refused_naming_the_problem() {
+        for (op, body, code, header) in malformed_batches().into_iter().chain(malformed_calls()) {
             let a = sqs(op, &body).expect_err(&body);
             assert_eq!(a.status, 400, "{op} {body}");
             assert_eq!(
