@@ -1,7 +1,7 @@
 //! Canned HTTP answers for the adapters' tests: clients whose every request gets the next
 //! prepared response, with retries off so one answer is one call.
 
-use super::AwsBackend;
+use super::backend::AwsBackend;
 use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::provider::error::CredentialsError;
@@ -97,8 +97,8 @@ pub(super) fn production_backend(
         .build();
     let t = crate::Timeouts::default();
     AwsBackend::from_clients(
-        aws_sdk_dynamodb::Client::from_conf(super::dynamodb_config(&shared, &t)),
-        aws_sdk_sqs::Client::from_conf(super::sqs_config(&shared, &t)),
+        aws_sdk_dynamodb::Client::from_conf(super::client::dynamodb_config(&shared, &t)),
+        aws_sdk_sqs::Client::from_conf(super::client::sqs_config(&shared, &t)),
         "coordination",
     )
 }

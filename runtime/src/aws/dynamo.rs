@@ -6,7 +6,9 @@
     reason = "the SDK's maps are HashMaps; they are converted to BTreeMaps at once, so no order leaks"
 )]
 
-use super::{AwsBackend, expr, sdk_error};
+use super::backend::AwsBackend;
+use super::expr;
+use super::sdk_error::sdk_error;
 use crate::backend::{Page, Store};
 use crate::error::{BackendError, RuntimeError};
 use aws_sdk_dynamodb::error::{BuildError, DisplayErrorContext};

@@ -5,7 +5,9 @@
     reason = "the SDK's attribute maps are HashMaps; they are converted to BTreeMaps at once"
 )]
 
-use super::{AwsBackend, client, sdk_error};
+use super::backend::AwsBackend;
+use super::client;
+use super::sdk_error::sdk_error;
 use crate::backend::{Message, QueueList, QueuePage, Receive, Sqs};
 use crate::error::BackendError;
 use aws_sdk_sqs::types::{

@@ -1,0 +1,87 @@
+//! The AWS clients one balancer uses, and how they are built.
+
+use super::client::{dynamodb_config, sqs_config};
+use crate::timeouts::Timeouts;
+use aws_config::{BehaviorVersion, Region};
+
+/// The AWS clients one balancer uses, and its coordination table.
+#[derive(Clone, Debug)]
+pub struct AwsBackend {
+    /// The DynamoDB client.
+    pub(super) dynamo: aws_sdk_dynamodb::Client,
+    /// The SQS client.
+    pub(super) sqs: aws_sdk_sqs::Client,
+    /// The coordination table's name.
+    pub(super) table: String,
+}
+
+/// Where and how to connect.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AwsSettings {
+    /// An endpoint for both services instead of AWS's (moto, LocalStack).
+    pub endpoint_url: Option<String>,
+    /// The region; `None` takes it from the environment and profile, as the SDK does.
+    pub region: Option<String>,
+    /// Fixed credentials (access key id, secret) instead of the standard chain: for
+    /// emulators, which accept any.
+    pub static_credentials: Option<(String, String)>,
+    /// The calls' deadlines: [`Timeouts::of`] the balancer's configuration.
+    pub timeouts: Timeouts,
+}
+
+impl AwsBackend {
+    /// Clients from the standard configuration chain and `settings`, for `table`.
+    pub async fn connect(settings: &AwsSettings, table: &str) -> AwsBackend {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        if let Some(r) = &settings.region {
+            loader = loader.region(Region::new(r.clone()));
+        }
+        if let Some(u) = &settings.endpoint_url {
+            loader = loader.endpoint_url(u.clone());
+        }
+        if let Some((id, secret)) = &settings.static_credentials {
+            loader = loader.credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                id.clone(),
+                secret.clone(),
+                None,
+                None,
+                "sqsbalancer-static",
+            ));
+        }
+        let shared = loader.load().await;
+        AwsBackend {
+            dynamo: aws_sdk_dynamodb::Client::from_conf(dynamodb_config(
+                &shared,
+                &settings.timeouts,
+            )),
+            sqs: aws_sdk_sqs::Client::from_conf(sqs_config(&shared, &settings.timeouts)),
+            table: table.to_owned(),
+        }
+    }
+
+    /// A backend on clients configured elsewhere (a custom HTTP client, retry policy or
+    /// interceptors), for `table`. Build their configurations with [`dynamodb_config`] and
+    /// [`sqs_config`] to keep this project's retries and timeouts; whatever they say, a
+    /// receive is never retried and never sent past its send-by time.
+    pub fn from_clients(
+        dynamo: aws_sdk_dynamodb::Client,
+        sqs: aws_sdk_sqs::Client,
+        table: &str,
+    ) -> AwsBackend {
+        AwsBackend {
+            dynamo,
+            sqs,
+            table: table.to_owned(),
+        }
+    }
+
+    /// The DynamoDB client (for table management).
+    pub fn dynamo(&self) -> &aws_sdk_dynamodb::Client {
+        &self.dynamo
+    }
+
+    /// The SQS client.
+    pub fn sqs(&self) -> &aws_sdk_sqs::Client {
+        &self.sqs
+    }
+}
