@@ -10,7 +10,7 @@
 //! `SQSBALANCER_ENDPOINT=http://127.0.0.1:5000 cargo run --example quickstart -- host-1`
 
 use sqsbalancer::aws::{AwsBackend, AwsSettings, Billing, ensure_table};
-use sqsbalancer::{Balancer, Config, HandlerError, Message};
+use sqsbalancer::{Balancer, Config, HandlerError, Message, shutdown_signal};
 use std::sync::Arc;
 
 #[tokio::main]
@@ -42,9 +42,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             Ok::<(), HandlerError>(())
         }
     };
+    // Listen before starting, so a SIGTERM from a deploy that comes early is not lost.
+    let stop = shutdown_signal()?;
     let running = Balancer::new(cfg, Arc::new(aws))?.start(handler)?;
-    tokio::signal::ctrl_c().await?;
-    println!("stopping: {:?}", running.stats());
+    let signal = stop.await;
+    println!("{signal:?}; stopping: {:?}", running.stats());
     running.stop().await?;
     Ok(())
 }

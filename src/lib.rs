@@ -5,7 +5,7 @@
 //!
 //! ```no_run
 //! use sqsbalancer::aws::{AwsBackend, AwsSettings, Billing, ensure_table};
-//! use sqsbalancer::{Balancer, Config, HandlerError, Message};
+//! use sqsbalancer::{Balancer, Config, HandlerError, Message, shutdown_signal};
 //! use std::sync::Arc;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -21,8 +21,9 @@
 //!     println!("{} from {}", m.body, m.queue.name());
 //!     Ok::<(), HandlerError>(()) // Err leaves the message for redelivery
 //! };
+//! let stop = shutdown_signal()?; // SIGTERM (ECS, Kubernetes) or Ctrl-C
 //! let running = Balancer::new(cfg, Arc::new(aws))?.start(handler)?;
-//! tokio::signal::ctrl_c().await?;
+//! stop.await;
 //! running.stop().await?; // hand the queues over, then deregister
 //! # Ok(())
 //! # }
@@ -70,5 +71,5 @@ pub use sqsbalancer_runtime as runtime;
 pub use sqsbalancer_runtime::aws;
 pub use sqsbalancer_runtime::{
     Balancer, BatchHandler, BatchOutcome, FailureBackoff, Handler, HandlerError, Health, Message,
-    Running, RuntimeError, Stats, Timeouts,
+    Running, RuntimeError, Stats, StopSignal, Timeouts, shutdown_signal,
 };

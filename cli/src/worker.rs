@@ -168,16 +168,13 @@ async fn serve(args: WorkerArgs) -> Result<(), CliError> {
         })?;
     }
     ensure_table(&aws, Billing::OnDemand).await?;
+    let stop = sqsbalancer_runtime::shutdown_signal()?;
     let running = match args.exec.clone() {
         Some(cmd) => balancer.start(move |m: Message| exec(cmd.clone(), m))?,
         None => balancer.start(move |m: Message| print(instance.clone(), m))?,
     };
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        r = tokio::signal::ctrl_c() => r?,
-    }
-    tracing::info!("signal received; stopping");
+    let signal = stop.await;
+    tracing::info!(?signal, "signal received; stopping");
     running.stop().await?;
     Ok(())
 }
