@@ -28,7 +28,8 @@ pub struct WorkerArgs {
     /// Only queues whose name matches this regex.
     #[arg(long, value_name = "REGEX")]
     queue_pattern: Option<String>,
-    /// This instance's id (default: the host name and process id).
+    /// This instance's id (default: the pod, ECS container or host name, the process id and a
+    /// random suffix).
     #[arg(long)]
     instance_id: Option<String>,
     /// e.g. 10s or 200ms.
@@ -87,7 +88,11 @@ pub struct WorkerArgs {
 impl WorkerArgs {
     fn config(&self) -> Config {
         let mut c = Config::new(&self.app, &self.table);
-        c.instance_id = Some(self.instance_id.clone().unwrap_or_else(default_id));
+        c.instance_id = Some(
+            self.instance_id
+                .clone()
+                .unwrap_or_else(sqsbalancer_runtime::instance_id_from_environment),
+        );
         c.queue_filter_pattern = self.queue_pattern.clone();
         let set = |field: &mut Duration, v: Option<Duration>| {
             if let Some(v) = v {
@@ -119,16 +124,6 @@ impl WorkerArgs {
         }
         c
     }
-}
-
-fn default_id() -> String {
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "worker".to_owned());
-    format!("{host}-{}", std::process::id())
 }
 
 /// Runs the worker until SIGTERM or SIGINT, then stops it gracefully.

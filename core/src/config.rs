@@ -75,8 +75,8 @@ pub struct Config {
     /// Name shared by every instance of one application; instances of different applications
     /// in one table never see each other. Required.
     pub application_name: String,
-    /// This instance's unique id. Required: `None` is an error when a node or balancer starts
-    /// (`sqsbalancer worker` derives one from the host when it is not given).
+    /// This instance's unique id. `None`: the balancer generates one from where the process
+    /// runs (pod name, ECS container id or host name), its process id and a random suffix.
     pub instance_id: Option<String>,
     /// The DynamoDB coordination table (created if missing by the runtime). Required.
     pub dynamodb_table_name: String,

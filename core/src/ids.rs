@@ -9,7 +9,7 @@ pub const MAX_NAME_LEN: usize = 128;
 /// The longest queue URL or name accepted.
 pub const MAX_QUEUE_LEN: usize = 1024;
 
-fn check_name(kind: &'static str, value: &str) -> Result<()> {
+fn check_name(kind: &'static str, value: &str, extra: &[u8], rule: &'static str) -> Result<()> {
     let fail = |rule| {
         Err(Error::InvalidId {
             kind,
@@ -23,11 +23,11 @@ fn check_name(kind: &'static str, value: &str) -> Result<()> {
     if value.len() > MAX_NAME_LEN {
         return fail("must be at most 128 bytes");
     }
-    if !value
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
-    {
-        return fail("may contain only ASCII letters, digits, '-', '_', '.' and ':'");
+    let allowed = |b: u8| {
+        b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':') || extra.contains(&b)
+    };
+    if !value.bytes().all(allowed) {
+        return fail(rule);
     }
     Ok(())
 }
@@ -37,9 +37,11 @@ fn check_name(kind: &'static str, value: &str) -> Result<()> {
 pub struct InstanceId(Arc<str>);
 
 impl InstanceId {
-    /// Validates `id`: 1..=128 bytes of ASCII letters, digits, `-`, `_`, `.` or `:`.
+    /// Validates `id`: 1..=128 bytes of ASCII letters, digits, `-`, `_`, `.`, `:` or `/` (so an
+    /// ECS task ARN or a Kubernetes `namespace/pod` is an id as it is).
     pub fn new(id: &str) -> Result<InstanceId> {
-        check_name("instance id", id)?;
+        let rule = "may contain only ASCII letters, digits, '-', '_', '.', ':' and '/'";
+        check_name("instance id", id, b"/", rule)?;
         Ok(InstanceId(Arc::from(id)))
     }
 
@@ -49,9 +51,10 @@ impl InstanceId {
     }
 }
 
-/// Validates an application name with the same rules as an instance id.
+/// Validates an application name: 1..=128 bytes of ASCII letters, digits, `-`, `_`, `.` or `:`.
 pub fn check_application_name(name: &str) -> Result<()> {
-    check_name("application name", name)
+    let rule = "may contain only ASCII letters, digits, '-', '_', '.' and ':'";
+    check_name("application name", name, b"", rule)
 }
 
 /// One SQS queue, by URL (or by name where no URL is known, as in `sqsbalancer plan`).
@@ -235,6 +238,16 @@ mod tests {
     #[test]
     fn instance_ids_reject_key_unsafe_text() {
         assert!(InstanceId::new("i-0abc.task:1").is_ok());
+        let task_arn =
+            "arn:aws:ecs:eu-west-1:123456789012:task/prod/0f1e2d3c4b5a69788796a5b4c3d2e1f0";
+        assert!(
+            InstanceId::new(task_arn).is_ok(),
+            "an ECS task ARN is an id"
+        );
+        assert!(
+            check_application_name("a/b").is_err(),
+            "'/' is for instance ids only"
+        );
         for bad in ["", "has space", "a#b", "é", &"x".repeat(129)] {
             let err = InstanceId::new(bad).unwrap_err();
             assert!(

@@ -25,17 +25,14 @@ impl<B: Store + QueueList + Sqs> Balancer<B> {
     /// naming the field and the rule.
     pub fn new(cfg: Config, backend: Arc<B>) -> Result<Balancer<B>, RuntimeError> {
         cfg.validate()?;
-        if cfg.instance_id.is_none() {
-            return Err(RuntimeError::Config(
-                sqsbalancer_core::Error::InvalidConfig {
-                    field: "InstanceID",
-                    rule: "must be set (the worker derives one from the host when absent)".into(),
-                },
-            ));
-        }
         let mut cfg = cfg;
+        if cfg.instance_id.is_none() {
+            let id = crate::instance::instance_id_from_environment();
+            tracing::info!(instance_id = %id, "no instance id configured; generated one");
+            cfg.instance_id = Some(id);
+        }
         if cfg.seed == 0 {
-            cfg.seed = entropy();
+            cfg.seed = crate::instance::entropy();
         }
         let settings = PlaneSettings::of(&cfg);
         Ok(Balancer {
@@ -43,6 +40,11 @@ impl<B: Store + QueueList + Sqs> Balancer<B> {
             settings,
             backend,
         })
+    }
+
+    /// This instance's id: the configured one, or the one generated for it.
+    pub fn instance_id(&self) -> &str {
+        self.cfg.instance_id.as_deref().unwrap_or_default()
     }
 
     /// Receives from the queue named `queue` (the last segment of its URL) with `sqs`
@@ -124,19 +126,6 @@ impl<B: Store + QueueList + Sqs> Balancer<B> {
             counters,
         })
     }
-}
-
-/// A seed from the operating system's entropy, for a configuration that left `seed` at 0: each
-/// process life draws its own (simulations set theirs).
-#[allow(
-    clippy::disallowed_types,
-    reason = "the runtime is where OS entropy may enter: the core takes it as the seed"
-)]
-fn entropy() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u32(std::process::id());
-    h.finish().max(1)
 }
 
 /// A running balancer.

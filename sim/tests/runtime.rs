@@ -179,12 +179,23 @@ async fn a_bad_configuration_is_a_typed_error_naming_the_field() {
         panic!("a zero worker pool was accepted");
     };
     assert!(e.to_string().contains("WorkerPoolSize"), "{e}");
+}
+
+#[tokio::test]
+async fn an_instance_without_an_id_gets_a_valid_one_of_its_own() {
+    let (fakes, _) = fakes_with_queues(0);
     let mut anonymous = cfg("a");
     anonymous.instance_id = None;
-    assert!(matches!(
-        Balancer::new(anonymous, backend(&fakes, "a")),
-        Err(RuntimeError::Config(_))
-    ));
+    let ids: Vec<String> = (0..2)
+        .map(|_| {
+            let b = Balancer::new(anonymous.clone(), backend(&fakes, "a")).expect("accepted");
+            b.instance_id().to_owned()
+        })
+        .collect();
+    for id in &ids {
+        assert!(sqsbalancer_core::InstanceId::new(id).is_ok(), "{id}");
+    }
+    assert_ne!(ids[0], ids[1], "two balancers of one process share an id");
 }
 
 #[tokio::test(start_paused = true)]
