@@ -4,18 +4,18 @@
 //! # Quick start
 //!
 //! ```no_run
-//! use sqsbalancer::aws::{AwsBackend, AwsSettings, Billing, ensure_table};
+//! use sqsbalancer::aws::{AwsBackend, Billing, ensure_table};
 //! use sqsbalancer::{Balancer, Config, HandlerError, Message, shutdown_signal};
 //! use std::sync::Arc;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! // Region and credentials come from the standard AWS chain.
-//! let aws = AwsBackend::connect(&AwsSettings::default(), "sqsbalancer").await;
-//! ensure_table(&aws, Billing::OnDemand).await?;
-//!
-//! let mut cfg = Config::new("orders", "sqsbalancer");
-//! cfg.instance_id = Some("host-1".into());
+//! let mut cfg = Config::new("orders", "sqsbalancer"); // application, DynamoDB table
 //! cfg.queue_filter_pattern = Some("^orders-".into());
+//!
+//! // Region and credentials come from the standard AWS chain; the table from `cfg`.
+//! let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+//! let aws = AwsBackend::from_sdk_config(&sdk, &cfg);
+//! ensure_table(&aws, Billing::OnDemand).await?;
 //!
 //! let handler = |m: Message| async move {
 //!     println!("{} from {}", m.body, m.queue.name());

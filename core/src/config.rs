@@ -78,7 +78,9 @@ pub struct Config {
     /// This instance's unique id. `None`: the balancer generates one from where the process
     /// runs (pod name, ECS container id or host name), its process id and a random suffix.
     pub instance_id: Option<String>,
-    /// The DynamoDB coordination table (created if missing by the runtime). Required.
+    /// The DynamoDB coordination table. Required; the one source of its name (the AWS backend
+    /// built with `AwsBackend::from_sdk_config` takes it from here, and a backend built for
+    /// another table is refused). `ensure_table` creates it when missing.
     pub dynamodb_table_name: String,
     /// How often this instance renews its heartbeat and reads its peers' (default 10 s).
     pub heartbeat_interval: Duration,

@@ -38,6 +38,12 @@ pub trait Store: Send + Sync + 'static {
         query: TableQuery,
         start: Option<Key>,
     ) -> impl Future<Output = Result<Page, BackendError>> + Send;
+
+    /// The name of the table this store writes to, when it has one: the balancer refuses a
+    /// configuration that names another (`dynamodb_table_name` is the one source of the name).
+    fn table_name(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// Queue discovery.

@@ -25,6 +25,14 @@ impl<B: Store + QueueList + Sqs> Balancer<B> {
     /// naming the field and the rule.
     pub fn new(cfg: Config, backend: Arc<B>) -> Result<Balancer<B>, RuntimeError> {
         cfg.validate()?;
+        if let Some(table) = backend.table_name()
+            && table != cfg.dynamodb_table_name
+        {
+            return Err(RuntimeError::TableMismatch {
+                configured: cfg.dynamodb_table_name,
+                backend: table.to_owned(),
+            });
+        }
         let mut cfg = cfg;
         if cfg.instance_id.is_none() {
             let id = crate::instance::instance_id_from_environment();
@@ -128,7 +136,9 @@ impl<B: Store + QueueList + Sqs> Balancer<B> {
     }
 }
 
-/// A running balancer.
+/// A running balancer. Dropping it leaves the instance running with nobody to stop it: call
+/// [`Running::stop`].
+#[must_use = "a dropped Running keeps its instance running until the process exits; call stop()"]
 pub struct Running {
     handle: DriverHandle,
     task: JoinHandle<Phase>,

@@ -76,6 +76,15 @@ pub enum RuntimeError {
         /// The field and the rule.
         source: CoreError,
     },
+    /// The configuration's `dynamodb_table_name` and the backend's table differ: one of them
+    /// is a mistake, and the instance would coordinate through a table its peers may not use.
+    #[error("dynamodb_table_name is {configured:?} but the backend writes to table {backend:?}")]
+    TableMismatch {
+        /// The configuration's `dynamodb_table_name`.
+        configured: String,
+        /// The table the backend was built for.
+        backend: String,
+    },
     /// A data-plane option is out of range.
     #[error("option {option}: {rule}")]
     Option {

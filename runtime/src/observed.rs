@@ -72,6 +72,10 @@ impl<S> Observed<S> {
 }
 
 impl<S: Store> Store for Observed<S> {
+    fn table_name(&self) -> Option<&str> {
+        self.inner.table_name()
+    }
+
     async fn update(&self, write: TableWrite) -> Result<Item, BackendError> {
         let r = self.bounded("dynamodb", self.inner.update(write)).await;
         self.record("UpdateItem", &r);

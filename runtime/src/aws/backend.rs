@@ -2,7 +2,8 @@
 
 use super::client::{dynamodb_config, sqs_config};
 use crate::timeouts::Timeouts;
-use aws_config::{BehaviorVersion, Region};
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use sqsbalancer_core::Config;
 
 /// The AWS clients one balancer uses, and its coordination table.
 #[derive(Clone, Debug)]
@@ -59,6 +60,19 @@ impl AwsBackend {
         }
     }
 
+    /// A backend for `cfg` on clients built from `sdk` (what `aws_config::load_defaults`
+    /// returns, or the `SdkConfig` the application already uses: region, credentials,
+    /// endpoint) with this project's retries and timeouts. The table is the configuration's
+    /// `dynamodb_table_name`, so the two cannot disagree.
+    pub fn from_sdk_config(sdk: &SdkConfig, cfg: &Config) -> AwsBackend {
+        let timeouts = Timeouts::of(cfg);
+        AwsBackend {
+            dynamo: aws_sdk_dynamodb::Client::from_conf(dynamodb_config(sdk, &timeouts)),
+            sqs: aws_sdk_sqs::Client::from_conf(sqs_config(sdk, &timeouts)),
+            table: cfg.dynamodb_table_name.clone(),
+        }
+    }
+
     /// A backend on clients configured elsewhere (a custom HTTP client, retry policy or
     /// interceptors), for `table`. Build their configurations with [`dynamodb_config`] and
     /// [`sqs_config`] to keep this project's retries and timeouts; whatever they say, a
@@ -83,5 +97,42 @@ impl AwsBackend {
     /// The SQS client.
     pub fn sqs(&self) -> &aws_sdk_sqs::Client {
         &self.sqs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Balancer, RuntimeError};
+    use std::sync::Arc;
+
+    /// An SdkConfig that never reaches the network (nothing is sent in these tests).
+    fn offline() -> SdkConfig {
+        SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("eu-west-1"))
+            .build()
+    }
+
+    #[test]
+    fn a_backend_from_an_sdk_config_uses_the_configuration_s_table() {
+        let cfg = Config::new("orders", "coordination");
+        let aws = AwsBackend::from_sdk_config(&offline(), &cfg);
+        assert_eq!(aws.table, "coordination");
+        assert!(Balancer::new(cfg, Arc::new(aws)).is_ok());
+    }
+
+    #[test]
+    fn a_configuration_naming_another_table_than_the_backend_s_is_refused() {
+        let cfg = Config::new("orders", "coordination");
+        let aws = AwsBackend::from_sdk_config(&offline(), &Config::new("orders", "other"));
+        let Err(e) = Balancer::new(cfg, Arc::new(aws)) else {
+            panic!("a table mismatch was accepted");
+        };
+        assert!(
+            matches!(&e, RuntimeError::TableMismatch { configured, backend }
+                if configured == "coordination" && backend == "other"),
+            "{e}"
+        );
     }
 }

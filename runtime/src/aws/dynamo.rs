@@ -68,6 +68,10 @@ fn placeholders(e: &expr::Expr) -> (HashMap<String, String>, HashMap<String, Att
 }
 
 impl Store for AwsBackend {
+    fn table_name(&self) -> Option<&str> {
+        Some(&self.table)
+    }
+
     fn update(&self, write: TableWrite) -> impl Future<Output = Result<Item, BackendError>> + Send {
         let client = self.dynamo.clone();
         let table = self.table.clone();
