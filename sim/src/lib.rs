@@ -32,7 +32,7 @@ pub mod timeline;
 pub mod trace;
 mod world;
 
-pub use check::{Invariant, Violation};
+pub use check::{Class, Invariant, Violation};
 pub use error::SimError;
 pub use report::{Report, Spread};
 pub use scenario::{
@@ -46,5 +46,5 @@ pub fn run(sc: Scenario) -> Result<Report, SimError> {
     sc.validate()?;
     let mut w = World::new(sc);
     w.run();
-    Ok(Report::of(&w))
+    Ok(w.report())
 }

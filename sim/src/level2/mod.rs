@@ -35,7 +35,7 @@
 //! cannot freeze one).
 
 mod acked;
-mod check;
+mod fleet;
 mod host;
 mod http;
 mod link;
@@ -43,6 +43,7 @@ mod plant;
 mod run;
 mod server;
 mod shared;
+mod stopped;
 mod story;
 mod swarm;
 

@@ -9,15 +9,16 @@
 //! It sends traffic until its end and has no calm (nothing comes back by itself); past its end
 //! it drains the backlog and waits for the fleet to settle.
 
-use super::check;
+use super::fleet::fleet;
 use super::host;
 use super::shared::{Lab, Shared, Slot, Transport, Up, lock};
+use crate::check::{Invariant, drain_over, settled};
 use crate::error::SimError;
 use crate::fake::{CallFaults, Outgoing, Service};
-use crate::report::{Messages, Report};
-use crate::scenario::Scenario;
+use crate::report::{Finished, Report};
+use crate::scenario::{Level, Scenario};
 use sqsbalancer_core::rng::Rng;
-use sqsbalancer_core::{Millis, Phase, QueueId};
+use sqsbalancer_core::{Millis, QueueId};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -26,8 +27,6 @@ use tokio::sync::Notify;
 /// other, so what one host writes another may see up to one step early: a skew far inside
 /// every margin of the protocol (seconds).
 const TICK: Duration = Duration::from_millis(10);
-/// How long past its end a run may go on to drain a backlog, ms.
-const DRAIN_CAP_MS: u64 = 600_000;
 /// Most instances a run grows to by joins, as a multiple of its starting size.
 const MAX_GROWTH: usize = 2;
 
@@ -116,7 +115,6 @@ impl Harness {
     /// over: past its end with the backlog drained (and, when scripted, the fleet settled),
     /// past the drain cap, or at its first violation. Not to be called again after that.
     pub(super) fn step(&mut self) -> Result<bool, SimError> {
-        let cap = self.end + DRAIN_CAP_MS;
         let t = self.sim.elapsed().as_millis() as u64;
         {
             let mut s = lock(&self.lab);
@@ -146,7 +144,7 @@ impl Harness {
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "a panic without a message".to_owned());
                 lock(&self.lab).violate(
-                    crate::check::Invariant::NoPanic,
+                    Invariant::NoPanic,
                     format!("a task of the runtime panicked: {what}"),
                 );
             }
@@ -156,8 +154,8 @@ impl Harness {
         if !over && t >= self.end {
             let sqs = &s.sqs;
             let backlog = s.checker.outstanding(|q| sqs.exists(q.as_str()));
-            let settled = !self.scripted || check::settled(&s).is_none();
-            if (backlog == 0 && settled) || t >= cap {
+            let settled = !self.scripted || settled(&fleet(&s)).is_none();
+            if drain_over(backlog == 0 && settled, t - self.end) {
                 s.now();
                 finish(&mut s);
                 over = true;
@@ -343,7 +341,7 @@ impl Harness {
                     let mut s = lock(&self.lab);
                     Self::end_life(&mut s, i);
                     s.violate(
-                        crate::check::Invariant::NoPanic,
+                        Invariant::NoPanic,
                         format!("{name} died by itself: a task of the runtime panicked"),
                     );
                 }
@@ -501,78 +499,23 @@ impl Harness {
     /// What the run measured (with its violation, if it broke an invariant).
     pub(super) fn report(&self) -> Report {
         let s = lock(&self.lab);
-        let nodes = |c: &String| c.starts_with("node-");
-        let mut dynamo = (0, 0.0, 0);
-        for (_, u) in s.dynamo.usage_by_caller().iter().filter(|(c, _)| nodes(c)) {
-            dynamo.0 += u.total_requests();
-            dynamo.1 += u.read_half_units as f64 / 2.0;
-            dynamo.2 += u.write_units;
-        }
-        let sqs_calls = s
-            .sqs
-            .calls()
-            .iter()
-            .filter(|(c, _)| nodes(c))
-            .flat_map(|(_, ops)| ops.values())
-            .sum();
-        let exists = |q: &QueueId| s.sqs.exists(q.as_str());
-        let settle_optimum = s
-            .owners
-            .iter()
-            .filter(|(q, now)| {
-                exists(q)
-                    && s.stats
-                        .owners_at_calm
-                        .get(*q)
-                        .is_some_and(|then| *then != now.0)
-            })
-            .count() as u64;
-        Report {
-            seed: self.sc.seed,
-            replay: self.sc.replay.clone().unwrap_or_else(|| {
-                crate::scenario::replay_command(
-                    crate::scenario::Level::Runtime,
-                    self.sc.seed,
-                    &crate::scenario::SwarmLimits::default(),
-                )
-            }),
-            instances: self.sc.instances,
-            queues: self.sc.queues,
+        let level = match s.transport {
+            Transport::Link => Level::Runtime,
+            Transport::Http => Level::Sdk,
+        };
+        Report::of(&Finished {
+            sc: &self.sc,
+            level,
             sim_ms: s.last_now(),
-            faults: self.sc.faults.kinds().iter().map(|k| k.name()).collect(),
-            violation: s.checker.violations.first().cloned(),
             events: s.events,
+            trace: &s.trace,
             trace_hash: Some(s.trace.hash()),
-            trace: self.sc.trace.then(|| s.trace.text().to_owned()),
-            starts: s.stats.starts,
-            instance_minutes: s.stats.instance_ms as f64 / 60_000.0,
-            messages: Messages {
-                sent: s.checker.sent,
-                handled: s.stats.handled,
-                failed: s.stats.failed,
-                deleted: s.checker.deleted,
-                duplicates: s.checker.duplicates,
-                lost: s.checker.outstanding(exists) as u64,
-            },
-            failover: s.stats.failovers.clone(),
-            handoff: s.stats.handoffs.clone(),
-            takeover: s.stats.takeovers.clone(),
-            outage: s.stats.outages.clone(),
-            moves: s.stats.ownership.iter().filter(|m| m.2.is_some()).count() as u64,
-            settle_moves: s.stats.moves_after_calm,
-            settle_optimum,
-            balance_spread: balance_spread(&s),
-            stop_ms: s.stats.stop_ms.clone(),
-            stops_timed_out: s.stats.stops_timed_out,
-            stops_life_lost: s.stats.stops_life_lost,
-            excused_overlaps: s.checker.excused_overlaps,
-            dynamo,
-            steady_dynamo_per_instance_minute: None,
-            sqs_calls,
-            slots: s.slots.len(),
-            ownership: s.stats.ownership.clone(),
-            fault_marks: s.stats.faults.clone(),
-        }
+            stats: &s.stats,
+            checker: &s.checker,
+            dynamo: &s.dynamo,
+            sqs: &s.sqs,
+            fleet: fleet(&s),
+        })
     }
 }
 
@@ -591,30 +534,11 @@ fn finish(s: &mut Shared) {
             s.stats.instance_ms += now - since;
         }
     }
-    if let Some(problem) = check::settled(s) {
-        s.violate(crate::check::Invariant::Settled, problem);
+    if let Some(problem) = settled(&fleet(s)) {
+        s.violate(Invariant::Settled, problem);
     }
     if s.checker.violations.is_empty() {
         let sqs = &s.sqs;
         s.checker.check_no_loss(|q| sqs.exists(q.as_str()));
-    }
-}
-
-/// Largest minus smallest number of queues received per unit of weight by running instances.
-fn balance_spread(s: &Shared) -> f64 {
-    let per_weight: Vec<f64> = s
-        .slots
-        .iter()
-        .filter_map(|sl| {
-            let h = sl.handle.as_ref()?;
-            (h.phase() == Phase::Running).then(|| h.receiving().len() as f64 / f64::from(sl.weight))
-        })
-        .collect();
-    let max = per_weight.iter().copied().fold(f64::MIN, f64::max);
-    let min = per_weight.iter().copied().fold(f64::MAX, f64::min);
-    if per_weight.is_empty() {
-        0.0
-    } else {
-        max - min
     }
 }
