@@ -247,6 +247,7 @@ impl Report {
             "violations": u64::from(self.violation.is_some()),
             "violation": self.violation.as_ref().map(|v| json!({
                 "event": v.event, "t_ms": v.t, "invariant": v.invariant.name(),
+                "class": v.invariant.class().name(),
                 "detail": v.detail, "replay": self.replay_command(),
             })),
             "events": self.events,

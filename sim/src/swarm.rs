@@ -1,6 +1,7 @@
 //! The swarm: many seeds, each drawing its own size and fault mix, run on a few threads and
 //! summed up in seed order so the summary does not depend on scheduling.
 
+use crate::check::{Class, Violation};
 use crate::report::{Report, Spread};
 use crate::scenario::{FaultKind, Scenario, SwarmLimits};
 use serde_json::{Value as Json, json};
@@ -75,6 +76,11 @@ impl SwarmSummary {
         self.failing.len()
     }
 
+    /// The most serious class of invariant any run broke, if one did.
+    pub fn class(&self) -> Option<Class> {
+        worst(self.failing.iter().filter_map(|r| r.violation.as_ref()))
+    }
+
     /// As one JSON object; `"violations"` is the count of failing seeds.
     pub fn json(&self) -> Json {
         let steady = Spread::of(
@@ -91,6 +97,7 @@ impl SwarmSummary {
             "failing": self.failing.iter().map(|r| json!({
                 "seed": r.seed,
                 "invariant": r.violation.as_ref().map(|v| v.invariant.name()),
+                "class": r.violation.as_ref().map(|v| v.invariant.class().name()),
                 "detail": r.violation.as_ref().map(|v| v.detail.clone()),
                 "replay": r.replay_command(),
             })).collect::<Vec<_>>(),
@@ -121,6 +128,11 @@ impl SwarmSummary {
             .filter(|n| !self.kinds.contains_key(n))
             .collect()
     }
+}
+
+/// The most serious class among `violations` (safety before liveness before crash).
+fn worst<'a>(violations: impl Iterator<Item = &'a Violation>) -> Option<Class> {
+    violations.map(|v| v.invariant.class()).min()
 }
 
 /// Runs [`Scenario::swarm`] for seeds `from..from + seeds` on `threads` threads, calling
@@ -179,4 +191,25 @@ pub(crate) fn run_seeds(
         summary.add(r);
     }
     summary
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::Invariant;
+
+    #[test]
+    fn a_swarm_is_as_bad_as_its_worst_violation() {
+        let broke = |invariant| Violation {
+            event: 1,
+            t: 1,
+            invariant,
+            detail: String::new(),
+        };
+        let vs = [broke(Invariant::NoPanic), broke(Invariant::NoLoss)];
+        assert_eq!(worst(vs.iter()), Some(Class::Liveness));
+        let vs = [broke(Invariant::Settled), broke(Invariant::Exclusive)];
+        assert_eq!(worst(vs.iter()), Some(Class::Safety));
+        assert_eq!(worst([].iter()), None);
+    }
 }
