@@ -382,6 +382,8 @@ impl World {
         }
     }
 
+    /// Handles one event: an instance's own (deferred while its process is paused), or the
+    /// services' and the world's.
     fn step(&mut self, ev: Ev) {
         // A paused process handles nothing until the pause ends.
         if let Some(slot) = Self::is_client_event(&ev)
@@ -406,6 +408,29 @@ impl World {
                     self.input(slot, input);
                 }
             }
+            Ev::PollerRetry { slot, life, queue } => {
+                if self.slots[slot].life == life {
+                    self.poller_retry(slot, &queue);
+                }
+            }
+            Ev::PollerGiveUp {
+                slot,
+                life,
+                queue,
+                call,
+            } => {
+                if self.slots[slot].life == life {
+                    self.poller_give_up(slot, &queue, call);
+                }
+            }
+            ev => self.arrive(ev),
+        }
+    }
+
+    /// Handles an event at the services (a request arrives, a handler ends) or of the world
+    /// around the fleet (traffic, faults, the calm, a sample).
+    fn arrive(&mut self, ev: Ev) {
+        match ev {
             Ev::DynamoArrive {
                 slot,
                 life,
@@ -429,21 +454,6 @@ impl World {
                 fence_global,
             } => self.receive_arrive(recv, wait_ms, paused, fence_global),
             Ev::ReceiveDone { recv, result } => self.receive_done(recv, result),
-            Ev::PollerRetry { slot, life, queue } => {
-                if self.slots[slot].life == life {
-                    self.poller_retry(slot, &queue);
-                }
-            }
-            Ev::PollerGiveUp {
-                slot,
-                life,
-                queue,
-                call,
-            } => {
-                if self.slots[slot].life == life {
-                    self.poller_give_up(slot, &queue, call);
-                }
-            }
             Ev::ReleaseArrive {
                 slot,
                 queue,
@@ -465,6 +475,12 @@ impl World {
             Ev::Chaos => self.chaos(),
             Ev::Calm => self.calm_down(),
             Ev::Sample => self.sample(),
+            Ev::Tick { .. }
+            | Ev::Input { .. }
+            | Ev::PollerRetry { .. }
+            | Ev::PollerGiveUp { .. } => {
+                unreachable!("an instance's events are handled by step")
+            }
         }
     }
 
