@@ -12,11 +12,12 @@
 use super::fleet::fleet;
 use super::host;
 use super::shared::{Lab, Shared, Slot, Transport, Up, lock};
+use crate::chaos::{MAX_GROWTH, queue_name, roll};
 use crate::check::{Invariant, drain_over, settled};
 use crate::error::SimError;
-use crate::fake::{CallFaults, Outgoing, Service};
+use crate::fake::{Outgoing, Service};
 use crate::report::{Finished, Report};
-use crate::scenario::{Level, Scenario};
+use crate::scenario::{FaultMix, Level, Scenario};
 use sqsbalancer_core::rng::Rng;
 use sqsbalancer_core::{Millis, QueueId};
 use std::sync::{Arc, Mutex};
@@ -27,8 +28,6 @@ use tokio::sync::Notify;
 /// other, so what one host writes another may see up to one step early: a skew far inside
 /// every margin of the protocol (seconds).
 const TICK: Duration = Duration::from_millis(10);
-/// Most instances a run grows to by joins, as a multiple of its starting size.
-const MAX_GROWTH: usize = 2;
 
 /// The harness of one run.
 pub(super) struct Harness {
@@ -353,14 +352,15 @@ impl Harness {
     // ----- the world around the fleet -----
 
     fn add_queue(&mut self) -> Option<QueueId> {
-        let name = format!("q-{:05}", self.next_queue);
+        let name = queue_name(self.next_queue);
         self.next_queue += 1;
         let url = lock(&self.lab).sqs.create_queue("admin", &name).ok()?;
         QueueId::new(&url).ok()
     }
 
+    /// Whether a fault of `ppm` per instance-second happens now, drawn from the run's generator.
     fn roll(&mut self, ppm: u64) -> bool {
-        ppm > 0 && self.rng.below(1_000_000) < ppm
+        roll(&mut self.rng, ppm)
     }
 
     /// One simulated second of faults and traffic (of traffic alone, until the end, when
@@ -376,49 +376,67 @@ impl Harness {
         let f = self.sc.faults.clone();
         let n = lock(&self.lab).slots.len();
         for i in 0..n {
-            let up = lock(&self.lab).slots[i].up;
             if calm {
-                if up == Up::Down {
+                if lock(&self.lab).slots[i].up == Up::Down {
                     self.start(i);
                 }
                 continue;
             }
-            match up {
-                Up::Running if self.roll(f.crash) => self.crash(i),
-                Up::Running if self.roll(f.stop) => self.stop(i),
-                Up::Down if self.roll(f.restart) => {
-                    note(&mut lock(&self.lab), "restart", Some(i));
-                    self.start(i);
-                }
-                _ => {}
-            }
-            for (rate, service, kind) in [
-                (f.partition_dynamo, Service::Dynamo, "partition-dynamo"),
-                (f.partition_sqs, Service::Sqs, "partition-sqs"),
-            ] {
-                if self.roll(rate) {
-                    let hang = self.rng.below(2) == 0;
-                    let secs = 1 + self.rng.below(20);
-                    let mut s = lock(&self.lab);
-                    let now = s.last_now();
-                    let until = now + secs * 1_000;
-                    let key = (s.slots[i].name.clone(), service);
-                    s.hooks.partition(&key.0, service, Millis(until));
-                    if hang {
-                        s.hang.insert(key);
-                    } else {
-                        s.hang.remove(&key);
-                    }
-                    s.faulted(i);
-                    let how = if hang { "hang" } else { "fail" };
-                    s.stats.faults.push((now, kind, Some(i)));
-                    s.emit(Some(i), "fault", || format!("{kind} {secs} s, calls {how}"));
-                }
-            }
+            self.membership_fault(i, &f);
+            self.partitions(i, &f);
         }
         if calm {
             return;
         }
+        self.fleet_faults(&f, n);
+        self.produce();
+    }
+
+    /// Slot `i` may crash or be stopped while up, or restart while down.
+    fn membership_fault(&mut self, i: usize, f: &FaultMix) {
+        let up = lock(&self.lab).slots[i].up;
+        match up {
+            Up::Running if self.roll(f.crash) => self.crash(i),
+            Up::Running if self.roll(f.stop) => self.stop(i),
+            Up::Down if self.roll(f.restart) => {
+                note(&mut lock(&self.lab), "restart", Some(i));
+                self.start(i);
+            }
+            _ => {}
+        }
+    }
+
+    /// Slot `i` may be cut off from DynamoDB or SQS for 1-20 s, its calls failing or hanging.
+    fn partitions(&mut self, i: usize, f: &FaultMix) {
+        for (rate, service, kind) in [
+            (f.partition_dynamo, Service::Dynamo, "partition-dynamo"),
+            (f.partition_sqs, Service::Sqs, "partition-sqs"),
+        ] {
+            if !self.roll(rate) {
+                continue;
+            }
+            let hang = self.rng.below(2) == 0;
+            let secs = 1 + self.rng.below(20);
+            let mut s = lock(&self.lab);
+            let now = s.last_now();
+            let key = (s.slots[i].name.clone(), service);
+            s.hooks
+                .partition(&key.0, service, Millis(now + secs * 1_000));
+            if hang {
+                s.hang.insert(key);
+            } else {
+                s.hang.remove(&key);
+            }
+            s.faulted(i);
+            let how = if hang { "hang" } else { "fail" };
+            s.stats.faults.push((now, kind, Some(i)));
+            s.emit(Some(i), "fault", || format!("{kind} {secs} s, calls {how}"));
+        }
+    }
+
+    /// The faults of the fleet as a whole: a TTL deletion, a join (while the fleet of `n`
+    /// slots may grow), a queue created or deleted.
+    fn fleet_faults(&mut self, f: &FaultMix, n: usize) {
         if self.roll(f.ttl) {
             let rng = &mut self.rng;
             let mut s = lock(&self.lab);
@@ -431,24 +449,17 @@ impl Harness {
             }
         }
         if self.roll(f.join) && n < self.sc.instances * MAX_GROWTH {
-            let i = self.add_slot();
-            note(&mut lock(&self.lab), "join", Some(i));
-            self.start(i);
+            self.join();
         }
         if self.roll(f.queue_churn) {
             let urls: Vec<String> = lock(&self.lab).sqs.urls().cloned().collect();
             if self.rng.below(2) == 0 || urls.is_empty() {
-                if self.add_queue().is_some() {
-                    note(&mut lock(&self.lab), "queue-created", None);
-                }
+                self.create_queue();
             } else {
                 let k = self.rng.below(urls.len() as u64) as usize;
-                let mut s = lock(&self.lab);
-                let _ = s.sqs.delete_queue("admin", &urls[k]);
-                note(&mut s, "queue-deleted", None);
+                self.delete_queue(&urls[k]);
             }
         }
-        self.produce();
     }
 
     /// Sends this second's messages to random queues.
@@ -484,11 +495,7 @@ impl Harness {
             .iter()
             .map(|(q, o)| (q.clone(), o.0.clone()))
             .collect();
-        s.hooks.heal_all();
-        s.hooks.rates = CallFaults {
-            max_latency_ms: s.hooks.rates.max_latency_ms,
-            ..CallFaults::default()
-        };
+        s.hooks.calm();
         s.handler_faults = Default::default();
         s.page_items = 0;
         note(&mut s, "calm", None);
