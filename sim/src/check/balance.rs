@@ -52,7 +52,7 @@ pub fn spread(fleet: &Fleet) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::check::settled::tests::fleet;
+    use crate::check::fleet::fixtures::fleet;
 
     #[test]
     fn floor_or_ceil_of_the_weighted_share_is_balanced() {

@@ -51,3 +51,44 @@ impl Fleet {
         self.records.get(q).and_then(Option::as_ref)
     }
 }
+
+/// Small fleets for the checks' unit tests.
+#[cfg(test)]
+pub(super) mod fixtures {
+    use super::*;
+    use sqsbalancer_core::InstanceId;
+
+    /// Queue `n` of a test fleet.
+    pub(in crate::check) fn queue(n: usize) -> QueueId {
+        QueueId::new(&format!("https://x/1/q-{n}")).unwrap()
+    }
+
+    /// The first life of `node-<slot>`.
+    pub(in crate::check) fn life(slot: usize) -> Owner {
+        Owner {
+            id: InstanceId::new(&format!("node-{slot}")).unwrap(),
+            incarnation: 1,
+        }
+    }
+
+    /// A running fleet of instances of weight one, instance `i` receiving the queues
+    /// `held[i]`, every record naming its receiver.
+    pub(in crate::check) fn fleet(held: &[&[usize]]) -> Fleet {
+        let mut f = Fleet::default();
+        for (slot, qs) in held.iter().enumerate() {
+            f.instances.push(Instance {
+                id: life(slot).id,
+                weight: 1,
+                life: Some(life(slot)),
+                phase: Some(Phase::Running),
+                receiving: qs.iter().map(|&n| queue(n)).collect(),
+            });
+            for &n in *qs {
+                f.records.insert(queue(n), Some(life(slot)));
+            }
+        }
+        let n = held.iter().map(|qs| qs.len()).sum();
+        f.queues = (0..n).map(queue).collect();
+        f
+    }
+}

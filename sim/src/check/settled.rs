@@ -38,44 +38,10 @@ fn misowned(fleet: &Fleet) -> Option<String> {
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+mod tests {
     use super::*;
-    use crate::check::fleet::Instance;
-    use sqsbalancer_core::{InstanceId, Owner, Phase, QueueId};
-
-    /// Queue `n` of a test fleet.
-    pub(in crate::check) fn queue(n: usize) -> QueueId {
-        QueueId::new(&format!("https://x/1/q-{n}")).unwrap()
-    }
-
-    /// The first life of `node-<slot>`.
-    pub(in crate::check) fn life(slot: usize) -> Owner {
-        Owner {
-            id: InstanceId::new(&format!("node-{slot}")).unwrap(),
-            incarnation: 1,
-        }
-    }
-
-    /// A running fleet of instances of weight one, instance `i` receiving the queues
-    /// `held[i]`, every record naming its receiver.
-    pub(in crate::check) fn fleet(held: &[&[usize]]) -> Fleet {
-        let mut f = Fleet::default();
-        for (slot, qs) in held.iter().enumerate() {
-            f.instances.push(Instance {
-                id: life(slot).id,
-                weight: 1,
-                life: Some(life(slot)),
-                phase: Some(Phase::Running),
-                receiving: qs.iter().map(|&n| queue(n)).collect(),
-            });
-            for &n in *qs {
-                f.records.insert(queue(n), Some(life(slot)));
-            }
-        }
-        let n = held.iter().map(|qs| qs.len()).sum();
-        f.queues = (0..n).map(queue).collect();
-        f
-    }
+    use crate::check::fleet::fixtures::{fleet, life, queue};
+    use sqsbalancer_core::Phase;
 
     #[test]
     fn one_named_receiver_per_queue_and_a_fair_share_is_settled() {

@@ -85,7 +85,7 @@ pub fn still_named<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::check::settled::tests::{life, queue};
+    use crate::check::fleet::fixtures::{life, queue};
 
     fn clean() -> Stop<'static> {
         Stop {
