@@ -6,6 +6,7 @@
 //! the process then exits, and the harness drops whatever tasks are left.
 
 use super::acked::Acked;
+use super::http::Links;
 use super::link::Link;
 use super::shared::{Lab, Transport, lock};
 use super::stopped::stopped;
@@ -24,7 +25,7 @@ const HANDLER_MS: (u64, u64) = (5, 50);
 const SLOW_HANDLER_MS: (u64, u64) = (25_000, 60_000);
 
 /// The software of slot `slot`'s host: one life of the instance, from start to exit.
-pub(crate) async fn life(lab: Lab, slot: usize) -> turmoil::Result {
+pub(crate) async fn life(lab: Lab, links: Links, slot: usize) -> turmoil::Result {
     let (cfg, who, name, stop) = {
         let mut s = lock(&lab);
         s.now();
@@ -56,7 +57,7 @@ pub(crate) async fn life(lab: Lab, slot: usize) -> turmoil::Result {
             Balancer::new(cfg, Arc::new(backend))?.start(handler)?
         }
         Transport::Http => {
-            lock(&lab).links.insert(name.clone(), link);
+            links.register(&name, link);
             let aws = super::http::backend(&lab, &cfg, slot);
             let backend = Acked::new(Arc::new(aws), Arc::clone(&lab), who, &name);
             Balancer::new(cfg, Arc::new(backend))?.start(handler)?

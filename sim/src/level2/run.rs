@@ -11,6 +11,7 @@
 
 use super::fleet::fleet;
 use super::host;
+use super::http::Links;
 use super::shared::{Lab, Shared, Slot, Transport, Up, lock};
 use crate::chaos::{MAX_GROWTH, queue_name, roll};
 use crate::check::{Invariant, drain_over, settled};
@@ -43,6 +44,8 @@ pub(super) struct Harness {
     hosts: usize,
     /// A scripted run: no drawn faults, no calm, instances of weight 1.
     scripted: bool,
+    /// Each instance's link, for the HTTP server to call (level 3).
+    links: Links,
 }
 
 /// Runs `sc` on the real runtime, its instances reaching the fake AWS by `transport`, to its
@@ -68,7 +71,7 @@ impl Harness {
             // The network's latency, one way: the latency fault's, or 1-2 ms.
             let most = sc.faults.max_latency_ms.max(2);
             builder
-                .epoch(crate::level3::sim_epoch())
+                .epoch(crate::level3::clock::sim_epoch())
                 .min_message_latency(Duration::from_millis(1))
                 .max_message_latency(Duration::from_millis(most))
                 // Every long poll holds a connection of its own (HTTP/1.1): a fleet starting
@@ -76,11 +79,12 @@ impl Harness {
                 // next accepts.
                 .tcp_capacity(4_096);
             // The SDK draws its retry jitter from this thread's generator.
-            crate::level3::seed_thread_rng(rng.next_u64());
+            crate::level3::connector::seed_thread_rng(rng.next_u64());
         }
         let mut sim = builder.build();
+        let links = Links::default();
         if transport == Transport::Http {
-            super::http::serve(&mut sim, &lab);
+            super::http::serve(&mut sim, &lab, &links);
         }
         let end = sc.duration.as_millis() as u64;
         let calm_at = if scripted {
@@ -99,6 +103,7 @@ impl Harness {
             hosts: 0,
             sc,
             scripted,
+            links,
         };
         for _ in 0..h.sc.queues {
             h.add_queue();
@@ -118,7 +123,7 @@ impl Harness {
         {
             let mut s = lock(&self.lab);
             s.set_clock(t);
-            super::server::serve(&mut s, t);
+            super::landing::serve(&mut s, t);
         }
         if t >= self.next_second {
             self.next_second += 1_000;
@@ -252,8 +257,10 @@ impl Harness {
             self.sim.bounce(name.as_str());
         } else {
             let lab = Arc::clone(&self.lab);
-            self.sim
-                .host(name.as_str(), move || host::life(Arc::clone(&lab), i));
+            let links = self.links.clone();
+            self.sim.host(name.as_str(), move || {
+                host::life(Arc::clone(&lab), links.clone(), i)
+            });
             self.hosts += 1;
         }
     }

@@ -1,6 +1,7 @@
 //! The level-2 swarm: many seeds of [`scenario`](super::scenario) on a few threads, each its
 //! own turmoil simulation, summed up in seed order like the level-1 swarm.
 
+use super::entry::{run, scenario};
 use crate::report::Report;
 use crate::scenario::SwarmLimits;
 use crate::swarm::{SwarmSummary, run_seeds};
@@ -15,8 +16,7 @@ pub fn swarm(
     on_done: impl Fn(&Report) + Sync,
 ) -> SwarmSummary {
     let run = |seed| {
-        super::run(super::scenario(seed, limits))
-            .expect("level-2 swarm scenarios are valid by construction")
+        run(scenario(seed, limits)).expect("level-2 swarm scenarios are valid by construction")
     };
     run_seeds(from, seeds, threads, run, on_done)
 }
