@@ -8,6 +8,7 @@
 use sqsbalancer_core::effect::{Read, Status, Write};
 use sqsbalancer_core::table::{self, Item, Key, Value};
 use sqsbalancer_core::{InstanceId, Outcome, Owner, QueueId};
+use sqsbalancer_runtime::aws::AwsBackend;
 use sqsbalancer_runtime::execute;
 use sqsbalancer_runtime::{BackendError, QueueList, Receive, Sqs, Store, Timeouts};
 use sqsbalancer_sim::backend::{FakeBackend, Fakes};
@@ -198,7 +199,7 @@ struct Counts {
 }
 
 /// Node `name`'s backend over the wire, with the default timeouts.
-fn wire(name: &str) -> sqsbalancer_runtime::aws::AwsBackend {
+fn wire(name: &str) -> AwsBackend {
     SimClients::new(name, "server", PORT, Timeouts::default())
         .seed(7)
         .backend(TABLE)
@@ -286,6 +287,132 @@ fn same_entries(wire: &[Result<(), String>], fake: &[Result<(), String>]) {
     }
 }
 
+/// Every kind of coordination write, applied or refused, answers over the wire as at the fake.
+async fn writes_equal(aws: &AwsBackend, fake: &FakeBackend) {
+    let q1 = url("work");
+    let writes = [
+        register("node-0"),
+        heartbeat(1, 1),
+        heartbeat(2, 2),
+        register("node-0"),
+        heartbeat(2, 3),
+        Write::CreateQueue {
+            queue: q1.clone(),
+            revive_epoch: None,
+        },
+        Write::CreateQueue {
+            queue: q1.clone(),
+            revive_epoch: None,
+        },
+        Write::Claim {
+            queue: q1.clone(),
+            expect_owner: None,
+            expect_epoch: 1,
+            new_owner: owner("node-0", 2),
+        },
+        Write::Claim {
+            queue: q1.clone(),
+            expect_owner: None,
+            expect_epoch: 1,
+            new_owner: owner("node-0", 2),
+        },
+        Write::Notify {
+            to: owner("node-0", 2),
+        },
+        Write::Reap {
+            owner: owner("node-0", 2),
+            counter: 99,
+        },
+    ];
+    let (mut applied, mut refused) = (0, 0);
+    for w in &writes {
+        let tw = table::encode_write(APP, w, WALL);
+        let got = aws.update(tw.clone()).await;
+        let want = fake.update(tw).await;
+        assert_eq!(got, want, "{w:?}");
+        match got {
+            Ok(_) => applied += 1,
+            Err(BackendError::ConditionFailed) => refused += 1,
+            Err(e) => panic!("{w:?}: {e:?}"),
+        }
+    }
+    assert_eq!((applied, refused), (7, 4));
+}
+
+/// A Query of more than one page (250 queue records of 10 kB each) pages as at the fake.
+async fn paged_query_equal(
+    aws: &AwsBackend,
+    fake: &FakeBackend,
+    control: &Control,
+    reference: &Shared,
+) {
+    let plant = |f: &mut Fakes| {
+        for i in 0..250 {
+            let mut item = Item::new();
+            item.insert(table::PK.into(), Value::S(table::partition(APP)));
+            let sk = format!(
+                "{}{}",
+                table::QUEUE_PREFIX,
+                FakeSqs::url_of(&format!("p-{i:04}"))
+            );
+            item.insert(table::SK.into(), Value::S(sk));
+            item.insert(table::EPOCH.into(), Value::num(1));
+            item.insert(table::RETIRED.into(), Value::Bool(false));
+            item.insert("pad".into(), Value::S("x".repeat(10_000)));
+            f.dynamo.plant(TABLE, item).unwrap();
+        }
+    };
+    control.run(plant).await;
+    plant(&mut lock(reference));
+    let query = table::encode_read(APP, Read::Table);
+    let (mut start, mut pages) = (None, 0);
+    loop {
+        let got = aws
+            .query(query.clone(), start.clone())
+            .await
+            .expect("a page");
+        let want = fake
+            .query(query.clone(), start.clone())
+            .await
+            .expect("a page");
+        assert_eq!(got, want, "page {pages}");
+        pages += 1;
+        match got.last_key {
+            Some(k) => start = Some(k),
+            None => break,
+        }
+    }
+    assert!(pages >= 3, "{pages} pages");
+    let got = execute::read(aws, APP, Read::Table).await;
+    assert!(matches!(got, Outcome::Applied(_)));
+    assert_eq!(got, execute::read(fake, APP, Read::Table).await);
+}
+
+/// ListQueues past 1,000 queues follows NextToken as at the fake.
+async fn listing_equal(
+    aws: &AwsBackend,
+    fake: &FakeBackend,
+    control: &Control,
+    reference: &Shared,
+) {
+    let create = |f: &mut Fakes| {
+        for i in 0..1_100 {
+            f.sqs.create_queue("setup", &format!("q-{i:04}")).unwrap();
+        }
+    };
+    control.run(create).await;
+    create(&mut lock(reference));
+    let first = aws.list("q-".into(), None).await.expect("a page");
+    assert_eq!(first, fake.list("q-".into(), None).await.unwrap());
+    assert_eq!(first.urls.len(), 1000);
+    let token = first.next_token.clone().expect("a second page");
+    let second = aws.list("q-".into(), Some(token.clone())).await.unwrap();
+    assert_eq!(second, fake.list("q-".into(), Some(token)).await.unwrap());
+    assert_eq!((second.urls.len(), second.next_token), (100, None));
+    let all = execute::list(aws, "q-").await;
+    assert_eq!(all, execute::list(fake, "q-").await);
+}
+
 #[test]
 fn coordination_writes_reads_and_listing_equal_the_fake() {
     let script = Script::default();
@@ -293,114 +420,9 @@ fn coordination_writes_reads_and_listing_equal_the_fake() {
     sim.client("node-0", async move {
         let aws = wire("node-0");
         let (reference, fake) = twin();
-        let q1 = url("work");
-        let writes = [
-            register("node-0"),
-            heartbeat(1, 1),
-            heartbeat(2, 2),
-            register("node-0"),
-            heartbeat(2, 3),
-            Write::CreateQueue {
-                queue: q1.clone(),
-                revive_epoch: None,
-            },
-            Write::CreateQueue {
-                queue: q1.clone(),
-                revive_epoch: None,
-            },
-            Write::Claim {
-                queue: q1.clone(),
-                expect_owner: None,
-                expect_epoch: 1,
-                new_owner: owner("node-0", 2),
-            },
-            Write::Claim {
-                queue: q1.clone(),
-                expect_owner: None,
-                expect_epoch: 1,
-                new_owner: owner("node-0", 2),
-            },
-            Write::Notify {
-                to: owner("node-0", 2),
-            },
-            Write::Reap {
-                owner: owner("node-0", 2),
-                counter: 99,
-            },
-        ];
-        let (mut applied, mut refused) = (0, 0);
-        for w in &writes {
-            let tw = table::encode_write(APP, w, WALL);
-            let got = aws.update(tw.clone()).await;
-            let want = fake.update(tw).await;
-            assert_eq!(got, want, "{w:?}");
-            match got {
-                Ok(_) => applied += 1,
-                Err(BackendError::ConditionFailed) => refused += 1,
-                Err(e) => panic!("{w:?}: {e:?}"),
-            }
-        }
-        assert_eq!((applied, refused), (7, 4));
-
-        // A Query of more than one page: 250 queue records of 10 kB each.
-        let plant = |f: &mut Fakes| {
-            for i in 0..250 {
-                let mut item = Item::new();
-                item.insert(table::PK.into(), Value::S(table::partition(APP)));
-                let sk = format!(
-                    "{}{}",
-                    table::QUEUE_PREFIX,
-                    FakeSqs::url_of(&format!("p-{i:04}"))
-                );
-                item.insert(table::SK.into(), Value::S(sk));
-                item.insert(table::EPOCH.into(), Value::num(1));
-                item.insert(table::RETIRED.into(), Value::Bool(false));
-                item.insert("pad".into(), Value::S("x".repeat(10_000)));
-                f.dynamo.plant(TABLE, item).unwrap();
-            }
-        };
-        control.run(plant).await;
-        plant(&mut lock(&reference));
-        let query = table::encode_read(APP, Read::Table);
-        let (mut start, mut pages) = (None, 0);
-        loop {
-            let got = aws
-                .query(query.clone(), start.clone())
-                .await
-                .expect("a page");
-            let want = fake
-                .query(query.clone(), start.clone())
-                .await
-                .expect("a page");
-            assert_eq!(got, want, "page {pages}");
-            pages += 1;
-            match got.last_key {
-                Some(k) => start = Some(k),
-                None => break,
-            }
-        }
-        assert!(pages >= 3, "{pages} pages");
-        let got = execute::read(&aws, APP, Read::Table).await;
-        assert!(matches!(got, Outcome::Applied(_)));
-        assert_eq!(got, execute::read(&fake, APP, Read::Table).await);
-
-        // ListQueues past 1,000 queues, following NextToken.
-        let create = |f: &mut Fakes| {
-            for i in 0..1_100 {
-                f.sqs.create_queue("setup", &format!("q-{i:04}")).unwrap();
-            }
-        };
-        control.run(create).await;
-        create(&mut lock(&reference));
-        let first = aws.list("q-".into(), None).await.expect("a page");
-        assert_eq!(first, fake.list("q-".into(), None).await.unwrap());
-        assert_eq!(first.urls.len(), 1000);
-        let token = first.next_token.clone().expect("a second page");
-        let second = aws.list("q-".into(), Some(token.clone())).await.unwrap();
-        assert_eq!(second, fake.list("q-".into(), Some(token)).await.unwrap());
-        assert_eq!((second.urls.len(), second.next_token), (100, None));
-        let all = execute::list(&aws, "q-").await;
-        assert_eq!(all, execute::list(&fake, "q-").await);
+        writes_equal(&aws, &fake).await;
+        paged_query_equal(&aws, &fake, &control, &reference).await;
+        listing_equal(&aws, &fake, &control, &reference).await;
         assert_eq!(script.count("ListQueues"), 2 + 2);
         Ok(())
     });
