@@ -1,5 +1,5 @@
 //! What a run measured: failover and hand-off gaps, moves, balance, cost and messages,
-//! assembled once, for every level, from what the run leaves behind ([`Finished`]).
+//! assembled once, for every level, from what the run leaves behind (`Finished`).
 //!
 //! Gaps are measured at the fake, between the last receive of one instance life on a queue and
 //! the first receive of the next: a *failover* when the previous life crashed (measured from the
