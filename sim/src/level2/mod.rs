@@ -14,11 +14,13 @@
 //!   deletes, queue churn, and handlers that fail (half of them by panicking) or outlive the
 //!   visibility timeout. The backend calls do not go over turmoil's network: the faults are in
 //!   each life's link to the fakes (`link.rs`), or at level 3 in the HTTP server (`http.rs`).
-//! * Checked: exclusive receive, receive within the fence, delete only after a handler
-//!   success, epoch growth and no loss at the fake ([`Checker`](crate::check::Checker)); the
-//!   settled state from the runtime's own view (what each `Running` receives); graceful stops; and that no runtime
-//!   task panics (under `tokio_unstable` turmoil shuts a host's runtime down when a panic
-//!   escapes a task, which fails the run; the runtime must contain a handler's).
+//! * Checked by the checkers all levels share ([`check`](crate::check)): exclusive receive,
+//!   receive within the fence, delete only after a handler success, epoch growth and no loss
+//!   at the fake ([`Checker`](crate::check::Checker)); the settled state and graceful stops
+//!   over a [`Fleet`](crate::check::Fleet) built from the runtime's own view (`fleet.rs`: what
+//!   each `Running` receives); and that no runtime task panics (under `tokio_unstable` turmoil
+//!   shuts a host's runtime down when a panic escapes a task, which fails the run; the runtime
+//!   must contain a handler's).
 //! * Proven: every deliberate bug of [`Mutation`](crate::Mutation) can be planted around the
 //!   real runtime (`plant.rs`, and the handler in `host.rs`), and `sim/tests/level2.rs` shows
 //!   each is caught.
