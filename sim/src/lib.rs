@@ -38,7 +38,7 @@ pub use report::{Report, Spread};
 pub use scenario::{
     FaultKind, FaultMix, Level, Mutation, Scenario, SwarmLimits, parse_duration, replay_command,
 };
-pub use swarm::{SwarmSummary, swarm};
+pub use swarm::SwarmSummary;
 pub use world::{APP, TABLE, World, config};
 
 /// Runs one scenario to its end, or to its first violation, and reports what it measured.

@@ -3,7 +3,7 @@
 
 use crate::check::{Class, Violation};
 use crate::report::{Report, Spread};
-use crate::scenario::{FaultKind, Scenario, SwarmLimits};
+use crate::scenario::FaultKind;
 use serde_json::{Value as Json, json};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -135,25 +135,8 @@ fn worst<'a>(violations: impl Iterator<Item = &'a Violation>) -> Option<Class> {
     violations.map(|v| v.invariant.class()).min()
 }
 
-/// Runs [`Scenario::swarm`] for seeds `from..from + seeds` on `threads` threads, calling
-/// `on_done` after each run (in completion order), and sums the reports in seed order. With
-/// `only`, each seed's fault kinds are limited to those listed.
-pub fn swarm(
-    from: u64,
-    seeds: u64,
-    threads: usize,
-    limits: &SwarmLimits,
-    on_done: impl Fn(&Report) + Sync,
-) -> SwarmSummary {
-    let run = |seed| {
-        crate::run(Scenario::swarm_of(seed, limits))
-            .expect("swarm scenarios are valid by construction")
-    };
-    run_seeds(from, seeds, threads, run, on_done)
-}
-
 /// Runs `run` for seeds `from..from + seeds` on `threads` threads, calling `on_done` after
-/// each (in completion order), and sums the reports in seed order: the swarm of either level.
+/// each (in completion order), and sums the reports in seed order: the swarm of any level.
 pub(crate) fn run_seeds(
     from: u64,
     seeds: u64,

@@ -49,10 +49,8 @@ mod server;
 mod shared;
 mod stopped;
 mod story;
-mod swarm;
 
 pub use entry::{DETERMINISTIC, DURATION, KINDS, run, scenario};
 pub use story::{
     Act, Beat, Chapter, DEMO_RATE, InstanceState, InstanceView, Live, Story, Told, View,
 };
-pub use swarm::swarm;

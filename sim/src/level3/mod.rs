@@ -29,7 +29,6 @@ pub mod server;
 use crate::error::SimError;
 use crate::report::Report;
 use crate::scenario::{FaultKind, Scenario, SwarmLimits};
-use crate::swarm::{SwarmSummary, run_seeds};
 
 pub use clock::{SIM_EPOCH_SECS, sim_epoch, sim_now};
 pub use connector::{SimClients, SimHttpClient, SimTimeSource, seed_thread_rng};
@@ -49,19 +48,4 @@ pub fn scenario(seed: u64, limits: &SwarmLimits) -> Scenario {
 /// to its end or its first violation, checked as levels 1 and 2 are.
 pub fn run(sc: Scenario) -> Result<Report, SimError> {
     crate::level2::entry::run_http(sc)
-}
-
-/// Runs level-3 seeds `from..from + seeds` on `threads` threads within `limits`, calling
-/// `on_done` after each run, and sums the reports in seed order.
-pub fn swarm(
-    from: u64,
-    seeds: u64,
-    threads: usize,
-    limits: &SwarmLimits,
-    on_done: impl Fn(&Report) + Sync,
-) -> SwarmSummary {
-    let run = |seed| {
-        run(scenario(seed, limits)).expect("level-3 swarm scenarios are valid by construction")
-    };
-    run_seeds(from, seeds, threads, run, on_done)
 }
