@@ -11,7 +11,7 @@ use clap::Args;
 use serde_json::{Value as Json, json};
 use sqsbalancer_sim::level2::{Act, Chapter, InstanceState, Live, Story, Told, View};
 use sqsbalancer_sim::report::Spread;
-use sqsbalancer_sim::timeline;
+use sqsbalancer_sim::{Class, timeline};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -131,8 +131,9 @@ pub fn run(args: DemoArgs) -> Result<(), CliError> {
         write!(out, "{}", summary(&told, end_ms, took, &args.svg))?;
     }
     out.flush()?;
-    if told.report.violation.is_some() || told.report.messages.lost > 0 {
-        return Err(CliError::Violations { count: 1 });
+    let broken = told.report.violation.as_ref().map(|v| v.invariant.class());
+    if let Some(class) = broken.or((told.report.messages.lost > 0).then_some(Class::Liveness)) {
+        return Err(CliError::Violations { count: 1, class });
     }
     Ok(())
 }

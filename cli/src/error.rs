@@ -1,5 +1,6 @@
 //! The one error type of the command-line tool.
 
+use sqsbalancer_sim::Class;
 use std::path::PathBuf;
 
 /// Everything the `sqsbalancer` command can refuse. Each prints as one line naming the file and,
@@ -43,10 +44,12 @@ pub enum CliError {
     #[error(transparent)]
     Runtime(#[from] sqsbalancer_runtime::RuntimeError),
     /// Simulations broke invariants (each was printed with the command that replays it).
-    #[error("{count} simulation run(s) broke an invariant")]
+    #[error("{count} simulation run(s) broke an invariant, the most serious a {class} one")]
     Violations {
         /// How many runs.
         count: usize,
+        /// The most serious class among them: it picks the exit status.
+        class: Class,
     },
     /// `status` saw queues without a live owner for longer than the failover bound.
     #[error("{} queue(s) unowned past the failover bound of {bound:?}: {}", queues.len(), queues.join(" "))]
@@ -60,11 +63,45 @@ pub enum CliError {
 
 impl CliError {
     /// The exit status it ends the command with: 2 for queues stuck unowned (so a script can
-    /// tell a sick fleet from a failed check), 1 for everything else.
+    /// tell a sick fleet from a failed check), one per class for broken invariants (so CI tells
+    /// a protocol bug from a stuck fleet from a crash), 1 for everything else.
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::Unowned { .. } => 2,
+            CliError::Violations { class, .. } => violation_code(*class),
             _ => 1,
         }
+    }
+}
+
+/// The exit status of simulations whose most serious broken invariant is of `class`.
+pub fn violation_code(class: Class) -> u8 {
+    match class {
+        Class::Safety => 3,
+        Class::Liveness => 4,
+        Class::Crash => 5,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_class_of_violation_has_its_own_exit_status() {
+        let code = |class| CliError::Violations { count: 1, class }.exit_code();
+        assert_eq!(
+            [
+                code(Class::Safety),
+                code(Class::Liveness),
+                code(Class::Crash)
+            ],
+            [3, 4, 5]
+        );
+        let unowned = CliError::Unowned {
+            bound: std::time::Duration::ZERO,
+            queues: Vec::new(),
+        };
+        assert_eq!(unowned.exit_code(), 2);
     }
 }

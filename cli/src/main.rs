@@ -2,7 +2,8 @@
 //!
 //! Exit status: 0 on success, 1 when an input file is missing or wrong (one line on stderr naming
 //! the file and line), 2 for a malformed command line; `status` also exits 2 when queues stay
-//! unowned past the failover bound.
+//! unowned past the failover bound; `sim` exits 3, 4 or 5 when a run broke a safety, liveness or
+//! crash invariant.
 
 mod demo;
 mod error;

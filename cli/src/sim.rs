@@ -12,21 +12,31 @@ use clap::{Args, Subcommand};
 use sqsbalancer_sim::report::Spread;
 use sqsbalancer_sim::scenario::FaultKind;
 use sqsbalancer_sim::{
-    Level, Report, Scenario, SwarmLimits, SwarmSummary, level2, parse_duration, timeline,
+    Level, Mutation, Report, Scenario, SwarmLimits, SwarmSummary, level2, parse_duration, timeline,
 };
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+/// How `sim run`, `sim swarm` and `sim replay` exit, printed under their help.
+const EXIT_STATUS: &str = "Exit status: 0 when every invariant held; when one broke, by its \
+class: 3 safety (exclusive-receive, receive-within-fence, delete-after-success, epoch-grows), \
+4 liveness (no-loss, settled-balance, graceful-stop), 5 crash (no-panic). A swarm with \
+several classes exits with the lowest of their codes. 1 for a file that cannot be written, \
+2 for a malformed command line.";
+
 /// The simulation commands.
 #[derive(Subcommand)]
 pub enum SimCommand {
     /// Run one seed and print its summary.
+    #[command(after_help = EXIT_STATUS)]
     Run(RunArgs),
     /// Run many seeds, each with its own size and fault mix.
+    #[command(after_help = EXIT_STATUS)]
     Swarm(SwarmArgs),
     /// Run a seed of the swarm again, with its trace on stdout.
+    #[command(after_help = EXIT_STATUS)]
     Replay(ReplayArgs),
 }
 
@@ -57,6 +67,11 @@ pub struct RunArgs {
     /// Messages sent per simulated second.
     #[arg(long)]
     rate: Option<u64>,
+    /// Plant a deliberate bug to watch the checker catch it: ignore-stop, drop-redelivered,
+    /// delete-failures, hand-off-keeps-epoch, wrong-capacity, skip-release-on-stop,
+    /// panic-in-runtime (level 2 and 3), ignore-send-by.
+    #[arg(long, value_name = "BUG", value_parser = plant)]
+    plant: Option<Mutation>,
     /// Write the JSON-lines trace here.
     #[arg(long, value_name = "FILE")]
     trace: Option<PathBuf>,
@@ -126,6 +141,13 @@ fn level(s: &str) -> Result<Level, String> {
         .ok_or_else(|| format!("{s:?} is not a simulation level: 1, 2 or 3"))
 }
 
+fn plant(s: &str) -> Result<Mutation, String> {
+    Mutation::named(s).ok_or_else(|| {
+        let known: Vec<&str> = Mutation::ALL.iter().map(|m| m.name()).collect();
+        format!("{s:?} is not a deliberate bug; known: {}", known.join(", "))
+    })
+}
+
 fn fault_scale(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(x) if x.is_finite() && (0.0..=1_000.0).contains(&x) => Ok(x),
@@ -185,7 +207,7 @@ fn run_seed(args: RunArgs) -> Result<(), CliError> {
         write!(out, "{}", run_table(&report, wall))?;
     }
     out.flush()?;
-    violations(usize::from(report.violation.is_some()))
+    broke(&report)
 }
 
 impl RunArgs {
@@ -206,6 +228,7 @@ impl RunArgs {
             ("faults", self.faults.clone()),
             ("fault-scale", self.fault_scale.map(|x| x.to_string())),
             ("rate", self.rate.map(|r| r.to_string())),
+            ("plant", self.plant.map(|m| m.name().to_owned())),
         ];
         for (flag, value) in given {
             if let Some(v) = value {
@@ -236,6 +259,7 @@ impl RunArgs {
         sc.queues = self.queues.unwrap_or(sc.queues);
         sc.duration = self.duration.unwrap_or(sc.duration);
         sc.messages_per_second = self.rate.unwrap_or(sc.messages_per_second);
+        sc.mutation = self.plant;
         if let Some(x) = self.fault_scale {
             sc.faults = sc.faults.scaled(x);
         }
@@ -293,7 +317,13 @@ fn swarm(args: SwarmArgs) -> Result<(), CliError> {
         writeln!(out, "{v}")?;
     }
     out.flush()?;
-    violations(summary.violations())
+    match summary.class() {
+        None => Ok(()),
+        Some(class) => Err(CliError::Violations {
+            count: summary.violations(),
+            class,
+        }),
+    }
 }
 
 /// Runs a seed of a swarm again, its trace on stdout.
@@ -321,7 +351,7 @@ fn replay(args: ReplayArgs) -> Result<(), CliError> {
             v.invariant, v.event, v.t, v.detail
         );
     }
-    violations(usize::from(report.violation.is_some()))
+    broke(&report)
 }
 
 /// Runs `sc` at simulation level `level`.
@@ -341,11 +371,14 @@ fn warn_nondeterministic(level: Level) {
     }
 }
 
-fn violations(count: usize) -> Result<(), CliError> {
-    if count == 0 {
-        Ok(())
-    } else {
-        Err(CliError::Violations { count })
+/// The error of a run that broke an invariant, which picks the exit status by its class.
+fn broke(report: &Report) -> Result<(), CliError> {
+    match &report.violation {
+        None => Ok(()),
+        Some(v) => Err(CliError::Violations {
+            count: 1,
+            class: v.invariant.class(),
+        }),
     }
 }
 
@@ -404,8 +437,9 @@ fn run_table(r: &Report, wall: Duration) -> String {
     t += &match &r.violation {
         None => "violations: 0\n".to_owned(),
         Some(v) => format!(
-            "VIOLATION {} at event {} (t = {} ms): {}\nreplay: {}\n",
+            "VIOLATION {} ({}) at event {} (t = {} ms): {}\nreplay: {}\n",
             v.invariant,
+            v.invariant.class(),
             v.event,
             v.t,
             v.detail,

@@ -32,20 +32,28 @@ fn kinds(v: &Value) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn a_run_prints_a_summary_with_zero_violations() {
-    let v = summary(&sim(&[
+/// `sim run` at `level` of seed `seed`, 3 instances and 12 queues for 10 minutes, with `extra`.
+fn small_run(level: &str, seed: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
         "run",
+        "--level",
+        level,
         "--seed",
-        "7",
+        seed,
         "--instances",
         "3",
         "--queues",
         "12",
         "--duration",
         "10m",
-        "--json",
-    ]));
+    ];
+    args.extend(extra);
+    sim(&args)
+}
+
+#[test]
+fn a_run_prints_a_summary_with_zero_violations() {
+    let v = summary(&small_run("1", "7", &["--json"]));
     assert_eq!(v["violations"], 0);
     assert_eq!(v["instances"], 3);
     assert_eq!(v["messages"]["lost"], 0);
@@ -126,4 +134,48 @@ fn a_level_two_swarm_sums_its_seeds_and_a_replay_prints_the_trace() {
     let text = String::from_utf8_lossy(&replay.stdout);
     let first: Value = serde_json::from_str(text.lines().next().expect("a trace")).expect("JSON");
     assert_eq!(first["ev"], "start");
+}
+
+/// [`small_run`] with `bug` planted, under `faults`.
+fn planted(level: &str, seed: &str, faults: &str, bug: &str) -> Output {
+    small_run(level, seed, &["--faults", faults, "--plant", bug])
+}
+
+#[test]
+fn each_class_of_broken_invariant_exits_with_its_own_status() {
+    for (out, code, invariant) in [
+        (
+            planted("1", "1", "join,stop", "ignore-stop"),
+            3,
+            "exclusive-receive",
+        ),
+        (
+            planted("1", "0", "none", "wrong-capacity"),
+            4,
+            "settled-balance",
+        ),
+        (planted("2", "0", "join", "panic-in-runtime"), 5, "no-panic"),
+    ] {
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(code), "{stdout}");
+        assert!(
+            stdout.contains(&format!("VIOLATION {invariant}")),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains("--plant"),
+            "the replay plants the bug too: {stdout}"
+        );
+    }
+}
+
+#[test]
+fn the_help_names_the_exit_status_of_each_class() {
+    for cmd in ["run", "swarm", "replay"] {
+        let out = sim(&[cmd, "--help"]);
+        let help = String::from_utf8_lossy(&out.stdout);
+        for class in ["3 safety", "4 liveness", "5 crash"] {
+            assert!(help.contains(class), "sim {cmd} --help: {help}");
+        }
+    }
 }

@@ -5,14 +5,25 @@
 
 use crate::fake::{Outgoing, Service};
 use crate::world::{Ev, World};
+use sqsbalancer_core::rng::Rng;
 use sqsbalancer_core::{Input, Millis, QueueId};
 
 /// Most instances a run grows to by joins, as a multiple of its starting size.
-const MAX_GROWTH: usize = 2;
+pub(crate) const MAX_GROWTH: usize = 2;
+
+/// Whether an event of `ppm` parts per million happens on this draw of `rng` (none at 0).
+pub(crate) fn roll(rng: &mut Rng, ppm: u64) -> bool {
+    ppm > 0 && rng.below(1_000_000) < ppm
+}
+
+/// The name of the `n`th queue a run creates.
+pub(crate) fn queue_name(n: usize) -> String {
+    format!("q-{n:05}")
+}
 
 impl World {
     pub(crate) fn add_queue(&mut self) -> Option<QueueId> {
-        let name = format!("q-{:05}", self.next_queue);
+        let name = queue_name(self.next_queue);
         self.next_queue += 1;
         let url = self.sqs.create_queue("admin", &name).ok()?;
         QueueId::new(&url).ok()
@@ -49,7 +60,7 @@ impl World {
             return;
         }
         let f = self.sc.faults.clone();
-        let roll = |w: &mut World, ppm: u64| ppm > 0 && w.rng.below(1_000_000) < ppm;
+        let roll = |w: &mut World, ppm: u64| roll(&mut w.rng, ppm);
         for i in 0..self.slots.len() {
             let up = self.slots[i].node.is_some();
             if up && self.slots[i].stop_started.is_none() {
@@ -141,11 +152,7 @@ impl World {
         self.calm = true;
         self.stats.calm_at = self.now;
         self.stats.owners_at_calm = self.owners.clone();
-        self.hooks.heal_all();
-        self.hooks.rates = crate::fake::CallFaults {
-            max_latency_ms: self.hooks.rates.max_latency_ms,
-            ..crate::fake::CallFaults::default()
-        };
+        self.hooks.calm();
         self.note("calm", None);
         for i in 0..self.slots.len() {
             if self.slots[i].node.is_none() {

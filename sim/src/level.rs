@@ -2,7 +2,7 @@
 
 use crate::report::Report;
 use crate::scenario::{Level, Scenario, SwarmLimits};
-use crate::swarm::SwarmSummary;
+use crate::swarm::{SwarmSummary, run_seeds};
 use crate::{SimError, level2, level3};
 
 impl Level {
@@ -40,10 +40,10 @@ impl Level {
         limits: &SwarmLimits,
         on_done: impl Fn(&Report) + Sync,
     ) -> SwarmSummary {
-        match self {
-            Level::Core => crate::swarm(from, seeds, threads, limits, on_done),
-            Level::Runtime => level2::swarm(from, seeds, threads, limits, on_done),
-            Level::Sdk => level3::swarm(from, seeds, threads, limits, on_done),
-        }
+        let run = |seed| {
+            self.run(self.scenario(seed, limits))
+                .expect("swarm scenarios are valid by construction")
+        };
+        run_seeds(from, seeds, threads, run, on_done)
     }
 }

@@ -32,13 +32,13 @@ pub mod timeline;
 pub mod trace;
 mod world;
 
-pub use check::{Invariant, Violation};
+pub use check::{Class, Invariant, Violation};
 pub use error::SimError;
 pub use report::{Report, Spread};
 pub use scenario::{
     FaultKind, FaultMix, Level, Mutation, Scenario, SwarmLimits, parse_duration, replay_command,
 };
-pub use swarm::{SwarmSummary, swarm};
+pub use swarm::SwarmSummary;
 pub use world::{APP, TABLE, World, config};
 
 /// Runs one scenario to its end, or to its first violation, and reports what it measured.
@@ -46,5 +46,5 @@ pub fn run(sc: Scenario) -> Result<Report, SimError> {
     sc.validate()?;
     let mut w = World::new(sc);
     w.run();
-    Ok(Report::of(&w))
+    Ok(w.report())
 }

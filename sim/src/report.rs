@@ -1,5 +1,5 @@
-//! What a run measured: failover and hand-off gaps, moves, balance, cost and messages, and the
-//! settled-state check at the end.
+//! What a run measured: failover and hand-off gaps, moves, balance, cost and messages,
+//! assembled once, for every level, from what the run leaves behind (`Finished`).
 //!
 //! Gaps are measured at the fake, between the last receive of one instance life on a queue and
 //! the first receive of the next: a *failover* when the previous life crashed (measured from the
@@ -7,107 +7,14 @@
 //! from its last receive), and a *takeover* otherwise (an instance cut off or whose stop timed
 //! out lost the queue to a peer).
 
-use crate::check::{Invariant, Violation};
-use crate::stats::{STEADY_AFTER_MS, Sample, Stats};
-use crate::world::World;
+use crate::check::{Checker, Fleet, Violation, spread};
+use crate::fake::{FakeDynamo, FakeSqs};
+use crate::scenario::{Level, Scenario, SwarmLimits, replay_command};
+use crate::stats::{STEADY_AFTER_MS, Stats};
+use crate::trace::Trace;
 use serde_json::{Value as Json, json};
-use sqsbalancer_core::{Member, Phase, QueueId, assign, share_bounds};
+use sqsbalancer_core::{Owner, QueueId};
 use std::collections::BTreeMap;
-
-impl World {
-    /// Records a cost sample; called every [`SAMPLE_MS`](crate::stats::SAMPLE_MS).
-    pub(crate) fn record_sample(&mut self) {
-        record_sample(self);
-    }
-
-    /// Checks the settled state now ([`check_settled`]).
-    pub(crate) fn check_settled(&mut self) {
-        check_settled(self);
-    }
-}
-
-/// Records a cost sample of `w`.
-fn record_sample(w: &mut World) {
-    let dynamo_requests = w
-        .dynamo
-        .usage_by_caller()
-        .iter()
-        .filter(|(c, _)| c.starts_with("node-"))
-        .map(|(_, u)| u.total_requests())
-        .sum();
-    let up = w.slots.iter().filter(|s| s.node.is_some()).count();
-    w.stats.samples.push(Sample {
-        t: w.now,
-        dynamo_requests,
-        up,
-    });
-}
-
-/// The settled-state invariant: every existing queue polled by exactly one running instance
-/// whose life the queue record names, every running instance within floor/ceil of its weighted
-/// share, and no more moves made than the optimum from the calm point.
-fn check_settled(w: &mut World) {
-    if let Some(detail) = settled_problem(w) {
-        w.checker.violate(Invariant::Settled, detail);
-    }
-}
-
-fn settled_problem(w: &World) -> Option<String> {
-    let running: Vec<usize> = (0..w.slots.len())
-        .filter(|&i| {
-            w.slots[i]
-                .node
-                .as_ref()
-                .is_some_and(|n| n.phase() == Phase::Running)
-        })
-        .collect();
-    if running.is_empty() {
-        return None;
-    }
-    let queues: Vec<QueueId> = w.sqs.urls().filter_map(|u| QueueId::new(u).ok()).collect();
-    for q in &queues {
-        let who: Vec<usize> = running
-            .iter()
-            .copied()
-            .filter(|&i| w.slots[i].pollers.get(q).is_some_and(|p| !p.stopping))
-            .collect();
-        if who.len() != 1 {
-            return Some(format!("{q} polled by slots {who:?}"));
-        }
-        let life = w.slots[who[0]].node.as_ref().and_then(|n| n.life());
-        let rec = w.owners.get(q).cloned().flatten();
-        if rec != life {
-            return Some(format!(
-                "{q}: record names {rec:?} but node-{} ({life:?}) polls it",
-                who[0]
-            ));
-        }
-    }
-    let members: Vec<Member> = running
-        .iter()
-        .map(|&i| Member {
-            id: w.slots[i].id.clone(),
-            weight: w.slots[i].weight,
-        })
-        .collect();
-    let target = assign(&members, &queues, &BTreeMap::new()).load();
-    let total_w: u64 = members.iter().map(|m| u64::from(m.weight)).sum();
-    let n = queues.len();
-    for &i in &running {
-        let s = &w.slots[i];
-        let held = s.pollers.len();
-        let wgt = s.weight;
-        let (lo, hi) = share_bounds(n, wgt, total_w);
-        let want = target.get(&s.id).copied().unwrap_or(0);
-        if held < lo.min(want) || held > hi.max(want) {
-            return Some(format!(
-                "{} (weight {wgt}) polls {held}, share {lo}..={hi} of {n}",
-                s.name
-            ));
-        }
-    }
-    None
-}
 
 /// Simple order statistics of a list of durations, ms.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -147,6 +54,32 @@ impl Spread {
     pub fn json(&self) -> Json {
         json!({"count": self.count, "p50_ms": self.p50, "p99_ms": self.p99, "max_ms": self.max})
     }
+}
+
+/// What a finished run of any level leaves behind, lent to [`Report::of`].
+pub(crate) struct Finished<'a> {
+    /// The scenario run.
+    pub sc: &'a Scenario,
+    /// The level that ran it (for the replay command of a scenario that has none).
+    pub level: Level,
+    /// Simulated time at the end, ms.
+    pub sim_ms: u64,
+    /// Events processed.
+    pub events: u64,
+    /// The trace.
+    pub trace: &'a Trace,
+    /// The trace's hash, when the level kept it.
+    pub trace_hash: Option<u64>,
+    /// The run's counters.
+    pub stats: &'a Stats,
+    /// The invariant checker, with its message ledger.
+    pub checker: &'a Checker,
+    /// The fake DynamoDB, for its bill.
+    pub dynamo: &'a FakeDynamo,
+    /// The fake SQS, for its calls and which queues exist.
+    pub sqs: &'a FakeSqs,
+    /// The fleet at the end.
+    pub fleet: Fleet,
 }
 
 /// What one run measured.
@@ -235,74 +168,45 @@ pub struct Messages {
 }
 
 impl Report {
-    /// Builds the report of a finished world.
-    pub(crate) fn of(w: &World) -> Report {
-        let node_callers = |c: &String| c.starts_with("node-");
-        let mut dynamo = (0, 0.0, 0);
-        for (_, u) in w
-            .dynamo
-            .usage_by_caller()
-            .iter()
-            .filter(|(c, _)| node_callers(c))
-        {
-            dynamo.0 += u.total_requests();
-            dynamo.1 += u.read_half_units as f64 / 2.0;
-            dynamo.2 += u.write_units;
-        }
-        let sqs_calls = w
-            .sqs
-            .calls()
-            .iter()
-            .filter(|(c, _)| node_callers(c))
-            .flat_map(|(_, ops)| ops.values())
-            .sum();
-        let violation = w.checker.violations.first().cloned();
-        let lost = w.checker.outstanding(|q| w.sqs.exists(q.as_str())) as u64;
+    /// Builds the report of a finished run of any level.
+    pub(crate) fn of(f: &Finished<'_>) -> Report {
+        let sc = f.sc;
+        let exists = |q: &QueueId| f.sqs.exists(q.as_str());
         Report {
-            seed: w.sc.seed,
-            replay: w.sc.replay.clone().unwrap_or_else(|| {
-                crate::scenario::replay_command(
-                    crate::scenario::Level::Core,
-                    w.sc.seed,
-                    &crate::scenario::SwarmLimits::default(),
-                )
-            }),
-            instances: w.sc.instances,
-            queues: w.sc.queues,
-            sim_ms: w.now,
-            faults: w.sc.faults.kinds().iter().map(|k| k.name()).collect(),
-            violation,
-            events: w.events,
-            trace_hash: w.sc.trace.then(|| w.trace.hash()),
-            trace: w.sc.trace.then(|| w.trace.text().to_owned()),
-            starts: w.stats.starts,
-            instance_minutes: w.stats.instance_ms as f64 / 60_000.0,
-            messages: Messages {
-                sent: w.checker.sent,
-                handled: w.stats.handled,
-                failed: w.stats.failed,
-                deleted: w.checker.deleted,
-                duplicates: w.checker.duplicates,
-                lost,
-            },
-            failover: w.stats.failovers.clone(),
-            handoff: w.stats.handoffs.clone(),
-            takeover: w.stats.takeovers.clone(),
-            outage: w.stats.outages.clone(),
-            moves: w.stats.ownership.iter().filter(|m| m.2.is_some()).count() as u64,
-            settle_moves: w.stats.moves_after_calm,
-            settle_optimum: settle_optimum(w),
-            balance_spread: balance_spread(w),
-            stop_ms: w.stats.stop_ms.clone(),
-            stops_timed_out: w.stats.stops_timed_out,
-            stops_life_lost: w.stats.stops_life_lost,
-            excused_overlaps: w.checker.excused_overlaps,
-            dynamo,
-            steady_dynamo_per_instance_minute: steady_rate(&w.stats),
-            sqs_calls,
-            slots: w.slots.len(),
-            ownership: w.stats.ownership.clone(),
-            fault_marks: w.stats.faults.clone(),
+            seed: sc.seed,
+            replay: sc
+                .replay
+                .clone()
+                .unwrap_or_else(|| replay_command(f.level, sc.seed, &SwarmLimits::default())),
+            instances: sc.instances,
+            queues: sc.queues,
+            sim_ms: f.sim_ms,
+            faults: sc.faults.kinds().iter().map(|k| k.name()).collect(),
+            violation: f.checker.violations.first().cloned(),
+            events: f.events,
+            trace_hash: f.trace_hash,
+            trace: sc.trace.then(|| f.trace.text().to_owned()),
+            starts: f.stats.starts,
+            instance_minutes: f.stats.instance_ms as f64 / 60_000.0,
+            messages: messages(f.stats, f.checker, exists),
+            failover: f.stats.failovers.clone(),
+            handoff: f.stats.handoffs.clone(),
+            takeover: f.stats.takeovers.clone(),
+            outage: f.stats.outages.clone(),
+            moves: f.stats.ownership.iter().filter(|m| m.2.is_some()).count() as u64,
+            settle_moves: f.stats.moves_after_calm,
+            settle_optimum: settle_optimum(&f.fleet.records, &f.stats.owners_at_calm, exists),
+            balance_spread: spread(&f.fleet),
+            stop_ms: f.stats.stop_ms.clone(),
+            stops_timed_out: f.stats.stops_timed_out,
+            stops_life_lost: f.stats.stops_life_lost,
+            excused_overlaps: f.checker.excused_overlaps,
+            dynamo: dynamo_usage(f.dynamo),
+            steady_dynamo_per_instance_minute: steady_rate(f.stats),
+            sqs_calls: sqs_calls(f.sqs),
+            slots: f.fleet.instances.len(),
+            ownership: f.stats.ownership.clone(),
+            fault_marks: f.stats.faults.clone(),
         }
     }
 
@@ -343,6 +247,7 @@ impl Report {
             "violations": u64::from(self.violation.is_some()),
             "violation": self.violation.as_ref().map(|v| json!({
                 "event": v.event, "t_ms": v.t, "invariant": v.invariant.name(),
+                "class": v.invariant.class().name(),
                 "detail": v.detail, "replay": self.replay_command(),
             })),
             "events": self.events,
@@ -373,33 +278,53 @@ impl Report {
     }
 }
 
-fn settle_optimum(w: &World) -> u64 {
-    w.owners
-        .iter()
-        .filter(|(q, now)| {
-            w.sqs.exists(q.as_str())
-                && w.stats
-                    .owners_at_calm
-                    .get(*q)
-                    .is_some_and(|then| then != *now)
-        })
-        .count() as u64
+/// Whether `caller` is an instance (not the producer or the harness).
+fn is_node(caller: &str) -> bool {
+    caller.starts_with("node-")
 }
 
-fn balance_spread(w: &World) -> f64 {
-    let per_weight: Vec<f64> = w
-        .slots
-        .iter()
-        .filter(|s| s.node.as_ref().is_some_and(|n| n.phase() == Phase::Running))
-        .map(|s| s.pollers.len() as f64 / f64::from(s.weight))
-        .collect();
-    let max = per_weight.iter().copied().fold(f64::MIN, f64::max);
-    let min = per_weight.iter().copied().fold(f64::MAX, f64::min);
-    if per_weight.is_empty() {
-        0.0
-    } else {
-        max - min
+/// DynamoDB requests, read units and write units of the instances.
+fn dynamo_usage(dynamo: &FakeDynamo) -> (u64, f64, u64) {
+    let mut sum = (0, 0.0, 0);
+    for (_, u) in dynamo.usage_by_caller().iter().filter(|(c, _)| is_node(c)) {
+        sum.0 += u.total_requests();
+        sum.1 += u.read_half_units as f64 / 2.0;
+        sum.2 += u.write_units;
     }
+    sum
+}
+
+/// SQS calls made by the instances.
+fn sqs_calls(sqs: &FakeSqs) -> u64 {
+    sqs.calls()
+        .iter()
+        .filter(|(c, _)| is_node(c))
+        .flat_map(|(_, ops)| ops.values())
+        .sum()
+}
+
+/// The message counts, from the checker's ledger and the handler counters.
+fn messages(stats: &Stats, checker: &Checker, exists: impl Fn(&QueueId) -> bool) -> Messages {
+    Messages {
+        sent: checker.sent,
+        handled: stats.handled,
+        failed: stats.failed,
+        deleted: checker.deleted,
+        duplicates: checker.duplicates,
+        lost: checker.outstanding(exists) as u64,
+    }
+}
+
+/// Queues that still exist whose owner now differs from the one at the calm point: the fewest
+/// moves settling could make.
+fn settle_optimum(
+    now: &BTreeMap<QueueId, Option<Owner>>,
+    at_calm: &BTreeMap<QueueId, Option<Owner>>,
+    exists: impl Fn(&QueueId) -> bool,
+) -> u64 {
+    now.iter()
+        .filter(|(q, owner)| exists(q) && at_calm.get(*q).is_some_and(|then| then != *owner))
+        .count() as u64
 }
 
 /// DynamoDB requests per instance-minute between the first sample [`STEADY_AFTER_MS`] into

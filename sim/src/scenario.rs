@@ -276,8 +276,8 @@ impl FaultMix {
     }
 }
 
-/// A deliberate bug, switched on only by the tests that prove the checker catches each
-/// invariant's violation. Never set by the command line.
+/// A deliberate bug, switched on by the tests that prove the checker catches each invariant's
+/// violation, or by `sqsbalancer sim run --plant` to watch it caught; never by a swarm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mutation {
     /// The runtime reports its pollers stopped at once but keeps receiving.
@@ -298,6 +298,39 @@ pub enum Mutation {
     /// Receives are sent whenever they are ready, past their send-by time (the check the SDK
     /// adapter makes after signing is skipped): one held before it is sent outlives the fence.
     IgnoreSendBy,
+}
+
+impl Mutation {
+    /// Every deliberate bug.
+    pub const ALL: [Mutation; 8] = [
+        Mutation::IgnoreStop,
+        Mutation::DropRedelivered,
+        Mutation::DeleteFailures,
+        Mutation::HandOffKeepsEpoch,
+        Mutation::WrongCapacity,
+        Mutation::SkipReleaseOnStop,
+        Mutation::PanicInRuntime,
+        Mutation::IgnoreSendBy,
+    ];
+
+    /// Its name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mutation::IgnoreStop => "ignore-stop",
+            Mutation::DropRedelivered => "drop-redelivered",
+            Mutation::DeleteFailures => "delete-failures",
+            Mutation::HandOffKeepsEpoch => "hand-off-keeps-epoch",
+            Mutation::WrongCapacity => "wrong-capacity",
+            Mutation::SkipReleaseOnStop => "skip-release-on-stop",
+            Mutation::PanicInRuntime => "panic-in-runtime",
+            Mutation::IgnoreSendBy => "ignore-send-by",
+        }
+    }
+
+    /// The bug called `name`, if there is one.
+    pub fn named(name: &str) -> Option<Mutation> {
+        Mutation::ALL.into_iter().find(|m| m.name() == name)
+    }
 }
 
 /// One run's parameters.
@@ -490,6 +523,14 @@ pub fn replay_command(level: Level, seed: u64, limits: &SwarmLimits) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_deliberate_bug_is_found_by_its_name() {
+        for m in Mutation::ALL {
+            assert_eq!(Mutation::named(m.name()), Some(m));
+        }
+        assert_eq!(Mutation::named("none"), None);
+    }
 
     #[test]
     fn durations_parse_and_bad_ones_are_named() {

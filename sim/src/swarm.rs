@@ -1,8 +1,9 @@
 //! The swarm: many seeds, each drawing its own size and fault mix, run on a few threads and
 //! summed up in seed order so the summary does not depend on scheduling.
 
+use crate::check::{Class, Violation};
 use crate::report::{Report, Spread};
-use crate::scenario::{FaultKind, Scenario, SwarmLimits};
+use crate::scenario::FaultKind;
 use serde_json::{Value as Json, json};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -75,6 +76,11 @@ impl SwarmSummary {
         self.failing.len()
     }
 
+    /// The most serious class of invariant any run broke, if one did.
+    pub fn class(&self) -> Option<Class> {
+        worst(self.failing.iter().filter_map(|r| r.violation.as_ref()))
+    }
+
     /// As one JSON object; `"violations"` is the count of failing seeds.
     pub fn json(&self) -> Json {
         let steady = Spread::of(
@@ -91,6 +97,7 @@ impl SwarmSummary {
             "failing": self.failing.iter().map(|r| json!({
                 "seed": r.seed,
                 "invariant": r.violation.as_ref().map(|v| v.invariant.name()),
+                "class": r.violation.as_ref().map(|v| v.invariant.class().name()),
                 "detail": r.violation.as_ref().map(|v| v.detail.clone()),
                 "replay": r.replay_command(),
             })).collect::<Vec<_>>(),
@@ -123,25 +130,13 @@ impl SwarmSummary {
     }
 }
 
-/// Runs [`Scenario::swarm`] for seeds `from..from + seeds` on `threads` threads, calling
-/// `on_done` after each run (in completion order), and sums the reports in seed order. With
-/// `only`, each seed's fault kinds are limited to those listed.
-pub fn swarm(
-    from: u64,
-    seeds: u64,
-    threads: usize,
-    limits: &SwarmLimits,
-    on_done: impl Fn(&Report) + Sync,
-) -> SwarmSummary {
-    let run = |seed| {
-        crate::run(Scenario::swarm_of(seed, limits))
-            .expect("swarm scenarios are valid by construction")
-    };
-    run_seeds(from, seeds, threads, run, on_done)
+/// The most serious class among `violations` (safety before liveness before crash).
+fn worst<'a>(violations: impl Iterator<Item = &'a Violation>) -> Option<Class> {
+    violations.map(|v| v.invariant.class()).min()
 }
 
 /// Runs `run` for seeds `from..from + seeds` on `threads` threads, calling `on_done` after
-/// each (in completion order), and sums the reports in seed order: the swarm of either level.
+/// each (in completion order), and sums the reports in seed order: the swarm of any level.
 pub(crate) fn run_seeds(
     from: u64,
     seeds: u64,
@@ -179,4 +174,25 @@ pub(crate) fn run_seeds(
         summary.add(r);
     }
     summary
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::Invariant;
+
+    #[test]
+    fn a_swarm_is_as_bad_as_its_worst_violation() {
+        let broke = |invariant| Violation {
+            event: 1,
+            t: 1,
+            invariant,
+            detail: String::new(),
+        };
+        let vs = [broke(Invariant::NoPanic), broke(Invariant::NoLoss)];
+        assert_eq!(worst(vs.iter()), Some(Class::Liveness));
+        let vs = [broke(Invariant::Settled), broke(Invariant::Exclusive)];
+        assert_eq!(worst(vs.iter()), Some(Class::Safety));
+        assert_eq!(worst([].iter()), None);
+    }
 }

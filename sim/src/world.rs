@@ -3,10 +3,14 @@
 //! (each node's effects as DynamoDB and SQS calls); `consumer.rs` holds the data plane model and
 //! `chaos.rs` the faults.
 
-use crate::check::{Checker, Invariant, Who};
+use crate::check::{
+    Checker, FAULT_LINGER_MS, Fleet, Instance, Invariant, Stop, StopEnd, Who, drain_over, settled,
+    still_named, stop_problem,
+};
 use crate::fake::{FakeDynamo, FakeSqs, FaultHooks, Received, Service, SqsError, Verdict, WaitId};
-use crate::scenario::{Mutation, Scenario};
-use crate::stats::{SAMPLE_MS, Stats};
+use crate::report::{Finished, Report};
+use crate::scenario::{Level, Mutation, Scenario};
+use crate::stats::{SAMPLE_MS, Sample, Stats};
 use crate::trace::Trace;
 use sqsbalancer_core::rng::Rng;
 use sqsbalancer_core::table::{self, EPOCH, Key, QUEUE_PREFIX, Update, Value};
@@ -24,8 +28,6 @@ use std::time::Duration;
 pub const TABLE: &str = "sqsbalancer";
 /// The application name every simulated instance shares.
 pub const APP: &str = "sim";
-/// Longest the run goes on past its end to drain a backlog, ms.
-pub const DRAIN_CAP_MS: u64 = 3_600_000;
 /// How far the end moves while a backlog drains, ms.
 const DRAIN_STEP_MS: u64 = 60_000;
 /// Latency every call has, one way, ms.
@@ -341,14 +343,13 @@ impl World {
 
     /// Runs to the end or the first violation.
     pub fn run(&mut self) {
-        let cap = self.end + DRAIN_CAP_MS;
+        let run_end = self.end;
         while let Some(s) = self.heap.pop() {
             if s.at > self.end {
-                // A backlog left by a long outage drains after the run's end, with no faults
-                // and no traffic, so that no-loss checks delivery rather than speed.
+                // A backlog left by a long outage drains after the run's end.
                 let sqs = &self.sqs;
-                let backlog = self.checker.outstanding(|q| sqs.exists(q.as_str())) > 0;
-                if !backlog || self.end >= cap {
+                let backlog = self.checker.outstanding(|q| sqs.exists(q.as_str()));
+                if drain_over(backlog == 0, self.end - run_end) {
                     break;
                 }
                 self.end += DRAIN_STEP_MS;
@@ -381,6 +382,8 @@ impl World {
         }
     }
 
+    /// Handles one event: an instance's own (deferred while its process is paused), or the
+    /// services' and the world's.
     fn step(&mut self, ev: Ev) {
         // A paused process handles nothing until the pause ends.
         if let Some(slot) = Self::is_client_event(&ev)
@@ -405,6 +408,29 @@ impl World {
                     self.input(slot, input);
                 }
             }
+            Ev::PollerRetry { slot, life, queue } => {
+                if self.slots[slot].life == life {
+                    self.poller_retry(slot, &queue);
+                }
+            }
+            Ev::PollerGiveUp {
+                slot,
+                life,
+                queue,
+                call,
+            } => {
+                if self.slots[slot].life == life {
+                    self.poller_give_up(slot, &queue, call);
+                }
+            }
+            ev => self.arrive(ev),
+        }
+    }
+
+    /// Handles an event at the services (a request arrives, a handler ends) or of the world
+    /// around the fleet (traffic, faults, the calm, a sample).
+    fn arrive(&mut self, ev: Ev) {
+        match ev {
             Ev::DynamoArrive {
                 slot,
                 life,
@@ -428,21 +454,6 @@ impl World {
                 fence_global,
             } => self.receive_arrive(recv, wait_ms, paused, fence_global),
             Ev::ReceiveDone { recv, result } => self.receive_done(recv, result),
-            Ev::PollerRetry { slot, life, queue } => {
-                if self.slots[slot].life == life {
-                    self.poller_retry(slot, &queue);
-                }
-            }
-            Ev::PollerGiveUp {
-                slot,
-                life,
-                queue,
-                call,
-            } => {
-                if self.slots[slot].life == life {
-                    self.poller_give_up(slot, &queue, call);
-                }
-            }
             Ev::ReleaseArrive {
                 slot,
                 queue,
@@ -464,6 +475,12 @@ impl World {
             Ev::Chaos => self.chaos(),
             Ev::Calm => self.calm_down(),
             Ev::Sample => self.sample(),
+            Ev::Tick { .. }
+            | Ev::Input { .. }
+            | Ev::PollerRetry { .. }
+            | Ev::PollerGiveUp { .. } => {
+                unreachable!("an instance's events are handled by step")
+            }
         }
     }
 
@@ -592,80 +609,69 @@ impl World {
 
     fn phase(&mut self, i: usize, p: Phase) {
         match p {
-            Phase::Draining => {
-                // From when the node took the request (a pause may have held it back).
-                let now = self.now;
-                let s = &mut self.slots[i];
-                s.stop_started = Some(now);
-                s.stop_life = s.node.as_ref().and_then(Node::life);
-                s.stop_faulted |= s
-                    .faulted_at
-                    .is_some_and(|t| now < t + crate::check::FAULT_LINGER_MS);
-                self.maybe_drained(i);
-            }
-            Phase::Stopped { outcome } => {
-                let s = &self.slots[i];
-                let life = s.stop_life.clone();
-                let took = s.stop_started.map_or(0, |t| self.now - t);
-                // The timeout runs on the node's own (possibly drifting) clock.
-                let limit = s.stop_started.map_or(0, |t| {
-                    let timeout = self.cfg.shutdown_timeout.as_millis() as u64;
-                    s.global(Millis(s.local(t).0 + timeout)) - t
-                });
-                // Queues it held when it began to stop. One handed to it while it drained (a
-                // peer had not yet seen it draining) is left to peers, which claim a
-                // deregistered life's queues at once, as after a crash.
-                let since = s.stop_started.unwrap_or(0);
-                let held: Vec<&QueueId> = self
-                    .owners
-                    .iter()
-                    .filter(|(q, o)| {
-                        o.is_some()
-                            && **o == life
-                            && self.owner_at.get(*q).is_some_and(|t| *t < since)
-                    })
-                    .map(|(q, _)| q)
-                    .collect();
-                let slow = s.stop_started.is_some_and(|t| s.slow_until > t);
-                let clean = outcome == StopOutcome::Clean;
-                let problem = if outcome == StopOutcome::TimedOut && !s.stop_faulted && !slow {
-                    Some(format!(
-                        "timed out after {took} ms with no fault in the way"
-                    ))
-                } else if outcome == StopOutcome::LifeLost && !s.life_faulted {
-                    Some(format!(
-                        "lost its life after {took} ms with no fault in the way"
-                    ))
-                } else if clean && !s.pollers.is_empty() {
-                    Some(format!("stopped with {} pollers running", s.pollers.len()))
-                } else if clean && !held.is_empty() {
-                    Some(format!("stopped still named owner of {}", held[0]))
-                } else if clean && took > limit {
-                    Some(format!("took {took} ms, timeout {limit} ms"))
-                } else {
-                    None
-                };
-                if let Some(p) = problem {
-                    let name = s.name.clone();
-                    self.checker
-                        .violate(Invariant::GracefulStop, format!("{name}: {p}"));
-                }
-                match outcome {
-                    StopOutcome::Clean => {
-                        self.stats.stops_clean += 1;
-                        self.stats.stop_ms.push(took);
-                    }
-                    StopOutcome::TimedOut => self.stats.stops_timed_out += 1,
-                    StopOutcome::LifeLost => self.stats.stops_life_lost += 1,
-                }
-                self.end_life(i);
-                if self.calm {
-                    // A stop begun just before the calm point ends after it: the calm brings
-                    // every instance back, this one too, so the backlog still drains.
-                    self.start(i);
-                }
-            }
+            Phase::Draining => self.draining(i),
+            Phase::Stopped { outcome } => self.stopped(i, outcome),
             _ => {}
+        }
+    }
+
+    /// Slot `i` began to drain: its stop counts from when the node took the request (a pause
+    /// may have held it back), and a recent fault is in its way.
+    fn draining(&mut self, i: usize) {
+        let now = self.now;
+        let s = &mut self.slots[i];
+        s.stop_started = Some(now);
+        s.stop_life = s.node.as_ref().and_then(Node::life);
+        s.stop_faulted |= s.faulted_at.is_some_and(|t| now < t + FAULT_LINGER_MS);
+        self.maybe_drained(i);
+    }
+
+    /// Slot `i`'s stop ended with `outcome`: it is checked and counted, and the process exits.
+    fn stopped(&mut self, i: usize, outcome: StopOutcome) {
+        let s = &self.slots[i];
+        let took = s.stop_started.map_or(0, |t| self.now - t);
+        // The timeout runs on the node's own (possibly drifting) clock.
+        let limit = s.stop_started.map_or(0, |t| {
+            let timeout = self.cfg.shutdown_timeout.as_millis() as u64;
+            s.global(Millis(s.local(t).0 + timeout)) - t
+        });
+        let records = self.owners.iter().map(|(q, o)| {
+            (
+                q,
+                o.as_ref(),
+                self.owner_at.get(q).copied().unwrap_or(u64::MAX),
+            )
+        });
+        let stop = Stop {
+            name: &s.name,
+            end: match outcome {
+                StopOutcome::Clean => StopEnd::Clean,
+                StopOutcome::TimedOut => StopEnd::TimedOut,
+                StopOutcome::LifeLost => StopEnd::LifeLost,
+            },
+            took,
+            limit,
+            stop_faulted: s.stop_faulted || s.stop_started.is_some_and(|t| s.slow_until > t),
+            life_faulted: s.life_faulted,
+            pollers_left: s.pollers.len(),
+            still_named: still_named(records, s.stop_life.as_ref(), s.stop_started.unwrap_or(0)),
+        };
+        if let Some(p) = stop_problem(&stop) {
+            self.checker.violate(Invariant::GracefulStop, p);
+        }
+        match outcome {
+            StopOutcome::Clean => {
+                self.stats.stops_clean += 1;
+                self.stats.stop_ms.push(took);
+            }
+            StopOutcome::TimedOut => self.stats.stops_timed_out += 1,
+            StopOutcome::LifeLost => self.stats.stops_life_lost += 1,
+        }
+        self.end_life(i);
+        if self.calm {
+            // A stop begun just before the calm point ends after it: the calm brings every
+            // instance back, this one too, so the backlog still drains.
+            self.start(i);
         }
     }
 
@@ -1049,8 +1055,21 @@ impl World {
         self.arm_wake();
     }
 
+    /// Records a sample of the instances' DynamoDB requests, and schedules the next.
     pub(crate) fn sample(&mut self) {
-        self.record_sample();
+        let dynamo_requests = self
+            .dynamo
+            .usage_by_caller()
+            .iter()
+            .filter(|(c, _)| c.starts_with("node-"))
+            .map(|(_, u)| u.total_requests())
+            .sum();
+        let up = self.slots.iter().filter(|s| s.node.is_some()).count();
+        self.stats.samples.push(Sample {
+            t: self.now,
+            dynamo_requests,
+            up,
+        });
         self.push(self.now + SAMPLE_MS, Ev::Sample);
     }
 
@@ -1060,12 +1079,60 @@ impl World {
                 self.stats.instance_ms += self.now - since;
             }
         }
-        if self.checker.violations.is_empty() {
-            self.check_settled();
+        if self.checker.violations.is_empty()
+            && let Some(problem) = settled(&self.fleet())
+        {
+            self.checker.violate(Invariant::Settled, problem);
         }
         if self.checker.violations.is_empty() {
             let sqs = &self.sqs;
             self.checker.check_no_loss(|q| sqs.exists(q.as_str()));
         }
+    }
+
+    /// The fleet now, as the checks see it.
+    fn fleet(&self) -> Fleet {
+        let instances = self
+            .slots
+            .iter()
+            .map(|s| Instance {
+                id: s.id.clone(),
+                weight: s.weight,
+                life: s.node.as_ref().and_then(Node::life),
+                phase: s.node.as_ref().map(Node::phase),
+                receiving: s
+                    .pollers
+                    .iter()
+                    .filter(|(_, p)| !p.stopping)
+                    .map(|(q, _)| q.clone())
+                    .collect(),
+            })
+            .collect();
+        Fleet {
+            instances,
+            queues: self
+                .sqs
+                .urls()
+                .filter_map(|u| QueueId::new(u).ok())
+                .collect(),
+            records: self.owners.clone(),
+        }
+    }
+
+    /// What the run measured.
+    pub(crate) fn report(&self) -> Report {
+        Report::of(&Finished {
+            sc: &self.sc,
+            level: Level::Core,
+            sim_ms: self.now,
+            events: self.events,
+            trace: &self.trace,
+            trace_hash: self.sc.trace.then(|| self.trace.hash()),
+            stats: &self.stats,
+            checker: &self.checker,
+            dynamo: &self.dynamo,
+            sqs: &self.sqs,
+            fleet: self.fleet(),
+        })
     }
 }

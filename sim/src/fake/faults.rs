@@ -100,9 +100,14 @@ impl FaultHooks {
         self.cut.insert((caller.to_owned(), service), until);
     }
 
-    /// Ends every partition.
-    pub fn heal_all(&mut self) {
+    /// The calm: every partition ends and no call fails, is slowed or is lost any more; only
+    /// the ordinary latency stays.
+    pub fn calm(&mut self) {
         self.cut.clear();
+        self.rates = CallFaults {
+            max_latency_ms: self.rates.max_latency_ms,
+            ..CallFaults::default()
+        };
     }
 
     /// Whether `caller` can reach `service` at `now`.

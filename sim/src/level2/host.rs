@@ -6,10 +6,11 @@
 //! the process then exits, and the harness drops whatever tasks are left.
 
 use super::acked::Acked;
-use super::check;
+use super::http::Links;
 use super::link::Link;
 use super::shared::{Lab, Transport, lock};
-use crate::check::Who;
+use super::stopped::stopped;
+use crate::check::{FAULT_LINGER_MS, Who};
 use crate::scenario::Mutation;
 use sqsbalancer_core::hash::hash64;
 use sqsbalancer_core::rng::Rng;
@@ -24,7 +25,7 @@ const HANDLER_MS: (u64, u64) = (5, 50);
 const SLOW_HANDLER_MS: (u64, u64) = (25_000, 60_000);
 
 /// The software of slot `slot`'s host: one life of the instance, from start to exit.
-pub(crate) async fn life(lab: Lab, slot: usize) -> turmoil::Result {
+pub(crate) async fn life(lab: Lab, links: Links, slot: usize) -> turmoil::Result {
     let (cfg, who, name, stop) = {
         let mut s = lock(&lab);
         s.now();
@@ -56,7 +57,7 @@ pub(crate) async fn life(lab: Lab, slot: usize) -> turmoil::Result {
             Balancer::new(cfg, Arc::new(backend))?.start(handler)?
         }
         Transport::Http => {
-            lock(&lab).links.insert(name.clone(), link);
+            links.register(&name, link);
             let aws = super::http::backend(&lab, &cfg, slot);
             let backend = Acked::new(Arc::new(aws), Arc::clone(&lab), who, &name);
             Balancer::new(cfg, Arc::new(backend))?.start(handler)?
@@ -70,10 +71,8 @@ pub(crate) async fn life(lab: Lab, slot: usize) -> turmoil::Result {
         let sl = &mut s.slots[slot];
         sl.stop_started = Some(now);
         sl.up_since = None;
-        sl.stop_faulted |= sl.slow_until > now
-            || sl
-                .faulted_at
-                .is_some_and(|t| now < t + crate::check::FAULT_LINGER_MS);
+        sl.stop_faulted |=
+            sl.slow_until > now || sl.faulted_at.is_some_and(|t| now < t + FAULT_LINGER_MS);
         s.emit(Some(slot), "stopping", String::new);
         now
     };
@@ -81,7 +80,7 @@ pub(crate) async fn life(lab: Lab, slot: usize) -> turmoil::Result {
     {
         let mut s = lock(&lab);
         s.now();
-        check::stopped(&mut s, who, started, timeout, outcome);
+        stopped(&mut s, who, started, timeout, outcome);
     }
     // The process exits when the harness next sees the stop returned, and its leftover tasks
     // (pooled connections, say) go with it then, all at once. Returning here would leave them

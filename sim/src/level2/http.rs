@@ -9,13 +9,18 @@
 //! caller's deadline, an answer slower than the request margin; and a credentials provider
 //! that stalls before a request can be signed (the slow calls' hold).
 
+use super::link::Link;
 use super::shared::{Lab, lock};
 use crate::fake::{SLOW_MS, Service, Verdict};
-use crate::level3::{Failure, Fault, RequestInfo, Server, SimClients, sim_now};
+use crate::level3::clock::sim_now;
+use crate::level3::connector::SimClients;
+use crate::level3::protocol::{self, Failure};
+use crate::level3::server::{Fault, RequestInfo, Server};
 use sqsbalancer_core::{Config, Millis};
 use sqsbalancer_runtime::Timeouts;
 use sqsbalancer_runtime::aws::AwsBackend;
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 /// The server host's name on turmoil's network.
@@ -25,14 +30,35 @@ const PORT: u16 = 80;
 /// How long credentials last once issued: a refresh (and a chance to stall) every few seconds.
 const CREDENTIALS_LAST: Duration = Duration::from_secs(15);
 
-/// Adds the server host to `sim`: it serves every instance's requests from its current link.
-pub(super) fn serve(sim: &mut turmoil::Sim<'static>, lab: &Lab) {
+/// The current life's link of each instance, by name: the server's callers. Shared by the
+/// server host and the instances' hosts, which register each new life's link.
+#[derive(Clone, Default)]
+pub(super) struct Links(Arc<Mutex<BTreeMap<String, Arc<Link>>>>);
+
+impl Links {
+    /// From now on the server serves `name`'s requests with `link`.
+    pub(super) fn register(&self, name: &str, link: Arc<Link>) {
+        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        map.insert(name.to_owned(), link);
+    }
+
+    /// The link of caller `name`, if it registered one.
+    fn get(&self, name: &str) -> Option<Arc<Link>> {
+        let map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        map.get(name).cloned()
+    }
+}
+
+/// Adds the server host to `sim`: it serves every instance's requests from its current link
+/// in `links`.
+pub(super) fn serve(sim: &mut turmoil::Sim<'static>, lab: &Lab, links: &Links) {
     let lab = Arc::clone(lab);
+    let links = links.clone();
     sim.host(SERVER, move || {
         let lab = Arc::clone(&lab);
+        let links = links.clone();
         async move {
-            let links = Arc::clone(&lab);
-            let resolve = move |caller: &str| lock(&links).links.get(caller).cloned();
+            let resolve = move |caller: &str| links.get(caller);
             let faults = Arc::clone(&lab);
             let server = Server::new(resolve)
                 .with_faults(move |r: &RequestInfo<'_>| decide(&faults, r))
@@ -65,8 +91,8 @@ fn decide(lab: &Lab, request: &RequestInfo<'_>) -> Fault {
     let mut s = lock(lab);
     let now = s.now();
     let service = match request.service {
-        crate::level3::Service::DynamoDb => Service::Dynamo,
-        crate::level3::Service::Sqs => Service::Sqs,
+        protocol::Service::DynamoDb => Service::Dynamo,
+        protocol::Service::Sqs => Service::Sqs,
     };
     let verdict = s.hooks.decide(Millis(now), request.caller, service);
     let (_, slow) = s.hooks.slowness();

@@ -18,7 +18,8 @@
 //! makes the call fail unsent, or, for a partition drawn as a hang, wait until it heals.
 //! The runtime's own deadlines end the calls that never answer.
 
-use super::server::{self, LongPoll};
+use super::landing;
+use super::server::{LongPoll, Work};
 use super::shared::{Lab, Shared, Transport, lock};
 use crate::backend::{dynamo_error, entry_strings, message, sqs_error};
 use crate::check::Who;
@@ -202,7 +203,7 @@ impl Link {
         &self,
         service: Service,
         fate: Fate,
-        work: server::Work,
+        work: Work<Shared>,
     ) -> Result<(u64, bool), BackendError> {
         let (up, down, lost) = match fate {
             Fate::Fails { after, error } => {
@@ -225,7 +226,7 @@ impl Link {
     }
 
     /// Hands `work` to the fake, to land `after` ms from now.
-    fn send(&self, after: u64, work: server::Work) {
+    fn send(&self, after: u64, work: Work<Shared>) {
         let mut s = lock(&self.lab);
         let at = s.now() + after.max(1);
         s.server.send(at, work);
@@ -312,7 +313,7 @@ impl Link {
                 queue,
                 answer: tx,
             };
-            server::open(s, poll, fence, now);
+            landing::open(s, poll, fence, now);
         };
         let (down, lost) = self.lands(Service::Sqs, fate, Box::new(land)).await?;
         let got = rx.await;

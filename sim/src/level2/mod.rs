@@ -14,11 +14,13 @@
 //!   deletes, queue churn, and handlers that fail (half of them by panicking) or outlive the
 //!   visibility timeout. The backend calls do not go over turmoil's network: the faults are in
 //!   each life's link to the fakes (`link.rs`), or at level 3 in the HTTP server (`http.rs`).
-//! * Checked: exclusive receive, receive within the fence, delete only after a handler
-//!   success, epoch growth and no loss at the fake ([`Checker`](crate::check::Checker)); the
-//!   settled state from the runtime's own view (what each `Running` receives); graceful stops; and that no runtime
-//!   task panics (under `tokio_unstable` turmoil shuts a host's runtime down when a panic
-//!   escapes a task, which fails the run; the runtime must contain a handler's).
+//! * Checked by the checkers all levels share ([`check`](crate::check)): exclusive receive,
+//!   receive within the fence, delete only after a handler success, epoch growth and no loss
+//!   at the fake ([`Checker`](crate::check::Checker)); the settled state and graceful stops
+//!   over a [`Fleet`](crate::check::Fleet) built from the runtime's own view (`fleet.rs`: what
+//!   each `Running` receives); and that no runtime task panics (under `tokio_unstable` turmoil
+//!   shuts a host's runtime down when a panic escapes a task, which fails the run; the runtime
+//!   must contain a handler's).
 //! * Proven: every deliberate bug of [`Mutation`](crate::Mutation) can be planted around the
 //!   real runtime (`plant.rs`, and the handler in `host.rs`), and `sim/tests/level2.rs` shows
 //!   each is caught.
@@ -35,118 +37,20 @@
 //! cannot freeze one).
 
 mod acked;
-mod check;
+pub(crate) mod entry;
+mod fleet;
 mod host;
 mod http;
+mod landing;
 mod link;
 mod plant;
 mod run;
 mod server;
 mod shared;
+mod stopped;
 mod story;
-mod swarm;
 
+pub use entry::{DETERMINISTIC, DURATION, KINDS, run, scenario};
 pub use story::{
     Act, Beat, Chapter, DEMO_RATE, InstanceState, InstanceView, Live, Story, Told, View,
 };
-pub use swarm::swarm;
-
-use crate::error::SimError;
-use crate::report::Report;
-use crate::scenario::{FaultKind, Scenario, SwarmLimits};
-use sqsbalancer_core::rng::Rng;
-use std::time::Duration;
-
-/// The fault kinds level 2 injects: all but clock drift and process pauses.
-pub const KINDS: [FaultKind; 18] = [
-    FaultKind::Crash,
-    FaultKind::Stop,
-    FaultKind::Restart,
-    FaultKind::Join,
-    FaultKind::PartitionDynamo,
-    FaultKind::PartitionSqs,
-    FaultKind::Throttle,
-    FaultKind::ServerError,
-    FaultKind::Timeout,
-    FaultKind::Latency,
-    FaultKind::QueueChurn,
-    FaultKind::SlowHandler,
-    FaultKind::FailingHandler,
-    FaultKind::Hang,
-    FaultKind::SlowCall,
-    FaultKind::LateWrite,
-    FaultKind::Pages,
-    FaultKind::Ttl,
-];
-
-/// Whether this build replays a seed byte for byte: only with `--cfg tokio_unstable` can
-/// turmoil seed the hosts' tokio runtimes.
-pub const DETERMINISTIC: bool = cfg!(tokio_unstable);
-
-/// Simulated length of a level-2 swarm run: six minutes of faults, then the calm.
-pub const DURATION: Duration = Duration::from_secs(600);
-
-/// Seed `seed` of the level-2 swarm within `limits`: the fault kinds and rates of the level-1
-/// seed (less drift and pauses), a smaller fleet (2-4 instances, 1-24 queues, 1-4 messages a
-/// second) and ten simulated minutes, since every host runs the whole runtime.
-pub fn scenario(seed: u64, limits: &SwarmLimits) -> Scenario {
-    scenario_at(crate::scenario::Level::Runtime, seed, limits)
-}
-
-/// [`scenario`], replayed at simulation level `level` (2 or 3).
-pub(crate) fn scenario_at(
-    level: crate::scenario::Level,
-    seed: u64,
-    limits: &SwarmLimits,
-) -> Scenario {
-    let mut sc = Scenario::swarm_of(seed, limits);
-    sc.faults.drift_ppm = 0;
-    sc.faults.pause = 0;
-    let mut rng = Rng::new(seed ^ 0x1e7e_1202_5eed);
-    sc.instances = 2 + rng.below(3) as usize;
-    sc.queues = [1, 6, 12, 24][rng.below(4) as usize];
-    sc.messages_per_second = 1 + rng.below(4);
-    sc.duration = DURATION;
-    sc.replay = Some(crate::scenario::replay_command(level, seed, limits));
-    sc
-}
-
-/// Runs one scenario on the real runtime to its end, or to its first violation, and reports
-/// what it measured (failover and hand-off gaps included; no steady-state cost).
-pub fn run(sc: Scenario) -> Result<Report, SimError> {
-    check(&sc)?;
-    run::run(sc, shared::Transport::Link)
-}
-
-/// [`run`], the instances reaching the fake AWS through the real AWS SDK clients over
-/// turmoil's network (level 3).
-pub(crate) fn run_http(sc: Scenario) -> Result<Report, SimError> {
-    check(&sc)?;
-    run::run(sc, shared::Transport::Http)
-}
-
-/// Refuses what levels 2 and 3 cannot run: drift and pauses, and a fleet too large.
-fn check(sc: &Scenario) -> Result<(), SimError> {
-    sc.validate()?;
-    if sc.faults.drift_ppm > 0 || sc.faults.pause > 0 {
-        return Err(SimError::InvalidScenario {
-            field: "faults",
-            rule: "drift and pause are simulated at level 1 only".to_owned(),
-        });
-    }
-    check_size(sc.instances, sc.queues)
-}
-
-/// Refuses a fleet larger than level 2 runs (every instance is a whole runtime): at most 50
-/// instances and 1000 queues.
-fn check_size(instances: usize, queues: usize) -> Result<(), SimError> {
-    if instances > 50 || queues > 1_000 {
-        return Err(SimError::InvalidScenario {
-            field: "size",
-            rule: format!(
-                "level 2 runs at most 50 instances and 1000 queues, {instances} and {queues} given"
-            ),
-        });
-    }
-    Ok(())
-}

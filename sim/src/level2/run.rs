@@ -9,15 +9,18 @@
 //! It sends traffic until its end and has no calm (nothing comes back by itself); past its end
 //! it drains the backlog and waits for the fleet to settle.
 
-use super::check;
+use super::fleet::fleet;
 use super::host;
+use super::http::Links;
 use super::shared::{Lab, Shared, Slot, Transport, Up, lock};
+use crate::chaos::{MAX_GROWTH, queue_name, roll};
+use crate::check::{Invariant, drain_over, settled};
 use crate::error::SimError;
-use crate::fake::{CallFaults, Outgoing, Service};
-use crate::report::{Messages, Report};
-use crate::scenario::Scenario;
+use crate::fake::{Outgoing, Service};
+use crate::report::{Finished, Report};
+use crate::scenario::{FaultMix, Level, Scenario};
 use sqsbalancer_core::rng::Rng;
-use sqsbalancer_core::{Millis, Phase, QueueId};
+use sqsbalancer_core::{Millis, QueueId};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -26,10 +29,6 @@ use tokio::sync::Notify;
 /// other, so what one host writes another may see up to one step early: a skew far inside
 /// every margin of the protocol (seconds).
 const TICK: Duration = Duration::from_millis(10);
-/// How long past its end a run may go on to drain a backlog, ms.
-const DRAIN_CAP_MS: u64 = 600_000;
-/// Most instances a run grows to by joins, as a multiple of its starting size.
-const MAX_GROWTH: usize = 2;
 
 /// The harness of one run.
 pub(super) struct Harness {
@@ -45,6 +44,8 @@ pub(super) struct Harness {
     hosts: usize,
     /// A scripted run: no drawn faults, no calm, instances of weight 1.
     scripted: bool,
+    /// Each instance's link, for the HTTP server to call (level 3).
+    links: Links,
 }
 
 /// Runs `sc` on the real runtime, its instances reaching the fake AWS by `transport`, to its
@@ -70,7 +71,7 @@ impl Harness {
             // The network's latency, one way: the latency fault's, or 1-2 ms.
             let most = sc.faults.max_latency_ms.max(2);
             builder
-                .epoch(crate::level3::sim_epoch())
+                .epoch(crate::level3::clock::sim_epoch())
                 .min_message_latency(Duration::from_millis(1))
                 .max_message_latency(Duration::from_millis(most))
                 // Every long poll holds a connection of its own (HTTP/1.1): a fleet starting
@@ -78,11 +79,12 @@ impl Harness {
                 // next accepts.
                 .tcp_capacity(4_096);
             // The SDK draws its retry jitter from this thread's generator.
-            crate::level3::seed_thread_rng(rng.next_u64());
+            crate::level3::connector::seed_thread_rng(rng.next_u64());
         }
         let mut sim = builder.build();
+        let links = Links::default();
         if transport == Transport::Http {
-            super::http::serve(&mut sim, &lab);
+            super::http::serve(&mut sim, &lab, &links);
         }
         let end = sc.duration.as_millis() as u64;
         let calm_at = if scripted {
@@ -101,6 +103,7 @@ impl Harness {
             hosts: 0,
             sc,
             scripted,
+            links,
         };
         for _ in 0..h.sc.queues {
             h.add_queue();
@@ -116,12 +119,11 @@ impl Harness {
     /// over: past its end with the backlog drained (and, when scripted, the fleet settled),
     /// past the drain cap, or at its first violation. Not to be called again after that.
     pub(super) fn step(&mut self) -> Result<bool, SimError> {
-        let cap = self.end + DRAIN_CAP_MS;
         let t = self.sim.elapsed().as_millis() as u64;
         {
             let mut s = lock(&self.lab);
             s.set_clock(t);
-            super::server::serve(&mut s, t);
+            super::landing::serve(&mut s, t);
         }
         if t >= self.next_second {
             self.next_second += 1_000;
@@ -146,7 +148,7 @@ impl Harness {
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "a panic without a message".to_owned());
                 lock(&self.lab).violate(
-                    crate::check::Invariant::NoPanic,
+                    Invariant::NoPanic,
                     format!("a task of the runtime panicked: {what}"),
                 );
             }
@@ -156,8 +158,8 @@ impl Harness {
         if !over && t >= self.end {
             let sqs = &s.sqs;
             let backlog = s.checker.outstanding(|q| sqs.exists(q.as_str()));
-            let settled = !self.scripted || check::settled(&s).is_none();
-            if (backlog == 0 && settled) || t >= cap {
+            let settled = !self.scripted || settled(&fleet(&s)).is_none();
+            if drain_over(backlog == 0 && settled, t - self.end) {
                 s.now();
                 finish(&mut s);
                 over = true;
@@ -255,8 +257,10 @@ impl Harness {
             self.sim.bounce(name.as_str());
         } else {
             let lab = Arc::clone(&self.lab);
-            self.sim
-                .host(name.as_str(), move || host::life(Arc::clone(&lab), i));
+            let links = self.links.clone();
+            self.sim.host(name.as_str(), move || {
+                host::life(Arc::clone(&lab), links.clone(), i)
+            });
             self.hosts += 1;
         }
     }
@@ -343,7 +347,7 @@ impl Harness {
                     let mut s = lock(&self.lab);
                     Self::end_life(&mut s, i);
                     s.violate(
-                        crate::check::Invariant::NoPanic,
+                        Invariant::NoPanic,
                         format!("{name} died by itself: a task of the runtime panicked"),
                     );
                 }
@@ -355,14 +359,15 @@ impl Harness {
     // ----- the world around the fleet -----
 
     fn add_queue(&mut self) -> Option<QueueId> {
-        let name = format!("q-{:05}", self.next_queue);
+        let name = queue_name(self.next_queue);
         self.next_queue += 1;
         let url = lock(&self.lab).sqs.create_queue("admin", &name).ok()?;
         QueueId::new(&url).ok()
     }
 
+    /// Whether a fault of `ppm` per instance-second happens now, drawn from the run's generator.
     fn roll(&mut self, ppm: u64) -> bool {
-        ppm > 0 && self.rng.below(1_000_000) < ppm
+        roll(&mut self.rng, ppm)
     }
 
     /// One simulated second of faults and traffic (of traffic alone, until the end, when
@@ -378,49 +383,67 @@ impl Harness {
         let f = self.sc.faults.clone();
         let n = lock(&self.lab).slots.len();
         for i in 0..n {
-            let up = lock(&self.lab).slots[i].up;
             if calm {
-                if up == Up::Down {
+                if lock(&self.lab).slots[i].up == Up::Down {
                     self.start(i);
                 }
                 continue;
             }
-            match up {
-                Up::Running if self.roll(f.crash) => self.crash(i),
-                Up::Running if self.roll(f.stop) => self.stop(i),
-                Up::Down if self.roll(f.restart) => {
-                    note(&mut lock(&self.lab), "restart", Some(i));
-                    self.start(i);
-                }
-                _ => {}
-            }
-            for (rate, service, kind) in [
-                (f.partition_dynamo, Service::Dynamo, "partition-dynamo"),
-                (f.partition_sqs, Service::Sqs, "partition-sqs"),
-            ] {
-                if self.roll(rate) {
-                    let hang = self.rng.below(2) == 0;
-                    let secs = 1 + self.rng.below(20);
-                    let mut s = lock(&self.lab);
-                    let now = s.last_now();
-                    let until = now + secs * 1_000;
-                    let key = (s.slots[i].name.clone(), service);
-                    s.hooks.partition(&key.0, service, Millis(until));
-                    if hang {
-                        s.hang.insert(key);
-                    } else {
-                        s.hang.remove(&key);
-                    }
-                    s.faulted(i);
-                    let how = if hang { "hang" } else { "fail" };
-                    s.stats.faults.push((now, kind, Some(i)));
-                    s.emit(Some(i), "fault", || format!("{kind} {secs} s, calls {how}"));
-                }
-            }
+            self.membership_fault(i, &f);
+            self.partitions(i, &f);
         }
         if calm {
             return;
         }
+        self.fleet_faults(&f, n);
+        self.produce();
+    }
+
+    /// Slot `i` may crash or be stopped while up, or restart while down.
+    fn membership_fault(&mut self, i: usize, f: &FaultMix) {
+        let up = lock(&self.lab).slots[i].up;
+        match up {
+            Up::Running if self.roll(f.crash) => self.crash(i),
+            Up::Running if self.roll(f.stop) => self.stop(i),
+            Up::Down if self.roll(f.restart) => {
+                note(&mut lock(&self.lab), "restart", Some(i));
+                self.start(i);
+            }
+            _ => {}
+        }
+    }
+
+    /// Slot `i` may be cut off from DynamoDB or SQS for 1-20 s, its calls failing or hanging.
+    fn partitions(&mut self, i: usize, f: &FaultMix) {
+        for (rate, service, kind) in [
+            (f.partition_dynamo, Service::Dynamo, "partition-dynamo"),
+            (f.partition_sqs, Service::Sqs, "partition-sqs"),
+        ] {
+            if !self.roll(rate) {
+                continue;
+            }
+            let hang = self.rng.below(2) == 0;
+            let secs = 1 + self.rng.below(20);
+            let mut s = lock(&self.lab);
+            let now = s.last_now();
+            let key = (s.slots[i].name.clone(), service);
+            s.hooks
+                .partition(&key.0, service, Millis(now + secs * 1_000));
+            if hang {
+                s.hang.insert(key);
+            } else {
+                s.hang.remove(&key);
+            }
+            s.faulted(i);
+            let how = if hang { "hang" } else { "fail" };
+            s.stats.faults.push((now, kind, Some(i)));
+            s.emit(Some(i), "fault", || format!("{kind} {secs} s, calls {how}"));
+        }
+    }
+
+    /// The faults of the fleet as a whole: a TTL deletion, a join (while the fleet of `n`
+    /// slots may grow), a queue created or deleted.
+    fn fleet_faults(&mut self, f: &FaultMix, n: usize) {
         if self.roll(f.ttl) {
             let rng = &mut self.rng;
             let mut s = lock(&self.lab);
@@ -433,24 +456,17 @@ impl Harness {
             }
         }
         if self.roll(f.join) && n < self.sc.instances * MAX_GROWTH {
-            let i = self.add_slot();
-            note(&mut lock(&self.lab), "join", Some(i));
-            self.start(i);
+            self.join();
         }
         if self.roll(f.queue_churn) {
             let urls: Vec<String> = lock(&self.lab).sqs.urls().cloned().collect();
             if self.rng.below(2) == 0 || urls.is_empty() {
-                if self.add_queue().is_some() {
-                    note(&mut lock(&self.lab), "queue-created", None);
-                }
+                self.create_queue();
             } else {
                 let k = self.rng.below(urls.len() as u64) as usize;
-                let mut s = lock(&self.lab);
-                let _ = s.sqs.delete_queue("admin", &urls[k]);
-                note(&mut s, "queue-deleted", None);
+                self.delete_queue(&urls[k]);
             }
         }
-        self.produce();
     }
 
     /// Sends this second's messages to random queues.
@@ -486,11 +502,7 @@ impl Harness {
             .iter()
             .map(|(q, o)| (q.clone(), o.0.clone()))
             .collect();
-        s.hooks.heal_all();
-        s.hooks.rates = CallFaults {
-            max_latency_ms: s.hooks.rates.max_latency_ms,
-            ..CallFaults::default()
-        };
+        s.hooks.calm();
         s.handler_faults = Default::default();
         s.page_items = 0;
         note(&mut s, "calm", None);
@@ -501,78 +513,23 @@ impl Harness {
     /// What the run measured (with its violation, if it broke an invariant).
     pub(super) fn report(&self) -> Report {
         let s = lock(&self.lab);
-        let nodes = |c: &String| c.starts_with("node-");
-        let mut dynamo = (0, 0.0, 0);
-        for (_, u) in s.dynamo.usage_by_caller().iter().filter(|(c, _)| nodes(c)) {
-            dynamo.0 += u.total_requests();
-            dynamo.1 += u.read_half_units as f64 / 2.0;
-            dynamo.2 += u.write_units;
-        }
-        let sqs_calls = s
-            .sqs
-            .calls()
-            .iter()
-            .filter(|(c, _)| nodes(c))
-            .flat_map(|(_, ops)| ops.values())
-            .sum();
-        let exists = |q: &QueueId| s.sqs.exists(q.as_str());
-        let settle_optimum = s
-            .owners
-            .iter()
-            .filter(|(q, now)| {
-                exists(q)
-                    && s.stats
-                        .owners_at_calm
-                        .get(*q)
-                        .is_some_and(|then| *then != now.0)
-            })
-            .count() as u64;
-        Report {
-            seed: self.sc.seed,
-            replay: self.sc.replay.clone().unwrap_or_else(|| {
-                crate::scenario::replay_command(
-                    crate::scenario::Level::Runtime,
-                    self.sc.seed,
-                    &crate::scenario::SwarmLimits::default(),
-                )
-            }),
-            instances: self.sc.instances,
-            queues: self.sc.queues,
+        let level = match s.transport {
+            Transport::Link => Level::Runtime,
+            Transport::Http => Level::Sdk,
+        };
+        Report::of(&Finished {
+            sc: &self.sc,
+            level,
             sim_ms: s.last_now(),
-            faults: self.sc.faults.kinds().iter().map(|k| k.name()).collect(),
-            violation: s.checker.violations.first().cloned(),
             events: s.events,
+            trace: &s.trace,
             trace_hash: Some(s.trace.hash()),
-            trace: self.sc.trace.then(|| s.trace.text().to_owned()),
-            starts: s.stats.starts,
-            instance_minutes: s.stats.instance_ms as f64 / 60_000.0,
-            messages: Messages {
-                sent: s.checker.sent,
-                handled: s.stats.handled,
-                failed: s.stats.failed,
-                deleted: s.checker.deleted,
-                duplicates: s.checker.duplicates,
-                lost: s.checker.outstanding(exists) as u64,
-            },
-            failover: s.stats.failovers.clone(),
-            handoff: s.stats.handoffs.clone(),
-            takeover: s.stats.takeovers.clone(),
-            outage: s.stats.outages.clone(),
-            moves: s.stats.ownership.iter().filter(|m| m.2.is_some()).count() as u64,
-            settle_moves: s.stats.moves_after_calm,
-            settle_optimum,
-            balance_spread: balance_spread(&s),
-            stop_ms: s.stats.stop_ms.clone(),
-            stops_timed_out: s.stats.stops_timed_out,
-            stops_life_lost: s.stats.stops_life_lost,
-            excused_overlaps: s.checker.excused_overlaps,
-            dynamo,
-            steady_dynamo_per_instance_minute: None,
-            sqs_calls,
-            slots: s.slots.len(),
-            ownership: s.stats.ownership.clone(),
-            fault_marks: s.stats.faults.clone(),
-        }
+            stats: &s.stats,
+            checker: &s.checker,
+            dynamo: &s.dynamo,
+            sqs: &s.sqs,
+            fleet: fleet(&s),
+        })
     }
 }
 
@@ -591,30 +548,11 @@ fn finish(s: &mut Shared) {
             s.stats.instance_ms += now - since;
         }
     }
-    if let Some(problem) = check::settled(s) {
-        s.violate(crate::check::Invariant::Settled, problem);
+    if let Some(problem) = settled(&fleet(s)) {
+        s.violate(Invariant::Settled, problem);
     }
     if s.checker.violations.is_empty() {
         let sqs = &s.sqs;
         s.checker.check_no_loss(|q| sqs.exists(q.as_str()));
-    }
-}
-
-/// Largest minus smallest number of queues received per unit of weight by running instances.
-fn balance_spread(s: &Shared) -> f64 {
-    let per_weight: Vec<f64> = s
-        .slots
-        .iter()
-        .filter_map(|sl| {
-            let h = sl.handle.as_ref()?;
-            (h.phase() == Phase::Running).then(|| h.receiving().len() as f64 / f64::from(sl.weight))
-        })
-        .collect();
-    let max = per_weight.iter().copied().fold(f64::MIN, f64::max);
-    let min = per_weight.iter().copied().fold(f64::MAX, f64::min);
-    if per_weight.is_empty() {
-        0.0
-    } else {
-        max - min
     }
 }

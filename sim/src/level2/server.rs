@@ -1,27 +1,23 @@
-//! The fake AWS's side of every level-2 call, run by the harness between turmoil steps rather
-//! than in the caller's tasks. A request lands when its trip is over whether or not its caller
-//! still waits: a write applies after its caller gave up, and a crashed host's last requests
-//! still land. A long poll runs at the fake to its end and takes whatever arrives meanwhile,
-//! even when nobody will read its answer. So it is with AWS.
+//! The fake AWS's queue of level-2 calls on their way: requests that land when their trip is
+//! over, and long polls open at the fake. What landing does to the shared state `S` is the
+//! request's own work (`landing.rs` runs them).
 
-use super::shared::{Shared, others_up_since};
 use crate::check::Who;
 use crate::fake::{ReceiveRequest, Received, SqsError};
-use sqsbalancer_core::{Millis, QueueId};
+use sqsbalancer_core::QueueId;
 use std::collections::BTreeMap;
 use tokio::sync::oneshot;
 
-/// What a request does when it lands at the fake.
-pub(crate) type Work = Box<dyn FnOnce(&mut Shared) + Send>;
+/// What a request does to the shared state `S` when it lands at the fake.
+pub(crate) type Work<S> = Box<dyn FnOnce(&mut S) + Send>;
 
 /// A long poll's answer, as the fake gives it.
 pub(crate) type Polled = Result<Vec<Received>, SqsError>;
 
 /// Requests on their way and long polls open at the fake.
-#[derive(Default)]
-pub(crate) struct Server {
+pub(crate) struct Server<S> {
     /// Requests on their way, by the time (ms) they land and the order they were sent in.
-    arriving: BTreeMap<(u64, u64), Work>,
+    arriving: BTreeMap<(u64, u64), Work<S>>,
     /// Requests sent so far, to order those landing at one instant.
     sent: u64,
     /// Long polls open at the fake, in the order they opened.
@@ -44,75 +40,37 @@ pub(crate) struct LongPoll {
     pub answer: oneshot::Sender<Polled>,
 }
 
-impl Server {
+impl<S> Default for Server<S> {
+    fn default() -> Self {
+        Server {
+            arriving: BTreeMap::new(),
+            sent: 0,
+            polls: Vec::new(),
+        }
+    }
+}
+
+impl<S> Server<S> {
     /// Sends a request that lands at `at` ms and then does `work`.
-    pub fn send(&mut self, at: u64, work: Work) {
+    pub fn send(&mut self, at: u64, work: Work<S>) {
         self.sent += 1;
         self.arriving.insert((at, self.sent), work);
+    }
+
+    /// The work of the next request due by `now` ms, in landing order, taken off the queue.
+    pub fn due(&mut self, now: u64) -> Option<Work<S>> {
+        let entry = self.arriving.first_entry()?;
+        (entry.key().0 <= now).then(|| entry.remove())
     }
 
     /// Keeps a long poll open until it has messages or its wait is over.
     pub fn open(&mut self, poll: LongPoll) {
         self.polls.push(poll);
     }
-}
 
-/// Lands every request due by `now` ms, then answers every long poll that has messages or
-/// whose wait is over.
-pub(crate) fn serve(s: &mut Shared, now: u64) {
-    while let Some(entry) = s.server.arriving.first_entry() {
-        if entry.key().0 > now {
-            break;
-        }
-        let work = entry.remove();
-        work(s);
+    /// Every long poll open, taken off the server (those still waiting go back by
+    /// [`open`](Self::open)).
+    pub fn take_polls(&mut self) -> Vec<LongPoll> {
+        std::mem::take(&mut self.polls)
     }
-    let polls = std::mem::take(&mut s.server.polls);
-    for poll in polls {
-        let got = s.sqs.receive_more(Millis(now), &poll.req);
-        if !matches!(&got, Ok(m) if m.is_empty()) || now >= poll.until {
-            finish(s, poll, got);
-        } else {
-            s.server.polls.push(poll);
-        }
-    }
-}
-
-/// A long poll opened at `now` ms on `queue` for `who`: the checker and the stats see a receive
-/// in flight at the fake from here, under the fence its life had when it sent it.
-pub(crate) fn open(s: &mut Shared, mut poll: LongPoll, fence: u64, now: u64) {
-    s.calls += 1;
-    poll.call = s.calls;
-    let (queue, who) = (poll.queue.clone(), poll.who);
-    s.checker
-        .receive_start(&queue, who, poll.call, false, fence);
-    let Shared { stats, slots, .. } = &mut *s;
-    stats.receive_started(now, &queue, who, |i, t| others_up_since(slots, i, t));
-    s.emit(Some(who.0), "receive", || queue.to_string());
-    let caller = s.slots[who.0].name.clone();
-    let got = s.sqs.receive(Millis(now), &caller, &poll.req);
-    match got {
-        Ok(m) if m.is_empty() && now < poll.until => s.server.open(poll),
-        got => finish(s, poll, got),
-    }
-}
-
-/// The long poll is over at the fake: the checker sees it end, and its answer leaves.
-fn finish(s: &mut Shared, poll: LongPoll, got: Polled) {
-    let now = s.last_now();
-    s.checker.receive_end(&poll.queue, poll.call);
-    s.stats.receive_ended(now, &poll.queue, poll.who);
-    if let Ok(got) = &got {
-        for m in got {
-            s.receipts.insert(m.receipt.clone(), m.message_id.clone());
-        }
-        if !got.is_empty() {
-            s.emit(Some(poll.who.0), "received", || {
-                let ids: Vec<&str> = got.iter().map(|m| m.message_id.as_str()).collect();
-                format!("{} {}", poll.queue, ids.join(","))
-            });
-        }
-    }
-    // Nobody may wait for it any more (the caller gave up, or its host crashed).
-    let _ = poll.answer.send(got);
 }

@@ -4,6 +4,7 @@
 //! Everything runs on one thread (turmoil ticks the hosts one after another), so one mutex
 //! guards it all; nobody holds it across an await.
 
+use super::server::Server;
 use crate::check::{Checker, Invariant, Who};
 use crate::fake::{FakeDynamo, FakeSqs, FaultHooks, Service};
 use crate::scenario::{Mutation, Scenario};
@@ -101,8 +102,6 @@ pub(crate) struct Shared {
     pub mutation: Option<Mutation>,
     /// How the instances reach the fake AWS.
     pub transport: Transport,
-    /// The current life's link of each instance, by name: the HTTP server's callers (level 3).
-    pub links: BTreeMap<String, std::sync::Arc<super::link::Link>>,
     /// This run's number among the process's level-3 runs (0 at level 2).
     pub run: u64,
     /// DynamoDB.
@@ -136,7 +135,7 @@ pub(crate) struct Shared {
     /// Receive calls started, to name each one.
     pub calls: u64,
     /// The fake's side of every call: requests on their way, long polls open.
-    pub server: super::server::Server,
+    pub server: Server<Shared>,
     /// Each life's fence as its acknowledged heartbeats set it, ms.
     fences: BTreeMap<Who, u64>,
     /// Most items in one page of a table read (0: up to 1 MB), while faults last.
@@ -160,7 +159,6 @@ impl Shared {
             seed: sc.seed,
             mutation: sc.mutation,
             transport,
-            links: BTreeMap::new(),
             run: match transport {
                 Transport::Link => 0,
                 Transport::Http => next_run(),
@@ -183,7 +181,7 @@ impl Shared {
             lives: BTreeMap::new(),
             haunted: BTreeSet::new(),
             calls: 0,
-            server: super::server::Server::default(),
+            server: Server::default(),
             fences: BTreeMap::new(),
             page_items: sc.faults.page_items,
             events: 0,

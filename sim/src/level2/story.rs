@@ -149,7 +149,7 @@ impl Story {
                 }
             }
         }
-        super::check_size(slots, most_queues)
+        super::entry::check_size(slots, most_queues)
     }
 
     /// The level-2 scenario the story runs in: its size, seed, length and traffic, no faults.

@@ -39,7 +39,7 @@
 //!   host that built them: build a host's clients inside its turmoil closure, anew after every
 //!   restart (turmoil replaces the runtime).
 
-use super::sim_now;
+use super::clock::sim_now;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};

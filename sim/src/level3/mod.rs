@@ -15,10 +15,13 @@
 //!   turmoil's TCP, and [`SimClients`], which builds a host's two SDK clients and its
 //!   `AwsBackend`.
 //!
+//! * [`clock`]: the simulated wall clock both sides read.
+//!
 //! Time: both sides read one clock, [`sim_now`]: the fixed [`SIM_EPOCH_SECS`] plus turmoil's
 //! simulated time. The server writes it into the `Date` header (hyper's own, from the wall
 //! clock, is off); the SDK signs with it and measures its clock skew against that header.
 
+pub mod clock;
 pub mod connector;
 pub mod protocol;
 pub mod server;
@@ -26,56 +29,23 @@ pub mod server;
 use crate::error::SimError;
 use crate::report::Report;
 use crate::scenario::{FaultKind, Scenario, SwarmLimits};
-use crate::swarm::{SwarmSummary, run_seeds};
 
+pub use clock::{SIM_EPOCH_SECS, sim_epoch, sim_now};
 pub use connector::{SimClients, SimHttpClient, SimTimeSource, seed_thread_rng};
 pub use protocol::{Call, Failure, Outcome, Service};
 pub use server::{Fault, FaultDecider, Listener, RequestInfo, Server};
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-/// The simulated wall clock's start, in seconds since the Unix epoch (2026-01-01T00:00:00Z).
-/// A harness that also reads `turmoil::since_epoch` should give turmoil's builder the same
-/// epoch ([`sim_epoch`]): turmoil's default is the real wall clock.
-pub const SIM_EPOCH_SECS: u64 = 1_767_225_600;
-
-/// [`SIM_EPOCH_SECS`] as a `SystemTime`.
-pub fn sim_epoch() -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(SIM_EPOCH_SECS)
-}
-
-/// The simulated wall clock: [`sim_epoch`] plus the simulated time elapsed
-/// (`turmoil::sim_elapsed`); outside a turmoil host, the epoch itself.
-pub fn sim_now() -> SystemTime {
-    sim_epoch() + turmoil::sim_elapsed().unwrap_or_default()
-}
-
 /// The fault kinds level 3 injects: level 2's, at the HTTP level (see the level-2 harness's
 /// `http` module for how each is made).
-pub const KINDS: [FaultKind; 18] = crate::level2::KINDS;
+pub const KINDS: [FaultKind; 18] = crate::level2::entry::KINDS;
 
 /// Seed `seed` of the level-3 swarm within `limits`: the scenario of the level-2 seed.
 pub fn scenario(seed: u64, limits: &SwarmLimits) -> Scenario {
-    crate::level2::scenario_at(crate::scenario::Level::Sdk, seed, limits)
+    crate::level2::entry::scenario_at(crate::scenario::Level::Sdk, seed, limits)
 }
 
 /// Runs one scenario with the real AWS SDK clients of every instance over turmoil's network,
 /// to its end or its first violation, checked as levels 1 and 2 are.
 pub fn run(sc: Scenario) -> Result<Report, SimError> {
-    crate::level2::run_http(sc)
-}
-
-/// Runs level-3 seeds `from..from + seeds` on `threads` threads within `limits`, calling
-/// `on_done` after each run, and sums the reports in seed order.
-pub fn swarm(
-    from: u64,
-    seeds: u64,
-    threads: usize,
-    limits: &SwarmLimits,
-    on_done: impl Fn(&Report) + Sync,
-) -> SwarmSummary {
-    let run = |seed| {
-        run(scenario(seed, limits)).expect("level-3 swarm scenarios are valid by construction")
-    };
-    run_seeds(from, seeds, threads, run, on_done)
+    crate::level2::entry::run_http(sc)
 }

@@ -8,7 +8,7 @@
 //! signature itself is not checked.
 //!
 //! Every sleep is on tokio's clock, which turmoil runs on simulated time; the `Date` header is
-//! [`sim_now`](super::sim_now) (hyper's own date header, from the wall clock, is off); request
+//! [`sim_now`](super::clock::sim_now) (hyper's own date header, from the wall clock, is off); request
 //! ids count requests. Nothing reads the wall clock, OS randomness or a hash map's order.
 
 use super::protocol::{self, Answer, Call, Failure, Outcome, Service};
@@ -147,7 +147,7 @@ impl<B: Store + QueueList + Sqs> Server<B> {
             resolve: Box::new(resolve),
             faults: Box::new(|_: &RequestInfo<'_>| Fault::Serve),
             table: None,
-            clock: super::sim_now,
+            clock: super::clock::sim_now,
             requests: AtomicU64::new(0),
             answered: AtomicU64::new(0),
         }

@@ -1,86 +1,13 @@
-//! The invariants of docs/design.md §6, checked as events happen.
+//! The safety invariants checked as events happen: exclusive receive, receive within the
+//! fence, delete after success and epoch growth, plus the message ledger that no-loss counts.
 //!
 //! The checker sees the fake's side of every call (when a receive is really in flight at SQS,
-//! which delete really removed a message), not what the instances believe.
+//! which delete really removed a message), not what the instances believe; every level feeds
+//! it from its fake.
 
+use super::invariant::{Invariant, Violation};
 use sqsbalancer_core::QueueId;
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
-
-/// One invariant.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Invariant {
-    /// No two instances have receive calls in flight on one queue at once.
-    Exclusive,
-    /// No receive call is in flight at SQS at or after the fence its instance had when it
-    /// sent it (the lease the instance held then has run out).
-    Fenced,
-    /// Every message sent to a queue that still exists is deleted by the end.
-    NoLoss,
-    /// A message is deleted only with the receipt of a receive whose handler succeeded.
-    DeleteAfterSuccess,
-    /// A queue record's fencing epoch grows with every write.
-    EpochGrows,
-    /// Once faults stop, every queue is polled by exactly one live instance that the record
-    /// names, and every instance holds floor or ceil of its weighted share.
-    Settled,
-    /// A graceful stop ends within its timeout (unless faults hit it) and holds nothing.
-    GracefulStop,
-    /// No instance dies by itself (level 2: a panic in the runtime ends its host's process).
-    NoPanic,
-}
-
-impl Invariant {
-    /// Every invariant.
-    pub const ALL: [Invariant; 8] = [
-        Invariant::Exclusive,
-        Invariant::Fenced,
-        Invariant::NoLoss,
-        Invariant::DeleteAfterSuccess,
-        Invariant::EpochGrows,
-        Invariant::Settled,
-        Invariant::GracefulStop,
-        Invariant::NoPanic,
-    ];
-
-    /// Its name in reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            Invariant::Exclusive => "exclusive-receive",
-            Invariant::Fenced => "receive-within-fence",
-            Invariant::NoLoss => "no-loss",
-            Invariant::DeleteAfterSuccess => "delete-after-success",
-            Invariant::EpochGrows => "epoch-grows",
-            Invariant::Settled => "settled-balance",
-            Invariant::GracefulStop => "graceful-stop",
-            Invariant::NoPanic => "no-panic",
-        }
-    }
-}
-
-impl fmt::Display for Invariant {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// A broken invariant.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Violation {
-    /// The index of the event after which it was seen.
-    pub event: u64,
-    /// Simulated time, ms.
-    pub t: u64,
-    /// Which invariant.
-    pub invariant: Invariant,
-    /// What happened.
-    pub detail: String,
-}
-
-/// How long after it hit a fault may still hold a graceful stop up, ms: a receive that never
-/// answered is given up on only at its fence plus the request margin, about a heartbeat
-/// timeout later. A stop that times out within this of a fault had one in its way.
-pub const FAULT_LINGER_MS: u64 = 40_000;
 
 /// Who made a call: an instance slot and which life of the process in it.
 pub type Who = (usize, u64);
