@@ -70,6 +70,6 @@ pub use sqsbalancer_runtime as runtime;
 #[cfg(feature = "aws")]
 pub use sqsbalancer_runtime::aws;
 pub use sqsbalancer_runtime::{
-    Balancer, BatchHandler, BatchOutcome, FailureBackoff, Handler, HandlerError, Health, Message,
-    Running, RuntimeError, Stats, StopSignal, Timeouts, shutdown_signal,
+    BackendError, Balancer, BatchHandler, BatchOutcome, FailureBackoff, Handler, HandlerError,
+    Health, Message, Running, RuntimeError, Stats, StopSignal, Timeouts, shutdown_signal,
 };

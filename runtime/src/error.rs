@@ -61,6 +61,23 @@ pub enum BackendError {
     },
 }
 
+impl BackendError {
+    /// Whether the same call may succeed if made again: throttling, a timeout or a lost
+    /// connection, missing credentials or a deadline that passed before sending are passing
+    /// troubles; a failed condition, a missing queue or a refused request are not.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            BackendError::Throttled { .. }
+            | BackendError::Unknown { .. }
+            | BackendError::Credentials { .. }
+            | BackendError::NotSent { .. } => true,
+            BackendError::ConditionFailed
+            | BackendError::QueueDoesNotExist { .. }
+            | BackendError::Refused { .. } => false,
+        }
+    }
+}
+
 /// What the runtime reports to its user.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -107,8 +124,8 @@ pub enum RuntimeError {
     /// of reach for longer than the heartbeat timeout); they take its queues over.
     #[error("the instance lost its lease while stopping")]
     LifeLost,
-    /// The coordination table is unusable: it could not be created or described, or it exists
-    /// with another key schema.
+    /// The coordination table is unusable as it is: it exists with another key schema, or
+    /// could not be read at all. Asking again will not help.
     #[error("coordination table {table}: {reason}")]
     Table {
         /// The table name.
@@ -116,10 +133,63 @@ pub enum RuntimeError {
         /// What is wrong.
         reason: String,
     },
+    /// Managing the coordination table (describing, creating it, waiting for it to become
+    /// active) failed; [`RuntimeError::is_retryable`] says whether asking again may help.
+    #[error("coordination table {table}: {source}")]
+    TableUnavailable {
+        /// The table name.
+        table: String,
+        /// How the call failed.
+        source: BackendError,
+    },
     /// The driver ended in a phase that is not a stop (a bug).
     #[error("the driver ended in phase {phase}")]
     Unexpected {
         /// The phase it ended in.
         phase: String,
     },
+}
+
+impl RuntimeError {
+    /// Whether doing the same again may succeed: only a table that could not be managed for a
+    /// passing reason (throttling, a timeout, credentials not yet available). A bad
+    /// configuration, a stop that timed out or a lost lease are final.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            RuntimeError::TableUnavailable { source, .. } => source.is_retryable(),
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passing_troubles_are_retryable_and_refusals_are_not() {
+        let throttled = BackendError::Throttled {
+            service: "dynamodb",
+            message: "slow down".into(),
+        };
+        let refused = BackendError::Refused {
+            service: "dynamodb",
+            reason: "AccessDenied".into(),
+        };
+        assert!(throttled.is_retryable());
+        assert!(!refused.is_retryable());
+        assert!(!BackendError::ConditionFailed.is_retryable());
+        let unavailable = |source| RuntimeError::TableUnavailable {
+            table: "t".into(),
+            source,
+        };
+        assert!(unavailable(throttled).is_retryable());
+        assert!(!unavailable(refused).is_retryable());
+        assert!(!RuntimeError::Stopped.is_retryable());
+        let schema = RuntimeError::Table {
+            table: "t".into(),
+            reason: "exists with key schema []".into(),
+        };
+        assert!(!schema.is_retryable());
+    }
 }

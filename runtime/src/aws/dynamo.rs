@@ -11,7 +11,7 @@ use super::expr;
 use super::sdk_error::sdk_error;
 use crate::backend::{Page, Store};
 use crate::error::{BackendError, RuntimeError};
-use aws_sdk_dynamodb::error::{BuildError, DisplayErrorContext};
+use aws_sdk_dynamodb::error::{BuildError, ProvideErrorMetadata};
 use aws_sdk_dynamodb::operation::describe_table::DescribeTableOutput;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
@@ -171,9 +171,10 @@ pub enum Billing {
 /// Creates the coordination table if it is missing (pk/sk strings, TTL on `ttl`) and waits
 /// until it is active; an existing table must have exactly that key schema.
 pub async fn ensure_table(aws: &AwsBackend, billing: Billing) -> Result<(), RuntimeError> {
-    let unavailable = |reason: String| RuntimeError::Table {
-        table: aws.table.clone(),
-        reason,
+    let table = || aws.table.clone();
+    let unavailable = |source| RuntimeError::TableUnavailable {
+        table: table(),
+        source,
     };
     let described = aws
         .dynamo
@@ -182,16 +183,40 @@ pub async fn ensure_table(aws: &AwsBackend, billing: Billing) -> Result<(), Runt
         .send()
         .await;
     match described {
-        Ok(d) => check_key_schema(&d).map_err(unavailable)?,
+        Ok(d) => check_key_schema(&d).map_err(|reason| RuntimeError::Table {
+            table: table(),
+            reason,
+        })?,
         Err(e)
             if e.as_service_error()
                 .is_some_and(|s| s.is_resource_not_found_exception()) =>
         {
             create_table(aws, billing).await.map_err(unavailable)?;
         }
-        Err(e) => return Err(unavailable(DisplayErrorContext(e).to_string())),
+        Err(e) => return Err(unavailable(management_error(&e))),
     }
     enable_ttl_once_active(aws).await.map_err(unavailable)
+}
+
+/// A table-management call's error as a backend error (throttles told apart by their code).
+fn management_error<E>(e: &aws_sdk_dynamodb::error::SdkError<E>) -> BackendError
+where
+    E: std::error::Error + ProvideErrorMetadata + 'static,
+{
+    sdk_error("dynamodb", e, |s| {
+        matches!(
+            s.code(),
+            Some("ThrottlingException" | "LimitExceededException" | "RequestLimitExceeded")
+        )
+    })
+}
+
+/// A request that could not be built: a bug or a bad argument, never worth retrying.
+fn unbuildable(e: BuildError) -> BackendError {
+    BackendError::Refused {
+        service: "dynamodb",
+        reason: e.to_string(),
+    }
 }
 
 /// Why an existing table cannot serve as the coordination table: its key schema is not pk
@@ -246,8 +271,8 @@ fn key_definitions() -> Result<(Vec<AttributeDefinition>, Vec<KeySchemaElement>)
 
 /// Creates the coordination table billed as `billing`; one that another instance created
 /// first does as well.
-async fn create_table(aws: &AwsBackend, billing: Billing) -> Result<(), String> {
-    let (attrs, keys) = key_definitions().map_err(|e| e.to_string())?;
+async fn create_table(aws: &AwsBackend, billing: Billing) -> Result<(), BackendError> {
+    let (attrs, keys) = key_definitions().map_err(unbuildable)?;
     let mut create = aws
         .dynamo
         .create_table()
@@ -261,7 +286,7 @@ async fn create_table(aws: &AwsBackend, billing: Billing) -> Result<(), String> 
                 .read_capacity_units(read)
                 .write_capacity_units(write)
                 .build()
-                .map_err(|e| e.to_string())?;
+                .map_err(unbuildable)?;
             create
                 .billing_mode(BillingMode::Provisioned)
                 .provisioned_throughput(throughput)
@@ -276,13 +301,13 @@ async fn create_table(aws: &AwsBackend, billing: Billing) -> Result<(), String> 
         {
             Ok(())
         }
-        Err(e) => Err(DisplayErrorContext(e).to_string()),
+        Err(e) => Err(management_error(&e)),
     }
 }
 
 /// Waits until the table is active (for up to 60 s), then makes sure TTL is on, so expired
 /// records go.
-async fn enable_ttl_once_active(aws: &AwsBackend) -> Result<(), String> {
+async fn enable_ttl_once_active(aws: &AwsBackend) -> Result<(), BackendError> {
     for _ in 0..300 {
         let d = aws
             .dynamo
@@ -290,13 +315,13 @@ async fn enable_ttl_once_active(aws: &AwsBackend) -> Result<(), String> {
             .table_name(&aws.table)
             .send()
             .await
-            .map_err(|e| DisplayErrorContext(e).to_string())?;
+            .map_err(|e| management_error(&e))?;
         if d.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) {
             let spec = TimeToLiveSpecification::builder()
                 .attribute_name(TTL)
                 .enabled(true)
                 .build()
-                .map_err(|e| e.to_string())?;
+                .map_err(unbuildable)?;
             // Already enabled is an error on AWS; either way TTL is on afterwards.
             let _ = aws
                 .dynamo
@@ -309,7 +334,10 @@ async fn enable_ttl_once_active(aws: &AwsBackend) -> Result<(), String> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    Err("did not become active within 60 s".to_owned())
+    Err(BackendError::Unknown {
+        service: "dynamodb",
+        reason: "the table did not become active within 60 s".to_owned(),
+    })
 }
 
 #[cfg(test)]
