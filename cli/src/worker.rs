@@ -79,8 +79,8 @@ pub struct WorkerArgs {
     #[arg(long, conflicts_with = "exec", required_unless_present = "exec")]
     print: bool,
     /// Run this shell command per message: the body on stdin; SQS_MESSAGE_ID, SQS_QUEUE_URL,
-    /// SQS_RECEIVE_COUNT and SQS_ATTR_ plus each attribute name in the environment; exit 0
-    /// means success.
+    /// SQS_RECEIVE_COUNT and SQS_ATTR_ plus each string or number attribute's name in the
+    /// environment; exit 0 means success.
     #[arg(long, value_name = "CMD")]
     exec: Option<String>,
 }
@@ -198,7 +198,12 @@ async fn exec(cmd: String, m: Message) -> Result<(), HandlerError> {
         .env("SQS_QUEUE_URL", m.queue.as_str())
         .env("SQS_RECEIVE_COUNT", m.receive_count.to_string())
         .stdin(std::process::Stdio::piped());
-    for (k, v) in &m.attributes {
+    // String and number attributes; a binary one has no text to put in the environment.
+    for (k, v) in m
+        .attributes
+        .iter()
+        .filter_map(|(k, v)| Some((k, v.as_str()?)))
+    {
         let name: String = k
             .chars()
             .map(|c| {

@@ -7,7 +7,7 @@ use sqsbalancer_core::QueueId;
 use sqsbalancer_core::table::{Item, Key, TableQuery, TableWrite};
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// One page of a Query.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -56,7 +56,7 @@ pub trait QueueList: Send + Sync + 'static {
     ) -> impl Future<Output = Result<QueuePage, BackendError>> + Send;
 }
 
-/// One message as received.
+/// One message as received, with everything SQS returned about it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Message {
     /// The queue it came from.
@@ -69,10 +69,91 @@ pub struct Message {
     pub body: String,
     /// ApproximateReceiveCount, this receive included.
     pub receive_count: u32,
-    /// Message attributes (string values), as asked for.
-    pub attributes: BTreeMap<String, String>,
+    /// Message attributes, typed as they were sent, by name (those asked for).
+    pub attributes: BTreeMap<String, AttributeValue>,
+    /// System attributes as SQS returned them, by name: `SentTimestamp`,
+    /// `ApproximateFirstReceiveTimestamp`, `SenderId`, `AWSTraceHeader`,
+    /// `MessageDeduplicationId`, `SequenceNumber` and the rest (all are asked for).
+    pub system: BTreeMap<String, String>,
     /// FIFO queues: the MessageGroupId.
     pub group: Option<String>,
+}
+
+impl Message {
+    /// The text of string or number attribute `name`.
+    pub fn attribute(&self, name: &str) -> Option<&str> {
+        self.attributes.get(name)?.as_str()
+    }
+
+    /// System attribute `name` as SQS returned it.
+    pub fn system_attribute(&self, name: &str) -> Option<&str> {
+        self.system.get(name).map(String::as_str)
+    }
+
+    /// When SQS accepted the message (`SentTimestamp`).
+    pub fn sent_at(&self) -> Option<SystemTime> {
+        self.timestamp("SentTimestamp")
+    }
+
+    /// When the message was first received (`ApproximateFirstReceiveTimestamp`).
+    pub fn first_received_at(&self) -> Option<SystemTime> {
+        self.timestamp("ApproximateFirstReceiveTimestamp")
+    }
+
+    /// The X-Ray trace header the sender attached (`AWSTraceHeader`).
+    pub fn trace_header(&self) -> Option<&str> {
+        self.system_attribute("AWSTraceHeader")
+    }
+
+    /// System attribute `name` read as epoch milliseconds.
+    fn timestamp(&self, name: &str) -> Option<SystemTime> {
+        let ms: u64 = self.system_attribute(name)?.parse().ok()?;
+        SystemTime::UNIX_EPOCH.checked_add(Duration::from_millis(ms))
+    }
+}
+
+/// One message attribute, as SQS holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttributeValue {
+    /// `String`, `Number` or `Binary`, with any custom suffix as sent (`Number.float`).
+    pub data_type: String,
+    /// The value.
+    pub value: AttributeData,
+}
+
+/// The value of a message attribute.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AttributeData {
+    /// A `String` or `Number` attribute's text.
+    Text(String),
+    /// A `Binary` attribute's bytes.
+    Binary(Vec<u8>),
+}
+
+impl AttributeValue {
+    /// A `String` attribute.
+    pub fn string(value: impl Into<String>) -> AttributeValue {
+        AttributeValue {
+            data_type: "String".to_owned(),
+            value: AttributeData::Text(value.into()),
+        }
+    }
+
+    /// The text of a `String` or `Number` attribute.
+    pub fn as_str(&self) -> Option<&str> {
+        match &self.value {
+            AttributeData::Text(t) => Some(t),
+            AttributeData::Binary(_) => None,
+        }
+    }
+
+    /// The bytes of a `Binary` attribute.
+    pub fn as_bytes(&self) -> Option<&[u8]> {
+        match &self.value {
+            AttributeData::Binary(b) => Some(b),
+            AttributeData::Text(_) => None,
+        }
+    }
 }
 
 /// One ReceiveMessage call, planned against the self-fence ([`crate::ReceivePlan`]).
@@ -120,4 +201,45 @@ pub trait Sqs: Send + Sync + 'static {
         queue: QueueId,
         entries: Vec<(String, u32)>,
     ) -> impl Future<Output = Result<Vec<Result<(), String>>, BackendError>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_reads_its_typed_and_system_attributes() {
+        let mut m = Message {
+            queue: QueueId::new("https://sqs.local/1/q").unwrap(),
+            message_id: "m".into(),
+            receipt: "r".into(),
+            body: String::new(),
+            receive_count: 1,
+            attributes: BTreeMap::new(),
+            system: BTreeMap::new(),
+            group: None,
+        };
+        m.attributes
+            .insert("kind".into(), AttributeValue::string("order"));
+        let blob = AttributeValue {
+            data_type: "Binary.gzip".into(),
+            value: AttributeData::Binary(vec![0x1f, 0x8b]),
+        };
+        m.attributes.insert("payload".into(), blob);
+        m.system
+            .insert("SentTimestamp".into(), "1700000000123".into());
+        m.system
+            .insert("AWSTraceHeader".into(), "Root=1-5e1b-abc".into());
+        assert_eq!(m.attribute("kind"), Some("order"));
+        assert_eq!(
+            m.attribute("payload"),
+            None,
+            "a binary attribute has no text"
+        );
+        assert_eq!(m.attributes["payload"].as_bytes(), Some(&[0x1f, 0x8b][..]));
+        let sent = SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+        assert_eq!(m.sent_at(), Some(sent));
+        assert_eq!(m.first_received_at(), None);
+        assert_eq!(m.trace_header(), Some("Root=1-5e1b-abc"));
+    }
 }

@@ -30,7 +30,9 @@ pub mod status;
 mod telemetry;
 pub mod timeouts;
 
-pub use backend::{Message, Page, QueueList, QueuePage, Receive, Sqs, Store};
+pub use backend::{
+    AttributeData, AttributeValue, Message, Page, QueueList, QueuePage, Receive, Sqs, Store,
+};
 pub use balancer::{Balancer, Running};
 pub use driver::{Driver, DriverHandle, PlaneCommand};
 pub use error::{BackendError, RuntimeError};

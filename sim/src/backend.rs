@@ -12,7 +12,10 @@ use crate::fake::{
 };
 use sqsbalancer_core::table::{Item, Key, TableQuery, TableWrite};
 use sqsbalancer_core::{Millis, QueueId};
-use sqsbalancer_runtime::{BackendError, Message, Page, QueueList, QueuePage, Receive, Sqs, Store};
+use sqsbalancer_runtime::{
+    AttributeValue, BackendError, Message, Page, QueueList, QueuePage, Receive, Sqs, Store,
+};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -157,14 +160,27 @@ pub(crate) fn sqs_error(e: SqsError) -> BackendError {
     }
 }
 
+/// A message the fake returned, as the runtime's [`Message`]. The fake keeps string
+/// attributes only, and of the system attributes the receive count and the group.
 pub(crate) fn message(queue: &QueueId, r: Received) -> Message {
+    let mut system = BTreeMap::new();
+    system.insert(
+        "ApproximateReceiveCount".to_owned(),
+        r.receive_count.to_string(),
+    );
+    if let Some(g) = &r.group {
+        system.insert("MessageGroupId".to_owned(), g.clone());
+    }
     Message {
         queue: queue.clone(),
         message_id: r.message_id,
         receipt: r.receipt,
         body: r.body,
         receive_count: r.receive_count,
-        attributes: r.attributes,
+        attributes: (r.attributes.into_iter())
+            .map(|(k, v)| (k, AttributeValue::string(v)))
+            .collect(),
+        system,
         group: r.group,
     }
 }

@@ -8,13 +8,14 @@
 use super::backend::AwsBackend;
 use super::client;
 use super::sdk_error::sdk_error;
-use crate::backend::{Message, QueueList, QueuePage, Receive, Sqs};
+use crate::backend::{AttributeData, AttributeValue, Message, QueueList, QueuePage, Receive, Sqs};
 use crate::error::BackendError;
 use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
     MessageSystemAttributeName,
 };
 use sqsbalancer_core::QueueId;
+use std::collections::BTreeMap;
 use std::future::Future;
 
 /// The error codes SQS answers a missing queue with: the JSON protocol's error type, and the
@@ -89,8 +90,7 @@ impl Sqs for AwsBackend {
                 .visibility_timeout(request.visibility_secs as i32)
                 .wait_time_seconds(request.wait.as_secs().min(20) as i32)
                 .set_message_attribute_names(Some(request.attribute_names.clone()))
-                .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
-                .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
+                .message_system_attribute_names(MessageSystemAttributeName::All)
                 .customize()
                 .config_override(client::receive_override(&request))
                 .interceptor(client::SendBy(request.send_by))
@@ -107,35 +107,7 @@ impl Sqs for AwsBackend {
             Ok(out
                 .messages()
                 .iter()
-                .map(|m| {
-                    let system = m.attributes();
-                    let count = system
-                        .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
-                        .and_then(|c| c.parse().ok())
-                        .unwrap_or(1);
-                    let group = system
-                        .and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId))
-                        .cloned();
-                    let attributes = m
-                        .message_attributes()
-                        .map(|a| {
-                            a.iter()
-                                .filter_map(|(k, v)| {
-                                    Some((k.clone(), v.string_value()?.to_owned()))
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    Message {
-                        queue: request.queue.clone(),
-                        message_id: m.message_id().unwrap_or_default().to_owned(),
-                        receipt: m.receipt_handle().unwrap_or_default().to_owned(),
-                        body: m.body().unwrap_or_default().to_owned(),
-                        receive_count: count,
-                        attributes,
-                        group,
-                    }
-                })
+                .map(|m| message_of(&request.queue, m))
                 .collect())
         }
     }
@@ -219,6 +191,53 @@ fn entry_results(
         }
     }
     results
+}
+
+/// A received SDK message as the data plane's [`Message`]: every system attribute SQS returned,
+/// and every message attribute with its data type (binary values as bytes).
+fn message_of(queue: &QueueId, m: &aws_sdk_sqs::types::Message) -> Message {
+    let system: BTreeMap<String, String> = m
+        .attributes()
+        .map(|a| {
+            a.iter()
+                .map(|(k, v)| (k.as_str().to_owned(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let attributes = m
+        .message_attributes()
+        .map(|a| {
+            a.iter()
+                .filter_map(|(k, v)| Some((k.clone(), attribute_of(v)?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    Message {
+        queue: queue.clone(),
+        message_id: m.message_id().unwrap_or_default().to_owned(),
+        receipt: m.receipt_handle().unwrap_or_default().to_owned(),
+        body: m.body().unwrap_or_default().to_owned(),
+        receive_count: system
+            .get("ApproximateReceiveCount")
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(1),
+        group: system.get("MessageGroupId").cloned(),
+        attributes,
+        system,
+    }
+}
+
+/// One SDK message attribute, typed; `None` for one with no value.
+fn attribute_of(v: &aws_sdk_sqs::types::MessageAttributeValue) -> Option<AttributeValue> {
+    let value = match (v.string_value(), v.binary_value()) {
+        (Some(text), _) => AttributeData::Text(text.to_owned()),
+        (None, Some(blob)) => AttributeData::Binary(blob.as_ref().to_vec()),
+        (None, None) => return None,
+    };
+    Some(AttributeValue {
+        data_type: v.data_type().to_owned(),
+        value,
+    })
 }
 
 #[cfg(test)]

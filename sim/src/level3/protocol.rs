@@ -16,6 +16,7 @@
 //! so they are sorted back by that number), and whether a parenthesized group of one part was
 //! an `AND` or an `OR` (it is read as `AND`; both mean the same).
 
+use aws_smithy_types::base64;
 use md5::{Digest, Md5};
 use serde_json::{Map, Value as Json, json};
 use sqsbalancer_core::QueueId;
@@ -23,7 +24,9 @@ use sqsbalancer_core::table::{
     CAPACITY, Cond, ENDED, EPOCH, HEARTBEAT, INBOX, INCARNATION, Item, Key, OWNER_ID, OWNER_INC,
     PK, RETIRED, SK, STATUS, TTL, TableQuery, TableWrite, Update, Value,
 };
-use sqsbalancer_runtime::{BackendError, Message, Page, QueuePage, Receive};
+use sqsbalancer_runtime::{
+    AttributeData, AttributeValue, BackendError, Message, Page, QueuePage, Receive,
+};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -1480,7 +1483,13 @@ fn message_json(m: &Message, system: &[String]) -> Json {
         o.insert("MD5OfMessageAttributes".into(), json!(md5));
         let mut ma = Map::new();
         for (k, v) in &m.attributes {
-            ma.insert(k.clone(), json!({ "StringValue": v, "DataType": "String" }));
+            let value = match &v.value {
+                AttributeData::Text(t) => json!({ "StringValue": t, "DataType": v.data_type }),
+                AttributeData::Binary(b) => {
+                    json!({ "BinaryValue": base64::encode(b), "DataType": v.data_type })
+                }
+            };
+            ma.insert(k.clone(), value);
         }
         o.insert("MessageAttributes".into(), Json::Object(ma));
     }
@@ -1578,11 +1587,10 @@ pub fn md5_hex(bytes: &[u8]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// SQS's `MD5OfMessageAttributes` of string attributes: per attribute in name order, the
-/// 4-byte big-endian length and bytes of the name, of the data type (`String`), the
-/// transport type byte 1 (string), and the length and bytes of the value. `None` without
-/// attributes.
-pub fn md5_of_message_attributes(attributes: &BTreeMap<String, String>) -> Option<String> {
+/// SQS's `MD5OfMessageAttributes`: per attribute in name order, the 4-byte big-endian length
+/// and bytes of the name, of the data type, the transport type byte (1 for string and number
+/// values, 2 for binary), and the length and bytes of the value. `None` without attributes.
+pub fn md5_of_message_attributes(attributes: &BTreeMap<String, AttributeValue>) -> Option<String> {
     if attributes.is_empty() {
         return None;
     }
@@ -1593,9 +1601,13 @@ pub fn md5_of_message_attributes(attributes: &BTreeMap<String, String>) -> Optio
     let mut buf = Vec::new();
     for (name, value) in attributes {
         field(&mut buf, name.as_bytes());
-        field(&mut buf, b"String");
-        buf.push(1);
-        field(&mut buf, value.as_bytes());
+        field(&mut buf, value.data_type.as_bytes());
+        let (transport, bytes) = match &value.value {
+            AttributeData::Text(t) => (1, t.as_bytes()),
+            AttributeData::Binary(b) => (2, b.as_slice()),
+        };
+        buf.push(transport);
+        field(&mut buf, bytes);
     }
     Some(md5_hex(&buf))
 }
@@ -1962,7 +1974,11 @@ mod tests {
             receive_count: n,
             attributes: attributes
                 .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .map(|(k, v)| ((*k).to_owned(), AttributeValue::string(*v)))
+                .collect(),
+            system: [("ApproximateReceiveCount".to_owned(), n.to_string())]
+                .into_iter()
+                .chain(group.map(|g| ("MessageGroupId".to_owned(), g.to_owned())))
                 .collect(),
             group: group.map(str::to_owned),
         }
@@ -1970,10 +1986,18 @@ mod tests {
 
     #[tokio::test]
     async fn receives_and_their_messages_round_trip() {
-        let messages = vec![
-            message(1, Some("g-1"), &[("trace", "t-1"), ("a", "")]),
-            message(2, None, &[]),
-        ];
+        let mut typed = message(1, Some("g-1"), &[("trace", "t-1"), ("a", "")]);
+        let blob = AttributeValue {
+            data_type: "Binary.gzip".into(),
+            value: AttributeData::Binary(vec![0x1f, 0x8b, 0, 255]),
+        };
+        typed.attributes.insert("blob".into(), blob);
+        let count = AttributeValue {
+            data_type: "Number".into(),
+            value: AttributeData::Text("12.5".into()),
+        };
+        typed.attributes.insert("count".into(), count);
+        let messages = vec![typed, message(2, None, &[])];
         let answer = messages.clone();
         let l = Loopback::new(move |call| encode(call, Ok(Outcome::Messages(answer.clone()))));
         let aws = l.backend();
@@ -1983,7 +2007,7 @@ mod tests {
             max: 7,
             visibility_secs: 45,
             wait: Duration::from_secs(3),
-            attribute_names: vec!["trace".into(), "a".into()],
+            attribute_names: vec!["trace".into(), "a".into(), "blob".into(), "count".into()],
             send_by: now + Duration::from_secs(60),
             attempt_timeout: Duration::from_secs(10),
         };
@@ -2005,10 +2029,7 @@ mod tests {
             request
         );
         assert!(receive.send_by >= now + FAR);
-        assert_eq!(
-            system_attributes,
-            vec!["ApproximateReceiveCount", "MessageGroupId"]
-        );
+        assert_eq!(system_attributes, vec!["All"]);
         // The answer carries both checksums; an empty receive is an empty object.
         let a = encode(&l.last(), Ok(Outcome::Messages(messages.clone())));
         let v: Json = serde_json::from_str(&a.body).unwrap();
