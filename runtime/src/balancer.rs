@@ -109,6 +109,7 @@ impl<B: Store + QueueList + Sqs> Balancer<B> {
     }
 
     fn run<C: Consumer>(self, consumer: C) -> Result<Running, RuntimeError> {
+        let instance_id = self.instance_id().to_owned();
         let settings = self.settings;
         let shutdown_timeout = self.cfg.shutdown_timeout;
         let (driver, handle, commands) = Driver::new(
@@ -132,6 +133,7 @@ impl<B: Store + QueueList + Sqs> Balancer<B> {
             plane,
             shutdown_timeout,
             counters,
+            instance_id,
         })
     }
 }
@@ -146,6 +148,8 @@ pub struct Running {
     plane: JoinHandle<()>,
     shutdown_timeout: Duration,
     counters: Arc<Counters>,
+    /// This instance's id.
+    instance_id: String,
 }
 
 impl Running {
@@ -154,17 +158,25 @@ impl Running {
         self.handle.receiving().into_keys().collect()
     }
 
-    /// Message totals since start, the queues owned and the phase.
+    /// Message totals since start, the workers and work queue now, the queues owned, the
+    /// fleet's size and the phase.
     pub fn stats(&self) -> Stats {
         let t = self.counters.totals();
+        let queues = self.active_queues();
         Stats {
+            instance_id: self.instance_id.clone(),
+            processed: t.succeeded + t.failed,
             received: t.received,
             succeeded: t.succeeded,
             failed: t.failed,
             released: t.released,
             fenced_out: t.fenced_out,
             in_handlers: t.handling,
-            owned_queues: self.handle.receiving().len(),
+            busy_workers: t.busy,
+            work_queue_depth: t.waiting,
+            owned_queues: queues.len(),
+            queues,
+            instances: self.handle.members(),
             phase: self.handle.phase(),
         }
     }

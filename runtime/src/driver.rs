@@ -11,12 +11,13 @@ use crate::clock;
 use crate::error::RuntimeError;
 use crate::execute;
 use crate::observed::Observed;
-use crate::status::{Health, HealthTracker};
+use crate::status::{Fleet, Health, HealthTracker};
 use crate::timeouts::Timeouts;
 use sqsbalancer_core::{Config, Effect, Input, Millis, Node, OpId, Outcome, Phase, QueueId};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Duration, Instant};
 
@@ -53,12 +54,28 @@ pub struct DriverHandle {
     phase: watch::Receiver<Phase>,
     receiving: watch::Receiver<BTreeMap<QueueId, u64>>,
     health: Arc<HealthTracker>,
+    /// The live instances the node divides the queues among, as of its last input.
+    members: Arc<AtomicUsize>,
+    /// The configured worker pool size.
+    workers: usize,
 }
 
 impl DriverHandle {
-    /// Whether the instance is running and reaching its coordination table.
+    /// Whether the instance is running and reaching its coordination table, with the fleet
+    /// and queue counts it sees.
     pub fn health(&self) -> Health {
-        self.health.health(self.phase())
+        let fleet = Fleet {
+            instances: self.members(),
+            queues: self.receiving.borrow().len(),
+            workers: self.workers,
+        };
+        self.health.health(self.phase(), fleet)
+    }
+
+    /// The number of live instances the queues are divided among (this one included while
+    /// running), as the node last saw them.
+    pub fn members(&self) -> usize {
+        self.members.load(Ordering::Relaxed)
     }
 
     /// Passes a data-plane report ([`Input::ReceivingStopped`], [`Input::QueueGone`],
@@ -110,6 +127,8 @@ pub struct Driver<S, L> {
     plane: mpsc::UnboundedSender<PlaneCommand>,
     phase: watch::Sender<Phase>,
     receiving: watch::Sender<BTreeMap<QueueId, u64>>,
+    /// Where the node's member count is published for the handle.
+    members: Arc<AtomicUsize>,
     /// What reads and deadlines tell about the instance's health.
     health: Arc<HealthTracker>,
     /// The deadline of every effect.
@@ -129,6 +148,8 @@ impl<S: Store, L: QueueList> Driver<S, L> {
     pub fn new(cfg: Config, store: Arc<S>, queues: Arc<L>) -> Result<Started<S, L>, RuntimeError> {
         let application = cfg.application_name.clone();
         let cfg_heartbeat_timeout = cfg.heartbeat_timeout;
+        let workers = cfg.worker_pool_size;
+        let members = Arc::new(AtomicUsize::new(0));
         let timeouts = Timeouts::of(&cfg);
         let node = Node::new(cfg, Millis::ZERO)?;
         let (inputs_tx, inputs) = mpsc::unbounded_channel();
@@ -149,6 +170,7 @@ impl<S: Store, L: QueueList> Driver<S, L> {
             plane,
             phase,
             receiving,
+            members: Arc::clone(&members),
             health: Arc::clone(&health),
             timeouts,
         };
@@ -157,6 +179,8 @@ impl<S: Store, L: QueueList> Driver<S, L> {
             phase: phase_rx,
             receiving: receiving_rx,
             health,
+            members,
+            workers,
         };
         Ok((driver, handle, plane_rx))
     }
@@ -244,6 +268,7 @@ impl<S: Store, L: QueueList> Driver<S, L> {
                 }
             }
         }
+        self.members.store(self.node.members(), Ordering::Relaxed);
         let receiving: BTreeMap<QueueId, u64> = self.node.receiving().into_iter().collect();
         self.receiving.send_if_modified(|r| {
             let changed = *r != receiving;

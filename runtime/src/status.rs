@@ -2,7 +2,7 @@
 //! [`Health`] (whether it reads its coordination table, and the last error if not).
 
 use crate::error::BackendError;
-use sqsbalancer_core::{Phase, Reply, Unreadable};
+use sqsbalancer_core::{Phase, QueueId, Reply, Unreadable};
 use std::sync::Mutex;
 use tokio::time::{Duration, Instant};
 
@@ -10,6 +10,10 @@ use tokio::time::{Duration, Instant};
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
+    /// This instance's id.
+    pub instance_id: String,
+    /// Messages handled to an outcome: `succeeded` + `failed`.
+    pub processed: u64,
     /// Messages received from SQS.
     pub received: u64,
     /// Messages whose handler succeeded (deleted, or being deleted).
@@ -23,8 +27,16 @@ pub struct Stats {
     pub fenced_out: u64,
     /// Messages in the handler now.
     pub in_handlers: u64,
+    /// Workers running a handler now (a batch handler holds one worker for its batch).
+    pub busy_workers: u64,
+    /// Messages received and waiting for a worker: the work queue's depth.
+    pub work_queue_depth: u64,
     /// Queues this instance receives from now.
     pub owned_queues: usize,
+    /// Those queues.
+    pub queues: Vec<QueueId>,
+    /// Live instances the queues are divided among, this one included while running.
+    pub instances: usize,
     /// The lifecycle phase.
     pub phase: Phase,
 }
@@ -49,6 +61,23 @@ pub struct Health {
     /// Records the last reads could not decode (a later version's, or edited by hand): such
     /// an instance counts as alive and such a queue is left alone until they can be read.
     pub unreadable: Unreadable,
+    /// Live instances the queues are divided among, this one included while running.
+    pub instances: usize,
+    /// Queues this instance receives from now.
+    pub queues: usize,
+    /// The worker pool's size.
+    pub workers: usize,
+}
+
+/// What a health report counts besides the table: the fleet, the queues and the workers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Fleet {
+    /// Live instances the queues are divided among.
+    pub(crate) instances: usize,
+    /// Queues this instance receives from.
+    pub(crate) queues: usize,
+    /// The worker pool's size.
+    pub(crate) workers: usize,
 }
 
 /// Records the outcome of every coordination call, for [`Health`].
@@ -107,8 +136,8 @@ impl HealthTracker {
         self.lock().last_error = Some(e.clone());
     }
 
-    /// The health now, in `phase`.
-    pub(crate) fn health(&self, phase: Phase) -> Health {
+    /// The health now, in `phase`, with the counts of `fleet`.
+    pub(crate) fn health(&self, phase: Phase, fleet: Fleet) -> Health {
         let t = self.lock();
         let now = crate::clock::now();
         let since = t.last_ok.map(|at| now.saturating_duration_since(at));
@@ -126,6 +155,9 @@ impl HealthTracker {
             since_table_read: since_read,
             last_error: t.last_error.clone(),
             unreadable: t.unreadable.clone(),
+            instances: fleet.instances,
+            queues: fleet.queues,
+            workers: fleet.workers,
         }
     }
 }
@@ -144,17 +176,23 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn healthy_only_while_running_reading_and_not_refused() {
         let t = HealthTracker::new(Duration::from_secs(30));
-        assert!(!t.health(Phase::Running).healthy, "never read");
+        assert!(
+            !t.health(Phase::Running, Fleet::default()).healthy,
+            "never read"
+        );
         t.answered();
         t.read_completed(&read());
-        assert!(t.health(Phase::Running).healthy);
-        assert!(!t.health(Phase::Draining).healthy, "not running");
+        assert!(t.health(Phase::Running, Fleet::default()).healthy);
+        assert!(
+            !t.health(Phase::Draining, Fleet::default()).healthy,
+            "not running"
+        );
         t.failed(&BackendError::Unknown {
             service: "dynamodb",
             reason: "timeout".into(),
         });
         assert!(
-            t.health(Phase::Running).healthy,
+            t.health(Phase::Running, Fleet::default()).healthy,
             "one timeout is not an outage"
         );
         // Heartbeats keep being answered, but no read completes (one hung Query): an instance
@@ -163,18 +201,18 @@ mod tests {
             tokio::time::advance(Duration::from_secs(10)).await;
             t.answered();
         }
-        let h = t.health(Phase::Running);
+        let h = t.health(Phase::Running, Fleet::default());
         assert!(!h.healthy, "no read within the heartbeat timeout");
         assert!(h.since_table_answered < Some(Duration::from_secs(1)));
         assert!(h.last_error.is_none());
         t.read_completed(&read());
-        assert!(t.health(Phase::Running).healthy);
+        assert!(t.health(Phase::Running, Fleet::default()).healthy);
         t.failed(&BackendError::Refused {
             service: "dynamodb",
             reason: "AccessDenied".into(),
         });
         assert!(
-            !t.health(Phase::Running).healthy,
+            !t.health(Phase::Running, Fleet::default()).healthy,
             "refused: credentials or permissions"
         );
     }
@@ -194,7 +232,7 @@ mod tests {
         });
         // A members read speaks for the instances only.
         t.read_completed(&read());
-        let h = t.health(Phase::Running);
+        let h = t.health(Phase::Running, Fleet::default());
         assert!(h.unreadable.instances.is_empty());
         assert_eq!(h.unreadable.queues, vec![q]);
     }

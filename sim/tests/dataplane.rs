@@ -432,3 +432,57 @@ async fn a_stop_past_its_timeout_abandons_running_handlers_and_releases_their_me
     assert!(read(&finished).is_empty(), "an abandoned handler ran on");
     assert_eq!(backlog(&fakes, &urls), 5);
 }
+
+#[tokio::test(start_paused = true)]
+async fn stats_and_health_count_the_fleet_the_workers_and_the_work_queue() {
+    let (fakes, urls) = fakes_with_queues(4);
+    for url in &urls {
+        for i in 0..5 {
+            send(&fakes, url, &format!("m{i}"));
+        }
+    }
+    let release = Arc::new(tokio::sync::Notify::new());
+    let start = |name: &str| {
+        let mut c = cfg(name);
+        c.worker_pool_size = 1;
+        let wait = Arc::clone(&release);
+        let handler = move |_m: Message| {
+            let wait = Arc::clone(&wait);
+            async move {
+                wait.notified().await;
+                Ok::<(), HandlerError>(())
+            }
+        };
+        let balancer = Balancer::new(c, backend(&fakes, name)).expect("valid");
+        balancer.start(handler).expect("started")
+    };
+    let (a, b) = (start("a"), start("b"));
+    wait_until(
+        Duration::from_secs(300),
+        "two queues each, a's worker busy",
+        || {
+            let s = a.stats();
+            let settled = s.owned_queues == 2 && b.stats().owned_queues == 2 && s.instances == 2;
+            settled && s.busy_workers == 1 && s.work_queue_depth > 0
+        },
+    )
+    .await;
+    let s = a.stats();
+    assert_eq!(s.instance_id, "a");
+    assert_eq!(s.queues, a.active_queues());
+    assert_eq!(s.processed, s.succeeded + s.failed);
+    assert_eq!(s.in_handlers, 1, "one worker, one message at a time");
+    let h = a.health();
+    assert_eq!((h.instances, h.queues, h.workers), (2, 2, 1), "{h:?}");
+    // Let every handler finish: the work queue empties and the processed count catches up.
+    wait_until(Duration::from_secs(600), "every message handled", || {
+        release.notify_waiters();
+        backlog(&fakes, &urls) == 0
+    })
+    .await;
+    let s = a.stats();
+    assert_eq!((s.work_queue_depth, s.busy_workers), (0, 0), "{s:?}");
+    assert_eq!(s.processed + b.stats().processed, 20);
+    a.stop().await.expect("a clean stop");
+    b.stop().await.expect("a clean stop");
+}

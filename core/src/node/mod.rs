@@ -302,6 +302,12 @@ impl Node {
         self.view.len()
     }
 
+    /// The number of live instances the queues are divided among, as this node last saw them
+    /// (itself included while running).
+    pub fn members(&self) -> usize {
+        self.target.members.len()
+    }
+
     /// The incarnation of the current life.
     fn incarnation(&self) -> Option<u64> {
         self.life.map(|l| l.incarnation)

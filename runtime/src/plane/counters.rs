@@ -13,6 +13,10 @@ pub(crate) struct Counters {
     released: AtomicU64,
     fenced_out: AtomicU64,
     handling: AtomicU64,
+    /// Messages received and waiting for a worker.
+    waiting: AtomicU64,
+    /// Handler calls running: the workers busy.
+    busy: AtomicU64,
 }
 
 /// A snapshot of [`Counters`].
@@ -24,6 +28,8 @@ pub(crate) struct Totals {
     pub(crate) released: u64,
     pub(crate) fenced_out: u64,
     pub(crate) handling: u64,
+    pub(crate) waiting: u64,
+    pub(crate) busy: u64,
 }
 
 impl Counters {
@@ -53,13 +59,26 @@ impl Counters {
     }
 
     pub(crate) fn handler_started(&self, n: usize) {
+        self.busy.fetch_add(1, Ordering::Relaxed);
         let now = self.handling.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
         crate::telemetry::in_flight(now);
     }
 
     pub(crate) fn handler_finished(&self, n: usize) {
+        self.busy.fetch_sub(1, Ordering::Relaxed);
         let now = self.handling.fetch_sub(n as u64, Ordering::Relaxed) - n as u64;
         crate::telemetry::in_flight(now);
+    }
+
+    /// `n` messages were queued for the workers (counted before the send, so a worker that
+    /// takes them at once never counts below zero).
+    pub(crate) fn queued(&self, n: usize) {
+        self.waiting.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// `n` queued messages were taken by a worker, or never got into the queue.
+    pub(crate) fn dequeued(&self, n: usize) {
+        self.waiting.fetch_sub(n as u64, Ordering::Relaxed);
     }
 
     pub(crate) fn totals(&self) -> Totals {
@@ -70,6 +89,8 @@ impl Counters {
             released: self.released.load(Ordering::Relaxed),
             fenced_out: self.fenced_out.load(Ordering::Relaxed),
             handling: self.handling.load(Ordering::Relaxed),
+            waiting: self.waiting.load(Ordering::Relaxed),
+            busy: self.busy.load(Ordering::Relaxed),
         }
     }
 }

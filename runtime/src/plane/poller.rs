@@ -309,7 +309,10 @@ fn hand_over<Q, C: Consumer>(
             permits: job_permits,
             origin: Arc::clone(origin),
         };
+        let n = job.messages.len();
+        shared.counters.queued(n);
         if let Err(closed) = shared.jobs.try_send(job) {
+            shared.counters.dequeued(n);
             shared.finished(closed.into_inner().messages.len());
         }
     }

@@ -26,10 +26,12 @@ pub(super) async fn work<Q: Sqs, C: Consumer>(
             () = Phase::reached(&mut phase, Phase::Closed) => break,
         };
         let Ok(job) = job else { return };
+        shared.counters.dequeued(job.messages.len());
         run(&shared, job).await;
     }
     // Closed: what still waits for a worker will not be handled here.
     while let Ok(job) = jobs.try_recv() {
+        shared.counters.dequeued(job.messages.len());
         release(&shared, job.messages, &job.origin);
     }
 }
