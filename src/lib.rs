@@ -51,25 +51,38 @@
 //! Dependencies flow one way: `sqsbalancer-cli` → `sqsbalancer-sim` → `sqsbalancer-runtime`
 //! → `sqsbalancer-core`.
 //!
-//! - [`core`] is the protocol as a pure state machine: `handle(now, input)`, `poll_effect()`,
-//!   `poll_timeout()`. It never reads a clock, does I/O or draws entropy, so the simulator can
-//!   run thousands of seeds of it and replay any one exactly.
-//! - [`runtime`] drives the core on tokio: it executes the core's DynamoDB and ListQueues
-//!   effects through backend traits (AWS SDK in production, in-memory fakes in tests), and runs
-//!   the data plane: a poller per owned queue within the self-fence, permit-based backpressure,
-//!   a worker pool, batched deletes, visibility extension, failure backoff, FIFO group order.
+//! - `sqsbalancer-core` is the protocol as a pure state machine: `handle(now, input)`,
+//!   `poll_effect()`, `poll_timeout()`. It never reads a clock, does I/O or draws entropy, so
+//!   the simulator can run thousands of seeds of it and replay any one exactly.
+//! - `sqsbalancer-runtime` drives the core on tokio: it executes the core's DynamoDB and
+//!   ListQueues effects through the [`backend`] traits (AWS SDK in production, in-memory fakes
+//!   in tests), and runs the data plane: a poller per owned queue within the self-fence,
+//!   permit-based backpressure, a worker pool, batched deletes, visibility extension, failure
+//!   backoff, FIFO group order.
 //! - `sqsbalancer-sim` checks the protocol's invariants under crashes, partitions, throttling,
-//!   clock drift and pauses, at two levels: the core alone, and the whole runtime on turmoil
-//!   hosts. The `sqsbalancer` CLI runs the simulations, a worker, a demo and a status view.
+//!   clock drift and pauses, at three levels: the core alone, the whole runtime on turmoil
+//!   hosts, and the real AWS SDK clients over a simulated wire. The `sqsbalancer` CLI runs the
+//!   simulations, a worker, a demo and a status view.
+//!
+//! This crate is the API a service uses; the crates above are its implementation, and their
+//! internals (the node, the driver, the data plane) are not part of it.
 
-pub use sqsbalancer_core as core;
 pub use sqsbalancer_core::{
-    Assignment, Config, Error, InstanceId, Member, Phase, QueueId, SqsConfig, assign,
+    Assignment, Config, Error, InstanceId, Member, Phase, QueueId, SqsConfig, StopOutcome,
+    Unreadable, assign,
 };
-pub use sqsbalancer_runtime as runtime;
 #[cfg(feature = "aws")]
 pub use sqsbalancer_runtime::aws;
 pub use sqsbalancer_runtime::{
-    BackendError, Balancer, BatchHandler, BatchOutcome, FailureBackoff, Handler, HandlerError,
-    Health, Message, Running, RuntimeError, Stats, StopSignal, Timeouts, shutdown_signal,
+    AttributeData, AttributeValue, BackendError, Balancer, BatchHandler, BatchOutcome,
+    FailureBackoff, Handler, HandlerError, Health, Message, Running, RuntimeError, Stats,
+    StopSignal, Timeouts, instance_id_from_environment, shutdown_signal,
 };
+
+/// The traits a coordination and message backend implements, for a backend other than the
+/// AWS SDK's (the simulator's fakes are one): the table's conditional writes and queries,
+/// queue listing, and the SQS calls of the data plane.
+pub mod backend {
+    pub use sqsbalancer_core::table;
+    pub use sqsbalancer_runtime::{Page, QueueList, QueuePage, Receive, Sqs, Store};
+}

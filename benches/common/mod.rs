@@ -1,7 +1,7 @@
 //! Shared by the benchmarks: deterministic fleets and the consistent-hash ring baseline.
 
-use sqsbalancer::core::hash::hash64;
 use sqsbalancer::{InstanceId, Member, QueueId};
+use sqsbalancer_core::hash::hash64;
 
 /// The instance×queue grid every benchmark and the churn report use.
 pub const GRID: [(usize, usize); 3] = [(10, 1_000), (100, 10_000), (1_000, 100_000)];

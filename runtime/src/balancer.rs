@@ -192,7 +192,8 @@ impl Running {
         self.handle.phase()
     }
 
-    /// The driver's handle, to watch the instance.
+    /// The driver's handle, for the simulator to watch the instance; not part of the API.
+    #[doc(hidden)]
     pub fn handle(&self) -> &DriverHandle {
         &self.handle
     }

@@ -79,6 +79,7 @@ impl Timeouts {
 
     /// A receive planned at `now` against `fence`, waiting at most `wanted`; `None` when the
     /// fence is too close for any call.
+    #[doc(hidden)]
     pub fn plan_receive(
         &self,
         now: Instant,
@@ -94,6 +95,7 @@ impl Timeouts {
     }
 
     /// A receive planned with `left` to go before the fence, waiting at most `wanted`.
+    #[doc(hidden)]
     pub fn plan_within(&self, left: Duration, wanted: Duration) -> Option<RelativePlan> {
         let room = left.checked_sub(self.request_margin)?;
         let wait = Duration::from_secs(room.min(wanted).as_secs());
@@ -107,6 +109,7 @@ impl Timeouts {
     /// The SDK's timeout for the one attempt of a receive with `wait`: it may wait in the
     /// connection pool or connect for the margin, long-poll for `wait`, and answer within
     /// another margin.
+    #[doc(hidden)]
     pub fn receive_attempt(&self, wait: Duration) -> Duration {
         self.request_margin + wait + self.request_margin
     }
