@@ -4,7 +4,7 @@
 //! # Quick start
 //!
 //! ```no_run
-//! use sqsbalancer::aws::{AwsBackend, Billing, ensure_table};
+//! use sqsbalancer::aws::AwsBackend;
 //! use sqsbalancer::{Balancer, Config, HandlerError, Message, shutdown_signal};
 //! use std::sync::Arc;
 //!
@@ -12,10 +12,10 @@
 //! let mut cfg = Config::new("orders", "sqsbalancer"); // application, DynamoDB table
 //! cfg.queue_filter_pattern = Some("^orders-".into());
 //!
-//! // Region and credentials come from the standard AWS chain; the table from `cfg`.
+//! // Region and credentials come from the standard AWS chain; the table from `cfg` (created,
+//! // on demand, when missing).
 //! let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
 //! let aws = AwsBackend::from_sdk_config(&sdk, &cfg);
-//! ensure_table(&aws, Billing::OnDemand).await?;
 //!
 //! let handler = |m: Message| async move {
 //!     println!("{} from {}", m.body, m.queue.name());

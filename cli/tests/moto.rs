@@ -1,5 +1,5 @@
-//! The runtime against a real AWS emulator (moto): three balancers share nine queues evenly,
-//! every message is handled and deleted, a graceful stop hands its queues over, and a
+//! The runtime against a real AWS emulator (moto): three balancers create their missing table
+//! and share nine queues evenly, every message is handled and deleted, a graceful stop hands its queues over, and a
 //! coordination table with the wrong key schema is refused; an aborted instance is failed over
 //! within HeartbeatTimeout + 2 × HeartbeatInterval and a stopped one handed over within one
 //! interval.
@@ -45,9 +45,7 @@ async fn three_balancers_share_nine_queues_and_handle_every_message() {
     let moto = Moto::start();
     let table = "coordination";
     let admin = moto.backend(table).await;
-    ensure_table(&admin, Billing::OnDemand)
-        .await
-        .expect("table");
+    // No table beforehand: the three balancers create it, racing each other to.
     let urls = create_queues(&admin, "orders", 9).await;
     let handled: Arc<Mutex<BTreeSet<String>>> = Arc::default();
     let mut fleet = start_fleet(&moto, table, "orders", &handled).await;

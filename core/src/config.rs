@@ -80,7 +80,7 @@ pub struct Config {
     pub instance_id: Option<String>,
     /// The DynamoDB coordination table. Required; the one source of its name (the AWS backend
     /// built with `AwsBackend::from_sdk_config` takes it from here, and a backend built for
-    /// another table is refused). `ensure_table` creates it when missing.
+    /// another table is refused). The balancer creates it when missing.
     pub dynamodb_table_name: String,
     /// How often this instance renews its heartbeat and reads its peers' (default 10 s).
     pub heartbeat_interval: Duration,

@@ -39,6 +39,13 @@ pub trait Store: Send + Sync + 'static {
         start: Option<Key>,
     ) -> impl Future<Output = Result<Page, BackendError>> + Send;
 
+    /// Makes the store ready for the first write: the AWS backend creates its table when it is
+    /// missing (unless told not to) and checks its key schema. The driver asks again, every
+    /// heartbeat interval, until it succeeds or the balancer is stopped.
+    fn prepare(&self) -> impl Future<Output = Result<(), BackendError>> + Send {
+        std::future::ready(Ok(()))
+    }
+
     /// The name of the table this store writes to, when it has one: the balancer refuses a
     /// configuration that names another (`dynamodb_table_name` is the one source of the name).
     fn table_name(&self) -> Option<&str> {

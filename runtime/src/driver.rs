@@ -13,7 +13,9 @@ use crate::execute;
 use crate::observed::Observed;
 use crate::status::{Fleet, Health, HealthTracker};
 use crate::timeouts::Timeouts;
-use sqsbalancer_core::{Config, Effect, Input, Millis, Node, OpId, Outcome, Phase, QueueId};
+use sqsbalancer_core::{
+    Config, Effect, Input, Millis, Node, OpId, Outcome, Phase, QueueId, StopOutcome,
+};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
@@ -133,6 +135,8 @@ pub struct Driver<S, L> {
     health: Arc<HealthTracker>,
     /// The deadline of every effect.
     timeouts: Timeouts,
+    /// How long to wait before asking a store that is not ready again.
+    retry_prepare: Duration,
 }
 
 /// A new driver, its handle, and the stream of commands for the data plane.
@@ -148,6 +152,7 @@ impl<S: Store, L: QueueList> Driver<S, L> {
     pub fn new(cfg: Config, store: Arc<S>, queues: Arc<L>) -> Result<Started<S, L>, RuntimeError> {
         let application = cfg.application_name.clone();
         let cfg_heartbeat_timeout = cfg.heartbeat_timeout;
+        let heartbeat_interval = cfg.heartbeat_interval;
         let workers = cfg.worker_pool_size;
         let members = Arc::new(AtomicUsize::new(0));
         let timeouts = Timeouts::of(&cfg);
@@ -173,6 +178,7 @@ impl<S: Store, L: QueueList> Driver<S, L> {
             members: Arc::clone(&members),
             health: Arc::clone(&health),
             timeouts,
+            retry_prepare: heartbeat_interval,
         };
         let handle = DriverHandle {
             inputs: inputs_tx,
@@ -199,6 +205,13 @@ impl<S: Store, L: QueueList> Driver<S, L> {
 
     /// Runs the node until it stops (a shutdown completed or timed out); returns the final phase.
     pub async fn run(mut self) -> Phase {
+        if !self.prepare().await {
+            let stopped = Phase::Stopped {
+                outcome: StopOutcome::Clean,
+            };
+            self.phase.send_replace(stopped);
+            return stopped;
+        }
         loop {
             self.drain();
             if self.node.phase().is_stopped() {
@@ -221,6 +234,26 @@ impl<S: Store, L: QueueList> Driver<S, L> {
             let _entered = round.enter();
             self.node.handle(now, input);
             self.drain();
+        }
+    }
+
+    /// Readies the store before the node's first write (the AWS backend creates a missing
+    /// table), asking again every heartbeat interval while it fails: an instance comes up
+    /// once its table can be used, and reports the trouble in its health meanwhile. False
+    /// when a shutdown came first (nothing was registered, so the stop is clean).
+    async fn prepare(&mut self) -> bool {
+        loop {
+            match self.store.prepare().await {
+                Ok(()) => return true,
+                Err(e) => tracing::warn!(error = %e, "the coordination table is not ready"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(self.retry_prepare) => {}
+                input = self.inputs.recv() => match input {
+                    Some(Input::Shutdown) | None => return false,
+                    Some(_) => {}
+                },
+            }
         }
     }
 

@@ -72,6 +72,14 @@ impl<S> Observed<S> {
 }
 
 impl<S: Store> Store for Observed<S> {
+    /// Not bounded by the call deadline: creating a table takes as long as DynamoDB needs
+    /// (each of its calls is bounded by the client's timeouts, the wait for it by a minute).
+    async fn prepare(&self) -> Result<(), BackendError> {
+        let r = self.inner.prepare().await;
+        self.record("PrepareTable", &r);
+        r
+    }
+
     fn table_name(&self) -> Option<&str> {
         self.inner.table_name()
     }

@@ -7,8 +7,8 @@ mod common;
 use common::{backend, backlog, cfg, fakes_with_queues, send, wait_until};
 use sqsbalancer_core::{Input, Phase, StopOutcome};
 use sqsbalancer_runtime::{
-    Balancer, Driver, DriverHandle, Handler, HandlerError, Message, PlaneCommand, Running,
-    RuntimeError,
+    BackendError, Balancer, Driver, DriverHandle, Handler, HandlerError, Message, PlaneCommand,
+    Running, RuntimeError,
 };
 use sqsbalancer_sim::backend::Fakes;
 use std::collections::BTreeMap;
@@ -212,4 +212,63 @@ async fn discovery_follows_list_queues_pages_past_a_thousand_queues() {
     assert_eq!(found, want);
     let calls = fakes.lock().expect("not poisoned").sqs.calls_of("a");
     assert_eq!(calls, 2, "two pages of at most 1,000");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_instance_waits_for_its_table_and_says_so_in_its_health() {
+    let (fakes, _) = fakes_with_queues(2);
+    let windows = common::faulty::Windows::default();
+    let a = common::faulty::Faulty::new(&fakes, "a", &windows);
+    a.set(|f| f.unprepared = 3);
+    let faults = Arc::clone(&a.faults);
+    let running = Balancer::new(cfg("a"), a)
+        .expect("valid")
+        .start(|_m: Message| async { Ok::<(), HandlerError>(()) })
+        .expect("started");
+    let prepares = || faults.lock().expect("not poisoned").prepares;
+    wait_until(Duration::from_secs(60), "a failed preparation", || {
+        prepares() >= 1
+    })
+    .await;
+    let h = running.health();
+    assert!(!h.healthy, "{h:?}");
+    assert!(
+        matches!(h.last_error, Some(BackendError::Unknown { .. })),
+        "{h:?}"
+    );
+    wait_until(Duration::from_secs(120), "running, two queues", || {
+        running.phase() == Phase::Running && running.active_queues().len() == 2
+    })
+    .await;
+    assert_eq!(
+        prepares(),
+        4,
+        "asked again until the table was ready, then never"
+    );
+    running.stop().await.expect("a clean stop");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_while_the_table_is_not_ready_is_clean_and_registers_nothing() {
+    let (fakes, _) = fakes_with_queues(1);
+    let windows = common::faulty::Windows::default();
+    let a = common::faulty::Faulty::new(&fakes, "a", &windows);
+    a.set(|f| f.unprepared = u32::MAX);
+    let running = Balancer::new(cfg("a"), a)
+        .expect("valid")
+        .start(|_m: Message| async { Ok::<(), HandlerError>(()) })
+        .expect("started");
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(running.phase(), Phase::Starting);
+    running.stop().await.expect("a clean stop");
+    let partition = sqsbalancer_core::table::TableQuery {
+        pk: sqsbalancer_core::table::partition(&cfg("a").application_name),
+        sk_prefix: None,
+    };
+    let f = fakes.lock().expect("not poisoned");
+    let records = f.dynamo.count(sqsbalancer_sim::TABLE, &partition);
+    assert_eq!(
+        records, 0,
+        "nothing was written to a table that was never ready"
+    );
 }

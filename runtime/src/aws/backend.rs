@@ -14,6 +14,8 @@ pub struct AwsBackend {
     pub(super) sqs: aws_sdk_sqs::Client,
     /// The coordination table's name.
     pub(super) table: String,
+    /// How the balancer creates the table when it is missing; `None`: it does not.
+    pub(super) create_table: Option<Billing>,
 }
 
 /// Where and how to connect.
@@ -57,6 +59,7 @@ impl AwsBackend {
             )),
             sqs: aws_sdk_sqs::Client::from_conf(sqs_config(&shared, &settings.timeouts)),
             table: table.to_owned(),
+            create_table: Some(Billing::OnDemand),
         }
     }
 
@@ -70,7 +73,21 @@ impl AwsBackend {
             dynamo: aws_sdk_dynamodb::Client::from_conf(dynamodb_config(sdk, &timeouts)),
             sqs: aws_sdk_sqs::Client::from_conf(sqs_config(sdk, &timeouts)),
             table: cfg.dynamodb_table_name.clone(),
+            create_table: Some(Billing::OnDemand),
         }
+    }
+
+    /// Bills a table the balancer creates as `billing` (on-demand by default).
+    pub fn with_table_billing(mut self, billing: Billing) -> AwsBackend {
+        self.create_table = Some(billing);
+        self
+    }
+
+    /// Never creates the table: a balancer whose table is missing reports it in its health
+    /// and waits for it (for accounts where the service may not create tables).
+    pub fn without_table_creation(mut self) -> AwsBackend {
+        self.create_table = None;
+        self
     }
 
     /// A backend on clients configured elsewhere (a custom HTTP client, retry policy or
@@ -86,6 +103,7 @@ impl AwsBackend {
             dynamo,
             sqs,
             table: table.to_owned(),
+            create_table: Some(Billing::OnDemand),
         }
     }
 
@@ -98,6 +116,21 @@ impl AwsBackend {
     pub fn sqs(&self) -> &aws_sdk_sqs::Client {
         &self.sqs
     }
+}
+
+/// How a new coordination table is billed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Billing {
+    /// On-demand (the default).
+    #[default]
+    OnDemand,
+    /// Provisioned read and write capacity units.
+    Provisioned {
+        /// Read capacity units.
+        read: i64,
+        /// Write capacity units.
+        write: i64,
+    },
 }
 
 #[cfg(test)]

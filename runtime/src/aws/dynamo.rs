@@ -6,7 +6,7 @@
     reason = "the SDK's maps are HashMaps; they are converted to BTreeMaps at once, so no order leaks"
 )]
 
-use super::backend::AwsBackend;
+use super::backend::{AwsBackend, Billing};
 use super::expr;
 use super::sdk_error::sdk_error;
 use crate::backend::{Page, Store};
@@ -70,6 +70,11 @@ fn placeholders(e: &expr::Expr) -> (HashMap<String, String>, HashMap<String, Att
 impl Store for AwsBackend {
     fn table_name(&self) -> Option<&str> {
         Some(&self.table)
+    }
+
+    fn prepare(&self) -> impl Future<Output = Result<(), BackendError>> + Send {
+        let aws = self.clone();
+        async move { prepare_table(&aws).await }
     }
 
     fn update(&self, write: TableWrite) -> impl Future<Output = Result<Item, BackendError>> + Send {
@@ -153,28 +158,24 @@ impl Store for AwsBackend {
     }
 }
 
-/// How a new coordination table is billed.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Billing {
-    /// On-demand (the default).
-    #[default]
-    OnDemand,
-    /// Provisioned read and write capacity units.
-    Provisioned {
-        /// Read capacity units.
-        read: i64,
-        /// Write capacity units.
-        write: i64,
-    },
+/// Creates the coordination table if it is missing (pk/sk strings, TTL on `ttl`) and waits
+/// until it is active; an existing table must have exactly that key schema. The balancer does
+/// this itself before it starts (see [`AwsBackend::without_table_creation`]).
+pub async fn ensure_table(aws: &AwsBackend, billing: Billing) -> Result<(), RuntimeError> {
+    ready_table(aws, Some(billing)).await
 }
 
-/// Creates the coordination table if it is missing (pk/sk strings, TTL on `ttl`) and waits
-/// until it is active; an existing table must have exactly that key schema.
-pub async fn ensure_table(aws: &AwsBackend, billing: Billing) -> Result<(), RuntimeError> {
+/// Checks the table's key schema, creating the table billed as `create` when it is missing
+/// (or failing, when `create` is `None`), then waits until it is active with TTL on.
+async fn ready_table(aws: &AwsBackend, create: Option<Billing>) -> Result<(), RuntimeError> {
     let table = || aws.table.clone();
     let unavailable = |source| RuntimeError::TableUnavailable {
         table: table(),
         source,
+    };
+    let unusable = |reason| RuntimeError::Table {
+        table: table(),
+        reason,
     };
     let described = aws
         .dynamo
@@ -183,19 +184,31 @@ pub async fn ensure_table(aws: &AwsBackend, billing: Billing) -> Result<(), Runt
         .send()
         .await;
     match described {
-        Ok(d) => check_key_schema(&d).map_err(|reason| RuntimeError::Table {
-            table: table(),
-            reason,
-        })?,
+        Ok(d) => check_key_schema(&d).map_err(unusable)?,
         Err(e)
             if e.as_service_error()
                 .is_some_and(|s| s.is_resource_not_found_exception()) =>
         {
+            let Some(billing) = create else {
+                return Err(unusable("does not exist, and table creation is off".into()));
+            };
             create_table(aws, billing).await.map_err(unavailable)?;
         }
         Err(e) => return Err(unavailable(management_error(&e))),
     }
     enable_ttl_once_active(aws).await.map_err(unavailable)
+}
+
+/// What [`Store::prepare`] does on AWS: the table ready, as a backend error when it is not.
+async fn prepare_table(aws: &AwsBackend) -> Result<(), BackendError> {
+    match ready_table(aws, aws.create_table).await {
+        Ok(()) => Ok(()),
+        Err(RuntimeError::TableUnavailable { source, .. }) => Err(source),
+        Err(e) => Err(BackendError::Refused {
+            service: "dynamodb",
+            reason: e.to_string(),
+        }),
+    }
 }
 
 /// A table-management call's error as a backend error (throttles told apart by their code).

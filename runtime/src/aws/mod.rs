@@ -12,6 +12,6 @@ mod expr;
 mod sdk_error;
 mod sqs;
 
-pub use backend::{AwsBackend, AwsSettings};
+pub use backend::{AwsBackend, AwsSettings, Billing};
 pub use client::{dynamodb_config, sqs_config};
-pub use dynamo::{Billing, ensure_table};
+pub use dynamo::ensure_table;

@@ -33,6 +33,10 @@ pub struct Faults {
     pub fail_visibility: u32,
     /// Queries answer in pages of this many items, each this late (a big table, a slow link).
     pub slow_pages: Option<(usize, Duration)>,
+    /// Preparations of the table that fail (a table still being created).
+    pub unprepared: u32,
+    /// Preparations asked for so far.
+    pub prepares: u32,
 }
 
 /// One receive as its caller saw it: when it started and ended (ms), and what it returned.
@@ -113,6 +117,21 @@ impl Faulty {
 }
 
 impl Store for Faulty {
+    fn prepare(&self) -> impl Future<Output = Result<(), BackendError>> + Send {
+        let fail = self.with(|f| {
+            f.prepares += 1;
+            take(&mut f.unprepared)
+        });
+        std::future::ready(if fail {
+            Err(BackendError::Unknown {
+                service: "dynamodb",
+                reason: "the table is not active yet".into(),
+            })
+        } else {
+            Ok(())
+        })
+    }
+
     fn update(&self, w: TableWrite) -> impl Future<Output = Result<Item, BackendError>> + Send {
         // A heartbeat (or a registration, which starts the counter at 0) of this instance.
         let beat = w.key.sk == format!("instance#{}", self.name)
