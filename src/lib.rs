@@ -79,6 +79,11 @@ pub use sqsbalancer_runtime::{
     StopSignal, Timeouts, instance_id_from_environment, shutdown_signal,
 };
 
+/// A fleet of balancers running your handler on a simulated clock, through crashes and
+/// hand-offs, counting what the handler saw (feature `testing`).
+#[cfg(feature = "testing")]
+pub use sqsbalancer_sim::testing;
+
 /// The traits a coordination and message backend implements, for a backend other than the
 /// AWS SDK's (the simulator's fakes are one): the table's conditional writes and queries,
 /// queue listing, and the SQS calls of the data plane.

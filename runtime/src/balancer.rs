@@ -198,6 +198,17 @@ impl Running {
         &self.handle
     }
 
+    /// Ends the instance as a crash would, for its peers: no hand-off and no deregistration,
+    /// so they take its queues over once its heartbeat timeout has passed. Its running
+    /// handlers are dropped mid-call and their messages, like those not yet started, are made
+    /// visible again, so each may be handled a second time. For tests of a handler's
+    /// idempotency; a service stops with [`Running::stop`].
+    pub async fn abort(self) {
+        self.task.abort();
+        let _ = self.task.await;
+        let _ = self.plane.await;
+    }
+
     /// Stops gracefully: stop receiving, finish in-flight handlers and deletes, hand every
     /// queue to its next owner, deregister. Past the shutdown timeout it gives up with
     /// [`RuntimeError::ShutdownTimeout`]: handlers still running are abandoned and their

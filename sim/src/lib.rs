@@ -28,6 +28,7 @@ pub mod report;
 pub mod scenario;
 mod stats;
 pub mod swarm;
+pub mod testing;
 pub mod timeline;
 pub mod trace;
 mod world;
