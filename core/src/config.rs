@@ -9,7 +9,9 @@ use crate::ids::{InstanceId, check_application_name};
 use std::time::Duration;
 
 /// The SQS receive settings, applied to every queue unless overridden per queue by the runtime.
+/// Start from `SqsConfig::default()` and set fields: new fields may come in any release.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SqsConfig {
     /// How long a received message stays invisible to other consumers, in seconds (0..=43200).
     pub visibility_timeout: u32,
@@ -39,19 +41,19 @@ impl SqsConfig {
         let sqs = self;
         if sqs.visibility_timeout > 43_200 {
             return Err(invalid(
-                "SQS.VisibilityTimeout",
+                "sqs.visibility_timeout",
                 format!("must be 0..=43200 seconds, got {}", sqs.visibility_timeout),
             ));
         }
         if sqs.wait_time_seconds > 20 {
             return Err(invalid(
-                "SQS.WaitTimeSeconds",
+                "sqs.wait_time_seconds",
                 format!("must be 0..=20 seconds, got {}", sqs.wait_time_seconds),
             ));
         }
         if !(1..=10).contains(&sqs.max_messages) {
             return Err(invalid(
-                "SQS.MaxMessages",
+                "sqs.max_messages",
                 format!("must be 1..=10, got {}", sqs.max_messages),
             ));
         }
@@ -61,7 +63,7 @@ impl SqsConfig {
             .any(|n| n.trim().is_empty())
         {
             return Err(invalid(
-                "SQS.MessageAttributeNames",
+                "sqs.message_attribute_names",
                 "must not contain empty names",
             ));
         }
@@ -69,8 +71,11 @@ impl SqsConfig {
     }
 }
 
-/// The configuration of one balancer instance.
+/// The configuration of one balancer instance. Start from [`Config::new`] and set fields: new
+/// fields may come in any release, and [`Config::validate`] (which the balancer calls) checks
+/// them all at once, naming the field that broke a rule.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Config {
     /// Name shared by every instance of one application; instances of different applications
     /// in one table never see each other. Required.
@@ -166,25 +171,25 @@ impl Config {
     /// Checks every rule and returns the first field that breaks one.
     pub fn validate(&self) -> Result<()> {
         if self.application_name.is_empty() {
-            return Err(invalid("ApplicationName", "is required"));
+            return Err(invalid("application_name", "is required"));
         }
         check_application_name(&self.application_name).map_err(|e| match e {
-            Error::InvalidId { rule, .. } => invalid("ApplicationName", rule),
+            Error::InvalidId { rule, .. } => invalid("application_name", rule),
             other => other,
         })?;
         if let Some(id) = &self.instance_id {
             InstanceId::new(id).map_err(|e| match e {
-                Error::InvalidId { rule, .. } => invalid("InstanceID", rule),
+                Error::InvalidId { rule, .. } => invalid("instance_id", rule),
                 other => other,
             })?;
         }
         check_table_name(&self.dynamodb_table_name)?;
         if self.heartbeat_interval < Duration::from_millis(10) {
-            return Err(invalid("HeartbeatInterval", "must be at least 10ms"));
+            return Err(invalid("heartbeat_interval", "must be at least 10ms"));
         }
         if self.heartbeat_timeout <= self.heartbeat_interval * 2 {
             return Err(invalid(
-                "HeartbeatTimeout",
+                "heartbeat_timeout",
                 format!(
                     "must be more than twice HeartbeatInterval ({:?} given, interval {:?})",
                     self.heartbeat_timeout, self.heartbeat_interval
@@ -194,36 +199,37 @@ impl Config {
         let margin = self.effective_fence_margin();
         if margin + self.heartbeat_interval >= self.heartbeat_timeout {
             return Err(invalid(
-                "FenceMargin",
+                "fence_margin",
                 "plus HeartbeatInterval must be less than HeartbeatTimeout",
             ));
         }
         if self.queue_discovery_interval < Duration::from_millis(10) {
-            return Err(invalid("QueueDiscoveryInterval", "must be at least 10ms"));
+            return Err(invalid("queue_discovery_interval", "must be at least 10ms"));
         }
         if self.reconcile_interval < self.heartbeat_interval {
             return Err(invalid(
-                "ReconcileInterval",
+                "reconcile_interval",
                 "must be at least HeartbeatInterval",
             ));
         }
         if let Some(p) = &self.queue_filter_pattern {
-            regex::Regex::new(p)
-                .map_err(|e| invalid("QueueFilterPattern", format!("is not a valid regex: {e}")))?;
+            regex::Regex::new(p).map_err(|e| {
+                invalid("queue_filter_pattern", format!("is not a valid regex: {e}"))
+            })?;
         }
         self.sqs.validate()?;
         if self.worker_pool_size == 0 {
-            return Err(invalid("WorkerPoolSize", "must be at least 1"));
+            return Err(invalid("worker_pool_size", "must be at least 1"));
         }
         if self.work_queue_size == 0 {
-            return Err(invalid("WorkQueueSize", "must be at least 1"));
+            return Err(invalid("work_queue_size", "must be at least 1"));
         }
         if self.shutdown_timeout.is_zero() {
-            return Err(invalid("ShutdownTimeout", "must be more than zero"));
+            return Err(invalid("shutdown_timeout", "must be more than zero"));
         }
         if !(1..=MAX_CAPACITY).contains(&self.capacity) {
             return Err(invalid(
-                "Capacity",
+                "capacity",
                 format!("must be 1..={MAX_CAPACITY}, got {}", self.capacity),
             ));
         }
@@ -237,7 +243,7 @@ fn check_table_name(name: &str) -> Result<()> {
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
     if !(3..=255).contains(&name.len()) || !ok_chars {
         return Err(invalid(
-            "DynamoDBTableName",
+            "dynamodb_table_name",
             "must be 3..=255 characters of letters, digits, '_', '-' and '.'",
         ));
     }
@@ -278,64 +284,64 @@ mod tests {
         let base = Config::new("app", "table");
         type Break = Box<dyn Fn(&mut Config)>;
         let cases: Vec<(&str, Break)> = vec![
-            ("ApplicationName", Box::new(|c| c.application_name.clear())),
+            ("application_name", Box::new(|c| c.application_name.clear())),
             (
-                "ApplicationName",
+                "application_name",
                 Box::new(|c| c.application_name = "a#b".into()),
             ),
             (
-                "InstanceID",
+                "instance_id",
                 Box::new(|c| c.instance_id = Some("x y".into())),
             ),
             (
-                "DynamoDBTableName",
+                "dynamodb_table_name",
                 Box::new(|c| c.dynamodb_table_name = "t".into()),
             ),
             (
-                "HeartbeatInterval",
+                "heartbeat_interval",
                 Box::new(|c| c.heartbeat_interval = Duration::ZERO),
             ),
             (
-                "HeartbeatTimeout",
+                "heartbeat_timeout",
                 Box::new(|c| c.heartbeat_timeout = Duration::from_secs(20)),
             ),
             (
-                "FenceMargin",
+                "fence_margin",
                 Box::new(|c| c.fence_margin = Some(Duration::from_secs(20))),
             ),
             (
-                "QueueDiscoveryInterval",
+                "queue_discovery_interval",
                 Box::new(|c| c.queue_discovery_interval = Duration::ZERO),
             ),
             (
-                "ReconcileInterval",
+                "reconcile_interval",
                 Box::new(|c| c.reconcile_interval = Duration::from_secs(1)),
             ),
             (
-                "QueueFilterPattern",
+                "queue_filter_pattern",
                 Box::new(|c| c.queue_filter_pattern = Some("(".into())),
             ),
             (
-                "SQS.VisibilityTimeout",
+                "sqs.visibility_timeout",
                 Box::new(|c| c.sqs.visibility_timeout = 43_201),
             ),
             (
-                "SQS.WaitTimeSeconds",
+                "sqs.wait_time_seconds",
                 Box::new(|c| c.sqs.wait_time_seconds = 21),
             ),
-            ("SQS.MaxMessages", Box::new(|c| c.sqs.max_messages = 0)),
-            ("SQS.MaxMessages", Box::new(|c| c.sqs.max_messages = 11)),
+            ("sqs.max_messages", Box::new(|c| c.sqs.max_messages = 0)),
+            ("sqs.max_messages", Box::new(|c| c.sqs.max_messages = 11)),
             (
-                "SQS.MessageAttributeNames",
+                "sqs.message_attribute_names",
                 Box::new(|c| c.sqs.message_attribute_names = vec![" ".into()]),
             ),
-            ("WorkerPoolSize", Box::new(|c| c.worker_pool_size = 0)),
-            ("WorkQueueSize", Box::new(|c| c.work_queue_size = 0)),
+            ("worker_pool_size", Box::new(|c| c.worker_pool_size = 0)),
+            ("work_queue_size", Box::new(|c| c.work_queue_size = 0)),
             (
-                "ShutdownTimeout",
+                "shutdown_timeout",
                 Box::new(|c| c.shutdown_timeout = Duration::ZERO),
             ),
-            ("Capacity", Box::new(|c| c.capacity = 0)),
+            ("capacity", Box::new(|c| c.capacity = 0)),
         ];
         for (want, mutate) in cases {
             let mut c = base.clone();
@@ -354,7 +360,7 @@ mod tests {
         c.fence_margin = Some(Duration::from_millis(100));
         assert_eq!(c.validate(), Ok(()));
         c.heartbeat_timeout = Duration::from_secs(20);
-        assert_eq!(field_of(&c), "HeartbeatTimeout");
+        assert_eq!(field_of(&c), "heartbeat_timeout");
     }
 
     #[test]
@@ -364,7 +370,7 @@ mod tests {
         let msg = c.validate().unwrap_err().to_string();
         assert_eq!(
             msg,
-            "invalid configuration: SQS.MaxMessages must be 1..=10, got 12"
+            "invalid configuration: sqs.max_messages must be 1..=10, got 12"
         );
     }
 }

@@ -25,7 +25,7 @@ impl Filter {
             });
         };
         let regex = Regex::new(p).map_err(|e| Error::InvalidConfig {
-            field: "QueueFilterPattern",
+            field: "queue_filter_pattern",
             rule: format!("is not a valid regex: {e}"),
         })?;
         Ok(Filter {
@@ -113,7 +113,7 @@ mod tests {
         assert!(matches!(
             err,
             Error::InvalidConfig {
-                field: "QueueFilterPattern",
+                field: "queue_filter_pattern",
                 ..
             }
         ));

@@ -7,7 +7,7 @@ pub enum Error {
     /// A configuration field broke one of its rules.
     #[error("invalid configuration: {field} {rule}")]
     InvalidConfig {
-        /// The field, by its Go-library name (`HeartbeatTimeout`, `SQS.MaxMessages`, ...).
+        /// The field, by its name in `Config` (`heartbeat_timeout`, `sqs.max_messages`, ...).
         field: &'static str,
         /// The rule it broke, phrased to follow the field name.
         rule: String,

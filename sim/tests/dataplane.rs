@@ -266,10 +266,8 @@ async fn a_batch_handler_succeeds_and_fails_messages_alone_with_per_queue_batch_
         }
     }
     let (sizes, outcomes) = (log(), log());
-    let one_at_a_time = SqsConfig {
-        max_messages: 1,
-        ..SqsConfig::default()
-    };
+    let mut one_at_a_time = SqsConfig::default();
+    one_at_a_time.max_messages = 1;
     let running = Balancer::new(cfg("a"), backend(&fakes, "a"))
         .expect("valid")
         .with_queue_settings("q-1", one_at_a_time)
@@ -310,17 +308,15 @@ async fn a_batch_handler_succeeds_and_fails_messages_alone_with_per_queue_batch_
 async fn bad_data_plane_options_are_typed_errors_naming_them() {
     let (fakes, _) = fakes_with_queues(0);
     let balancer = || Balancer::new(cfg("a"), backend(&fakes, "a")).expect("valid");
-    let too_many = SqsConfig {
-        max_messages: 11,
-        ..SqsConfig::default()
-    };
+    let mut too_many = SqsConfig::default();
+    too_many.max_messages = 11;
     let Err(RuntimeError::QueueSettings { queue, source }) =
         balancer().with_queue_settings("big", too_many)
     else {
-        panic!("MaxMessages 11 was accepted");
+        panic!("max_messages 11 was accepted");
     };
     assert_eq!(queue, "big");
-    assert!(source.to_string().contains("MaxMessages"), "{source}");
+    assert!(source.to_string().contains("max_messages"), "{source}");
     let backwards = FailureBackoff {
         base: Duration::from_secs(10),
         max: Duration::from_secs(1),
@@ -328,14 +324,14 @@ async fn bad_data_plane_options_are_typed_errors_naming_them() {
     assert!(matches!(
         balancer().with_failure_backoff(backwards),
         Err(RuntimeError::Option {
-            option: "FailureBackoff",
+            option: "failure_backoff",
             ..
         })
     ));
     assert!(matches!(
         balancer().with_handler_timeout(Duration::ZERO),
         Err(RuntimeError::Option {
-            option: "HandlerTimeout",
+            option: "handler_timeout",
             ..
         })
     ));

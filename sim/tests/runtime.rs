@@ -178,7 +178,7 @@ async fn a_bad_configuration_is_a_typed_error_naming_the_field() {
     let Err(RuntimeError::Config(e)) = Balancer::new(bad, backend(&fakes, "a")) else {
         panic!("a zero worker pool was accepted");
     };
-    assert!(e.to_string().contains("WorkerPoolSize"), "{e}");
+    assert!(e.to_string().contains("worker_pool_size"), "{e}");
 }
 
 #[tokio::test]

@@ -169,7 +169,7 @@ impl Node {
         cfg.validate()?;
         let Some(id) = cfg.instance_id.as_deref() else {
             return Err(Error::InvalidConfig {
-                field: "InstanceID",
+                field: "instance_id",
                 rule: "must be set before the node starts".into(),
             });
         };

@@ -93,7 +93,7 @@ impl PlaneSettings {
             && (b.base.is_zero() || b.max < b.base || b.max > MAX_VISIBILITY)
         {
             return Err(RuntimeError::Option {
-                option: "FailureBackoff",
+                option: "failure_backoff",
                 rule: format!(
                     "base must be more than zero and at most max, max at most 12h; got base {:?}, max {:?}",
                     b.base, b.max
@@ -102,7 +102,7 @@ impl PlaneSettings {
         }
         if self.handler_timeout.is_some_and(|t| t.is_zero()) {
             return Err(RuntimeError::Option {
-                option: "HandlerTimeout",
+                option: "handler_timeout",
                 rule: "must be more than zero".into(),
             });
         }
@@ -149,10 +149,8 @@ mod tests {
     #[test]
     fn overrides_replace_the_default_for_their_queue_only() {
         let mut s = PlaneSettings::of(&Config::new("app", "t"));
-        let slow = SqsConfig {
-            visibility_timeout: 300,
-            ..SqsConfig::default()
-        };
+        let mut slow = SqsConfig::default();
+        slow.visibility_timeout = 300;
         s.overrides.insert("slow".into(), slow.clone());
         let q = |n: &str| QueueId::new(&format!("https://sqs.local/1/{n}")).expect("valid");
         assert_eq!(s.sqs_for(&q("slow")), &slow);
@@ -163,16 +161,12 @@ mod tests {
     #[test]
     fn bad_options_are_named() {
         let mut s = PlaneSettings::of(&Config::new("app", "t"));
-        s.overrides.insert(
-            "q".into(),
-            SqsConfig {
-                max_messages: 11,
-                ..SqsConfig::default()
-            },
-        );
+        let mut eleven = SqsConfig::default();
+        eleven.max_messages = 11;
+        s.overrides.insert("q".into(), eleven);
         let e = s.validate().expect_err("max 11");
         assert!(
-            e.to_string().contains("q") && e.to_string().contains("MaxMessages"),
+            e.to_string().contains("q") && e.to_string().contains("max_messages"),
             "{e}"
         );
         s.overrides.clear();
@@ -184,7 +178,7 @@ mod tests {
             s.validate()
                 .expect_err("max < base")
                 .to_string()
-                .contains("FailureBackoff")
+                .contains("failure_backoff")
         );
         s.failure_backoff = None;
         s.handler_timeout = Some(Duration::ZERO);
@@ -192,7 +186,7 @@ mod tests {
             s.validate()
                 .expect_err("zero")
                 .to_string()
-                .contains("HandlerTimeout")
+                .contains("handler_timeout")
         );
     }
 }
