@@ -47,7 +47,7 @@ enum Command {
     #[command(subcommand)]
     Sim(sim::SimCommand),
     /// Run one instance of the fleet until SIGTERM or SIGINT, then stop it gracefully.
-    Worker(worker::WorkerArgs),
+    Worker(Box<worker::WorkerArgs>),
     /// Show a live fleet from its coordination table: instances, owners, balance, unowned queues.
     Status(status::StatusArgs),
     /// A fleet of real runtime instances over an in-memory SQS and DynamoDB (no AWS needed)
@@ -75,7 +75,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Sim(cmd) => sim::run(cmd),
-        Command::Worker(args) => worker::run(args),
+        Command::Worker(args) => worker::run(*args),
         Command::Status(args) => status::run(args),
         Command::Demo(args) => demo::run(args),
     }

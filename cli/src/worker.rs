@@ -44,12 +44,12 @@ pub struct WorkerArgs {
     /// e.g. 5m.
     #[arg(long, value_parser = crate::sim::duration)]
     discovery_interval: Option<Duration>,
-    /// Seconds a received message stays invisible.
-    #[arg(long, value_name = "SECS")]
-    visibility_timeout: Option<u32>,
-    /// Long-poll seconds (0..=20).
-    #[arg(long, value_name = "SECS")]
-    wait_time: Option<u32>,
+    /// How long a received message stays invisible, whole seconds (e.g. 30s).
+    #[arg(long, value_parser = crate::sim::duration)]
+    visibility_timeout: Option<Duration>,
+    /// Long-poll wait, whole seconds up to 20 (e.g. 20s).
+    #[arg(long, value_parser = crate::sim::duration)]
+    wait_time: Option<Duration>,
     /// Messages per receive (1..=10).
     #[arg(long)]
     max_messages: Option<u32>,
@@ -108,7 +108,7 @@ impl WorkerArgs {
             c.sqs.visibility_timeout = v;
         }
         if let Some(v) = self.wait_time {
-            c.sqs.wait_time_seconds = v;
+            c.sqs.wait_time = v;
         }
         if let Some(v) = self.max_messages {
             c.sqs.max_messages = v;

@@ -119,7 +119,7 @@ impl Fleet {
 /// HeartbeatTimeout + 2 x HeartbeatInterval + the attempt timeout of a receive.
 fn stranding_bound() -> Duration {
     let cfg = config("any");
-    let wait = Duration::from_secs(u64::from(cfg.sqs.wait_time_seconds));
+    let wait = cfg.sqs.wait_time;
     cfg.heartbeat_timeout + cfg.heartbeat_interval * 2 + Timeouts::of(&cfg).receive_attempt(wait)
 }
 

@@ -13,10 +13,11 @@ use std::time::Duration;
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SqsConfig {
-    /// How long a received message stays invisible to other consumers, in seconds (0..=43200).
-    pub visibility_timeout: u32,
-    /// Long-poll wait of one ReceiveMessage call, in seconds (0..=20).
-    pub wait_time_seconds: u32,
+    /// How long a received message stays invisible to other consumers: whole seconds, at most
+    /// 12 hours (default 30 s).
+    pub visibility_timeout: Duration,
+    /// Long-poll wait of one ReceiveMessage call: whole seconds, at most 20 (default 20 s).
+    pub wait_time: Duration,
     /// Most messages asked for by one ReceiveMessage call (1..=10).
     pub max_messages: u32,
     /// Message attributes to receive; `["All"]` receives every attribute.
@@ -26,31 +27,38 @@ pub struct SqsConfig {
 impl Default for SqsConfig {
     fn default() -> Self {
         SqsConfig {
-            visibility_timeout: 30,
-            wait_time_seconds: 20,
+            visibility_timeout: Duration::from_secs(30),
+            wait_time: Duration::from_secs(20),
             max_messages: 10,
             message_attribute_names: vec!["All".to_owned()],
         }
     }
 }
 
+/// Checks that `d`, the value of `field`, is whole seconds and at most `max` of them: SQS
+/// takes these times in seconds.
+fn whole_seconds_up_to(field: &'static str, d: Duration, max: u64) -> Result<()> {
+    if d.subsec_nanos() != 0 || d.as_secs() > max {
+        return Err(invalid(
+            field,
+            format!("must be whole seconds, 0..={max} s, got {d:?}"),
+        ));
+    }
+    Ok(())
+}
+
 impl SqsConfig {
+    /// The visibility timeout in the whole seconds SQS takes.
+    pub fn visibility_secs(&self) -> u32 {
+        u32::try_from(self.visibility_timeout.as_secs()).unwrap_or(u32::MAX)
+    }
+
     /// Checks the SQS limits (the runtime also checks per-queue overrides with it) and
     /// returns the first field that breaks one.
     pub fn validate(&self) -> Result<()> {
         let sqs = self;
-        if sqs.visibility_timeout > 43_200 {
-            return Err(invalid(
-                "sqs.visibility_timeout",
-                format!("must be 0..=43200 seconds, got {}", sqs.visibility_timeout),
-            ));
-        }
-        if sqs.wait_time_seconds > 20 {
-            return Err(invalid(
-                "sqs.wait_time_seconds",
-                format!("must be 0..=20 seconds, got {}", sqs.wait_time_seconds),
-            ));
-        }
+        whole_seconds_up_to("sqs.visibility_timeout", sqs.visibility_timeout, 43_200)?;
+        whole_seconds_up_to("sqs.wait_time", sqs.wait_time, 20)?;
         if !(1..=10).contains(&sqs.max_messages) {
             return Err(invalid(
                 "sqs.max_messages",
@@ -269,8 +277,8 @@ mod tests {
         assert_eq!(c.heartbeat_timeout, Duration::from_secs(30));
         assert_eq!(c.queue_discovery_interval, Duration::from_secs(300));
         assert_eq!(c.rebalance_delay, Duration::from_secs(30));
-        assert_eq!(c.sqs.visibility_timeout, 30);
-        assert_eq!(c.sqs.wait_time_seconds, 20);
+        assert_eq!(c.sqs.visibility_timeout, Duration::from_secs(30));
+        assert_eq!(c.sqs.wait_time, Duration::from_secs(20));
         assert_eq!(c.sqs.max_messages, 10);
         assert_eq!(c.sqs.message_attribute_names, vec!["All".to_owned()]);
         assert_eq!((c.worker_pool_size, c.work_queue_size), (10, 100));
@@ -323,11 +331,11 @@ mod tests {
             ),
             (
                 "sqs.visibility_timeout",
-                Box::new(|c| c.sqs.visibility_timeout = 43_201),
+                Box::new(|c| c.sqs.visibility_timeout = Duration::from_secs(43_201)),
             ),
             (
-                "sqs.wait_time_seconds",
-                Box::new(|c| c.sqs.wait_time_seconds = 21),
+                "sqs.wait_time",
+                Box::new(|c| c.sqs.wait_time = Duration::from_millis(1_500)),
             ),
             ("sqs.max_messages", Box::new(|c| c.sqs.max_messages = 0)),
             ("sqs.max_messages", Box::new(|c| c.sqs.max_messages = 11)),
@@ -353,8 +361,8 @@ mod tests {
     #[test]
     fn boundaries_are_inclusive_where_sqs_allows() {
         let mut c = Config::new("app", "table");
-        c.sqs.visibility_timeout = 43_200;
-        c.sqs.wait_time_seconds = 0;
+        c.sqs.visibility_timeout = Duration::from_secs(43_200);
+        c.sqs.wait_time = Duration::ZERO;
         c.sqs.max_messages = 1;
         c.heartbeat_timeout = Duration::from_millis(20_001);
         c.fence_margin = Some(Duration::from_millis(100));

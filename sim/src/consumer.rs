@@ -130,7 +130,7 @@ impl World {
     /// (then the poller waits for the fence to move).
     fn plan_receive(&mut self, i: usize, q: &QueueId, local: Millis) -> Option<RelativePlan> {
         let fence = self.slots[i].fence;
-        let wanted = Duration::from_secs(u64::from(self.cfg.sqs.wait_time_seconds));
+        let wanted = self.cfg.sqs.wait_time;
         let zombie = self.sc.mutation == Some(Mutation::IgnoreStop);
         let p = self.slots[i].pollers.get(q)?;
         if p.stopping || p.receiving.is_some() || p.batch.is_some() {
@@ -285,7 +285,7 @@ impl World {
         let req = ReceiveRequest {
             url: recv.queue.as_str().to_owned(),
             max: self.cfg.sqs.max_messages,
-            visibility_secs: self.cfg.sqs.visibility_timeout,
+            visibility_secs: self.cfg.sqs.visibility_secs(),
             wait_ms,
             attribute_names: self.cfg.sqs.message_attribute_names.clone(),
         };

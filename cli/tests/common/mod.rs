@@ -81,8 +81,8 @@ pub fn fast(app: &str, table: &str, id: &str) -> Config {
     c.queue_discovery_interval = Duration::from_secs(1);
     c.reconcile_interval = Duration::from_secs(5);
     c.shutdown_timeout = Duration::from_secs(10);
-    c.sqs.wait_time_seconds = 1;
-    c.sqs.visibility_timeout = 5;
+    c.sqs.wait_time = Duration::from_secs(1);
+    c.sqs.visibility_timeout = Duration::from_secs(5);
     c.queue_filter_pattern = Some(format!("^{app}-"));
     c
 }

@@ -21,7 +21,7 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// The longest wait after failed receives.
 const LONGEST_BACKOFF: Duration = Duration::from_secs(5);
 /// The longest long poll SQS takes.
-const LONGEST_WAIT: u32 = 20;
+const LONGEST_WAIT: Duration = Duration::from_secs(20);
 
 /// Polls `origin`'s queue until `stop` turns true, then reports [`Input::ReceivingStopped`]
 /// (never while a receive call is in flight).
@@ -92,7 +92,7 @@ impl<Q: Sqs, C: Consumer> Poller<Q, C> {
     ) -> Poller<Q, C> {
         let sqs = shared.settings.sqs_for(&origin.queue).clone();
         let batch = (sqs.max_messages.clamp(1, 10) as usize).min(shared.settings.capacity());
-        let wanted = Duration::from_secs(u64::from(sqs.wait_time_seconds.min(LONGEST_WAIT)));
+        let wanted = sqs.wait_time.min(LONGEST_WAIT);
         let fence = shared.fence.clone();
         Poller {
             shared,
@@ -155,7 +155,7 @@ impl<Q: Sqs, C: Consumer> Poller<Q, C> {
         let request = Receive {
             queue: self.origin.queue.clone(),
             max: self.batch as u32,
-            visibility_secs: self.sqs.visibility_timeout,
+            visibility_secs: self.sqs.visibility_secs(),
             wait: plan.wait,
             attribute_names: self.sqs.message_attribute_names.clone(),
             send_by: plan.send_by,
@@ -206,7 +206,7 @@ impl<Q: Sqs, C: Consumer> Poller<Q, C> {
                 self.backoff = FIRST_BACKOFF;
                 self.rest = FIRST_REST;
                 shared.counters.received(&origin.metrics, messages.len());
-                let visibility = self.sqs.visibility_timeout;
+                let visibility = self.sqs.visibility_secs();
                 hand_over(shared, origin, messages, permits, sent, visibility);
             }
             Err(BackendError::QueueDoesNotExist { .. }) => {
@@ -231,7 +231,7 @@ impl<Q: Sqs, C: Consumer> Poller<Q, C> {
 
     /// The longest rest between empty short polls: the queue's wait time.
     fn longest_rest(&self) -> Duration {
-        Duration::from_secs(u64::from(self.sqs.wait_time_seconds.max(1)))
+        self.sqs.wait_time.max(Duration::from_secs(1))
     }
 
     /// Sleeps for `d` unless told to stop first.

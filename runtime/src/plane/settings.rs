@@ -125,8 +125,7 @@ impl PlaneSettings {
             .map(|s| s.visibility_timeout)
             .min()
             .unwrap_or(self.sqs.visibility_timeout);
-        (Duration::from_secs(u64::from(shortest)) / 8)
-            .clamp(Duration::from_millis(250), Duration::from_secs(10))
+        (shortest / 8).clamp(Duration::from_millis(250), Duration::from_secs(10))
     }
 }
 
@@ -150,7 +149,7 @@ mod tests {
     fn overrides_replace_the_default_for_their_queue_only() {
         let mut s = PlaneSettings::of(&Config::new("app", "t"));
         let mut slow = SqsConfig::default();
-        slow.visibility_timeout = 300;
+        slow.visibility_timeout = Duration::from_secs(300);
         s.overrides.insert("slow".into(), slow.clone());
         let q = |n: &str| QueueId::new(&format!("https://sqs.local/1/{n}")).expect("valid");
         assert_eq!(s.sqs_for(&q("slow")), &slow);
