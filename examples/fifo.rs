@@ -63,7 +63,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             max: Duration::from_secs(60),
         };
         let running = Balancer::new(cfg, backend)?
-            .with_failure_backoff(backoff)?
+            .with_failure_backoff(backoff)
             .start(handler)?;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         while running.stats().succeeded < 15 {

@@ -154,14 +154,15 @@ async fn serve(args: WorkerArgs) -> Result<(), CliError> {
     // Every option is checked before the first AWS call.
     let mut balancer = Balancer::new(cfg, Arc::clone(&aws))?;
     if let Some(t) = args.handler_timeout {
-        balancer = balancer.with_handler_timeout(t)?;
+        balancer = balancer.with_handler_timeout(t);
     }
     if let Some(base) = args.failure_backoff {
         balancer = balancer.with_failure_backoff(FailureBackoff {
             base,
             max: args.failure_backoff_max,
-        })?;
+        });
     }
+    balancer.check()?;
     ensure_table(&aws, Billing::OnDemand).await?;
     let stop = sqsbalancer_runtime::shutdown_signal()?;
     let running = match args.exec.clone() {

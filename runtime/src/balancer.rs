@@ -56,37 +56,30 @@ impl<B: Store + QueueList + Sqs> Balancer<B> {
     }
 
     /// Receives from the queue named `queue` (the last segment of its URL) with `sqs`
-    /// instead of the configuration's SQS settings; checked against SQS's limits.
-    pub fn with_queue_settings(
-        mut self,
-        queue: &str,
-        sqs: SqsConfig,
-    ) -> Result<Balancer<B>, RuntimeError> {
-        sqs.validate()
-            .map_err(|source| RuntimeError::QueueSettings {
-                queue: queue.to_owned(),
-                source,
-            })?;
+    /// instead of the configuration's SQS settings. Checked with the other data-plane
+    /// options when the balancer starts.
+    pub fn with_queue_settings(mut self, queue: &str, sqs: SqsConfig) -> Balancer<B> {
         self.settings.overrides.insert(queue.to_owned(), sqs);
-        Ok(self)
+        self
     }
 
     /// Retries a failed message after `backoff` (growing with its receive count, set with
     /// ChangeMessageVisibility) instead of after the visibility timeout.
-    pub fn with_failure_backoff(
-        mut self,
-        backoff: FailureBackoff,
-    ) -> Result<Balancer<B>, RuntimeError> {
+    pub fn with_failure_backoff(mut self, backoff: FailureBackoff) -> Balancer<B> {
         self.settings.failure_backoff = Some(backoff);
-        self.settings.validate()?;
-        Ok(self)
+        self
     }
 
     /// Fails (and aborts) a handler still running after `timeout`.
-    pub fn with_handler_timeout(mut self, timeout: Duration) -> Result<Balancer<B>, RuntimeError> {
+    pub fn with_handler_timeout(mut self, timeout: Duration) -> Balancer<B> {
         self.settings.handler_timeout = Some(timeout);
-        self.settings.validate()?;
-        Ok(self)
+        self
+    }
+
+    /// Checks every data-plane option now, naming the first bad one; `start` checks them
+    /// too, so this is for failing before anything else is done.
+    pub fn check(&self) -> Result<(), RuntimeError> {
+        self.settings.validate()
     }
 
     /// Turns off visibility extension (on by default): a handler running past the visibility
@@ -108,7 +101,9 @@ impl<B: Store + QueueList + Sqs> Balancer<B> {
         self.run(Batch(handler))
     }
 
+    /// Checks every data-plane option at once (the first bad one is named), then starts.
     fn run<C: Consumer>(self, consumer: C) -> Result<Running, RuntimeError> {
+        self.check()?;
         let instance_id = self.instance_id().to_owned();
         let settings = self.settings;
         let shutdown_timeout = self.cfg.shutdown_timeout;

@@ -131,7 +131,6 @@ async fn failure_backoff_retries_sooner_than_the_visibility_timeout() {
     let running = Balancer::new(cfg("a"), backend(&fakes, "a"))
         .expect("valid")
         .with_failure_backoff(backoff)
-        .expect("a valid backoff")
         .start(handler)
         .expect("started");
     wait_until(Duration::from_secs(120), "the queue empty", || {
@@ -168,7 +167,6 @@ async fn a_handler_past_its_timeout_fails_and_the_message_comes_back() {
     let running = Balancer::new(cfg("a"), backend(&fakes, "a"))
         .expect("valid")
         .with_handler_timeout(Duration::from_secs(2))
-        .expect("a valid timeout")
         .start(handler)
         .expect("started");
     wait_until(Duration::from_secs(120), "the queue empty", || {
@@ -271,7 +269,6 @@ async fn a_batch_handler_succeeds_and_fails_messages_alone_with_per_queue_batch_
     let running = Balancer::new(cfg("a"), backend(&fakes, "a"))
         .expect("valid")
         .with_queue_settings("q-1", one_at_a_time)
-        .expect("valid settings")
         .start_batch(batch_recorder(Arc::clone(&sizes), Arc::clone(&outcomes)))
         .expect("started");
     wait_until(Duration::from_secs(300), "the queues empty", || {
@@ -308,10 +305,11 @@ async fn a_batch_handler_succeeds_and_fails_messages_alone_with_per_queue_batch_
 async fn bad_data_plane_options_are_typed_errors_naming_them() {
     let (fakes, _) = fakes_with_queues(0);
     let balancer = || Balancer::new(cfg("a"), backend(&fakes, "a")).expect("valid");
+    let start = |b: Balancer<_>| b.start(|_m: Message| async { Ok::<(), HandlerError>(()) });
     let mut too_many = SqsConfig::default();
     too_many.max_messages = 11;
     let Err(RuntimeError::QueueSettings { queue, source }) =
-        balancer().with_queue_settings("big", too_many)
+        start(balancer().with_queue_settings("big", too_many))
     else {
         panic!("max_messages 11 was accepted");
     };
@@ -322,14 +320,14 @@ async fn bad_data_plane_options_are_typed_errors_naming_them() {
         max: Duration::from_secs(1),
     };
     assert!(matches!(
-        balancer().with_failure_backoff(backwards),
+        start(balancer().with_failure_backoff(backwards)),
         Err(RuntimeError::Option {
             option: "failure_backoff",
             ..
         })
     ));
     assert!(matches!(
-        balancer().with_handler_timeout(Duration::ZERO),
+        start(balancer().with_handler_timeout(Duration::ZERO)),
         Err(RuntimeError::Option {
             option: "handler_timeout",
             ..
