@@ -79,6 +79,11 @@ pub use sqsbalancer_runtime::{
     StopSignal, Timeouts, instance_id_from_environment, shutdown_signal,
 };
 
+/// OpenTelemetry (feature `otel`): [`otel::MeterRecorder`] records the metrics into an OTel
+/// meter; handler spans join the trace their message carries.
+#[cfg(feature = "otel")]
+pub use sqsbalancer_runtime::otel;
+
 /// A fleet of balancers running your handler on a simulated clock, through crashes and
 /// hand-offs, counting what the handler saw (feature `testing`).
 #[cfg(feature = "testing")]

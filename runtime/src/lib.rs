@@ -24,6 +24,8 @@ pub mod execute;
 pub mod handler;
 mod instance;
 mod observed;
+#[cfg(feature = "otel")]
+pub mod otel;
 pub mod plane;
 mod signal;
 pub mod status;

@@ -36,6 +36,15 @@ pub(super) async fn work<Q: Sqs, C: Consumer>(
     }
 }
 
+/// Makes `span` a child of the span the message's sender started, when it carries one.
+#[cfg(feature = "otel")]
+fn join_sender_trace(span: &tracing::Span, m: &Message) {
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    if let Some(cx) = crate::otel::sender_context(m) {
+        let _ = span.set_parent(cx);
+    }
+}
+
 /// Makes messages that will not be handled here visible again at once.
 fn release<Q, C>(shared: &Shared<Q, C>, messages: Vec<(u64, Message)>, origin: &Origin) {
     for (id, m) in messages {
@@ -117,6 +126,8 @@ async fn run<Q: Sqs, C: Consumer>(shared: &Arc<Shared<Q, C>>, job: Job) {
                     message_id = %t.message_id,
                     receive_count = t.receive_count,
                 );
+                #[cfg(feature = "otel")]
+                join_sender_trace(&span, &m);
                 let run = invoke(shared, &origin, vec![m], 1).instrument(span);
                 // Biased toward the handler, as for a batch above.
                 let mut o = tokio::select! {
