@@ -142,6 +142,14 @@ pub enum RuntimeError {
         /// How the call failed.
         source: BackendError,
     },
+    /// OpenTelemetry export could not be set up or finished (feature `otel`).
+    #[error("telemetry: {what}: {reason}")]
+    Telemetry {
+        /// What failed: an exporter, the metrics recorder, the last export.
+        what: &'static str,
+        /// Why.
+        reason: String,
+    },
     /// The driver ended in a phase that is not a stop (a bug).
     #[error("the driver ended in phase {phase}")]
     Unexpected {

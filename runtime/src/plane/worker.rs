@@ -45,6 +45,15 @@ fn join_sender_trace(span: &tracing::Span, m: &Message) {
     }
 }
 
+/// Links `span`, which handles a batch, to the span each message's sender started.
+#[cfg(feature = "otel")]
+fn link_sender_traces(span: &tracing::Span, batch: &[Message]) {
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    for cx in batch.iter().filter_map(crate::otel::sender_span) {
+        span.add_link(cx);
+    }
+}
+
 /// Makes messages that will not be handled here visible again at once.
 fn release<Q, C>(shared: &Shared<Q, C>, messages: Vec<(u64, Message)>, origin: &Origin) {
     for (id, m) in messages {
@@ -99,6 +108,8 @@ async fn run<Q: Sqs, C: Consumer>(shared: &Arc<Shared<Q, C>>, job: Job) {
         let n = tickets.len();
         let batch: Vec<Message> = messages.into_iter().map(|(_, m)| m).collect();
         let span = tracing::info_span!("batch", queue = %origin.queue, messages = n);
+        #[cfg(feature = "otel")]
+        link_sender_traces(&span, &batch);
         // Biased toward the handler: one that finished as the data plane closed is settled
         // (its success deleted), not abandoned to be handled again.
         let outcomes = tokio::select! {

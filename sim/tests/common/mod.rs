@@ -7,6 +7,7 @@
 )]
 
 pub mod faulty;
+pub mod traced;
 
 use sqsbalancer_core::Config;
 use sqsbalancer_sim::backend::{FakeBackend, Fakes};
