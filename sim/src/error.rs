@@ -32,6 +32,9 @@ pub enum SimError {
         /// What turmoil reported.
         reason: String,
     },
+    /// The in-memory SQS refused a call, as SQS would (a bad queue name, an unknown queue).
+    #[error("in-memory SQS: {0}")]
+    Sqs(#[from] crate::fake::SqsError),
     /// Writing the trace or the timeline failed.
     #[error("cannot write {path}: {reason}")]
     Output {

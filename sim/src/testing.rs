@@ -23,7 +23,7 @@
 //! timeout, and task interleavings follow tokio's scheduler, so two runs of one seed can
 //! differ in detail; the seed reproduces the schedule.
 
-use crate::backend::{FakeBackend, Fakes};
+use crate::backend::Fakes;
 use crate::fake::Outgoing;
 use crate::world::{TABLE, config};
 use sqsbalancer_core::rng::Rng;
@@ -33,6 +33,11 @@ use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+mod local;
+
+pub use crate::backend::FakeBackend;
+pub use local::LocalAws;
 
 /// How long after its crash an instance comes back.
 const RESTART_AFTER: Duration = Duration::from_secs(20);
