@@ -36,10 +36,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     };
     // Retry failures after a second instead of the 30 s visibility timeout.
-    let backoff = FailureBackoff {
-        base: Duration::from_secs(1),
-        max: Duration::from_secs(60),
-    };
+    let backoff = FailureBackoff::new(Duration::from_secs(1), Duration::from_secs(60));
     let cfg = Config::new("accounts", LocalAws::TABLE);
     let running = Balancer::new(cfg, aws.backend("example"))?
         .with_failure_backoff(backoff)

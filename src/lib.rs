@@ -71,21 +71,29 @@ pub use sqsbalancer_core::{
     Assignment, Config, Error, InstanceId, Member, Phase, QueueId, SqsConfig, StopOutcome,
     Unreadable, assign,
 };
+/// The production backend on the AWS SDK (feature `aws`, on by default): built from the
+/// application's `SdkConfig` with this project's retries and deadlines.
 #[cfg(feature = "aws")]
-pub use sqsbalancer_runtime::aws;
+pub mod aws {
+    pub use sqsbalancer_runtime::aws::{
+        AwsBackend, AwsSettings, Billing, dynamodb_config, ensure_table, sqs_config,
+    };
+}
 pub use sqsbalancer_runtime::{
     AttributeData, AttributeValue, BackendError, Balancer, BatchHandler, BatchOutcome,
     FailureBackoff, Handler, HandlerError, Health, Message, Running, RuntimeError, Stats,
     StopSignal, Timeouts, instance_id_from_environment, shutdown_signal,
 };
 
-/// OpenTelemetry (feature `otel`): [`otel::MeterRecorder`] records the metrics into an OTel
-/// meter; handler spans join the trace their message carries.
+/// OpenTelemetry (feature `otel`): [`otel::Otlp`] exports the metrics and the handler spans
+/// over OTLP; [`otel::MeterRecorder`] records the metrics into the application's own meter;
+/// handler spans join the trace their message carries.
 #[cfg(feature = "otel")]
 pub use sqsbalancer_runtime::otel;
 
 /// A fleet of balancers running your handler on a simulated clock, through crashes and
-/// hand-offs, counting what the handler saw (feature `testing`).
+/// hand-offs, counting what the handler saw; and SQS and DynamoDB in memory (feature
+/// `testing`).
 #[cfg(feature = "testing")]
 pub use sqsbalancer_sim::testing;
 
@@ -93,6 +101,18 @@ pub use sqsbalancer_sim::testing;
 /// AWS SDK's (the simulator's fakes are one): the table's conditional writes and queries,
 /// queue listing, and the SQS calls of the data plane.
 pub mod backend {
-    pub use sqsbalancer_core::table;
+    /// The table's data model as a backend sees it: items, keys, conditional updates and
+    /// queries, and [`table::update`], which applies a write to an item exactly as
+    /// DynamoDB's UpdateItem would (for a store kept in memory or in another database). For
+    /// tools that read the table: an application's [`table::partition`] key, and its items
+    /// decoded into records with [`table::decode_item`].
+    pub mod table {
+        pub use sqsbalancer_core::table::{
+            Cond, DecodeError, Item, Key, Record, Refused, TableQuery, TableWrite, Update,
+            UpdateError, Value, decode_item, partition, update,
+        };
+        pub use sqsbalancer_core::{InstanceRecord, Owner, QueueRecord, Status};
+    }
+    pub use sqsbalancer_runtime::clock::now;
     pub use sqsbalancer_runtime::{Page, QueueList, QueuePage, Receive, Sqs, Store};
 }

@@ -9,9 +9,11 @@ pub const GRID: [(usize, usize); 3] = [(10, 1_000), (100, 10_000), (1_000, 100_0
 /// `n` members of weight 1 named `<prefix>-0000`…, and the same ids for the ring.
 pub fn members(prefix: &str, n: usize) -> Vec<Member> {
     (0..n)
-        .map(|i| Member {
-            id: InstanceId::new(&format!("{prefix}-{i:04}")).expect("valid id"),
-            weight: 1,
+        .map(|i| {
+            Member::new(
+                InstanceId::new(&format!("{prefix}-{i:04}")).expect("valid id"),
+                1,
+            )
         })
         .collect()
 }

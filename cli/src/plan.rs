@@ -82,7 +82,7 @@ pub fn parse_members(path: &Path, text: &str) -> Result<Vec<Member>, CliError> {
                 format!("duplicate member {id} (first on line {first})"),
             ));
         }
-        out.push(Member { id, weight });
+        out.push(Member::new(id, weight));
     }
     Ok(out)
 }

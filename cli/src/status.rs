@@ -83,12 +83,9 @@ async fn status(args: StatusArgs) -> Result<(), CliError> {
         Some(p) => Some(Filter::new(Some(p)).map_err(RuntimeError::from)?),
         None => None,
     };
-    let settings = AwsSettings {
-        endpoint_url: args.endpoint_url.clone(),
-        region: args.region.clone(),
-        static_credentials: None,
-        ..AwsSettings::default()
-    };
+    let mut settings = AwsSettings::default();
+    settings.endpoint_url.clone_from(&args.endpoint_url);
+    settings.region.clone_from(&args.region);
     let aws = AwsBackend::connect(&settings, &args.table).await;
     check_table(&aws, &args).await?;
     let report = watch_table(&aws, &args, timing, filter.as_ref()).await?;

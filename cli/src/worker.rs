@@ -144,12 +144,10 @@ pub fn run(args: WorkerArgs) -> Result<(), CliError> {
 async fn serve(args: WorkerArgs) -> Result<(), CliError> {
     let cfg = args.config();
     let instance = cfg.instance_id.clone().unwrap_or_default();
-    let settings = AwsSettings {
-        endpoint_url: args.endpoint_url.clone(),
-        region: args.region.clone(),
-        static_credentials: None,
-        timeouts: Timeouts::of(&cfg),
-    };
+    let mut settings = AwsSettings::default();
+    settings.endpoint_url.clone_from(&args.endpoint_url);
+    settings.region.clone_from(&args.region);
+    settings.timeouts = Timeouts::of(&cfg);
     let aws = Arc::new(AwsBackend::connect(&settings, &args.table).await);
     // Every option is checked before the first AWS call.
     let mut balancer = Balancer::new(cfg, Arc::clone(&aws))?;
@@ -157,10 +155,8 @@ async fn serve(args: WorkerArgs) -> Result<(), CliError> {
         balancer = balancer.with_handler_timeout(t);
     }
     if let Some(base) = args.failure_backoff {
-        balancer = balancer.with_failure_backoff(FailureBackoff {
-            base,
-            max: args.failure_backoff_max,
-        });
+        let backoff = FailureBackoff::new(base, args.failure_backoff_max);
+        balancer = balancer.with_failure_backoff(backoff);
     }
     balancer.check()?;
     ensure_table(&aws, Billing::OnDemand).await?;

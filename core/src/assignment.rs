@@ -19,11 +19,19 @@ use std::collections::BTreeMap;
 
 /// One live instance that may own queues, with its capacity weight (at least 1).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[non_exhaustive]
 pub struct Member {
     /// The instance.
     pub id: InstanceId,
     /// Its capacity weight; a member of weight 2 gets twice the queues of a member of weight 1.
     pub weight: u32,
+}
+
+impl Member {
+    /// Instance `id` with capacity weight `weight`.
+    pub fn new(id: InstanceId, weight: u32) -> Member {
+        Member { id, weight }
+    }
 }
 
 /// The target: every queue given, with its member. Sorted by queue.

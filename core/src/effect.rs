@@ -26,6 +26,7 @@ pub enum Status {
 
 /// One instance record (`instance#<id>`) as read from the table.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct InstanceRecord {
     /// The instance.
     pub id: InstanceId,
@@ -48,6 +49,7 @@ pub struct InstanceRecord {
 
 /// One queue record (`queue#<queue url>`) as read from the table.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct QueueRecord {
     /// The queue.
     pub queue: QueueId,
@@ -59,10 +61,40 @@ pub struct QueueRecord {
     pub retired: bool,
 }
 
+impl InstanceRecord {
+    /// A record of `id` for tests and tools: first life, active, weight 1, no heartbeat yet;
+    /// set the public fields for the rest.
+    pub fn new(id: InstanceId) -> InstanceRecord {
+        InstanceRecord {
+            id,
+            incarnation: 1,
+            heartbeat: 0,
+            status: Status::Active,
+            capacity: 1,
+            inbox: 0,
+            ended: 0,
+        }
+    }
+}
+
+impl QueueRecord {
+    /// A record of `queue` for tests and tools: no owner, epoch 0, live; set the public
+    /// fields for the rest.
+    pub fn new(queue: QueueId) -> QueueRecord {
+        QueueRecord {
+            queue,
+            owner: None,
+            epoch: 0,
+            retired: false,
+        }
+    }
+}
+
 /// Records a read found but could not decode (a later version's record, a manual edit), by what
 /// their sort keys name. The node never condemns such an instance (it may be heartbeating) and
 /// never tries to create such a queue's record (it exists).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Unreadable {
     /// Instances whose record could not be decoded, sorted.
     pub instances: Vec<InstanceId>,

@@ -12,6 +12,7 @@ use crate::time::Millis;
 
 /// Where a node is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
 pub enum Phase {
     /// Registering its instance record.
     Starting,
@@ -32,7 +33,8 @@ pub enum Phase {
     },
 }
 
-/// How a shutdown ended.
+/// How a shutdown ended. Exhaustive on purpose: a stop either handed everything off, ran out
+/// of time, or lost its lease; there is no fourth way.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum StopOutcome {
     /// Every queue handed off and the instance record marked dead.

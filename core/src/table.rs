@@ -461,6 +461,7 @@ pub fn read_reply(read: Read, decoded: Decoded) -> Reply {
 
 /// One decoded item.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Record {
     /// An instance record.
     Instance(InstanceRecord),

@@ -8,10 +8,7 @@ fn members(weights: &[u32]) -> Vec<Member> {
     weights
         .iter()
         .enumerate()
-        .map(|(i, &w)| Member {
-            id: InstanceId::new(&format!("i-{i:03}")).unwrap(),
-            weight: w,
-        })
+        .map(|(i, &w)| Member::new(InstanceId::new(&format!("i-{i:03}")).unwrap(), w))
         .collect()
 }
 

@@ -65,6 +65,7 @@ pub trait QueueList: Send + Sync + 'static {
 
 /// One message as received, with everything SQS returned about it.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Message {
     /// The queue it came from.
     pub queue: QueueId,
@@ -87,6 +88,20 @@ pub struct Message {
 }
 
 impl Message {
+    /// A message received once, with no attributes: a backend sets the other fields after.
+    pub fn new(queue: QueueId, message_id: String, receipt: String, body: String) -> Message {
+        Message {
+            queue,
+            message_id,
+            receipt,
+            body,
+            receive_count: 1,
+            attributes: BTreeMap::new(),
+            system: BTreeMap::new(),
+            group: None,
+        }
+    }
+
     /// The text of string or number attribute `name`.
     pub fn attribute(&self, name: &str) -> Option<&str> {
         self.attributes.get(name)?.as_str()
@@ -128,7 +143,8 @@ pub struct AttributeValue {
     pub value: AttributeData,
 }
 
-/// The value of a message attribute.
+/// The value of a message attribute. Exhaustive: SQS holds every attribute value as text or
+/// as bytes, whatever its data type.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AttributeData {
     /// A `String` or `Number` attribute's text.
@@ -163,7 +179,8 @@ impl AttributeValue {
     }
 }
 
-/// One ReceiveMessage call, planned against the self-fence ([`crate::ReceivePlan`]).
+/// One ReceiveMessage call, planned by the data plane so that its long poll ends before the
+/// self-fence.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Receive {
     /// The queue.

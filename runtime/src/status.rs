@@ -222,13 +222,13 @@ mod tests {
         let t = HealthTracker::new(Duration::from_secs(30));
         let id = sqsbalancer_core::InstanceId::new("newer").unwrap();
         let q = sqsbalancer_core::QueueId::new("q").unwrap();
+        let mut unreadable = Unreadable::default();
+        unreadable.instances.push(id.clone());
+        unreadable.queues.push(q.clone());
         t.read_completed(&Reply::Table {
             instances: Vec::new(),
             queues: Vec::new(),
-            unreadable: Unreadable {
-                instances: vec![id.clone()],
-                queues: vec![q.clone()],
-            },
+            unreadable,
         });
         // A members read speaks for the instances only.
         t.read_completed(&read());

@@ -171,18 +171,14 @@ pub(crate) fn message(queue: &QueueId, r: Received) -> Message {
     if let Some(g) = &r.group {
         system.insert("MessageGroupId".to_owned(), g.clone());
     }
-    Message {
-        queue: queue.clone(),
-        message_id: r.message_id,
-        receipt: r.receipt,
-        body: r.body,
-        receive_count: r.receive_count,
-        attributes: (r.attributes.into_iter())
-            .map(|(k, v)| (k, AttributeValue::string(v)))
-            .collect(),
-        system,
-        group: r.group,
-    }
+    let mut m = Message::new(queue.clone(), r.message_id, r.receipt, r.body);
+    m.receive_count = r.receive_count;
+    m.attributes = (r.attributes.into_iter())
+        .map(|(k, v)| (k, AttributeValue::string(v)))
+        .collect();
+    m.system = system;
+    m.group = r.group;
+    m
 }
 
 /// A batch call's per-entry results with the failures as text, as the backend trait has them.

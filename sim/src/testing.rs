@@ -23,7 +23,7 @@
 //! timeout, and task interleavings follow tokio's scheduler, so two runs of one seed can
 //! differ in detail; the seed reproduces the schedule.
 
-use crate::backend::Fakes;
+use crate::backend::{FakeBackend, Fakes};
 use crate::fake::Outgoing;
 use crate::world::{TABLE, config};
 use sqsbalancer_core::rng::Rng;
@@ -36,7 +36,8 @@ use std::time::Duration;
 
 mod local;
 
-pub use crate::backend::FakeBackend;
+pub use crate::error::SimError;
+pub use crate::fake::SqsError;
 pub use local::LocalAws;
 
 /// How long after its crash an instance comes back.

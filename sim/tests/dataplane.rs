@@ -124,10 +124,7 @@ async fn failure_backoff_retries_sooner_than_the_visibility_timeout() {
             Ok(())
         }
     };
-    let backoff = FailureBackoff {
-        base: Duration::from_secs(1),
-        max: Duration::from_secs(60),
-    };
+    let backoff = FailureBackoff::new(Duration::from_secs(1), Duration::from_secs(60));
     let running = Balancer::new(cfg("a"), backend(&fakes, "a"))
         .expect("valid")
         .with_failure_backoff(backoff)
@@ -315,10 +312,7 @@ async fn bad_data_plane_options_are_typed_errors_naming_them() {
     };
     assert_eq!(queue, "big");
     assert!(source.to_string().contains("max_messages"), "{source}");
-    let backwards = FailureBackoff {
-        base: Duration::from_secs(10),
-        max: Duration::from_secs(1),
-    };
+    let backwards = FailureBackoff::new(Duration::from_secs(10), Duration::from_secs(1));
     assert!(matches!(
         start(balancer().with_failure_backoff(backwards)),
         Err(RuntimeError::Option {

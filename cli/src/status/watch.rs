@@ -361,10 +361,7 @@ impl Observer {
             .instances
             .iter()
             .filter(|r| self.takes_queues(r))
-            .map(|r| Member {
-                id: r.id.clone(),
-                weight: r.capacity,
-            })
+            .map(|r| Member::new(r.id.clone(), r.capacity))
             .collect();
         let current: BTreeMap<QueueId, InstanceId> = self
             .instances
@@ -448,31 +445,26 @@ mod tests {
     };
 
     fn inst(id: &str, incarnation: u64, heartbeat: u64, status: Status) -> InstanceRecord {
-        InstanceRecord {
-            id: InstanceId::new(id).unwrap(),
-            incarnation,
-            heartbeat,
-            status,
-            capacity: 1,
-            inbox: 0,
-            ended: if status == Status::Dead {
-                incarnation
-            } else {
-                0
-            },
-        }
+        let mut r = InstanceRecord::new(InstanceId::new(id).unwrap());
+        r.incarnation = incarnation;
+        r.heartbeat = heartbeat;
+        r.status = status;
+        r.ended = if status == Status::Dead {
+            incarnation
+        } else {
+            0
+        };
+        r
     }
 
     fn queue(n: usize, owner: Option<(&str, u64)>) -> QueueRecord {
-        QueueRecord {
-            queue: QueueId::new(&format!("https://sqs.local/1/q-{n}")).unwrap(),
-            owner: owner.map(|(id, incarnation)| Owner {
-                id: InstanceId::new(id).unwrap(),
-                incarnation,
-            }),
-            epoch: 2,
-            retired: false,
-        }
+        let mut r = QueueRecord::new(QueueId::new(&format!("https://sqs.local/1/q-{n}")).unwrap());
+        r.owner = owner.map(|(id, incarnation)| Owner {
+            id: InstanceId::new(id).unwrap(),
+            incarnation,
+        });
+        r.epoch = 2;
+        r
     }
 
     fn secs(s: u64) -> Duration {

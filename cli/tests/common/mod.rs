@@ -53,12 +53,10 @@ impl Moto {
 
     /// A backend for `table` on this server.
     pub async fn backend(&self, table: &str) -> AwsBackend {
-        let settings = AwsSettings {
-            endpoint_url: Some(self.endpoint.clone()),
-            region: Some("us-east-1".to_owned()),
-            static_credentials: Some(("testing".to_owned(), "testing".to_owned())),
-            ..AwsSettings::default()
-        };
+        let settings = AwsSettings::default()
+            .with_endpoint(&self.endpoint)
+            .with_region("us-east-1")
+            .with_static_credentials("testing", "testing");
         AwsBackend::connect(&settings, table).await
     }
 }

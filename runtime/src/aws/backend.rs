@@ -20,6 +20,7 @@ pub struct AwsBackend {
 
 /// Where and how to connect.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct AwsSettings {
     /// An endpoint for both services instead of AWS's (moto, LocalStack).
     pub endpoint_url: Option<String>,
@@ -30,6 +31,30 @@ pub struct AwsSettings {
     pub static_credentials: Option<(String, String)>,
     /// The calls' deadlines: [`Timeouts::of`] the balancer's configuration.
     pub timeouts: Timeouts,
+}
+
+impl AwsSettings {
+    /// Both services at `url` instead of AWS's (moto, LocalStack).
+    pub fn with_endpoint(mut self, url: impl Into<String>) -> AwsSettings {
+        self.endpoint_url = Some(url.into());
+        self
+    }
+
+    /// Region `region` instead of the environment's and profile's.
+    pub fn with_region(mut self, region: impl Into<String>) -> AwsSettings {
+        self.region = Some(region.into());
+        self
+    }
+
+    /// Fixed credentials instead of the standard chain (emulators accept any).
+    pub fn with_static_credentials(
+        mut self,
+        access_key_id: impl Into<String>,
+        secret: impl Into<String>,
+    ) -> AwsSettings {
+        self.static_credentials = Some((access_key_id.into(), secret.into()));
+        self
+    }
 }
 
 impl AwsBackend {
@@ -120,6 +145,7 @@ impl AwsBackend {
 
 /// How a new coordination table is billed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Billing {
     /// On-demand (the default).
     #[default]

@@ -13,6 +13,7 @@ pub const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 3600);
 /// A failed message's retry delay grows with its receive count: `base × 2^(count − 1)`, at
 /// most `max`, set with ChangeMessageVisibility instead of waiting out the visibility timeout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct FailureBackoff {
     /// The delay after the first failed receive.
     pub base: Duration,
@@ -21,6 +22,11 @@ pub struct FailureBackoff {
 }
 
 impl FailureBackoff {
+    /// Retries after `base`, doubling with each receive, at most `max`.
+    pub fn new(base: Duration, max: Duration) -> FailureBackoff {
+        FailureBackoff { base, max }
+    }
+
     /// The visibility timeout, in whole seconds, for a message that failed on its
     /// `receive_count`th receive.
     pub fn delay_secs(&self, receive_count: u32) -> u32 {

@@ -10,10 +10,7 @@ use std::collections::BTreeMap;
 pub fn unbalanced(fleet: &Fleet) -> Option<String> {
     let members: Vec<Member> = fleet
         .running()
-        .map(|(_, i)| Member {
-            id: i.id.clone(),
-            weight: i.weight,
-        })
+        .map(|(_, i)| Member::new(i.id.clone(), i.weight))
         .collect();
     let target = assign(&members, &fleet.queues, &BTreeMap::new()).load();
     let total: u64 = members.iter().map(|m| u64::from(m.weight)).sum();

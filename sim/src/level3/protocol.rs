@@ -1966,22 +1966,23 @@ mod tests {
     }
 
     fn message(n: u32, group: Option<&str>, attributes: &[(&str, &str)]) -> Message {
-        Message {
-            queue: queue(1),
-            message_id: format!("m-{n:08}"),
-            receipt: format!("r-{n}"),
-            body: format!("body {n} ✓"),
-            receive_count: n,
-            attributes: attributes
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), AttributeValue::string(*v)))
-                .collect(),
-            system: [("ApproximateReceiveCount".to_owned(), n.to_string())]
-                .into_iter()
-                .chain(group.map(|g| ("MessageGroupId".to_owned(), g.to_owned())))
-                .collect(),
-            group: group.map(str::to_owned),
-        }
+        let mut m = Message::new(
+            queue(1),
+            format!("m-{n:08}"),
+            format!("r-{n}"),
+            format!("body {n} ✓"),
+        );
+        m.receive_count = n;
+        m.attributes = attributes
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), AttributeValue::string(*v)))
+            .collect();
+        m.system = [("ApproximateReceiveCount".to_owned(), n.to_string())]
+            .into_iter()
+            .chain(group.map(|g| ("MessageGroupId".to_owned(), g.to_owned())))
+            .collect();
+        m.group = group.map(str::to_owned);
+        m
     }
 
     #[tokio::test]

@@ -5,6 +5,7 @@ use crate::backend::{FakeBackend, Fakes};
 use crate::error::SimError;
 use crate::fake::Outgoing;
 use crate::world::TABLE;
+use sqsbalancer_runtime::{QueueList, Sqs, Store};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -82,7 +83,7 @@ impl LocalAws {
     }
 
     /// A backend for the instance called `instance`, for `Balancer::new`.
-    pub fn backend(&self, instance: &str) -> Arc<FakeBackend> {
+    pub fn backend(&self, instance: &str) -> Arc<impl Store + QueueList + Sqs + 'static> {
         Arc::new(FakeBackend::new(
             Arc::clone(&self.fakes),
             instance,

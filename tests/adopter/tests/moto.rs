@@ -82,12 +82,10 @@ fn spawn_service(endpoint: &str, lines: &Arc<Mutex<Vec<String>>>) -> Child {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_service_handles_every_order_and_hands_over_on_sigterm() {
     let moto = Moto::start();
-    let settings = AwsSettings {
-        endpoint_url: Some(moto.endpoint.clone()),
-        region: Some("us-east-1".to_owned()),
-        static_credentials: Some(("testing".to_owned(), "testing".to_owned())),
-        ..AwsSettings::default()
-    };
+    let settings = AwsSettings::default()
+        .with_endpoint(&moto.endpoint)
+        .with_region("us-east-1")
+        .with_static_credentials("testing", "testing");
     let admin = AwsBackend::connect(&settings, "adopter-coordination").await;
     let mut urls = Vec::new();
     for name in ["adopter-eu", "adopter-us", "other-team"] {
@@ -148,7 +146,7 @@ async fn the_service_handles_every_order_and_hands_over_on_sigterm() {
         .iter()
         .filter_map(|r| match r {
             Record::Queue(q) => Some(q),
-            Record::Instance(_) => None,
+            _ => None,
         })
         .collect();
     assert_eq!(queues.len(), 2, "only the adopter- queues: {records:?}");
