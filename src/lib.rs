@@ -81,7 +81,7 @@ pub mod aws {
 }
 pub use sqsbalancer_runtime::{
     AttributeData, AttributeValue, BackendError, Balancer, BatchHandler, BatchOutcome,
-    FailureBackoff, Handler, HandlerError, Health, Message, Running, RuntimeError, Stats,
+    FailureBackoff, Handler, HandlerError, Health, Message, Monitor, Running, RuntimeError, Stats,
     StopSignal, Timeouts, instance_id_from_environment, shutdown_signal,
 };
 

@@ -123,12 +123,14 @@ impl<B: Store + QueueList + Sqs> Balancer<B> {
         let plane = tokio::spawn(plane.run(commands));
         let task = tokio::spawn(driver.run());
         Ok(Running {
-            handle,
+            monitor: Monitor {
+                handle,
+                counters,
+                instance_id,
+            },
             task,
             plane,
             shutdown_timeout,
-            counters,
-            instance_id,
         })
     }
 }
@@ -137,17 +139,29 @@ impl<B: Store + QueueList + Sqs> Balancer<B> {
 /// [`Running::stop`].
 #[must_use = "a dropped Running keeps its instance running until the process exits; call stop()"]
 pub struct Running {
-    handle: DriverHandle,
+    /// What it reports, also handed out by [`Running::monitor`].
+    monitor: Monitor,
+    /// The driver.
     task: JoinHandle<Phase>,
     /// The data plane: it ends once the driver has and its last changes are flushed.
     plane: JoinHandle<()>,
+    /// The configured shutdown timeout, for the error a late stop returns.
     shutdown_timeout: Duration,
+}
+
+/// A read-only view of a running instance, cheap to clone: for a health endpoint or a metrics
+/// scrape that must keep answering while [`Running::stop`] runs.
+#[derive(Clone, Debug)]
+pub struct Monitor {
+    /// The driver's handle, which it watches.
+    handle: DriverHandle,
+    /// The data plane's message counters.
     counters: Arc<Counters>,
     /// This instance's id.
     instance_id: String,
 }
 
-impl Running {
+impl Monitor {
     /// The queues this instance receives from now.
     pub fn active_queues(&self) -> Vec<QueueId> {
         self.handle.receiving().into_keys().collect()
@@ -186,11 +200,40 @@ impl Running {
     pub fn phase(&self) -> Phase {
         self.handle.phase()
     }
+}
+
+impl Running {
+    /// A view of this instance that outlives `stop()`'s taking of `self`.
+    pub fn monitor(&self) -> Monitor {
+        self.monitor.clone()
+    }
+
+    /// The queues this instance receives from now.
+    pub fn active_queues(&self) -> Vec<QueueId> {
+        self.monitor.active_queues()
+    }
+
+    /// Message totals since start, the workers and work queue now, the queues owned, the
+    /// fleet's size and the phase.
+    pub fn stats(&self) -> Stats {
+        self.monitor.stats()
+    }
+
+    /// Whether the instance is running and reaching its coordination table; the last
+    /// backend error if not.
+    pub fn health(&self) -> Health {
+        self.monitor.health()
+    }
+
+    /// Where the instance is in its lifecycle.
+    pub fn phase(&self) -> Phase {
+        self.monitor.phase()
+    }
 
     /// The driver's handle, for the simulator to watch the instance; not part of the API.
     #[doc(hidden)]
     pub fn handle(&self) -> &DriverHandle {
-        &self.handle
+        &self.monitor.handle
     }
 
     /// Ends the instance as a crash would, for its peers: no hand-off and no deregistration,
@@ -212,7 +255,7 @@ impl Running {
     /// releases are flushed (or a coordination deadline passed).
     pub async fn stop(self) -> Result<(), RuntimeError> {
         // A driver that already stopped has nothing left to shut down.
-        let _ = self.handle.shutdown();
+        let _ = self.monitor.handle.shutdown();
         let phase = self.task.await.map_err(|_| RuntimeError::Stopped)?;
         let _ = self.plane.await;
         match phase {

@@ -35,7 +35,7 @@ pub mod timeouts;
 pub use backend::{
     AttributeData, AttributeValue, Message, Page, QueueList, QueuePage, Receive, Sqs, Store,
 };
-pub use balancer::{Balancer, Running};
+pub use balancer::{Balancer, Monitor, Running};
 pub use driver::{Driver, DriverHandle, PlaneCommand};
 pub use error::{BackendError, RuntimeError};
 pub use handler::{BatchHandler, BatchOutcome, Handler, HandlerError};
