@@ -13,7 +13,7 @@ pub enum SimError {
         rule: String,
     },
     /// A duration could not be read.
-    #[error("invalid duration {value:?}: use a whole number with ms, s, m or h (500ms, 30s, 1h)")]
+    #[error("invalid duration {value:?}: use a number and a unit (500ms, 1.5s, 1m30s, 2h)")]
     InvalidDuration {
         /// The text given (truncated).
         value: String,

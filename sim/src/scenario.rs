@@ -446,24 +446,17 @@ impl Scenario {
     }
 }
 
-/// Parses `500ms`, `30s`, `15m`, `1h` (a bare number is seconds).
+/// Parses a duration as `humantime` reads one (`500ms`, `1.5s`, `1m30s`, `2h 5m`); a bare
+/// whole number is seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, SimError> {
-    let bad = || SimError::InvalidDuration {
-        value: s.chars().take(40).collect(),
-    };
     let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().map_err(|_| bad())?;
-    let ms = match unit {
-        "ms" => Some(n),
-        "" | "s" => n.checked_mul(1_000),
-        "m" | "min" => n.checked_mul(60_000),
-        "h" => n.checked_mul(3_600_000),
-        _ => None,
-    }
-    .ok_or_else(bad)?;
-    Ok(Duration::from_millis(ms))
+    let parsed = match t.parse::<u64>() {
+        Ok(secs) => Ok(Duration::from_secs(secs)),
+        Err(_) => humantime::parse_duration(t),
+    };
+    parsed.map_err(|_| SimError::InvalidDuration {
+        value: s.chars().take(40).collect(),
+    })
 }
 
 /// A simulation level.
@@ -538,7 +531,10 @@ mod tests {
         assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
         assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
         assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
-        for bad in ["", "s", "1.5s", "10d", "-3s", "99999999999999999999h"] {
+        assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("45").unwrap(), Duration::from_secs(45));
+        for bad in ["", "s", "10 parsecs", "-3s", "99999999999999999999h"] {
             let e = parse_duration(bad).unwrap_err().to_string();
             assert!(e.contains("duration"), "{bad}: {e}");
         }
