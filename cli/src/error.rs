@@ -40,6 +40,14 @@ pub enum CliError {
         /// Why.
         reason: String,
     },
+    /// The worker could not set up its logs, metrics or listener.
+    #[error("cannot set up {what}: {reason}")]
+    Setup {
+        /// What: the log filter, the metrics recorder.
+        what: &'static str,
+        /// Why.
+        reason: String,
+    },
     /// The worker could not start or stop cleanly.
     #[error(transparent)]
     Runtime(#[from] sqsbalancer_runtime::RuntimeError),
@@ -62,13 +70,20 @@ pub enum CliError {
 }
 
 impl CliError {
-    /// The exit status it ends the command with: 2 for queues stuck unowned (so a script can
-    /// tell a sick fleet from a failed check), one per class for broken invariants (so CI tells
-    /// a protocol bug from a stuck fleet from a crash), 1 for everything else.
+    /// The exit status it ends the command with (the table in `main.rs`): 2 for a
+    /// configuration the balancer refused, as for a malformed command line; one per class of
+    /// broken invariant (so CI tells a protocol bug from a stuck fleet from a crash); 6 for
+    /// queues stuck unowned (so a script tells a sick fleet from a failed check); 7 and 8 for a
+    /// worker's stop that did not hand everything off; 1 for everything else.
     pub fn exit_code(&self) -> u8 {
+        use sqsbalancer_runtime::RuntimeError as R;
         match self {
-            CliError::Unowned { .. } => 2,
             CliError::Violations { class, .. } => violation_code(*class),
+            CliError::Unowned { .. } => 6,
+            CliError::Runtime(R::Config(_) | R::QueueSettings { .. } | R::Option { .. }) => 2,
+            CliError::Setup { .. } => 2,
+            CliError::Runtime(R::ShutdownTimeout { .. }) => 7,
+            CliError::Runtime(R::LifeLost) => 8,
             _ => 1,
         }
     }
@@ -102,6 +117,10 @@ mod tests {
             bound: std::time::Duration::ZERO,
             queues: Vec::new(),
         };
-        assert_eq!(unowned.exit_code(), 2);
+        assert_eq!(unowned.exit_code(), 6);
+        let late = CliError::Runtime(sqsbalancer_runtime::RuntimeError::ShutdownTimeout {
+            timeout: std::time::Duration::ZERO,
+        });
+        assert_eq!(late.exit_code(), 7);
     }
 }

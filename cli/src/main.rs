@@ -1,9 +1,16 @@
 //! `sqsbalancer`: the operator's command for a fleet sharing SQS queues.
 //!
-//! Exit status: 0 on success, 1 when an input file is missing or wrong (one line on stderr naming
-//! the file and line), 2 for a malformed command line; `status` also exits 2 when queues stay
-//! unowned past the failover bound; `sim` exits 3, 4 or 5 when a run broke a safety, liveness or
-//! crash invariant.
+//! Exit status:
+//!
+//! | code | meaning |
+//! |---|---|
+//! | 0 | success |
+//! | 1 | a failure: an input file missing or wrong (one line on stderr naming the file and line), AWS out of reach, a table that cannot be used |
+//! | 2 | a malformed command line, or a configuration the balancer refused (the option is named) |
+//! | 3, 4, 5 | `sim`: a run broke a safety, liveness or crash invariant |
+//! | 6 | `status`: queues stayed unowned past the failover bound |
+//! | 7 | `worker`: the graceful stop passed `--shutdown-timeout`; peers take the rest over as after a crash |
+//! | 8 | `worker`: peers declared the instance dead while it stopped (the table was out of reach) |
 
 mod demo;
 mod error;
@@ -20,7 +27,7 @@ use std::process::ExitCode;
 
 /// Share many SQS queues across a fleet: exact balance, minimal movement, fenced ownership.
 #[derive(Parser)]
-#[command(name = "sqsbalancer", version, about)]
+#[command(name = "sqsbalancer", version, about, max_term_width = 100)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -47,6 +54,7 @@ enum Command {
     #[command(subcommand)]
     Sim(sim::SimCommand),
     /// Run one instance of the fleet until SIGTERM or SIGINT, then stop it gracefully.
+    #[command(after_help = WORKER_NOTES)]
     Worker(Box<worker::WorkerArgs>),
     /// Show a live fleet from its coordination table: instances, owners, balance, unowned queues.
     Status(status::StatusArgs),
@@ -54,6 +62,15 @@ enum Command {
     /// telling a scripted story: traffic, a scale-out, a crash, a graceful stop, queue churn.
     Demo(demo::DemoArgs),
 }
+
+/// What `worker --help` adds after its options.
+const WORKER_NOTES: &str = "\
+The AWS SDK's variables apply too: AWS_REGION, AWS_PROFILE (SSO profiles
+included), AWS_ENDPOINT_URL and the credential chain.
+
+Exit status: 0 stopped cleanly; 1 failed (AWS out of reach, unusable table);
+2 bad flag or option; 7 the stop passed --shutdown-timeout; 8 peers declared
+the instance dead while it stopped.";
 
 fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {

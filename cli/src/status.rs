@@ -26,30 +26,30 @@ use watch::{Observer, Report, Timing};
 #[derive(Args, Debug)]
 pub struct StatusArgs {
     /// An endpoint for SQS and DynamoDB instead of AWS's (moto, LocalStack).
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", env = "SQSBALANCER_ENDPOINT_URL")]
     endpoint_url: Option<String>,
     /// The AWS region (default: from the environment and profile).
-    #[arg(long)]
+    #[arg(long, env = "SQSBALANCER_REGION")]
     region: Option<String>,
     /// The DynamoDB coordination table (never created).
-    #[arg(long)]
+    #[arg(long, env = "SQSBALANCER_TABLE")]
     table: String,
     /// The application name the fleet shares.
-    #[arg(long)]
+    #[arg(long, env = "SQSBALANCER_APP")]
     app: String,
     /// Read repeatedly for this long (e.g. 30s), to see which heartbeats move and which queues
     /// stay unowned; without it, one read.
     #[arg(long, value_parser = crate::sim::duration, value_name = "D")]
     watch: Option<Duration>,
     /// The fleet's HeartbeatInterval (the table does not record it; default: the library's).
-    #[arg(long, value_parser = crate::sim::duration)]
+    #[arg(long, value_parser = crate::sim::duration, env = "SQSBALANCER_HEARTBEAT_INTERVAL")]
     heartbeat_interval: Option<Duration>,
     /// The fleet's HeartbeatTimeout (default: the library's).
-    #[arg(long, value_parser = crate::sim::duration)]
+    #[arg(long, value_parser = crate::sim::duration, env = "SQSBALANCER_HEARTBEAT_TIMEOUT")]
     heartbeat_timeout: Option<Duration>,
     /// The fleet's queue pattern: also list SQS queues matching it and show those with no
     /// record yet (the fleet records them at its next discovery).
-    #[arg(long, value_name = "REGEX")]
+    #[arg(long, value_name = "REGEX", env = "SQSBALANCER_QUEUE_PATTERN")]
     queue_pattern: Option<String>,
     /// Print one JSON object (the last line of stdout) instead of tables.
     #[arg(long)]

@@ -169,7 +169,7 @@ async fn assert_stuck(moto: &Moto, late: &[String]) {
         &["--watch", "4s", "--queue-pattern", "^st-", "--json"],
     )
     .await;
-    assert_eq!(stuck.code, 2, "{}", stuck.stderr);
+    assert_eq!(stuck.code, 6, "{}", stuck.stderr);
     assert!(
         stuck
             .stderr

@@ -54,7 +54,7 @@ impl Worker {
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing")
             .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("RUST_LOG", "warn")
+            .env("SQSBALANCER_LOG_LEVEL", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

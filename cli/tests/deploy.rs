@@ -1,0 +1,208 @@
+//! `sqsbalancer worker` as a container runs it: configured by `SQSBALANCER_*` variables
+//! alone, logging JSON lines, serving `/healthz` and `/metrics`, exiting 0 on SIGTERM; and an
+//! `--exec` command that outlives `--handler-timeout` killed, its message kept.
+
+mod common;
+
+use common::{Moto, backlog, create_queues, send_message, send_messages, wait_until};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The worker's variables for application `app` on moto at `endpoint`, with short intervals.
+fn environment(endpoint: &str, app: &str) -> Vec<(String, String)> {
+    [
+        ("ENDPOINT_URL", endpoint),
+        ("REGION", "us-east-1"),
+        ("TABLE", "deploy-table"),
+        ("APP", app),
+        ("QUEUE_PATTERN", &format!("^{app}-")),
+        ("HEARTBEAT_INTERVAL", "300ms"),
+        ("HEARTBEAT_TIMEOUT", "3s"),
+        ("REBALANCE_DELAY", "500ms"),
+        ("DISCOVERY_INTERVAL", "1s"),
+        ("VISIBILITY_TIMEOUT", "5s"),
+        ("WAIT_TIME", "1s"),
+        ("SHUTDOWN_TIMEOUT", "10s"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (format!("SQSBALANCER_{k}"), v.to_owned()))
+    .collect()
+}
+
+/// Starts the worker with `args` and the variables `vars` (and moto's credentials), its
+/// stderr lines collected in `logs`.
+fn start(args: &[&str], vars: &[(String, String)], logs: &Arc<Mutex<Vec<String>>>) -> Child {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sqsbalancer"))
+        .arg("worker")
+        .args(args)
+        .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the worker starts");
+    let stderr = child.stderr.take().expect("piped");
+    let logs = Arc::clone(logs);
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            logs.lock().expect("not poisoned").push(line);
+        }
+    });
+    child
+}
+
+/// Sends SIGTERM to `child` and waits for its exit status.
+async fn terminate(mut child: Child) -> std::process::ExitStatus {
+    let pid = child.id().to_string();
+    let sent = Command::new("kill").args(["-TERM", &pid]).status();
+    assert!(sent.expect("kill runs").success());
+    let mut status = None;
+    wait_until(Duration::from_secs(30), "the worker exits", async || {
+        status = child.try_wait().expect("waitable");
+        status.is_some()
+    })
+    .await;
+    status.expect("exited")
+}
+
+/// A free port on the loopback interface.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// GET `url`: the status and the body, or `None` while nothing answers.
+async fn get(url: &str) -> Option<(u16, String)> {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let uri = url.parse().expect("a URL");
+    let response = tokio::time::timeout(Duration::from_secs(5), client.get(uri))
+        .await
+        .ok()?
+        .ok()?;
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.ok()?.to_bytes();
+    Some((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// The value of `sqsbalancer_messages_processed` for the queue at `url` in `metrics`.
+fn processed(metrics: &str, url: &str) -> u64 {
+    let label = format!("queue_url=\"{url}\"");
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("sqsbalancer_messages_processed") && l.contains(&label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_configured_by_its_environment_serves_health_and_metrics_and_logs_json() {
+    let moto = Moto::start();
+    let admin = moto.backend("deploy-table").await;
+    let urls = create_queues(&admin, "env", 2).await;
+    let port = free_port();
+    let mut vars = environment(&moto.endpoint, "env");
+    vars.push(("SQSBALANCER_LISTEN".into(), format!("127.0.0.1:{port}")));
+    vars.push(("SQSBALANCER_LOG_FORMAT".into(), "json".into()));
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    let worker = start(&["--print"], &vars, &logs);
+
+    let base = format!("http://127.0.0.1:{port}");
+    wait_until(
+        Duration::from_secs(60),
+        "/healthz answers 200",
+        async || get(&format!("{base}/healthz")).await.map(|r| r.0) == Some(200),
+    )
+    .await;
+    for round in 1..=2 {
+        send_messages(&admin, &urls, 3, &format!("round-{round}")).await;
+        let want = 3 * round;
+        wait_until(
+            Duration::from_secs(60),
+            "processed rises on every queue",
+            async || {
+                let Some((200, metrics)) = get(&format!("{base}/metrics")).await else {
+                    return false;
+                };
+                urls.iter().all(|u| processed(&metrics, u) == want)
+            },
+        )
+        .await;
+    }
+
+    let status = terminate(worker).await;
+    assert!(status.success(), "{status:?}");
+    let logs = logs.lock().expect("not poisoned");
+    assert!(!logs.is_empty(), "the worker logged nothing");
+    for line in logs.iter() {
+        let parsed: Result<serde_json::Value, _> = serde_json::from_str(line);
+        assert!(
+            parsed.is_ok_and(|v| v.is_object()),
+            "not a JSON object: {line}"
+        );
+    }
+}
+
+/// Whether process `pid` is gone (or a zombie, dead but not yet reaped by its new parent).
+fn gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        // The state follows the command name in parentheses.
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|s| s.trim_start().starts_with('Z')),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exec_command_past_the_handler_timeout_is_killed_and_its_message_kept() {
+    let moto = Moto::start();
+    let admin = moto.backend("deploy-table").await;
+    let urls = create_queues(&admin, "slow", 1).await;
+    let dir = std::env::temp_dir().join(format!("sqsbalancer-exec-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a scratch directory");
+    let pids = dir.join("pids");
+    // A background child of the shell: only a kill of the whole process group reaches it.
+    let cmd = format!("sleep 120 & echo $! >> {}; wait", pids.display());
+    let vars = environment(&moto.endpoint, "slow");
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    let args = ["--exec", &cmd, "--handler-timeout", "1s"];
+    let worker = start(&args, &vars, &logs);
+    send_message(&admin, &urls[0], "takes too long").await;
+
+    let mut first = None;
+    wait_until(Duration::from_secs(60), "the command started", async || {
+        first = std::fs::read_to_string(&pids)
+            .ok()
+            .and_then(|s| s.lines().next()?.trim().parse::<u32>().ok());
+        first.is_some()
+    })
+    .await;
+    let pid = first.expect("a pid");
+    wait_until(Duration::from_secs(30), "the command killed", async || {
+        gone(pid)
+    })
+    .await;
+    assert_eq!(backlog(&admin, &urls).await, 1, "the message was deleted");
+
+    let status = terminate(worker).await;
+    assert!(status.success(), "{status:?}");
+    assert_eq!(backlog(&admin, &urls).await, 1, "the message was deleted");
+    for started in std::fs::read_to_string(&pids).unwrap_or_default().lines() {
+        let pid: u32 = started.trim().parse().expect("a pid");
+        assert!(gone(pid), "command {pid} outlived the worker");
+    }
+    std::fs::remove_dir_all(&dir).expect("the scratch directory is removed");
+}
