@@ -206,3 +206,152 @@ async fn an_exec_command_past_the_handler_timeout_is_killed_and_its_message_kept
     }
     std::fs::remove_dir_all(&dir).expect("the scratch directory is removed");
 }
+
+/// A file of the deployment documentation, `docs/deploy/<name>`.
+fn deploy_doc(name: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../docs/deploy")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cloudformation_table_is_the_table_the_library_creates() {
+    use sqsbalancer_runtime::aws::{Billing, ensure_table};
+    let template: serde_json::Value =
+        serde_json::from_str(&deploy_doc("cloudformation.json")).expect("JSON");
+    let declared = &template["Resources"]["CoordinationTable"]["Properties"];
+    let moto = Moto::start();
+    let aws = moto.backend("created-by-the-library").await;
+    ensure_table(&aws, Billing::OnDemand)
+        .await
+        .expect("created");
+    let described = aws
+        .dynamo()
+        .describe_table()
+        .table_name("created-by-the-library")
+        .send()
+        .await
+        .expect("described");
+    let table = described.table().expect("a table");
+    let keys: Vec<serde_json::Value> = table
+        .key_schema()
+        .iter()
+        .map(|k| {
+            serde_json::json!({ "AttributeName": k.attribute_name(), "KeyType": k.key_type().as_str() })
+        })
+        .collect();
+    assert_eq!(serde_json::Value::from(keys), declared["KeySchema"]);
+    let mut attributes: Vec<serde_json::Value> = table
+        .attribute_definitions()
+        .iter()
+        .map(|a| {
+            serde_json::json!({ "AttributeName": a.attribute_name(), "AttributeType": a.attribute_type().as_str() })
+        })
+        .collect();
+    attributes.sort_by_key(|a| a["AttributeName"].to_string());
+    assert_eq!(
+        serde_json::Value::from(attributes),
+        declared["AttributeDefinitions"]
+    );
+    let billing = table.billing_mode_summary().and_then(|b| b.billing_mode());
+    assert_eq!(
+        billing.map(|b| b.as_str()),
+        declared["BillingMode"].as_str()
+    );
+    let ttl = aws
+        .dynamo()
+        .describe_time_to_live()
+        .table_name("created-by-the-library")
+        .send()
+        .await
+        .expect("TTL described");
+    let ttl = ttl.time_to_live_description().expect("a TTL description");
+    let spec = &declared["TimeToLiveSpecification"];
+    assert_eq!(ttl.attribute_name(), spec["AttributeName"].as_str());
+    assert_eq!(
+        ttl.time_to_live_status().map(|s| s.as_str()),
+        Some("ENABLED")
+    );
+}
+
+/// The `SQSBALANCER_*` names in `text`.
+fn variables(text: &str) -> std::collections::BTreeSet<String> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("SQSBALANCER_") && w.len() > "SQSBALANCER_".len())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Seconds of a `60s`-style duration.
+fn seconds(d: &str) -> u64 {
+    d.trim()
+        .trim_matches('"')
+        .trim_end_matches('s')
+        .parse()
+        .expect("whole seconds")
+}
+
+#[test]
+fn the_deployment_examples_use_real_variables_and_outlast_the_shutdown_timeout() {
+    let help = |sub: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_sqsbalancer"))
+            .args([sub, "--help"])
+            .output()
+            .expect("help");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let known = variables(&(help("worker") + &help("status")));
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .expect("the README");
+    let ecs = deploy_doc("ecs-task-definition.json");
+    let kubernetes = deploy_doc("kubernetes.yaml");
+    for (doc, text) in [
+        ("README.md", &readme),
+        ("ecs", &ecs),
+        ("kubernetes", &kubernetes),
+    ] {
+        let unknown: Vec<String> = variables(text).difference(&known).cloned().collect();
+        assert!(
+            unknown.is_empty(),
+            "{doc} names variables the worker does not read: {unknown:?}"
+        );
+    }
+
+    let task: serde_json::Value = serde_json::from_str(&ecs).expect("JSON");
+    let container = &task["containerDefinitions"][0];
+    let env = |name: &str| {
+        container["environment"]
+            .as_array()
+            .and_then(|vars| vars.iter().find(|v| v["name"] == name))
+            .and_then(|v| v["value"].as_str())
+            .map(seconds)
+    };
+    let shutdown = env("SQSBALANCER_SHUTDOWN_TIMEOUT").expect("a shutdown timeout");
+    let stop = container["stopTimeout"].as_u64().expect("a stop timeout");
+    assert!(
+        stop > shutdown,
+        "ECS kills at {stop} s, before the {shutdown} s shutdown ends"
+    );
+
+    // The YAML's `key: value` on the key's line, and an env entry's `value:` on the next.
+    let same_line = |key: &str| {
+        let line = kubernetes.lines().find(|l| l.contains(key)).expect(key);
+        line.rsplit(':').next().unwrap_or_default().to_owned()
+    };
+    let env_value = |name: &str| {
+        let mut lines = kubernetes.lines().skip_while(|l| !l.contains(name)).skip(1);
+        let line = lines.next().expect(name);
+        line.split_once("value:").expect("a value").1.to_owned()
+    };
+    let grace = seconds(&same_line("terminationGracePeriodSeconds"));
+    let shutdown = seconds(&env_value("name: SQSBALANCER_SHUTDOWN_TIMEOUT"));
+    assert!(
+        grace > shutdown,
+        "Kubernetes kills at {grace} s, before the {shutdown} s shutdown ends"
+    );
+    assert!(
+        kubernetes.contains("fieldPath: metadata.name"),
+        "the pod name is not the instance id"
+    );
+}
