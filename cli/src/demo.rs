@@ -159,13 +159,11 @@ impl Screen {
         match self {
             Screen::Table { lines, last } => {
                 let text = frame(v, last.as_ref(), end_ms, speed);
-                let mut out = std::io::stdout().lock();
-                if *lines > 0 {
-                    // Back to the first line of the last frame, and clear from there down.
-                    write!(out, "\x1b[{lines}F\x1b[J")?;
-                }
-                write!(out, "{text}")?;
-                out.flush()?;
+                let term = console::Term::stdout();
+                // Over the last frame: clear its lines, then write this one.
+                term.clear_last_lines(*lines)?;
+                term.write_str(&text)?;
+                term.flush()?;
                 *lines = text.lines().count();
                 *last = Some((v.t_ms, v.instances.iter().map(|i| i.deleted).collect()));
             }

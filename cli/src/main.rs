@@ -17,6 +17,7 @@ mod error;
 mod plan;
 mod sim;
 mod status;
+mod table;
 mod worker;
 
 use clap::{Parser, Subcommand};

@@ -217,40 +217,22 @@ pub fn to_table(a: &Assignment, current: &BTreeMap<QueueId, InstanceId>) -> Stri
             *moved_in.entry(m).or_default() += 1;
         }
     }
-    let w = a
-        .members()
-        .iter()
-        .map(|m| m.id.as_str().len())
-        .max()
-        .unwrap_or(0)
-        .max("INSTANCE".len());
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "{:<w$}  {:>6}  {:>6}  {:>8}",
-        "INSTANCE", "WEIGHT", "QUEUES", "MOVED IN"
-    );
-    for m in a.members() {
-        let _ = writeln!(
-            s,
-            "{:<w$}  {:>6}  {:>6}  {:>8}",
-            m.id,
-            m.weight,
-            load[&m.id],
-            moved_in.get(&m.id).unwrap_or(&0)
-        );
-    }
-    let qw = a
-        .iter()
-        .map(|(q, _)| q.as_str().len())
-        .max()
-        .unwrap_or(0)
-        .max("QUEUE".len());
-    let _ = writeln!(s, "\n{:<qw$}  OWNER", "QUEUE");
-    for (q, m) in a.iter() {
+    let header = ["INSTANCE", "WEIGHT", "QUEUES", "MOVED IN"].map(str::to_owned);
+    let members = a.members().iter().map(|m| {
+        let moved = moved_in.get(&m.id).unwrap_or(&0);
+        let cells = [m.weight as usize, load[&m.id], *moved].map(|n| n.to_string());
+        std::iter::once(m.id.to_string()).chain(cells).collect()
+    });
+    let rows: Vec<Vec<String>> = std::iter::once(header.to_vec()).chain(members).collect();
+    let mut s = crate::table::render(&rows, &[1, 2, 3]);
+    let owners = a.iter().map(|(q, m)| {
         let mark = if moved.contains(q) { "  (moved)" } else { "" };
-        let _ = writeln!(s, "{q:<qw$}  {m}{mark}");
-    }
+        vec![q.to_string(), format!("{m}{mark}")]
+    });
+    let header = vec!["QUEUE".to_owned(), "OWNER".to_owned()];
+    let rows: Vec<Vec<String>> = std::iter::once(header).chain(owners).collect();
+    s.push('\n');
+    s.push_str(&crate::table::render(&rows, &[]));
     let min = load.values().min().copied().unwrap_or(0);
     let max = load.values().max().copied().unwrap_or(0);
     let _ = writeln!(

@@ -9,14 +9,14 @@
 
 use crate::error::CliError;
 use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
 use sqsbalancer_sim::report::Spread;
 use sqsbalancer_sim::scenario::FaultKind;
 use sqsbalancer_sim::{
     Level, Mutation, Report, Scenario, SwarmLimits, SwarmSummary, level2, parse_duration, timeline,
 };
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// How `sim run`, `sim swarm` and `sim replay` exit, printed under their help.
@@ -285,29 +285,30 @@ fn swarm(args: SwarmArgs) -> Result<(), CliError> {
     };
     let threads = threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get));
-    let done = AtomicU64::new(0);
-    let bar = std::io::stderr().is_terminal();
+    // Drawn on stderr only when it is a terminal (indicatif hides it otherwise).
+    let bar = ProgressBar::new(seeds).with_style(
+        ProgressStyle::with_template("[{bar:40}] {pos}/{len}")
+            .expect("a valid template")
+            .progress_chars("#>."),
+    );
     let on_done = |r: &Report| {
-        let n = done.fetch_add(1, Ordering::Relaxed) + 1;
         if let Some(v) = &r.violation {
-            eprintln!(
-                "seed {}: {} at event {}: {} (replay: {})",
-                r.seed,
-                v.invariant,
-                v.event,
-                v.detail,
-                r.replay_command()
-            );
+            bar.suspend(|| {
+                eprintln!(
+                    "seed {}: {} at event {}: {} (replay: {})",
+                    r.seed,
+                    v.invariant,
+                    v.event,
+                    v.detail,
+                    r.replay_command()
+                )
+            });
         }
-        if bar {
-            progress(n, seeds);
-        }
+        bar.inc(1);
     };
     warn_nondeterministic(level);
     let (summary, wall) = timed(|| level.swarm(from, seeds, threads, &limits, on_done));
-    if bar {
-        eprintln!();
-    }
+    bar.finish_and_clear();
     let mut out = std::io::stdout().lock();
     write!(out, "{}", swarm_table(level, &summary, wall))?;
     if json {
@@ -386,24 +387,13 @@ fn ratio(sim_ms: u64, wall: Duration) -> f64 {
     sim_ms as f64 / (wall.as_secs_f64() * 1000.0).max(1e-3)
 }
 
-fn progress(done: u64, total: u64) {
-    let width = 40;
-    let filled = (done * width / total.max(1)) as usize;
-    let mut err = std::io::stderr().lock();
-    let _ = write!(
-        err,
-        "\r[{}{}] {done}/{total}",
-        "#".repeat(filled),
-        ".".repeat(width as usize - filled)
-    );
-    let _ = err.flush();
-}
-
-fn spread_row(name: &str, s: Spread) -> String {
-    format!(
-        "{name:<22} {:>8} {:>10} {:>10} {:>10}\n",
-        s.count, s.p50, s.p99, s.max
-    )
+/// One row of the gap table: `name` and its spread.
+fn spread_row(name: &str, s: Spread) -> Vec<String> {
+    let stats = [s.p50, s.p99, s.max].map(|v| v.to_string());
+    [name.to_owned(), s.count.to_string()]
+        .into_iter()
+        .chain(stats)
+        .collect()
 }
 
 fn run_table(r: &Report, wall: Duration) -> String {
@@ -450,15 +440,17 @@ fn run_table(r: &Report, wall: Duration) -> String {
 }
 
 fn gap_table(failover: &[u64], handoff: &[u64], takeover: &[u64], outage: &[u64]) -> String {
-    let mut t = format!(
-        "{:<22} {:>8} {:>10} {:>10} {:>10}\n",
-        "gap (ms)", "count", "p50", "p99", "max"
-    );
-    t += &spread_row("failover (from crash)", Spread::of(failover));
-    t += &spread_row("graceful hand-off", Spread::of(handoff));
-    t += &spread_row("takeover (other)", Spread::of(takeover));
-    t += &spread_row("outage (none left up)", Spread::of(outage));
-    t
+    let header = ["gap (ms)", "count", "p50", "p99", "max"]
+        .map(str::to_owned)
+        .to_vec();
+    let rows = [
+        header,
+        spread_row("failover (from crash)", Spread::of(failover)),
+        spread_row("graceful hand-off", Spread::of(handoff)),
+        spread_row("takeover (other)", Spread::of(takeover)),
+        spread_row("outage (none left up)", Spread::of(outage)),
+    ];
+    crate::table::render(&rows, &[1, 2, 3, 4])
 }
 
 fn swarm_table(level: Level, s: &SwarmSummary, wall: Duration) -> String {

@@ -86,7 +86,7 @@ fn fault_scale_zero_turns_the_faults_off_but_keeps_recovery() {
 
 #[test]
 fn a_bad_fault_scale_or_duration_is_named_and_exits_2() {
-    for (flag, value) in [("--fault-scale", "lots"), ("--duration", "5 weeks")] {
+    for (flag, value) in [("--fault-scale", "lots"), ("--duration", "5 parsecs")] {
         let out = sim(&["run", "--seed", "1", flag, value]);
         assert_eq!(out.status.code(), Some(2), "{flag} {value}");
         let err = String::from_utf8_lossy(&out.stderr);

@@ -14,30 +14,6 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// Rows as columns padded to their widest cell; columns named in `right` are right-aligned.
-fn aligned(rows: &[Vec<String>], right: &[usize]) -> String {
-    let widths: Vec<usize> = (0..rows.first().map_or(0, Vec::len))
-        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for row in rows {
-        let cells: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .enumerate()
-            .map(|(c, (cell, w))| {
-                if right.contains(&c) {
-                    format!("{cell:>w$}")
-                } else {
-                    format!("{cell:<w$}")
-                }
-            })
-            .collect();
-        let _ = writeln!(out, "{}", cells.join("  ").trim_end());
-    }
-    out
-}
-
 fn row(cells: &[&str]) -> Vec<String> {
     cells.iter().map(|c| (*c).to_owned()).collect()
 }
@@ -54,7 +30,7 @@ pub fn to_table(r: &Report) -> String {
         let mut rows = vec![row(&["UNOWNED", "RECORD NAMES", "WHY", "FOR"])];
         rows.extend(r.unowned.iter().map(unowned_row));
         out.push('\n');
-        out.push_str(&aligned(&rows, &[]));
+        out.push_str(&crate::table::render(&rows, &[]));
     }
     if let Some(listed) = r.unrecorded.as_ref().filter(|l| !l.is_empty()) {
         let names: Vec<&str> = listed.iter().map(|q| q.name()).collect();
@@ -94,7 +70,7 @@ fn instances_table(r: &Report) -> String {
             i.fair.map_or("-".to_owned(), |f| f.to_string()),
         ]);
     }
-    aligned(&rows, &[1, 2, 5, 6, 7])
+    crate::table::render(&rows, &[1, 2, 5, 6, 7])
 }
 
 /// The queues each owning instance holds, by name; `None` when no instance owns any.
@@ -111,7 +87,7 @@ fn owners_table(r: &Report) -> Option<String> {
     if owners.is_empty() {
         return None;
     }
-    Some(aligned(
+    Some(crate::table::render(
         &[vec!["OWNER".to_owned(), "QUEUES".to_owned()]]
             .into_iter()
             .chain(owners)
