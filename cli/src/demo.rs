@@ -8,7 +8,7 @@
 
 use crate::error::CliError;
 use clap::Args;
-use serde_json::{Value as Json, json};
+use serde::Serialize;
 use sqsbalancer_sim::level2::{Act, Chapter, InstanceState, Live, Story, Told, View};
 use sqsbalancer_sim::report::Spread;
 use sqsbalancer_sim::{Class, timeline};
@@ -343,38 +343,90 @@ fn summary(told: &Told, end_ms: u64, took: Duration, svg: &std::path::Path) -> S
     t
 }
 
+/// One chapter of the story in the JSON summary.
+#[derive(Serialize)]
+struct ChapterJson<'a> {
+    /// When it began, simulated seconds.
+    at_s: f64,
+    /// What happened.
+    what: &'a str,
+    /// Queues moved during it.
+    moves: u64,
+    /// The fewest moves that balance needed.
+    optimum: u64,
+    /// Its longest failover, seconds.
+    failover_s: Option<f64>,
+    /// Its longest graceful hand-off, seconds.
+    handoff_s: Option<f64>,
+}
+
+/// The summary as `--json` prints it.
+#[derive(Serialize)]
+struct SummaryJson<'a> {
+    /// Messages sent.
+    sent: u64,
+    /// Handler calls.
+    handled: u64,
+    /// Messages deleted.
+    deleted: u64,
+    /// Messages lost.
+    lost: u64,
+    /// Messages handled more than once.
+    duplicates: u64,
+    /// Queues moved in all.
+    moves: u64,
+    /// The longest failover, seconds.
+    failover_s: Option<f64>,
+    /// The longest hand-off at a graceful stop, seconds.
+    handoff_s: Option<f64>,
+    /// The story's chapters.
+    chapters: Vec<ChapterJson<'a>>,
+    /// The story's length, simulated seconds.
+    story_s: f64,
+    /// Simulated seconds in all.
+    sim_s: f64,
+    /// Wall-clock seconds.
+    wall_s: f64,
+    /// The broken invariant, if any.
+    violation: Option<String>,
+    /// The timeline's file.
+    svg: String,
+}
+
 /// The summary as one JSON object.
-fn summary_json(told: &Told, end_ms: u64, took: Duration, svg: &std::path::Path) -> Json {
+fn summary_json(told: &Told, end_ms: u64, took: Duration, svg: &std::path::Path) -> String {
     let r = &told.report;
     let m = &r.messages;
     let max_s = |gaps: &[u64]| gaps.iter().max().map(|g| seconds(*g));
-    let chapters: Vec<Json> = told
+    let chapters = told
         .chapters
         .iter()
-        .map(|c| {
-            json!({
-                "at_s": seconds(c.at_ms), "what": c.what, "moves": c.moves,
-                "optimum": c.optimum, "failover_s": max_s(&c.failover),
-                "handoff_s": max_s(&c.handoff),
-            })
+        .map(|c| ChapterJson {
+            at_s: seconds(c.at_ms),
+            what: &c.what,
+            moves: c.moves,
+            optimum: c.optimum,
+            failover_s: max_s(&c.failover),
+            handoff_s: max_s(&c.handoff),
         })
         .collect();
-    json!({
-        "sent": m.sent,
-        "handled": m.handled,
-        "deleted": m.deleted,
-        "lost": m.lost,
-        "duplicates": m.duplicates,
-        "moves": r.moves,
-        "failover_s": max_s(&r.failover),
-        "handoff_s": max_s(&stop_handoffs(told)),
-        "chapters": chapters,
-        "story_s": seconds(end_ms),
-        "sim_s": seconds(r.sim_ms),
-        "wall_s": took.as_secs_f64(),
-        "violation": r.violation.as_ref().map(|v| format!("{}: {}", v.invariant, v.detail)),
-        "svg": svg.display().to_string(),
-    })
+    let summary = SummaryJson {
+        sent: m.sent,
+        handled: m.handled,
+        deleted: m.deleted,
+        lost: m.lost,
+        duplicates: m.duplicates,
+        moves: r.moves,
+        failover_s: max_s(&r.failover),
+        handoff_s: max_s(&stop_handoffs(told)),
+        chapters,
+        story_s: seconds(end_ms),
+        sim_s: seconds(r.sim_ms),
+        wall_s: took.as_secs_f64(),
+        violation: (r.violation.as_ref()).map(|v| format!("{}: {}", v.invariant, v.detail)),
+        svg: svg.display().to_string(),
+    };
+    serde_json::to_string(&summary).expect("plain data serializes")
 }
 
 #[cfg(test)]

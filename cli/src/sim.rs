@@ -10,6 +10,7 @@
 use crate::error::CliError;
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
 use sqsbalancer_sim::report::Spread;
 use sqsbalancer_sim::scenario::FaultKind;
 use sqsbalancer_sim::{
@@ -199,10 +200,9 @@ fn run_seed(args: RunArgs) -> Result<(), CliError> {
     }
     let mut out = std::io::stdout().lock();
     if args.json {
-        let mut v = report.json();
-        v["wall_ms"] = (wall.as_secs_f64() * 1000.0).into();
-        v["sim_to_wall"] = ratio(report.sim_ms, wall).into();
-        writeln!(out, "{v}")?;
+        let timed = Timed::of(report.json(), report.sim_ms, wall);
+        let line = serde_json::to_string(&timed).map_err(std::io::Error::from)?;
+        writeln!(out, "{line}")?;
     } else {
         write!(out, "{}", run_table(&report, wall))?;
     }
@@ -312,10 +312,9 @@ fn swarm(args: SwarmArgs) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
     write!(out, "{}", swarm_table(level, &summary, wall))?;
     if json {
-        let mut v = summary.json();
-        v["wall_ms"] = (wall.as_secs_f64() * 1000.0).into();
-        v["sim_to_wall"] = ratio(summary.sim_ms, wall).into();
-        writeln!(out, "{v}")?;
+        let timed = Timed::of(summary.json(), summary.sim_ms, wall);
+        let line = serde_json::to_string(&timed).map_err(std::io::Error::from)?;
+        writeln!(out, "{line}")?;
     }
     out.flush()?;
     match summary.class() {
@@ -380,6 +379,28 @@ fn broke(report: &Report) -> Result<(), CliError> {
             count: 1,
             class: v.invariant.class(),
         }),
+    }
+}
+
+/// A summary's JSON with the wall-clock time it took.
+#[derive(Serialize)]
+struct Timed<T> {
+    /// The summary's own keys.
+    #[serde(flatten)]
+    summary: T,
+    /// Wall-clock time, ms.
+    wall_ms: f64,
+    /// Simulated time per unit of wall-clock time.
+    sim_to_wall: f64,
+}
+
+impl<T> Timed<T> {
+    fn of(summary: T, sim_ms: u64, wall: Duration) -> Timed<T> {
+        Timed {
+            summary,
+            wall_ms: wall.as_secs_f64() * 1000.0,
+            sim_to_wall: ratio(sim_ms, wall),
+        }
     }
 }
 

@@ -27,6 +27,7 @@ pub mod level3;
 pub mod report;
 pub mod scenario;
 mod stats;
+pub mod summary;
 pub mod swarm;
 pub mod testing;
 pub mod timeline;

@@ -12,20 +12,24 @@ use crate::fake::{FakeDynamo, FakeSqs};
 use crate::scenario::{Level, Scenario, SwarmLimits, replay_command};
 use crate::stats::{STEADY_AFTER_MS, Stats};
 use crate::trace::Trace;
-use serde_json::{Value as Json, json};
+use serde::Serialize;
 use sqsbalancer_core::{Owner, QueueId};
 use std::collections::BTreeMap;
 
-/// Simple order statistics of a list of durations, ms.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Simple order statistics of a list of durations, ms (in JSON: `count`, `p50_ms`, `p99_ms`,
+/// `max_ms`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Spread {
     /// How many.
     pub count: usize,
     /// The median.
+    #[serde(rename = "p50_ms")]
     pub p50: u64,
     /// The 99th percentile (nearest rank).
+    #[serde(rename = "p99_ms")]
     pub p99: u64,
     /// The largest.
+    #[serde(rename = "max_ms")]
     pub max: u64,
 }
 
@@ -48,11 +52,6 @@ impl Spread {
             p99: rank(99),
             max: v.last().copied().unwrap_or(0),
         }
-    }
-
-    /// As JSON.
-    pub fn json(&self) -> Json {
-        json!({"count": self.count, "p50_ms": self.p50, "p99_ms": self.p99, "max_ms": self.max})
     }
 }
 
@@ -151,7 +150,7 @@ pub struct Report {
 }
 
 /// Message counts.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, Serialize)]
 pub struct Messages {
     /// Sent by the producer.
     pub sent: u64,
@@ -235,46 +234,8 @@ impl Report {
     }
 
     /// As one JSON object.
-    pub fn json(&self) -> Json {
-        let m = &self.messages;
-        let (requests, read_units, write_units) = self.dynamo_per_instance_minute();
-        json!({
-            "seed": self.seed,
-            "instances": self.instances,
-            "queues": self.queues,
-            "sim_ms": self.sim_ms,
-            "faults": self.faults,
-            "violations": u64::from(self.violation.is_some()),
-            "violation": self.violation.as_ref().map(|v| json!({
-                "event": v.event, "t_ms": v.t, "invariant": v.invariant.name(),
-                "class": v.invariant.class().name(),
-                "detail": v.detail, "replay": self.replay_command(),
-            })),
-            "events": self.events,
-            "trace_hash": self.trace_hash.map(|h| format!("{h:016x}")),
-            "messages": {"sent": m.sent, "handled": m.handled, "failed": m.failed,
-                "deleted": m.deleted, "duplicates": m.duplicates, "lost": m.lost},
-            "failover": Spread::of(&self.failover).json(),
-            "handoff": Spread::of(&self.handoff).json(),
-            "takeover": Spread::of(&self.takeover).json(),
-            "outage": Spread::of(&self.outage).json(),
-            "moves": self.moves,
-            "settle_moves": self.settle_moves,
-            "settle_optimum": self.settle_optimum,
-            "balance_spread": self.balance_spread,
-            "stops": {"clean": self.stop_ms.len(), "timed_out": self.stops_timed_out,
-                "life_lost": self.stops_life_lost,
-                "max_ms": self.stop_ms.iter().max().copied().unwrap_or(0)},
-            "excused_overlaps": self.excused_overlaps,
-            "instance_minutes": self.instance_minutes,
-            "dynamo_per_instance_minute": {
-                "requests": requests,
-                "read_units": read_units,
-                "write_units": write_units,
-                "steady_requests": self.steady_dynamo_per_instance_minute,
-            },
-            "sqs_calls_per_instance_minute": self.per_instance_minute(self.sqs_calls as f64),
-        })
+    pub fn json(&self) -> crate::summary::ReportJson<'_> {
+        crate::summary::ReportJson::of(self)
     }
 }
 

@@ -2,9 +2,8 @@
 //! summed up in seed order so the summary does not depend on scheduling.
 
 use crate::check::{Class, Violation};
-use crate::report::{Report, Spread};
+use crate::report::Report;
 use crate::scenario::FaultKind;
-use serde_json::{Value as Json, json};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -82,42 +81,8 @@ impl SwarmSummary {
     }
 
     /// As one JSON object; `"violations"` is the count of failing seeds.
-    pub fn json(&self) -> Json {
-        let steady = Spread::of(
-            &self
-                .steady_dynamo
-                .iter()
-                .map(|x| (x * 100.0).round() as u64)
-                .collect::<Vec<_>>(),
-        );
-        json!({
-            "from": self.from,
-            "seeds": self.seeds,
-            "violations": self.violations(),
-            "failing": self.failing.iter().map(|r| json!({
-                "seed": r.seed,
-                "invariant": r.violation.as_ref().map(|v| v.invariant.name()),
-                "class": r.violation.as_ref().map(|v| v.invariant.class().name()),
-                "detail": r.violation.as_ref().map(|v| v.detail.clone()),
-                "replay": r.replay_command(),
-            })).collect::<Vec<_>>(),
-            "fault_kinds": self.kinds,
-            "failover": Spread::of(&self.failover).json(),
-            "handoff": Spread::of(&self.handoff).json(),
-            "takeover": Spread::of(&self.takeover).json(),
-            "outage": Spread::of(&self.outage).json(),
-            "events": self.events,
-            "sim_ms": self.sim_ms,
-            "messages": {"sent": self.sent, "lost": self.lost, "duplicates": self.duplicates},
-            "excused_overlaps": self.excused_overlaps,
-            "settle_moves": self.settle_moves.0,
-            "settle_optimum": self.settle_moves.1,
-            "steady_dynamo_requests_per_instance_minute": {
-                "runs": steady.count,
-                "p50": steady.p50 as f64 / 100.0,
-                "max": steady.max as f64 / 100.0,
-            },
-        })
+    pub fn json(&self) -> crate::summary::SwarmJson<'_> {
+        crate::summary::SwarmJson::of(self)
     }
 
     /// Fault kinds that no run had on.

@@ -2,7 +2,8 @@
 //! for scripts.
 
 use super::watch::{Report, UnownedRow};
-use serde_json::{Value, json};
+use serde::Serialize;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -151,72 +152,153 @@ fn unowned_row(u: &UnownedRow) -> Vec<String> {
     ]
 }
 
+/// One instance in the JSON report.
+#[derive(Serialize)]
+struct InstanceJson<'a> {
+    /// Its id.
+    id: &'a str,
+    /// Its current life.
+    incarnation: u64,
+    /// `id#incarnation`.
+    life: String,
+    /// Its heartbeat counter at the last read.
+    heartbeat: u64,
+    /// Whether the heartbeat moved during the watch (`None`: one read only).
+    heartbeat_advanced: Option<bool>,
+    /// How long the heartbeat has not moved, ms.
+    unchanged_ms: u64,
+    /// Its status as judged.
+    status: &'a str,
+    /// Whether its liveness was observed (the watch was long enough).
+    observed: bool,
+    /// Its capacity weight.
+    capacity: u32,
+    /// Queues it owns.
+    queues: usize,
+    /// Its fair share of queues.
+    fair: Option<usize>,
+}
+
+/// One unowned queue in the JSON report.
+#[derive(Serialize)]
+struct UnownedJson<'a> {
+    /// The queue's URL.
+    queue: &'a str,
+    /// The life its record names, if any.
+    owner: Option<String>,
+    /// Why it is unowned.
+    why: &'a str,
+    /// For how long, ms.
+    unowned_ms: u64,
+    /// Whether that is past the failover bound.
+    past_bound: bool,
+}
+
+/// The balance in the JSON report.
+#[derive(Serialize)]
+struct BalanceJson {
+    /// The fewest queues an instance owns.
+    owned_min: usize,
+    /// The most.
+    owned_max: usize,
+    /// The smallest fair share.
+    fair_min: usize,
+    /// The largest.
+    fair_max: usize,
+    /// Whether every instance owns its fair share.
+    balanced: bool,
+}
+
+/// The report as `--json` prints it.
+#[derive(Serialize)]
+struct ReportJson<'a> {
+    /// Reads of the table.
+    reads: usize,
+    /// How long the watch lasted, ms.
+    window_ms: u64,
+    /// Whether the watch was long enough to see a heartbeat go stale.
+    staleness_observed: bool,
+    /// The fleet's heartbeat interval, ms.
+    heartbeat_interval_ms: u64,
+    /// Its heartbeat timeout, ms.
+    heartbeat_timeout_ms: u64,
+    /// Its failover bound, ms.
+    failover_bound_ms: u64,
+    /// Queue records.
+    queues: usize,
+    /// Retired queue records.
+    retired: usize,
+    /// Every instance.
+    instances: Vec<InstanceJson<'a>>,
+    /// The queue URLs each owning instance holds.
+    owners: BTreeMap<&'a str, Vec<&'a str>>,
+    /// The balance, when any instance takes queues.
+    balance: Option<BalanceJson>,
+    /// Queues without a live owner.
+    unowned: Vec<UnownedJson<'a>>,
+    /// How many of them are past the failover bound.
+    unowned_past_bound: usize,
+    /// Queues listed by SQS with no record yet (with `--queue-pattern`).
+    unrecorded: Option<Vec<&'a str>>,
+}
+
 /// The report as one JSON object.
-pub fn to_json(r: &Report) -> Value {
-    let instances: Vec<Value> = r
-        .instances
-        .iter()
-        .map(|i| {
-            json!({
-                "id": i.life.id.as_str(),
-                "incarnation": i.life.incarnation,
-                "life": i.life.to_string(),
-                "heartbeat": i.heartbeat,
-                "heartbeat_advanced": i.advanced,
-                "unchanged_ms": millis(i.unchanged_for),
-                "status": i.liveness.word(i.status).trim_end_matches('?'),
-                "observed": i.liveness != super::watch::Liveness::Unobserved,
-                "capacity": i.capacity,
-                "queues": i.queues.len(),
-                "fair": i.fair,
-            })
+pub fn to_json(r: &Report) -> String {
+    let instances = (r.instances.iter())
+        .map(|i| InstanceJson {
+            id: i.life.id.as_str(),
+            incarnation: i.life.incarnation,
+            life: i.life.to_string(),
+            heartbeat: i.heartbeat,
+            heartbeat_advanced: i.advanced,
+            unchanged_ms: millis(i.unchanged_for),
+            status: i.liveness.word(i.status).trim_end_matches('?'),
+            observed: i.liveness != super::watch::Liveness::Unobserved,
+            capacity: i.capacity,
+            queues: i.queues.len(),
+            fair: i.fair,
         })
         .collect();
-    let owners: serde_json::Map<String, Value> = r
-        .instances
-        .iter()
+    let owners = (r.instances.iter())
         .filter(|i| !i.queues.is_empty())
         .map(|i| {
-            let urls: Vec<&str> = i.queues.iter().map(|q| q.as_str()).collect();
-            (i.life.id.as_str().to_owned(), json!(urls))
+            (
+                i.life.id.as_str(),
+                i.queues.iter().map(|q| q.as_str()).collect(),
+            )
         })
         .collect();
-    let unowned: Vec<Value> = r
-        .unowned
-        .iter()
-        .map(|u| {
-            json!({
-                "queue": u.queue.as_str(),
-                "owner": u.owner.as_ref().map(ToString::to_string),
-                "why": u.why.words(),
-                "unowned_ms": millis(u.unowned_for),
-                "past_bound": u.past_bound,
-            })
+    let unowned = (r.unowned.iter())
+        .map(|u| UnownedJson {
+            queue: u.queue.as_str(),
+            owner: u.owner.as_ref().map(ToString::to_string),
+            why: u.why.words(),
+            unowned_ms: millis(u.unowned_for),
+            past_bound: u.past_bound,
         })
         .collect();
-    let balance = r.balance.map(|b| {
-        json!({
-            "owned_min": b.owned_min,
-            "owned_max": b.owned_max,
-            "fair_min": b.fair_min,
-            "fair_max": b.fair_max,
-            "balanced": b.balanced,
-        })
+    let balance = r.balance.map(|b| BalanceJson {
+        owned_min: b.owned_min,
+        owned_max: b.owned_max,
+        fair_min: b.fair_min,
+        fair_max: b.fair_max,
+        balanced: b.balanced,
     });
-    json!({
-        "reads": r.reads,
-        "window_ms": millis(r.window),
-        "staleness_observed": r.staleness_observed(),
-        "heartbeat_interval_ms": millis(r.timing.interval),
-        "heartbeat_timeout_ms": millis(r.timing.timeout),
-        "failover_bound_ms": millis(r.timing.failover_bound()),
-        "queues": r.queues,
-        "retired": r.retired,
-        "instances": instances,
-        "owners": owners,
-        "balance": balance,
-        "unowned": unowned,
-        "unowned_past_bound": r.stuck().len(),
-        "unrecorded": r.unrecorded.as_ref().map(|l| l.iter().map(|q| q.as_str()).collect::<Vec<_>>()),
-    })
+    let report = ReportJson {
+        reads: r.reads,
+        window_ms: millis(r.window),
+        staleness_observed: r.staleness_observed(),
+        heartbeat_interval_ms: millis(r.timing.interval),
+        heartbeat_timeout_ms: millis(r.timing.timeout),
+        failover_bound_ms: millis(r.timing.failover_bound()),
+        queues: r.queues,
+        retired: r.retired,
+        instances,
+        owners,
+        balance,
+        unowned,
+        unowned_past_bound: r.stuck().len(),
+        unrecorded: (r.unrecorded.as_ref()).map(|l| l.iter().map(|q| q.as_str()).collect()),
+    };
+    serde_json::to_string(&report).expect("plain data serializes")
 }
