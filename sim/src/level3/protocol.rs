@@ -18,7 +18,8 @@
 
 use aws_smithy_types::base64;
 use md5::{Digest, Md5};
-use serde_json::{Map, Value as Json, json};
+use serde::Serialize;
+use serde_json::Value as Json;
 use sqsbalancer_core::QueueId;
 use sqsbalancer_core::table::{
     CAPACITY, Cond, ENDED, EPOCH, HEARTBEAT, INBOX, INCARNATION, Item, Key, OWNER_ID, OWNER_INC,
@@ -179,8 +180,8 @@ pub struct Answer {
 }
 
 impl Answer {
-    fn json(service: Service, status: u16, body: &Json) -> Answer {
-        let body = body.to_string();
+    fn json(service: Service, status: u16, body: &impl Serialize) -> Answer {
+        let body = serde_json::to_string(body).expect("plain data serializes");
         let mut headers = Vec::new();
         if service == Service::DynamoDb {
             // DynamoDB checksums every response body (the Rust SDK does not check it).
@@ -215,7 +216,10 @@ pub fn error_answer(
         Service::DynamoDb => DYNAMODB_ERROR,
         Service::Sqs => SQS_ERROR,
     };
-    let body = json!({ "__type": format!("{namespace}{code}"), "message": message });
+    let body = ErrorBody {
+        kind: format!("{namespace}{code}"),
+        message,
+    };
     let mut a = Answer::json(service, status, &body);
     if service == Service::Sqs {
         let fault = if status >= 500 { "Receiver" } else { "Sender" };
@@ -292,7 +296,11 @@ pub fn unknown_operation(service: Option<Service>, target: &str) -> Answer {
         None => Answer {
             status: 400,
             headers: Vec::new(),
-            body: json!({ "__type": "UnknownOperationException", "message": message }).to_string(),
+            body: serde_json::to_string(&ErrorBody {
+                kind: "UnknownOperationException".to_owned(),
+                message: &message,
+            })
+            .expect("plain data serializes"),
         },
     }
 }
@@ -521,26 +529,39 @@ pub fn value_from_json(v: &Json) -> Result<Value, String> {
     }
 }
 
-/// The JSON of an attribute value.
-pub fn value_to_json(v: &Value) -> Json {
-    match v {
-        Value::S(s) => json!({ "S": s }),
-        Value::N(n) => json!({ "N": n }),
-        Value::Bool(b) => json!({ "BOOL": b }),
+/// An attribute value as DynamoDB writes it: `{"S": ..}`, `{"N": ..}` or `{"BOOL": ..}`.
+#[derive(Serialize)]
+pub enum ValueJson<'a> {
+    /// A string.
+    S(&'a str),
+    /// A number, as its text.
+    N(&'a str),
+    /// A boolean.
+    #[serde(rename = "BOOL")]
+    Bool(bool),
+}
+
+impl<'a> ValueJson<'a> {
+    /// The JSON form of `v`.
+    pub fn of(v: &'a Value) -> ValueJson<'a> {
+        match v {
+            Value::S(s) => ValueJson::S(s),
+            Value::N(n) => ValueJson::N(n),
+            Value::Bool(b) => ValueJson::Bool(*b),
+        }
     }
 }
 
-/// The JSON of an item (attributes in name order).
-pub fn item_to_json(item: &Item) -> Json {
-    let mut m = Map::new();
-    for (k, v) in item {
-        m.insert(k.clone(), value_to_json(v));
-    }
-    Json::Object(m)
+/// An item as DynamoDB writes it, attributes in name order.
+fn item_json(item: &Item) -> BTreeMap<&str, ValueJson<'_>> {
+    item.iter()
+        .map(|(k, v)| (k.as_str(), ValueJson::of(v)))
+        .collect()
 }
 
-fn key_to_json(key: &Key) -> Json {
-    json!({ PK: { "S": key.pk }, SK: { "S": key.sk } })
+/// A key as DynamoDB writes it.
+fn key_json(key: &Key) -> BTreeMap<&'static str, ValueJson<'_>> {
+    BTreeMap::from([(PK, ValueJson::S(&key.pk)), (SK, ValueJson::S(&key.sk))])
 }
 
 fn key_from_json(v: &Json, field: &str) -> Result<Key, String> {
@@ -1394,63 +1415,71 @@ pub fn encode(call: &Call, result: Result<Outcome, BackendError>) -> Answer {
         Ok(o) => o,
         Err(e) => return backend_error(service, &e),
     };
-    let body = match (call, outcome) {
-        (Call::UpdateItem { return_values, .. }, Outcome::Item(item)) => match return_values {
-            ReturnValues::AllNew => json!({ "Attributes": item_to_json(&item) }),
-            ReturnValues::None => json!({}),
-        },
-        (Call::Query { .. }, Outcome::Page(page)) => {
-            let mut m = Map::new();
-            m.insert("Count".into(), json!(page.items.len()));
-            m.insert(
-                "Items".into(),
-                Json::Array(page.items.iter().map(item_to_json).collect()),
-            );
-            if let Some(k) = &page.last_key {
-                m.insert("LastEvaluatedKey".into(), key_to_json(k));
-            }
-            m.insert("ScannedCount".into(), json!(page.items.len()));
-            Json::Object(m)
+    match (call, outcome) {
+        (Call::UpdateItem { return_values, .. }, Outcome::Item(item)) => {
+            let attributes = match return_values {
+                ReturnValues::AllNew => Some(item_json(&item)),
+                ReturnValues::None => None,
+            };
+            Answer::json(service, 200, &UpdateItemOutput { attributes })
         }
+        (Call::Query { .. }, Outcome::Page(page)) => Answer::json(
+            service,
+            200,
+            &QueryOutput {
+                count: page.items.len(),
+                items: page.items.iter().map(item_json).collect(),
+                last_evaluated_key: page.last_key.as_ref().map(key_json),
+                scanned_count: page.items.len(),
+            },
+        ),
         (
             Call::ReceiveMessage {
                 system_attributes, ..
             },
             Outcome::Messages(ms),
         ) => {
-            if ms.is_empty() {
-                json!({})
-            } else {
-                let ms = ms.iter().map(|m| message_json(m, system_attributes));
-                json!({ "Messages": ms.collect::<Vec<_>>() })
-            }
+            let messages = ms.iter().map(|m| MessageJson::of(m, system_attributes));
+            Answer::json(
+                service,
+                200,
+                &ReceiveMessageOutput {
+                    messages: messages.collect(),
+                },
+            )
         }
-        (Call::DeleteMessageBatch { entries, .. }, Outcome::Entries(results)) => {
-            batch_json(entries.iter().map(|e| e.0.as_str()), &results)
-        }
+        (Call::DeleteMessageBatch { entries, .. }, Outcome::Entries(results)) => Answer::json(
+            service,
+            200,
+            &BatchOutput::of(entries.iter().map(|e| e.0.as_str()), &results),
+        ),
         (Call::ChangeMessageVisibilityBatch { entries, .. }, Outcome::Entries(results)) => {
-            batch_json(entries.iter().map(|e| e.0.as_str()), &results)
+            Answer::json(
+                service,
+                200,
+                &BatchOutput::of(entries.iter().map(|e| e.0.as_str()), &results),
+            )
         }
         (Call::ListQueues { max_results, .. }, Outcome::Queues(page)) => {
-            let mut m = Map::new();
-            m.insert("QueueUrls".into(), json!(page.urls));
             // Without MaxResults SQS answers at most 1,000 URLs and no token.
-            if let (Some(_), Some(t)) = (max_results, &page.next_token) {
-                m.insert("NextToken".into(), json!(t));
-            }
-            Json::Object(m)
-        }
-        (call, outcome) => {
-            return error_answer(
+            let next_token = max_results.and(page.next_token.as_deref());
+            Answer::json(
                 service,
-                500,
-                "InternalFailure",
-                &format!("the backend answered {call:?} with {outcome:?}"),
-                None,
-            );
+                200,
+                &ListQueuesOutput {
+                    next_token,
+                    queue_urls: &page.urls,
+                },
+            )
         }
-    };
-    Answer::json(service, 200, &body)
+        (call, outcome) => error_answer(
+            service,
+            500,
+            "InternalFailure",
+            &format!("the backend answered {call:?} with {outcome:?}"),
+            None,
+        ),
+    }
 }
 
 /// Whether a system attribute was asked for by its name or by `All`.
@@ -1458,42 +1487,91 @@ fn asked(names: &[String], name: &str) -> bool {
     names.iter().any(|n| n == name || n == "All")
 }
 
-fn message_json(m: &Message, system: &[String]) -> Json {
-    let mut o = Map::new();
-    o.insert("MessageId".into(), json!(m.message_id));
-    o.insert("ReceiptHandle".into(), json!(m.receipt));
-    o.insert("MD5OfBody".into(), json!(md5_hex(m.body.as_bytes())));
-    o.insert("Body".into(), json!(m.body));
-    let mut attrs = Map::new();
-    if asked(system, "ApproximateReceiveCount") {
-        attrs.insert(
-            "ApproximateReceiveCount".into(),
-            json!(m.receive_count.to_string()),
-        );
-    }
-    if let Some(g) = &m.group
-        && asked(system, "MessageGroupId")
-    {
-        attrs.insert("MessageGroupId".into(), json!(g));
-    }
-    if !attrs.is_empty() {
-        o.insert("Attributes".into(), Json::Object(attrs));
-    }
-    if let Some(md5) = md5_of_message_attributes(&m.attributes) {
-        o.insert("MD5OfMessageAttributes".into(), json!(md5));
-        let mut ma = Map::new();
-        for (k, v) in &m.attributes {
-            let value = match &v.value {
-                AttributeData::Text(t) => json!({ "StringValue": t, "DataType": v.data_type }),
-                AttributeData::Binary(b) => {
-                    json!({ "BinaryValue": base64::encode(b), "DataType": v.data_type })
-                }
-            };
-            ma.insert(k.clone(), value);
+/// A message attribute as SQS writes it.
+#[derive(Serialize)]
+struct MessageAttributeJson<'a> {
+    /// Its bytes, in base64, for a `Binary` attribute.
+    #[serde(rename = "BinaryValue", skip_serializing_if = "Option::is_none")]
+    binary: Option<String>,
+    /// Its data type as sent.
+    #[serde(rename = "DataType")]
+    data_type: &'a str,
+    /// Its text, for a `String` or `Number` attribute.
+    #[serde(rename = "StringValue", skip_serializing_if = "Option::is_none")]
+    text: Option<&'a str>,
+}
+
+/// A received message as SQS writes it (keys in the order SQS sends them: sorted).
+#[derive(Serialize)]
+struct MessageJson<'a> {
+    /// The system attributes asked for.
+    #[serde(rename = "Attributes", skip_serializing_if = "BTreeMap::is_empty")]
+    attributes: BTreeMap<&'static str, String>,
+    /// The body.
+    #[serde(rename = "Body")]
+    body: &'a str,
+    /// The MD5 of the body, in hex.
+    #[serde(rename = "MD5OfBody")]
+    md5_of_body: String,
+    /// The MD5 of the message attributes, when there are any.
+    #[serde(
+        rename = "MD5OfMessageAttributes",
+        skip_serializing_if = "Option::is_none"
+    )]
+    md5_of_message_attributes: Option<String>,
+    /// The message attributes, when there are any.
+    #[serde(rename = "MessageAttributes", skip_serializing_if = "Option::is_none")]
+    message_attributes: Option<BTreeMap<&'a str, MessageAttributeJson<'a>>>,
+    /// The message id.
+    #[serde(rename = "MessageId")]
+    message_id: &'a str,
+    /// The receipt handle.
+    #[serde(rename = "ReceiptHandle")]
+    receipt_handle: &'a str,
+}
+
+impl<'a> MessageJson<'a> {
+    /// `m` with the system attributes `system` names.
+    fn of(m: &'a Message, system: &[String]) -> MessageJson<'a> {
+        let mut attributes = BTreeMap::new();
+        if asked(system, "ApproximateReceiveCount") {
+            attributes.insert("ApproximateReceiveCount", m.receive_count.to_string());
         }
-        o.insert("MessageAttributes".into(), Json::Object(ma));
+        if let Some(g) = &m.group
+            && asked(system, "MessageGroupId")
+        {
+            attributes.insert("MessageGroupId", g.clone());
+        }
+        let md5_of_message_attributes = md5_of_message_attributes(&m.attributes);
+        let message_attributes = md5_of_message_attributes.is_some().then(|| {
+            (m.attributes.iter())
+                .map(|(k, v)| {
+                    let (text, binary) = match &v.value {
+                        AttributeData::Text(t) => (Some(t.as_str()), None),
+                        AttributeData::Binary(b) => (None, Some(base64::encode(b))),
+                    };
+                    let data_type = v.data_type.as_str();
+                    (
+                        k.as_str(),
+                        MessageAttributeJson {
+                            binary,
+                            data_type,
+                            text,
+                        },
+                    )
+                })
+                .collect()
+        });
+        MessageJson {
+            attributes,
+            body: &m.body,
+            md5_of_body: md5_hex(m.body.as_bytes()),
+            md5_of_message_attributes,
+            message_attributes,
+            message_id: &m.message_id,
+            receipt_handle: &m.receipt,
+        }
     }
-    Json::Object(o)
 }
 
 /// The code and message of a failed batch entry from the backend's text: `Code: message` (as
@@ -1520,25 +1598,125 @@ pub fn entry_failure(text: &str) -> (String, String) {
     ("InternalError".to_owned(), text.to_owned())
 }
 
-fn batch_json<'a>(ids: impl Iterator<Item = &'a str>, results: &[Result<(), String>]) -> Json {
-    let (mut ok, mut failed) = (Vec::new(), Vec::new());
-    for (i, id) in ids.enumerate() {
-        match results.get(i) {
-            Some(Ok(())) => ok.push(json!({ "Id": id })),
-            Some(Err(text)) => {
-                let (code, message) = entry_failure(text);
-                let sender = code != "InternalError";
-                failed.push(json!({
-                    "Id": id, "SenderFault": sender, "Code": code, "Message": message
-                }));
-            }
-            None => failed.push(json!({
-                "Id": id, "SenderFault": false, "Code": "InternalError",
-                "Message": "the backend gave no result for this entry"
-            })),
+/// A failed entry of a batch call as SQS writes it.
+#[derive(Serialize)]
+struct FailedEntry<'a> {
+    /// The error code.
+    #[serde(rename = "Code")]
+    code: String,
+    /// The entry's id.
+    #[serde(rename = "Id")]
+    id: &'a str,
+    /// The error message.
+    #[serde(rename = "Message")]
+    message: String,
+    /// Whether the caller was at fault.
+    #[serde(rename = "SenderFault")]
+    sender_fault: bool,
+}
+
+/// A succeeded entry of a batch call.
+#[derive(Serialize)]
+struct SucceededEntry<'a> {
+    /// The entry's id.
+    #[serde(rename = "Id")]
+    id: &'a str,
+}
+
+/// The answer to DeleteMessageBatch or ChangeMessageVisibilityBatch.
+#[derive(Serialize)]
+struct BatchOutput<'a> {
+    /// The entries that failed.
+    #[serde(rename = "Failed")]
+    failed: Vec<FailedEntry<'a>>,
+    /// The entries that succeeded.
+    #[serde(rename = "Successful")]
+    successful: Vec<SucceededEntry<'a>>,
+}
+
+impl<'a> BatchOutput<'a> {
+    /// The entries `ids` with the backend's `results`, in order.
+    fn of(ids: impl Iterator<Item = &'a str>, results: &[Result<(), String>]) -> BatchOutput<'a> {
+        let mut out = BatchOutput {
+            failed: Vec::new(),
+            successful: Vec::new(),
+        };
+        for (i, id) in ids.enumerate() {
+            let (code, message) = match results.get(i) {
+                Some(Ok(())) => {
+                    out.successful.push(SucceededEntry { id });
+                    continue;
+                }
+                Some(Err(text)) => entry_failure(text),
+                None => (
+                    "InternalError".to_owned(),
+                    "the backend gave no result for this entry".to_owned(),
+                ),
+            };
+            let sender_fault = code != "InternalError";
+            out.failed.push(FailedEntry {
+                code,
+                id,
+                message,
+                sender_fault,
+            });
         }
+        out
     }
-    json!({ "Failed": failed, "Successful": ok })
+}
+
+/// AWS's JSON error body.
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    /// The namespaced error code.
+    #[serde(rename = "__type")]
+    kind: String,
+    /// What went wrong.
+    message: &'a str,
+}
+
+/// The answer to UpdateItem.
+#[derive(Serialize)]
+struct UpdateItemOutput<'a> {
+    /// The item as written, when asked for.
+    #[serde(rename = "Attributes", skip_serializing_if = "Option::is_none")]
+    attributes: Option<BTreeMap<&'a str, ValueJson<'a>>>,
+}
+
+/// The answer to Query.
+#[derive(Serialize)]
+struct QueryOutput<'a> {
+    /// Items in the page.
+    #[serde(rename = "Count")]
+    count: usize,
+    /// The items.
+    #[serde(rename = "Items")]
+    items: Vec<BTreeMap<&'a str, ValueJson<'a>>>,
+    /// Where the next page starts.
+    #[serde(rename = "LastEvaluatedKey", skip_serializing_if = "Option::is_none")]
+    last_evaluated_key: Option<BTreeMap<&'static str, ValueJson<'a>>>,
+    /// Items examined.
+    #[serde(rename = "ScannedCount")]
+    scanned_count: usize,
+}
+
+/// The answer to ReceiveMessage: no key at all when nothing came.
+#[derive(Serialize)]
+struct ReceiveMessageOutput<'a> {
+    /// The messages.
+    #[serde(rename = "Messages", skip_serializing_if = "Vec::is_empty")]
+    messages: Vec<MessageJson<'a>>,
+}
+
+/// The answer to ListQueues.
+#[derive(Serialize)]
+struct ListQueuesOutput<'a> {
+    /// The token for the next page.
+    #[serde(rename = "NextToken", skip_serializing_if = "Option::is_none")]
+    next_token: Option<&'a str>,
+    /// The queue URLs.
+    #[serde(rename = "QueueUrls")]
+    queue_urls: &'a [String],
 }
 
 /// The answer of a backend error, as `service` reports that kind of trouble.
