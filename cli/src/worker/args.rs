@@ -4,7 +4,7 @@
 
 use crate::sim::duration;
 use clap::{Args, ValueEnum};
-use sqsbalancer_core::Config;
+use sqsbalancer_core::{Config, SqsConfig};
 use sqsbalancer_runtime::aws::Billing;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -81,6 +81,10 @@ pub struct WorkerArgs {
         env = "SQSBALANCER_ATTRIBUTE_NAMES"
     )]
     pub attribute_names: Option<Vec<String>>,
+    /// One queue's own SQS settings, NAME:visibility=2m,wait=5s,max=5 (repeat the flag;
+    /// separate them with ; in the variable).
+    #[arg(long, value_name = "NAME:SETTINGS", value_parser = queue_settings, value_delimiter = ';', env = "SQSBALANCER_QUEUE_SETTINGS")]
+    pub queue_settings: Vec<QueueSettings>,
     /// Concurrent handlers [default: 10].
     #[arg(long, value_name = "N", env = "SQSBALANCER_WORKERS")]
     pub workers: Option<usize>,
@@ -171,6 +175,61 @@ impl WorkerArgs {
     }
 }
 
+/// One queue's SQS settings given on the command line; what is not given is the fleet's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueSettings {
+    /// The queue's name.
+    pub queue: String,
+    /// Its visibility timeout.
+    visibility: Option<Duration>,
+    /// Its long-poll wait.
+    wait: Option<Duration>,
+    /// Its messages per receive.
+    max: Option<u32>,
+}
+
+impl QueueSettings {
+    /// The fleet's settings `base` with this queue's changes.
+    pub fn apply(&self, base: &SqsConfig) -> SqsConfig {
+        let mut sqs = base.clone();
+        sqs.visibility_timeout = self.visibility.unwrap_or(sqs.visibility_timeout);
+        sqs.wait_time = self.wait.unwrap_or(sqs.wait_time);
+        sqs.max_messages = self.max.unwrap_or(sqs.max_messages);
+        sqs
+    }
+}
+
+/// `NAME:visibility=2m,wait=5s,max=5`, any of the three settings.
+fn queue_settings(s: &str) -> Result<QueueSettings, String> {
+    let (queue, list) = s
+        .split_once(':')
+        .filter(|(q, _)| !q.trim().is_empty())
+        .ok_or_else(|| format!("{s:?}: want NAME:visibility=2m,wait=5s,max=5"))?;
+    let mut out = QueueSettings {
+        queue: queue.trim().to_owned(),
+        visibility: None,
+        wait: None,
+        max: None,
+    };
+    for setting in list.split(',').map(str::trim).filter(|x| !x.is_empty()) {
+        let (key, value) = setting
+            .split_once('=')
+            .ok_or_else(|| format!("{setting:?} in {s:?}: want KEY=VALUE"))?;
+        let bad = |e: String| format!("{key} in {s:?}: {e}");
+        match key.trim() {
+            "visibility" => out.visibility = Some(duration(value).map_err(bad)?),
+            "wait" => out.wait = Some(duration(value).map_err(bad)?),
+            "max" => out.max = Some(value.trim().parse().map_err(|e| bad(format!("{e}")))?),
+            other => {
+                return Err(format!(
+                    "{other:?} in {s:?}: the settings are visibility, wait and max"
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// `R,W`: provisioned read and write capacity units, each at least 1.
 fn capacity_units(s: &str) -> Result<Billing, String> {
     let units = |u: &str| u.trim().parse::<i64>().ok().filter(|n| *n >= 1);
@@ -179,4 +238,28 @@ fn capacity_units(s: &str) -> Result<Billing, String> {
         .and_then(|(r, w)| Some((units(r)?, units(w)?)))
         .ok_or_else(|| format!("{s:?}: want READ,WRITE capacity units, each at least 1 (5,5)"))?;
     Ok(Billing::Provisioned { read, write })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_settings_read_any_of_the_three_and_name_what_is_wrong() {
+        let q = queue_settings("orders-big:visibility=2m, max=1").unwrap();
+        assert_eq!(q.queue, "orders-big");
+        let sqs = q.apply(&SqsConfig::default());
+        assert_eq!(sqs.visibility_timeout, Duration::from_secs(120));
+        assert_eq!(sqs.max_messages, 1);
+        assert_eq!(sqs.wait_time, SqsConfig::default().wait_time);
+        for (bad, named) in [
+            ("visibility=2m", "NAME:"),
+            ("q:speed=3", "speed"),
+            ("q:max=ten", "max"),
+            ("q:wait", "KEY=VALUE"),
+        ] {
+            let e = queue_settings(bad).unwrap_err();
+            assert!(e.contains(named), "{bad}: {e}");
+        }
+    }
 }

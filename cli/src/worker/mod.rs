@@ -79,6 +79,10 @@ fn balancer(args: &WorkerArgs, aws: &Arc<AwsBackend>) -> Result<Balancer<AwsBack
         let backoff = FailureBackoff::new(base, args.failure_backoff_max);
         balancer = balancer.with_failure_backoff(backoff);
     }
+    let base = args.config().sqs;
+    for q in &args.queue_settings {
+        balancer = balancer.with_queue_settings(&q.queue, q.apply(&base));
+    }
     if args.no_visibility_extension {
         balancer = balancer.without_visibility_extension();
     }
