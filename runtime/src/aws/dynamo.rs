@@ -103,11 +103,7 @@ impl Store for AwsBackend {
                     {
                         return Err(BackendError::ConditionFailed);
                     }
-                    Err(sdk_error("dynamodb", &err, |s| {
-                        s.is_provisioned_throughput_exceeded_exception()
-                            || s.is_request_limit_exceeded()
-                            || s.is_throttling_exception()
-                    }))
+                    Err(sdk_error("dynamodb", &err))
                 }
             }
         }
@@ -133,13 +129,7 @@ impl Store for AwsBackend {
                 .set_exclusive_start_key(start.as_ref().map(key_map))
                 .send()
                 .await
-                .map_err(|err| {
-                    sdk_error("dynamodb", &err, |s| {
-                        s.is_provisioned_throughput_exceeded_exception()
-                            || s.is_request_limit_exceeded()
-                            || s.is_throttling_exception()
-                    })
-                })?;
+                .map_err(|err| sdk_error("dynamodb", &err))?;
             let last_key = out.last_evaluated_key().and_then(|k| {
                 let item = from_aws(k);
                 match (item.get(PK), item.get(SK)) {
@@ -216,12 +206,7 @@ fn management_error<E>(e: &aws_sdk_dynamodb::error::SdkError<E>) -> BackendError
 where
     E: std::error::Error + ProvideErrorMetadata + 'static,
 {
-    sdk_error("dynamodb", e, |s| {
-        matches!(
-            s.code(),
-            Some("ThrottlingException" | "LimitExceededException" | "RequestLimitExceeded")
-        )
-    })
+    sdk_error("dynamodb", e)
 }
 
 /// A request that could not be built: a bug or a bad argument, never worth retrying.

@@ -1,17 +1,32 @@
 //! How an AWS SDK error maps onto the backend's error kinds.
 
-/// Maps an SDK error onto the backend's kinds: `throttled` says whether the service error is a
-/// throttle; a request that may have reached the service without an answer is unknown.
+/// The error codes with which SQS and DynamoDB (and the AWS services behind them, KMS for an
+/// encrypted queue) ask the caller to slow down, whatever the operation: the SDK models some
+/// of them per operation and leaves the rest unmodelled, so they are told apart by code.
+const THROTTLE_CODES: [&str; 9] = [
+    "ThrottlingException",
+    "Throttling",
+    "RequestThrottled",
+    "RequestLimitExceeded",
+    "ProvisionedThroughputExceededException",
+    "LimitExceededException",
+    "TooManyRequestsException",
+    "KmsThrottled",
+    // ReceiveMessage past the in-flight limit: back off until messages are deleted.
+    "OverLimit",
+];
+
+/// Maps an SDK error onto the backend's kinds: a throttle by its code, a request that may have
+/// reached the service without an answer as unknown.
 pub(super) fn sdk_error<E>(
     service: &'static str,
     e: &aws_sdk_dynamodb::error::SdkError<E>,
-    throttled: impl Fn(&E) -> bool,
 ) -> crate::error::BackendError
 where
-    E: std::error::Error + 'static,
+    E: std::error::Error + aws_sdk_dynamodb::error::ProvideErrorMetadata + 'static,
 {
     use crate::error::BackendError;
-    use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+    use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
     let reason = DisplayErrorContext(e).to_string();
     if caused_by::<super::client::SendByPassed>(e) {
         return BackendError::NotSent { service, reason };
@@ -20,10 +35,12 @@ where
         return BackendError::Credentials { service, reason };
     }
     match e {
-        SdkError::ServiceError(s) if throttled(s.err()) => BackendError::Throttled {
-            service,
-            message: reason,
-        },
+        SdkError::ServiceError(_) if e.code().is_some_and(|c| THROTTLE_CODES.contains(&c)) => {
+            BackendError::Throttled {
+                service,
+                message: reason,
+            }
+        }
         // A 5xx is the service's trouble, not the request's: a write may have applied.
         SdkError::ServiceError(s) if s.raw().status().is_server_error() => {
             BackendError::Unknown { service, reason }

@@ -31,7 +31,6 @@ fn queue_error<E>(
     queue: &QueueId,
     e: &aws_sdk_sqs::error::SdkError<E>,
     gone: impl Fn(&E) -> bool,
-    throttled: impl Fn(&E) -> bool,
 ) -> BackendError
 where
     E: std::error::Error + aws_sdk_sqs::error::ProvideErrorMetadata + 'static,
@@ -45,7 +44,7 @@ where
             url: queue.as_str().to_owned(),
         }
     } else {
-        sdk_error("sqs", e, throttled)
+        sdk_error("sqs", e)
     }
 }
 
@@ -64,10 +63,7 @@ impl QueueList for AwsBackend {
             if !prefix.is_empty() {
                 call = call.queue_name_prefix(prefix);
             }
-            let out = call
-                .send()
-                .await
-                .map_err(|e| sdk_error("sqs", &e, |s| s.is_request_throttled()))?;
+            let out = call.send().await.map_err(|e| sdk_error("sqs", &e))?;
             Ok(QueuePage {
                 urls: out.queue_urls().to_vec(),
                 next_token: out.next_token().map(str::to_owned),
@@ -96,14 +92,8 @@ impl Sqs for AwsBackend {
                 .interceptor(client::SendBy(request.send_by))
                 .send()
                 .await;
-            let out = out.map_err(|e| {
-                queue_error(
-                    &request.queue,
-                    &e,
-                    |s| s.is_queue_does_not_exist(),
-                    |s| s.is_request_throttled() || s.is_over_limit(),
-                )
-            })?;
+            let out =
+                out.map_err(|e| queue_error(&request.queue, &e, |s| s.is_queue_does_not_exist()))?;
             Ok(out
                 .messages()
                 .iter()
@@ -137,8 +127,7 @@ impl Sqs for AwsBackend {
                 .set_entries(Some(entries))
                 .send()
                 .await;
-            let out = out
-                .map_err(|e| queue_error(&queue, &e, |s| s.is_queue_does_not_exist(), |_| false))?;
+            let out = out.map_err(|e| queue_error(&queue, &e, |s| s.is_queue_does_not_exist()))?;
             Ok(entry_results(receipts.len(), out.failed()))
         }
     }
@@ -169,8 +158,7 @@ impl Sqs for AwsBackend {
                 .set_entries(Some(request))
                 .send()
                 .await;
-            let out = out
-                .map_err(|e| queue_error(&queue, &e, |s| s.is_queue_does_not_exist(), |_| false))?;
+            let out = out.map_err(|e| queue_error(&queue, &e, |s| s.is_queue_does_not_exist()))?;
             Ok(entry_results(entries.len(), out.failed()))
         }
     }
@@ -437,5 +425,34 @@ mod tests {
             matches!(e, BackendError::Unknown { service: "sqs", .. }),
             "{e:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_throttle_the_sdk_leaves_unmodelled_is_a_throttle_on_every_call() {
+        // DeleteMessageBatch models no throttle at all; SQS may still answer one, as may KMS
+        // behind an encrypted queue, and a receive past the in-flight limit.
+        let answers = vec![
+            error(400, "com.amazonaws.sqs#ThrottlingException", "slow down"),
+            error(400, "com.amazonaws.sqs#KmsThrottled", "kms is busy"),
+            error(403, "com.amazonaws.sqs#OverLimit", "too many in flight"),
+        ];
+        let aws = backend(answers, Vec::new());
+        let queue = QueueId::new("https://sqs.us-east-1.amazonaws.com/1/busy").unwrap();
+        let e = aws
+            .delete_batch(queue.clone(), vec!["r-1".into()])
+            .await
+            .expect_err("throttled");
+        assert!(matches!(e, BackendError::Throttled { .. }), "{e:?}");
+        let e = aws
+            .change_visibility_batch(queue, vec![("r-1".into(), 0)])
+            .await
+            .expect_err("throttled");
+        assert!(matches!(e, BackendError::Throttled { .. }), "{e:?}");
+        let e = aws
+            .receive(receive("busy"))
+            .await
+            .expect_err("over the limit");
+        assert!(e.is_retryable(), "{e:?}");
+        assert!(matches!(e, BackendError::Throttled { .. }), "{e:?}");
     }
 }
