@@ -42,7 +42,7 @@ pub(super) fn error(status: u16, kind: &str, message: &str) -> ReplayEvent {
 /// A 400 of JSON error type `kind` that also carries SQS's query-compatible error code in the
 /// `x-amzn-query-error` header, as SQS sends it.
 pub(super) fn error_with_header(kind: &str, query_error: &str) -> ReplayEvent {
-    let body = format!("{{\"__type\":\"{kind}\",\"message\":\"no such queue\"}}");
+    let body = format!("{{\"__type\":\"{kind}\",\"message\":\"refused\"}}");
     response(400, &[("x-amzn-query-error", query_error)], &body)
 }
 

@@ -3,7 +3,7 @@
 /// The error codes with which SQS and DynamoDB (and the AWS services behind them, KMS for an
 /// encrypted queue) ask the caller to slow down, whatever the operation: the SDK models some
 /// of them per operation and leaves the rest unmodelled, so they are told apart by code.
-const THROTTLE_CODES: [&str; 9] = [
+const THROTTLE_CODES: [&str; 10] = [
     "ThrottlingException",
     "Throttling",
     "RequestThrottled",
@@ -12,6 +12,8 @@ const THROTTLE_CODES: [&str; 9] = [
     "LimitExceededException",
     "TooManyRequestsException",
     "KmsThrottled",
+    // The same as SQS's query-compatible header names it, the code the SDK then reports.
+    "KMS.ThrottlingException",
     // ReceiveMessage past the in-flight limit: back off until messages are deleted.
     "OverLimit",
 ];

@@ -433,7 +433,11 @@ mod tests {
         // behind an encrypted queue, and a receive past the in-flight limit.
         let answers = vec![
             error(400, "com.amazonaws.sqs#ThrottlingException", "slow down"),
-            error(400, "com.amazonaws.sqs#KmsThrottled", "kms is busy"),
+            // As SQS sends it: the query-compatible code in a header, which the SDK reports.
+            error_with_header(
+                "com.amazonaws.sqs#KmsThrottled",
+                "KMS.ThrottlingException;Sender",
+            ),
             error(403, "com.amazonaws.sqs#OverLimit", "too many in flight"),
         ];
         let aws = backend(answers, Vec::new());

@@ -2377,7 +2377,6 @@ mod tests {
         use Failure::*;
         let unknown = |e: &BackendError| matches!(e, BackendError::Unknown { .. });
         let throttled = |e: &BackendError| matches!(e, BackendError::Throttled { .. });
-        let refused = |e: &BackendError| matches!(e, BackendError::Refused { .. });
         for (f, dynamo_ok, sqs_ok) in [
             (
                 Internal,
@@ -2386,10 +2385,8 @@ mod tests {
             ),
             (Unavailable, unknown, unknown),
             (OverCapacity, throttled, throttled),
-            // The SDK retries SQS's ThrottlingException (its code is in the retry classifier's
-            // throttling list), but the SQS model does not name it, so the adapter, which
-            // asks the model, calls a persistent one refused.
-            (Throttling, throttled, refused),
+            // SQS's ThrottlingException, which its model does not name: a throttle by its code.
+            (Throttling, throttled, throttled),
         ] {
             let l = Loopback::new(move |call| failure(call.service(), f));
             let aws = l.backend();
