@@ -40,10 +40,18 @@ pub enum CliError {
         /// Why.
         reason: String,
     },
-    /// The worker could not set up its logs, metrics or listener.
+    /// An option's value is malformed in a way its parser could not see (a log filter).
+    #[error("{option}: {reason}")]
+    BadOption {
+        /// The flag.
+        option: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The worker could not set up its runtime, signal handlers, metrics or listener.
     #[error("cannot set up {what}: {reason}")]
     Setup {
-        /// What: the log filter, the metrics recorder.
+        /// What: the metrics recorder, `--listen`'s port.
         what: &'static str,
         /// Why.
         reason: String,
@@ -81,7 +89,7 @@ impl CliError {
             CliError::Violations { class, .. } => violation_code(*class),
             CliError::Unowned { .. } => 6,
             CliError::Runtime(R::Config(_) | R::QueueSettings { .. } | R::Option { .. }) => 2,
-            CliError::Setup { .. } => 2,
+            CliError::BadOption { .. } => 2,
             CliError::Runtime(R::ShutdownTimeout { .. }) => 7,
             CliError::Runtime(R::LifeLost) => 8,
             _ => 1,

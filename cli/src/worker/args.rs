@@ -3,6 +3,7 @@
 //! `SQSBALANCER_QUEUE_PATTERN`), so a container is configured without a command line.
 
 use crate::sim::duration;
+use clap::builder::BoolishValueParser;
 use clap::{Args, ValueEnum};
 use sqsbalancer_core::{Config, SqsConfig};
 use sqsbalancer_runtime::aws::Billing;
@@ -35,7 +36,7 @@ pub struct WorkerArgs {
     #[arg(long, value_name = "R,W", value_parser = capacity_units, env = "SQSBALANCER_TABLE_CAPACITY")]
     pub table_capacity: Option<Billing>,
     /// Never create the table; wait for it instead.
-    #[arg(long, env = "SQSBALANCER_NO_CREATE_TABLE")]
+    #[arg(long, env = "SQSBALANCER_NO_CREATE_TABLE", value_parser = BoolishValueParser::new())]
     pub no_create_table: bool,
     /// The application name shared by every instance of the fleet.
     #[arg(long, env = "SQSBALANCER_APP")]
@@ -107,7 +108,7 @@ pub struct WorkerArgs {
     #[arg(long, value_name = "DURATION", value_parser = duration, requires = "failure_backoff", default_value = "15m", env = "SQSBALANCER_FAILURE_BACKOFF_MAX")]
     pub failure_backoff_max: Duration,
     /// Do not extend the visibility of messages held past half their timeout.
-    #[arg(long, env = "SQSBALANCER_NO_VISIBILITY_EXTENSION")]
+    #[arg(long, env = "SQSBALANCER_NO_VISIBILITY_EXTENSION", value_parser = BoolishValueParser::new())]
     pub no_visibility_extension: bool,
     /// Serve /healthz (200 while healthy, else 503) and /metrics (Prometheus) here.
     #[arg(long, value_name = "ADDR", env = "SQSBALANCER_LISTEN")]
@@ -128,7 +129,8 @@ pub struct WorkerArgs {
         long,
         conflicts_with = "exec",
         required_unless_present = "exec",
-        env = "SQSBALANCER_PRINT"
+        env = "SQSBALANCER_PRINT",
+        value_parser = BoolishValueParser::new()
     )]
     pub print: bool,
     /// Run this shell command per message, the body on stdin and SQS_MESSAGE_ID,

@@ -1,6 +1,7 @@
 //! `--listen`: `/healthz` and `/metrics` for the orchestrator and the scraper, served until
 //! the worker has stopped (so a load balancer sees the instance turn unhealthy as it drains).
 
+use crate::error::CliError;
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
@@ -16,6 +17,9 @@ use tokio::sync::watch;
 /// How long one request may take, reading included: a stalled client holds nothing longer.
 const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
 
+/// The pause after a failed accept.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
 /// What the endpoints read.
 #[derive(Clone)]
 pub struct Endpoints {
@@ -25,15 +29,26 @@ pub struct Endpoints {
     pub metrics: PrometheusHandle,
 }
 
-/// Binds `addr` now (so a taken port fails the start) and serves until `stop` turns true.
-pub async fn listen(
-    addr: SocketAddr,
+/// Binds `addr`, before the balancer starts: a taken port fails the start, not a running
+/// instance.
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, CliError> {
+    let failed = |e: std::io::Error| CliError::Setup {
+        what: "--listen",
+        reason: format!("{addr}: {e}"),
+    };
+    let listener = TcpListener::bind(addr).await.map_err(failed)?;
+    let bound = listener.local_addr().map_err(failed)?;
+    tracing::info!(listen = %bound, "serving /healthz and /metrics");
+    Ok(listener)
+}
+
+/// Serves on `listener` until `stop` turns true.
+pub fn spawn(
+    listener: TcpListener,
     endpoints: Endpoints,
     stop: watch::Receiver<bool>,
-) -> std::io::Result<tokio::task::JoinHandle<()>> {
-    let listener = TcpListener::bind(addr).await?;
-    tracing::info!(listen = %listener.local_addr()?, "serving /healthz and /metrics");
-    Ok(tokio::spawn(serve(listener, endpoints, stop)))
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(serve(listener, endpoints, stop))
 }
 
 /// Accepts connections until `stop` turns true.
@@ -43,7 +58,15 @@ async fn serve(listener: TcpListener, endpoints: Endpoints, mut stop: watch::Rec
             accepted = listener.accept() => accepted,
             _ = stop.wait_for(|s| *s) => return,
         };
-        let Ok((stream, _)) = accepted else { continue };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of descriptors, or the like: wait rather than spin on the error.
+                tracing::warn!(error = %e, "accepting a connection failed");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
+        };
         let endpoints = endpoints.clone();
         let service = hyper::service::service_fn(move |request| {
             let response = answer(&request, &endpoints);

@@ -35,14 +35,18 @@ pub fn run(args: WorkerArgs) -> Result<(), CliError> {
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?;
+        .build()
+        .map_err(|e| CliError::Setup {
+            what: "the tokio runtime",
+            reason: e.to_string(),
+        })?;
     runtime.block_on(serve(args, metrics))
 }
 
 /// Logs on stderr, as text or JSON lines, filtered by `--log-level`.
 fn init_logs(args: &WorkerArgs) -> Result<(), CliError> {
-    let filter = EnvFilter::try_new(&args.log_level).map_err(|e| CliError::Setup {
-        what: "--log-level",
+    let filter = EnvFilter::try_new(&args.log_level).map_err(|e| CliError::BadOption {
+        option: "--log-level",
         reason: e.to_string(),
     })?;
     let logs = tracing_subscriber::fmt()
@@ -95,23 +99,30 @@ async fn serve(args: WorkerArgs, metrics: Option<PrometheusHandle>) -> Result<()
     let aws = Arc::new(backend(&args, Timeouts::of(&cfg)).await);
     // Every option is checked before the first AWS call.
     let balancer = balancer(&args, &aws)?;
+    let listener = match args.listen {
+        Some(addr) => Some(http::bind(addr).await?),
+        None => None,
+    };
     if !args.no_create_table {
         ensure_table(&aws, args.table_capacity.unwrap_or(Billing::OnDemand)).await?;
     }
     let instance = balancer.instance_id().to_owned();
-    let stop = sqsbalancer_runtime::shutdown_signal()?;
+    let stop = sqsbalancer_runtime::shutdown_signal().map_err(|e| CliError::Setup {
+        what: "the signal handlers",
+        reason: e.to_string(),
+    })?;
     let running = match args.exec.clone() {
         Some(cmd) => balancer.start(move |m: Message| handler::exec(cmd.clone(), m))?,
         None => balancer.start(move |m: Message| handler::print(instance.clone(), m))?,
     };
     let (stop_serving, stopped) = watch::channel(false);
-    let server = match (args.listen, metrics) {
-        (Some(addr), Some(metrics)) => {
+    let server = match (listener, metrics) {
+        (Some(listener), Some(metrics)) => {
             let endpoints = http::Endpoints {
                 monitor: running.monitor(),
                 metrics,
             };
-            Some(http::listen(addr, endpoints, stopped).await?)
+            Some(http::spawn(listener, endpoints, stopped))
         }
         _ => None,
     };
