@@ -2,13 +2,16 @@
 //! worker's and status's help name the environment variable of every option.
 
 use std::collections::BTreeSet;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 /// `sqsbalancer <words> --help` as an 80-column terminal shows it.
 fn help(words: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_sqsbalancer"))
         .args(words)
         .arg("--help")
+        // Not a terminal, so clap takes the width from COLUMNS.
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
         .env("COLUMNS", "80")
         .output()
         .expect("the command runs");
@@ -62,7 +65,9 @@ fn the_worker_and_status_help_name_every_option_s_environment_variable() {
             if words == ["status"] && matches!(flag.as_str(), "watch" | "json") {
                 continue;
             }
-            assert!(text.contains(&var), "{words:?}: --{flag} names no {var}");
+            // `VAR=`, so that SQSBALANCER_TABLE is not found inside SQSBALANCER_TABLE_CAPACITY.
+            let shown = format!("{var}=");
+            assert!(text.contains(&shown), "{words:?}: --{flag} names no {var}");
         }
     }
 }

@@ -28,8 +28,9 @@ pub struct Otlp {
     endpoint: Option<String>,
     /// How often the metrics are exported.
     metrics_interval: Duration,
-    /// The deadline of each export request.
-    timeout: Duration,
+    /// The deadline of each export request; `None` takes `OTEL_EXPORTER_OTLP_TIMEOUT`, then
+    /// 10 s.
+    timeout: Option<Duration>,
 }
 
 impl Default for Otlp {
@@ -37,14 +38,14 @@ impl Default for Otlp {
         Otlp {
             endpoint: None,
             metrics_interval: Duration::from_secs(60),
-            timeout: Duration::from_secs(10),
+            timeout: None,
         }
     }
 }
 
 impl Otlp {
-    /// Export with OpenTelemetry's defaults: the endpoint from the environment, metrics
-    /// every 60 s, 10 s per export request.
+    /// Export with OpenTelemetry's defaults: the endpoint and the request deadline from the
+    /// environment (else `http://localhost:4318` and 10 s), metrics every 60 s.
     pub fn new() -> Otlp {
         Otlp::default()
     }
@@ -63,7 +64,7 @@ impl Otlp {
 
     /// The deadline of each export request (default 10 s); an export past it is dropped.
     pub fn with_timeout(mut self, timeout: Duration) -> Otlp {
-        self.timeout = timeout;
+        self.timeout = Some(timeout);
         self
     }
 
@@ -97,11 +98,13 @@ impl Otlp {
         Ok(OtlpExport { meters, tracers })
     }
 
-    /// `builder` with this export's protocol, deadline and (when given) endpoint + `path`.
+    /// `builder` with this export's protocol and, when given, its deadline and endpoint +
+    /// `path` (otherwise the exporter reads the standard variables).
     fn configure<B: WithExportConfig>(&self, builder: B, path: &str) -> B {
-        let builder = builder
-            .with_protocol(Protocol::HttpBinary)
-            .with_timeout(self.timeout);
+        let mut builder = builder.with_protocol(Protocol::HttpBinary);
+        if let Some(timeout) = self.timeout {
+            builder = builder.with_timeout(timeout);
+        }
         match &self.endpoint {
             Some(base) => builder.with_endpoint(format!("{base}{path}")),
             None => builder,
