@@ -70,6 +70,14 @@ impl<B: Store + QueueList + Sqs> Balancer<B> {
         self
     }
 
+    /// Rests `pause` before each long poll of a queue whose last three came back empty, until
+    /// a message comes: an idle queue costs one receive per `wait_time + pause` instead of
+    /// three a minute, and its first message waits up to `pause` longer (at most 1 h).
+    pub fn with_idle_pause(mut self, pause: Duration) -> Balancer<B> {
+        self.settings.idle_pause = Some(pause);
+        self
+    }
+
     /// Fails (and aborts) a handler still running after `timeout`.
     pub fn with_handler_timeout(mut self, timeout: Duration) -> Balancer<B> {
         self.settings.handler_timeout = Some(timeout);

@@ -474,3 +474,78 @@ async fn stats_and_health_count_the_fleet_the_workers_and_the_work_queue() {
     a.stop().await.expect("a clean stop");
     b.stop().await.expect("a clean stop");
 }
+
+/// Receives an instance makes on one idle queue over ten simulated minutes, with `idle_pause`.
+async fn receives_on_an_idle_queue(idle_pause: Option<Duration>) -> u64 {
+    let (fakes, _urls) = fakes_with_queues(1);
+    let mut balancer = Balancer::new(cfg("a"), backend(&fakes, "a")).expect("valid");
+    if let Some(pause) = idle_pause {
+        balancer = balancer.with_idle_pause(pause);
+    }
+    let running = balancer
+        .start(|_: Message| async { Ok(()) })
+        .expect("started");
+    wait_until(Duration::from_secs(60), "the queue owned", || {
+        running.stats().owned_queues == 1
+    })
+    .await;
+    let before = calls(&fakes, "a", SqsOp::ReceiveMessage);
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    let receives = calls(&fakes, "a", SqsOp::ReceiveMessage) - before;
+    running.stop().await.expect("a clean stop");
+    receives
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_pause_cuts_an_idle_queue_s_receives_and_a_message_still_comes_through() {
+    // 20 s long polls: three a minute, thirty in ten minutes.
+    let always = receives_on_an_idle_queue(None).await;
+    assert!((29..=31).contains(&always), "{always}");
+    // Three empty polls, then one receive per 20 s poll plus the 60 s pause.
+    let paused = receives_on_an_idle_queue(Some(Duration::from_secs(60))).await;
+    assert!((8..=10).contains(&paused), "{paused}");
+
+    // A message on an idle queue waits at most the pause and one long poll.
+    let (fakes, urls) = fakes_with_queues(1);
+    let handled = log::<Instant>();
+    let seen = Arc::clone(&handled);
+    let handler = move |_: Message| {
+        seen.lock().expect("not poisoned").push(Instant::now());
+        async { Ok(()) }
+    };
+    let running = Balancer::new(cfg("a"), backend(&fakes, "a"))
+        .expect("valid")
+        .with_idle_pause(Duration::from_secs(60))
+        .start(handler)
+        .expect("started");
+    tokio::time::sleep(Duration::from_secs(300)).await;
+    let sent = Instant::now();
+    send(&fakes, &urls[0], "after a quiet spell");
+    wait_until(Duration::from_secs(120), "the message handled", || {
+        !read(&handled).is_empty()
+    })
+    .await;
+    let waited = read(&handled)[0] - sent;
+    assert!(waited <= Duration::from_secs(82), "{waited:?}");
+    running.stop().await.expect("a clean stop");
+}
+
+#[test]
+fn an_idle_pause_of_zero_or_over_an_hour_is_refused() {
+    let (fakes, _urls) = fakes_with_queues(1);
+    for pause in [Duration::ZERO, Duration::from_secs(3601)] {
+        let balancer = Balancer::new(cfg("a"), backend(&fakes, "a"))
+            .expect("valid")
+            .with_idle_pause(pause);
+        assert!(
+            matches!(
+                balancer.check(),
+                Err(RuntimeError::Option {
+                    option: "idle_pause",
+                    ..
+                })
+            ),
+            "{pause:?}"
+        );
+    }
+}

@@ -107,6 +107,9 @@ pub struct WorkerArgs {
     /// Longest failure backoff.
     #[arg(long, value_name = "DURATION", value_parser = duration, requires = "failure_backoff", default_value = "15m", env = "SQSBALANCER_FAILURE_BACKOFF_MAX")]
     pub failure_backoff_max: Duration,
+    /// Rest this long between long polls of a queue idle for three polls [default: none].
+    #[arg(long, value_name = "DURATION", value_parser = duration, env = "SQSBALANCER_IDLE_PAUSE")]
+    pub idle_pause: Option<Duration>,
     /// Do not extend the visibility of messages held past half their timeout.
     #[arg(long, env = "SQSBALANCER_NO_VISIBILITY_EXTENSION", value_parser = BoolishValueParser::new())]
     pub no_visibility_extension: bool,

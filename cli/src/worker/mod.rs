@@ -87,6 +87,9 @@ fn balancer(args: &WorkerArgs, aws: &Arc<AwsBackend>) -> Result<Balancer<AwsBack
     for q in &args.queue_settings {
         balancer = balancer.with_queue_settings(&q.queue, q.apply(&base));
     }
+    if let Some(pause) = args.idle_pause {
+        balancer = balancer.with_idle_pause(pause);
+    }
     if args.no_visibility_extension {
         balancer = balancer.without_visibility_extension();
     }

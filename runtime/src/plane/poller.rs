@@ -7,6 +7,7 @@ use crate::backend::{Message, Receive, Sqs};
 use crate::clock;
 use crate::error::BackendError;
 use crate::plane::Consumer;
+use crate::plane::settings::IDLE_AFTER;
 use crate::timeouts::ReceivePlan;
 use sqsbalancer_core::Input;
 use std::sync::Arc;
@@ -82,6 +83,8 @@ struct Poller<Q, C> {
     rest: Duration,
     /// The wait after the next failed receive.
     backoff: Duration,
+    /// Empty long polls in a row.
+    empty: u32,
 }
 
 impl<Q: Sqs, C: Consumer> Poller<Q, C> {
@@ -104,6 +107,7 @@ impl<Q: Sqs, C: Consumer> Poller<Q, C> {
             wanted,
             rest: FIRST_REST,
             backoff: FIRST_BACKOFF,
+            empty: 0,
         }
     }
 
@@ -196,6 +200,10 @@ impl<Q: Sqs, C: Consumer> Poller<Q, C> {
                     self.rest = (rest * 2).min(self.longest_rest());
                     return self.pause(rest).await;
                 }
+                self.empty = self.empty.saturating_add(1);
+                if let Some(idle) = self.idle_pause() {
+                    return self.pause(idle).await;
+                }
             }
             Ok(messages) if fenced => {
                 drop(permits);
@@ -205,6 +213,7 @@ impl<Q: Sqs, C: Consumer> Poller<Q, C> {
             Ok(messages) => {
                 self.backoff = FIRST_BACKOFF;
                 self.rest = FIRST_REST;
+                self.empty = 0;
                 shared.counters.received(&origin.metrics, messages.len());
                 let visibility = self.sqs.visibility_secs();
                 hand_over(shared, origin, messages, permits, sent, visibility);
@@ -227,6 +236,12 @@ impl<Q: Sqs, C: Consumer> Poller<Q, C> {
             }
         }
         Flow::Continue
+    }
+
+    /// The rest before the next long poll when the queue counts as idle.
+    fn idle_pause(&self) -> Option<Duration> {
+        let pause = self.shared.settings.idle_pause?;
+        (self.empty >= IDLE_AFTER).then_some(pause)
     }
 
     /// The longest rest between empty short polls: the queue's wait time.

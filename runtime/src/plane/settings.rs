@@ -62,7 +62,16 @@ pub struct PlaneSettings {
     /// Keep messages invisible while their handler runs past half the visibility timeout,
     /// up to SQS's 12 h limit.
     pub extend_visibility: bool,
+    /// After [`IDLE_AFTER`] empty long polls in a row, rest this long before each next one,
+    /// until a message comes: fewer receives on idle queues for a later first message.
+    pub idle_pause: Option<Duration>,
 }
+
+/// Empty long polls in a row after which a queue counts as idle (a minute at the 20 s wait).
+pub const IDLE_AFTER: u32 = 3;
+
+/// The longest idle pause: a queue still receives once an hour.
+const MAX_IDLE_PAUSE: Duration = Duration::from_secs(3600);
 
 impl PlaneSettings {
     /// The settings of `cfg`, with the data-plane options at their defaults: no overrides,
@@ -78,6 +87,7 @@ impl PlaneSettings {
             failure_backoff: None,
             handler_timeout: None,
             extend_visibility: true,
+            idle_pause: None,
         }
     }
 
@@ -104,6 +114,14 @@ impl PlaneSettings {
                     "base must be more than zero and at most max, max at most 12h; got base {:?}, max {:?}",
                     b.base, b.max
                 ),
+            });
+        }
+        if let Some(pause) = self.idle_pause
+            && (pause.is_zero() || pause > MAX_IDLE_PAUSE)
+        {
+            return Err(RuntimeError::Option {
+                option: "idle_pause",
+                rule: format!("must be more than zero and at most 1h; got {pause:?}"),
             });
         }
         if self.handler_timeout.is_some_and(|t| t.is_zero()) {
