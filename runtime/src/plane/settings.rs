@@ -62,8 +62,8 @@ pub struct PlaneSettings {
     /// Keep messages invisible while their handler runs past half the visibility timeout,
     /// up to SQS's 12 h limit.
     pub extend_visibility: bool,
-    /// After [`IDLE_AFTER`] empty long polls in a row, rest this long before each next one,
-    /// until a message comes: fewer receives on idle queues for a later first message.
+    /// After three empty long polls in a row (`IDLE_AFTER`), rest this long before each next
+    /// one, until a message comes: fewer receives on idle queues for a later first message.
     pub idle_pause: Option<Duration>,
 }
 
