@@ -382,3 +382,67 @@ fn an_abort_is_failed_over_and_a_stop_handed_over_within_their_bounds() {
         }
     });
 }
+
+/// A life superseded, then lapsed: moto (a real DynamoDB implementation) answers each of these
+/// writes as the core's table rules do, reading every update against the item as it was before
+/// the write (`prior_life` and `prior_heartbeat` copy what the registration replaces) and
+/// comparing `lapsed` and `incarnation` as numbers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registrations_and_lapses_get_the_table_rules_answers() {
+    use sqsbalancer_core::effect::{Status, Write};
+    use sqsbalancer_core::table;
+    use sqsbalancer_core::{InstanceId, Owner};
+    use sqsbalancer_runtime::{BackendError, Store};
+    let moto = Moto::start();
+    let aws = moto.backend("lapse").await;
+    ensure_table(&aws, Billing::OnDemand)
+        .await
+        .expect("a table");
+    let life = |incarnation| Owner {
+        id: InstanceId::new("node-0").expect("an id"),
+        incarnation,
+    };
+    let register = Write::Register {
+        id: InstanceId::new("node-0").expect("an id"),
+        capacity: 1,
+        first: 7,
+    };
+    let writes = [
+        register.clone(),
+        Write::Heartbeat {
+            owner: life(7),
+            counter: 1,
+            status: Status::Active,
+        },
+        register,
+        Write::Lapse { owner: life(8) },
+        Write::Lapse { owner: life(7) },
+        Write::Lapse { owner: life(7) },
+        Write::Lapse { owner: life(6) },
+        Write::Reap {
+            owner: life(8),
+            counter: 0,
+        },
+    ];
+    let mut item = None;
+    let mut answers = Vec::new();
+    for w in &writes {
+        let tw = table::encode_write("app", w, 1_000_000);
+        let want = table::update(&tw, item.as_ref()).ok();
+        let got = match aws.update(tw).await {
+            Ok(got) => Some(got),
+            Err(BackendError::ConditionFailed) => None,
+            Err(e) => panic!("{w:?}: {e}"),
+        };
+        assert_eq!(got, want, "{w:?}");
+        answers.push(got.is_some());
+        item = got.or(item);
+    }
+    assert_eq!(answers, [true, true, true, false, true, false, false, true]);
+    let item = item.expect("the record");
+    assert_eq!(
+        item.get(table::PRIOR_HEARTBEAT),
+        Some(&table::Value::num(1))
+    );
+    assert_eq!(item.get(table::LAPSED), Some(&table::Value::num(8)));
+}

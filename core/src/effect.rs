@@ -45,6 +45,14 @@ pub struct InstanceRecord {
     /// It survives re-registration, so a queue still naming that life is claimable at once
     /// rather than after a ghost's timeout (the rolling-restart case).
     pub ended: u64,
+    /// Every life of this instance numbered up to this one is past its fence (0: none
+    /// known): set by a reap, and by a peer that timed out a superseded life (a *ghost*), so
+    /// that observers who never saw that life need not time it out again.
+    pub lapsed: u64,
+    /// The life this one's registration superseded, and the heartbeat counter it had
+    /// reached then (both 0 for a record created afresh). A peer that saw that counter knows
+    /// when the superseded life last showed a sign of life, and times its ghost from then.
+    pub prior: (u64, u64),
 }
 
 /// One queue record (`queue#<queue url>`) as read from the table.
@@ -73,6 +81,8 @@ impl InstanceRecord {
             capacity: 1,
             inbox: 0,
             ended: 0,
+            lapsed: 0,
+            prior: (0, 0),
         }
     }
 }
@@ -113,7 +123,8 @@ impl Unreadable {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Write {
     /// Start a new life: atomically add 1 to the incarnation (`first` if the record is absent),
-    /// set heartbeat 0, status active and the capacity. Unconditional; replies
+    /// set heartbeat 0, status active and the capacity, and keep the superseded life and its
+    /// counter as [`InstanceRecord::prior`]. Unconditional; replies
     /// [`Reply::Registered`] with the new incarnation.
     Register {
         /// This instance.
@@ -145,7 +156,7 @@ pub enum Write {
         /// The peer life the queue went to.
         to: Owner,
     },
-    /// Mark a silent peer's life dead (status and `ended`), on condition that its incarnation
+    /// Mark a silent peer's life dead (status, `ended` and `lapsed`), on condition that its incarnation
     /// and counter are still the ones observed. Once applied its heartbeats are rejected, so it
     /// stays fenced.
     Reap {
@@ -153,6 +164,13 @@ pub enum Write {
         owner: Owner,
         /// The counter it was observed stuck at.
         counter: u64,
+    },
+    /// Record that `owner`, a superseded life (a ghost) this node timed out, is past its
+    /// fence ([`InstanceRecord::lapsed`]), on condition that the record shows a later life and
+    /// a lower `lapsed`. Every peer then treats it as dead, including those that never saw it.
+    Lapse {
+        /// The ghost.
+        owner: Owner,
     },
     /// Create a queue record with no owner and epoch 1, on condition that none exists; or revive
     /// a retired one, on condition that it is still retired at `revive_epoch` (epoch + 1).

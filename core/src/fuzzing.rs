@@ -58,6 +58,7 @@ fn instances(b: &mut Bytes) -> Vec<InstanceRecord> {
     let mut out: BTreeMap<InstanceId, InstanceRecord> = BTreeMap::new();
     for _ in 0..b.u8() % 5 {
         let x = b.u8();
+        let y = b.u8();
         let r = InstanceRecord {
             id: id(x),
             incarnation: u64::from(b.u8() % 4),
@@ -66,6 +67,8 @@ fn instances(b: &mut Bytes) -> Vec<InstanceRecord> {
             capacity: u32::from(x >> 6),
             inbox: u64::from(x & 3),
             ended: u64::from(b.u8() % 3),
+            lapsed: u64::from(y % 3),
+            prior: (u64::from((y >> 2) % 4), u64::from(y >> 4)),
         };
         out.insert(r.id.clone(), r);
     }

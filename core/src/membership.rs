@@ -40,10 +40,25 @@ struct Seen {
     since: Millis,
 }
 
+/// What one instance record contributes to the verdicts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Verdict {
+    /// The instance.
+    id: InstanceId,
+    /// Its current life and that life's status.
+    life: (u64, Status),
+    /// Its weight in the assignment.
+    capacity: u32,
+    /// The lives its record shows over: `ended` and `lapsed`.
+    over: (u64, u64),
+    /// Whether its counter stood still for the timeout.
+    expired: bool,
+}
+
 /// A summary of every liveness verdict, compared to tell whether any changed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Verdicts {
-    instances: Vec<(InstanceId, u64, Status, u32, u64, bool)>,
+    instances: Vec<Verdict>,
     /// Ghosts past their timeout (a ghost just noticed changes no verdict).
     ghosts: Vec<Owner>,
     /// Instances whose record could not be decoded.
@@ -65,6 +80,18 @@ pub struct Membership {
     last_read: Millis,
 }
 
+/// When the ghost timeout of `old`'s life, superseded by `new`, starts: when this observer
+/// first saw the counter that life ended with, if the registration that superseded it recorded
+/// that very counter (no heartbeat of it applied after this observer's view, so its fence runs
+/// from before then, as for a silent life); otherwise `now`, the read that shows it superseded.
+fn ghost_since(old: &Seen, new: &InstanceRecord, now: Millis) -> Millis {
+    if new.prior == (old.record.incarnation, old.record.heartbeat) {
+        old.since.min(now)
+    } else {
+        now
+    }
+}
+
 impl Membership {
     /// Folds in a full read of the instance records, handled at `now`; `unreadable` are the
     /// instances whose record it could not decode.
@@ -79,17 +106,19 @@ impl Membership {
                 });
             }
             // A newer life replaces one this observer saw: the old one can never heartbeat
-            // again, so its ghost timeout starts with this read, not when a queue asks.
+            // again, so its ghost timeout starts now at the latest, not when a queue asks.
             if let Some(old) = self.seen.get(&r.id)
                 && old.record.incarnation < r.incarnation
                 && old.record.status != Status::Dead
             {
+                let start = ghost_since(old, r, now);
                 self.ghosts
                     .entry(Owner {
                         id: r.id.clone(),
                         incarnation: old.record.incarnation,
                     })
-                    .or_insert(now);
+                    .and_modify(|t| *t = (*t).min(start))
+                    .or_insert(start);
             }
             let since = match self.seen.get(&r.id) {
                 // Only a heartbeat, status or life change is a sign of life; a peer's notice
@@ -152,14 +181,12 @@ impl Membership {
         if self.unreadable.contains(&owner.id) {
             return Liveness::Alive;
         }
-        if self
-            .seen
-            .get(&owner.id)
-            .is_some_and(|s| s.record.ended == owner.incarnation)
-        {
-            // It deregistered or was reaped; a later life of the id does not revive it. Only
-            // that life: an earlier one may be a paused zombie whose fence still runs, and it
-            // waits out its ghost timeout.
+        if self.seen.get(&owner.id).is_some_and(|s| {
+            s.record.ended == owner.incarnation || s.record.lapsed >= owner.incarnation
+        }) {
+            // It deregistered, was reaped or timed out as a ghost; a later life of the id does
+            // not revive it. A deregistration speaks for that life only: an earlier one may be a
+            // paused zombie whose fence still runs, and it waits out its ghost timeout.
             return Liveness::Dead;
         }
         match self.seen.get(&owner.id) {
@@ -212,6 +239,25 @@ impl Membership {
             .collect()
     }
 
+    /// Ghosts past their timeout that the table does not yet show as lapsed: their record
+    /// shows a later life and a lower `lapsed`. Writing [`Write::Lapse`](crate::effect::Write)
+    /// spares every peer that never saw them a timeout of its own. Sorted.
+    pub fn lapsable(&self, timeout: Duration) -> Vec<Owner> {
+        self.ghosts
+            .iter()
+            .filter(|(o, since)| {
+                self.last_read.since(**since) >= timeout
+                    && !self.unreadable.contains(&o.id)
+                    && self.seen.get(&o.id).is_some_and(|s| {
+                        s.record.incarnation > o.incarnation
+                            && s.record.lapsed < o.incarnation
+                            && s.record.ended != o.incarnation
+                    })
+            })
+            .map(|(o, _)| o.clone())
+            .collect()
+    }
+
     /// The members that take queues as of the last read: active and alive. `me`, when given, is always
     /// included with its own capacity (this node trusts its own heartbeats). Sorted by id.
     pub fn members(&self, timeout: Duration, me: Option<&Member>) -> Vec<Member> {
@@ -243,15 +289,13 @@ impl Membership {
             .values()
             .map(|s| {
                 let r = &s.record;
-                let expired = self.last_read.since(s.since) >= timeout;
-                (
-                    r.id.clone(),
-                    r.incarnation,
-                    r.status,
-                    r.capacity,
-                    r.ended,
-                    expired,
-                )
+                Verdict {
+                    id: r.id.clone(),
+                    life: (r.incarnation, r.status),
+                    capacity: r.capacity,
+                    over: (r.ended, r.lapsed),
+                    expired: self.last_read.since(s.since) >= timeout,
+                }
             })
             .collect();
         let ghosts = self
@@ -289,6 +333,8 @@ mod tests {
             capacity: 1,
             inbox: 0,
             ended: 0,
+            lapsed: 0,
+            prior: (0, 0),
         }
     }
 
@@ -406,6 +452,84 @@ mod tests {
             m.liveness(Millis(640_000), &owner("a", 2), HT),
             Liveness::Dead
         );
+    }
+
+    /// a@2 superseded by a@3, whose registration recorded `prior`.
+    fn superseded(prior: (u64, u64)) -> InstanceRecord {
+        let mut r = rec("a", 3, 0, Status::Active);
+        r.prior = prior;
+        r
+    }
+
+    #[test]
+    fn a_ghost_whose_last_counter_this_observer_saw_is_timed_from_when_it_saw_it() {
+        let mut m = Membership::default();
+        m.observe(Millis(0), &[rec("a", 2, 6, Status::Active)], &[]);
+        m.observe(Millis(10_000), &[rec("a", 2, 7, Status::Active)], &[]);
+        // a@2 never beat again: a@3's registration found counter 7, first seen at 10 s.
+        m.observe(Millis(25_000), &[superseded((2, 7))], &[]);
+        m.observe(Millis(39_999), &[superseded((2, 7))], &[]);
+        assert_eq!(
+            m.liveness(Millis(39_999), &owner("a", 2), HT),
+            Liveness::Alive
+        );
+        m.observe(Millis(40_000), &[superseded((2, 7))], &[]);
+        assert_eq!(
+            m.liveness(Millis(40_000), &owner("a", 2), HT),
+            Liveness::Dead
+        );
+        assert_eq!(m.lapsable(HT), vec![owner("a", 2)]);
+    }
+
+    #[test]
+    fn a_ghost_that_beat_after_this_observer_looked_is_timed_from_the_supersession() {
+        for prior in [(2, 8), (1, 7), (0, 0)] {
+            let mut m = Membership::default();
+            m.observe(Millis(10_000), &[rec("a", 2, 7, Status::Active)], &[]);
+            // Counter 8 (unseen here) may have been acknowledged just before a@3 registered;
+            // a prior naming another life says nothing of a@2's last beat.
+            m.observe(Millis(25_000), &[superseded(prior)], &[]);
+            m.observe(Millis(54_999), &[superseded(prior)], &[]);
+            assert_eq!(
+                m.liveness(Millis(54_999), &owner("a", 2), HT),
+                Liveness::Alive,
+                "{prior:?}"
+            );
+            assert!(m.lapsable(HT).is_empty());
+            m.observe(Millis(55_000), &[superseded(prior)], &[]);
+            assert_eq!(
+                m.liveness(Millis(55_000), &owner("a", 2), HT),
+                Liveness::Dead,
+                "{prior:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_lapsed_life_and_its_elders_are_dead_for_an_observer_that_never_saw_them() {
+        let mut m = Membership::default();
+        let mut r = rec("a", 5, 0, Status::Active);
+        r.lapsed = 3;
+        m.observe(Millis(0), &[r], &[]);
+        for (life, want) in [
+            (2, Liveness::Dead),
+            (3, Liveness::Dead),
+            (4, Liveness::Alive),
+            (5, Liveness::Alive),
+        ] {
+            assert_eq!(m.liveness(Millis(0), &owner("a", life), HT), want, "{life}");
+        }
+        // a@4 times out as a ghost here; the table still shows 3, so it is lapsable.
+        m.observe(Millis(30_000), &[rec("a", 5, 3, Status::Active)], &[]);
+        assert_eq!(
+            m.liveness(Millis(30_000), &owner("a", 4), HT),
+            Liveness::Dead
+        );
+        assert_eq!(m.lapsable(HT), vec![owner("a", 4)]);
+        let mut lapsed = rec("a", 5, 4, Status::Active);
+        lapsed.lapsed = 4;
+        m.observe(Millis(40_000), &[lapsed], &[]);
+        assert!(m.lapsable(HT).is_empty());
     }
 
     #[test]

@@ -15,6 +15,7 @@
 
 use crate::effect::{InstanceRecord, QueueRecord, Read, Reply, Status, Unreadable, Write};
 use crate::ids::{InstanceId, Owner, QueueId};
+use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
 /// Partition key attribute.
@@ -35,6 +36,12 @@ pub const CAPACITY: &str = "capacity";
 pub const INBOX: &str = "inbox";
 /// Attribute name: the latest incarnation known to have ended (absent means 0).
 pub const ENDED: &str = "ended";
+/// Attribute name: every incarnation up to this one is past its fence (absent means 0).
+pub const LAPSED: &str = "lapsed";
+/// Attribute name: the incarnation the latest registration superseded (absent means 0).
+pub const PRIOR_LIFE: &str = "prior_life";
+/// Attribute name: the heartbeat counter that superseded life had reached (absent means 0).
+pub const PRIOR_HEARTBEAT: &str = "prior_heartbeat";
 /// Attribute name.
 pub const OWNER_ID: &str = "owner_id";
 /// Attribute name.
@@ -110,6 +117,10 @@ pub enum Cond {
     Eq(&'static str, Value),
     /// `name <> value` (also true when the attribute is absent).
     Ne(&'static str, Value),
+    /// `name < value` (false when the attribute is absent).
+    Lt(&'static str, Value),
+    /// `name > value` (false when the attribute is absent).
+    Gt(&'static str, Value),
     /// Every part holds.
     And(Vec<Cond>),
     /// Some part holds.
@@ -127,6 +138,8 @@ pub enum Update {
     Increment(&'static str, u64),
     /// `REMOVE name`.
     Remove(&'static str),
+    /// `SET name = if_not_exists(from, absent)`: the value `from` had before this write.
+    Copy(&'static str, &'static str, u64),
 }
 
 /// One conditional write request.
@@ -247,16 +260,8 @@ pub fn encode_write(application: &str, write: &Write, wall_secs: u64) -> TableWr
             updates: vec![Update::Add(INBOX, 1)],
             cond: Some(Cond::And([is_life(to), vec![not_dead]].concat())),
         },
-        Write::Reap { owner, counter } => TableWrite {
-            cond: Some(Cond::And(
-                [
-                    is_life(owner),
-                    vec![Cond::Eq(HEARTBEAT, Value::num(*counter)), not_dead],
-                ]
-                .concat(),
-            )),
-            ..end_life(application, owner, dead_ttl)
-        },
+        Write::Reap { owner, counter } => reap(application, owner, *counter, dead_ttl, not_dead),
+        Write::Lapse { owner } => lapse(application, owner),
         Write::Deregister { owner } => TableWrite {
             cond: Some(Cond::And(is_life(owner))),
             ..end_life(application, owner, dead_ttl)
@@ -312,12 +317,50 @@ fn register(
         key: instance_key(application, id),
         updates: vec![
             Update::Increment(INCARNATION, first.saturating_sub(1)),
+            Update::Copy(PRIOR_LIFE, INCARNATION, 0),
+            Update::Copy(PRIOR_HEARTBEAT, HEARTBEAT, 0),
             Update::Set(HEARTBEAT, Value::num(0)),
             Update::Set(STATUS, Value::S("active".to_owned())),
             Update::Set(CAPACITY, Value::num(u64::from(capacity))),
             live_ttl,
         ],
         cond: None,
+    }
+}
+
+/// The request that marks `owner`'s life dead and lapsed if its counter still stands at
+/// `counter`.
+fn reap(
+    application: &str,
+    owner: &Owner,
+    counter: u64,
+    dead_ttl: Update,
+    not_dead: Cond,
+) -> TableWrite {
+    let mut reap = end_life(application, owner, dead_ttl);
+    reap.updates
+        .push(Update::Set(LAPSED, Value::num(owner.incarnation)));
+    reap.cond = Some(Cond::And(
+        [
+            is_life(owner),
+            vec![Cond::Eq(HEARTBEAT, Value::num(counter)), not_dead],
+        ]
+        .concat(),
+    ));
+    reap
+}
+
+/// The request that records the ghost `owner` as lapsed: only on a record showing a later
+/// life, and only ever raising `lapsed`.
+fn lapse(application: &str, owner: &Owner) -> TableWrite {
+    let life = Value::num(owner.incarnation);
+    TableWrite {
+        key: instance_key(application, &owner.id),
+        updates: vec![Update::Set(LAPSED, life.clone())],
+        cond: Some(Cond::And(vec![
+            Cond::Gt(INCARNATION, life.clone()),
+            Cond::Or(vec![Cond::NotExists(LAPSED), Cond::Lt(LAPSED, life)]),
+        ])),
     }
 }
 
@@ -494,6 +537,14 @@ fn number(item: &Item, name: &str) -> Result<u64, DecodeError> {
     }
 }
 
+/// The number `name` of `item`, 0 when absent.
+fn optional_number(item: &Item, name: &str) -> Result<u64, DecodeError> {
+    match item.get(name) {
+        None => Ok(0),
+        Some(_) => number(item, name),
+    }
+}
+
 /// Decodes one item of the coordination table.
 pub fn decode_item(item: &Item) -> Result<Record, DecodeError> {
     let Some(Value::S(sk)) = item.get(SK) else {
@@ -517,14 +568,13 @@ pub fn decode_item(item: &Item) -> Result<Record, DecodeError> {
             heartbeat: number(item, HEARTBEAT)?,
             status,
             capacity: capacity as u32,
-            inbox: match item.get(INBOX) {
-                None => 0,
-                Some(_) => number(item, INBOX)?,
-            },
-            ended: match item.get(ENDED) {
-                None => 0,
-                Some(_) => number(item, ENDED)?,
-            },
+            inbox: optional_number(item, INBOX)?,
+            ended: optional_number(item, ENDED)?,
+            lapsed: optional_number(item, LAPSED)?,
+            prior: (
+                optional_number(item, PRIOR_LIFE)?,
+                optional_number(item, PRIOR_HEARTBEAT)?,
+            ),
         }))
     } else if let Some(q) = sk.strip_prefix(QUEUE_PREFIX) {
         let queue = QueueId::new(q).or_else(|e| fail(item, e.to_string()))?;
@@ -559,6 +609,8 @@ pub fn holds(cond: &Cond, item: Option<&Item>) -> bool {
         Cond::NotExists(n) => get(n).is_none(),
         Cond::Eq(n, v) => get(n).is_some_and(|x| same(x, v)),
         Cond::Ne(n, v) => !get(n).is_some_and(|x| same(x, v)),
+        Cond::Lt(n, v) => get(n).is_some_and(|x| order(x, v) == Some(Ordering::Less)),
+        Cond::Gt(n, v) => get(n).is_some_and(|x| order(x, v) == Some(Ordering::Greater)),
         Cond::And(cs) => cs.iter().all(|c| holds(c, item)),
         Cond::Or(cs) => cs.iter().any(|c| holds(c, item)),
     }
@@ -584,6 +636,16 @@ pub fn update(request: &TableWrite, old: Option<&Item>) -> Result<Item, Refused>
         return Err(Refused::Condition);
     }
     Ok(apply_updates(&request.key, old, &request.updates)?)
+}
+
+/// Order as DynamoDB compares: numbers by value, strings by their bytes; other pairs (and
+/// mixed types) do not compare, so a condition on them is false.
+fn order(a: &Value, b: &Value) -> Option<Ordering> {
+    match (a, b) {
+        (Value::N(x), Value::N(y)) => Some(x.parse::<i128>().ok()?.cmp(&y.parse::<i128>().ok()?)),
+        (Value::S(x), Value::S(y)) => Some(x.as_bytes().cmp(y.as_bytes())),
+        _ => None,
+    }
 }
 
 /// Equality as DynamoDB compares: numbers by value, everything else exactly.
@@ -621,6 +683,11 @@ pub fn apply_updates(
     });
     for u in updates {
         match u {
+            // Every action reads the item as it was before the write, as on DynamoDB.
+            Update::Copy(n, from, absent) => {
+                let v = item.and_then(|i| i.get(*from)).cloned();
+                out.insert((*n).to_owned(), v.unwrap_or_else(|| Value::num(*absent)));
+            }
             Update::Set(n, v) => {
                 out.insert((*n).to_owned(), v.clone());
             }
@@ -628,7 +695,7 @@ pub fn apply_updates(
                 out.remove(*n);
             }
             Update::Add(n, d) => {
-                let old = integer(&out, n)?.unwrap_or(0);
+                let old = item.map_or(Ok(None), |i| integer(i, n))?.unwrap_or(0);
                 let new = old.checked_add(i128::from(*d)).ok_or(UpdateError {
                     attribute: n,
                     reason: "overflow",
@@ -636,7 +703,8 @@ pub fn apply_updates(
                 out.insert((*n).to_owned(), Value::N(new.to_string()));
             }
             Update::Increment(n, absent) => {
-                let old = integer(&out, n)?.unwrap_or(i128::from(*absent));
+                let before = item.map_or(Ok(None), |i| integer(i, n))?;
+                let old = before.unwrap_or(i128::from(*absent));
                 out.insert((*n).to_owned(), Value::N((old + 1).to_string()));
             }
         }
@@ -722,6 +790,8 @@ mod tests {
                 capacity: 3,
                 inbox: 0,
                 ended: 0,
+                lapsed: 0,
+                prior: (1, 0),
             }))
         );
         let reaped = run(
@@ -733,7 +803,9 @@ mod tests {
         )
         .unwrap();
         match decode_item(&reaped) {
-            Ok(Record::Instance(r)) => assert_eq!((r.status, r.ended), (Status::Dead, 2)),
+            Ok(Record::Instance(r)) => {
+                assert_eq!((r.status, r.ended, r.lapsed), (Status::Dead, 2, 2));
+            }
             other => panic!("not an instance: {other:?}"),
         }
         let again = run(
@@ -746,11 +818,75 @@ mod tests {
         )
         .unwrap();
         match decode_item(&again) {
-            Ok(Record::Instance(r)) => assert_eq!((r.incarnation, r.ended), (3, 2), "kept"),
+            Ok(Record::Instance(r)) => {
+                assert_eq!((r.incarnation, r.ended), (3, 2), "kept");
+                assert_eq!(r.prior, (2, 7), "the superseded life's last counter");
+            }
             other => panic!("not an instance: {other:?}"),
         }
         assert!(run(&hb(2), Some(reaped)).is_none(), "dead life fenced");
         assert!(run(&hb(1), None).is_none(), "heartbeat never creates");
+    }
+
+    #[test]
+    fn a_lapse_only_raises_lapsed_on_a_record_showing_a_later_life() {
+        let lapse = |inc| Write::Lapse {
+            owner: owner("a", inc),
+        };
+        let mut item = Item::new();
+        item.insert(PK.into(), Value::S(partition("app")));
+        item.insert(SK.into(), Value::S(format!("{INSTANCE_PREFIX}a")));
+        item.insert(INCARNATION.into(), Value::num(5));
+        assert!(run(&lapse(5), Some(item.clone())).is_none(), "current life");
+        assert!(run(&lapse(6), Some(item.clone())).is_none(), "a later life");
+        assert!(run(&lapse(3), None).is_none(), "never creates");
+        let lapsed = run(&lapse(3), Some(item)).unwrap();
+        assert_eq!(lapsed.get(LAPSED), Some(&Value::num(3)));
+        assert!(run(&lapse(3), Some(lapsed.clone())).is_none(), "once");
+        assert!(
+            run(&lapse(2), Some(lapsed.clone())).is_none(),
+            "never lower"
+        );
+        let higher = run(&lapse(4), Some(lapsed)).unwrap();
+        assert_eq!(higher.get(LAPSED), Some(&Value::num(4)));
+    }
+
+    #[test]
+    fn every_update_reads_the_item_as_it_was_before_the_write() {
+        let key = Key {
+            pk: "p".into(),
+            sk: "s".into(),
+        };
+        let mut item = Item::new();
+        item.insert("a".into(), Value::num(7));
+        let updates = [
+            Update::Set("a", Value::num(0)),
+            Update::Copy("b", "a", 9),
+            Update::Increment("a2", 4),
+        ];
+        let out = apply_updates(&key, Some(&item), &updates).unwrap();
+        assert_eq!(out.get("b"), Some(&Value::num(7)), "copied before the set");
+        assert_eq!(out.get("a2"), Some(&Value::num(5)));
+        let fresh = apply_updates(&key, None, &updates).unwrap();
+        assert_eq!(fresh.get("b"), Some(&Value::num(9)), "absent: the default");
+    }
+
+    #[test]
+    fn order_conditions_compare_numbers_by_value_and_fail_on_absence() {
+        let mut item = Item::new();
+        item.insert("n".into(), Value::N("10".into()));
+        item.insert("s".into(), Value::S("b".into()));
+        let holds_on = |c: Cond| holds(&c, Some(&item));
+        assert!(holds_on(Cond::Gt("n", Value::num(9))));
+        assert!(!holds_on(Cond::Gt("n", Value::num(10))));
+        assert!(holds_on(Cond::Lt("n", Value::num(11))));
+        assert!(holds_on(Cond::Lt("s", Value::S("c".into()))));
+        assert!(
+            !holds_on(Cond::Lt("n", Value::S("z".into()))),
+            "mixed types"
+        );
+        assert!(!holds_on(Cond::Lt("absent", Value::num(1))));
+        assert!(!holds_on(Cond::Gt("absent", Value::num(0))));
     }
 
     #[test]

@@ -288,7 +288,8 @@ fn same_entries(wire: &[Result<(), String>], fake: &[Result<(), String>]) {
 }
 
 /// The coordination writes compared, in order: registrations and heartbeats of node-0's
-/// lives, a queue created and claimed (each twice), a notice and a reap.
+/// lives, the first life lapsed (twice), a queue created and claimed (each twice), a notice and
+/// a reap.
 fn coordination_writes() -> Vec<Write> {
     let q1 = url("work");
     vec![
@@ -297,6 +298,12 @@ fn coordination_writes() -> Vec<Write> {
         heartbeat(2, 2),
         register("node-0"),
         heartbeat(2, 3),
+        Write::Lapse {
+            owner: owner("node-0", 1),
+        },
+        Write::Lapse {
+            owner: owner("node-0", 1),
+        },
         Write::CreateQueue {
             queue: q1.clone(),
             revive_epoch: None,
@@ -327,7 +334,7 @@ fn coordination_writes() -> Vec<Write> {
     ]
 }
 
-/// Each coordination write gets the fake's answer over the wire: 7 apply, 4 are refused.
+/// Each coordination write gets the fake's answer over the wire: 8 apply, 5 are refused.
 async fn assert_writes_equal(aws: &AwsBackend, fake: &FakeBackend) {
     let (mut applied, mut refused) = (0, 0);
     for w in &coordination_writes() {
@@ -341,7 +348,7 @@ async fn assert_writes_equal(aws: &AwsBackend, fake: &FakeBackend) {
             Err(e) => panic!("{w:?}: {e:?}"),
         }
     }
-    assert_eq!((applied, refused), (7, 4));
+    assert_eq!((applied, refused), (8, 5));
 }
 
 /// Plants 250 queue records of 10 kB each, so a Query of them takes more than one page.

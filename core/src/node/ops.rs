@@ -24,9 +24,9 @@ pub(super) enum Pending {
         /// The incarnation it beats for.
         life: u64,
     },
-    /// Marking an expired peer's life dead.
+    /// Marking an expired peer's life dead, or a timed-out ghost lapsed.
     Reap {
-        /// The life reaped.
+        /// The life reaped or lapsed.
         owner: Owner,
     },
     /// Moving `to`'s inbox counter, so it reads the queue records soon.

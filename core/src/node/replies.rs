@@ -225,6 +225,7 @@ impl Node {
         }
         if self.life.is_some() {
             self.reap_expired();
+            self.lapse_ghosts();
         }
         notified
     }
@@ -254,6 +255,25 @@ impl Node {
                     owner: owner.clone(),
                 };
                 self.write(pending, Write::Reap { owner, counter });
+            }
+        }
+    }
+
+    /// Records in the table every ghost this node timed out that a queue record still names,
+    /// so that the queue's next owner need not time it out again (it may be a later life of
+    /// the same instance, or a peer that never saw the ghost).
+    fn lapse_ghosts(&mut self) {
+        let lapsable = self.peers.membership.lapsable(self.cfg.heartbeat_timeout);
+        for owner in lapsable {
+            let named = self
+                .view
+                .records()
+                .any(|r| r.owner.as_ref() == Some(&owner));
+            if named && self.peers.reaping.insert(owner.clone()) {
+                let pending = Pending::Reap {
+                    owner: owner.clone(),
+                };
+                self.write(pending, Write::Lapse { owner });
             }
         }
     }

@@ -48,6 +48,14 @@ impl Expr {
                 let (n, v) = (self.name(n), self.value(v.clone()));
                 format!("(attribute_not_exists({n}) OR {n} <> {v})")
             }
+            Cond::Lt(n, v) => {
+                let (n, v) = (self.name(n), self.value(v.clone()));
+                format!("{n} < {v}")
+            }
+            Cond::Gt(n, v) => {
+                let (n, v) = (self.name(n), self.value(v.clone()));
+                format!("{n} > {v}")
+            }
             Cond::And(parts) => self.join(parts, " AND "),
             Cond::Or(parts) => self.join(parts, " OR "),
         }
@@ -77,6 +85,11 @@ pub fn update(updates: &[Update], cond: Option<&Cond>) -> Expr {
                 let (n, a) = (e.name(n), e.value(Value::num(*absent)));
                 let one = e.value(Value::num(1));
                 set.push(format!("{n} = if_not_exists({n}, {a}) + {one}"));
+            }
+            Update::Copy(n, from, absent) => {
+                let (n, from) = (e.name(n), e.name(from));
+                let a = e.value(Value::num(*absent));
+                set.push(format!("{n} = if_not_exists({from}, {a})"));
             }
             Update::Remove(n) => remove.push(e.name(n)),
         }
@@ -138,6 +151,20 @@ mod tests {
         assert_eq!(e.text, "SET #n0 = if_not_exists(#n0, :v0) + :v1");
         assert_eq!(e.values[":v0"], Value::num(41));
         assert_eq!(e.values[":v1"], Value::num(1));
+    }
+
+    #[test]
+    fn a_copy_and_order_conditions_name_both_attributes_through_placeholders() {
+        let e = update(
+            &[Update::Copy("prior_heartbeat", "heartbeat", 0)],
+            Some(&Cond::And(vec![
+                Cond::Gt("incarnation", Value::num(3)),
+                Cond::Lt("lapsed", Value::num(3)),
+            ])),
+        );
+        assert_eq!(e.text, "SET #n0 = if_not_exists(#n1, :v0)");
+        assert_eq!(e.names["#n1"], "heartbeat");
+        assert_eq!(e.condition.as_deref(), Some("(#n2 > :v1 AND #n3 < :v2)"));
     }
 
     #[test]

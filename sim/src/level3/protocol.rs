@@ -5,8 +5,9 @@
 //! [`Answer`] the service would give. No I/O, no clock: the caller passes `now`.
 //!
 //! The expression grammar is the inverse of what `runtime/src/aws/expr.rs` emits, and nothing
-//! more: `SET #a = :v`, `SET #a = if_not_exists(#a, :v) + :one`, `ADD #a :v`, `REMOVE #a`;
-//! `attribute_exists`, `attribute_not_exists`, `=`, the spelled-out `<>` idiom
+//! more: `SET #a = :v`, `SET #a = if_not_exists(#a, :v) + :one`, `SET #a = if_not_exists(#b,
+//! :v)`, `ADD #a :v`, `REMOVE #a`; `attribute_exists`, `attribute_not_exists`, `=`, `<`, `>`,
+//! the spelled-out `<>` idiom
 //! `(attribute_not_exists(#a) OR #a <> :v)`, and parenthesized `AND`/`OR` groups; for queries
 //! `#pk = :v [AND begins_with(#sk, :p)]`. Anything else is a 400 `ValidationException` naming
 //! what could not be parsed, as are placeholders that are missing or unused (DynamoDB's rules).
@@ -22,8 +23,9 @@ use serde::Serialize;
 use serde_json::Value as Json;
 use sqsbalancer_core::QueueId;
 use sqsbalancer_core::table::{
-    CAPACITY, Cond, ENDED, EPOCH, HEARTBEAT, INBOX, INCARNATION, Item, Key, OWNER_ID, OWNER_INC,
-    PK, RETIRED, SK, STATUS, TTL, TableQuery, TableWrite, Update, Value,
+    CAPACITY, Cond, ENDED, EPOCH, HEARTBEAT, INBOX, INCARNATION, Item, Key, LAPSED, OWNER_ID,
+    OWNER_INC, PK, PRIOR_HEARTBEAT, PRIOR_LIFE, RETIRED, SK, STATUS, TTL, TableQuery, TableWrite,
+    Update, Value,
 };
 use sqsbalancer_runtime::{
     AttributeData, AttributeValue, BackendError, Message, Page, QueuePage, Receive,
@@ -459,7 +461,7 @@ impl Req<'_> {
 
 /// The attribute names the core writes; any other name is interned (at most
 /// [`MAX_INTERNED`] of them) since the core's updates and conditions name `&'static str`s.
-const KNOWN_NAMES: [&str; 13] = [
+const KNOWN_NAMES: [&str; 16] = [
     PK,
     SK,
     TTL,
@@ -469,6 +471,9 @@ const KNOWN_NAMES: [&str; 13] = [
     CAPACITY,
     INBOX,
     ENDED,
+    LAPSED,
+    PRIOR_LIFE,
+    PRIOR_HEARTBEAT,
     OWNER_ID,
     OWNER_INC,
     EPOCH,
@@ -684,6 +689,8 @@ enum Tok<'a> {
     Comma,
     Equals,
     NotEquals,
+    Less,
+    Greater,
     Plus,
     /// A keyword or function name.
     Word(&'a str),
@@ -701,6 +708,8 @@ impl std::fmt::Display for Tok<'_> {
             Tok::Comma => f.write_str(","),
             Tok::Equals => f.write_str("="),
             Tok::NotEquals => f.write_str("<>"),
+            Tok::Less => f.write_str("<"),
+            Tok::Greater => f.write_str(">"),
             Tok::Plus => f.write_str("+"),
             Tok::Word(w) | Tok::Name(w) | Tok::Val(w) => f.write_str(w),
         }
@@ -724,6 +733,8 @@ fn tokens(text: &str) -> Result<Vec<Tok<'_>>, String> {
             b',' => Some(Tok::Comma),
             b'=' => Some(Tok::Equals),
             b'+' => Some(Tok::Plus),
+            b'>' => Some(Tok::Greater),
+            b'<' if bytes.get(i + 1) != Some(&b'>') => Some(Tok::Less),
             _ => None,
         };
         if let Some(t) = single {
@@ -731,7 +742,7 @@ fn tokens(text: &str) -> Result<Vec<Tok<'_>>, String> {
             i += 1;
             continue;
         }
-        if b == b'<' && bytes.get(i + 1) == Some(&b'>') {
+        if b == b'<' {
             out.push(Tok::NotEquals);
             i += 2;
             continue;
@@ -932,7 +943,7 @@ fn parse_action(
         "SET" => {
             parser.expect(Tok::Equals)?;
             if parser.keyword("if_not_exists") {
-                parse_increment(parser, name)
+                parse_if_not_exists(parser, name)
             } else {
                 Ok(Update::Set(name, parser.value()?))
             }
@@ -949,20 +960,22 @@ fn parse_action(
     }
 }
 
-/// The rest of `SET #a = if_not_exists(#a, :v) + 1` after `if_not_exists`: the only form
-/// of it the core writes (a counter starting at `:v`).
-fn parse_increment(parser: &mut Parser<'_, '_>, name: &'static str) -> Result<Update, String> {
+/// The rest of `SET #a = if_not_exists(#b, :v)` after `if_not_exists`, in the two forms the
+/// core writes: `#b` another attribute (a copy of its value before the write), or `#a` itself
+/// followed by `+ 1` (a counter starting at `:v`).
+fn parse_if_not_exists(parser: &mut Parser<'_, '_>, name: &'static str) -> Result<Update, String> {
     parser.expect(Tok::Open)?;
-    let (again, _) = parser.name()?;
-    if again != name {
-        return Err(format!(
-            "Invalid UpdateExpression: the simulation understands \
-             if_not_exists only on the attribute set ({name}), not {again}"
-        ));
-    }
+    let (from, _) = parser.name()?;
     parser.expect(Tok::Comma)?;
     let absent = parser.value()?;
     parser.expect(Tok::Close)?;
+    if from != name {
+        return Ok(Update::Copy(
+            name,
+            from,
+            number(&absent, "function: if_not_exists")?,
+        ));
+    }
     parser.expect(Tok::Plus)?;
     let one = parser.value()?;
     if number::<u64>(&one, "operator: +")? != 1 {
@@ -996,7 +1009,11 @@ fn in_numbered_order(parsed: Vec<(&str, Update)>) -> Vec<Update> {
 
 fn update_name(u: &Update) -> &'static str {
     match u {
-        Update::Set(n, _) | Update::Add(n, _) | Update::Increment(n, _) | Update::Remove(n) => n,
+        Update::Set(n, _)
+        | Update::Add(n, _)
+        | Update::Increment(n, _)
+        | Update::Remove(n)
+        | Update::Copy(n, _, _) => n,
     }
 }
 
@@ -1061,9 +1078,11 @@ fn parse_primary(parser: &mut Parser<'_, '_>) -> Result<Node, String> {
         return match parser.next() {
             Some(Tok::Equals) => Ok(Node::Atom(Cond::Eq(n, parser.value()?))),
             Some(Tok::NotEquals) => Ok(Node::BareNe(n, parser.value()?)),
+            Some(Tok::Less) => Ok(Node::Atom(Cond::Lt(n, parser.value()?))),
+            Some(Tok::Greater) => Ok(Node::Atom(Cond::Gt(n, parser.value()?))),
             _ => {
                 parser.at -= 1;
-                parser.fail("= or <>")
+                parser.fail("=, <>, < or >")
             }
         };
     }
@@ -1957,6 +1976,9 @@ mod tests {
             Write::Reap {
                 owner: owner("node-1", 2),
                 counter: 9,
+            },
+            Write::Lapse {
+                owner: owner("node-1", 1),
             },
             Write::CreateQueue {
                 queue: queue(1),
