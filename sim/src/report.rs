@@ -335,7 +335,8 @@ mod tests {
         s.crashed.insert((0, 1), 150);
         s.receive_started(1_150, &q, (1, 1), up);
         s.receive_ended(2_000, &q, (1, 1));
-        s.handed_off.insert((q.clone(), (1, 1)), Some((2, 1)));
+        s.handed_off
+            .insert((q.clone(), (1, 1)), (Some((2, 1)), 2_100));
         s.receive_started(2_300, &q, (2, 1), up);
         s.receive_ended(2_400, &q, (2, 1));
         s.receive_started(2_900, &q, (0, 3), up);
@@ -346,7 +347,11 @@ mod tests {
         s.receive_started(12_000, &q, (2, 2), |_, _| false);
         assert_eq!(s.outages, vec![6_000, 2_900]);
         assert_eq!(s.failovers, vec![1_000]);
-        assert_eq!(s.handoffs, vec![300]);
+        assert_eq!(
+            s.handoffs,
+            vec![200],
+            "from the hand-off, after the last receive"
+        );
         assert_eq!(s.takeovers, vec![500]);
     }
 }

@@ -31,8 +31,8 @@ pub(crate) struct Stats {
     /// Every change of a queue record's owner: time, queue, new owner's slot.
     pub ownership: Vec<(u64, QueueId, Option<usize>)>,
     pub voluntary_moves: u64,
-    /// Hand-offs: the queue and the giving life, to the receiving life.
-    pub handed_off: BTreeMap<(QueueId, Who), Option<Who>>,
+    /// Hand-offs: the queue and the giving life, to the receiving life, and when written.
+    pub handed_off: BTreeMap<(QueueId, Who), (Option<Who>, u64)>,
     /// Crashed lives and when.
     pub crashed: BTreeMap<Who, u64>,
     pub pauses: u64,
@@ -67,8 +67,13 @@ impl Stats {
         if let Some(&(prev, last)) = self.last_receive.get(q)
             && prev != who
         {
-            let handed_to = self.handed_off.get(&(q.clone(), prev)).copied();
-            if handed_to == Some(Some(who)) {
+            let handed = self.handed_off.get(&(q.clone(), prev)).copied();
+            if let Some((Some(to), written)) = handed
+                && to == who
+            {
+                // From the later of the old owner's last receive and its hand-off: a rest the
+                // old owner took between polls before the move is its polling, not the move.
+                let last = last.max(written);
                 self.handoffs.push(t.saturating_sub(last));
             } else if let Some(&crash) = self.crashed.get(&prev) {
                 let gap = t.saturating_sub(crash);

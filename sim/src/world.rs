@@ -913,7 +913,7 @@ impl World {
                 });
                 self.stats
                     .handed_off
-                    .insert((rec.queue.clone(), who), receiver);
+                    .insert((rec.queue.clone(), who), (receiver, self.now));
             }
         }
         if self.sc.trace {

@@ -252,7 +252,8 @@ impl Shared {
             // Written by the old owner itself, to someone else: a hand-off.
             if old.is_some() && old == self.lives.get(&who).cloned() && owner.is_some() {
                 let receiver = to.filter(|w| self.current(*w));
-                self.stats.handed_off.insert((queue.clone(), who), receiver);
+                let handed = (receiver, now);
+                self.stats.handed_off.insert((queue.clone(), who), handed);
             }
         }
         self.emit(Some(who.0), "record", || {
