@@ -239,6 +239,22 @@ impl Membership {
             .collect()
     }
 
+    /// Whether some peer life is about to be condemned, or just was and is not yet dead: its
+    /// counter (or its ghost timer) has stood for between `timeout - window` and `timeout +
+    /// window` (ghosts: `timeout`). A peer with an earlier view may reap or lapse it any moment
+    /// now, and its queues' next owners learn of that at their next read.
+    pub fn nearly_expired(&self, timeout: Duration, window: Duration, me: &InstanceId) -> bool {
+        let from = timeout.saturating_sub(window);
+        let near = |since: Millis, until: Duration| {
+            let age = self.last_read.since(since);
+            age >= from && age < until
+        };
+        let silent = self.seen.values().any(|s| {
+            s.record.id != *me && s.record.status != Status::Dead && near(s.since, timeout + window)
+        });
+        silent || self.ghosts.values().any(|since| near(*since, timeout))
+    }
+
     /// Ghosts past their timeout that the table does not yet show as lapsed: their record
     /// shows a later life and a lower `lapsed`. Writing [`Write::Lapse`](crate::effect::Write)
     /// spares every peer that never saw them a timeout of its own. Sorted.

@@ -17,6 +17,8 @@ pub(crate) struct Timers {
     pub reconcile: Timer,
     /// The rebalance delay has passed: deferred moves may go.
     pub moves: Option<Millis>,
+    /// The next extra instance read while a queue waits for its owner's hand-off.
+    pub watch: Option<Millis>,
 }
 
 impl Timers {
@@ -33,6 +35,7 @@ impl Timers {
             discovery: Timer::new(now, cfg.queue_discovery_interval),
             reconcile: Timer::new(first_reconcile, cfg.reconcile_interval),
             moves: None,
+            watch: None,
         }
     }
 
@@ -40,7 +43,10 @@ impl Timers {
     pub fn next(&self) -> Millis {
         let at = self.tick.at().min(self.reconcile.at());
         let at = at.min(self.discovery.at());
-        self.moves.map_or(at, |m| at.min(m))
+        [self.moves, self.watch]
+            .into_iter()
+            .flatten()
+            .fold(at, Millis::min)
     }
 }
 

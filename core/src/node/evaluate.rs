@@ -44,6 +44,7 @@ impl Node {
             self.apply(q, &me, decision);
         }
         self.timers.moves = (!self.moves.deferred.is_empty()).then(|| self.move_at());
+        self.plan_watch();
         if all {
             let referenced: BTreeSet<Owner> = self
                 .view

@@ -474,6 +474,11 @@ impl Node {
             self.timers.moves = None;
             self.dirty.all = true;
         }
+        if self.timers.watch.is_some_and(|w| now >= w) {
+            self.timers.watch = None;
+            self.plan_watch();
+            self.read_unless_reading();
+        }
         if let Some(s) = self.shutdown
             && now >= s.deadline
         {
@@ -494,6 +499,12 @@ impl Node {
             return;
         }
         self.heartbeat_unless_in_flight();
+        self.read_unless_reading();
+    }
+
+    /// Reads the instance records, or the whole table when one is wanted or due, unless a
+    /// read is in flight.
+    fn read_unless_reading(&mut self) {
         if !self.ops.reading() {
             let kind = if self.reads.table_wanted || self.reads.reconcile_due {
                 Read::Table
@@ -501,6 +512,34 @@ impl Node {
                 Read::Members
             };
             self.read(kind);
+        }
+    }
+
+    /// Plans the next extra instance read while the table is about to change hands: every
+    /// quarter interval while queues wait for their owners' hand-offs (from one interval before
+    /// this node's move time: an owner may have seen the change a read earlier), and while a
+    /// peer is about to be condemned (a peer with an earlier view may reap it first). The
+    /// change then shows within a quarter interval rather than at the next heartbeat. Costs
+    /// nothing while the fleet is steady.
+    pub(super) fn plan_watch(&mut self) {
+        let interval = self.cfg.heartbeat_interval;
+        let failing = self.life.is_some()
+            && self
+                .peers
+                .membership
+                .nearly_expired(self.cfg.heartbeat_timeout, interval, &self.me);
+        if self.moves.incoming.is_empty() && !failing {
+            self.timers.watch = None;
+            return;
+        }
+        if self.timers.watch.is_none() {
+            let soonest = self.now.saturating_add(interval / 4);
+            let moves_from = self
+                .target
+                .members_changed_at
+                .saturating_add(self.cfg.rebalance_delay.saturating_sub(interval));
+            let from = if failing { soonest } else { moves_from };
+            self.timers.watch = Some(soonest.max(from));
         }
     }
 

@@ -227,6 +227,7 @@ impl Node {
             self.reap_expired();
             self.lapse_ghosts();
         }
+        self.plan_watch();
         notified
     }
 
