@@ -255,6 +255,27 @@ impl Membership {
         silent || self.ghosts.values().any(|since| near(*since, timeout))
     }
 
+    /// Active peers whose counter has stood for `silence` or longer as of the last read but
+    /// who have not expired: probably gone, not condemned yet. Sorted.
+    pub fn suspects(
+        &self,
+        silence: Duration,
+        timeout: Duration,
+        me: &InstanceId,
+    ) -> Vec<InstanceId> {
+        self.seen
+            .values()
+            .filter(|s| {
+                let age = self.last_read.since(s.since);
+                s.record.id != *me
+                    && s.record.status == Status::Active
+                    && age >= silence
+                    && age < timeout
+            })
+            .map(|s| s.record.id.clone())
+            .collect()
+    }
+
     /// Ghosts past their timeout that the table does not yet show as lapsed: their record
     /// shows a later life and a lower `lapsed`. Writing [`Write::Lapse`](crate::effect::Write)
     /// spares every peer that never saw them a timeout of its own. Sorted.

@@ -30,6 +30,9 @@ impl Node {
         self.refresh_target();
         let Some(me) = self.life() else { return };
         let all = std::mem::take(&mut self.dirty.all);
+        if all {
+            let _ = self.fallback();
+        }
         let queues = if all {
             self.dirty.queues.clear();
             self.moves = super::Moves::default();
@@ -69,6 +72,11 @@ impl Node {
             }
         }
         qs.extend(self.held.keys().cloned());
+        if let Some(fallback) = &self.target.fallback {
+            // Orphans of a suspect that fall back to this node.
+            let mine = fallback.iter().filter(|(_, m)| **m == self.me);
+            qs.extend(mine.map(|(q, _)| q.clone()));
+        }
         qs.sort_unstable();
         qs.dedup();
         qs
@@ -82,7 +90,8 @@ impl Node {
 
     /// Gathers what this node knows of `q` and decides it.
     fn decide_queue(&mut self, q: &QueueId, me: &Owner) -> Decision {
-        let wanted = self.target.assignment.as_ref().and_then(|t| t.owner_of(q));
+        let wanted = self.wanted(q);
+        let wanted = wanted.as_ref();
         let facts = Facts {
             record: self.view.get(q),
             held: self.held.get(q).copied(),

@@ -213,6 +213,7 @@ impl Node {
             self.peers.verdicts = verdicts;
             self.dirty.all = true;
         }
+        self.refresh_suspects();
         let mut notified = false;
         for r in instances {
             let now = (r.incarnation, r.inbox);

@@ -6,7 +6,7 @@
 
 use super::Node;
 use crate::assignment::{Member, assign};
-use crate::ids::{Owner, QueueId};
+use crate::ids::{InstanceId, Owner, QueueId};
 use crate::shutdown::Phase;
 use std::collections::BTreeMap;
 
@@ -53,8 +53,59 @@ impl Node {
         // that changed (already marked).
         if self.target.assignment.as_ref() != Some(&target) {
             self.target.assignment = Some(target);
+            self.target.fallback = None;
             self.dirty.all = true;
         }
+    }
+
+    /// Takes in who is suspected as of the last read; a change re-decides every queue, since
+    /// orphans targeted at a suspect go to the fallback target instead.
+    pub(super) fn refresh_suspects(&mut self) {
+        let silence = self.cfg.heartbeat_interval * 3 / 2;
+        let timeout = self.cfg.heartbeat_timeout;
+        let suspects = self.peers.membership.suspects(silence, timeout, &self.me);
+        if suspects != self.target.suspects {
+            self.target.suspects = suspects;
+            self.target.fallback = None;
+            self.dirty.all = true;
+        }
+    }
+
+    /// The fallback target, computed once per target and set of suspects: the assignment
+    /// among the members that are not suspected. `None` while nobody is.
+    pub(super) fn fallback(&mut self) -> Option<&crate::assignment::Assignment> {
+        if self.target.suspects.is_empty() || self.target.assignment.is_none() {
+            return None;
+        }
+        if self.target.fallback.is_none() {
+            let suspects = &self.target.suspects;
+            let members: Vec<Member> = self
+                .target
+                .members
+                .iter()
+                .filter(|m| suspects.binary_search(&m.id).is_err())
+                .cloned()
+                .collect();
+            let fallback = assign(&members, &self.view.live_queues(), &self.current());
+            self.target.fallback = Some(fallback);
+        }
+        self.target.fallback.as_ref()
+    }
+
+    /// The instance `queue` should go to: its target, except that an orphan (no owner, or a
+    /// dead one) targeted at a suspect goes to its fallback target, a member likely to claim
+    /// it now rather than one that may have to be condemned in turn.
+    pub(super) fn wanted(&mut self, queue: &QueueId) -> Option<InstanceId> {
+        let target = self.target.assignment.as_ref()?.owner_of(queue)?.clone();
+        if target == self.me || self.target.suspects.binary_search(&target).is_err() {
+            return Some(target);
+        }
+        let owner = self.view.get(queue)?.owner.clone();
+        let orphan = owner.is_none_or(|o| self.liveness(&o) == crate::membership::Liveness::Dead);
+        if !orphan {
+            return Some(target);
+        }
+        self.fallback()?.owner_of(queue).cloned()
     }
 
     /// Recomputes the members; a change drops the target and asks for a table read.

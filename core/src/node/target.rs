@@ -2,7 +2,7 @@
 //! when to compute it again).
 
 use crate::assignment::{Assignment, Member};
-use crate::ids::Owner;
+use crate::ids::{InstanceId, Owner};
 use crate::time::Millis;
 
 /// The cached target and what it was computed from.
@@ -24,6 +24,11 @@ pub(super) struct Target {
     pub stale: bool,
     /// A heartbeat tick passed since the target was last looked at.
     pub tick_passed: bool,
+    /// Members silent for one and a half intervals but not expired: probably gone. Sorted.
+    pub suspects: Vec<InstanceId>,
+    /// The target among the members but the suspects, for the orphans `assignment` gives to a
+    /// suspect; computed when first needed while anyone is suspected.
+    pub fallback: Option<Assignment>,
 }
 
 impl Target {
@@ -38,6 +43,8 @@ impl Target {
             retarget: false,
             stale: false,
             tick_passed: false,
+            suspects: Vec::new(),
+            fallback: None,
         }
     }
 }
