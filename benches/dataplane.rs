@@ -8,6 +8,9 @@
 //! - utilisation: the same with 20 ms one-way latency on every call and a 20 ms handler:
 //!   the share of worker time spent in the handler, from the first handler start to the last
 //!   handler end;
+//! - idle: one instance owning 100 empty queues for a simulated hour (tokio's paused clock),
+//!   without and with a 5-minute idle pause: receives per idle queue-minute over the last 50
+//!   minutes, and how long a message then sent to one of them waits to be handled;
 //! - memory: peak RSS of a fresh child process (this program with `--memory`) with the
 //!   fake's 1,000 queues, then once one instance owns them all: the fake's share beside the
 //!   runtime's.
@@ -25,6 +28,7 @@ use sqsbalancer_runtime::{Balancer, HandlerError, Message};
 use sqsbalancer_sim::backend::{FakeBackend, Fakes};
 use sqsbalancer_sim::fake::{Outgoing, SqsOp};
 use sqsbalancer_sim::{TABLE, config};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -183,6 +187,68 @@ fn drain(
     })
 }
 
+/// One instance owning `queues` empty queues for a simulated hour (tokio's paused clock), with
+/// `idle_pause`: the receives per queue-minute over the last 50 minutes, and the longest a
+/// message then waits to be handled, of one sent to each of up to 8 queues 40 s apart (so
+/// they land at different points of the pause).
+fn idle(queues: usize, idle_pause: Option<Duration>) -> (f64, Duration) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("a runtime");
+    rt.block_on(async {
+        let (f, urls) = fakes(queues, 0);
+        let backend = Arc::new(FakeBackend::new(
+            Arc::clone(&f),
+            "bench",
+            TABLE,
+            Duration::ZERO,
+        ));
+        let handled: Arc<Mutex<Vec<(String, tokio::time::Instant)>>> = Arc::default();
+        let seen = Arc::clone(&handled);
+        let handler = move |m: Message| {
+            let at = tokio::time::Instant::now();
+            seen.lock()
+                .expect("not poisoned")
+                .push((m.body.clone(), at));
+            async { Ok::<(), HandlerError>(()) }
+        };
+        let mut balancer = Balancer::new(cfg(10), backend).expect("a valid config");
+        if let Some(pause) = idle_pause {
+            balancer = balancer.with_idle_pause(pause);
+        }
+        let running = balancer.start(handler).expect("started");
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        let (before, _, _) = sqs_calls(&f);
+        tokio::time::sleep(Duration::from_secs(3000)).await;
+        let (after, _, _) = sqs_calls(&f);
+        let per_minute = (after - before) as f64 / queues as f64 / 50.0;
+        let mut sent = BTreeMap::new();
+        for url in urls.iter().take(8) {
+            let one = vec![Outgoing {
+                body: url.clone(),
+                ..Outgoing::default()
+            }];
+            {
+                let mut fakes = f.lock().expect("not poisoned");
+                let now = fakes.now();
+                let sent = fakes.sqs.send_batch(now, "producer", url, one);
+                sent.expect("sent");
+            }
+            sent.insert(url.clone(), tokio::time::Instant::now());
+            tokio::time::sleep(Duration::from_secs(40)).await;
+        }
+        while handled.lock().expect("not poisoned").len() < sent.len() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let handled = handled.lock().expect("not poisoned").clone();
+        let waited = handled.iter().map(|(url, at)| *at - sent[url]).max();
+        let _ = running.stop().await;
+        (per_minute, waited.unwrap_or_default())
+    })
+}
+
 /// Starts one instance and waits until it polls all `queues`.
 fn own_all(fakes: &Arc<Mutex<Fakes>>, queues: usize) {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -286,6 +352,17 @@ fn main() {
         "utilisation: {messages} messages, 20 ms latency, 20 ms handler, 10 workers: {:.1} % of worker time in the handler ({:.2} s)",
         utilisation * 100.0,
         took.as_secs_f64()
+    );
+
+    // G13: idle queues, with and without a 5-minute idle pause (simulated time).
+    let queues = if full { 100 } else { 5 };
+    let (always, _) = idle(queues, None);
+    let pause = Duration::from_secs(300);
+    let (paused, waited) = idle(queues, Some(pause));
+    println!(
+        "idle: {queues} empty queues, one instance, 20 s wait: {always:.2} receives per idle queue-minute; with a {} s idle pause {paused:.3}, and a message sent after an idle hour handled within {:.1} s (the longest of 8 sent 40 s apart)",
+        pause.as_secs(),
+        waited.as_secs_f64()
     );
 
     // G9: one instance owning 1,000 empty queues (pollers, records, views), in a fresh child

@@ -70,9 +70,10 @@ impl<B: Store + QueueList + Sqs> Balancer<B> {
         self
     }
 
-    /// Rests `pause` before each long poll of a queue whose last three came back empty, until
+    /// Rests `pause` before each receive of a queue whose last three came back empty, until
     /// a message comes: an idle queue costs one receive per `wait_time + pause` instead of
-    /// three a minute, and its first message waits up to `pause` longer (at most 1 h).
+    /// three a minute, and its first message waits up to `pause` longer (at most 1 h). Queues
+    /// short-polling for want of a long-poll slot rest it too, instead of the wait time.
     pub fn with_idle_pause(mut self, pause: Duration) -> Balancer<B> {
         self.settings.idle_pause = Some(pause);
         self

@@ -194,15 +194,15 @@ impl<Q: Sqs, C: Consumer> Poller<Q, C> {
             Ok(messages) if messages.is_empty() => {
                 self.backoff = FIRST_BACKOFF;
                 drop(permits);
+                self.empty = self.empty.saturating_add(1);
+                if let Some(idle) = self.idle_pause() {
+                    return self.pause(idle).await;
+                }
                 if plan.wait.is_zero() {
                     // A short poll came back empty: rest rather than spin.
                     let rest = self.rest;
                     self.rest = (rest * 2).min(self.longest_rest());
                     return self.pause(rest).await;
-                }
-                self.empty = self.empty.saturating_add(1);
-                if let Some(idle) = self.idle_pause() {
-                    return self.pause(idle).await;
                 }
             }
             Ok(messages) if fenced => {

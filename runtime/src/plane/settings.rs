@@ -62,12 +62,14 @@ pub struct PlaneSettings {
     /// Keep messages invisible while their handler runs past half the visibility timeout,
     /// up to SQS's 12 h limit.
     pub extend_visibility: bool,
-    /// After three empty long polls in a row (`IDLE_AFTER`), rest this long before each next
-    /// one, until a message comes: fewer receives on idle queues for a later first message.
+    /// After three empty receives in a row (`IDLE_AFTER`), long or short, rest this long
+    /// before each next one, until a message comes: fewer receives on idle queues for a later
+    /// first message.
     pub idle_pause: Option<Duration>,
 }
 
-/// Empty long polls in a row after which a queue counts as idle (a minute at the 20 s wait).
+/// Empty receives in a row after which a queue counts as idle (a minute of long polls at the
+/// 20 s wait).
 pub const IDLE_AFTER: u32 = 3;
 
 /// The longest idle pause: a queue still receives once an hour.
