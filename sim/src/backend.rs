@@ -98,6 +98,8 @@ impl FakeBackend {
             me.travel().await;
             let out = {
                 let mut fakes = me.lock();
+                let now = fakes.now();
+                fakes.dynamo.set_now(now);
                 call(&mut fakes, &me.caller, &me.table)
             };
             me.travel().await;

@@ -137,6 +137,8 @@ pub struct Report {
     pub excused_overlaps: u64,
     /// DynamoDB requests, read units and write units, whole run, all instances.
     pub dynamo: (u64, f64, u64),
+    /// The busiest partition key's read and write units a second, in its busiest minute.
+    pub partition_peak: crate::fake::dynamo::PartitionPeak,
     /// Steady-state DynamoDB requests per instance per minute (after the calm point).
     pub steady_dynamo_per_instance_minute: Option<f64>,
     /// SQS calls by the instances, whole run.
@@ -201,6 +203,7 @@ impl Report {
             stops_life_lost: f.stats.stops_life_lost,
             excused_overlaps: f.checker.excused_overlaps,
             dynamo: dynamo_usage(f.dynamo),
+            partition_peak: f.dynamo.partition_peak(),
             steady_dynamo_per_instance_minute: steady_rate(f.stats),
             sqs_calls: sqs_calls(f.sqs),
             slots: f.fleet.instances.len(),

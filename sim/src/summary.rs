@@ -116,6 +116,9 @@ pub struct ReportJson<'a> {
     pub instance_minutes: f64,
     /// DynamoDB's cost.
     pub dynamo_per_instance_minute: DynamoJson,
+    /// The busiest partition key's load in its busiest simulated minute, against DynamoDB's
+    /// per-partition limits.
+    pub partition_peak: crate::fake::dynamo::PartitionPeak,
     /// SQS calls per instance-minute.
     pub sqs_calls_per_instance_minute: f64,
 }
@@ -162,6 +165,7 @@ impl<'a> ReportJson<'a> {
                 write_units,
                 steady_requests: r.steady_dynamo_per_instance_minute,
             },
+            partition_peak: r.partition_peak,
             sqs_calls_per_instance_minute: r.per_instance_minute(r.sqs_calls as f64),
         }
     }

@@ -855,6 +855,7 @@ impl World {
                 }
             }
         }
+        self.dynamo.set_now(Millis(self.now));
         match self.dynamo.update_item(caller, TABLE, &tw) {
             Ok((before, after)) => {
                 if let Some(q) = tw.key.sk.strip_prefix(QUEUE_PREFIX) {
@@ -956,6 +957,7 @@ impl World {
         };
         loop {
             let limit = self.hooks.page_limit(most, items_read);
+            self.dynamo.set_now(Millis(self.now));
             let page = match self
                 .dynamo
                 .query(&caller, TABLE, &q, limit, start.as_ref(), true)

@@ -8,6 +8,7 @@
 //! kept in halves so eventually consistent reads stay exact integers. TTL is stored; the
 //! simulators act for it ([`FakeDynamo::expire_ended`]) when they inject its deletions.
 
+use sqsbalancer_core::Millis;
 use sqsbalancer_core::table::{
     self, Cond, Item, Key, PK, Refused, SK, TableQuery, TableWrite, Value, holds, item_size,
 };
@@ -109,6 +110,21 @@ struct Table {
 pub struct FakeDynamo {
     tables: BTreeMap<String, Table>,
     usage: BTreeMap<String, Usage>,
+    /// The simulated time calls are metered at, set by the simulator ([`FakeDynamo::set_now`]).
+    now: Millis,
+    /// Capacity consumed per partition key and simulated minute: read half units, write units.
+    meter: BTreeMap<(String, u64), (u64, u64)>,
+}
+
+/// The busiest partition key's load, each in its busiest simulated minute, averaged over that
+/// minute: what DynamoDB's per-partition limits (3,000 read and 1,000 write units a second)
+/// apply to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct PartitionPeak {
+    /// Read capacity units a second.
+    pub read_units_per_s: f64,
+    /// Write capacity units a second.
+    pub write_units_per_s: f64,
 }
 
 fn read_units_half(bytes: usize, consistent: bool) -> u64 {
@@ -163,7 +179,33 @@ impl FakeDynamo {
         &self.usage
     }
 
-    fn bill(&mut self, caller: &str, op: &'static str, read_half: u64, write: u64) {
+    /// Sets the simulated time the next calls are metered at.
+    pub fn set_now(&mut self, now: Millis) {
+        self.now = now;
+    }
+
+    /// The peak per-partition load so far.
+    pub fn partition_peak(&self) -> PartitionPeak {
+        let (read_half, write) = self
+            .meter
+            .values()
+            .fold((0, 0), |(r, w), (r2, w2)| (r.max(*r2), w.max(*w2)));
+        PartitionPeak {
+            read_units_per_s: read_half as f64 / 2.0 / 60.0,
+            write_units_per_s: write as f64 / 60.0,
+        }
+    }
+
+    /// Counts a request of `caller` and the capacity it consumed, against partition `pk`
+    /// (`None`: a scan or a batch over several).
+    fn bill(
+        &mut self,
+        caller: &str,
+        pk: Option<&str>,
+        op: &'static str,
+        read_half: u64,
+        write: u64,
+    ) {
         let u = match self.usage.get_mut(caller) {
             Some(u) => u,
             None => self.usage.entry(caller.to_owned()).or_default(),
@@ -171,6 +213,12 @@ impl FakeDynamo {
         *u.requests.entry(op).or_default() += 1;
         u.read_half_units += read_half;
         u.write_units += write;
+        if let Some(pk) = pk {
+            let minute = self.now.0 / 60_000;
+            let m = self.meter.entry((pk.to_owned(), minute)).or_default();
+            m.0 += read_half;
+            m.1 += write;
+        }
     }
 
     fn table(&self, name: &str) -> Result<&Table, DynamoError> {
@@ -203,7 +251,13 @@ impl FakeDynamo {
             .get(&(key.pk.clone(), key.sk.clone()));
         let size = stored.map_or(0, |s| s.size);
         let item = stored.map(|s| (*s.item).clone());
-        self.bill(caller, "GetItem", read_units_half(size, consistent), 0);
+        self.bill(
+            caller,
+            Some(&key.pk),
+            "GetItem",
+            read_units_half(size, consistent),
+            0,
+        );
         Ok(item)
     }
 
@@ -231,7 +285,7 @@ impl FakeDynamo {
             .map(|i| read_units_half(item_size(i), consistent))
             .sum::<u64>()
             .max(1);
-        self.bill(caller, "BatchGetItem", half, 0);
+        self.bill(caller, None, "BatchGetItem", half, 0);
         Ok(items)
     }
 
@@ -244,6 +298,7 @@ impl FakeDynamo {
         cond: Option<&Cond>,
     ) -> Result<(), DynamoError> {
         let k = key_of(&item)?;
+        let pk = k.0.clone();
         let size = item_size(&item);
         if size > MAX_ITEM_BYTES {
             return Err(DynamoError::Validation {
@@ -257,7 +312,7 @@ impl FakeDynamo {
         if ok {
             t.items.insert(k, Stored::new(item));
         }
-        self.bill(caller, "PutItem", 0, units);
+        self.bill(caller, Some(&pk), "PutItem", 0, units);
         if ok {
             Ok(())
         } else {
@@ -289,7 +344,13 @@ impl FakeDynamo {
                 });
             }
             Err(Refused::Condition) => {
-                self.bill(caller, "UpdateItem", 0, write_units(old_size));
+                self.bill(
+                    caller,
+                    Some(&write.key.pk),
+                    "UpdateItem",
+                    0,
+                    write_units(old_size),
+                );
                 return Err(DynamoError::ConditionalCheckFailed);
             }
             Err(e) => {
@@ -303,7 +364,7 @@ impl FakeDynamo {
             .items
             .insert(k, Stored::new(new.clone()))
             .map(|s| Arc::unwrap_or_clone(s.item));
-        self.bill(caller, "UpdateItem", 0, units);
+        self.bill(caller, Some(&write.key.pk), "UpdateItem", 0, units);
         Ok((before, new))
     }
 
@@ -323,7 +384,7 @@ impl FakeDynamo {
         if ok {
             t.items.remove(&k);
         }
-        self.bill(caller, "DeleteItem", 0, units);
+        self.bill(caller, Some(&key.pk), "DeleteItem", 0, units);
         if ok {
             Ok(())
         } else {
@@ -386,7 +447,13 @@ impl FakeDynamo {
             .skip_while(|(k, _)| from.1 && k.1 == from.0)
             .take_while(|(k, _)| k.0 == pk && k.1.starts_with(prefix));
         let (page, bytes) = Self::page(range, limit);
-        self.bill(caller, "Query", read_units_half(bytes, consistent), 0);
+        self.bill(
+            caller,
+            Some(&q.pk),
+            "Query",
+            read_units_half(bytes, consistent),
+            0,
+        );
         Ok(page)
     }
 
@@ -417,7 +484,7 @@ impl FakeDynamo {
             .iter()
             .filter(|(k, _)| after.as_ref().is_none_or(|a| *k > a));
         let (page, bytes) = Self::page(range, limit);
-        self.bill(caller, "Scan", read_units_half(bytes, consistent), 0);
+        self.bill(caller, None, "Scan", read_units_half(bytes, consistent), 0);
         Ok(page)
     }
 
@@ -463,6 +530,29 @@ mod tests {
         i.insert(SK.into(), Value::S(sk.into()));
         i.insert("pad".into(), Value::S("x".repeat(pad)));
         i
+    }
+
+    #[test]
+    fn the_partition_peak_is_the_busiest_key_in_its_busiest_minute() {
+        let mut d = FakeDynamo::new();
+        d.create_table("t").unwrap();
+        // Minute 0: 3 writes of 1 unit to p, 2 to q; minute 1: 4 to q and a strongly
+        // consistent query of q (2 half units per 4 KB, at least one unit).
+        for (at, pk, n) in [(0, "p", 3), (59_999, "q", 2), (60_000, "q", 4)] {
+            d.set_now(Millis(at));
+            for i in 0..n {
+                d.put_item("a", "t", item(pk, &format!("s{at}-{i}"), 10), None)
+                    .unwrap();
+            }
+        }
+        let q = TableQuery {
+            pk: "q".into(),
+            sk_prefix: None,
+        };
+        d.query("a", "t", &q, None, None, true).unwrap();
+        let peak = d.partition_peak();
+        assert_eq!(peak.write_units_per_s, 4.0 / 60.0);
+        assert_eq!(peak.read_units_per_s, 1.0 / 60.0);
     }
 
     #[test]

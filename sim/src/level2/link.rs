@@ -371,6 +371,8 @@ impl Store for Link {
             if let Some(faked) = super::plant::write(s, link.who, &link.name, &mut write) {
                 return Ok(faked);
             }
+            let now = sqsbalancer_core::Millis(s.last_now());
+            s.dynamo.set_now(now);
             let (before, after) = s
                 .dynamo
                 .update_item(&link.name, crate::TABLE, &write)
@@ -393,6 +395,8 @@ impl Store for Link {
                 0
             };
             let limit = s.hooks.page_limit(s.page_items, items);
+            let now = sqsbalancer_core::Millis(s.last_now());
+            s.dynamo.set_now(now);
             let page = s
                 .dynamo
                 .query(
