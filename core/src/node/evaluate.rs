@@ -8,6 +8,7 @@ use crate::ids::{Owner, QueueId};
 use crate::lease::{AfterStop, Held, names};
 use crate::membership::Liveness;
 use crate::shutdown::Phase;
+use crate::time::Millis;
 use std::collections::BTreeSet;
 
 impl Node {
@@ -261,22 +262,18 @@ impl Node {
             return;
         }
         let diff = self.compare_listing(listed);
+        let timeout = self.cfg.heartbeat_timeout;
+        let peers = self.peers.membership.members(timeout, None);
         for (q, revive_epoch) in diff.create {
-            // An unreadable record exists: creating it again would only be rejected.
-            if self.busy(&q) || self.listing.unreadable.contains(&q) {
-                continue;
+            if self.creates_first(&q, &peers) {
+                self.create(q, revive_epoch);
+            } else {
+                let due = self.now.saturating_add(self.cfg.heartbeat_interval);
+                self.listing
+                    .deferred
+                    .entry(q)
+                    .or_insert((revive_epoch, due));
             }
-            let result = QueueRecord {
-                queue: q.clone(),
-                owner: None,
-                epoch: revive_epoch.map_or(1, |e| e + 1),
-                retired: false,
-            };
-            let write = Write::CreateQueue {
-                queue: q,
-                revive_epoch,
-            };
-            self.queue_write(write, result);
         }
         for r in diff.vanished {
             if self.busy(&r.queue) {
@@ -288,6 +285,64 @@ impl Node {
             };
             if free {
                 self.retire(&r);
+            }
+        }
+    }
+
+    /// Writes the record of listed queue `q` (reviving a tombstone at `revive_epoch`).
+    fn create(&mut self, q: QueueId, revive_epoch: Option<u64>) {
+        // An unreadable record exists: creating it again would only be rejected.
+        if self.busy(&q) || self.listing.unreadable.contains(&q) {
+            return;
+        }
+        let result = QueueRecord {
+            queue: q.clone(),
+            owner: None,
+            epoch: revive_epoch.map_or(1, |e| e + 1),
+            retired: false,
+        };
+        let write = Write::CreateQueue {
+            queue: q,
+            revive_epoch,
+        };
+        self.queue_write(write, result);
+    }
+
+    /// Whether this node writes the record of a listed queue at once: it scores highest for
+    /// the queue among itself and the `peers` it knows alive (rendezvous hashing). The others
+    /// wait an interval ([`Node::create_deferred`]).
+    fn creates_first(&self, q: &QueueId, peers: &[crate::assignment::Member]) -> bool {
+        let score = |id| (crate::hash::rendezvous(id, q.as_str()), id);
+        let mine = score(self.me.as_str());
+        peers
+            .iter()
+            .filter(|m| m.id != self.me)
+            .all(|m| score(m.id.as_str()) < mine)
+    }
+
+    /// Creates the deferred queues due by `by` whose record the view still lacks (or still
+    /// shows retired at the epoch listed): their first creator did not write them. Called
+    /// after each table read, and at each tick for those a table read should have settled by
+    /// now.
+    pub(super) fn create_deferred(&mut self, by: Millis) {
+        let due: Vec<QueueId> = self
+            .listing
+            .deferred
+            .iter()
+            .filter(|(_, (_, at))| *at <= by)
+            .map(|(q, _)| q.clone())
+            .collect();
+        for q in due {
+            let Some((revive_epoch, _)) = self.listing.deferred.remove(&q) else {
+                continue;
+            };
+            let still = match (self.view.get(&q), revive_epoch) {
+                (None, None) => true,
+                (Some(r), Some(e)) => r.retired && r.epoch == e,
+                _ => false,
+            };
+            if still && self.phase == Phase::Running {
+                self.create(q, revive_epoch);
             }
         }
     }

@@ -24,7 +24,7 @@ use crate::lease::{AfterStop, Fence, Held, QueueView};
 use crate::membership::{Membership, Verdicts};
 use crate::rng::Rng;
 use crate::shutdown::{Phase, Shutdown, StopOutcome};
-use crate::time::Millis;
+use crate::time::{Millis, duration_ms};
 use crate::timer::Timers;
 use ops::{Ops, Pending};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -79,6 +79,11 @@ struct Listing {
     /// Queues whose record the last table read could not decode: never created again, never
     /// received (no record this node can read names it).
     unreadable: BTreeSet<QueueId>,
+    /// Listed queues without a live record whose first creator is a peer, with the epoch of
+    /// the tombstone to revive, if any: created here only if the view still shows them so
+    /// at the time given, one heartbeat interval on (so a fleet started together writes each
+    /// record about once, not once per instance).
+    deferred: BTreeMap<QueueId, (Option<u64>, Millis)>,
 }
 
 /// Which queues must be decided again.
@@ -198,6 +203,7 @@ impl Node {
                 filter,
                 early: None,
                 unreadable: BTreeSet::new(),
+                deferred: BTreeMap::new(),
             },
             target: Target::new(now),
             dirty: Dirty {
@@ -250,6 +256,12 @@ impl Node {
         }
         let deadlines = [
             self.writes.next_resend(),
+            self.listing
+                .deferred
+                .values()
+                .map(|(_, at)| *at)
+                .min()
+                .filter(|at| *at > self.now),
             self.shutdown.and_then(|s| s.deregister_again_at),
             self.shutdown.map(|s| s.deadline),
         ];
@@ -464,6 +476,10 @@ impl Node {
             self.on_heartbeat_tick();
         }
         self.discover();
+        let unread = now
+            .0
+            .saturating_sub(duration_ms(self.cfg.heartbeat_interval));
+        self.create_deferred(Millis(unread));
         self.resend_due();
         if let Some(s) = &mut self.shutdown
             && s.deregister_again_at.is_some_and(|t| t <= now)

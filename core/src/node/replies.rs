@@ -142,6 +142,7 @@ impl Node {
             self.dirty.queues.insert(q);
         }
         self.view.merge_snapshot(id.0, queues);
+        self.create_deferred(self.now);
         self.target.retarget = true;
         let named: BTreeSet<&Owner> = self
             .view
