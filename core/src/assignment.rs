@@ -123,12 +123,26 @@ pub fn assign(
     queues: &[QueueId],
     current: &BTreeMap<QueueId, InstanceId>,
 ) -> Assignment {
-    let mut members: Vec<Member> = members.iter().filter(|m| m.weight > 0).cloned().collect();
-    members.sort_by(|a, b| a.id.cmp(&b.id).then(b.weight.cmp(&a.weight)));
-    members.dedup_by(|later, first| later.id == first.id);
     let mut queues: Vec<QueueId> = queues.to_vec();
     queues.sort_unstable();
     queues.dedup();
+    let holders: Vec<Option<&InstanceId>> = queues.iter().map(|q| current.get(q)).collect();
+    assign_sorted(members, queues, &holders)
+}
+
+/// [`assign`] for queues already sorted and deduplicated, with `holders[i]` the current holder
+/// of `queues[i]`: the node has both from its view in order, so it skips a sort and a lookup
+/// per queue, which is most of the cost of recomputing a target.
+pub(crate) fn assign_sorted(
+    members: &[Member],
+    queues: Vec<QueueId>,
+    holders: &[Option<&InstanceId>],
+) -> Assignment {
+    debug_assert!(queues.windows(2).all(|w| w[0] < w[1]));
+    debug_assert_eq!(queues.len(), holders.len());
+    let mut members: Vec<Member> = members.iter().filter(|m| m.weight > 0).cloned().collect();
+    members.sort_by(|a, b| a.id.cmp(&b.id).then(b.weight.cmp(&a.weight)));
+    members.dedup_by(|later, first| later.id == first.id);
     if members.is_empty() {
         return Assignment {
             members,
@@ -139,10 +153,8 @@ pub fn assign(
     // Current holdings, as member indices.
     let mut held: Vec<Vec<u32>> = vec![Vec::new(); members.len()];
     let mut orphans: Vec<u32> = Vec::new();
-    for (qi, q) in queues.iter().enumerate() {
-        let owner = current
-            .get(q)
-            .and_then(|id| members.binary_search_by(|m| m.id.cmp(id)).ok());
+    for (qi, holder) in holders.iter().enumerate() {
+        let owner = holder.and_then(|id| members.binary_search_by(|m| m.id.cmp(id)).ok());
         match owner {
             Some(mi) => held[mi].push(qi as u32),
             None => orphans.push(qi as u32),

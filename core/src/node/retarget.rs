@@ -5,10 +5,9 @@
 //! queue record in a way the target did not ask for (docs/design.md §5).
 
 use super::Node;
-use crate::assignment::{Member, assign};
+use crate::assignment::{Assignment, Member, assign_sorted};
 use crate::ids::{InstanceId, Owner, QueueId};
 use crate::shutdown::Phase;
-use std::collections::BTreeMap;
 
 impl Node {
     /// Where `queue` should go when this node gives it up: its target, or nobody.
@@ -44,11 +43,7 @@ impl Node {
         t.key = key;
         t.behind = false;
         t.stale = false;
-        let target = assign(
-            &self.target.members,
-            &self.view.live_queues(),
-            &self.current(),
-        );
+        let target = self.assign_among(&self.target.members);
         // An unchanged target leaves every decision as it was, except those of the queues
         // that changed (already marked).
         if self.target.assignment.as_ref() != Some(&target) {
@@ -73,7 +68,7 @@ impl Node {
 
     /// The fallback target, computed once per target and set of suspects: the assignment
     /// among the members that are not suspected. `None` while nobody is.
-    pub(super) fn fallback(&mut self) -> Option<&crate::assignment::Assignment> {
+    pub(super) fn fallback(&mut self) -> Option<&Assignment> {
         if self.target.suspects.is_empty() || self.target.assignment.is_none() {
             return None;
         }
@@ -86,7 +81,7 @@ impl Node {
                 .filter(|m| suspects.binary_search(&m.id).is_err())
                 .cloned()
                 .collect();
-            let fallback = assign(&members, &self.view.live_queues(), &self.current());
+            let fallback = self.assign_among(&members);
             self.target.fallback = Some(fallback);
         }
         self.target.fallback.as_ref()
@@ -155,23 +150,22 @@ impl Node {
         (self.life(), lives.collect())
     }
 
-    /// Each live queue held by a member in its current life, and by whom: the assignment
-    /// keeps these where they are as far as balance allows.
-    fn current(&self) -> BTreeMap<QueueId, crate::ids::InstanceId> {
+    /// The target among `members` for the live queues of the view. A queue held by a member
+    /// in its current life counts as held: the assignment keeps it there as far as balance
+    /// allows.
+    fn assign_among(&self, members: &[Member]) -> Assignment {
         let life = self.life();
-        let members = &self.target.members;
-        let mut current = BTreeMap::new();
-        for r in self.view.records().filter(|r| !r.retired) {
-            if let Some(o) = &r.owner {
-                let is_member = members.binary_search_by(|m| m.id.cmp(&o.id)).is_ok();
-                let current_life = Some(o) == life.as_ref()
-                    || self.peers.membership.life_of(&o.id).as_ref() == Some(o);
-                if is_member && current_life {
-                    current.insert(r.queue.clone(), o.id.clone());
-                }
-            }
-        }
-        current
+        let current_life = |o: &Owner| {
+            Some(o) == life.as_ref() || self.peers.membership.life_of(&o.id).as_ref() == Some(o)
+        };
+        let live = self.view.records().filter(|r| !r.retired);
+        let (queues, holders): (Vec<QueueId>, Vec<Option<&InstanceId>>) = live
+            .map(|r| {
+                let holder = r.owner.as_ref().filter(|o| current_life(o)).map(|o| &o.id);
+                (r.queue.clone(), holder)
+            })
+            .unzip();
+        assign_sorted(members, queues, &holders)
     }
 
     /// Whether `queue`'s record names the owner the current target gives it, in its current life.
