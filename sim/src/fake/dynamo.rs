@@ -123,7 +123,7 @@ impl Table {
         let end = Excluded((format!("{}\0", q.pk), String::new()));
         self.items
             .range((from, end))
-            .take_while(move |(k, _)| k.1.starts_with(prefix))
+            .take_while(move |(k, _)| prefix.is_empty() || k.1.starts_with(prefix))
     }
 }
 
