@@ -460,9 +460,18 @@ pub struct Decoded {
 
 /// Decodes every item of a query result, skipping (and reporting) malformed ones.
 pub fn decode_items<'a>(items: impl IntoIterator<Item = &'a Item>) -> Decoded {
+    collect_records(items.into_iter().map(|i| (i, decode_item(i))))
+}
+
+/// Gathers items, each beside what [`decode_item`] makes of it, into a [`Decoded`]: for a
+/// caller that keeps the records of items it decoded before (the simulator, whose nodes read
+/// the same stored items over and over).
+pub fn collect_records<'a>(
+    items: impl IntoIterator<Item = (&'a Item, Result<Record, DecodeError>)>,
+) -> Decoded {
     let mut out = Decoded::default();
-    for item in items {
-        match decode_item(item) {
+    for (item, record) in items {
+        match record {
             Ok(Record::Instance(r)) => out.instances.push(r),
             Ok(Record::Queue(r)) => out.queues.push(r),
             Err(e) => {

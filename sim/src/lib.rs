@@ -19,6 +19,7 @@ pub mod backend;
 mod chaos;
 pub mod check;
 mod consumer;
+mod decoded;
 mod error;
 pub mod fake;
 mod level;

@@ -7,6 +7,7 @@ use crate::check::{
     Checker, FAULT_LINGER_MS, Fleet, Instance, Invariant, Stop, StopEnd, Who, drain_over, settled,
     still_named, stop_problem,
 };
+use crate::decoded::DecodedItems;
 use crate::fake::{FakeDynamo, FakeSqs, FaultHooks, Received, Service, SqsError, Verdict, WaitId};
 use crate::report::{Finished, Report};
 use crate::scenario::{Level, Mutation, Scenario};
@@ -249,6 +250,8 @@ pub struct World {
     pub(crate) now: u64,
     pub(crate) rng: Rng,
     pub(crate) dynamo: FakeDynamo,
+    /// The records of the table's items, decoded once per stored version for every node.
+    decoded: DecodedItems,
     pub(crate) sqs: FakeSqs,
     pub(crate) hooks: FaultHooks,
     /// The deadlines the runtime gives every call (the same rules, on simulated time).
@@ -284,6 +287,7 @@ impl World {
             cfg: config(),
             now: 0,
             dynamo: FakeDynamo::new(),
+            decoded: DecodedItems::default(),
             sqs: FakeSqs::new(),
             hooks,
             slots: Vec::new(),
@@ -999,7 +1003,8 @@ impl World {
                 None => break,
             }
         }
-        let decoded = table::decode_items(items.iter().map(|i| &**i));
+        let cache = &mut self.decoded;
+        let decoded = table::collect_records(items.iter().map(|i| (&**i, cache.decode(i))));
         let outcome = Outcome::Applied(table::read_reply(r, decoded));
         self.answer(i, life, id, outcome, answer);
     }

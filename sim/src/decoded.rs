@@ -1,0 +1,74 @@
+//! The records of the fake table's items, decoded once per stored version.
+//!
+//! A stored item is immutable and shared (`Arc`) by every read that returns it, so its record
+//! is the same every time: ten nodes each reading a thousand-item table would otherwise decode
+//! the same items over and over, most of a level-1 run's time (G7). A write stores a new
+//! `Arc`, which decodes afresh; what is decoded is exactly what [`table::decode_item`] makes of
+//! the item.
+
+use sqsbalancer_core::table::{self, DecodeError, Item, Record};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Decoded records by item, each entry holding its item so the address cannot be reused while
+/// it is cached.
+#[derive(Default)]
+pub(crate) struct DecodedItems {
+    /// Record of each item still cached, keyed by the item's address.
+    records: BTreeMap<usize, (Arc<Item>, Record)>,
+    /// Entries at the last sweep: the next sweep waits until the cache has doubled.
+    swept_at: usize,
+}
+
+impl DecodedItems {
+    /// What [`table::decode_item`] makes of `item`, decoded on its first read only.
+    pub(crate) fn decode(&mut self, item: &Arc<Item>) -> Result<Record, DecodeError> {
+        let key = Arc::as_ptr(item) as usize;
+        if let Some((_, record)) = self.records.get(&key) {
+            return Ok(record.clone());
+        }
+        let record = table::decode_item(item)?;
+        self.records.insert(key, (Arc::clone(item), record.clone()));
+        if self.records.len() > 2 * self.swept_at.max(1024) {
+            // Items nothing else holds were overwritten or deleted: they will not be read again.
+            self.records.retain(|_, (i, _)| Arc::strong_count(i) > 1);
+            self.swept_at = self.records.len();
+        }
+        Ok(record)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqsbalancer_core::table::Value;
+
+    fn item(epoch: u64) -> Arc<Item> {
+        let mut i = Item::new();
+        i.insert("pk".into(), Value::S("app#a".into()));
+        i.insert("sk".into(), Value::S("queue#q".into()));
+        i.insert("epoch".into(), Value::N(epoch.to_string()));
+        i.insert("retired".into(), Value::Bool(false));
+        Arc::new(i)
+    }
+
+    #[test]
+    fn a_cached_record_is_what_decoding_the_item_gives() {
+        let mut cache = DecodedItems::default();
+        for epoch in 1..3000 {
+            let stored = item(epoch);
+            let first = cache.decode(&stored).unwrap();
+            assert_eq!(first, table::decode_item(&stored).unwrap());
+            assert_eq!(cache.decode(&stored).unwrap(), first);
+        }
+        assert!(cache.records.len() < 3000, "overwritten items are swept");
+    }
+
+    #[test]
+    fn an_undecodable_item_is_an_error_every_time() {
+        let mut cache = DecodedItems::default();
+        let bad = Arc::new(Item::new());
+        assert!(cache.decode(&bad).is_err());
+        assert!(cache.decode(&bad).is_err());
+    }
+}
