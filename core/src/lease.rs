@@ -155,6 +155,18 @@ impl QueueView {
         self.entries.values().map(|e| &e.record)
     }
 
+    /// The lives that own a record. There are few of them and many records, so each is
+    /// looked up in the set rather than collected and sorted.
+    pub fn owners(&self) -> BTreeSet<Owner> {
+        let mut owners = BTreeSet::new();
+        for o in self.records().filter_map(|r| r.owner.as_ref()) {
+            if !owners.contains(o) {
+                owners.insert(o.clone());
+            }
+        }
+        owners
+    }
+
     /// The number of known records.
     pub fn len(&self) -> usize {
         self.entries.len()

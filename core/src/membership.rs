@@ -173,6 +173,20 @@ impl Membership {
         self.dead.insert(owner);
     }
 
+    /// Whether `owner` is known dead or its record shows its life over: for a member's current
+    /// life, the only ways [`Membership::liveness`] can find it dead. Asks without starting a
+    /// ghost timer.
+    pub fn known_over(&self, owner: &Owner) -> bool {
+        self.dead.contains(owner) || self.record_ends(owner)
+    }
+
+    /// Whether `owner`'s record says its life is over: deregistered, reaped, or lapsed as a ghost.
+    fn record_ends(&self, owner: &Owner) -> bool {
+        self.seen.get(&owner.id).is_some_and(|s| {
+            s.record.ended == owner.incarnation || s.record.lapsed >= owner.incarnation
+        })
+    }
+
     /// Judges `owner` at `now`; a ghost starts its timeout the first time it is asked about.
     pub fn liveness(&mut self, now: Millis, owner: &Owner, timeout: Duration) -> Liveness {
         if self.dead.contains(owner) {
@@ -181,9 +195,7 @@ impl Membership {
         if self.unreadable.contains(&owner.id) {
             return Liveness::Alive;
         }
-        if self.seen.get(&owner.id).is_some_and(|s| {
-            s.record.ended == owner.incarnation || s.record.lapsed >= owner.incarnation
-        }) {
+        if self.record_ends(owner) {
             // It deregistered, was reaped or timed out as a ghost; a later life of the id does
             // not revive it. A deregistration speaks for that life only: an earlier one may be a
             // paused zombie whose fence still runs, and it waits out its ghost timeout.

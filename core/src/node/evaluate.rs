@@ -9,7 +9,6 @@ use crate::lease::{AfterStop, Held, names};
 use crate::membership::Liveness;
 use crate::shutdown::Phase;
 use crate::time::Millis;
-use std::collections::BTreeSet;
 
 impl Node {
     /// Brings holdings and claims in line with the view and the target: every queue after a
@@ -31,13 +30,14 @@ impl Node {
         self.refresh_target();
         let Some(me) = self.life() else { return };
         let all = std::mem::take(&mut self.dirty.all);
-        if all {
+        let fallback = all && self.fallback_needed();
+        if fallback {
             let _ = self.fallback();
         }
         let queues = if all {
             self.dirty.queues.clear();
             self.moves = super::Moves::default();
-            self.concerning(&me)
+            self.concerning(&me, fallback)
         } else {
             std::mem::take(&mut self.dirty.queues).into_iter().collect()
         };
@@ -50,18 +50,15 @@ impl Node {
         self.timers.moves = (!self.moves.deferred.is_empty()).then(|| self.move_at());
         self.plan_watch();
         if all {
-            let referenced: BTreeSet<Owner> = self
-                .view
-                .records()
-                .filter_map(|r| r.owner.clone())
-                .collect();
+            let referenced = self.view.owners();
             self.peers.membership.retain_lives(&referenced);
         }
     }
 
-    /// The queues that can need anything: named here, targeted here or held here. Walks the
-    /// view and the target (both sorted by queue) side by side.
-    fn concerning(&self, me: &Owner) -> Vec<QueueId> {
+    /// The queues that can need anything: named here, targeted here or held here, and with
+    /// `fallback` those the fallback target gives here. Walks the view and the target (both
+    /// sorted by queue) side by side.
+    fn concerning(&self, me: &Owner, fallback: bool) -> Vec<QueueId> {
         let target = self.target.assignment.iter().flat_map(|t| t.iter());
         let mut targets = target.peekable();
         let mut qs: Vec<QueueId> = Vec::new();
@@ -73,7 +70,7 @@ impl Node {
             }
         }
         qs.extend(self.held.keys().cloned());
-        if let Some(fallback) = &self.target.fallback {
+        if let Some(fallback) = self.target.fallback.as_ref().filter(|_| fallback) {
             // Orphans of a suspect that fall back to this node.
             let mine = fallback.iter().filter(|(_, m)| **m == self.me);
             qs.extend(mine.map(|(q, _)| q.clone()));

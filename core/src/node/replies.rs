@@ -10,7 +10,6 @@ use crate::ids::{InstanceId, Owner, QueueId};
 use crate::lease::{AfterStop, names};
 use crate::shutdown::Phase;
 use crate::time::Millis;
-use std::collections::BTreeSet;
 
 impl Node {
     /// Dispatches the answer to operation `id` to the handler of its kind.
@@ -144,13 +143,8 @@ impl Node {
         self.view.merge_snapshot(id.0, queues);
         self.create_deferred(self.now);
         self.target.retarget = true;
-        let named: BTreeSet<&Owner> = self
-            .view
-            .records()
-            .filter_map(|r| r.owner.as_ref())
-            .collect();
-        for o in named {
-            self.peers.membership.notice(self.now, o);
+        for o in self.view.owners() {
+            self.peers.membership.notice(self.now, &o);
         }
         if let Some((list_id, _)) = &self.listing.early
             && *list_id < id

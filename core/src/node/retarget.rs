@@ -87,6 +87,33 @@ impl Node {
         self.target.fallback.as_ref()
     }
 
+    /// Whether any queue may be an orphan targeted at a suspect, the only queues the fallback
+    /// target decides: most of the time a suspect's queues are still its own, and computing
+    /// the fallback, a pass over every queue, is skipped. Errs towards yes: a queue whose
+    /// holder is not a member in its current life may be an orphan.
+    pub(super) fn fallback_needed(&self) -> bool {
+        let (Some(target), suspects) = (&self.target.assignment, &self.target.suspects) else {
+            return false;
+        };
+        if suspects.is_empty() {
+            return false;
+        }
+        let membership = &self.peers.membership;
+        let members = &self.target.members;
+        target
+            .iter()
+            .filter(|(_, m)| suspects.binary_search(m).is_ok())
+            .any(|(q, _)| {
+                let owner = self.view.get(q).and_then(|r| r.owner.as_ref());
+                owner.is_none_or(|o| {
+                    let member = members.binary_search_by(|m| m.id.cmp(&o.id)).is_ok();
+                    !member
+                        || membership.life_of(&o.id).as_ref() != Some(o)
+                        || membership.known_over(o)
+                })
+            })
+    }
+
     /// The instance `queue` should go to: its target, except that an orphan (no owner, or a
     /// dead one) targeted at a suspect goes to its fallback target, a member likely to claim
     /// it now rather than one that may have to be condemned in turn.
