@@ -38,9 +38,12 @@ pub struct InstanceRecord {
     pub status: Status,
     /// Capacity weight (at least 1).
     pub capacity: u32,
-    /// Hand-offs announced to this instance by peers ([`Write::Notify`]); a change tells it to
-    /// read the queue records now rather than at the next reconciliation.
+    /// Hand-offs and nudges announced to this instance by peers ([`Notice::Inbox`]); a change
+    /// tells it to read the queue records now rather than at the next reconciliation.
     pub inbox: u64,
+    /// Creations, releases and retirements announced by this instance ([`Notice::News`]); a
+    /// change tells every node to read the queue records now.
+    pub news: u64,
     /// The latest life of this instance that ended (deregistered or reaped; 0: none).
     /// It survives re-registration, so a queue still naming that life is claimable at once
     /// rather than after a ghost's timeout (the rolling-restart case).
@@ -53,6 +56,22 @@ pub struct InstanceRecord {
     /// reached then (both 0 for a record created afresh). A peer that saw that counter knows
     /// when the superseded life last showed a sign of life, and times its ghost from then.
     pub prior: (u64, u64),
+}
+
+/// What a [`Write::Notify`] tells. A claim sends none: it moves a queue towards the target
+/// every node computes, so no other node's decisions wait on it, and a node whose view missed
+/// it learns of it when a write of its own is rejected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum Notice {
+    /// Something concerns the life told (its `inbox` moves): a queue was handed to it, or a
+    /// peer has waited past its move time for it to hand one over (its view may have missed a
+    /// claim, so its target differs). That node reads the records.
+    Inbox,
+    /// The life told, the writer itself, created, released or retired queues (its `news`
+    /// moves): every node reads the records, since a queue may be any member's to claim now,
+    /// or the quotas changed. One notice follows a burst of such writes.
+    News,
 }
 
 /// One queue record (`queue#<queue url>`) as read from the table.
@@ -80,6 +99,7 @@ impl InstanceRecord {
             status: Status::Active,
             capacity: 1,
             inbox: 0,
+            news: 0,
             ended: 0,
             lapsed: 0,
             prior: (0, 0),
@@ -146,15 +166,17 @@ pub enum Write {
         /// Active or draining.
         status: Status,
     },
-    /// Announce a change of hands: add 1 to the inbox of the life that just received a queue
-    /// (by hand-off or claim), or of the writer itself when it released or retired one; on
-    /// condition that the incarnation is still the one named. Every node reads every inbox at
-    /// its heartbeat, so a change makes it re-read the queue records at once; at steady state
-    /// nothing changes and nothing extra is read. One of unknown outcome is sent again (a lost
-    /// notice would delay the peer until its next reconciliation read).
+    /// Announce a change to the queue records: add 1 to a counter of `to`'s instance record,
+    /// on condition that the incarnation is still the one named. Every node reads the instance
+    /// records at its heartbeat; a change of the counter a notice moves makes the nodes it
+    /// concerns re-read the queue records at once. At steady state nothing changes and
+    /// nothing extra is read. One of unknown outcome is sent again (a lost notice would delay
+    /// its readers until their next reconciliation read).
     Notify {
-        /// The peer life the queue went to.
+        /// The life whose record carries the notice.
         to: Owner,
+        /// What the notice tells, and so who reads the queue records for it.
+        notice: Notice,
     },
     /// Mark a silent peer's life dead (status, `ended` and `lapsed`), on condition that its incarnation
     /// and counter are still the ones observed. Once applied its heartbeats are rejected, so it

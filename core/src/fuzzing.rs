@@ -66,6 +66,7 @@ fn instances(b: &mut Bytes) -> Vec<InstanceRecord> {
             status: [Status::Active, Status::Draining, Status::Dead][usize::from(x >> 4) % 3],
             capacity: u32::from(x >> 6),
             inbox: u64::from(x & 3),
+            news: u64::from(y & 1),
             ended: u64::from(b.u8() % 3),
             lapsed: u64::from(y % 3),
             prior: (u64::from((y >> 2) % 4), u64::from(y >> 4)),

@@ -28,8 +28,8 @@ mod timer;
 pub use assignment::{Assignment, Member, assign, share_bounds};
 pub use config::{Config, SqsConfig};
 pub use effect::{
-    Effect, Input, InstanceRecord, OpId, Outcome, QueueRecord, Read, Reply, Status, Unreadable,
-    Write,
+    Effect, Input, InstanceRecord, Notice, OpId, Outcome, QueueRecord, Read, Reply, Status,
+    Unreadable, Write,
 };
 pub use error::{Error, Result};
 pub use ids::{InstanceId, Owner, QueueId};

@@ -381,6 +381,7 @@ mod tests {
             status,
             capacity: 1,
             inbox: 0,
+            news: 0,
             ended: 0,
             lapsed: 0,
             prior: (0, 0),

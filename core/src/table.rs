@@ -13,7 +13,7 @@
 //!   records. A queue created again after that starts a new record at epoch 1: no life that
 //!   could have held the old one is still within its fence a day later.
 
-use crate::effect::{InstanceRecord, QueueRecord, Read, Reply, Status, Unreadable, Write};
+use crate::effect::{InstanceRecord, Notice, QueueRecord, Read, Reply, Status, Unreadable, Write};
 use crate::ids::{InstanceId, Owner, QueueId};
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
@@ -34,6 +34,8 @@ pub const STATUS: &str = "status";
 pub const CAPACITY: &str = "capacity";
 /// Attribute name: the hand-off notice counter of an instance record (absent means 0).
 pub const INBOX: &str = "inbox";
+/// Attribute name: the release notice counter of an instance record (absent means 0).
+pub const NEWS: &str = "news";
 /// Attribute name: the latest incarnation known to have ended (absent means 0).
 pub const ENDED: &str = "ended";
 /// Attribute name: every incarnation up to this one is past its fence (absent means 0).
@@ -255,9 +257,15 @@ pub fn encode_write(application: &str, write: &Write, wall_secs: u64) -> TableWr
                 [is_life(owner), vec![Cond::Exists(PK), not_dead]].concat(),
             )),
         },
-        Write::Notify { to } => TableWrite {
+        Write::Notify { to, notice } => TableWrite {
             key: instance_key(application, &to.id),
-            updates: vec![Update::Add(INBOX, 1)],
+            updates: vec![Update::Add(
+                match notice {
+                    Notice::Inbox => INBOX,
+                    Notice::News => NEWS,
+                },
+                1,
+            )],
             cond: Some(Cond::And([is_life(to), vec![not_dead]].concat())),
         },
         Write::Reap { owner, counter } => reap(application, owner, *counter, dead_ttl, not_dead),
@@ -578,6 +586,7 @@ pub fn decode_item(item: &Item) -> Result<Record, DecodeError> {
             status,
             capacity: capacity as u32,
             inbox: optional_number(item, INBOX)?,
+            news: optional_number(item, NEWS)?,
             ended: optional_number(item, ENDED)?,
             lapsed: optional_number(item, LAPSED)?,
             prior: (
@@ -798,6 +807,7 @@ mod tests {
                 status: Status::Draining,
                 capacity: 3,
                 inbox: 0,
+                news: 0,
                 ended: 0,
                 lapsed: 0,
                 prior: (1, 0),

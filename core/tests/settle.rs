@@ -5,7 +5,7 @@
 mod common;
 
 use common::solo::{Solo, config, queue, write_of};
-use sqsbalancer_core::{Effect, Outcome, Owner, Write};
+use sqsbalancer_core::{Effect, Notice, Outcome, Owner, Write};
 
 /// Ticks `a` `rounds` times, every peer heartbeating and every call served at each tick.
 fn run(a: &mut Solo, peers: &[Owner], rounds: usize) {
@@ -93,7 +93,7 @@ fn is_notify(e: &Effect) -> bool {
 fn a_notice_of_unknown_outcome_is_sent_again() {
     // A lost notice would leave peers on a stale view until their next reconciliation.
     let mut a = Solo::running(config("a"), Vec::new());
-    // A queue appears: the next discovery creates and claims it, and announces the claim.
+    // A queue appears: the next discovery creates it, and announces the creation.
     a.listed = vec![queue("q0")];
     let mut notice = None;
     for _ in 0..60 {
@@ -104,7 +104,7 @@ fn a_notice_of_unknown_outcome_is_sent_again() {
         }
         a.tick();
     }
-    let notice = notice.expect("the claim is announced");
+    let notice = notice.expect("the creation is announced");
     a.answer(&notice, Outcome::Unknown);
     let mut again = None;
     for _ in 0..3 {
@@ -140,5 +140,11 @@ fn a_rejected_hand_off_is_announced_all_the_same() {
     assert!(matches!(a.apply(&write_of(&hand_off)), Outcome::Applied(_)));
     a.answer(&hand_off, Outcome::Rejected);
     let notice = a.take(is_notify).expect("announced");
-    assert_eq!(write_of(&notice), Write::Notify { to: b });
+    assert_eq!(
+        write_of(&notice),
+        Write::Notify {
+            to: b,
+            notice: Notice::Inbox
+        }
+    );
 }

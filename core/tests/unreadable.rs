@@ -6,7 +6,7 @@ mod common;
 
 use common::solo::{APP, Solo, config, queue};
 use sqsbalancer_core::table::{self, Key, Value};
-use sqsbalancer_core::{Effect, Outcome, Write};
+use sqsbalancer_core::{Effect, Notice, Outcome, Write};
 
 fn key(sk: String) -> Key {
     Key {
@@ -55,6 +55,7 @@ fn a_peer_whose_record_cannot_be_decoded_is_never_condemned() {
     a.listed = vec![queue("q0"), queue("q1")];
     let notice = Write::Notify {
         to: a.node.life().expect("registered"),
+        notice: Notice::Inbox,
     };
     assert!(matches!(a.apply(&notice), Outcome::Applied(_)));
     // Ten minutes of reads (a discovery, a reconciliation): b's record never changes as far

@@ -5,7 +5,7 @@
 //! each fault kind is checked for what the server applied and what the client saw. Time is
 //! turmoil's: every wait is on simulated time and every deadline is asserted.
 
-use sqsbalancer_core::effect::{Read, Status, Write};
+use sqsbalancer_core::effect::{Notice, Read, Status, Write};
 use sqsbalancer_core::table::{self, Item, Key, Value};
 use sqsbalancer_core::{InstanceId, Outcome, Owner, QueueId};
 use sqsbalancer_runtime::aws::AwsBackend;
@@ -326,6 +326,11 @@ fn coordination_writes() -> Vec<Write> {
         },
         Write::Notify {
             to: owner("node-0", 2),
+            notice: Notice::Inbox,
+        },
+        Write::Notify {
+            to: owner("node-0", 2),
+            notice: Notice::News,
         },
         Write::Reap {
             owner: owner("node-0", 2),
@@ -334,7 +339,7 @@ fn coordination_writes() -> Vec<Write> {
     ]
 }
 
-/// Each coordination write gets the fake's answer over the wire: 8 apply, 5 are refused.
+/// Each coordination write gets the fake's answer over the wire: 9 apply, 5 are refused.
 async fn assert_writes_equal(aws: &AwsBackend, fake: &FakeBackend) {
     let (mut applied, mut refused) = (0, 0);
     for w in &coordination_writes() {
@@ -348,7 +353,7 @@ async fn assert_writes_equal(aws: &AwsBackend, fake: &FakeBackend) {
             Err(e) => panic!("{w:?}: {e:?}"),
         }
     }
-    assert_eq!((applied, refused), (8, 5));
+    assert_eq!((applied, refused), (9, 5));
 }
 
 /// Plants 250 queue records of 10 kB each, so a Query of them takes more than one page.

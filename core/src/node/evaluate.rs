@@ -81,7 +81,7 @@ impl Node {
     }
 
     /// When queues may move: the rebalance delay after the last membership change.
-    fn move_at(&self) -> crate::time::Millis {
+    pub(super) fn move_at(&self) -> crate::time::Millis {
         let changed = self.target.members_changed_at;
         changed.saturating_add(self.cfg.rebalance_delay)
     }

@@ -17,7 +17,7 @@ mod writes;
 
 use crate::config::Config;
 use crate::discovery::Filter;
-use crate::effect::{Effect, Input, OpId, QueueRecord, Read, Status, Write};
+use crate::effect::{Effect, Input, Notice, OpId, QueueRecord, Read, Status, Write};
 use crate::error::{Error, Result};
 use crate::ids::{InstanceId, Owner, QueueId};
 use crate::lease::{AfterStop, Fence, Held, QueueView};
@@ -47,9 +47,9 @@ struct Life {
 struct Peers {
     /// Every instance record this node has read, and each life's liveness.
     membership: Membership,
-    /// Each instance's (incarnation, inbox counter) when last read: a change means a queue
-    /// changed hands, so this node's view of the queue records is stale.
-    inboxes: BTreeMap<InstanceId, (u64, u64)>,
+    /// Each instance's (incarnation, inbox, news) when last read: a change of this node's
+    /// inbox or of anyone's news means its view of the queue records is stale.
+    inboxes: BTreeMap<InstanceId, (u64, u64, u64)>,
     /// The liveness verdicts `evaluate` last saw; a read that changes none of them (the
     /// steady-state heartbeat read) leaves the queues as they are.
     verdicts: Verdicts,
@@ -242,6 +242,21 @@ impl Node {
         if self.reads.table_wanted && !self.ops.reading() && self.life.is_some() {
             self.read(Read::Table);
         }
+        self.send_news();
+    }
+
+    /// Sends the news notice that writes since the last one call for, unless one is in
+    /// flight: sent after those writes applied, it makes every node read them.
+    fn send_news(&mut self) {
+        let w = &mut self.writes;
+        if !w.news_due || w.news_sending {
+            return;
+        }
+        if let Some(me) = self.life() {
+            self.writes.news_due = false;
+            self.writes.news_sending = true;
+            self.notify(me, Notice::News, 0);
+        }
     }
 
     /// The next effect to carry out, in order.
@@ -399,12 +414,13 @@ impl Node {
 
     /// Announces a change of hands to `to` (whose inbox counter moves), a notice that had
     /// `unknowns` unknown outcomes before.
-    fn notify(&mut self, to: Owner, unknowns: u32) {
+    fn notify(&mut self, to: Owner, notice: Notice, unknowns: u32) {
         let pending = Pending::Notify {
             to: to.clone(),
+            notice,
             unknowns,
         };
-        self.write(pending, Write::Notify { to });
+        self.write(pending, Write::Notify { to, notice });
     }
 
     /// Whether a write to `queue` is unsettled: nothing else is decided for it meanwhile.
@@ -414,8 +430,8 @@ impl Node {
 
     /// Sends again every unsettled queue write and lost notice that is due.
     fn resend_due(&mut self) {
-        for (to, unknowns) in self.writes.take_due_notices(self.now) {
-            self.notify(to, unknowns);
+        for ((to, notice), unknowns) in self.writes.take_due_notices(self.now) {
+            self.notify(to, notice, unknowns);
         }
         for u in self.writes.take_due_writes(self.now) {
             self.send_queue_write(u.write, u.result, u.unknowns);
@@ -516,6 +532,27 @@ impl Node {
         }
         self.heartbeat_unless_in_flight();
         self.read_unless_reading();
+        self.nudge_holders();
+    }
+
+    /// Asks the holders of the queues this node has awaited for an interval past its move
+    /// time to read the queue records: a holder whose view missed a claim computes another
+    /// target and would never hand over (claims send no notice). Once per holder and interval,
+    /// and only while something is overdue, so a steady fleet sends none.
+    fn nudge_holders(&mut self) {
+        let overdue = self.move_at().saturating_add(self.cfg.heartbeat_interval);
+        if self.moves.incoming.is_empty() || self.now < overdue {
+            return;
+        }
+        let holders: BTreeSet<Owner> = self
+            .moves
+            .incoming
+            .iter()
+            .filter_map(|q| self.view.get(q)?.owner.clone())
+            .collect();
+        for holder in holders {
+            self.notify(holder, Notice::Inbox, 0);
+        }
     }
 
     /// Reads the instance records, or the whole table when one is wanted or due, unless a

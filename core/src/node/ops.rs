@@ -4,7 +4,7 @@
 //! registration, a heartbeat of this life or the deregistration is outstanding is a question
 //! asked of the pending operations themselves.
 
-use crate::effect::{OpId, QueueRecord, Write};
+use crate::effect::{Notice, OpId, QueueRecord, Write};
 use crate::ids::Owner;
 use crate::time::Millis;
 use std::collections::BTreeMap;
@@ -29,10 +29,13 @@ pub(super) enum Pending {
         /// The life reaped or lapsed.
         owner: Owner,
     },
-    /// Moving `to`'s inbox counter, so it reads the queue records soon.
+    /// Moving a counter of `to`'s record, so the nodes the notice concerns read the queue
+    /// records soon.
     Notify {
         /// The life told.
         to: Owner,
+        /// What it tells.
+        notice: Notice,
         /// Unknown outcomes of this notice before this copy.
         unknowns: u32,
     },

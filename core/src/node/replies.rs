@@ -4,7 +4,8 @@ use super::Node;
 use super::ops::Pending;
 use super::writes::{Unsettled, resend_after};
 use crate::effect::{
-    Effect, InstanceRecord, OpId, Outcome, QueueRecord, Read, Reply, Status, Unreadable, Write,
+    Effect, InstanceRecord, Notice, OpId, Outcome, QueueRecord, Read, Reply, Status, Unreadable,
+    Write,
 };
 use crate::ids::{InstanceId, Owner, QueueId};
 use crate::lease::{AfterStop, names};
@@ -21,7 +22,11 @@ impl Node {
             Pending::Register { sent } => self.on_registered(sent, outcome),
             Pending::Heartbeat { sent, life } => self.on_heartbeat(sent, life, outcome),
             Pending::Reap { owner } => self.on_reaped(owner, outcome),
-            Pending::Notify { to, unknowns } => self.on_notified(to, unknowns, outcome),
+            Pending::Notify {
+                to,
+                notice,
+                unknowns,
+            } => self.on_notified((to, notice), unknowns, outcome),
             Pending::Queue {
                 write,
                 result,
@@ -80,7 +85,10 @@ impl Node {
 
     /// A lost notice leaves peers on a stale view until their next reconciliation: send it
     /// again (a notice twice only costs an extra read).
-    fn on_notified(&mut self, to: Owner, unknowns: u32, outcome: Outcome) {
+    fn on_notified(&mut self, to: (Owner, Notice), unknowns: u32, outcome: Outcome) {
+        if to.1 == Notice::News {
+            self.writes.news_sending = false;
+        }
         if outcome == Outcome::Unknown {
             let unknowns = unknowns + 1;
             let wait = resend_after(unknowns, self.cfg.heartbeat_interval);
@@ -189,8 +197,9 @@ impl Node {
         }
     }
 
-    /// Takes in a read of the instance records sent as `sent`; true when an inbox counter
-    /// changed since the last read, i.e. some queue was handed over or claimed. A read sent
+    /// Takes in a read of the instance records sent as `sent`; true when this node's inbox or
+    /// anyone's news changed since the last read: a queue was handed here, or released or
+    /// retired. Hand-offs between peers concern only their receivers. A read sent
     /// after this life began that shows it ended (reaped, or a later registration of this id)
     /// ends it here too.
     #[must_use]
@@ -211,9 +220,14 @@ impl Node {
         self.refresh_suspects();
         let mut notified = false;
         for r in instances {
-            let now = (r.incarnation, r.inbox);
+            let now = (r.incarnation, r.inbox, r.news);
             let old = self.peers.inboxes.insert(r.id.clone(), now);
-            notified |= old.is_some_and(|o| o != now) || (old.is_none() && r.inbox > 0);
+            let counters = |(inc, inbox, news): (u64, u64, u64)| {
+                let inbox = if r.id == self.me { inbox } else { 0 };
+                (inc, inbox, news)
+            };
+            let blank = (r.incarnation, 0, 0);
+            notified |= counters(old.unwrap_or(blank)) != counters(now);
         }
         if self.life_ended_by(sent, instances) {
             self.lose_life();
@@ -330,19 +344,17 @@ impl Node {
         }
     }
 
-    /// Announces the change of hands `write` made (or may have made), so the new owner and
-    /// every peer read the queue records at their next instance read instead of their next
-    /// reconciliation.
+    /// Announces the change `write` made (or may have made) to those it concerns, so they read
+    /// the queue records at their next instance read instead of their next reconciliation: a
+    /// hand-off to its receiver; a creation, release or retirement to every node ([`Notice`]),
+    /// by one notice for a burst of them.
     fn announce(&mut self, write: &Write) {
-        let to = match write {
-            Write::HandOff { to: Some(to), .. } | Write::Claim { new_owner: to, .. } => {
-                Some(to.clone())
+        match write {
+            Write::HandOff { to: Some(to), .. } => self.notify(to.clone(), Notice::Inbox, 0),
+            Write::HandOff { to: None, .. } | Write::Retire { .. } | Write::CreateQueue { .. } => {
+                self.writes.news_due = true;
             }
-            Write::HandOff { to: None, .. } | Write::Retire { .. } => self.life(),
-            _ => None,
-        };
-        if let Some(to) = to {
-            self.notify(to, 0);
+            _ => {}
         }
     }
 }

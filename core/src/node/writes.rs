@@ -1,7 +1,7 @@
 //! Writes on their way to settling: in flight, of unknown outcome, or rejected and waiting for
 //! a read to show what beat them.
 
-use crate::effect::{OpId, QueueRecord, Write};
+use crate::effect::{Notice, OpId, QueueRecord, Write};
 use crate::ids::{Owner, QueueId};
 use crate::time::Millis;
 use std::collections::BTreeMap;
@@ -48,7 +48,12 @@ pub(super) struct Writes {
     pub stale: BTreeMap<QueueId, u64>,
     /// Notices whose outcome was unknown, to be sent again at a time (with their count of
     /// unknown outcomes so far).
-    pub notices: BTreeMap<Owner, (Millis, u32)>,
+    pub notices: BTreeMap<(Owner, Notice), (Millis, u32)>,
+    /// This life created, released or retired a queue since its last news notice was sent:
+    /// one goes out once none is in flight, so a burst of such writes costs one notice.
+    pub news_due: bool,
+    /// A news notice of this node's is in flight.
+    pub news_sending: bool,
 }
 
 impl Writes {
@@ -67,8 +72,8 @@ impl Writes {
     }
 
     /// Takes the notices due at `now`, with their unknown outcomes so far.
-    pub fn take_due_notices(&mut self, now: Millis) -> Vec<(Owner, u32)> {
-        let due: Vec<Owner> = self
+    pub fn take_due_notices(&mut self, now: Millis) -> Vec<((Owner, Notice), u32)> {
+        let due: Vec<(Owner, Notice)> = self
             .notices
             .iter()
             .filter(|(_, (at, _))| *at <= now)

@@ -1833,7 +1833,7 @@ mod tests {
     use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
     use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
     use aws_smithy_types::body::SdkBody;
-    use sqsbalancer_core::effect::{Read, Status, Write};
+    use sqsbalancer_core::effect::{Notice, Read, Status, Write};
     use sqsbalancer_core::table::{apply_updates, encode_read, encode_write};
     use sqsbalancer_core::{InstanceId, Owner};
     use sqsbalancer_runtime::aws::AwsBackend;
@@ -1972,6 +1972,11 @@ mod tests {
             },
             Write::Notify {
                 to: owner("node-1", 2),
+                notice: Notice::Inbox,
+            },
+            Write::Notify {
+                to: owner("node-0", 4),
+                notice: Notice::News,
             },
             Write::Reap {
                 owner: owner("node-1", 2),

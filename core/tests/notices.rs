@@ -1,0 +1,149 @@
+//! Notices: who is told of a change to the queue records, and who reads them because of it.
+//! A hand-off concerns its receiver, a creation, release or retirement every node, a claim
+//! nobody; a node that waits too long for a hand-off nudges the holder.
+
+mod common;
+
+use common::solo::{Solo, config, is_table_read, queue};
+use sqsbalancer_core::{Effect, Notice, Outcome, Owner, Write};
+
+fn notice_of(w: &Write) -> Option<(&Owner, Notice)> {
+    match w {
+        Write::Notify { to, notice } => Some((to, *notice)),
+        _ => None,
+    }
+}
+
+/// One heartbeat round with `peers` beating and every call but table reads served; whether
+/// the node then asked to read the whole table (the read is served too).
+fn round_reads_table(a: &mut Solo, peers: &[Owner]) -> bool {
+    for p in peers {
+        a.beat(p);
+    }
+    // Ticks until the round's instance read goes out (other timers may come first).
+    for _ in 0..10 {
+        a.tick();
+        if a.sent(|e| matches!(e, Effect::Read { .. })) {
+            break;
+        }
+    }
+    a.answer_all_but(is_table_read);
+    let Some(read) = a.take(is_table_read) else {
+        return false;
+    };
+    let outcome = a.serve(&read);
+    a.answer(&read, outcome);
+    a.answer_all();
+    true
+}
+
+/// `a` with queues q0 and q1, and peer `b` that has taken its share.
+fn settled_pair() -> (Solo, Owner) {
+    let mut a = Solo::running(config("a"), vec![queue("q0"), queue("q1")]);
+    let b = a.register_peer("b", 1);
+    for _ in 0..40 {
+        round_reads_table(&mut a, std::slice::from_ref(&b));
+    }
+    (a, b)
+}
+
+#[test]
+fn a_node_reads_the_records_for_its_own_inbox_and_anyones_news_only() {
+    let (mut a, b) = settled_pair();
+    let me = a.node.life().expect("running");
+    let peers = std::slice::from_ref(&b);
+    assert!(
+        !round_reads_table(&mut a, peers),
+        "a quiet round reads no records"
+    );
+    let tell = |to: &Owner, notice| Write::Notify {
+        to: to.clone(),
+        notice,
+    };
+    assert!(matches!(
+        a.apply(&tell(&b, Notice::Inbox)),
+        Outcome::Applied(_)
+    ));
+    assert!(
+        !round_reads_table(&mut a, peers),
+        "a hand-off to b concerns b only"
+    );
+    assert!(matches!(
+        a.apply(&tell(&b, Notice::News)),
+        Outcome::Applied(_)
+    ));
+    assert!(
+        round_reads_table(&mut a, peers),
+        "b's news concerns everyone"
+    );
+    assert!(matches!(
+        a.apply(&tell(&me, Notice::Inbox)),
+        Outcome::Applied(_)
+    ));
+    assert!(round_reads_table(&mut a, peers), "a's own inbox concerns a");
+}
+
+#[test]
+fn creations_are_announced_once_a_burst_and_claims_not_at_all() {
+    let names: Vec<_> = (0..6).map(|i| queue(&format!("q{i}"))).collect();
+    let mut a = Solo::running(config("a"), names);
+    for _ in 0..5 {
+        round_reads_table(&mut a, &[]);
+    }
+    let count = |f: &dyn Fn(&Write) -> bool| a.writes.iter().filter(|w| f(w)).count();
+    let creates = count(&|w| matches!(w, Write::CreateQueue { .. }));
+    let claims = count(&|w| matches!(w, Write::Claim { .. }));
+    let news = count(&|w| matches!(notice_of(w), Some((_, Notice::News))));
+    let inbox = count(&|w| matches!(notice_of(w), Some((_, Notice::Inbox))));
+    assert_eq!(
+        (creates, claims),
+        (6, 6),
+        "a creates and claims every queue"
+    );
+    assert!(
+        (1..creates).contains(&news),
+        "{news} news notices for {creates} creations"
+    );
+    assert_eq!(inbox, 0, "claims and creations send no inbox notice");
+}
+
+#[test]
+fn a_holder_that_never_hands_over_is_nudged_after_an_interval_past_the_move_time() {
+    // b holds both queues and never acts on them (its view missed something): a, whose target
+    // gives it one, waits out the rebalance delay and an interval, then bumps b's inbox.
+    let mut a = Solo::running(config("a"), Vec::new());
+    let b = a.register_peer("b", 1);
+    for q in ["q0", "q1"] {
+        let create = Write::CreateQueue {
+            queue: queue(q),
+            revive_epoch: None,
+        };
+        let claim = Write::Claim {
+            queue: queue(q),
+            expect_owner: None,
+            expect_epoch: 1,
+            new_owner: b.clone(),
+        };
+        assert!(matches!(a.apply(&create), Outcome::Applied(_)));
+        assert!(matches!(a.apply(&claim), Outcome::Applied(_)));
+    }
+    a.listed = vec![queue("q0"), queue("q1")];
+    let cfg = config("a");
+    let joined = a.now;
+    let mut nudged = None;
+    for _ in 0..60 {
+        round_reads_table(&mut a, std::slice::from_ref(&b));
+        let sent = a
+            .writes
+            .iter()
+            .filter_map(notice_of)
+            .any(|(to, n)| *to == b && n == Notice::Inbox);
+        if sent {
+            nudged = Some(a.now);
+            break;
+        }
+    }
+    let at = nudged.expect("b is nudged");
+    let earliest = joined.saturating_add(cfg.rebalance_delay + cfg.heartbeat_interval);
+    assert!(at >= earliest, "nudged at {at:?}, before {earliest:?}");
+}
