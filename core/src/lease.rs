@@ -62,6 +62,22 @@ pub(crate) struct QueueView {
     snapshot: u64,
     /// Queues whose record changed since [`QueueView::take_changes`] was last called.
     changes: BTreeSet<QueueId>,
+    /// How many records name each owning life, kept as records change: the lives are asked
+    /// for after every table read, and counting them afresh was a pass over every record.
+    owners: BTreeMap<Owner, usize>,
+}
+
+/// Counts `record`'s owner in `owners` (`by` = 1) or stops counting it (`by` = -1).
+fn count_owner(owners: &mut BTreeMap<Owner, usize>, record: &QueueRecord, by: isize) {
+    let Some(o) = &record.owner else { return };
+    if by > 0 {
+        *owners.entry(o.clone()).or_insert(0) += 1;
+    } else if let Some(n) = owners.get_mut(o) {
+        *n -= 1;
+        if *n == 0 {
+            owners.remove(o);
+        }
+    }
 }
 
 impl QueueView {
@@ -102,6 +118,8 @@ impl QueueView {
                 Some(r) => {
                     e.touched = 0;
                     if e.record != r {
+                        count_owner(&mut self.owners, &e.record, -1);
+                        count_owner(&mut self.owners, &r, 1);
                         e.record = r;
                         self.changes.insert(q.clone());
                         changed = true;
@@ -113,13 +131,16 @@ impl QueueView {
         }
         added.extend(incoming);
         for q in gone {
-            self.entries.remove(&q);
+            if let Some(e) = self.entries.remove(&q) {
+                count_owner(&mut self.owners, &e.record, -1);
+            }
             self.changes.insert(q);
             changed = true;
         }
         for record in added {
             self.changes.insert(record.queue.clone());
             changed = true;
+            count_owner(&mut self.owners, &record, 1);
             self.entries
                 .insert(record.queue.clone(), Entry { record, touched: 0 });
         }
@@ -135,13 +156,17 @@ impl QueueView {
             .is_none_or(|e| e.record.epoch <= record.epoch);
         if newer {
             self.changes.insert(record.queue.clone());
-            self.entries.insert(
+            count_owner(&mut self.owners, &record, 1);
+            let old = self.entries.insert(
                 record.queue.clone(),
                 Entry {
                     record,
                     touched: seq,
                 },
             );
+            if let Some(old) = old {
+                count_owner(&mut self.owners, &old.record, -1);
+            }
         }
     }
 
@@ -155,16 +180,9 @@ impl QueueView {
         self.entries.values().map(|e| &e.record)
     }
 
-    /// The lives that own a record. There are few of them and many records, so each is
-    /// looked up in the set rather than collected and sorted.
+    /// The lives that own a record.
     pub fn owners(&self) -> BTreeSet<Owner> {
-        let mut owners = BTreeSet::new();
-        for o in self.records().filter_map(|r| r.owner.as_ref()) {
-            if !owners.contains(o) {
-                owners.insert(o.clone());
-            }
-        }
-        owners
+        self.owners.keys().cloned().collect()
     }
 
     /// The number of known records.
@@ -242,6 +260,38 @@ mod tests {
         assert_eq!(v.get(&QueueId::new("q").unwrap()).unwrap().epoch, 1);
         assert!(!v.merge_snapshot(7, vec![rec("q", None, 1)]));
         assert_eq!(v.records().filter(|r| !r.retired).count(), 1);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_owners_kept_are_the_owners_of_the_records(
+            ops in proptest::collection::vec(
+                (proptest::bool::ANY, proptest::collection::vec((0u8..6, 0u8..4, 1u64..5), 0..6)),
+                1..30,
+            )
+        ) {
+            let mut v = QueueView::default();
+            for (seq, (local, recs)) in ops.into_iter().enumerate() {
+                let recs: Vec<QueueRecord> = recs
+                    .into_iter()
+                    .map(|(q, o, epoch)| {
+                        let owner = ["a", "b", "c"].get(usize::from(o)).map(|id| (*id, epoch % 2));
+                        rec(&format!("q{q}"), owner, epoch)
+                    })
+                    .collect();
+                let seq = seq as u64 + 1;
+                if local {
+                    for r in recs {
+                        v.apply_local(seq, r);
+                    }
+                } else {
+                    v.merge_snapshot(seq, recs);
+                }
+                let counted: BTreeSet<Owner> =
+                    v.records().filter_map(|r| r.owner.clone()).collect();
+                proptest::prop_assert_eq!(v.owners(), counted);
+            }
+        }
     }
 
     #[test]
