@@ -123,26 +123,43 @@ pub fn assign(
     queues: &[QueueId],
     current: &BTreeMap<QueueId, InstanceId>,
 ) -> Assignment {
+    let members = normalized(members);
     let mut queues: Vec<QueueId> = queues.to_vec();
     queues.sort_unstable();
     queues.dedup();
-    let holders: Vec<Option<&InstanceId>> = queues.iter().map(|q| current.get(q)).collect();
+    let holders: Vec<Option<u32>> = queues
+        .iter()
+        .map(|q| {
+            let id = current.get(q)?;
+            members
+                .binary_search_by(|m| m.id.cmp(id))
+                .ok()
+                .map(|i| i as u32)
+        })
+        .collect();
     assign_sorted(members, queues, &holders)
 }
 
-/// [`assign`] for queues already sorted and deduplicated, with `holders[i]` the current holder
-/// of `queues[i]`: the node has both from its view in order, so it skips a sort and a lookup
-/// per queue, which is most of the cost of recomputing a target.
-pub(crate) fn assign_sorted(
-    members: &[Member],
-    queues: Vec<QueueId>,
-    holders: &[Option<&InstanceId>],
-) -> Assignment {
-    debug_assert!(queues.windows(2).all(|w| w[0] < w[1]));
-    debug_assert_eq!(queues.len(), holders.len());
+/// The members an assignment is made among: weight above zero, sorted by id, one per id (the
+/// largest weight).
+pub(crate) fn normalized(members: &[Member]) -> Vec<Member> {
     let mut members: Vec<Member> = members.iter().filter(|m| m.weight > 0).cloned().collect();
     members.sort_by(|a, b| a.id.cmp(&b.id).then(b.weight.cmp(&a.weight)));
     members.dedup_by(|later, first| later.id == first.id);
+    members
+}
+
+/// [`assign`] for [`normalized`] members and queues already sorted and deduplicated, with
+/// `holders[i]` the index among `members` of the current holder of `queues[i]`: the node has
+/// these from its view in order, so it skips a sort and two lookups per queue, which were most
+/// of the cost of recomputing a target.
+pub(crate) fn assign_sorted(
+    members: Vec<Member>,
+    queues: Vec<QueueId>,
+    holders: &[Option<u32>],
+) -> Assignment {
+    debug_assert!(queues.windows(2).all(|w| w[0] < w[1]));
+    debug_assert_eq!(queues.len(), holders.len());
     if members.is_empty() {
         return Assignment {
             members,
@@ -154,9 +171,8 @@ pub(crate) fn assign_sorted(
     let mut held: Vec<Vec<u32>> = vec![Vec::new(); members.len()];
     let mut orphans: Vec<u32> = Vec::new();
     for (qi, holder) in holders.iter().enumerate() {
-        let owner = holder.and_then(|id| members.binary_search_by(|m| m.id.cmp(id)).ok());
-        match owner {
-            Some(mi) => held[mi].push(qi as u32),
+        match holder {
+            Some(mi) => held[*mi as usize].push(qi as u32),
             None => orphans.push(qi as u32),
         }
     }

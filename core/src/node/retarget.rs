@@ -5,7 +5,7 @@
 //! queue record in a way the target did not ask for (docs/design.md §5).
 
 use super::Node;
-use crate::assignment::{Assignment, Member, assign_sorted};
+use crate::assignment::{Assignment, Member, assign_sorted, normalized};
 use crate::ids::{InstanceId, Owner, QueueId};
 use crate::shutdown::Phase;
 
@@ -181,18 +181,35 @@ impl Node {
     /// in its current life counts as held: the assignment keeps it there as far as balance
     /// allows.
     fn assign_among(&self, members: &[Member]) -> Assignment {
-        let life = self.life();
-        let current_life = |o: &Owner| {
-            Some(o) == life.as_ref() || self.peers.membership.life_of(&o.id).as_ref() == Some(o)
-        };
+        let members = normalized(members);
+        let lives = self.current_lives(&members);
         let live = self.view.records().filter(|r| !r.retired);
-        let (queues, holders): (Vec<QueueId>, Vec<Option<&InstanceId>>) = live
+        let (queues, holders): (Vec<QueueId>, Vec<Option<u32>>) = live
             .map(|r| {
-                let holder = r.owner.as_ref().filter(|o| current_life(o)).map(|o| &o.id);
+                let holder = r.owner.as_ref().and_then(|o| {
+                    let at = lives.binary_search_by(|(l, _)| l.cmp(o)).ok()?;
+                    Some(lives[at].1)
+                });
                 (r.queue.clone(), holder)
             })
             .unzip();
         assign_sorted(members, queues, &holders)
+    }
+
+    /// The current lives of `members`, sorted, each with its member's index: this node's own
+    /// life, and each member's latest as read. A queue held by one of them counts as held.
+    fn current_lives(&self, members: &[Member]) -> Vec<(Owner, u32)> {
+        let life = self.life();
+        let mut lives = Vec::new();
+        for (i, m) in members.iter().enumerate() {
+            let read = self.peers.membership.life_of(&m.id);
+            let own = life
+                .as_ref()
+                .filter(|l| l.id == m.id && read.as_ref() != Some(*l));
+            lives.extend(read.into_iter().chain(own.cloned()).map(|l| (l, i as u32)));
+        }
+        lives.sort();
+        lives
     }
 
     /// Whether `queue`'s record names the owner the current target gives it, in its current life.
