@@ -68,6 +68,9 @@ pub struct RunArgs {
     /// Messages sent per simulated second.
     #[arg(long)]
     rate: Option<u64>,
+    /// Partition keys the queue records are spread over (default: drawn from the seed).
+    #[arg(long, value_name = "N")]
+    queue_partition_keys: Option<u32>,
     /// Plant a deliberate bug to watch the checker catch it: ignore-stop, drop-redelivered,
     /// delete-failures, hand-off-keeps-epoch, wrong-capacity, skip-release-on-stop,
     /// panic-in-runtime (level 2 and 3), ignore-send-by.
@@ -228,6 +231,10 @@ impl RunArgs {
             ("faults", self.faults.clone()),
             ("fault-scale", self.fault_scale.map(|x| x.to_string())),
             ("rate", self.rate.map(|r| r.to_string())),
+            (
+                "queue-partition-keys",
+                self.queue_partition_keys.map(|n| n.to_string()),
+            ),
             ("plant", self.plant.map(|m| m.name().to_owned())),
         ];
         for (flag, value) in given {
@@ -259,6 +266,7 @@ impl RunArgs {
         sc.queues = self.queues.unwrap_or(sc.queues);
         sc.duration = self.duration.unwrap_or(sc.duration);
         sc.messages_per_second = self.rate.unwrap_or(sc.messages_per_second);
+        sc.queue_partition_keys = self.queue_partition_keys.unwrap_or(sc.queue_partition_keys);
         sc.mutation = self.plant;
         if let Some(x) = self.fault_scale {
             sc.faults = sc.faults.scaled(x);

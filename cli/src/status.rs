@@ -16,7 +16,7 @@ use sqsbalancer_core::discovery::Filter;
 use sqsbalancer_core::{Config, Outcome, QueueId, Read, Reply};
 use sqsbalancer_runtime::RuntimeError;
 use sqsbalancer_runtime::aws::{AwsBackend, AwsSettings};
-use sqsbalancer_runtime::execute;
+use sqsbalancer_runtime::{execute, layout};
 use std::collections::BTreeSet;
 use std::io::Write as _;
 use std::time::Duration;
@@ -163,7 +163,7 @@ async fn watch_table(
     let mut observer = Observer::new(timing);
     let start = tokio::time::Instant::now();
     loop {
-        match execute::read(aws, &args.app, Read::Table).await {
+        match layout::read_recorded(aws, &args.app, Read::Table).await {
             Outcome::Applied(Reply::Table {
                 instances, queues, ..
             }) => {

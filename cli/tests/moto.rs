@@ -427,7 +427,7 @@ async fn registrations_and_lapses_get_the_table_rules_answers() {
     let mut item = None;
     let mut answers = Vec::new();
     for w in &writes {
-        let tw = table::encode_write("app", w, 1_000_000);
+        let tw = table::encode_write(&table::Layout::single("app"), w, 1_000_000);
         let want = table::update(&tw, item.as_ref()).ok();
         let got = match aws.update(tw).await {
             Ok(got) => Some(got),

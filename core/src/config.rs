@@ -6,6 +6,7 @@
 
 use crate::error::{Error, Result};
 use crate::ids::{InstanceId, check_application_name};
+use crate::table::MAX_QUEUE_PARTITION_KEYS;
 use std::time::Duration;
 
 /// The SQS receive settings, applied to every queue unless overridden per queue by the runtime.
@@ -122,6 +123,11 @@ pub struct Config {
     pub fence_margin: Option<Duration>,
     /// How often every queue record is read again as a safety net (default 10 min).
     pub reconcile_interval: Duration,
+    /// How many partition keys an application's queue records are spread over (default 1; at
+    /// most 256): raise it for fleets whose table reads or writes near DynamoDB's per-key
+    /// limits. The first instance records it in the table and the whole fleet follows that
+    /// record, so it takes effect only for an application with no queue records yet.
+    pub queue_partition_keys: u32,
     /// Seed of all the core's randomness (timer spread, the first incarnation of a new
     /// instance record). 0 (the default) has the runtime draw one from OS entropy for each
     /// process; simulations pass one derived from the run's seed.
@@ -146,6 +152,7 @@ impl Default for Config {
             capacity: 1,
             fence_margin: None,
             reconcile_interval: Duration::from_secs(600),
+            queue_partition_keys: 1,
             seed: 0,
         }
     }
@@ -192,6 +199,12 @@ impl Config {
             })?;
         }
         check_table_name(&self.dynamodb_table_name)?;
+        if !(1..=MAX_QUEUE_PARTITION_KEYS).contains(&self.queue_partition_keys) {
+            return Err(invalid(
+                "queue_partition_keys",
+                format!("must be 1 to {MAX_QUEUE_PARTITION_KEYS}"),
+            ));
+        }
         if self.heartbeat_interval < Duration::from_millis(10) {
             return Err(invalid("heartbeat_interval", "must be at least 10ms"));
         }
@@ -324,6 +337,14 @@ mod tests {
             (
                 "reconcile_interval",
                 Box::new(|c| c.reconcile_interval = Duration::from_secs(1)),
+            ),
+            (
+                "queue_partition_keys",
+                Box::new(|c| c.queue_partition_keys = 0),
+            ),
+            (
+                "queue_partition_keys",
+                Box::new(|c| c.queue_partition_keys = MAX_QUEUE_PARTITION_KEYS + 1),
             ),
             (
                 "queue_filter_pattern",

@@ -4,7 +4,12 @@
 //! Kept in the core (pure data, no I/O) so that the AWS adapter and the simulator's fake table
 //! execute exactly the same requests, and so that a malformed item is rejected by one decoder.
 //!
-//! Layout, all under `pk = app#<application>`:
+//! Layout ([`Layout`] says which partition key holds which record):
+//! - `pk = layout#<application>`, `sk = layout`: `queue_partition_keys` N, written once by the
+//!   first instance of the application and followed by every other.
+//!
+//! Under `pk = app#<application>`, and for queue records with more than one queue partition
+//! key under `pk = app#<application>#<k>` (`k` from a pinned hash of the queue's name):
 //! - `sk = instance#<id>`: `incarnation` N, `heartbeat` N, `status` S (`active`, `draining`,
 //!   `dead`), `capacity` N, `ttl` N (epoch seconds; DynamoDB deletes the item some time after).
 //! - `sk = queue#<queue url>`: `owner_id` S and `owner_inc` N (both absent when unowned),
@@ -17,6 +22,9 @@ use crate::effect::{InstanceRecord, Notice, QueueRecord, Read, Reply, Status, Un
 use crate::ids::{InstanceId, Owner, QueueId};
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
+
+mod layout;
+pub use layout::{Layout, MAX_QUEUE_PARTITION_KEYS, QUEUE_PARTITION_KEYS, to_record};
 
 /// Partition key attribute.
 pub const PK: &str = "pk";
@@ -169,21 +177,6 @@ pub fn partition(application: &str) -> String {
     format!("app#{application}")
 }
 
-fn key(application: &str, sk: String) -> Key {
-    Key {
-        pk: partition(application),
-        sk,
-    }
-}
-
-fn instance_key(application: &str, id: &InstanceId) -> Key {
-    key(application, format!("{INSTANCE_PREFIX}{id}"))
-}
-
-fn queue_key(application: &str, q: &QueueId) -> Key {
-    key(application, format!("{QUEUE_PREFIX}{q}"))
-}
-
 fn status_text(s: Status) -> &'static str {
     match s {
         Status::Active => "active",
@@ -232,7 +225,7 @@ fn queue_state(owner: &Option<Owner>, epoch: u64, tombstone_ttl: Option<Update>)
 
 /// The DynamoDB request for `write`. `wall_secs` is the current wall-clock time in epoch
 /// seconds; it is used only for the records' TTL.
-pub fn encode_write(application: &str, write: &Write, wall_secs: u64) -> TableWrite {
+pub fn encode_write(layout: &Layout, write: &Write, wall_secs: u64) -> TableWrite {
     let live_ttl = Update::Set(TTL, Value::num(wall_secs + LIVE_TTL_SECS));
     let dead_ttl = Update::Set(TTL, Value::num(wall_secs + DEAD_TTL_SECS));
     let not_dead = Cond::Ne(STATUS, Value::S("dead".to_owned()));
@@ -241,13 +234,13 @@ pub fn encode_write(application: &str, write: &Write, wall_secs: u64) -> TableWr
             id,
             capacity,
             first,
-        } => register(application, id, *capacity, *first, live_ttl),
+        } => register(layout, id, *capacity, *first, live_ttl),
         Write::Heartbeat {
             owner,
             counter,
             status,
         } => TableWrite {
-            key: instance_key(application, &owner.id),
+            key: layout.instance_key(&owner.id),
             updates: vec![
                 Update::Set(HEARTBEAT, Value::num(*counter)),
                 Update::Set(STATUS, Value::S(status_text(*status).to_owned())),
@@ -258,7 +251,7 @@ pub fn encode_write(application: &str, write: &Write, wall_secs: u64) -> TableWr
             )),
         },
         Write::Notify { to, notice } => TableWrite {
-            key: instance_key(application, &to.id),
+            key: layout.instance_key(&to.id),
             updates: vec![Update::Add(
                 match notice {
                     Notice::Inbox => INBOX,
@@ -268,16 +261,16 @@ pub fn encode_write(application: &str, write: &Write, wall_secs: u64) -> TableWr
             )],
             cond: Some(Cond::And([is_life(to), vec![not_dead]].concat())),
         },
-        Write::Reap { owner, counter } => reap(application, owner, *counter, dead_ttl, not_dead),
-        Write::Lapse { owner } => lapse(application, owner),
+        Write::Reap { owner, counter } => reap(layout, owner, *counter, dead_ttl, not_dead),
+        Write::Lapse { owner } => lapse(layout, owner),
         Write::Deregister { owner } => TableWrite {
             cond: Some(Cond::And(is_life(owner))),
-            ..end_life(application, owner, dead_ttl)
+            ..end_life(layout, owner, dead_ttl)
         },
         Write::CreateQueue {
             queue,
             revive_epoch,
-        } => create_queue(application, queue, *revive_epoch),
+        } => create_queue(layout, queue, *revive_epoch),
         Write::Claim {
             queue,
             expect_owner,
@@ -289,7 +282,7 @@ pub fn encode_write(application: &str, write: &Write, wall_secs: u64) -> TableWr
                 names_owner(expect_owner),
             ];
             let to = Some(new_owner.clone());
-            move_queue(application, queue, *expect_epoch, also, &to)
+            move_queue(layout, queue, *expect_epoch, also, &to)
         }
         Write::HandOff {
             queue,
@@ -298,13 +291,13 @@ pub fn encode_write(application: &str, write: &Write, wall_secs: u64) -> TableWr
             to,
         } => {
             let also = vec![names_owner(&Some(from.clone()))];
-            move_queue(application, queue, *expect_epoch, also, to)
+            move_queue(layout, queue, *expect_epoch, also, to)
         }
         Write::Retire {
             queue,
             expect_epoch,
         } => TableWrite {
-            key: queue_key(application, queue),
+            key: layout.queue_key(queue),
             updates: queue_state(&None, expect_epoch + 1, Some(dead_ttl)),
             cond: Some(Cond::Eq(EPOCH, Value::num(*expect_epoch))),
         },
@@ -315,14 +308,14 @@ pub fn encode_write(application: &str, write: &Write, wall_secs: u64) -> TableWr
 /// created afresh), active, with a heartbeat counter back at zero. Unconditioned: a
 /// registration always applies.
 fn register(
-    application: &str,
+    layout: &Layout,
     id: &InstanceId,
     capacity: u32,
     first: u64,
     live_ttl: Update,
 ) -> TableWrite {
     TableWrite {
-        key: instance_key(application, id),
+        key: layout.instance_key(id),
         updates: vec![
             Update::Increment(INCARNATION, first.saturating_sub(1)),
             Update::Copy(PRIOR_LIFE, INCARNATION, 0),
@@ -339,13 +332,13 @@ fn register(
 /// The request that marks `owner`'s life dead and lapsed if its counter still stands at
 /// `counter`.
 fn reap(
-    application: &str,
+    layout: &Layout,
     owner: &Owner,
     counter: u64,
     dead_ttl: Update,
     not_dead: Cond,
 ) -> TableWrite {
-    let mut reap = end_life(application, owner, dead_ttl);
+    let mut reap = end_life(layout, owner, dead_ttl);
     reap.updates
         .push(Update::Set(LAPSED, Value::num(owner.incarnation)));
     reap.cond = Some(Cond::And(
@@ -360,10 +353,10 @@ fn reap(
 
 /// The request that records the ghost `owner` as lapsed: only on a record showing a later
 /// life, and only ever raising `lapsed`.
-fn lapse(application: &str, owner: &Owner) -> TableWrite {
+fn lapse(layout: &Layout, owner: &Owner) -> TableWrite {
     let life = Value::num(owner.incarnation);
     TableWrite {
-        key: instance_key(application, &owner.id),
+        key: layout.instance_key(&owner.id),
         updates: vec![Update::Set(LAPSED, life.clone())],
         cond: Some(Cond::And(vec![
             Cond::Gt(INCARNATION, life.clone()),
@@ -374,9 +367,9 @@ fn lapse(application: &str, owner: &Owner) -> TableWrite {
 
 /// The unconditioned request that marks `owner`'s life over (reap or deregistration): dead,
 /// its incarnation recorded as ended, kept a day.
-fn end_life(application: &str, owner: &Owner, dead_ttl: Update) -> TableWrite {
+fn end_life(layout: &Layout, owner: &Owner, dead_ttl: Update) -> TableWrite {
     TableWrite {
-        key: instance_key(application, &owner.id),
+        key: layout.instance_key(&owner.id),
         updates: vec![
             Update::Set(STATUS, Value::S("dead".to_owned())),
             Update::Set(ENDED, Value::num(owner.incarnation)),
@@ -389,7 +382,7 @@ fn end_life(application: &str, owner: &Owner, dead_ttl: Update) -> TableWrite {
 /// The request that gives `queue`'s record, at `expect_epoch` and where `also` holds, to `to`
 /// (nobody when `None`) at the next epoch: a claim or a hand-off.
 fn move_queue(
-    application: &str,
+    layout: &Layout,
     queue: &QueueId,
     expect_epoch: u64,
     also: Vec<Cond>,
@@ -397,14 +390,14 @@ fn move_queue(
 ) -> TableWrite {
     let at_epoch = vec![Cond::Eq(EPOCH, Value::num(expect_epoch))];
     TableWrite {
-        key: queue_key(application, queue),
+        key: layout.queue_key(queue),
         updates: queue_state(to, expect_epoch + 1, None),
         cond: Some(Cond::And([at_epoch, also].concat())),
     }
 }
 
 /// The request that creates a queue's record, or revives its tombstone at `revive_epoch`.
-fn create_queue(application: &str, queue: &QueueId, revive_epoch: Option<u64>) -> TableWrite {
+fn create_queue(layout: &Layout, queue: &QueueId, revive_epoch: Option<u64>) -> TableWrite {
     let (cond, epoch) = match revive_epoch {
         None => (Cond::NotExists(PK), 1),
         Some(e) => (
@@ -416,7 +409,7 @@ fn create_queue(application: &str, queue: &QueueId, revive_epoch: Option<u64>) -
         ),
     };
     TableWrite {
-        key: queue_key(application, queue),
+        key: layout.queue_key(queue),
         updates: queue_state(&None, epoch, None),
         cond: Some(cond),
     }
@@ -432,15 +425,9 @@ pub fn write_reply(write: &Write, after: &Item) -> Result<Reply, DecodeError> {
     }
 }
 
-/// The query for `read`.
-pub fn encode_read(application: &str, read: Read) -> TableQuery {
-    TableQuery {
-        pk: partition(application),
-        sk_prefix: match read {
-            Read::Members => Some(INSTANCE_PREFIX.to_owned()),
-            Read::Table => None,
-        },
-    }
+/// The queries that together make `read`, in the order they are read.
+pub fn encode_read(layout: &Layout, read: Read) -> Vec<TableQuery> {
+    layout.queries(read)
 }
 
 /// Why an item was skipped.
@@ -458,7 +445,7 @@ pub struct DecodeError {
 pub struct Decoded {
     /// Instance records, in key order.
     pub instances: Vec<InstanceRecord>,
-    /// Queue records, in key order.
+    /// Queue records, in the order read: key order within each partition key.
     pub queues: Vec<QueueRecord>,
     /// Items that could not be read; the caller logs them and carries on.
     pub skipped: Vec<DecodeError>,
@@ -762,7 +749,7 @@ mod tests {
 
     /// Runs a write against an optional stored item like the table would.
     fn run(w: &Write, item: Option<Item>) -> Option<Item> {
-        let tw = encode_write("app", w, 1_000);
+        let tw = encode_write(&Layout::single("app"), w, 1_000);
         match update(&tw, item.as_ref()) {
             Ok(item) => Some(item),
             Err(Refused::Condition) => None,

@@ -4,9 +4,10 @@
 
 mod common;
 
-use common::solo::{APP, Solo, config, queue};
+use common::solo::{Solo, config, queue};
+use common::table::layout;
 use sqsbalancer_core::hash::rendezvous;
-use sqsbalancer_core::table::{self, Key};
+
 use sqsbalancer_core::{Effect, QueueId, Write};
 use std::time::Duration;
 
@@ -54,10 +55,7 @@ fn the_highest_scoring_member_creates_a_listed_queue_and_the_others_only_stand_b
         a.answer_all();
     }
     for q in &queues {
-        let key = Key {
-            pk: table::partition(APP),
-            sk: format!("{}{q}", table::QUEUE_PREFIX),
-        };
+        let key = layout().queue_key(q);
         assert!(a.table.get(&key).is_some(), "{q} has no record by {by:?}");
     }
     let mut all = created(&a);

@@ -4,16 +4,10 @@
 
 mod common;
 
-use common::solo::{APP, Solo, config, queue};
-use sqsbalancer_core::table::{self, Key, Value};
-use sqsbalancer_core::{Effect, Notice, Outcome, Write};
-
-fn key(sk: String) -> Key {
-    Key {
-        pk: table::partition(APP),
-        sk,
-    }
-}
+use common::solo::{Solo, config, queue};
+use common::table::layout;
+use sqsbalancer_core::table::{self, Value};
+use sqsbalancer_core::{Effect, InstanceId, Notice, Outcome, Write};
 
 fn is_claim_or_reap(e: &Effect) -> bool {
     matches!(
@@ -46,7 +40,7 @@ fn a_peer_whose_record_cannot_be_decoded_is_never_condemned() {
         };
         assert!(matches!(a.apply(&claim), Outcome::Applied(_)), "{i}");
     }
-    let b_key = key(format!("{}b", table::INSTANCE_PREFIX));
+    let b_key = layout().instance_key(&InstanceId::new("b").unwrap());
     a.table
         .get_mut(&b_key)
         .expect("b's record")
@@ -85,7 +79,7 @@ fn a_queue_whose_record_cannot_be_decoded_is_not_created_again() {
     let q = queue("q0");
     let mut a = Solo::running(config("a"), vec![q.clone()]);
     a.answer_all();
-    let q_key = key(format!("{}{}", table::QUEUE_PREFIX, q));
+    let q_key = layout().queue_key(&q);
     a.table
         .get_mut(&q_key)
         .expect("the listing created q0's record")

@@ -8,11 +8,12 @@
 
 use crate::backend::{QueueList, Store};
 use crate::clock;
-use crate::error::RuntimeError;
-use crate::execute;
+use crate::error::{BackendError, RuntimeError};
 use crate::observed::Observed;
 use crate::status::{Fleet, Health, HealthTracker};
 use crate::timeouts::Timeouts;
+use crate::{execute, layout};
+use sqsbalancer_core::table::Layout;
 use sqsbalancer_core::{
     Config, Effect, Input, Millis, Node, OpId, Outcome, Phase, QueueId, StopOutcome,
 };
@@ -119,7 +120,9 @@ impl DriverHandle {
 /// One node, its backends and its channels.
 pub struct Driver<S, L> {
     node: Node,
-    application: String,
+    /// Where the records are: the requested layout until the store is prepared, then the one
+    /// the application recorded.
+    layout: Arc<Layout>,
     store: Arc<Observed<S>>,
     queues: Arc<Observed<L>>,
     start: Instant,
@@ -150,7 +153,7 @@ impl<S: Store, L: QueueList> Driver<S, L> {
     /// A driver for a node of `cfg` (validated here), with its handle and the data plane's
     /// command stream.
     pub fn new(cfg: Config, store: Arc<S>, queues: Arc<L>) -> Result<Started<S, L>, RuntimeError> {
-        let application = cfg.application_name.clone();
+        let layout = Arc::new(Layout::new(&cfg.application_name, cfg.queue_partition_keys));
         let cfg_heartbeat_timeout = cfg.heartbeat_timeout;
         let heartbeat_interval = cfg.heartbeat_interval;
         let workers = cfg.worker_pool_size;
@@ -165,7 +168,7 @@ impl<S: Store, L: QueueList> Driver<S, L> {
         let health = Arc::new(HealthTracker::new(cfg_heartbeat_timeout));
         let driver = Driver {
             node,
-            application,
+            layout,
             store: Arc::new(Observed::new(store, Arc::clone(&health), timeouts.effect)),
             queues: Arc::new(Observed::new(queues, Arc::clone(&health), timeouts.effect)),
             start: clock::now(),
@@ -238,13 +241,17 @@ impl<S: Store, L: QueueList> Driver<S, L> {
     }
 
     /// Readies the store before the node's first write (the AWS backend creates a missing
-    /// table), asking again every heartbeat interval while it fails: an instance comes up
-    /// once its table can be used, and reports the trouble in its health meanwhile. False
-    /// when a shutdown came first (nothing was registered, so the stop is clean).
+    /// table) and agrees on the table layout, asking again every heartbeat interval while it
+    /// fails: an instance comes up once its table can be used, and reports the trouble in its
+    /// health meanwhile. False when a shutdown came first (nothing was registered, so the stop
+    /// is clean).
     async fn prepare(&mut self) -> bool {
         loop {
-            match self.store.prepare().await {
-                Ok(()) => return true,
+            match self.ready().await {
+                Ok(layout) => {
+                    self.layout = Arc::new(layout);
+                    return true;
+                }
                 Err(e) => tracing::warn!(error = %e, "the coordination table is not ready"),
             }
             tokio::select! {
@@ -257,21 +264,27 @@ impl<S: Store, L: QueueList> Driver<S, L> {
         }
     }
 
+    async fn ready(&self) -> Result<Layout, BackendError> {
+        self.store.prepare().await?;
+        let requested = self.layout.queue_partition_keys();
+        layout::agree(&*self.store, self.layout.application(), requested).await
+    }
+
     /// Executes every pending effect.
     fn drain(&mut self) {
         while let Some(effect) = self.node.poll_effect() {
             match effect {
                 Effect::Write { id, write } => {
-                    let (store, app) = (Arc::clone(&self.store), self.application.clone());
+                    let (store, layout) = (Arc::clone(&self.store), Arc::clone(&self.layout));
                     let call =
-                        async move { execute::write(&*store, &app, &write, wall_secs()).await };
+                        async move { execute::write(&*store, &layout, &write, wall_secs()).await };
                     self.spawn_call(id, "dynamodb", None, call);
                 }
                 Effect::Read { id, read } => {
-                    let (store, app) = (Arc::clone(&self.store), self.application.clone());
+                    let (store, layout) = (Arc::clone(&self.store), Arc::clone(&self.layout));
                     let health = Arc::clone(&self.health);
                     let call = async move {
-                        let outcome = execute::read(&*store, &app, read).await;
+                        let outcome = execute::read(&*store, &layout, read).await;
                         if let Outcome::Applied(reply) = &outcome {
                             health.read_completed(reply);
                         }

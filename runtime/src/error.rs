@@ -59,6 +59,15 @@ pub enum BackendError {
         /// The service's message.
         reason: String,
     },
+    /// An item the runtime must read is not as the protocol writes it (a manual edit, or a
+    /// later version's format); it stays so until an operator repairs or deletes it.
+    #[error("item {key} of the coordination table cannot be read: {reason}")]
+    Malformed {
+        /// The item's key, as `pk/sk`.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 impl BackendError {
@@ -73,7 +82,8 @@ impl BackendError {
             | BackendError::NotSent { .. } => true,
             BackendError::ConditionFailed
             | BackendError::QueueDoesNotExist { .. }
-            | BackendError::Refused { .. } => false,
+            | BackendError::Refused { .. }
+            | BackendError::Malformed { .. } => false,
         }
     }
 }

@@ -3,17 +3,12 @@
 
 use crate::backend::{QueueList, Store};
 use crate::error::BackendError;
-use sqsbalancer_core::table;
+use sqsbalancer_core::table::{self, Item, Layout, TableQuery};
 use sqsbalancer_core::{Outcome, QueueId, Read, Reply, Write};
 
-/// Performs `write` for `application`; `wall_secs` (epoch seconds) only sets record TTLs.
-pub async fn write<S: Store>(
-    store: &S,
-    application: &str,
-    write: &Write,
-    wall_secs: u64,
-) -> Outcome {
-    let request = table::encode_write(application, write, wall_secs);
+/// Performs `write` in `layout`; `wall_secs` (epoch seconds) only sets record TTLs.
+pub async fn write<S: Store>(store: &S, layout: &Layout, write: &Write, wall_secs: u64) -> Outcome {
+    let request = table::encode_write(layout, write, wall_secs);
     match store.update(request).await {
         Ok(after) => match table::write_reply(write, &after) {
             Ok(reply) => Outcome::Applied(reply),
@@ -30,20 +25,12 @@ pub async fn write<S: Store>(
     }
 }
 
-/// Performs `read` for `application`, every page; a failed page fails the read.
-pub async fn read<S: Store>(store: &S, application: &str, read: Read) -> Outcome {
-    let query = table::encode_read(application, read);
+/// Performs `read` in `layout`, every page of every query; a failed page fails the read.
+pub async fn read<S: Store>(store: &S, layout: &Layout, read: Read) -> Outcome {
     let mut items = Vec::new();
-    let mut start = None;
-    loop {
-        match store.query(query.clone(), start.take()).await {
-            Ok(page) => {
-                items.extend(page.items);
-                match page.last_key {
-                    Some(k) => start = Some(k),
-                    None => break,
-                }
-            }
+    for query in table::encode_read(layout, read) {
+        match query_all(store, query).await {
+            Ok(found) => items.extend(found),
             Err(e) => {
                 tracing::debug!(error = %e, "coordination read failed");
                 return Outcome::Unknown;
@@ -55,6 +42,20 @@ pub async fn read<S: Store>(store: &S, application: &str, read: Read) -> Outcome
         tracing::warn!(error = %skipped, "skipped a malformed item in the coordination table");
     }
     Outcome::Applied(table::read_reply(read, decoded))
+}
+
+/// Every item `query` finds, following each page to the last.
+pub async fn query_all<S: Store>(store: &S, query: TableQuery) -> Result<Vec<Item>, BackendError> {
+    let mut items = Vec::new();
+    let mut start = None;
+    loop {
+        let page = store.query(query.clone(), start.take()).await?;
+        items.extend(page.items);
+        match page.last_key {
+            Some(k) => start = Some(k),
+            None => return Ok(items),
+        }
+    }
 }
 
 /// Lists every queue whose name starts with `prefix`, following NextToken to the end.
@@ -91,7 +92,7 @@ mod tests {
     use super::*;
     use crate::backend::{Page, QueuePage};
     use sqsbalancer_core::InstanceId;
-    use sqsbalancer_core::table::{Item, Key, TableQuery, TableWrite, Value};
+    use sqsbalancer_core::table::{Key, TableWrite, Value};
     use std::future::Future;
 
     /// Answers every call with the same canned result.
@@ -155,14 +156,19 @@ mod tests {
         let item: Item = [("incarnation".to_owned(), Value::num(4))]
             .into_iter()
             .collect();
-        let applied = block_on(write(&canned(Ok(item)), "app", &register(), 0));
+        let applied = block_on(write(
+            &canned(Ok(item)),
+            &Layout::single("app"),
+            &register(),
+            0,
+        ));
         assert_eq!(
             applied,
             Outcome::Applied(Reply::Registered { incarnation: 4 })
         );
         let rejected = block_on(write(
             &canned(Err(BackendError::ConditionFailed)),
-            "app",
+            &Layout::single("app"),
             &register(),
             0,
         ));
@@ -172,12 +178,22 @@ mod tests {
             reason: "timed out".into(),
         };
         assert_eq!(
-            block_on(write(&canned(Err(lost)), "app", &register(), 0)),
+            block_on(write(
+                &canned(Err(lost)),
+                &Layout::single("app"),
+                &register(),
+                0
+            )),
             Outcome::Unknown
         );
         // Applied, but the item that came back has no incarnation: not knowable, so unknown.
         assert_eq!(
-            block_on(write(&canned(Ok(Item::new())), "app", &register(), 0)),
+            block_on(write(
+                &canned(Ok(Item::new())),
+                &Layout::single("app"),
+                &register(),
+                0
+            )),
             Outcome::Unknown
         );
     }
@@ -197,7 +213,7 @@ mod tests {
             Ok(Page::default()),
         ];
         assert_eq!(
-            block_on(read(&store, "app", Read::Members)),
+            block_on(read(&store, &Layout::single("app"), Read::Members)),
             Outcome::Applied(Reply::Members {
                 instances: Vec::new(),
                 unreadable: Default::default()
@@ -208,7 +224,7 @@ mod tests {
             message: "slow down".into(),
         });
         assert_eq!(
-            block_on(read(&store, "app", Read::Members)),
+            block_on(read(&store, &Layout::single("app"), Read::Members)),
             Outcome::Unknown
         );
     }

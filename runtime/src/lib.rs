@@ -23,6 +23,7 @@ pub mod error;
 pub mod execute;
 pub mod handler;
 mod instance;
+pub mod layout;
 mod observed;
 #[cfg(feature = "otel")]
 pub mod otel;

@@ -144,7 +144,11 @@ impl HealthTracker {
         let since_read = t.last_read.map(|at| now.saturating_duration_since(at));
         let refused = matches!(
             t.last_error,
-            Some(BackendError::Refused { .. } | BackendError::Credentials { .. })
+            Some(
+                BackendError::Refused { .. }
+                    | BackendError::Credentials { .. }
+                    | BackendError::Malformed { .. }
+            )
         );
         Health {
             healthy: phase == Phase::Running

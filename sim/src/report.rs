@@ -92,6 +92,8 @@ pub struct Report {
     pub instances: usize,
     /// Queues at the start.
     pub queues: usize,
+    /// Partition keys the queue records were spread over.
+    pub queue_partition_keys: u32,
     /// Simulated time, ms.
     pub sim_ms: u64,
     /// The fault kinds that were on.
@@ -181,6 +183,7 @@ impl Report {
                 .unwrap_or_else(|| replay_command(f.level, sc.seed, &SwarmLimits::default())),
             instances: sc.instances,
             queues: sc.queues,
+            queue_partition_keys: sc.queue_partition_keys,
             sim_ms: f.sim_ms,
             faults: sc.faults.kinds().iter().map(|k| k.name()).collect(),
             violation: f.checker.violations.first().cloned(),

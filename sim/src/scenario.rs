@@ -3,6 +3,7 @@
 
 use crate::error::SimError;
 use sqsbalancer_core::rng::Rng;
+use sqsbalancer_core::table;
 use std::collections::BTreeSet;
 use std::fmt;
 use std::time::Duration;
@@ -350,6 +351,9 @@ pub struct Scenario {
     pub faults: FaultMix,
     /// Messages sent per simulated second, spread over the queues.
     pub messages_per_second: u64,
+    /// How many partition keys the queue records are spread over (the balancer's
+    /// `queue_partition_keys`).
+    pub queue_partition_keys: u32,
     /// A deliberate bug (tests only).
     pub mutation: Option<Mutation>,
     /// Keep a JSON-lines trace.
@@ -383,6 +387,7 @@ impl Scenario {
             calm: MIN_CALM,
             faults: FaultMix::draw(&mut rng, kinds),
             messages_per_second: 5,
+            queue_partition_keys: 1,
             mutation: None,
             trace: false,
             replay: None,
@@ -411,6 +416,7 @@ impl Scenario {
         s.instances = 1 + rng.below(6) as usize;
         s.queues = [1, 7, 20, 40, 100][rng.below(5) as usize];
         s.messages_per_second = 1 + rng.below(10);
+        s.queue_partition_keys = [1, 1, 3, 16][rng.below(4) as usize];
         s
     }
 
@@ -422,6 +428,16 @@ impl Scenario {
             return bad(
                 "instances",
                 format!("must be 1..=1000, {} given", self.instances),
+            );
+        }
+        if !(1..=table::MAX_QUEUE_PARTITION_KEYS).contains(&self.queue_partition_keys) {
+            return bad(
+                "queue_partition_keys",
+                format!(
+                    "must be 1..={}, {} given",
+                    table::MAX_QUEUE_PARTITION_KEYS,
+                    self.queue_partition_keys
+                ),
             );
         }
         if self.queues > 100_000 {

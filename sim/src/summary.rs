@@ -83,6 +83,8 @@ pub struct ReportJson<'a> {
     pub instances: usize,
     /// Queues at the start.
     pub queues: usize,
+    /// Partition keys the queue records were spread over.
+    pub queue_partition_keys: u32,
     /// Simulated time, ms.
     pub sim_ms: u64,
     /// The fault kinds that were on.
@@ -139,6 +141,7 @@ impl<'a> ReportJson<'a> {
             seed: r.seed,
             instances: r.instances,
             queues: r.queues,
+            queue_partition_keys: r.queue_partition_keys,
             sim_ms: r.sim_ms,
             faults: &r.faults,
             violations: u64::from(r.violation.is_some()),

@@ -14,7 +14,7 @@ use crate::scenario::{Level, Mutation, Scenario};
 use crate::stats::{SAMPLE_MS, Sample, Stats};
 use crate::trace::Trace;
 use sqsbalancer_core::rng::Rng;
-use sqsbalancer_core::table::{self, EPOCH, Key, QUEUE_PREFIX, Update, Value};
+use sqsbalancer_core::table::{self, EPOCH, Key, Layout, QUEUE_PREFIX, Update, Value};
 use sqsbalancer_core::{
     Config, DriftingClock, Effect, Input, InstanceId, Millis, Node, OpId, Outcome, Owner, Phase,
     QueueId, Read, Reply, StopOutcome, Write,
@@ -102,7 +102,7 @@ pub(crate) enum Ev {
         life: u64,
         id: OpId,
         read: Read,
-        start: Key,
+        at: Cursor,
         items: Vec<Arc<table::Item>>,
         answer: Answer,
     },
@@ -243,6 +243,15 @@ pub(crate) struct Batch {
     pub delete: Vec<(String, String)>,
 }
 
+/// Where a table read stands: which of its queries, and after which key of it.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Cursor {
+    /// The index of the query being read.
+    query: usize,
+    /// The last key read of it; `None` before its first page.
+    start: Option<Key>,
+}
+
 /// One simulated cluster.
 pub struct World {
     pub(crate) sc: Scenario,
@@ -252,6 +261,8 @@ pub struct World {
     pub(crate) dynamo: FakeDynamo,
     /// The records of the table's items, decoded once per stored version for every node.
     decoded: DecodedItems,
+    /// Where the records are kept.
+    layout: Layout,
     pub(crate) sqs: FakeSqs,
     pub(crate) hooks: FaultHooks,
     /// The deadlines the runtime gives every call (the same rules, on simulated time).
@@ -288,6 +299,7 @@ impl World {
             now: 0,
             dynamo: FakeDynamo::new(),
             decoded: DecodedItems::default(),
+            layout: Layout::new(APP, sc.queue_partition_keys),
             sqs: FakeSqs::new(),
             hooks,
             slots: Vec::new(),
@@ -447,10 +459,10 @@ impl World {
                 life,
                 id,
                 read,
-                start,
+                at,
                 items,
                 answer,
-            } => self.read_pages(slot, life, id, read, Some(start), items, answer),
+            } => self.read_pages(slot, life, id, read, at, items, answer),
             Ev::ReceiveArrive {
                 recv,
                 wait_ms,
@@ -825,7 +837,10 @@ impl World {
         let name = self.slots[i].name.clone();
         let outcome = match &call {
             DCall::Write(w) => self.apply_write(i, &name, w),
-            DCall::Read(r) => return self.read_pages(i, life, id, *r, None, Vec::new(), answer),
+            DCall::Read(r) => {
+                let at = Cursor::default();
+                return self.read_pages(i, life, id, *r, at, Vec::new(), answer);
+            }
             DCall::List(prefix) => self.list(&name, prefix),
         };
         self.answer(i, life, id, outcome, answer);
@@ -847,7 +862,7 @@ impl World {
 
     fn apply_write(&mut self, i: usize, caller: &str, w: &Write) -> Outcome {
         let wall_secs = 1_700_000_000 + self.now / 1000;
-        let mut tw = table::encode_write(APP, w, wall_secs);
+        let mut tw = table::encode_write(&self.layout, w, wall_secs);
         if let (Write::HandOff { expect_epoch, .. }, Some(Mutation::HandOffKeepsEpoch)) =
             (w, self.sc.mutation)
         {
@@ -943,65 +958,72 @@ impl World {
         life: u64,
         id: OpId,
         r: Read,
-        mut start: Option<Key>,
+        mut at: Cursor,
         mut items: Vec<Arc<table::Item>>,
         answer: Answer,
     ) {
         let caller = self.slots[i].name.clone();
-        let q = table::encode_read(APP, r);
+        let queries = table::encode_read(&self.layout, r);
         let most = if self.calm {
             0
         } else {
             self.sc.faults.page_items
         };
         let items_read = if most > 0 {
-            self.dynamo.count(TABLE, &q)
+            queries.iter().map(|q| self.dynamo.count(TABLE, q)).sum()
         } else {
             0
         };
-        loop {
+        while let Some(q) = queries.get(at.query) {
             let limit = self.hooks.page_limit(most, items_read);
             self.dynamo.set_now(Millis(self.now));
             let page = match self
                 .dynamo
-                .query(&caller, TABLE, &q, limit, start.as_ref(), true)
+                .query(&caller, TABLE, q, limit, at.start.as_ref(), true)
             {
                 Ok(page) => page,
                 Err(_) => return self.answer(i, life, id, Outcome::Unknown, answer),
             };
             items.extend(page.items);
-            match page.last_key {
-                Some(k) if limit.is_some() => {
-                    // A read of many round trips: a fault in the way of a graceful stop.
-                    self.faulted(i);
-                    // The page travels back and the next request out, with a deadline of its
-                    // own (the driver bounds each call, not the whole read).
-                    let back = self.latency();
-                    let answer = match answer {
-                        Answer::Back { deadline, .. } if self.now + back > deadline => {
-                            return self.fail_at(i, life, id, deadline.max(self.now));
-                        }
-                        Answer::Back { extra, .. } => Answer::Back {
-                            extra,
-                            deadline: self.now + back + self.deadline_ms(&DCall::Read(r)),
-                        },
-                        Answer::Lost => return,
-                    };
-                    let at = self.now + back + self.latency();
-                    let ev = Ev::PageArrive {
-                        slot: i,
-                        life,
-                        id,
-                        read: r,
-                        start: k,
-                        items,
-                        answer,
-                    };
-                    return self.push(at, ev);
-                }
-                Some(k) => start = Some(k),
-                None => break,
+            at = match page.last_key {
+                Some(k) => Cursor {
+                    query: at.query,
+                    start: Some(k),
+                },
+                None => Cursor {
+                    query: at.query + 1,
+                    start: None,
+                },
+            };
+            if limit.is_none() || at.query == queries.len() {
+                continue;
             }
+            // A read of many round trips: a fault in the way of a graceful stop.
+            self.faulted(i);
+            // The page travels back and the next request out, with a deadline of its own (the
+            // driver bounds each call, not the whole read).
+            let back = self.latency();
+            let answer = match answer {
+                Answer::Back { deadline, .. } if self.now + back > deadline => {
+                    return self.fail_at(i, life, id, deadline.max(self.now));
+                }
+                Answer::Back { extra, .. } => Answer::Back {
+                    extra,
+                    deadline: self.now + back + self.deadline_ms(&DCall::Read(r)),
+                },
+                Answer::Lost => return,
+            };
+            let when = self.now + back + self.latency();
+            let ev = Ev::PageArrive {
+                slot: i,
+                life,
+                id,
+                read: r,
+                at,
+                items,
+                answer,
+            };
+            return self.push(when, ev);
         }
         let cache = &mut self.decoded;
         let decoded = table::collect_records(items.iter().map(|i| (&**i, cache.decode(i))));

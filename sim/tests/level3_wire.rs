@@ -26,6 +26,11 @@ use tokio::time::Instant;
 const PORT: u16 = 9000;
 const TABLE: &str = "coordination";
 const APP: &str = "app";
+
+/// The records of one key: the planted records and the reads over the wire share it.
+fn layout() -> table::Layout {
+    table::Layout::single(APP)
+}
 /// The wall clock the writes' TTLs are computed from.
 const WALL: u64 = 1_767_225_600;
 const CALLERS: [&str; 2] = ["node-0", "node-1"];
@@ -343,7 +348,7 @@ fn coordination_writes() -> Vec<Write> {
 async fn assert_writes_equal(aws: &AwsBackend, fake: &FakeBackend) {
     let (mut applied, mut refused) = (0, 0);
     for w in &coordination_writes() {
-        let tw = table::encode_write(APP, w, WALL);
+        let tw = table::encode_write(&layout(), w, WALL);
         let got = aws.update(tw.clone()).await;
         let want = fake.update(tw).await;
         assert_eq!(got, want, "{w:?}");
@@ -377,7 +382,7 @@ fn plant_queue_records(f: &mut Fakes) {
 /// The table read over the wire equals the fake's: page by page (at least three), and as the
 /// core's whole read.
 async fn assert_pages_equal(aws: &AwsBackend, fake: &FakeBackend) {
-    let query = table::encode_read(APP, Read::Table);
+    let query = table::encode_read(&layout(), Read::Table).remove(0);
     let (mut start, mut pages) = (None, 0);
     loop {
         let got = aws
@@ -396,9 +401,9 @@ async fn assert_pages_equal(aws: &AwsBackend, fake: &FakeBackend) {
         }
     }
     assert!(pages >= 3, "{pages} pages");
-    let got = execute::read(aws, APP, Read::Table).await;
+    let got = execute::read(aws, &layout(), Read::Table).await;
     assert!(matches!(got, Outcome::Applied(_)));
-    assert_eq!(got, execute::read(fake, APP, Read::Table).await);
+    assert_eq!(got, execute::read(fake, &layout(), Read::Table).await);
 }
 
 /// Creates 1,100 queues, so listing them takes a second page.
@@ -637,13 +642,13 @@ fn a_5xx_before_changes_nothing_and_a_5xx_after_changes_the_item() {
     let s = script.clone();
     sim.client("node-0", async move {
         let aws = wire("node-0");
-        aws.update(table::encode_write(APP, &register("node-0"), WALL))
+        aws.update(table::encode_write(&layout(), &register("node-0"), WALL))
             .await
             .unwrap();
         // Every attempt fails before it is applied: nothing changed, the outcome unknown.
         s.then("UpdateItem", &[fail(Failure::Internal, false); 3]);
         let e = aws
-            .update(table::encode_write(APP, &heartbeat(1, 5), WALL))
+            .update(table::encode_write(&layout(), &heartbeat(1, 5), WALL))
             .await;
         assert!(matches!(e, Err(BackendError::Unknown { .. })), "{e:?}");
         assert_eq!(s.count("UpdateItem"), 1 + 3, "three attempts");
@@ -659,7 +664,7 @@ fn a_5xx_before_changes_nothing_and_a_5xx_after_changes_the_item() {
             ],
         );
         let e = aws
-            .update(table::encode_write(APP, &heartbeat(1, 6), WALL))
+            .update(table::encode_write(&layout(), &heartbeat(1, 6), WALL))
             .await;
         assert!(matches!(e, Err(BackendError::Unknown { .. })), "{e:?}");
         assert_eq!(s.count("UpdateItem"), 1 + 3 + 3);
@@ -689,7 +694,7 @@ fn throttling_is_retried_by_the_sdk() {
             ],
         );
         let got = aws
-            .update(table::encode_write(APP, &register("node-0"), WALL))
+            .update(table::encode_write(&layout(), &register("node-0"), WALL))
             .await
             .unwrap();
         assert_eq!(number(&got, table::INCARNATION), 1, "applied once");
@@ -703,7 +708,7 @@ fn throttling_is_retried_by_the_sdk() {
         // Throttled on every attempt: the adapter says so.
         s.then("UpdateItem", &[fail(Failure::OverCapacity, false); 3]);
         let e = aws
-            .update(table::encode_write(APP, &heartbeat(1, 1), WALL))
+            .update(table::encode_write(&layout(), &heartbeat(1, 1), WALL))
             .await;
         assert!(
             matches!(
@@ -735,7 +740,7 @@ fn a_reset_mid_response_is_retried_and_the_write_applies_twice() {
         let aws = wire("node-0");
         s.then("UpdateItem", &[Fault::Reset]);
         let got = aws
-            .update(table::encode_write(APP, &register("node-0"), WALL))
+            .update(table::encode_write(&layout(), &register("node-0"), WALL))
             .await
             .unwrap();
         assert_eq!(s.count("UpdateItem"), 2, "the broken answer was retried");
@@ -749,7 +754,7 @@ fn a_reset_mid_response_is_retried_and_the_write_applies_twice() {
         // Reset on every attempt: an unknown outcome, applied three times.
         s.then("UpdateItem", &[Fault::Reset; 3]);
         let e = aws
-            .update(table::encode_write(APP, &register("node-0"), WALL))
+            .update(table::encode_write(&layout(), &register("node-0"), WALL))
             .await;
         assert!(matches!(e, Err(BackendError::Unknown { .. })), "{e:?}");
         let item = instance(&control, "node-0").await.unwrap();
@@ -787,12 +792,12 @@ fn a_response_that_never_comes_times_the_attempt_out() {
     sim.client("node-0", async move {
         let t = Timeouts::default();
         let aws = wire("node-0");
-        aws.update(table::encode_write(APP, &register("node-0"), WALL))
+        aws.update(table::encode_write(&layout(), &register("node-0"), WALL))
             .await
             .unwrap();
         s.then("UpdateItem", &[Fault::Hang { applied: true }]);
         let t0 = Instant::now();
-        aws.update(table::encode_write(APP, &heartbeat(1, 4), WALL))
+        aws.update(table::encode_write(&layout(), &heartbeat(1, 4), WALL))
             .await
             .unwrap();
         let took = t0.elapsed();
@@ -812,7 +817,7 @@ fn a_response_that_never_comes_times_the_attempt_out() {
         s.then("UpdateItem", &[Fault::Hang { applied: false }; 3]);
         let t0 = Instant::now();
         let e = aws
-            .update(table::encode_write(APP, &heartbeat(1, 5), WALL))
+            .update(table::encode_write(&layout(), &heartbeat(1, 5), WALL))
             .await;
         let took = t0.elapsed();
         assert!(matches!(e, Err(BackendError::Unknown { .. })), "{e:?}");
@@ -857,7 +862,7 @@ fn a_delayed_response_arrives_late_or_times_out() {
     sim.client("node-0", async move {
         let t = Timeouts::default();
         let aws = wire("node-0");
-        let query = table::encode_read(APP, Read::Members);
+        let query = table::encode_read(&layout(), Read::Members).remove(0);
         let delay = Duration::from_millis(1500);
         s.then(
             "Query",
@@ -907,7 +912,7 @@ fn trace(turmoil_seed: u64, rng_seed: u64) -> Vec<String> {
             &[fail(Failure::Throttling, false), Fault::Reset],
         );
         let r = aws
-            .update(table::encode_write(APP, &register("node-0"), WALL))
+            .update(table::encode_write(&layout(), &register("node-0"), WALL))
             .await;
         log(format!("{r:?}"));
         s.then(
@@ -915,7 +920,7 @@ fn trace(turmoil_seed: u64, rng_seed: u64) -> Vec<String> {
             &[Fault::Hang { applied: true }, fail(Failure::Internal, true)],
         );
         let r = aws
-            .update(table::encode_write(APP, &heartbeat(2, 1), WALL))
+            .update(table::encode_write(&layout(), &heartbeat(2, 1), WALL))
             .await;
         log(format!("{r:?}"));
         s.then(
@@ -1003,7 +1008,7 @@ fn an_unreachable_server_is_refused_or_times_the_connection_out() {
         turmoil::partition("node-0", "server");
         let aws = wire("node-0");
         let e = aws
-            .update(table::encode_write(APP, &register("node-0"), WALL))
+            .update(table::encode_write(&layout(), &register("node-0"), WALL))
             .await;
         let text = format!("{e:?}");
         assert!(matches!(e, Err(BackendError::Unknown { .. })), "{text}");
@@ -1017,7 +1022,7 @@ fn an_unreachable_server_is_refused_or_times_the_connection_out() {
         let aws = wire("node-0");
         let t0 = Instant::now();
         let e = aws
-            .update(table::encode_write(APP, &register("node-0"), WALL))
+            .update(table::encode_write(&layout(), &register("node-0"), WALL))
             .await;
         let took = t0.elapsed();
         let text = format!("{e:?}");
@@ -1035,7 +1040,7 @@ fn an_unreachable_server_is_refused_or_times_the_connection_out() {
         );
         turmoil::release("node-0", "server");
         let aws = wire("node-0");
-        aws.update(table::encode_write(APP, &register("node-0"), WALL))
+        aws.update(table::encode_write(&layout(), &register("node-0"), WALL))
             .await
             .unwrap();
         Ok(())

@@ -98,6 +98,9 @@ pub struct WorkerArgs {
     /// This instance's capacity weight [default: 1].
     #[arg(long, value_name = "W", env = "SQSBALANCER_CAPACITY")]
     pub capacity: Option<u32>,
+    /// Partition keys to spread queue records over, for a new application [default: 1].
+    #[arg(long, value_name = "N", env = "SQSBALANCER_QUEUE_PARTITION_KEYS")]
+    pub queue_partition_keys: Option<u32>,
     /// Fail (and kill) a handler still running after this long [default: no limit].
     #[arg(long, value_name = "DURATION", value_parser = duration, env = "SQSBALANCER_HANDLER_TIMEOUT")]
     pub handler_timeout: Option<Duration>,
@@ -176,6 +179,7 @@ impl WorkerArgs {
         c.worker_pool_size = self.workers.unwrap_or(c.worker_pool_size);
         c.work_queue_size = self.work_queue.unwrap_or(c.work_queue_size);
         c.capacity = self.capacity.unwrap_or(c.capacity);
+        c.queue_partition_keys = self.queue_partition_keys.unwrap_or(c.queue_partition_keys);
         c
     }
 }

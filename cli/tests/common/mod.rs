@@ -82,6 +82,8 @@ pub fn fast(app: &str, table: &str, id: &str) -> Config {
     c.sqs.wait_time = Duration::from_secs(1);
     c.sqs.visibility_timeout = Duration::from_secs(5);
     c.queue_filter_pattern = Some(format!("^{app}-"));
+    // Spread, so every test also runs the layout's agreement and its queries on the emulator.
+    c.queue_partition_keys = 4;
     c
 }
 
@@ -138,7 +140,7 @@ pub async fn owners(aws: &AwsBackend, app: &str) -> BTreeMap<String, usize> {
     let mut out = BTreeMap::new();
     if let Outcome::Applied(Reply::Table {
         instances, queues, ..
-    }) = sqsbalancer_runtime::execute::read(aws, app, Read::Table).await
+    }) = sqsbalancer_runtime::layout::read_recorded(aws, app, Read::Table).await
     {
         for q in queues.iter().filter(|q| !q.retired) {
             let Some(o) = &q.owner else { continue };
@@ -186,7 +188,7 @@ pub async fn send_message(aws: &AwsBackend, url: &str, body: &str) {
 
 /// The current life of instance `id` of `app`, if it has a record.
 pub async fn incarnation(aws: &AwsBackend, app: &str, id: &str) -> Option<u64> {
-    match sqsbalancer_runtime::execute::read(aws, app, Read::Members).await {
+    match sqsbalancer_runtime::layout::read_recorded(aws, app, Read::Members).await {
         Outcome::Applied(Reply::Members { instances, .. }) => instances
             .iter()
             .find(|i| i.id.as_str() == id)

@@ -21,7 +21,7 @@ use sqsbalancer_core::{
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::time::Duration;
-use table::{APP, MemTable};
+use table::MemTable;
 
 /// A deliberately broken store, to show the checker catches protocol violations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,7 +47,7 @@ pub struct Store {
 impl Store {
     /// Applies `w`; a queue write that applies must move the record's epoch forward.
     pub fn write(&mut self, w: &Write) -> Outcome {
-        let mut request = core_table::encode_write(APP, w, 0);
+        let mut request = core_table::encode_write(&table::layout(), w, 0);
         let broken = self.breakage == Some(Breakage::UnconditionalClaims);
         if broken && matches!(w, Write::Claim { .. }) {
             request.cond = Some(Cond::Exists(core_table::PK));

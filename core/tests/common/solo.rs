@@ -4,7 +4,7 @@
 
 pub use super::table::APP;
 use super::table::MemTable;
-use sqsbalancer_core::table::{self, Key, Value};
+use sqsbalancer_core::table::{self, Value};
 use sqsbalancer_core::{
     Config, Effect, Input, InstanceId, Millis, Node, OpId, Outcome, Owner, Phase, QueueId, Read,
     Reply, Write,
@@ -193,10 +193,7 @@ impl Solo {
 
     /// Peer `life` heartbeats (its counter moves on).
     pub fn beat(&mut self, life: &Owner) {
-        let key = Key {
-            pk: table::partition(APP),
-            sk: format!("{}{}", table::INSTANCE_PREFIX, life.id),
-        };
+        let key = super::table::layout().instance_key(&life.id);
         let counter = match self.table.get(&key).and_then(|i| i.get(table::HEARTBEAT)) {
             Some(Value::N(n)) => n.parse::<u64>().expect("a counter") + 1,
             _ => 1,

@@ -2,12 +2,18 @@
 //! them, each write encoded and executed by the core's own `table` module, so the tests
 //! exercise the very conditions production sends.
 
-use sqsbalancer_core::table::{self, Item, Key, Record, Refused, TableWrite};
+use sqsbalancer_core::table::{self, Item, Key, Layout, Record, Refused, TableWrite};
 use sqsbalancer_core::{Outcome, QueueId, QueueRecord, Read, Reply, Write};
 use std::collections::BTreeMap;
 
 /// The application every test node belongs to.
 pub const APP: &str = "app";
+
+/// Where the tests' records are kept: queue records spread over three partition keys, so
+/// every test also reads and writes a spread table.
+pub fn layout() -> Layout {
+    Layout::new(APP, 3)
+}
 
 /// The wall clock the instance records' TTL is computed from (it never matters to a test).
 const WALL_SECS: u64 = 1_700_000_000;
@@ -21,7 +27,7 @@ pub struct MemTable {
 impl MemTable {
     /// Applies `write` as DynamoDB would: its condition, then its updates.
     pub fn write(&mut self, write: &Write) -> Outcome {
-        self.write_request(write, table::encode_write(APP, write, WALL_SECS))
+        self.write_request(write, table::encode_write(&layout(), write, WALL_SECS))
     }
 
     /// Applies `request`, an encoding of `write` (perhaps edited to break the protocol).
@@ -39,13 +45,14 @@ impl MemTable {
 
     /// A strongly consistent read of the table.
     pub fn read(&self, read: Read) -> Reply {
-        let q = table::encode_read(APP, read);
-        let prefix = q.sk_prefix.unwrap_or_default();
-        let items = self
-            .items
-            .iter()
-            .filter(|(k, _)| k.pk == q.pk && k.sk.starts_with(&prefix))
-            .map(|(_, item)| item);
+        let queries = table::encode_read(&layout(), read);
+        let items = queries.iter().flat_map(|q| {
+            let prefix = q.sk_prefix.clone().unwrap_or_default();
+            self.items
+                .iter()
+                .filter(move |(k, _)| k.pk == q.pk && k.sk.starts_with(&prefix))
+                .map(|(_, item)| item)
+        });
         table::read_reply(read, table::decode_items(items))
     }
 
@@ -61,11 +68,7 @@ impl MemTable {
 
     /// The queue record of `queue`, decoded.
     pub fn queue(&self, queue: &QueueId) -> Option<QueueRecord> {
-        let key = Key {
-            pk: table::partition(APP),
-            sk: format!("{}{queue}", table::QUEUE_PREFIX),
-        };
-        match table::decode_item(self.items.get(&key)?) {
+        match table::decode_item(self.items.get(&layout().queue_key(queue))?) {
             Ok(Record::Queue(r)) => Some(r),
             other => panic!("{queue}'s record reads as {other:?}"),
         }

@@ -35,6 +35,7 @@ pub(crate) async fn life(lab: Lab, links: Links, slot: usize) -> turmoil::Result
         let mut cfg = crate::config();
         cfg.instance_id = Some(sl.name.clone());
         cfg.capacity = sl.weight;
+        cfg.queue_partition_keys = s.queue_partition_keys;
         cfg.seed = hash64(&[
             &seed.to_le_bytes(),
             &who.0.to_le_bytes(),

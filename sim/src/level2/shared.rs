@@ -98,6 +98,8 @@ pub(crate) struct HandlerFaults {
 pub(crate) struct Shared {
     /// The run's seed.
     pub seed: u64,
+    /// The layout every instance asks for (`queue_partition_keys`).
+    pub queue_partition_keys: u32,
     /// The deliberate bug under test, if any.
     pub mutation: Option<Mutation>,
     /// How the instances reach the fake AWS.
@@ -157,6 +159,7 @@ impl Shared {
             .expect("a fresh fake has no table");
         Shared {
             seed: sc.seed,
+            queue_partition_keys: sc.queue_partition_keys,
             mutation: sc.mutation,
             transport,
             run: match transport {

@@ -1834,7 +1834,7 @@ mod tests {
     use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
     use aws_smithy_types::body::SdkBody;
     use sqsbalancer_core::effect::{Notice, Read, Status, Write};
-    use sqsbalancer_core::table::{apply_updates, encode_read, encode_write};
+    use sqsbalancer_core::table::{Layout, apply_updates, encode_read, encode_write};
     use sqsbalancer_core::{InstanceId, Owner};
     use sqsbalancer_runtime::aws::AwsBackend;
     use sqsbalancer_runtime::{QueueList, Sqs, Store};
@@ -2043,7 +2043,7 @@ mod tests {
         let l = Loopback::new(apply_to_nothing);
         let aws = l.backend();
         for w in writes() {
-            let tw = encode_write("app", &w, 1_700_000_000);
+            let tw = encode_write(&Layout::single("app"), &w, 1_700_000_000);
             let got = aws.update(tw.clone()).await.expect("applied");
             let Call::UpdateItem {
                 table,
@@ -2138,22 +2138,26 @@ mod tests {
         let answer = page.clone();
         let l = Loopback::new(move |call| encode(call, Ok(Outcome::Page(answer.clone()))));
         let aws = l.backend();
-        for read in [Read::Members, Read::Table] {
+        let layouts = [Layout::single("app"), Layout::new("app", 3)];
+        let queries = layouts
+            .iter()
+            .flat_map(|l| [Read::Members, Read::Table].map(|r| encode_read(l, r)))
+            .flatten();
+        for q in queries {
             for start in [
                 None,
                 Some(Key {
-                    pk: "app#app".into(),
+                    pk: q.pk.clone(),
                     sk: "instance#z".into(),
                 }),
             ] {
-                let q = encode_read("app", read);
                 let got = aws.query(q.clone(), start.clone()).await.expect("a page");
                 assert_eq!(got, page);
                 assert_eq!(
                     l.last(),
                     Call::Query {
                         table: "coordination".into(),
-                        query: q,
+                        query: q.clone(),
                         start,
                     }
                 );
@@ -2367,7 +2371,7 @@ mod tests {
         for (error, check) in cases {
             let answer = error.clone();
             let l = Loopback::new(move |call| encode(call, Err(answer.clone())));
-            let tw = encode_write("app", &writes()[2], 1);
+            let tw = encode_write(&Layout::single("app"), &writes()[2], 1);
             let e = l.backend().update(tw).await.expect_err("an error");
             assert!(check(&e), "{error:?} came back as {e:?}");
         }
@@ -2417,7 +2421,7 @@ mod tests {
         ] {
             let l = Loopback::new(move |call| failure(call.service(), f));
             let aws = l.backend();
-            let tw = encode_write("app", &writes()[2], 1);
+            let tw = encode_write(&Layout::single("app"), &writes()[2], 1);
             let e = aws.update(tw).await.expect_err("failed");
             assert!(dynamo_ok(&e), "DynamoDB {f:?}: {e:?}");
             let e = aws.list(String::new(), None).await.expect_err("failed");
