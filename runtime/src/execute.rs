@@ -1,9 +1,10 @@
 //! Executing the core's coordination effects against the backends: each function turns one
 //! effect into calls and the result into the [`Outcome`] the core expects.
 
-use crate::backend::{QueueList, Store};
+use crate::backend::{Page, QueueList, Store};
 use crate::error::BackendError;
-use sqsbalancer_core::table::{self, Item, Layout, TableQuery};
+use futures_util::{StreamExt, TryStreamExt, stream};
+use sqsbalancer_core::table::{self, Item, Key, Layout, TableQuery};
 use sqsbalancer_core::{Outcome, QueueId, Read, Reply, Write};
 
 /// Performs `write` in `layout`; `wall_secs` (epoch seconds) only sets record TTLs.
@@ -25,18 +26,25 @@ pub async fn write<S: Store>(store: &S, layout: &Layout, write: &Write, wall_sec
     }
 }
 
+/// How many queries of one read run at once: a read of a spread layout takes about as long as
+/// its slowest query rather than the sum of them, without a burst of hundreds of calls.
+const QUERIES_AT_ONCE: usize = 16;
+
 /// Performs `read` in `layout`, every page of every query; a failed page fails the read.
 pub async fn read<S: Store>(store: &S, layout: &Layout, read: Read) -> Outcome {
-    let mut items = Vec::new();
-    for query in table::encode_read(layout, read) {
-        match query_all(store, query).await {
-            Ok(found) => items.extend(found),
-            Err(e) => {
-                tracing::debug!(error = %e, "coordination read failed");
-                return Outcome::Unknown;
-            }
+    let found: Result<Vec<Vec<Item>>, BackendError> =
+        stream::iter(table::encode_read(layout, read))
+            .map(|query| query_all(store, query))
+            .buffered(QUERIES_AT_ONCE)
+            .try_collect()
+            .await;
+    let items: Vec<Item> = match found {
+        Ok(found) => found.into_iter().flatten().collect(),
+        Err(e) => {
+            tracing::debug!(error = %e, "coordination read failed");
+            return Outcome::Unknown;
         }
-    }
+    };
     let decoded = table::decode_items(&items);
     for skipped in &decoded.skipped {
         tracing::warn!(error = %skipped, "skipped a malformed item in the coordination table");
@@ -44,16 +52,35 @@ pub async fn read<S: Store>(store: &S, layout: &Layout, read: Read) -> Outcome {
     Outcome::Applied(table::read_reply(read, decoded))
 }
 
+/// How many times one page of a read is asked for when it fails with a passing trouble: a
+/// read of a spread layout is many queries, and asking again for the one that failed costs
+/// less than the whole read the node would make again.
+const PAGE_ATTEMPTS: usize = 2;
+
 /// Every item `query` finds, following each page to the last.
 pub async fn query_all<S: Store>(store: &S, query: TableQuery) -> Result<Vec<Item>, BackendError> {
     let mut items = Vec::new();
     let mut start = None;
     loop {
-        let page = store.query(query.clone(), start.take()).await?;
+        let page = query_page(store, &query, start.take()).await?;
         items.extend(page.items);
         match page.last_key {
             Some(k) => start = Some(k),
             None => return Ok(items),
+        }
+    }
+}
+
+async fn query_page<S: Store>(
+    store: &S,
+    query: &TableQuery,
+    start: Option<Key>,
+) -> Result<Page, BackendError> {
+    let mut attempt = 1;
+    loop {
+        match store.query(query.clone(), start.clone()).await {
+            Err(e) if e.is_retryable() && attempt < PAGE_ATTEMPTS => attempt += 1,
+            done => return done,
         }
     }
 }
@@ -93,13 +120,17 @@ mod tests {
     use crate::backend::{Page, QueuePage};
     use sqsbalancer_core::InstanceId;
     use sqsbalancer_core::table::{Key, TableWrite, Value};
+    use std::collections::VecDeque;
     use std::future::Future;
+    use std::sync::Mutex;
 
     /// Answers every call with the same canned result.
     struct Canned {
         update: Result<Item, BackendError>,
         pages: Vec<Result<Page, BackendError>>,
         lists: Vec<QueuePage>,
+        /// Errors the next queries answer, one each, before their canned page.
+        failing: Mutex<VecDeque<BackendError>>,
     }
 
     impl Store for Canned {
@@ -113,7 +144,8 @@ mod tests {
             start: Option<Key>,
         ) -> impl Future<Output = Result<Page, BackendError>> + Send {
             let i = start.map_or(0, |k| k.sk.parse::<usize>().expect("a page index"));
-            std::future::ready(self.pages[i].clone())
+            let failed = self.failing.lock().unwrap().pop_front();
+            std::future::ready(failed.map_or_else(|| self.pages[i].clone(), Err))
         }
     }
 
@@ -131,8 +163,9 @@ mod tests {
     fn canned(update: Result<Item, BackendError>) -> Canned {
         Canned {
             update,
-            pages: Vec::new(),
+            pages: vec![Ok(Page::default())],
             lists: Vec::new(),
+            failing: Mutex::default(),
         }
     }
 
@@ -227,6 +260,27 @@ mod tests {
             block_on(read(&store, &Layout::single("app"), Read::Members)),
             Outcome::Unknown
         );
+    }
+
+    #[test]
+    fn a_page_that_failed_with_a_passing_trouble_is_asked_for_once_more() {
+        let throttled = || BackendError::Throttled {
+            service: "dynamodb",
+            message: "slow down".into(),
+        };
+        let refused = BackendError::Refused {
+            service: "dynamodb",
+            reason: "no".into(),
+        };
+        let store = canned(Ok(Item::new()));
+        let members = || block_on(read(&store, &Layout::single("app"), Read::Members));
+        *store.failing.lock().unwrap() = [throttled()].into();
+        assert!(matches!(members(), Outcome::Applied(_)));
+        *store.failing.lock().unwrap() = [throttled(), throttled()].into();
+        assert_eq!(members(), Outcome::Unknown);
+        *store.failing.lock().unwrap() = [refused].into();
+        assert_eq!(members(), Outcome::Unknown);
+        assert!(store.failing.lock().unwrap().is_empty());
     }
 
     #[test]
