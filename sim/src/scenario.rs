@@ -416,7 +416,7 @@ impl Scenario {
         s.instances = 1 + rng.below(6) as usize;
         s.queues = [1, 7, 20, 40, 100][rng.below(5) as usize];
         s.messages_per_second = 1 + rng.below(10);
-        s.queue_partition_keys = [1, 1, 3, 16][rng.below(4) as usize];
+        s.queue_partition_keys = [1, 1, 2, 8][rng.below(4) as usize];
         s
     }
 
