@@ -104,17 +104,17 @@ pub mod backend {
     /// The table's data model as a backend sees it: items, keys, conditional updates and
     /// queries, and [`table::update`], which applies a write to an item exactly as
     /// DynamoDB's UpdateItem would (for a store kept in memory or in another database). For
-    /// tools that read the table: where an application keeps its records ([`table::Layout`];
-    /// the recorded one is read by [`read_recorded`]), and its items decoded into records with
-    /// [`table::decode_item`].
+    /// tools that read the table: where an application keeps its records ([`recorded_layout`]
+    /// finds its [`table::Layout`], whose queries make each [`table::Read`]), and its items
+    /// decoded into records with [`table::decode_item`].
     pub mod table {
         pub use sqsbalancer_core::table::{
-            Cond, DecodeError, Item, Key, Layout, Record, Refused, TableQuery, TableWrite, Update,
-            UpdateError, Value, decode_item, partition, update,
+            Cond, DecodeError, Item, Key, Layout, MAX_QUEUE_PARTITION_KEYS, Record, Refused,
+            TableQuery, TableWrite, Update, UpdateError, Value, decode_item, partition, update,
         };
-        pub use sqsbalancer_core::{InstanceRecord, Owner, QueueRecord, Status};
+        pub use sqsbalancer_core::{InstanceRecord, Owner, QueueRecord, Read, Status};
     }
     pub use sqsbalancer_runtime::clock::now;
-    pub use sqsbalancer_runtime::layout::read_recorded;
+    pub use sqsbalancer_runtime::layout::recorded as recorded_layout;
     pub use sqsbalancer_runtime::{Page, QueueList, QueuePage, Receive, Sqs, Store};
 }

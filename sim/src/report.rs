@@ -92,7 +92,8 @@ pub struct Report {
     pub instances: usize,
     /// Queues at the start.
     pub queues: usize,
-    /// Partition keys the queue records were spread over.
+    /// Partition keys the run asks to spread the queue records over (at levels 2 and 3 the
+    /// odd instances ask for one, and the fleet follows whichever layout is recorded first).
     pub queue_partition_keys: u32,
     /// Simulated time, ms.
     pub sim_ms: u64,

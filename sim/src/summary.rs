@@ -83,7 +83,7 @@ pub struct ReportJson<'a> {
     pub instances: usize,
     /// Queues at the start.
     pub queues: usize,
-    /// Partition keys the queue records were spread over.
+    /// Partition keys the run asks to spread the queue records over.
     pub queue_partition_keys: u32,
     /// Simulated time, ms.
     pub sim_ms: u64,

@@ -35,7 +35,13 @@ pub(crate) async fn life(lab: Lab, links: Links, slot: usize) -> turmoil::Result
         let mut cfg = crate::config();
         cfg.instance_id = Some(sl.name.clone());
         cfg.capacity = sl.weight;
-        cfg.queue_partition_keys = s.queue_partition_keys;
+        // Odd slots ask for one key whatever the run asks for: instances configured apart (an
+        // option changed in a rolling deploy) must still follow the layout recorded first.
+        cfg.queue_partition_keys = if slot % 2 == 1 {
+            1
+        } else {
+            s.queue_partition_keys
+        };
         cfg.seed = hash64(&[
             &seed.to_le_bytes(),
             &who.0.to_le_bytes(),

@@ -98,7 +98,8 @@ pub(crate) struct HandlerFaults {
 pub(crate) struct Shared {
     /// The run's seed.
     pub seed: u64,
-    /// The layout every instance asks for (`queue_partition_keys`).
+    /// The layout the even instances ask for (`queue_partition_keys`); the odd ones ask for
+    /// one key.
     pub queue_partition_keys: u32,
     /// The deliberate bug under test, if any.
     pub mutation: Option<Mutation>,
