@@ -13,7 +13,7 @@ mod watch;
 use crate::error::CliError;
 use clap::Args;
 use sqsbalancer_core::discovery::Filter;
-use sqsbalancer_core::{Config, Outcome, QueueId, Read, Reply};
+use sqsbalancer_core::{Config, InstanceRecord, Outcome, QueueId, QueueRecord, Read, Reply};
 use sqsbalancer_runtime::RuntimeError;
 use sqsbalancer_runtime::aws::{AwsBackend, AwsSettings};
 use sqsbalancer_runtime::{execute, layout};
@@ -163,13 +163,11 @@ async fn watch_table(
     let mut observer = Observer::new(timing);
     let start = tokio::time::Instant::now();
     loop {
-        match layout::read_recorded(aws, &args.app, Read::Table).await {
-            Outcome::Applied(Reply::Table {
-                instances, queues, ..
-            }) => {
-                observer.observe(start.elapsed(), instances, queues);
+        match read_table(aws, &args.app).await {
+            Some((keys, instances, queues)) => {
+                observer.observe(start.elapsed(), keys, instances, queues);
             }
-            _ => tracing::warn!("a read of the coordination table failed"),
+            None => tracing::warn!("a read of the coordination table failed"),
         }
         let elapsed = start.elapsed();
         if elapsed >= window {
@@ -190,6 +188,24 @@ async fn watch_table(
     let report = observer.report(unrecorded);
     tracing::info!(reads = report.reads, window = ?report.window, "done");
     Ok(report)
+}
+
+/// The application's records, in its recorded layout, with that layout's number of queue
+/// partition keys; `None` when a read failed.
+async fn read_table(
+    aws: &AwsBackend,
+    app: &str,
+) -> Option<(u32, Vec<InstanceRecord>, Vec<QueueRecord>)> {
+    let layout = layout::recorded(aws, app)
+        .await
+        .inspect_err(|e| tracing::debug!(error = %e, "the table layout could not be read"))
+        .ok()?;
+    match execute::read(aws, &layout, Read::Table).await {
+        Outcome::Applied(Reply::Table {
+            instances, queues, ..
+        }) => Some((layout.queue_partition_keys(), instances, queues)),
+        _ => None,
+    }
 }
 
 /// The listed queues matching `filter` that have no queue record; `None` if listing failed.

@@ -142,6 +142,8 @@ async fn assert_healthy(moto: &Moto) {
     );
     assert_eq!(v["unowned"], Value::Array(Vec::new()));
     assert_eq!(v["failover_bound_ms"], 3_600);
+    // The fleet asked for 4 keys and recorded them; the watch reads in that layout.
+    assert_eq!(v["queue_partition_keys"], 4, "{v}");
 }
 
 /// After c's abort and failover a watch shows c ended, and a and b balanced at 3 each.

@@ -102,9 +102,15 @@ fn owners_table(r: &Report) -> Option<String> {
 fn push_summary(out: &mut String, r: &Report) {
     let _ = write!(
         out,
-        "{} queues ({} retired), {} instances; ",
+        "{} queues ({} retired, over {} partition {}), {} instances; ",
         r.queues,
         r.retired,
+        r.queue_partition_keys,
+        if r.queue_partition_keys == 1 {
+            "key"
+        } else {
+            "keys"
+        },
         r.instances.len()
     );
     match r.balance {
@@ -228,6 +234,8 @@ struct ReportJson<'a> {
     queues: usize,
     /// Retired queue records.
     retired: usize,
+    /// Partition keys the queue records are spread over.
+    queue_partition_keys: u32,
     /// Every instance.
     instances: Vec<InstanceJson<'a>>,
     /// The queue URLs each owning instance holds.
@@ -293,6 +301,7 @@ pub fn to_json(r: &Report) -> String {
         failover_bound_ms: millis(r.timing.failover_bound()),
         queues: r.queues,
         retired: r.retired,
+        queue_partition_keys: r.queue_partition_keys,
         instances,
         owners,
         balance,

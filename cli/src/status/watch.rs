@@ -170,6 +170,8 @@ pub struct Report {
     pub queues: usize,
     /// Tombstones (queues found gone).
     pub retired: usize,
+    /// Partition keys the queue records are spread over (the application's layout).
+    pub queue_partition_keys: u32,
     /// Queues without a live owner.
     pub unowned: Vec<UnownedRow>,
     /// Listed queues matching the pattern that have no queue record (`None`: not listed).
@@ -200,6 +202,7 @@ pub struct Observer {
     beats: BTreeMap<Owner, Beat>,
     instances: Vec<InstanceRecord>,
     queues: Vec<QueueRecord>,
+    queue_partition_keys: u32,
     unowned_since: BTreeMap<QueueId, Duration>,
 }
 
@@ -221,6 +224,7 @@ impl Observer {
             beats: BTreeMap::new(),
             instances: Vec::new(),
             queues: Vec::new(),
+            queue_partition_keys: 1,
             unowned_since: BTreeMap::new(),
         }
     }
@@ -230,13 +234,16 @@ impl Observer {
         self.reads
     }
 
-    /// Takes in one read of the records, made `at` after the watch started.
+    /// Takes in one read of the records, made `at` after the watch started, in a layout of
+    /// `queue_partition_keys` keys.
     pub fn observe(
         &mut self,
         at: Duration,
+        queue_partition_keys: u32,
         instances: Vec<InstanceRecord>,
         queues: Vec<QueueRecord>,
     ) {
+        self.queue_partition_keys = queue_partition_keys;
         if self.reads == 0 {
             self.first = at;
         }
@@ -329,6 +336,7 @@ impl Observer {
             instances,
             queues: live,
             retired: self.queues.len() - live,
+            queue_partition_keys: self.queue_partition_keys,
             unowned,
             unrecorded,
             balance,
@@ -476,6 +484,7 @@ mod tests {
         let mut o = Observer::new(TIMING);
         o.observe(
             secs(0),
+            1,
             vec![inst("a", 1, 5, Status::Active)],
             vec![queue(0, Some(("a", 1))), queue(1, None)],
         );
@@ -496,6 +505,7 @@ mod tests {
         for t in 0..=8 {
             o.observe(
                 secs(t),
+                1,
                 vec![
                     inst("a", 1, 10 + t, Status::Active),
                     inst("b", 1, 3, Status::Active),
@@ -535,6 +545,7 @@ mod tests {
         reborn.ended = 1;
         o.observe(
             secs(0),
+            1,
             vec![
                 inst("a", 1, 1, Status::Active),
                 ended.clone(),
@@ -549,6 +560,7 @@ mod tests {
         );
         o.observe(
             secs(9),
+            1,
             vec![inst("a", 1, 9, Status::Active), ended, reborn],
             vec![
                 queue(0, Some(("a", 1))),
