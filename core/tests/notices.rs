@@ -1,6 +1,7 @@
 //! Notices: who is told of a change to the queue records, and who reads them because of it.
 //! A hand-off concerns its receiver, a creation, release or retirement every node, a claim
-//! nobody; a node that waits too long for a hand-off nudges the holder.
+//! nobody; a node that waits too long for a hand-off nudges the holder. A change of members
+//! calls for a table read unless it was seen in one.
 
 mod common;
 
@@ -146,4 +147,42 @@ fn a_holder_that_never_hands_over_is_nudged_after_an_interval_past_the_move_time
     let at = nudged.expect("b is nudged");
     let earliest = joined.saturating_add(cfg.rebalance_delay + cfg.heartbeat_interval);
     assert!(at >= earliest, "nudged at {at:?}, before {earliest:?}");
+}
+
+#[test]
+fn a_change_of_members_calls_for_a_table_read_unless_it_was_seen_in_one() {
+    let (mut a, b) = settled_pair();
+    let news = Write::Notify {
+        to: b.clone(),
+        notice: Notice::News,
+    };
+    assert!(matches!(a.apply(&news), Outcome::Applied(_)));
+    a.beat(&b);
+    for _ in 0..10 {
+        a.tick();
+        if a.sent(|e| matches!(e, Effect::Read { .. })) {
+            break;
+        }
+    }
+    a.answer_all_but(is_table_read);
+    let read = a
+        .take(is_table_read)
+        .expect("b's news calls for a table read");
+    // c joins while that read is on its way: a first sees c in it.
+    let c = a.register_peer("c", 1);
+    let outcome = a.serve(&read);
+    a.answer(&read, outcome);
+    assert_eq!(a.node.members(), 3, "c is seen in the table read");
+    assert!(
+        !a.sent(is_table_read),
+        "the records of the read that showed c are as fresh as c: no second read"
+    );
+    a.answer_all();
+    // d joins and is first seen in an instance read: the records are read again.
+    let d = a.register_peer("d", 1);
+    assert!(
+        round_reads_table(&mut a, &[b, c, d]),
+        "d is seen in an instance read"
+    );
+    assert_eq!(a.node.members(), 4);
 }

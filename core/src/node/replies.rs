@@ -141,6 +141,9 @@ impl Node {
         unreadable: Unreadable,
     ) {
         let _ = self.observe(id, instances, &unreadable.instances);
+        // The queue records of this read are as fresh as its members: a change of members
+        // seen here needs no second read.
+        let _ = self.refresh_members();
         self.listing.unreadable = unreadable.queues.into_iter().collect();
         // Queues whose write was rejected before this read was sent are decided again, with
         // those the read shows changed; a reconciliation read of a quiet table costs no

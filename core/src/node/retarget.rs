@@ -28,7 +28,11 @@ impl Node {
 
     /// Brings the cached target up to date with the members and the view.
     pub(super) fn refresh_target(&mut self) {
-        self.refresh_members();
+        if self.refresh_members() {
+            // Seen in an instance read (or this node's own phase changed): the view may be
+            // older than the members, and the target needs the holders as of now.
+            self.reads.table_wanted = true;
+        }
         self.take_view_changes();
         // While this node's own writes are in flight (the creates of a listing, say) a stale
         // target waits for the last of them or the next tick: one recompute, not one per write.
@@ -130,8 +134,8 @@ impl Node {
         self.fallback()?.owner_of(queue).cloned()
     }
 
-    /// Recomputes the members; a change drops the target and asks for a table read.
-    fn refresh_members(&mut self) {
+    /// Recomputes the members; a change drops the target. Returns whether they changed.
+    pub(super) fn refresh_members(&mut self) -> bool {
         let me = (self.phase == Phase::Running && self.life.is_some()).then(|| Member {
             id: self.me.clone(),
             weight: self.cfg.capacity,
@@ -146,12 +150,13 @@ impl Node {
             // itself, forever).
             members.retain(|m| m.id != self.me);
         }
-        if members != self.target.members {
-            self.target.members = members;
-            self.target.members_changed_at = self.now;
-            self.reads.table_wanted = true;
-            self.target.assignment = None;
+        if members == self.target.members {
+            return false;
         }
+        self.target.members = members;
+        self.target.members_changed_at = self.now;
+        self.target.assignment = None;
+        true
     }
 
     /// Queue records that changed since the last look are decided again. A change that
