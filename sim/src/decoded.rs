@@ -6,16 +6,43 @@
 //! `Arc`, which decodes afresh; what is decoded is exactly what [`table::decode_item`] makes of
 //! the item.
 
+#![allow(
+    clippy::disallowed_types,
+    reason = "looked up by address only, never iterated in an order that reaches the output"
+)]
+
 use sqsbalancer_core::table::{self, DecodeError, Item, Record};
-use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
+
+/// Hashes an item's address: addresses are distinct already, so one multiply spreads them,
+/// where a tree lookup per item of every read was a twentieth of level 1's time (G7).
+#[derive(Default)]
+struct AddressHasher(u64);
+
+impl Hasher for AddressHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8 | u64::from(*b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.0 = (n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
 
 /// Decoded records by item, each entry holding its item so the address cannot be reused while
 /// it is cached.
 #[derive(Default)]
 pub(crate) struct DecodedItems {
     /// Record of each item still cached, keyed by the item's address.
-    records: BTreeMap<usize, (Arc<Item>, Record)>,
+    records: HashMap<usize, (Arc<Item>, Record), BuildHasherDefault<AddressHasher>>,
     /// Entries at the last sweep: the next sweep waits until the cache has doubled.
     swept_at: usize,
 }
