@@ -16,6 +16,7 @@
 use crate::hash::{hash64, rendezvous};
 use crate::ids::{InstanceId, QueueId};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// One live instance that may own queues, with its capacity weight (at least 1).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -37,21 +38,27 @@ impl Member {
 /// The target: every queue given, with its member. Sorted by queue.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Assignment {
+    /// The members, sorted and deduplicated.
     members: Vec<Member>,
-    owners: Vec<(QueueId, u32)>,
+    /// The queues given, sorted: shared by the targets a node computes while its live queues
+    /// stay the same, so a recompute clones no queue id.
+    queues: Arc<[QueueId]>,
+    /// The index among `members` of each queue's member (empty when there are no members).
+    owners: Vec<u32>,
 }
 
 impl Assignment {
     /// The member `queue` is assigned to, if the queue was given and there was any member.
     pub fn owner_of(&self, queue: &QueueId) -> Option<&InstanceId> {
-        let i = self.owners.binary_search_by(|(q, _)| q.cmp(queue)).ok()?;
-        Some(&self.members[self.owners[i].1 as usize].id)
+        let i = self.queues.binary_search(queue).ok()?;
+        Some(&self.members[*self.owners.get(i)? as usize].id)
     }
 
     /// Every (queue, member) pair, sorted by queue.
     pub fn iter(&self) -> impl Iterator<Item = (&QueueId, &InstanceId)> {
-        self.owners
+        self.queues
             .iter()
+            .zip(&self.owners)
             .map(|(q, m)| (q, &self.members[*m as usize].id))
     }
 
@@ -68,7 +75,7 @@ impl Assignment {
     /// Queues per member, every member listed (zero included), sorted by member id.
     pub fn load(&self) -> BTreeMap<InstanceId, usize> {
         let mut counts = vec![0usize; self.members.len()];
-        for (_, m) in &self.owners {
+        for m in &self.owners {
             counts[*m as usize] += 1;
         }
         self.members
@@ -127,6 +134,7 @@ pub fn assign(
     let mut queues: Vec<QueueId> = queues.to_vec();
     queues.sort_unstable();
     queues.dedup();
+    let queues: Arc<[QueueId]> = queues.into();
     let holders: Vec<Option<u32>> = queues
         .iter()
         .map(|q| {
@@ -155,7 +163,7 @@ pub(crate) fn normalized(members: &[Member]) -> Vec<Member> {
 /// of the cost of recomputing a target.
 pub(crate) fn assign_sorted(
     members: Vec<Member>,
-    queues: Vec<QueueId>,
+    queues: Arc<[QueueId]>,
     holders: &[Option<u32>],
 ) -> Assignment {
     debug_assert!(queues.windows(2).all(|w| w[0] < w[1]));
@@ -163,6 +171,7 @@ pub(crate) fn assign_sorted(
     if members.is_empty() {
         return Assignment {
             members,
+            queues,
             owners: Vec::new(),
         };
     }
@@ -227,8 +236,11 @@ pub(crate) fn assign_sorted(
         });
     }
 
-    let owners = queues.into_iter().zip(owner_of).collect();
-    Assignment { members, owners }
+    Assignment {
+        members,
+        queues,
+        owners: owner_of,
+    }
 }
 
 #[cfg(test)]

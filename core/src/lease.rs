@@ -14,6 +14,7 @@ use crate::effect::QueueRecord;
 use crate::ids::{Owner, QueueId};
 use crate::time::Millis;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// What happens to a queue once its pollers have stopped.
@@ -65,6 +66,9 @@ pub(crate) struct QueueView {
     /// How many records name each owning life, kept as records change: the lives are asked
     /// for after every table read, and counting them afresh was a pass over every record.
     owners: BTreeMap<Owner, usize>,
+    /// The live (not retired) queues, sorted, once asked for and until one joins or leaves:
+    /// most records that change only change owner, and every target shares this list.
+    live: Option<Arc<[QueueId]>>,
 }
 
 /// Counts `record`'s owner in `owners` (`by` = 1) or stops counting it (`by` = -1).
@@ -118,6 +122,9 @@ impl QueueView {
                 Some(r) => {
                     e.touched = 0;
                     if e.record != r {
+                        if e.record.retired != r.retired {
+                            self.live = None;
+                        }
                         count_owner(&mut self.owners, &e.record, -1);
                         count_owner(&mut self.owners, &r, 1);
                         e.record = r;
@@ -130,6 +137,9 @@ impl QueueView {
             }
         }
         added.extend(incoming);
+        if !gone.is_empty() || !added.is_empty() {
+            self.live = None;
+        }
         for q in gone {
             if let Some(e) = self.entries.remove(&q) {
                 count_owner(&mut self.owners, &e.record, -1);
@@ -155,6 +165,7 @@ impl QueueView {
             .get(&record.queue)
             .is_none_or(|e| e.record.epoch <= record.epoch);
         if newer {
+            let record_retired = record.retired;
             self.changes.insert(record.queue.clone());
             count_owner(&mut self.owners, &record, 1);
             let old = self.entries.insert(
@@ -164,8 +175,14 @@ impl QueueView {
                     touched: seq,
                 },
             );
-            if let Some(old) = old {
-                count_owner(&mut self.owners, &old.record, -1);
+            match old {
+                Some(old) => {
+                    if old.record.retired != record_retired {
+                        self.live = None;
+                    }
+                    count_owner(&mut self.owners, &old.record, -1);
+                }
+                None => self.live = None,
             }
         }
     }
@@ -178,6 +195,16 @@ impl QueueView {
     /// Every known record, sorted by queue.
     pub fn records(&self) -> impl Iterator<Item = &QueueRecord> {
         self.entries.values().map(|e| &e.record)
+    }
+
+    /// The live (not retired) queues, sorted: the same list until one joins or leaves.
+    pub fn live_queues(&mut self) -> Arc<[QueueId]> {
+        let entries = &self.entries;
+        let live = self.live.get_or_insert_with(|| {
+            let live = entries.values().filter(|e| !e.record.retired);
+            live.map(|e| e.record.queue.clone()).collect()
+        });
+        Arc::clone(live)
     }
 
     /// The lives that own a record.
@@ -264,7 +291,7 @@ mod tests {
 
     proptest::proptest! {
         #[test]
-        fn the_owners_kept_are_the_owners_of_the_records(
+        fn the_owners_and_live_queues_kept_are_those_of_the_records(
             ops in proptest::collection::vec(
                 (proptest::bool::ANY, proptest::collection::vec((0u8..6, 0u8..4, 1u64..5), 0..6)),
                 1..30,
@@ -276,7 +303,10 @@ mod tests {
                     .into_iter()
                     .map(|(q, o, epoch)| {
                         let owner = ["a", "b", "c"].get(usize::from(o)).map(|id| (*id, epoch % 2));
-                        rec(&format!("q{q}"), owner, epoch)
+                        QueueRecord {
+                            retired: epoch == 3,
+                            ..rec(&format!("q{q}"), owner, epoch)
+                        }
                     })
                     .collect();
                 let seq = seq as u64 + 1;
@@ -290,6 +320,9 @@ mod tests {
                 let counted: BTreeSet<Owner> =
                     v.records().filter_map(|r| r.owner.clone()).collect();
                 proptest::prop_assert_eq!(v.owners(), counted);
+                let live: Vec<QueueId> =
+                    v.records().filter(|r| !r.retired).map(|r| r.queue.clone()).collect();
+                proptest::prop_assert_eq!(&*v.live_queues(), &live[..]);
             }
         }
     }

@@ -8,6 +8,7 @@ use super::Node;
 use crate::assignment::{Assignment, Member, assign_sorted, normalized};
 use crate::ids::{InstanceId, Owner, QueueId};
 use crate::shutdown::Phase;
+use std::sync::Arc;
 
 impl Node {
     /// Where `queue` should go when this node gives it up: its target, or nobody.
@@ -47,7 +48,8 @@ impl Node {
         t.key = key;
         t.behind = false;
         t.stale = false;
-        let target = self.assign_among(&self.target.members);
+        let queues = self.view.live_queues();
+        let target = self.assign_among(&self.target.members, queues);
         // An unchanged target leaves every decision as it was, except those of the queues
         // that changed (already marked).
         if self.target.assignment.as_ref() != Some(&target) {
@@ -85,7 +87,8 @@ impl Node {
                 .filter(|m| suspects.binary_search(&m.id).is_err())
                 .cloned()
                 .collect();
-            let fallback = self.assign_among(&members);
+            let queues = self.view.live_queues();
+            let fallback = self.assign_among(&members, queues);
             self.target.fallback = Some(fallback);
         }
         self.target.fallback.as_ref()
@@ -182,22 +185,27 @@ impl Node {
         (self.life(), lives.collect())
     }
 
-    /// The target among `members` for the live queues of the view. A queue held by a member
-    /// in its current life counts as held: the assignment keeps it there as far as balance
-    /// allows.
-    fn assign_among(&self, members: &[Member]) -> Assignment {
+    /// The target among `members` for `queues`, the live queues of the view. A queue held by
+    /// a member in its current life counts as held: the assignment keeps it there as far as
+    /// balance allows.
+    fn assign_among(&self, members: &[Member], queues: Arc<[QueueId]>) -> Assignment {
+        debug_assert!(
+            self.view
+                .records()
+                .filter(|r| !r.retired)
+                .map(|r| &r.queue)
+                .eq(queues.iter())
+        );
         let members = normalized(members);
         let lives = self.current_lives(&members);
         let live = self.view.records().filter(|r| !r.retired);
-        let (queues, holders): (Vec<QueueId>, Vec<Option<u32>>) = live
+        let holders: Vec<Option<u32>> = live
             .map(|r| {
-                let holder = r.owner.as_ref().and_then(|o| {
-                    let at = lives.binary_search_by(|(l, _)| life_order(l, o)).ok()?;
-                    Some(lives[at].1)
-                });
-                (r.queue.clone(), holder)
+                let o = r.owner.as_ref()?;
+                let at = lives.binary_search_by(|(l, _)| life_order(l, o)).ok()?;
+                Some(lives[at].1)
             })
-            .unzip();
+            .collect();
         assign_sorted(members, queues, &holders)
     }
 
