@@ -222,6 +222,14 @@ impl Membership {
         }
     }
 
+    /// Whether the last read showed `owner`'s life draining: it hands its queues over now,
+    /// not after a rebalance delay.
+    pub fn draining(&self, owner: &Owner) -> bool {
+        self.seen.get(&owner.id).is_some_and(|s| {
+            s.record.incarnation == owner.incarnation && s.record.status == Status::Draining
+        })
+    }
+
     /// The current life of `id`, if its record is known and not dead.
     pub fn life_of(&self, id: &InstanceId) -> Option<Owner> {
         let s = self.seen.get(id)?;

@@ -1,12 +1,13 @@
 //! Notices: who is told of a change to the queue records, and who reads them because of it.
 //! A hand-off concerns its receiver, a creation, release or retirement every node, a claim
 //! nobody; a node that waits too long for a hand-off nudges the holder. A change of members
-//! calls for a table read unless it was seen in one.
+//! calls for a table read unless it was seen in one. A node awaiting a hand-off from a draining
+//! owner watches for it at once.
 
 mod common;
 
 use common::solo::{Solo, config, is_table_read, queue};
-use sqsbalancer_core::{Effect, Notice, Outcome, Owner, Write};
+use sqsbalancer_core::{Effect, Notice, Outcome, Owner, Status, Write};
 
 fn notice_of(w: &Write) -> Option<(&Owner, Notice)> {
     match w {
@@ -185,4 +186,34 @@ fn a_change_of_members_calls_for_a_table_read_unless_it_was_seen_in_one() {
         "d is seen in an instance read"
     );
     assert_eq!(a.node.members(), 4);
+}
+
+#[test]
+fn a_node_awaiting_a_draining_owner_reads_again_within_a_quarter_interval() {
+    let (mut a, b) = settled_pair();
+    let interval = config("a").heartbeat_interval;
+    // b starts draining: a's next read shows it, and b's queue is a's to take.
+    a.beat_as(&b, Status::Draining);
+    assert!(
+        round_reads_table(&mut a, &[]),
+        "b's drain changes the members"
+    );
+    let seen = a.now;
+    for _ in 0..20 {
+        a.tick();
+        if a.sent(|e| matches!(e, Effect::Read { .. })) {
+            break;
+        }
+        a.answer_all();
+    }
+    assert!(
+        a.sent(|e| matches!(e, Effect::Read { .. })),
+        "a reads again while it awaits b's queue"
+    );
+    let waited = a.now.since(seen);
+    assert!(
+        waited <= interval / 4,
+        "the next read came {waited:?} after b was seen draining, not within {:?}",
+        interval / 4
+    );
 }

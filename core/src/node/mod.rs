@@ -570,10 +570,11 @@ impl Node {
 
     /// Plans the next extra instance read while the table is about to change hands: every
     /// quarter interval while queues wait for their owners' hand-offs (from one interval before
-    /// this node's move time: an owner may have seen the change a read earlier), and while a
-    /// peer is about to be condemned (a peer with an earlier view may reap it first). The
-    /// change then shows within a quarter interval rather than at the next heartbeat. Costs
-    /// nothing while the fleet is steady.
+    /// this node's move time: an owner may have seen the change a read earlier; at once when an
+    /// owner is draining, since it hands over without waiting), and while a peer is about to be
+    /// condemned (a peer with an earlier view may reap it first). The change then shows within
+    /// a quarter interval rather than at the next heartbeat. Costs nothing while the fleet is
+    /// steady.
     pub(super) fn plan_watch(&mut self) {
         let interval = self.cfg.heartbeat_interval;
         let failing = self.life.is_some()
@@ -585,15 +586,26 @@ impl Node {
             self.timers.watch = None;
             return;
         }
-        if self.timers.watch.is_none() {
-            let soonest = self.now.saturating_add(interval / 4);
+        let soonest = self.now.saturating_add(interval / 4);
+        let at = if failing || self.incoming_from_draining() {
+            soonest
+        } else {
             let moves_from = self
                 .target
                 .members_changed_at
                 .saturating_add(self.cfg.rebalance_delay.saturating_sub(interval));
-            let from = if failing { soonest } else { moves_from };
-            self.timers.watch = Some(soonest.max(from));
-        }
+            soonest.max(moves_from)
+        };
+        self.timers.watch = Some(self.timers.watch.map_or(at, |w| w.min(at)));
+    }
+
+    /// Whether a queue this node awaits is held by a draining life.
+    fn incoming_from_draining(&self) -> bool {
+        let membership = &self.peers.membership;
+        self.moves.incoming.iter().any(|q| {
+            let holder = self.view.get(q).and_then(|r| r.owner.as_ref());
+            holder.is_some_and(|o| membership.draining(o))
+        })
     }
 
     /// Lists the queues when discovery is due (skipped while a listing is still running).

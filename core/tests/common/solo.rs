@@ -193,6 +193,11 @@ impl Solo {
 
     /// Peer `life` heartbeats (its counter moves on).
     pub fn beat(&mut self, life: &Owner) {
+        self.beat_as(life, sqsbalancer_core::Status::Active);
+    }
+
+    /// Peer `life` heartbeats with `status` (its counter moves on).
+    pub fn beat_as(&mut self, life: &Owner, status: sqsbalancer_core::Status) {
         let key = super::table::layout().instance_key(&life.id);
         let counter = match self.table.get(&key).and_then(|i| i.get(table::HEARTBEAT)) {
             Some(Value::N(n)) => n.parse::<u64>().expect("a counter") + 1,
@@ -201,7 +206,7 @@ impl Solo {
         let w = Write::Heartbeat {
             owner: life.clone(),
             counter,
-            status: sqsbalancer_core::Status::Active,
+            status,
         };
         assert!(
             matches!(self.apply(&w), Outcome::Applied(_)),
