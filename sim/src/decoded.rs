@@ -1,4 +1,5 @@
-//! The records of the fake table's items, decoded once per stored version.
+//! What the simulated nodes read, decoded once for all of them: the records of the fake
+//! table's items (once per stored version) and the ids of the queues the fake SQS lists.
 //!
 //! A stored item is immutable and shared (`Arc`) by every read that returns it, so its record
 //! is the same every time: ten nodes each reading a thousand-item table would otherwise decode
@@ -8,12 +9,13 @@
 
 #![allow(
     clippy::disallowed_types,
-    reason = "looked up by address only, never iterated in an order that reaches the output"
+    reason = "looked up by key only, never iterated in an order that reaches the output"
 )]
 
+use sqsbalancer_core::QueueId;
 use sqsbalancer_core::table::{self, DecodeError, Item, Record};
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasherDefault, DefaultHasher, Hasher};
 use std::sync::Arc;
 
 /// Hashes an item's address: addresses are distinct already, so one multiply spreads them,
@@ -65,6 +67,27 @@ impl DecodedItems {
     }
 }
 
+/// The id of each queue URL a listing returned, made once for every node: each node's
+/// listing would otherwise allocate an id per queue of its own, and the ids it defers or
+/// keeps were a sixth of a large fleet's memory at start-up (G11).
+#[derive(Default)]
+pub(crate) struct QueueIds {
+    /// The id of each URL seen (`None`: not a queue id), hashed with fixed keys.
+    ids: HashMap<String, Option<QueueId>, BuildHasherDefault<DefaultHasher>>,
+}
+
+impl QueueIds {
+    /// The id of `url`, the same `Arc` each time it is asked for.
+    pub(crate) fn get(&mut self, url: &str) -> Option<QueueId> {
+        if let Some(id) = self.ids.get(url) {
+            return id.clone();
+        }
+        let id = QueueId::new(url).ok();
+        self.ids.insert(url.to_owned(), id.clone());
+        id
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,5 +120,21 @@ mod tests {
         let bad = Arc::new(Item::new());
         assert!(cache.decode(&bad).is_err());
         assert!(cache.decode(&bad).is_err());
+    }
+
+    #[test]
+    fn a_url_listed_again_gives_the_same_id() {
+        let mut ids = QueueIds::default();
+        let url = "https://sqs.eu-west-1.amazonaws.com/123456789012/q-1";
+        let first = ids.get(url).unwrap();
+        let again = ids.get(url).unwrap();
+        assert_eq!(first.as_str(), url);
+        assert!(
+            std::ptr::eq(first.as_str(), again.as_str()),
+            "one allocation"
+        );
+        assert_eq!(first, QueueId::new(url).unwrap());
+        assert!(ids.get("not a url").is_none());
+        assert!(ids.get("not a url").is_none());
     }
 }

@@ -7,7 +7,7 @@ use crate::check::{
     Checker, FAULT_LINGER_MS, Fleet, Instance, Invariant, Stop, StopEnd, Who, drain_over, settled,
     still_named, stop_problem,
 };
-use crate::decoded::DecodedItems;
+use crate::decoded::{DecodedItems, QueueIds};
 use crate::fake::{FakeDynamo, FakeSqs, FaultHooks, Received, Service, SqsError, Verdict, WaitId};
 use crate::report::{Finished, Report};
 use crate::scenario::{Level, Mutation, Scenario};
@@ -261,6 +261,8 @@ pub struct World {
     pub(crate) dynamo: FakeDynamo,
     /// The records of the table's items, decoded once per stored version for every node.
     decoded: DecodedItems,
+    /// The id of each queue URL listed, made once for every node.
+    queue_ids: QueueIds,
     /// Where the records are kept.
     layout: Layout,
     pub(crate) sqs: FakeSqs,
@@ -299,6 +301,7 @@ impl World {
             now: 0,
             dynamo: FakeDynamo::new(),
             decoded: DecodedItems::default(),
+            queue_ids: QueueIds::default(),
             layout: Layout::new(APP, sc.queue_partition_keys),
             sqs: FakeSqs::new(),
             hooks,
@@ -1049,7 +1052,7 @@ impl World {
                 Err(_) => return Outcome::Unknown,
             }
         }
-        let queues = urls.iter().filter_map(|u| QueueId::new(u).ok()).collect();
+        let queues = urls.iter().filter_map(|u| self.queue_ids.get(u)).collect();
         Outcome::Applied(Reply::Queues(queues))
     }
 
