@@ -261,17 +261,16 @@ impl Node {
         let diff = self.compare_listing(listed);
         let timeout = self.cfg.heartbeat_timeout;
         let peers = self.peers.membership.members(timeout, None);
+        let mut later = Vec::new();
         for (q, revive_epoch) in diff.create {
             if self.creates_first(&q, &peers) {
                 self.create(q, revive_epoch);
             } else {
-                let due = self.now.saturating_add(self.cfg.heartbeat_interval);
-                self.listing
-                    .deferred
-                    .entry(q)
-                    .or_insert((revive_epoch, due));
+                later.push((q, revive_epoch));
             }
         }
+        let due = self.now.saturating_add(self.cfg.heartbeat_interval);
+        self.listing.deferred.defer(due, later);
         for r in diff.vanished {
             if self.busy(&r.queue) {
                 continue;
@@ -322,17 +321,7 @@ impl Node {
     /// after each table read, and at each tick for those a table read should have settled by
     /// now.
     pub(super) fn create_deferred(&mut self, by: Millis) {
-        let due: Vec<QueueId> = self
-            .listing
-            .deferred
-            .iter()
-            .filter(|(_, (_, at))| *at <= by)
-            .map(|(q, _)| q.clone())
-            .collect();
-        for q in due {
-            let Some((revive_epoch, _)) = self.listing.deferred.remove(&q) else {
-                continue;
-            };
+        for (q, revive_epoch) in self.listing.deferred.take_due(by) {
             let still = match (self.view.get(&q), revive_epoch) {
                 (None, None) => true,
                 (Some(r), Some(e)) => r.retired && r.epoch == e,

@@ -16,7 +16,7 @@ mod target;
 mod writes;
 
 use crate::config::Config;
-use crate::discovery::Filter;
+use crate::discovery::{Deferred, Filter};
 use crate::effect::{Effect, Input, Notice, OpId, QueueRecord, Read, Status, Write};
 use crate::error::{Error, Result};
 use crate::ids::{InstanceId, Owner, QueueId};
@@ -83,7 +83,7 @@ struct Listing {
     /// the tombstone to revive, if any: created here only if the view still shows them so
     /// at the time given, one heartbeat interval on (so a fleet started together writes each
     /// record about once, not once per instance).
-    deferred: BTreeMap<QueueId, (Option<u64>, Millis)>,
+    deferred: Deferred,
 }
 
 /// Which queues must be decided again.
@@ -203,7 +203,7 @@ impl Node {
                 filter,
                 early: None,
                 unreadable: BTreeSet::new(),
-                deferred: BTreeMap::new(),
+                deferred: Deferred::default(),
             },
             target: Target::new(now),
             dirty: Dirty {
@@ -271,12 +271,7 @@ impl Node {
         }
         let deadlines = [
             self.writes.next_resend(),
-            self.listing
-                .deferred
-                .values()
-                .map(|(_, at)| *at)
-                .min()
-                .filter(|at| *at > self.now),
+            self.listing.deferred.next_due().filter(|at| *at > self.now),
             self.shutdown.and_then(|s| s.deregister_again_at),
             self.shutdown.map(|s| s.deadline),
         ];
