@@ -246,7 +246,10 @@ pub enum Write {
 pub enum Read {
     /// Every instance record of the application (the cheap steady-state read).
     Members,
-    /// Every instance record and every queue record of the application.
+    /// Every instance record and every queue record of the application. The instance
+    /// records are read last, so every life a queue record names registered before they were
+    /// read: this read shows it current, superseded, or its record gone, never a view older
+    /// than the queue records (which would make a live life look like a ghost).
     Table,
 }
 

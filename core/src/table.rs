@@ -170,6 +170,10 @@ pub struct TableQuery {
     pub pk: String,
     /// `begins_with(sk, prefix)`, if any.
     pub sk_prefix: Option<String>,
+    /// Read in descending sort-key order (`ScanIndexForward = false`), pages included: the
+    /// one query of a single-key table read then reads the queue records before the instance
+    /// records ([`Read::Table`]).
+    pub backward: bool,
 }
 
 /// The partition key of an application.
@@ -443,9 +447,9 @@ pub struct DecodeError {
 /// The records decoded from a page of items, and the items skipped as malformed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Decoded {
-    /// Instance records, in key order.
+    /// Instance records, in the order read.
     pub instances: Vec<InstanceRecord>,
-    /// Queue records, in the order read: key order within each partition key.
+    /// Queue records, in the order read.
     pub queues: Vec<QueueRecord>,
     /// Items that could not be read; the caller logs them and carries on.
     pub skipped: Vec<DecodeError>,

@@ -116,11 +116,14 @@ mod tests {
         ) -> impl Future<Output = Result<Page, BackendError>> + Send {
             let prefix = q.sk_prefix.unwrap_or_default();
             let items = self.0.lock().unwrap();
-            let found = items
+            let mut found: Vec<Item> = items
                 .iter()
                 .filter(|(k, _)| k.pk == q.pk && k.sk.starts_with(&prefix))
                 .map(|(_, i)| i.clone())
                 .collect();
+            if q.backward {
+                found.reverse();
+            }
             std::future::ready(Ok(Page {
                 items: found,
                 last_key: None,

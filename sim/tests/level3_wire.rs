@@ -252,6 +252,7 @@ async fn instance(control: &Control, id: &str) -> Option<Item> {
             let q = table::TableQuery {
                 pk: key.pk.clone(),
                 sk_prefix: Some(key.sk.clone()),
+                backward: false,
             };
             let page = f.dynamo.query("test", TABLE, &q, None, None, true).unwrap();
             page.items.first().map(|i| (**i).clone())

@@ -264,6 +264,7 @@ async fn a_stop_while_the_table_is_not_ready_is_clean_and_registers_nothing() {
     let partition = sqsbalancer_core::table::TableQuery {
         pk: sqsbalancer_core::table::partition(&cfg("a").application_name),
         sk_prefix: None,
+        backward: false,
     };
     let f = fakes.lock().expect("not poisoned");
     let records = f.dynamo.count(sqsbalancer_sim::TABLE, &partition);

@@ -89,16 +89,20 @@ impl Layout {
         }
     }
 
-    /// The queries that together make `read`, in the order they are read.
+    /// The queries that together make `read`, in the order they are read. A table read
+    /// reads the instance records last ([`Read::Table`]): with one key, in one query read
+    /// backwards (`queue#` sorts after `instance#`), so it costs no request more.
     pub fn queries(&self, read: Read) -> Vec<TableQuery> {
         let instances = TableQuery {
             pk: self.instance_partition(),
             sk_prefix: Some(INSTANCE_PREFIX.to_owned()),
+            backward: false,
         };
         match read {
             Read::Members => vec![instances],
             Read::Table if self.queue_keys == 1 => vec![TableQuery {
                 sk_prefix: None,
+                backward: true,
                 ..instances
             }],
             Read::Table => {
@@ -106,8 +110,9 @@ impl Layout {
                 let queues = (0..self.queue_keys).map(|k| TableQuery {
                     pk: format!("{base}#{k}"),
                     sk_prefix: Some(QUEUE_PREFIX.to_owned()),
+                    backward: false,
                 });
-                std::iter::once(instances).chain(queues).collect()
+                queues.chain(std::iter::once(instances)).collect()
             }
         }
     }
@@ -126,6 +131,7 @@ impl Layout {
         TableQuery {
             pk: Layout::item_key(application).pk,
             sk_prefix: Some(LAYOUT_SK.to_owned()),
+            backward: false,
         }
     }
 
@@ -135,6 +141,7 @@ impl Layout {
         TableQuery {
             pk: partition(application),
             sk_prefix: Some(QUEUE_PREFIX.to_owned()),
+            backward: false,
         }
     }
 
@@ -183,6 +190,7 @@ mod tests {
     use super::*;
     use crate::table::{holds, update};
     use proptest::prelude::*;
+    use std::collections::BTreeSet;
 
     fn q(name: &str) -> QueueId {
         QueueId::new(name).unwrap()
@@ -196,8 +204,8 @@ mod tests {
         let table = l.queries(Read::Table);
         assert_eq!(table.len(), 1);
         assert_eq!(
-            (table[0].pk.as_str(), &table[0].sk_prefix),
-            ("app#app", &None)
+            (table[0].pk.as_str(), &table[0].sk_prefix, table[0].backward),
+            ("app#app", &None, true)
         );
     }
 
@@ -216,7 +224,7 @@ mod tests {
     fn a_spread_table_read_covers_the_instances_and_every_queue_key() {
         let l = Layout::new("app", 3);
         let pks: Vec<String> = l.queries(Read::Table).into_iter().map(|q| q.pk).collect();
-        assert_eq!(pks, ["app#app", "app#app#0", "app#app#1", "app#app#2"]);
+        assert_eq!(pks, ["app#app#0", "app#app#1", "app#app#2", "app#app"]);
         assert_eq!(l.queries(Read::Members).len(), 1);
     }
 
@@ -258,6 +266,43 @@ mod tests {
                 .filter(|t| t.pk == pk && t.sk_prefix.as_deref().is_none_or(|p| QUEUE_PREFIX.starts_with(p)))
                 .count();
             prop_assert_eq!(found, 1);
+        }
+
+        /// Run as DynamoDB runs them (`begins_with`, `ScanIndexForward`), a table read's
+        /// queries return every record once and every queue record before any instance record.
+        #[test]
+        fn a_table_read_reads_every_record_once_and_the_instance_records_last(
+            keys in 1u32..=8,
+            ids in proptest::collection::btree_set("[a-z0-9]{1,6}", 0..5),
+            queues in proptest::collection::btree_set("[a-z0-9-]{1,12}", 0..12),
+        ) {
+            let l = Layout::new("app", keys);
+            let instance = |id: &String| l.instance_key(&InstanceId::new(id).unwrap());
+            let stored: BTreeSet<(String, String)> = ids
+                .iter()
+                .map(instance)
+                .chain(queues.iter().map(|n| l.queue_key(&q(n))))
+                .map(|k| (k.pk, k.sk))
+                .collect();
+            let mut read = Vec::new();
+            for t in l.queries(Read::Table) {
+                let prefix = t.sk_prefix.as_deref().unwrap_or("");
+                let mut page: Vec<&(String, String)> = stored
+                    .iter()
+                    .filter(|(pk, sk)| *pk == t.pk && sk.starts_with(prefix))
+                    .collect();
+                if t.backward {
+                    page.reverse();
+                }
+                read.extend(page);
+            }
+            prop_assert_eq!(read.len(), stored.len());
+            prop_assert_eq!(read.iter().collect::<BTreeSet<_>>().len(), stored.len());
+            let first_instance = read.iter().position(|(_, sk)| sk.starts_with(INSTANCE_PREFIX));
+            let last_queue = read.iter().rposition(|(_, sk)| sk.starts_with(QUEUE_PREFIX));
+            if let (Some(i), Some(q)) = (first_instance, last_queue) {
+                prop_assert!(q < i, "a queue record read after an instance record: {read:?}");
+            }
         }
     }
 }

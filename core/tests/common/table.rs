@@ -48,10 +48,16 @@ impl MemTable {
         let queries = table::encode_read(&layout(), read);
         let items = queries.iter().flat_map(|q| {
             let prefix = q.sk_prefix.clone().unwrap_or_default();
-            self.items
+            let mut found: Vec<&Item> = self
+                .items
                 .iter()
                 .filter(move |(k, _)| k.pk == q.pk && k.sk.starts_with(&prefix))
                 .map(|(_, item)| item)
+                .collect();
+            if q.backward {
+                found.reverse();
+            }
+            found
         });
         table::read_reply(read, table::decode_items(items))
     }

@@ -126,6 +126,7 @@ impl Store for AwsBackend {
                 .set_expression_attribute_names(Some(names))
                 .set_expression_attribute_values(Some(values))
                 .consistent_read(true)
+                .scan_index_forward(!query.backward)
                 .set_exclusive_start_key(start.as_ref().map(key_map))
                 .send()
                 .await

@@ -172,11 +172,13 @@ mod tests {
         let all = query(&TableQuery {
             pk: "app#a".into(),
             sk_prefix: None,
+            backward: false,
         });
         assert_eq!(all.text, "#n0 = :v0");
         let members = query(&TableQuery {
             pk: "app#a".into(),
             sk_prefix: Some("instance#".into()),
+            backward: false,
         });
         assert_eq!(members.text, "#n0 = :v0 AND begins_with(#n1, :v1)");
         assert_eq!(members.names["#n1"], "sk");

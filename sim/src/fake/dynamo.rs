@@ -106,24 +106,29 @@ struct Table {
 }
 
 impl Table {
-    /// The items a query of `q` reads, in key order, after sort key `after` if given: one
-    /// range of the map, bounded on both sides, so a read costs no comparison per item.
+    /// The items a query of `q` reads, in key order (descending when `q.backward`), after
+    /// sort key `after` in that order if given: one range of the map, bounded on both sides,
+    /// so a forward read costs no comparison per item.
     fn partition<'a>(
         &'a self,
         q: &'a TableQuery,
         after: Option<&str>,
-    ) -> impl Iterator<Item = (&'a (String, String), &'a Stored)> + 'a {
+    ) -> Box<dyn Iterator<Item = (&'a (String, String), &'a Stored)> + 'a> {
         use std::ops::Bound::{Excluded, Included};
         let prefix = q.sk_prefix.as_deref().unwrap_or("");
-        let from = match after {
-            Some(sk) => Excluded((q.pk.clone(), sk.to_owned())),
-            None => Included((q.pk.clone(), prefix.to_owned())),
-        };
+        let pk = || q.pk.clone();
         // Every key of this partition sorts before the first key of `pk` followed by NUL.
-        let end = Excluded((format!("{}\0", q.pk), String::new()));
-        self.items
-            .range((from, end))
-            .take_while(move |(k, _)| prefix.is_empty() || k.1.starts_with(prefix))
+        let past_end = Excluded((format!("{}\0", q.pk), String::new()));
+        let first = Included((pk(), prefix.to_owned()));
+        let matches = move |(k, _): &(&(String, String), &Stored)| k.1.starts_with(prefix);
+        if q.backward {
+            let end = after.map_or(past_end, |sk| Excluded((pk(), sk.to_owned())));
+            let range = self.items.range((first, end)).rev();
+            Box::new(range.skip_while(move |e| !matches(e)).take_while(matches))
+        } else {
+            let from = after.map_or(first, |sk| Excluded((pk(), sk.to_owned())));
+            Box::new(self.items.range((from, past_end)).take_while(matches))
+        }
     }
 }
 
@@ -559,6 +564,7 @@ mod tests {
         let q = TableQuery {
             pk: "q".into(),
             sk_prefix: None,
+            backward: false,
         };
         d.query("a", "t", &q, None, None, true).unwrap();
         let peak = d.partition_peak();
@@ -614,27 +620,40 @@ mod tests {
             .unwrap();
         d.put_item("w", "t", item("other", "queue#x", 10), None)
             .unwrap();
-        let q = TableQuery {
+        let query = |prefix: &str, backward| TableQuery {
             pk: "p".into(),
-            sk_prefix: Some("queue#".into()),
+            sk_prefix: (!prefix.is_empty()).then(|| prefix.into()),
+            backward,
         };
-        let mut seen = Vec::new();
-        let mut start = None;
-        let mut pages = 0;
-        loop {
-            let p = d
-                .query("r", "t", &q, Some(700), start.as_ref(), true)
-                .unwrap();
-            pages += 1;
-            seen.extend(p.items.iter().map(|i| i[SK].clone()));
-            match p.last_key {
-                Some(k) => start = Some(k),
-                None => break,
+        let mut read_all = |q: &TableQuery| {
+            let (mut seen, mut start, mut pages) = (Vec::new(), None, 0);
+            loop {
+                let p = d
+                    .query("r", "t", q, Some(700), start.as_ref(), true)
+                    .unwrap();
+                pages += 1;
+                seen.extend(p.items.iter().map(|i| i[SK].clone()));
+                match p.last_key {
+                    Some(k) => start = Some(k),
+                    None => break (seen, pages),
+                }
             }
-        }
+        };
+        let (seen, pages) = read_all(&query("queue#", false));
         assert_eq!(seen.len(), 2_500);
         assert!(seen.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(pages, 4);
+        // Backwards, pages go on below the last key, and a prefix read from its far end
+        // skips what sorts after it.
+        let (back, pages) = read_all(&query("queue#", true));
+        assert_eq!(back, seen.iter().rev().cloned().collect::<Vec<_>>());
+        assert_eq!(pages, 4);
+        let (whole, _) = read_all(&query("", true));
+        assert_eq!(whole.len(), 2_501);
+        assert_eq!(whole.last(), Some(&Value::S("instance#a".into())));
+        let (instances, _) = read_all(&query("instance#", true));
+        assert_eq!(instances, [Value::S("instance#a".into())]);
+        let q = query("queue#", false);
         // The 1 MB cap cuts pages without a limit too.
         let p = d.query("r2", "t", &q, None, None, true).unwrap();
         assert!(p.items.len() < 1_100 && p.last_key.is_some());

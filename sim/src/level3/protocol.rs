@@ -1171,7 +1171,11 @@ fn parse_key_condition(text: &str, p: &mut Placeholders) -> Result<TableQuery, S
         sk_prefix = Some(prefix);
     }
     parser.end()?;
-    Ok(TableQuery { pk, sk_prefix })
+    Ok(TableQuery {
+        pk,
+        sk_prefix,
+        backward: false,
+    })
 }
 
 /// Fields of a request the simulation does not implement, and which would change its meaning.
@@ -1238,11 +1242,16 @@ fn query(r: &Req<'_>) -> Result<Call, String> {
             "AttributesToGet",
         ],
     )?;
-    if r.get("ScanIndexForward") == Some(&Json::Bool(false)) {
-        return Err("ScanIndexForward false is not supported by the simulation".to_owned());
-    }
+    let backward = match r.get("ScanIndexForward") {
+        None | Some(Json::Bool(true)) => false,
+        Some(Json::Bool(false)) => true,
+        Some(_) => return Err("ScanIndexForward must be a boolean".to_owned()),
+    };
     let mut p = Placeholders::of(r)?;
-    let query = parse_key_condition(r.required("KeyConditionExpression")?, &mut p)?;
+    let query = TableQuery {
+        backward,
+        ..parse_key_condition(r.required("KeyConditionExpression")?, &mut p)?
+    };
     p.all_used()?;
     let start = match r.get("ExclusiveStartKey") {
         None => None,
@@ -2560,6 +2569,12 @@ mod tests {
                     r##""KeyConditionExpression":"#n0 = :v0","ExpressionAttributeNames":{"#n0":"pk"},"ExpressionAttributeValues":{":v0":{"S":"x"}},"ExclusiveStartKey":{"pk":{"S":"y"},"sk":{"S":"z"}}"##,
                 ),
                 "not in the partition queried",
+            ),
+            (
+                query(
+                    r##""KeyConditionExpression":"#n0 = :v0","ExpressionAttributeNames":{"#n0":"pk"},"ExpressionAttributeValues":{":v0":{"S":"x"}},"ScanIndexForward":"no""##,
+                ),
+                "ScanIndexForward must be a boolean",
             ),
         ]
     }

@@ -132,6 +132,7 @@ async fn the_service_handles_every_order_and_hands_over_on_sigterm() {
     let query = TableQuery {
         pk: table::partition("adopter"),
         sk_prefix: None,
+        backward: false,
     };
     let page = admin
         .query(query, None)
