@@ -242,6 +242,34 @@ async fn a_heartbeat_write_that_never_answers_costs_neither_a_life_nor_a_queue()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_check_that_never_answers_at_start_does_not_end_the_worker() {
+    let _turn = TURN.lock().await;
+    let mut fleet = Fleet::new(&["w0", "w1", "w2"]).await;
+    fleet.proxies[0].1.cut_dynamo(true);
+    (0..3).for_each(|i| fleet.start(i));
+    // w0's start-up check of the table goes unanswered past its whole deadline.
+    let deadline = Timeouts::of(&config("w0")).operation;
+    let proxy = &fleet.proxies[0].1;
+    wait_until(
+        Duration::from_secs(30),
+        "w0's table check to time out",
+        async || {
+            let first = proxy
+                .calls()
+                .iter()
+                .find(|c| c.action == "DescribeTable")
+                .map(|c| c.arrived);
+            first.is_some_and(|t| t.elapsed() > deadline * 2)
+        },
+    )
+    .await;
+    fleet.proxies[0].1.cut_dynamo(false);
+    let exited = fleet.workers[0].child.try_wait().expect("waitable");
+    assert_eq!(exited, None, "w0 gave up on a table that was only slow");
+    fleet.balanced(&[3, 3, 3]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receive_that_never_answers_strands_its_queue_for_one_attempt_at_most() {
     let _turn = TURN.lock().await;
     let mut fleet = Fleet::new(&["w0", "w1", "w2"]).await;

@@ -11,7 +11,9 @@ use crate::error::CliError;
 use args::LogFormat;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use sqsbalancer_runtime::aws::{AwsBackend, AwsSettings, Billing, ensure_table};
-use sqsbalancer_runtime::{Balancer, FailureBackoff, Message, Timeouts};
+use sqsbalancer_runtime::{
+    BackendError, Balancer, FailureBackoff, Message, RuntimeError, Timeouts,
+};
 use std::sync::Arc;
 use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
@@ -97,6 +99,22 @@ fn balancer(args: &WorkerArgs, aws: &Arc<AwsBackend>) -> Result<Balancer<AwsBack
     Ok(balancer)
 }
 
+/// The start-up table check's verdict: a table that can never serve (another key schema, no
+/// permission, bad credentials) ends the worker at once, but a slow, throttled or unanswered
+/// call does not, since the balancer readies the table itself and asks again every heartbeat
+/// interval. A worker that died of one slow call at start would crash-loop with its fleet.
+fn ready_or_later(checked: Result<(), RuntimeError>) -> Result<(), RuntimeError> {
+    match checked {
+        Err(RuntimeError::TableUnavailable { table, source })
+            if source.is_retryable() && !matches!(source, BackendError::Credentials { .. }) =>
+        {
+            tracing::warn!(%table, error = %source, "the table is not ready yet; asking again");
+            Ok(())
+        }
+        other => other,
+    }
+}
+
 async fn serve(args: WorkerArgs, metrics: Option<PrometheusHandle>) -> Result<(), CliError> {
     let cfg = args.config();
     let aws = Arc::new(backend(&args, Timeouts::of(&cfg)).await);
@@ -107,7 +125,7 @@ async fn serve(args: WorkerArgs, metrics: Option<PrometheusHandle>) -> Result<()
         None => None,
     };
     if !args.no_create_table {
-        ensure_table(&aws, args.table_capacity.unwrap_or(Billing::OnDemand)).await?;
+        ready_or_later(ensure_table(&aws, args.table_capacity.unwrap_or(Billing::OnDemand)).await)?;
     }
     let instance = balancer.instance_id().to_owned();
     let stop = sqsbalancer_runtime::shutdown_signal().map_err(|e| CliError::Setup {

@@ -145,6 +145,11 @@ impl Proxy {
         s.faults.receives_fail = true;
     }
 
+    /// Holds every DynamoDB call unanswered while `cut`; from then on, forwards them again.
+    pub fn cut_dynamo(&self, cut: bool) {
+        self.lock().faults.dynamo_cut = cut;
+    }
+
     /// Holds the next call matching `hang` without ever answering it.
     pub fn hang_next(&self, hang: Hang) {
         self.lock().faults.hang = Some(hang);
