@@ -12,7 +12,7 @@ use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use sqsbalancer_sim::report::Spread;
-use sqsbalancer_sim::scenario::FaultKind;
+use sqsbalancer_sim::scenario::{FaultKind, Schedule};
 use sqsbalancer_sim::{
     Level, Mutation, Report, Scenario, SwarmLimits, SwarmSummary, level2, parse_duration, timeline,
 };
@@ -71,6 +71,11 @@ pub struct RunArgs {
     /// Partition keys the queue records are spread over (default: drawn from the seed).
     #[arg(long, value_name = "N")]
     queue_partition_keys: Option<u32>,
+    /// Script membership events on top of the drawn faults (level 1): `crash-and-roll` crashes
+    /// a tenth of the fleet a quarter of the way in, brings it back a twelfth later, then
+    /// restarts the whole fleet a tenth at a time (the day G11 measures).
+    #[arg(long, value_name = "NAME", value_parser = schedule, default_value = "none")]
+    schedule: Schedule,
     /// Plant a deliberate bug to watch the checker catch it: ignore-stop, drop-redelivered,
     /// delete-failures, hand-off-keeps-epoch, wrong-capacity, skip-release-on-stop,
     /// panic-in-runtime (level 2 and 3), ignore-send-by.
@@ -149,6 +154,13 @@ fn plant(s: &str) -> Result<Mutation, String> {
     Mutation::named(s).ok_or_else(|| {
         let known: Vec<&str> = Mutation::ALL.iter().map(|m| m.name()).collect();
         format!("{s:?} is not a deliberate bug; known: {}", known.join(", "))
+    })
+}
+
+fn schedule(s: &str) -> Result<Schedule, String> {
+    Schedule::named(s).ok_or_else(|| {
+        let known: Vec<&str> = Schedule::ALL.iter().map(|m| m.name()).collect();
+        format!("{s:?} is not a schedule; known: {}", known.join(", "))
     })
 }
 
@@ -235,6 +247,10 @@ impl RunArgs {
                 "queue-partition-keys",
                 self.queue_partition_keys.map(|n| n.to_string()),
             ),
+            (
+                "schedule",
+                (self.schedule != Schedule::Drawn).then(|| self.schedule.name().to_owned()),
+            ),
             ("plant", self.plant.map(|m| m.name().to_owned())),
         ];
         for (flag, value) in given {
@@ -267,6 +283,7 @@ impl RunArgs {
         sc.duration = self.duration.unwrap_or(sc.duration);
         sc.messages_per_second = self.rate.unwrap_or(sc.messages_per_second);
         sc.queue_partition_keys = self.queue_partition_keys.unwrap_or(sc.queue_partition_keys);
+        sc.schedule = self.schedule;
         sc.mutation = self.plant;
         if let Some(x) = self.fault_scale {
             sc.faults = sc.faults.scaled(x);
@@ -436,7 +453,7 @@ fn run_table(r: &Report, wall: Duration) -> String {
         wall.as_secs_f64(),
         ratio(r.sim_ms, wall)
     );
-    t += &format!("faults: {}\n", r.faults.join(", "));
+    t += &format!("faults: {}; schedule: {}\n", r.faults.join(", "), r.schedule);
     t += &format!(
         "messages: {} sent, {} handled, {} failed, {} deleted, {} duplicates, {} lost\n",
         m.sent, m.handled, m.failed, m.deleted, m.duplicates, m.lost

@@ -85,8 +85,12 @@ fn fault_scale_zero_turns_the_faults_off_but_keeps_recovery() {
 }
 
 #[test]
-fn a_bad_fault_scale_or_duration_is_named_and_exits_2() {
-    for (flag, value) in [("--fault-scale", "lots"), ("--duration", "5 parsecs")] {
+fn a_bad_fault_scale_duration_or_schedule_is_named_and_exits_2() {
+    for (flag, value) in [
+        ("--fault-scale", "lots"),
+        ("--duration", "5 parsecs"),
+        ("--schedule", "thursday"),
+    ] {
         let out = sim(&["run", "--seed", "1", flag, value]);
         assert_eq!(out.status.code(), Some(2), "{flag} {value}");
         let err = String::from_utf8_lossy(&out.stderr);

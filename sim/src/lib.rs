@@ -27,6 +27,7 @@ pub mod level2;
 pub mod level3;
 pub mod report;
 pub mod scenario;
+mod script;
 mod stats;
 pub mod summary;
 pub mod swarm;
@@ -39,7 +40,8 @@ pub use check::{Class, Invariant, Violation};
 pub use error::SimError;
 pub use report::{Report, Spread};
 pub use scenario::{
-    FaultKind, FaultMix, Level, Mutation, Scenario, SwarmLimits, parse_duration, replay_command,
+    FaultKind, FaultMix, Level, Mutation, Scenario, Schedule, SwarmLimits, parse_duration,
+    replay_command,
 };
 pub use swarm::SwarmSummary;
 pub use world::{APP, TABLE, World, config};

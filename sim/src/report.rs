@@ -99,6 +99,8 @@ pub struct Report {
     pub sim_ms: u64,
     /// The fault kinds that were on.
     pub faults: Vec<&'static str>,
+    /// The scripted membership events (`none`, or a [`crate::scenario::Schedule`]'s name).
+    pub schedule: &'static str,
     /// The first violation, if any.
     pub violation: Option<Violation>,
     /// Events processed.
@@ -187,6 +189,7 @@ impl Report {
             queue_partition_keys: sc.queue_partition_keys,
             sim_ms: f.sim_ms,
             faults: sc.faults.kinds().iter().map(|k| k.name()).collect(),
+            schedule: sc.schedule.name(),
             violation: f.checker.violations.first().cloned(),
             events: f.events,
             trace_hash: f.trace_hash,

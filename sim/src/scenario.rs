@@ -354,12 +354,45 @@ pub struct Scenario {
     /// How many partition keys the queue records are spread over (the balancer's
     /// `queue_partition_keys`).
     pub queue_partition_keys: u32,
+    /// Membership events scripted on top of the drawn faults.
+    pub schedule: Schedule,
     /// A deliberate bug (tests only).
     pub mutation: Option<Mutation>,
     /// Keep a JSON-lines trace.
     pub trace: bool,
     /// The command that runs exactly this scenario again (`None`: the plain swarm seed).
     pub replay: Option<String>,
+}
+
+/// Membership events a run scripts on top of the faults it draws (level 1 only).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Schedule {
+    /// None: every membership event is drawn from the fault mix.
+    #[default]
+    Drawn,
+    /// The day G11 measures (docs/design.md §7): a tenth of the fleet crashes a quarter of the
+    /// way through the stormy part (before the calm phase) and comes back a twelfth later; from
+    /// five twelfths to three quarters of the way a rolling restart stops a tenth of the fleet
+    /// at a time, ten batches evenly spaced, and restarts each instance when its stop ends.
+    CrashAndRoll,
+}
+
+impl Schedule {
+    /// Every schedule.
+    pub const ALL: [Schedule; 2] = [Schedule::Drawn, Schedule::CrashAndRoll];
+
+    /// Its name on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Schedule::Drawn => "none",
+            Schedule::CrashAndRoll => "crash-and-roll",
+        }
+    }
+
+    /// The schedule called `name`, if there is one.
+    pub fn named(name: &str) -> Option<Schedule> {
+        Schedule::ALL.into_iter().find(|s| s.name() == name)
+    }
 }
 
 /// What a swarm may draw: which fault kinds (all when `None`) and a scale on their rates.
@@ -388,6 +421,7 @@ impl Scenario {
             faults: FaultMix::draw(&mut rng, kinds),
             messages_per_second: 5,
             queue_partition_keys: 1,
+            schedule: Schedule::Drawn,
             mutation: None,
             trace: false,
             replay: None,

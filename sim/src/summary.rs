@@ -89,6 +89,8 @@ pub struct ReportJson<'a> {
     pub sim_ms: u64,
     /// The fault kinds that were on.
     pub faults: &'a [&'static str],
+    /// The scripted membership events.
+    pub schedule: &'static str,
     /// 1 when an invariant broke, else 0.
     pub violations: u64,
     /// The broken invariant.
@@ -144,6 +146,7 @@ impl<'a> ReportJson<'a> {
             queue_partition_keys: r.queue_partition_keys,
             sim_ms: r.sim_ms,
             faults: &r.faults,
+            schedule: r.schedule,
             violations: u64::from(r.violation.is_some()),
             violation,
             events: r.events,

@@ -21,7 +21,7 @@ use sqsbalancer_core::{
 };
 use sqsbalancer_runtime::Timeouts;
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -148,6 +148,8 @@ pub(crate) enum Ev {
     SqsWake,
     Produce,
     Chaos,
+    /// A step of the scenario's [`crate::scenario::Schedule`].
+    Script(crate::script::Step),
     Calm,
     Sample,
 }
@@ -287,6 +289,10 @@ pub struct World {
     /// When each queue record's owner last changed.
     pub(crate) owner_at: BTreeMap<QueueId, u64>,
     pub(crate) end: u64,
+    /// Slots the rolling restart stopped: each starts again when its stop ends.
+    pub(crate) rolling: BTreeSet<usize>,
+    /// Slots the scripted crash took down, until they come back.
+    pub(crate) script_crashed: Vec<usize>,
 }
 
 impl World {
@@ -322,6 +328,8 @@ impl World {
             owners: BTreeMap::new(),
             owner_at: BTreeMap::new(),
             end,
+            rolling: BTreeSet::new(),
+            script_crashed: Vec::new(),
             rng,
             sc,
         };
@@ -339,6 +347,7 @@ impl World {
         w.push(1_000, Ev::Chaos);
         w.push(1_000, Ev::Produce);
         w.push(calm_at, Ev::Calm);
+        w.schedule_script(calm_at);
         w.push(SAMPLE_MS, Ev::Sample);
         w
     }
@@ -492,6 +501,7 @@ impl World {
             Ev::SqsWake => self.sqs_wake(),
             Ev::Produce => self.produce(),
             Ev::Chaos => self.chaos(),
+            Ev::Script(step) => self.script(step),
             Ev::Calm => self.calm_down(),
             Ev::Sample => self.sample(),
             Ev::Tick { .. }
@@ -687,7 +697,7 @@ impl World {
             StopOutcome::LifeLost => self.stats.stops_life_lost += 1,
         }
         self.end_life(i);
-        if self.calm {
+        if self.rolling.remove(&i) || self.calm {
             // A stop begun just before the calm point ends after it: the calm brings every
             // instance back, this one too, so the backlog still drains.
             self.start(i);

@@ -4,7 +4,7 @@
 use super::shared::Transport;
 use crate::error::SimError;
 use crate::report::Report;
-use crate::scenario::{FaultKind, Scenario, SwarmLimits};
+use crate::scenario::{FaultKind, Scenario, Schedule, SwarmLimits};
 use sqsbalancer_core::rng::Rng;
 use std::time::Duration;
 
@@ -78,6 +78,12 @@ fn check(sc: &Scenario) -> Result<(), SimError> {
         return Err(SimError::InvalidScenario {
             field: "faults",
             rule: "drift and pause are simulated at level 1 only".to_owned(),
+        });
+    }
+    if sc.schedule != Schedule::Drawn {
+        return Err(SimError::InvalidScenario {
+            field: "schedule",
+            rule: format!("{} is scripted at level 1 only", sc.schedule.name()),
         });
     }
     check_size(sc.instances, sc.queues)
