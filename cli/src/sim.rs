@@ -71,6 +71,9 @@ pub struct RunArgs {
     /// Partition keys the queue records are spread over (default: drawn from the seed).
     #[arg(long, value_name = "N")]
     queue_partition_keys: Option<u32>,
+    /// Partition keys the instance records are spread over (default: 1).
+    #[arg(long, value_name = "N")]
+    instance_partition_keys: Option<u32>,
     /// Script membership events on top of the drawn faults (level 1): `crash-and-roll` crashes
     /// a tenth of the fleet a quarter of the way in, brings it back a twelfth later, then
     /// restarts the whole fleet a tenth at a time (the day G11 measures).
@@ -248,6 +251,10 @@ impl RunArgs {
                 self.queue_partition_keys.map(|n| n.to_string()),
             ),
             (
+                "instance-partition-keys",
+                self.instance_partition_keys.map(|n| n.to_string()),
+            ),
+            (
                 "schedule",
                 (self.schedule != Schedule::Drawn).then(|| self.schedule.name().to_owned()),
             ),
@@ -283,6 +290,9 @@ impl RunArgs {
         sc.duration = self.duration.unwrap_or(sc.duration);
         sc.messages_per_second = self.rate.unwrap_or(sc.messages_per_second);
         sc.queue_partition_keys = self.queue_partition_keys.unwrap_or(sc.queue_partition_keys);
+        sc.instance_partition_keys = self
+            .instance_partition_keys
+            .unwrap_or(sc.instance_partition_keys);
         sc.schedule = self.schedule;
         sc.mutation = self.plant;
         if let Some(x) = self.fault_scale {
@@ -453,7 +463,11 @@ fn run_table(r: &Report, wall: Duration) -> String {
         wall.as_secs_f64(),
         ratio(r.sim_ms, wall)
     );
-    t += &format!("faults: {}; schedule: {}\n", r.faults.join(", "), r.schedule);
+    t += &format!(
+        "faults: {}; schedule: {}\n",
+        r.faults.join(", "),
+        r.schedule
+    );
     t += &format!(
         "messages: {} sent, {} handled, {} failed, {} deleted, {} duplicates, {} lost\n",
         m.sent, m.handled, m.failed, m.deleted, m.duplicates, m.lost

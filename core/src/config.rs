@@ -6,7 +6,7 @@
 
 use crate::error::{Error, Result};
 use crate::ids::{InstanceId, check_application_name};
-use crate::table::MAX_QUEUE_PARTITION_KEYS;
+use crate::table::{MAX_INSTANCE_PARTITION_KEYS, MAX_QUEUE_PARTITION_KEYS};
 use std::time::Duration;
 
 /// The SQS receive settings, applied to every queue unless overridden per queue by the runtime.
@@ -128,6 +128,11 @@ pub struct Config {
     /// limits. The first instance records it in the table and the whole fleet follows that
     /// record, so it takes effect only for an application with no queue records yet.
     pub queue_partition_keys: u32,
+    /// How many partition keys an application's instance records are spread over (default 1;
+    /// at most 64): every instance reads every instance record each heartbeat interval, so
+    /// a fleet of several hundred instances reads more than one key serves. Each key is one
+    /// more request per read. Recorded and followed like `queue_partition_keys`.
+    pub instance_partition_keys: u32,
     /// Seed of all the core's randomness (timer spread, the first incarnation of a new
     /// instance record). 0 (the default) has the runtime draw one from OS entropy for each
     /// process; simulations pass one derived from the run's seed.
@@ -153,6 +158,7 @@ impl Default for Config {
             fence_margin: None,
             reconcile_interval: Duration::from_secs(600),
             queue_partition_keys: 1,
+            instance_partition_keys: 1,
             seed: 0,
         }
     }
@@ -203,6 +209,12 @@ impl Config {
             return Err(invalid(
                 "queue_partition_keys",
                 format!("must be 1 to {MAX_QUEUE_PARTITION_KEYS}"),
+            ));
+        }
+        if !(1..=MAX_INSTANCE_PARTITION_KEYS).contains(&self.instance_partition_keys) {
+            return Err(invalid(
+                "instance_partition_keys",
+                format!("must be 1 to {MAX_INSTANCE_PARTITION_KEYS}"),
             ));
         }
         if self.heartbeat_interval < Duration::from_millis(10) {
@@ -339,14 +351,6 @@ mod tests {
                 Box::new(|c| c.reconcile_interval = Duration::from_secs(1)),
             ),
             (
-                "queue_partition_keys",
-                Box::new(|c| c.queue_partition_keys = 0),
-            ),
-            (
-                "queue_partition_keys",
-                Box::new(|c| c.queue_partition_keys = MAX_QUEUE_PARTITION_KEYS + 1),
-            ),
-            (
                 "queue_filter_pattern",
                 Box::new(|c| c.queue_filter_pattern = Some("(".into())),
             ),
@@ -377,6 +381,31 @@ mod tests {
             mutate(&mut c);
             assert_eq!(field_of(&c), want);
         }
+    }
+
+    #[test]
+    fn partition_key_counts_outside_their_range_name_their_field() {
+        let base = Config::new("app", "table");
+        for n in [0, MAX_QUEUE_PARTITION_KEYS + 1] {
+            let c = Config {
+                queue_partition_keys: n,
+                ..base.clone()
+            };
+            assert_eq!(field_of(&c), "queue_partition_keys");
+        }
+        for n in [0, MAX_INSTANCE_PARTITION_KEYS + 1] {
+            let c = Config {
+                instance_partition_keys: n,
+                ..base.clone()
+            };
+            assert_eq!(field_of(&c), "instance_partition_keys");
+        }
+        let c = Config {
+            queue_partition_keys: MAX_QUEUE_PARTITION_KEYS,
+            instance_partition_keys: MAX_INSTANCE_PARTITION_KEYS,
+            ..base
+        };
+        assert_eq!(c.validate(), Ok(()));
     }
 
     #[test]

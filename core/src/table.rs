@@ -24,7 +24,10 @@ use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
 mod layout;
-pub use layout::{Layout, MAX_QUEUE_PARTITION_KEYS, QUEUE_PARTITION_KEYS, to_record};
+pub use layout::{
+    INSTANCE_PARTITION_KEYS, Layout, MAX_INSTANCE_PARTITION_KEYS, MAX_QUEUE_PARTITION_KEYS,
+    QUEUE_PARTITION_KEYS, to_record,
+};
 
 /// Partition key attribute.
 pub const PK: &str = "pk";

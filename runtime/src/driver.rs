@@ -153,7 +153,9 @@ impl<S: Store, L: QueueList> Driver<S, L> {
     /// A driver for a node of `cfg` (validated here), with its handle and the data plane's
     /// command stream.
     pub fn new(cfg: Config, store: Arc<S>, queues: Arc<L>) -> Result<Started<S, L>, RuntimeError> {
-        let layout = Arc::new(Layout::new(&cfg.application_name, cfg.queue_partition_keys));
+        let layout = Layout::new(&cfg.application_name, cfg.queue_partition_keys)
+            .with_instance_keys(cfg.instance_partition_keys);
+        let layout = Arc::new(layout);
         let cfg_heartbeat_timeout = cfg.heartbeat_timeout;
         let heartbeat_interval = cfg.heartbeat_interval;
         let workers = cfg.worker_pool_size;
@@ -266,8 +268,7 @@ impl<S: Store, L: QueueList> Driver<S, L> {
 
     async fn ready(&self) -> Result<Layout, BackendError> {
         self.store.prepare().await?;
-        let requested = self.layout.queue_partition_keys();
-        layout::agree(&*self.store, self.layout.application(), requested).await
+        layout::agree(&*self.store, &self.layout).await
     }
 
     /// Executes every pending effect.

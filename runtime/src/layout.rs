@@ -1,6 +1,6 @@
 //! Agreeing on the table layout before the first write: every instance of an application
-//! must look for a queue's record under the same partition key, so the number of queue
-//! partition keys is recorded once and followed by all (see [`Layout`]).
+//! must look for a record under the same partition key, so the numbers of queue and instance
+//! partition keys are recorded once and followed by all (see [`Layout`]).
 
 use crate::backend::Store;
 use crate::error::BackendError;
@@ -31,20 +31,17 @@ pub async fn read_recorded<S: Store>(store: &S, application: &str, read: Read) -
 /// The layout this instance uses: the recorded one, or, when none is, the `requested` one
 /// recorded now (one key instead when queue records already sit under the one key). Logs a
 /// warning when it is not the one requested. Safe to call again after a failure.
-pub async fn agree<S: Store>(
-    store: &S,
-    application: &str,
-    requested: u32,
-) -> Result<Layout, BackendError> {
+pub async fn agree<S: Store>(store: &S, requested: &Layout) -> Result<Layout, BackendError> {
+    let application = requested.application();
     let layout =
         match find(store, application).await? {
             Some(found) => found,
             None => {
-                let single_key = requested > 1
+                let single_key = *requested != Layout::single(application)
                     && !query_all(store, Layout::single_key_queues(application))
                         .await?
                         .is_empty();
-                let want = table::to_record(application, requested, single_key);
+                let want = table::to_record(requested.clone(), single_key);
                 match store.update(want.record()).await {
                     Ok(_) => want,
                     Err(BackendError::ConditionFailed) => find(store, application)
@@ -57,11 +54,14 @@ pub async fn agree<S: Store>(
                 }
             }
         };
-    if layout.queue_partition_keys() != requested {
+    if layout != *requested {
         tracing::warn!(
-            requested,
-            recorded = layout.queue_partition_keys(),
-            "queue_partition_keys differs from the application's recorded layout, which is used"
+            requested_queue_keys = requested.queue_partition_keys(),
+            requested_instance_keys = requested.instance_partition_keys(),
+            recorded_queue_keys = layout.queue_partition_keys(),
+            recorded_instance_keys = layout.instance_partition_keys(),
+            "the partition keys asked for differ from the application's recorded layout, \
+             which is used"
         );
     }
     Ok(layout)
@@ -135,11 +135,35 @@ mod tests {
     async fn the_first_request_is_recorded_and_later_ones_follow_it() {
         let store = Mem::default();
         assert_eq!(recorded(&store, "app").await, Ok(Layout::single("app")));
-        assert_eq!(agree(&store, "app", 8).await, Ok(Layout::new("app", 8)));
-        assert_eq!(agree(&store, "app", 2).await, Ok(Layout::new("app", 8)));
-        assert_eq!(agree(&store, "app", 8).await, Ok(Layout::new("app", 8)));
+        assert_eq!(
+            agree(&store, &Layout::new("app", 8)).await,
+            Ok(Layout::new("app", 8))
+        );
+        assert_eq!(
+            agree(&store, &Layout::new("app", 2)).await,
+            Ok(Layout::new("app", 8))
+        );
+        assert_eq!(
+            agree(&store, &Layout::new("app", 8)).await,
+            Ok(Layout::new("app", 8))
+        );
         assert_eq!(recorded(&store, "app").await, Ok(Layout::new("app", 8)));
-        assert_eq!(agree(&store, "other", 1).await, Ok(Layout::single("other")));
+        assert_eq!(
+            agree(&store, &Layout::new("other", 1)).await,
+            Ok(Layout::single("other"))
+        );
+    }
+
+    #[tokio::test]
+    async fn instance_keys_are_recorded_beside_queue_keys_and_followed() {
+        let store = Mem::default();
+        let spread = Layout::new("app", 8).with_instance_keys(4);
+        assert_eq!(agree(&store, &spread).await, Ok(spread.clone()));
+        assert_eq!(
+            agree(&store, &Layout::new("app", 8)).await,
+            Ok(spread.clone())
+        );
+        assert_eq!(recorded(&store, "app").await, Ok(spread));
     }
 
     #[tokio::test]
@@ -153,20 +177,27 @@ mod tests {
             .update(table::encode_write(&Layout::single("app"), &create, 0))
             .await
             .unwrap();
-        assert_eq!(agree(&store, "app", 8).await, Ok(Layout::single("app")));
-        assert_eq!(agree(&store, "app", 8).await, Ok(Layout::single("app")));
+        assert_eq!(
+            agree(&store, &Layout::new("app", 8)).await,
+            Ok(Layout::single("app"))
+        );
+        assert_eq!(
+            agree(&store, &Layout::new("app", 8)).await,
+            Ok(Layout::single("app"))
+        );
     }
 
     #[tokio::test]
     async fn a_malformed_layout_item_is_named_and_not_overwritten() {
         let store = Mem::default();
-        agree(&store, "app", 4).await.unwrap();
+        agree(&store, &Layout::new("app", 4)).await.unwrap();
         let key = Layout::item_key("app");
         store.0.lock().unwrap().get_mut(&key).unwrap().insert(
             table::QUEUE_PARTITION_KEYS.to_owned(),
             Value::S("four".into()),
         );
-        let Err(BackendError::Malformed { key: named, reason }) = agree(&store, "app", 4).await
+        let Err(BackendError::Malformed { key: named, reason }) =
+            agree(&store, &Layout::new("app", 4)).await
         else {
             panic!("a malformed layout is refused");
         };

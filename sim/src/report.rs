@@ -95,6 +95,8 @@ pub struct Report {
     /// Partition keys the run asks to spread the queue records over (at levels 2 and 3 the
     /// odd instances ask for one, and the fleet follows whichever layout is recorded first).
     pub queue_partition_keys: u32,
+    /// Partition keys the run asks to spread the instance records over.
+    pub instance_partition_keys: u32,
     /// Simulated time, ms.
     pub sim_ms: u64,
     /// The fault kinds that were on.
@@ -187,6 +189,7 @@ impl Report {
             instances: sc.instances,
             queues: sc.queues,
             queue_partition_keys: sc.queue_partition_keys,
+            instance_partition_keys: sc.instance_partition_keys,
             sim_ms: f.sim_ms,
             faults: sc.faults.kinds().iter().map(|k| k.name()).collect(),
             schedule: sc.schedule.name(),

@@ -354,6 +354,9 @@ pub struct Scenario {
     /// How many partition keys the queue records are spread over (the balancer's
     /// `queue_partition_keys`).
     pub queue_partition_keys: u32,
+    /// How many partition keys the instance records are spread over (the balancer's
+    /// `instance_partition_keys`; swarms keep one).
+    pub instance_partition_keys: u32,
     /// Membership events scripted on top of the drawn faults.
     pub schedule: Schedule,
     /// A deliberate bug (tests only).
@@ -421,6 +424,7 @@ impl Scenario {
             faults: FaultMix::draw(&mut rng, kinds),
             messages_per_second: 5,
             queue_partition_keys: 1,
+            instance_partition_keys: 1,
             schedule: Schedule::Drawn,
             mutation: None,
             trace: false,
@@ -464,15 +468,22 @@ impl Scenario {
                 format!("must be 1..=1000, {} given", self.instances),
             );
         }
-        if !(1..=table::MAX_QUEUE_PARTITION_KEYS).contains(&self.queue_partition_keys) {
-            return bad(
+        let keys = [
+            (
                 "queue_partition_keys",
-                format!(
-                    "must be 1..={}, {} given",
-                    table::MAX_QUEUE_PARTITION_KEYS,
-                    self.queue_partition_keys
-                ),
-            );
+                self.queue_partition_keys,
+                table::MAX_QUEUE_PARTITION_KEYS,
+            ),
+            (
+                "instance_partition_keys",
+                self.instance_partition_keys,
+                table::MAX_INSTANCE_PARTITION_KEYS,
+            ),
+        ];
+        for (field, n, max) in keys {
+            if !(1..=max).contains(&n) {
+                return bad(field, format!("must be 1..={max}, {n} given"));
+            }
         }
         if self.queues > 100_000 {
             return bad(

@@ -85,6 +85,8 @@ pub struct ReportJson<'a> {
     pub queues: usize,
     /// Partition keys the run asks to spread the queue records over.
     pub queue_partition_keys: u32,
+    /// Partition keys the run asks to spread the instance records over.
+    pub instance_partition_keys: u32,
     /// Simulated time, ms.
     pub sim_ms: u64,
     /// The fault kinds that were on.
@@ -144,6 +146,7 @@ impl<'a> ReportJson<'a> {
             instances: r.instances,
             queues: r.queues,
             queue_partition_keys: r.queue_partition_keys,
+            instance_partition_keys: r.instance_partition_keys,
             sim_ms: r.sim_ms,
             faults: &r.faults,
             schedule: r.schedule,

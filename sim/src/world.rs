@@ -308,7 +308,8 @@ impl World {
             dynamo: FakeDynamo::new(),
             decoded: DecodedItems::default(),
             queue_ids: QueueIds::default(),
-            layout: Layout::new(APP, sc.queue_partition_keys),
+            layout: Layout::new(APP, sc.queue_partition_keys)
+                .with_instance_keys(sc.instance_partition_keys),
             sqs: FakeSqs::new(),
             hooks,
             slots: Vec::new(),

@@ -101,6 +101,9 @@ pub struct WorkerArgs {
     /// Partition keys to spread queue records over, for a new application [default: 1].
     #[arg(long, value_name = "N", env = "SQSBALANCER_QUEUE_PARTITION_KEYS")]
     pub queue_partition_keys: Option<u32>,
+    /// Partition keys to spread instance records over, for a new application [default: 1].
+    #[arg(long, value_name = "N", env = "SQSBALANCER_INSTANCE_PARTITION_KEYS")]
+    pub instance_partition_keys: Option<u32>,
     /// Fail (and kill) a handler still running after this long [default: no limit].
     #[arg(long, value_name = "DURATION", value_parser = duration, env = "SQSBALANCER_HANDLER_TIMEOUT")]
     pub handler_timeout: Option<Duration>,
@@ -180,6 +183,9 @@ impl WorkerArgs {
         c.work_queue_size = self.work_queue.unwrap_or(c.work_queue_size);
         c.capacity = self.capacity.unwrap_or(c.capacity);
         c.queue_partition_keys = self.queue_partition_keys.unwrap_or(c.queue_partition_keys);
+        c.instance_partition_keys = self
+            .instance_partition_keys
+            .unwrap_or(c.instance_partition_keys);
         c
     }
 }

@@ -1,11 +1,12 @@
-//! Where an application's records are kept: instance records under the application's
-//! partition key, queue records spread over a fixed number of keys by a pinned hash of the
-//! queue's name, and the one item that fixes that number for the whole fleet.
+//! Where an application's records are kept: instance records and queue records each spread
+//! over a fixed number of partition keys by a pinned hash of the instance id or queue name,
+//! and the one item that fixes both numbers for the whole fleet.
 //!
-//! DynamoDB serves one partition key at most 3,000 read and 1,000 write units a second, and
-//! every instance reads every queue record, so a large fleet spreads them. The number is
-//! recorded once, in the layout item, because two instances that looked for one queue's
-//! record under different keys could each own the queue.
+//! DynamoDB serves one partition key at most 3,000 read and 1,000 write units a second;
+//! every instance reads every queue record after a change, and every instance record every
+//! heartbeat interval, so a large fleet spreads them. The numbers are recorded once, in the
+//! layout item, because two instances that looked for one record under different keys could
+//! each own a queue (or take a live peer for a ghost).
 
 use super::{
     Cond, DecodeError, INSTANCE_PREFIX, Item, Key, PK, QUEUE_PREFIX, TableQuery, TableWrite,
@@ -17,8 +18,14 @@ use crate::ids::{InstanceId, QueueId};
 
 /// The most partition keys queue records may be spread over.
 pub const MAX_QUEUE_PARTITION_KEYS: u32 = 256;
+/// The most partition keys instance records may be spread over: 64 keys carry 192,000 read
+/// units a second, far more than a fleet within the 400 KB-per-key item budget reads.
+pub const MAX_INSTANCE_PARTITION_KEYS: u32 = 64;
 /// Attribute of the layout item: how many partition keys the queue records are spread over.
 pub const QUEUE_PARTITION_KEYS: &str = "queue_partition_keys";
+/// Attribute of the layout item: how many partition keys the instance records are spread
+/// over (absent: one).
+pub const INSTANCE_PARTITION_KEYS: &str = "instance_partition_keys";
 /// Sort key of the layout item.
 const LAYOUT_SK: &str = "layout";
 
@@ -30,6 +37,9 @@ pub struct Layout {
     /// How many partition keys its queue records are spread over, 1 to
     /// [`MAX_QUEUE_PARTITION_KEYS`].
     queue_keys: u32,
+    /// How many partition keys its instance records are spread over, 1 to
+    /// [`MAX_INSTANCE_PARTITION_KEYS`].
+    instance_keys: u32,
 }
 
 impl Layout {
@@ -39,6 +49,16 @@ impl Layout {
         Layout {
             application: application.to_owned(),
             queue_keys: queue_partition_keys.clamp(1, MAX_QUEUE_PARTITION_KEYS),
+            instance_keys: 1,
+        }
+    }
+
+    /// This layout with the instance records over `instance_partition_keys` keys (held within
+    /// 1 to [`MAX_INSTANCE_PARTITION_KEYS`]).
+    pub fn with_instance_keys(self, instance_partition_keys: u32) -> Layout {
+        Layout {
+            instance_keys: instance_partition_keys.clamp(1, MAX_INSTANCE_PARTITION_KEYS),
+            ..self
         }
     }
 
@@ -58,9 +78,26 @@ impl Layout {
         self.queue_keys
     }
 
-    /// The partition key of the instance records (and of every record with one key).
-    pub fn instance_partition(&self) -> String {
-        partition(&self.application)
+    /// How many partition keys the instance records are spread over.
+    pub fn instance_partition_keys(&self) -> u32 {
+        self.instance_keys
+    }
+
+    /// The partition key of `id`'s instance record (with one key, the application's key,
+    /// shared with every record kept under one key).
+    pub fn instance_partition(&self, id: &InstanceId) -> String {
+        let at = hash64(&[b"instance-partition", id.as_str().as_bytes()]);
+        self.instance_partition_at(at % u64::from(self.instance_keys))
+    }
+
+    /// The partition key of the instance records' key number `k`.
+    fn instance_partition_at(&self, k: u64) -> String {
+        let base = partition(&self.application);
+        if self.instance_keys == 1 {
+            base
+        } else {
+            format!("{base}#i{k}")
+        }
     }
 
     /// The partition key of `queue`'s record.
@@ -76,7 +113,7 @@ impl Layout {
     /// The key of `id`'s instance record.
     pub fn instance_key(&self, id: &InstanceId) -> Key {
         Key {
-            pk: self.instance_partition(),
+            pk: self.instance_partition(id),
             sk: format!("{INSTANCE_PREFIX}{id}"),
         }
     }
@@ -90,29 +127,33 @@ impl Layout {
     }
 
     /// The queries that together make `read`, in the order they are read. A table read
-    /// reads the instance records last ([`Read::Table`]): with one key, in one query read
-    /// backwards (`queue#` sorts after `instance#`), so it costs no request more.
+    /// reads the instance records last ([`Read::Table`]): with one key for all, in one query
+    /// read backwards (`queue#` sorts after `instance#`), so it costs no request more.
     pub fn queries(&self, read: Read) -> Vec<TableQuery> {
-        let instances = TableQuery {
-            pk: self.instance_partition(),
+        let instances = (0..u64::from(self.instance_keys)).map(|k| TableQuery {
+            pk: self.instance_partition_at(k),
             sk_prefix: Some(INSTANCE_PREFIX.to_owned()),
             backward: false,
-        };
+        });
+        let base = partition(&self.application);
         match read {
-            Read::Members => vec![instances],
-            Read::Table if self.queue_keys == 1 => vec![TableQuery {
+            Read::Members => instances.collect(),
+            Read::Table if self.queue_keys == 1 && self.instance_keys == 1 => vec![TableQuery {
+                pk: base,
                 sk_prefix: None,
                 backward: true,
-                ..instances
             }],
             Read::Table => {
-                let base = partition(&self.application);
                 let queues = (0..self.queue_keys).map(|k| TableQuery {
-                    pk: format!("{base}#{k}"),
+                    pk: if self.queue_keys == 1 {
+                        base.clone()
+                    } else {
+                        format!("{base}#{k}")
+                    },
                     sk_prefix: Some(QUEUE_PREFIX.to_owned()),
                     backward: false,
                 });
-                queues.chain(std::iter::once(instances)).collect()
+                queues.chain(instances).collect()
             }
         }
     }
@@ -148,40 +189,55 @@ impl Layout {
     /// The write that records this layout: applied when none is recorded or this one is,
     /// refused when another one is. Safe to resend.
     pub fn record(&self) -> TableWrite {
-        let keys = Value::num(u64::from(self.queue_keys));
+        let queue_keys = Value::num(u64::from(self.queue_keys));
+        let instance_keys = Value::num(u64::from(self.instance_keys));
         TableWrite {
             key: Layout::item_key(&self.application),
-            updates: vec![Update::Set(QUEUE_PARTITION_KEYS, keys.clone())],
+            updates: vec![
+                Update::Set(QUEUE_PARTITION_KEYS, queue_keys.clone()),
+                Update::Set(INSTANCE_PARTITION_KEYS, instance_keys.clone()),
+            ],
             cond: Some(Cond::Or(vec![
                 Cond::NotExists(PK),
-                Cond::Eq(QUEUE_PARTITION_KEYS, keys),
+                Cond::And(vec![
+                    Cond::Eq(QUEUE_PARTITION_KEYS, queue_keys),
+                    Cond::Eq(INSTANCE_PARTITION_KEYS, instance_keys),
+                ]),
             ])),
         }
     }
 
     /// The layout `item` records for `application`.
     pub fn from_item(application: &str, item: &Item) -> Result<Layout, DecodeError> {
-        let keys = number(item, QUEUE_PARTITION_KEYS)?;
-        match u32::try_from(keys) {
-            Ok(k) if (1..=MAX_QUEUE_PARTITION_KEYS).contains(&k) => Ok(Layout::new(application, k)),
-            _ => Err(DecodeError {
-                sk: LAYOUT_SK.to_owned(),
-                reason: format!(
-                    "{QUEUE_PARTITION_KEYS} is {keys}, not 1 to {MAX_QUEUE_PARTITION_KEYS}"
-                ),
-            }),
-        }
+        let queue_keys = keys(item, QUEUE_PARTITION_KEYS, MAX_QUEUE_PARTITION_KEYS)?;
+        let instance_keys = match item.get(INSTANCE_PARTITION_KEYS) {
+            None => 1,
+            Some(_) => keys(item, INSTANCE_PARTITION_KEYS, MAX_INSTANCE_PARTITION_KEYS)?,
+        };
+        Ok(Layout::new(application, queue_keys).with_instance_keys(instance_keys))
     }
 }
 
-/// The layout an instance asks to record when `application` has none: the `requested` one,
-/// unless queue records already sit under the one key (a fleet that placed them there, maybe
-/// of an earlier version, still looks for them there).
-pub fn to_record(application: &str, requested: u32, single_key_records: bool) -> Layout {
+/// The number of keys attribute `name` of a layout item records, refused outside 1 to `max`.
+fn keys(item: &Item, name: &str, max: u32) -> Result<u32, DecodeError> {
+    let n = number(item, name)?;
+    match u32::try_from(n) {
+        Ok(k) if (1..=max).contains(&k) => Ok(k),
+        _ => Err(DecodeError {
+            sk: LAYOUT_SK.to_owned(),
+            reason: format!("{name} is {n}, not 1 to {max}"),
+        }),
+    }
+}
+
+/// The layout an instance asks to record when its application has none: the `requested`
+/// one, unless queue records already sit under the one key (a fleet that placed them there,
+/// maybe of an earlier version, still looks for every record there).
+pub fn to_record(requested: Layout, single_key_records: bool) -> Layout {
     if single_key_records {
-        Layout::single(application)
+        Layout::single(&requested.application)
     } else {
-        Layout::new(application, requested)
+        requested
     }
 }
 
@@ -200,7 +256,10 @@ mod tests {
     fn one_key_keeps_every_record_where_it_was() {
         let l = Layout::single("app");
         assert_eq!(l.queue_partition(&q("orders")), "app#app");
-        assert_eq!(l.instance_partition(), "app#app");
+        assert_eq!(
+            l.instance_partition(&InstanceId::new("a").unwrap()),
+            "app#app"
+        );
         let table = l.queries(Read::Table);
         assert_eq!(table.len(), 1);
         assert_eq!(
@@ -221,6 +280,44 @@ mod tests {
     }
 
     #[test]
+    fn the_partition_of_an_instance_is_pinned() {
+        // Changing these moves every instance record of a spread application: a breaking
+        // change.
+        let l = Layout::new("app", 1).with_instance_keys(4);
+        let got: Vec<String> = ["a", "node-1", "i-0abc"]
+            .iter()
+            .map(|n| l.instance_partition(&InstanceId::new(n).unwrap()))
+            .collect();
+        assert_eq!(got, ["app#app#i2", "app#app#i1", "app#app#i1"]);
+        let pks: Vec<String> = l.queries(Read::Table).into_iter().map(|q| q.pk).collect();
+        assert_eq!(
+            pks,
+            [
+                "app#app",
+                "app#app#i0",
+                "app#app#i1",
+                "app#app#i2",
+                "app#app#i3"
+            ]
+        );
+        assert_eq!(l.queries(Read::Members).len(), 4);
+    }
+
+    #[test]
+    fn a_layout_item_without_instance_keys_keeps_them_on_one_key() {
+        let mut item = update(&Layout::new("app", 4).with_instance_keys(8).record(), None).unwrap();
+        assert_eq!(
+            Layout::from_item("app", &item),
+            Ok(Layout::new("app", 4).with_instance_keys(8))
+        );
+        item.remove(INSTANCE_PARTITION_KEYS);
+        assert_eq!(Layout::from_item("app", &item), Ok(Layout::new("app", 4)));
+        item.insert(INSTANCE_PARTITION_KEYS.to_owned(), Value::num(65));
+        let e = Layout::from_item("app", &item).unwrap_err();
+        assert!(e.reason.contains(INSTANCE_PARTITION_KEYS), "{e}");
+    }
+
+    #[test]
     fn a_spread_table_read_covers_the_instances_and_every_queue_key() {
         let l = Layout::new("app", 3);
         let pks: Vec<String> = l.queries(Read::Table).into_iter().map(|q| q.pk).collect();
@@ -236,6 +333,8 @@ mod tests {
         assert!(holds(four.cond.as_ref().unwrap(), Some(&stored)));
         let two = Layout::new("app", 2).record();
         assert!(!holds(two.cond.as_ref().unwrap(), Some(&stored)));
+        let spread = Layout::new("app", 4).with_instance_keys(2).record();
+        assert!(!holds(spread.cond.as_ref().unwrap(), Some(&stored)));
     }
 
     #[test]
@@ -248,8 +347,9 @@ mod tests {
 
     #[test]
     fn queue_records_under_the_one_key_keep_it() {
-        assert_eq!(to_record("app", 8, true), Layout::single("app"));
-        assert_eq!(to_record("app", 8, false), Layout::new("app", 8));
+        let spread = Layout::new("app", 8).with_instance_keys(4);
+        assert_eq!(to_record(spread.clone(), true), Layout::single("app"));
+        assert_eq!(to_record(spread.clone(), false), spread);
     }
 
     proptest! {
@@ -273,10 +373,11 @@ mod tests {
         #[test]
         fn a_table_read_reads_every_record_once_and_the_instance_records_last(
             keys in 1u32..=8,
+            instance_keys in 1u32..=4,
             ids in proptest::collection::btree_set("[a-z0-9]{1,6}", 0..5),
             queues in proptest::collection::btree_set("[a-z0-9-]{1,12}", 0..12),
         ) {
-            let l = Layout::new("app", keys);
+            let l = Layout::new("app", keys).with_instance_keys(instance_keys);
             let instance = |id: &String| l.instance_key(&InstanceId::new(id).unwrap());
             let stored: BTreeSet<(String, String)> = ids
                 .iter()
@@ -284,18 +385,25 @@ mod tests {
                 .chain(queues.iter().map(|n| l.queue_key(&q(n))))
                 .map(|k| (k.pk, k.sk))
                 .collect();
-            let mut read = Vec::new();
-            for t in l.queries(Read::Table) {
-                let prefix = t.sk_prefix.as_deref().unwrap_or("");
-                let mut page: Vec<&(String, String)> = stored
-                    .iter()
-                    .filter(|(pk, sk)| *pk == t.pk && sk.starts_with(prefix))
-                    .collect();
-                if t.backward {
-                    page.reverse();
+            let run = |read: Read| {
+                let mut got = Vec::new();
+                for t in l.queries(read) {
+                    let prefix = t.sk_prefix.as_deref().unwrap_or("");
+                    let mut page: Vec<&(String, String)> = stored
+                        .iter()
+                        .filter(|(pk, sk)| *pk == t.pk && sk.starts_with(prefix))
+                        .collect();
+                    if t.backward {
+                        page.reverse();
+                    }
+                    got.extend(page);
                 }
-                read.extend(page);
-            }
+                got
+            };
+            let members = run(Read::Members);
+            prop_assert_eq!(members.len(), ids.len());
+            prop_assert!(members.iter().all(|(_, sk)| sk.starts_with(INSTANCE_PREFIX)));
+            let read = run(Read::Table);
             prop_assert_eq!(read.len(), stored.len());
             prop_assert_eq!(read.iter().collect::<BTreeSet<_>>().len(), stored.len());
             let first_instance = read.iter().position(|(_, sk)| sk.starts_with(INSTANCE_PREFIX));

@@ -42,6 +42,11 @@ pub(crate) async fn life(lab: Lab, links: Links, slot: usize) -> turmoil::Result
         } else {
             s.queue_partition_keys
         };
+        cfg.instance_partition_keys = if slot % 2 == 1 {
+            1
+        } else {
+            s.instance_partition_keys
+        };
         cfg.seed = hash64(&[
             &seed.to_le_bytes(),
             &who.0.to_le_bytes(),

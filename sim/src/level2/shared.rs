@@ -101,6 +101,8 @@ pub(crate) struct Shared {
     /// The layout the even instances ask for (`queue_partition_keys`); the odd ones ask for
     /// one key.
     pub queue_partition_keys: u32,
+    /// The instance partition keys the even instances ask for; the odd ones ask for one.
+    pub instance_partition_keys: u32,
     /// The deliberate bug under test, if any.
     pub mutation: Option<Mutation>,
     /// How the instances reach the fake AWS.
@@ -161,6 +163,7 @@ impl Shared {
         Shared {
             seed: sc.seed,
             queue_partition_keys: sc.queue_partition_keys,
+            instance_partition_keys: sc.instance_partition_keys,
             mutation: sc.mutation,
             transport,
             run: match transport {
