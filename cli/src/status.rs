@@ -195,7 +195,7 @@ async fn watch_table(
 async fn read_table(
     aws: &AwsBackend,
     app: &str,
-) -> Option<(u32, Vec<InstanceRecord>, Vec<QueueRecord>)> {
+) -> Option<((u32, u32), Vec<InstanceRecord>, Vec<QueueRecord>)> {
     let layout = layout::recorded(aws, app)
         .await
         .inspect_err(|e| tracing::debug!(error = %e, "the table layout could not be read"))
@@ -203,7 +203,13 @@ async fn read_table(
     match execute::read(aws, &layout, Read::Table).await {
         Outcome::Applied(Reply::Table {
             instances, queues, ..
-        }) => Some((layout.queue_partition_keys(), instances, queues)),
+        }) => {
+            let keys = (
+                layout.queue_partition_keys(),
+                layout.instance_partition_keys(),
+            );
+            Some((keys, instances, queues))
+        }
         _ => None,
     }
 }

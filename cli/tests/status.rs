@@ -142,8 +142,10 @@ async fn assert_healthy(moto: &Moto) {
     );
     assert_eq!(v["unowned"], Value::Array(Vec::new()));
     assert_eq!(v["failover_bound_ms"], 3_600);
-    // The fleet asked for 4 keys and recorded them; the watch reads in that layout.
+    // The fleet asked for 4 queue keys and 2 instance keys and recorded them; the watch reads
+    // in that layout.
     assert_eq!(v["queue_partition_keys"], 4, "{v}");
+    assert_eq!(v["instance_partition_keys"], 2, "{v}");
 }
 
 /// After c's abort and failover a watch shows c ended, and a and b balanced at 3 each.

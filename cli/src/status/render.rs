@@ -97,21 +97,29 @@ fn owners_table(r: &Report) -> Option<String> {
     ))
 }
 
+/// `n` partition keys, in words.
+fn keys(n: u32) -> String {
+    if n == 1 {
+        "1 partition key".to_owned()
+    } else {
+        format!("{n} partition keys")
+    }
+}
+
 /// The summary line (counts, balance, unowned, reads), then a hint when the watch was too
 /// short to see a heartbeat go stale.
 fn push_summary(out: &mut String, r: &Report) {
     let _ = write!(
         out,
-        "{} queues ({} retired, over {} partition {}), {} instances; ",
+        "{} queues ({} retired, over {}), {} instances{}; ",
         r.queues,
         r.retired,
-        r.queue_partition_keys,
-        if r.queue_partition_keys == 1 {
-            "key"
-        } else {
-            "keys"
-        },
-        r.instances.len()
+        keys(r.queue_partition_keys),
+        r.instances.len(),
+        match r.instance_partition_keys {
+            1 => String::new(),
+            n => format!(" (over {})", keys(n)),
+        }
     );
     match r.balance {
         Some(b) => {
@@ -236,6 +244,8 @@ struct ReportJson<'a> {
     retired: usize,
     /// Partition keys the queue records are spread over.
     queue_partition_keys: u32,
+    /// Partition keys the instance records are spread over.
+    instance_partition_keys: u32,
     /// Every instance.
     instances: Vec<InstanceJson<'a>>,
     /// The queue URLs each owning instance holds.
@@ -302,6 +312,7 @@ pub fn to_json(r: &Report) -> String {
         queues: r.queues,
         retired: r.retired,
         queue_partition_keys: r.queue_partition_keys,
+        instance_partition_keys: r.instance_partition_keys,
         instances,
         owners,
         balance,

@@ -172,6 +172,8 @@ pub struct Report {
     pub retired: usize,
     /// Partition keys the queue records are spread over (the application's layout).
     pub queue_partition_keys: u32,
+    /// Partition keys the instance records are spread over (the application's layout).
+    pub instance_partition_keys: u32,
     /// Queues without a live owner.
     pub unowned: Vec<UnownedRow>,
     /// Listed queues matching the pattern that have no queue record (`None`: not listed).
@@ -202,7 +204,8 @@ pub struct Observer {
     beats: BTreeMap<Owner, Beat>,
     instances: Vec<InstanceRecord>,
     queues: Vec<QueueRecord>,
-    queue_partition_keys: u32,
+    /// The layout's partition keys: queue records, instance records.
+    keys: (u32, u32),
     unowned_since: BTreeMap<QueueId, Duration>,
 }
 
@@ -224,7 +227,7 @@ impl Observer {
             beats: BTreeMap::new(),
             instances: Vec::new(),
             queues: Vec::new(),
-            queue_partition_keys: 1,
+            keys: (1, 1),
             unowned_since: BTreeMap::new(),
         }
     }
@@ -235,15 +238,17 @@ impl Observer {
     }
 
     /// Takes in one read of the records, made `at` after the watch started, in a layout of
-    /// `queue_partition_keys` keys.
+    /// `keys` (queue keys, instance keys). The instances are shown in id order, whatever order
+    /// the layout's queries returned them in.
     pub fn observe(
         &mut self,
         at: Duration,
-        queue_partition_keys: u32,
-        instances: Vec<InstanceRecord>,
+        keys: (u32, u32),
+        mut instances: Vec<InstanceRecord>,
         queues: Vec<QueueRecord>,
     ) {
-        self.queue_partition_keys = queue_partition_keys;
+        instances.sort_by(|a, b| a.id.cmp(&b.id));
+        self.keys = keys;
         if self.reads == 0 {
             self.first = at;
         }
@@ -336,7 +341,8 @@ impl Observer {
             instances,
             queues: live,
             retired: self.queues.len() - live,
-            queue_partition_keys: self.queue_partition_keys,
+            queue_partition_keys: self.keys.0,
+            instance_partition_keys: self.keys.1,
             unowned,
             unrecorded,
             balance,
@@ -480,11 +486,25 @@ mod tests {
     }
 
     #[test]
+    fn instances_are_shown_in_id_order_whatever_order_they_were_read_in() {
+        let mut o = Observer::new(TIMING);
+        let read = ["c", "a", "b"].map(|id| inst(id, 1, 5, Status::Active));
+        o.observe(secs(0), (1, 2), read.to_vec(), Vec::new());
+        let ids: Vec<String> = o
+            .report(None)
+            .instances
+            .iter()
+            .map(|i| i.life.id.to_string())
+            .collect();
+        assert_eq!(ids, ["a", "b", "c"]);
+    }
+
+    #[test]
     fn one_read_judges_no_heartbeat_and_no_queue_past_the_bound() {
         let mut o = Observer::new(TIMING);
         o.observe(
             secs(0),
-            1,
+            (1, 1),
             vec![inst("a", 1, 5, Status::Active)],
             vec![queue(0, Some(("a", 1))), queue(1, None)],
         );
@@ -505,7 +525,7 @@ mod tests {
         for t in 0..=8 {
             o.observe(
                 secs(t),
-                1,
+                (1, 1),
                 vec![
                     inst("a", 1, 10 + t, Status::Active),
                     inst("b", 1, 3, Status::Active),
@@ -545,7 +565,7 @@ mod tests {
         reborn.ended = 1;
         o.observe(
             secs(0),
-            1,
+            (1, 1),
             vec![
                 inst("a", 1, 1, Status::Active),
                 ended.clone(),
@@ -560,7 +580,7 @@ mod tests {
         );
         o.observe(
             secs(9),
-            1,
+            (1, 1),
             vec![inst("a", 1, 9, Status::Active), ended, reborn],
             vec![
                 queue(0, Some(("a", 1))),

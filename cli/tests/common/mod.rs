@@ -84,6 +84,7 @@ pub fn fast(app: &str, table: &str, id: &str) -> Config {
     c.queue_filter_pattern = Some(format!("^{app}-"));
     // Spread, so every test also runs the layout's agreement and its queries on the emulator.
     c.queue_partition_keys = 4;
+    c.instance_partition_keys = 2;
     c
 }
 
