@@ -109,8 +109,9 @@ pub mod backend {
     /// decoded into records with [`table::decode_item`].
     pub mod table {
         pub use sqsbalancer_core::table::{
-            Cond, DecodeError, Item, Key, Layout, MAX_QUEUE_PARTITION_KEYS, Record, Refused,
-            TableQuery, TableWrite, Update, UpdateError, Value, decode_item, partition, update,
+            Cond, DecodeError, Item, Key, Layout, MAX_INSTANCE_PARTITION_KEYS,
+            MAX_QUEUE_PARTITION_KEYS, Record, Refused, TableQuery, TableWrite, Update, UpdateError,
+            Value, decode_item, partition, update,
         };
         pub use sqsbalancer_core::{InstanceRecord, Owner, QueueRecord, Read, Status};
     }
