@@ -208,7 +208,8 @@ async fn read_table(
                 layout.queue_partition_keys(),
                 layout.instance_partition_keys(),
             );
-            Some((keys, instances, queues))
+            let queues = queues.into_iter().map(std::sync::Arc::unwrap_or_clone);
+            Some((keys, instances, queues.collect()))
         }
         _ => None,
     }

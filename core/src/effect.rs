@@ -8,6 +8,7 @@
 
 use crate::ids::{InstanceId, Owner, QueueId};
 use crate::time::Millis;
+use std::sync::Arc;
 
 /// Names one issued read, write or listing; results come back under the same id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -335,8 +336,9 @@ pub enum Reply {
     Table {
         /// Every instance record that could be decoded.
         instances: Vec<InstanceRecord>,
-        /// Every queue record that could be decoded.
-        queues: Vec<QueueRecord>,
+        /// Every queue record that could be decoded, each shared with whatever else holds it
+        /// (a view of the table keeps the same allocation).
+        queues: Vec<Arc<QueueRecord>>,
         /// Records that could not.
         unreadable: Unreadable,
     },

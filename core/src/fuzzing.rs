@@ -13,6 +13,7 @@ use crate::ids::{InstanceId, Owner, QueueId};
 use crate::node::Node;
 use crate::time::Millis;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Reads bytes, yielding zeros once they run out.
@@ -76,8 +77,8 @@ fn instances(b: &mut Bytes) -> Vec<InstanceRecord> {
     out.into_values().collect()
 }
 
-fn queues(b: &mut Bytes) -> Vec<QueueRecord> {
-    let mut out: BTreeMap<QueueId, QueueRecord> = BTreeMap::new();
+fn queues(b: &mut Bytes) -> Vec<Arc<QueueRecord>> {
+    let mut out: BTreeMap<QueueId, Arc<QueueRecord>> = BTreeMap::new();
     for _ in 0..b.u8() % 9 {
         let q = queue(b.u8());
         let owner = owner(b);
@@ -88,7 +89,7 @@ fn queues(b: &mut Bytes) -> Vec<QueueRecord> {
             epoch: u64::from(x % 16),
             retired: x >= 240,
         };
-        out.insert(q, r);
+        out.insert(q, Arc::new(r));
     }
     out.into_values().collect()
 }

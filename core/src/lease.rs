@@ -47,7 +47,10 @@ pub(crate) enum Held {
 
 #[derive(Clone, Debug)]
 struct Entry {
-    record: QueueRecord,
+    /// The record, shared with the read that brought it (and, in the simulator, with every
+    /// other node's view of the same item).
+    record: Arc<QueueRecord>,
+    /// The sequence number of this node's own write that last set it (0: set by a snapshot).
     touched: u64,
 }
 
@@ -102,7 +105,7 @@ impl QueueView {
 
     /// Replaces the view with a snapshot whose read was sent at sequence `sent`.
     /// Returns whether anything changed.
-    pub fn merge_snapshot(&mut self, sent: u64, mut records: Vec<QueueRecord>) -> bool {
+    pub fn merge_snapshot(&mut self, sent: u64, mut records: Vec<Arc<QueueRecord>>) -> bool {
         // Walk the view and the sorted snapshot side by side, changing only what differs: a
         // reconciliation read of a quiet table allocates nothing.
         records.sort_by(|a, b| a.queue.cmp(&b.queue));
@@ -121,16 +124,22 @@ impl QueueView {
                 Some(r) if e.touched > sent && r.epoch <= e.record.epoch => {}
                 Some(r) => {
                     e.touched = 0;
+                    // The same allocation is the same record, most of a read, compared
+                    // without reading the queue's URL; an equal copy is adopted so that the
+                    // next read compares so too (and shares the simulator's one copy).
+                    if Arc::ptr_eq(&e.record, &r) {
+                        continue;
+                    }
                     if e.record != r {
                         if e.record.retired != r.retired {
                             self.live = None;
                         }
                         count_owner(&mut self.owners, &e.record, -1);
                         count_owner(&mut self.owners, &r, 1);
-                        e.record = r;
                         self.changes.insert(q.clone());
                         changed = true;
                     }
+                    e.record = r;
                 }
                 None if e.touched > sent => {}
                 None => gone.push(q.clone()),
@@ -171,7 +180,7 @@ impl QueueView {
             let old = self.entries.insert(
                 record.queue.clone(),
                 Entry {
-                    record,
+                    record: Arc::new(record),
                     touched: seq,
                 },
             );
@@ -189,12 +198,12 @@ impl QueueView {
 
     /// The record of `queue`, if known.
     pub fn get(&self, queue: &QueueId) -> Option<&QueueRecord> {
-        self.entries.get(queue).map(|e| &e.record)
+        self.entries.get(queue).map(|e| &*e.record)
     }
 
     /// Every known record, sorted by queue.
     pub fn records(&self) -> impl Iterator<Item = &QueueRecord> {
-        self.entries.values().map(|e| &e.record)
+        self.entries.values().map(|e| &*e.record)
     }
 
     /// The live (not retired) queues, sorted: the same list until one joins or leaves.
@@ -261,8 +270,8 @@ mod tests {
     use super::*;
     use crate::ids::InstanceId;
 
-    fn rec(q: &str, owner: Option<(&str, u64)>, epoch: u64) -> QueueRecord {
-        QueueRecord {
+    fn rec(q: &str, owner: Option<(&str, u64)>, epoch: u64) -> Arc<QueueRecord> {
+        Arc::new(QueueRecord {
             queue: QueueId::new(q).unwrap(),
             owner: owner.map(|(id, incarnation)| Owner {
                 id: InstanceId::new(id).unwrap(),
@@ -270,14 +279,19 @@ mod tests {
             }),
             epoch,
             retired: false,
-        }
+        })
+    }
+
+    /// A record to apply as this node's own write.
+    fn own(r: Arc<QueueRecord>) -> QueueRecord {
+        Arc::unwrap_or_clone(r)
     }
 
     #[test]
     fn a_snapshot_older_than_a_local_write_does_not_undo_it() {
         let mut v = QueueView::default();
         assert!(v.merge_snapshot(1, vec![rec("q", None, 1), rec("gone", None, 1)]));
-        v.apply_local(5, rec("q", Some(("a", 1)), 2));
+        v.apply_local(5, own(rec("q", Some(("a", 1)), 2)));
         // Sent at 4, before the write completed at 5: keeps the local record, drops `gone`.
         assert!(v.merge_snapshot(4, vec![rec("q", None, 1)]));
         assert_eq!(v.get(&QueueId::new("q").unwrap()).unwrap().epoch, 2);
@@ -299,20 +313,20 @@ mod tests {
         ) {
             let mut v = QueueView::default();
             for (seq, (local, recs)) in ops.into_iter().enumerate() {
-                let recs: Vec<QueueRecord> = recs
+                let recs: Vec<Arc<QueueRecord>> = recs
                     .into_iter()
                     .map(|(q, o, epoch)| {
                         let owner = ["a", "b", "c"].get(usize::from(o)).map(|id| (*id, epoch % 2));
-                        QueueRecord {
+                        Arc::new(QueueRecord {
                             retired: epoch == 3,
-                            ..rec(&format!("q{q}"), owner, epoch)
-                        }
+                            ..own(rec(&format!("q{q}"), owner, epoch))
+                        })
                     })
                     .collect();
                 let seq = seq as u64 + 1;
                 if local {
                     for r in recs {
-                        v.apply_local(seq, r);
+                        v.apply_local(seq, own(r));
                     }
                 } else {
                     v.merge_snapshot(seq, recs);
@@ -347,9 +361,9 @@ mod tests {
             ],
         );
         assert_eq!(v.take_changes(), BTreeSet::from([q("b"), q("c"), q("d")]));
-        v.apply_local(3, rec("a", Some(("me", 1)), 2));
+        v.apply_local(3, own(rec("a", Some(("me", 1)), 2)));
         // A local write older than the record changes nothing.
-        v.apply_local(4, rec("b", Some(("me", 1)), 1));
+        v.apply_local(4, own(rec("b", Some(("me", 1)), 1)));
         assert_eq!(v.take_changes(), BTreeSet::from([q("a")]));
         v.merge_snapshot(
             5,
@@ -363,10 +377,28 @@ mod tests {
     }
 
     #[test]
+    fn an_equal_record_read_again_is_shared_and_no_change() {
+        let q = QueueId::new("q").unwrap();
+        let mut v = QueueView::default();
+        v.apply_local(1, own(rec("q", Some(("a", 1)), 2)));
+        let _ = v.take_changes();
+        let read = rec("q", Some(("a", 1)), 2);
+        assert!(!v.merge_snapshot(2, vec![Arc::clone(&read)]));
+        assert!(!v.has_changes());
+        assert!(
+            std::ptr::eq(v.get(&q).unwrap(), &*read),
+            "the read's copy is kept"
+        );
+        let moved = rec("q", Some(("b", 1)), 3);
+        assert!(v.merge_snapshot(3, vec![moved]));
+        assert_eq!(v.take_changes(), BTreeSet::from([q]));
+    }
+
+    #[test]
     fn a_local_write_never_replaces_a_newer_epoch() {
         let mut v = QueueView::default();
         v.merge_snapshot(1, vec![rec("q", Some(("b", 1)), 9)]);
-        v.apply_local(2, rec("q", Some(("a", 1)), 3));
+        v.apply_local(2, own(rec("q", Some(("a", 1)), 3)));
         assert_eq!(v.get(&QueueId::new("q").unwrap()).unwrap().epoch, 9);
     }
 

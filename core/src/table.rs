@@ -22,6 +22,7 @@ use crate::effect::{InstanceRecord, Notice, QueueRecord, Read, Reply, Status, Un
 use crate::ids::{InstanceId, Owner, QueueId};
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 mod layout;
 pub use layout::{
@@ -453,7 +454,7 @@ pub struct Decoded {
     /// Instance records, in the order read.
     pub instances: Vec<InstanceRecord>,
     /// Queue records, in the order read.
-    pub queues: Vec<QueueRecord>,
+    pub queues: Vec<Arc<QueueRecord>>,
     /// Items that could not be read; the caller logs them and carries on.
     pub skipped: Vec<DecodeError>,
     /// The instances and queues those items are the records of, where their keys say.
@@ -519,8 +520,9 @@ pub fn read_reply(read: Read, decoded: Decoded) -> Reply {
 pub enum Record {
     /// An instance record.
     Instance(InstanceRecord),
-    /// A queue record.
-    Queue(QueueRecord),
+    /// A queue record, shared: the simulator hands one decoded record to every node that
+    /// reads its item, so a thousand views of a table hold one copy of each record.
+    Queue(Arc<QueueRecord>),
 }
 
 fn sk_of(item: &Item) -> String {
@@ -602,12 +604,12 @@ pub fn decode_item(item: &Item) -> Result<Record, DecodeError> {
             Some(Value::Bool(b)) => *b,
             _ => return fail(item, "retired is missing or not a boolean".to_owned()),
         };
-        Ok(Record::Queue(QueueRecord {
+        Ok(Record::Queue(Arc::new(QueueRecord {
             queue,
             owner,
             epoch: number(item, EPOCH)?,
             retired,
-        }))
+        })))
     } else {
         fail(item, "unknown sort key prefix".to_owned())
     }
@@ -761,6 +763,14 @@ mod tests {
             Ok(item) => Some(item),
             Err(Refused::Condition) => None,
             Err(e) => panic!("{w:?} cannot apply: {e}"),
+        }
+    }
+
+    /// The queue record `item` decodes to, if it decodes to one.
+    fn queue_record(item: &Item) -> Option<QueueRecord> {
+        match decode_item(item) {
+            Ok(Record::Queue(r)) => Some(Arc::unwrap_or_clone(r)),
+            _ => None,
         }
     }
 
@@ -921,12 +931,12 @@ mod tests {
         let held = run(&claim(None, 1), Some(rec)).unwrap();
         assert_eq!(
             decode_item(&held),
-            Ok(Record::Queue(QueueRecord {
+            Ok(Record::Queue(Arc::new(QueueRecord {
                 queue: q(),
                 owner: Some(owner("b", 1)),
                 epoch: 2,
                 retired: false,
-            }))
+            })))
         );
         let hand = |from| Write::HandOff {
             queue: q(),
@@ -947,13 +957,13 @@ mod tests {
             "a tombstone expires"
         );
         assert!(matches!(
-            decode_item(&tomb),
-            Ok(Record::Queue(QueueRecord {
+            queue_record(&tomb),
+            Some(QueueRecord {
                 epoch: 4,
                 retired: true,
                 owner: None,
                 ..
-            }))
+            })
         ));
         assert!(
             run(&claim(None, 4), Some(tomb.clone())).is_none(),
@@ -966,12 +976,12 @@ mod tests {
         let back = run(&revive, Some(tomb)).unwrap();
         assert_eq!(back.get(TTL), None, "a revived record is kept for good");
         assert!(matches!(
-            decode_item(&back),
-            Ok(Record::Queue(QueueRecord {
+            queue_record(&back),
+            Some(QueueRecord {
                 epoch: 5,
                 retired: false,
                 ..
-            }))
+            })
         ));
     }
 

@@ -11,6 +11,7 @@ use crate::ids::{InstanceId, Owner, QueueId};
 use crate::lease::{AfterStop, names};
 use crate::shutdown::Phase;
 use crate::time::Millis;
+use std::sync::Arc;
 
 impl Node {
     /// Dispatches the answer to operation `id` to the handler of its kind.
@@ -137,7 +138,7 @@ impl Node {
         &mut self,
         id: OpId,
         instances: &[InstanceRecord],
-        queues: Vec<QueueRecord>,
+        queues: Vec<Arc<QueueRecord>>,
         unreadable: Unreadable,
     ) {
         let _ = self.observe(id, instances, &unreadable.instances);

@@ -5,6 +5,7 @@
 use sqsbalancer_core::table::{self, Item, Key, Layout, Record, Refused, TableWrite};
 use sqsbalancer_core::{Outcome, QueueId, QueueRecord, Read, Reply, Write};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// The application every test node belongs to.
 pub const APP: &str = "app";
@@ -75,7 +76,7 @@ impl MemTable {
     /// The queue record of `queue`, decoded.
     pub fn queue(&self, queue: &QueueId) -> Option<QueueRecord> {
         match table::decode_item(self.items.get(&layout().queue_key(queue))?) {
-            Ok(Record::Queue(r)) => Some(r),
+            Ok(Record::Queue(r)) => Some(Arc::unwrap_or_clone(r)),
             other => panic!("{queue}'s record reads as {other:?}"),
         }
     }
@@ -85,6 +86,9 @@ impl MemTable {
         let Reply::Table { queues, .. } = self.read(Read::Table) else {
             unreachable!("a table read answers with the table")
         };
-        queues.into_iter().map(|r| (r.queue.clone(), r)).collect()
+        queues
+            .into_iter()
+            .map(|r| (r.queue.clone(), Arc::unwrap_or_clone(r)))
+            .collect()
     }
 }

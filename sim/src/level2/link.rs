@@ -244,6 +244,7 @@ impl Link {
                 let q = sk.strip_prefix(table::QUEUE_PREFIX).unwrap_or(sk);
                 let before = before.and_then(|b| number(b, table::EPOCH));
                 s.checker.epoch_written(q, before, rec.epoch);
+                let rec = std::sync::Arc::unwrap_or_clone(rec);
                 s.record_written(self.who, rec.queue, rec.owner, rec.epoch);
             }
             Ok(Record::Instance(rec)) if rec.id.as_str() == self.name => {
