@@ -45,24 +45,22 @@ pub(crate) enum Held {
     },
 }
 
-#[derive(Clone, Debug)]
-struct Entry {
-    /// The record, shared with the read that brought it (and, in the simulator, with every
-    /// other node's view of the same item).
-    record: Arc<QueueRecord>,
-    /// The sequence number of this node's own write that last set it (0: set by a snapshot).
-    touched: u64,
-}
-
 /// The queue records as this node last knew them.
 ///
 /// Reads are full snapshots, one at a time, so each is newer than the one before; the only thing
 /// a snapshot can be older than is this node's own write that completed after the read was sent.
-/// Each entry remembers the sequence number of the local write that last set it, and a snapshot
-/// sent before that write leaves the entry alone.
+/// The sequence number of each such write is kept until a snapshot sent after it, and a snapshot
+/// sent before it leaves the record alone.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct QueueView {
-    entries: BTreeMap<QueueId, Entry>,
+    /// Every known record, sorted by queue: each shared with the read that brought it (in the
+    /// simulator, with every other node's view of the same stored item), so a view costs a
+    /// pointer per queue, which is what lets level 1 hold a thousand views of a large table.
+    records: Vec<Arc<QueueRecord>>,
+    /// The sequence number of this node's own write that last set a record, for the writes
+    /// that the last snapshot was sent before.
+    touched: BTreeMap<QueueId, u64>,
+    /// The sequence number the last merged snapshot's read was sent at (0: none yet).
     snapshot: u64,
     /// Queues whose record changed since [`QueueView::take_changes`] was last called.
     changes: BTreeSet<QueueId>,
@@ -106,112 +104,128 @@ impl QueueView {
     /// Replaces the view with a snapshot whose read was sent at sequence `sent`.
     /// Returns whether anything changed.
     pub fn merge_snapshot(&mut self, sent: u64, mut records: Vec<Arc<QueueRecord>>) -> bool {
-        // Walk the view and the sorted snapshot side by side, changing only what differs: a
-        // reconciliation read of a quiet table allocates nothing.
-        records.sort_by(|a, b| a.queue.cmp(&b.queue));
+        // Walk the view and the sorted snapshot side by side, and keep the snapshot's own
+        // vector: a reconciliation read of a quiet table allocates nothing.
+        records.sort_by_cached_key(|r| r.queue.clone());
         records.dedup_by(|later, first| later.queue == first.queue);
-        let mut gone = Vec::new();
-        let mut incoming = records.into_iter().peekable();
-        let mut added = Vec::new();
+        let mut old = std::mem::take(&mut self.records).into_iter().peekable();
+        let mut kept = Vec::new();
         let mut changed = false;
-        for (q, e) in self.entries.iter_mut() {
-            while let Some(r) = incoming.next_if(|r| r.queue < *q) {
-                added.push(r);
+        for r in &mut records {
+            while let Some(o) = old.next_if(|o| o.queue < r.queue) {
+                changed |= self.drop_unless_written(o, sent, &mut kept);
             }
-            match incoming.next_if(|r| r.queue == *q) {
-                // This node's own write completed after the read was sent: keep it unless the
-                // snapshot shows a later epoch.
-                Some(r) if e.touched > sent && r.epoch <= e.record.epoch => {}
-                Some(r) => {
-                    e.touched = 0;
-                    // The same allocation is the same record, most of a read, compared
-                    // without reading the queue's URL; an equal copy is adopted so that the
-                    // next read compares so too (and shares the simulator's one copy).
-                    if Arc::ptr_eq(&e.record, &r) {
-                        continue;
-                    }
-                    if e.record != r {
-                        if e.record.retired != r.retired {
-                            self.live = None;
-                        }
-                        count_owner(&mut self.owners, &e.record, -1);
-                        count_owner(&mut self.owners, &r, 1);
-                        self.changes.insert(q.clone());
-                        changed = true;
-                    }
-                    e.record = r;
+            let Some(o) = old.next_if(|o| o.queue == r.queue) else {
+                changed = true;
+                self.live = None;
+                self.changes.insert(r.queue.clone());
+                count_owner(&mut self.owners, r, 1);
+                continue;
+            };
+            // This node's own write completed after the read was sent: keep it unless the
+            // snapshot shows a later epoch.
+            if self.written_after(&o.queue, sent) && r.epoch <= o.epoch {
+                *r = o;
+                continue;
+            }
+            if !self.touched.is_empty() {
+                self.touched.remove(&o.queue);
+            }
+            // The same allocation is the same record, most of a read, compared without
+            // reading the queue's URL; an equal copy replaces the old one so that the next
+            // read compares so too (and shares the simulator's one copy).
+            if !Arc::ptr_eq(&o, r) && o != *r {
+                if o.retired != r.retired {
+                    self.live = None;
                 }
-                None if e.touched > sent => {}
-                None => gone.push(q.clone()),
+                count_owner(&mut self.owners, &o, -1);
+                count_owner(&mut self.owners, r, 1);
+                self.changes.insert(o.queue.clone());
+                changed = true;
             }
         }
-        added.extend(incoming);
-        if !gone.is_empty() || !added.is_empty() {
-            self.live = None;
+        for o in old {
+            changed |= self.drop_unless_written(o, sent, &mut kept);
         }
-        for q in gone {
-            if let Some(e) = self.entries.remove(&q) {
-                count_owner(&mut self.owners, &e.record, -1);
-            }
-            self.changes.insert(q);
-            changed = true;
+        if !kept.is_empty() {
+            records.extend(kept);
+            records.sort_by(|a, b| a.queue.cmp(&b.queue));
         }
-        for record in added {
-            self.changes.insert(record.queue.clone());
-            changed = true;
-            count_owner(&mut self.owners, &record, 1);
-            self.entries
-                .insert(record.queue.clone(), Entry { record, touched: 0 });
-        }
+        self.records = records;
+        self.touched.retain(|_, seq| *seq > sent);
         self.snapshot = self.snapshot.max(sent);
         changed
     }
 
+    /// Whether this node's own write set `queue`'s record after a read sent at `sent`.
+    fn written_after(&self, queue: &QueueId, sent: u64) -> bool {
+        self.touched.get(queue).is_some_and(|seq| *seq > sent)
+    }
+
+    /// A record that a snapshot sent at `sent` lacks: kept in `kept` if this node wrote it
+    /// after the read was sent, dropped otherwise. Returns whether it was dropped.
+    fn drop_unless_written(
+        &mut self,
+        record: Arc<QueueRecord>,
+        sent: u64,
+        kept: &mut Vec<Arc<QueueRecord>>,
+    ) -> bool {
+        if self.written_after(&record.queue, sent) {
+            kept.push(record);
+            return false;
+        }
+        self.live = None;
+        count_owner(&mut self.owners, &record, -1);
+        self.changes.insert(record.queue.clone());
+        true
+    }
+
     /// Records the effect of this node's own applied write, at sequence `seq`.
     pub fn apply_local(&mut self, seq: u64, record: QueueRecord) {
-        let newer = self
-            .entries
-            .get(&record.queue)
-            .is_none_or(|e| e.record.epoch <= record.epoch);
-        if newer {
-            let record_retired = record.retired;
-            self.changes.insert(record.queue.clone());
-            count_owner(&mut self.owners, &record, 1);
-            let old = self.entries.insert(
-                record.queue.clone(),
-                Entry {
-                    record: Arc::new(record),
-                    touched: seq,
-                },
-            );
-            match old {
-                Some(old) => {
-                    if old.record.retired != record_retired {
-                        self.live = None;
-                    }
-                    count_owner(&mut self.owners, &old.record, -1);
+        let at = self.find(&record.queue);
+        if at.is_ok_and(|i| self.records[i].epoch > record.epoch) {
+            return;
+        }
+        self.changes.insert(record.queue.clone());
+        self.touched.insert(record.queue.clone(), seq);
+        count_owner(&mut self.owners, &record, 1);
+        let record = Arc::new(record);
+        match at {
+            Ok(i) => {
+                let old = std::mem::replace(&mut self.records[i], record);
+                if old.retired != self.records[i].retired {
+                    self.live = None;
                 }
-                None => self.live = None,
+                count_owner(&mut self.owners, &old, -1);
+            }
+            Err(i) => {
+                self.records.insert(i, record);
+                self.live = None;
             }
         }
     }
 
+    /// Where `queue`'s record is, or would go, in the sorted records.
+    fn find(&self, queue: &QueueId) -> Result<usize, usize> {
+        self.records.binary_search_by(|r| r.queue.cmp(queue))
+    }
+
     /// The record of `queue`, if known.
     pub fn get(&self, queue: &QueueId) -> Option<&QueueRecord> {
-        self.entries.get(queue).map(|e| &*e.record)
+        self.find(queue).ok().map(|i| &*self.records[i])
     }
 
     /// Every known record, sorted by queue.
     pub fn records(&self) -> impl Iterator<Item = &QueueRecord> {
-        self.entries.values().map(|e| &*e.record)
+        self.records.iter().map(|r| &**r)
     }
 
     /// The live (not retired) queues, sorted: the same list until one joins or leaves.
     pub fn live_queues(&mut self) -> Arc<[QueueId]> {
-        let entries = &self.entries;
+        let records = &self.records;
         let live = self.live.get_or_insert_with(|| {
-            let live = entries.values().filter(|e| !e.record.retired);
-            live.map(|e| e.record.queue.clone()).collect()
+            let live = records.iter().filter(|r| !r.retired);
+            live.map(|r| r.queue.clone()).collect()
         });
         Arc::clone(live)
     }
@@ -223,7 +237,7 @@ impl QueueView {
 
     /// The number of known records.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.records.len()
     }
 }
 
