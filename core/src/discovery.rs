@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::ids::QueueId;
 use crate::time::Millis;
 use regex::Regex;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
 /// A compiled queue filter.
 #[derive(Clone, Debug)]
@@ -87,32 +87,42 @@ pub(crate) type Creation = (QueueId, Option<u64>);
 
 /// Listed queues whose record a peer is to create first, in one group per listing: each
 /// group waits for its due time, then those the view still lacks are created here. At a
-/// fleet's start every node defers almost every queue; a sorted run per listing costs a
-/// third of a tree entry per queue, and the next due time is the first group's.
+/// fleet's start every node defers almost every queue, so a group is a sorted run of ids
+/// (half the size of an id beside an optional epoch), and the few tombstones to revive keep
+/// their epoch aside; the next due time is the first group's.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Deferred {
     /// The groups in the order deferred (so by due time), each sorted by queue, no queue in two.
-    groups: VecDeque<(Millis, Vec<Creation>)>,
+    groups: VecDeque<(Millis, Vec<QueueId>)>,
+    /// The epoch of the tombstone to revive, for the deferred queues that have one.
+    revive: BTreeMap<QueueId, u64>,
 }
 
 impl Deferred {
     /// Defers `creations` (sorted by queue) until `due`, no earlier than any group before;
     /// a queue deferred already keeps its first due time and epoch.
-    pub fn defer(&mut self, due: Millis, mut creations: Vec<Creation>) {
+    pub fn defer(&mut self, due: Millis, creations: Vec<Creation>) {
         debug_assert!(creations.is_sorted_by(|a, b| a.0 < b.0));
-        creations.retain(|(q, _)| !self.contains(q));
-        if creations.is_empty() {
+        let mut group = Vec::with_capacity(creations.len());
+        for (q, epoch) in creations {
+            if self.contains(&q) {
+                continue;
+            }
+            if let Some(e) = epoch {
+                self.revive.insert(q.clone(), e);
+            }
+            group.push(q);
+        }
+        if group.is_empty() {
             return;
         }
         let due = self.groups.back().map_or(due, |(last, _)| due.max(*last));
-        self.groups.push_back((due, creations));
+        self.groups.push_back((due, group));
     }
 
     /// Whether `q` waits in some group.
     fn contains(&self, q: &QueueId) -> bool {
-        self.groups
-            .iter()
-            .any(|(_, g)| g.binary_search_by(|(d, _)| d.cmp(q)).is_ok())
+        self.groups.iter().any(|(_, g)| g.binary_search(q).is_ok())
     }
 
     /// When the first group is due, if any waits.
@@ -124,7 +134,11 @@ impl Deferred {
     pub fn take_due(&mut self, by: Millis) -> Vec<Creation> {
         let mut due = Vec::new();
         while let Some((_, g)) = self.groups.pop_front_if(|(at, _)| *at <= by) {
-            due.extend(g);
+            let revive = &mut self.revive;
+            due.extend(g.into_iter().map(|q| {
+                let epoch = revive.remove(&q);
+                (q, epoch)
+            }));
         }
         due.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         due
