@@ -14,7 +14,8 @@ use serde::Serialize;
 use sqsbalancer_sim::report::Spread;
 use sqsbalancer_sim::scenario::{FaultKind, Schedule};
 use sqsbalancer_sim::{
-    Level, Mutation, Report, Scenario, SwarmLimits, SwarmSummary, level2, parse_duration, timeline,
+    Level, Mutation, Progress, Report, Scenario, SwarmLimits, SwarmSummary, level2, parse_duration,
+    timeline,
 };
 use std::io::Write;
 use std::path::PathBuf;
@@ -93,6 +94,10 @@ pub struct RunArgs {
     /// Print the summary as one JSON object.
     #[arg(long)]
     json: bool,
+    /// Print how far the run has got on stderr once a simulated minute, with the wall time
+    /// spent (level 1).
+    #[arg(long)]
+    progress: bool,
 }
 
 /// The options of `sim swarm`.
@@ -205,7 +210,17 @@ fn run_seed(args: RunArgs) -> Result<(), CliError> {
     let mut sc = args.scenario()?;
     sc.trace = args.trace.is_some();
     sc.replay = Some(args.rerun_command());
-    let (report, wall) = timed(|| simulate(level, sc));
+    let (report, wall) = if args.progress {
+        if level != Level::Core {
+            return Err(CliError::BadOption {
+                option: "--progress",
+                reason: format!("reports level-1 runs only, not level {level}"),
+            });
+        }
+        timed(|| simulate_with_progress(sc))
+    } else {
+        timed(|| simulate(level, sc))
+    };
     let report = report?;
     if let (Some(path), Some(text)) = (&args.trace, &report.trace) {
         std::fs::write(path, text).map_err(|e| CliError::Output {
@@ -393,6 +408,33 @@ fn replay(args: ReplayArgs) -> Result<(), CliError> {
 fn simulate(level: Level, sc: Scenario) -> Result<Report, sqsbalancer_sim::SimError> {
     warn_nondeterministic(level);
     level.run(sc)
+}
+
+/// Runs a level-1 scenario, printing on stderr how far it has got once a simulated minute.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "wall time of a run, measured outside the simulator"
+)]
+fn simulate_with_progress(sc: Scenario) -> Result<Report, sqsbalancer_sim::SimError> {
+    let start = std::time::Instant::now();
+    sqsbalancer_sim::run_observed(sc, |p| {
+        if p.sim_ms % 60_000 == 0 {
+            eprintln!("{}", progress_line(&p, start.elapsed()));
+        }
+    })
+}
+
+/// One line of `sim run --progress`.
+fn progress_line(p: &Progress, wall: Duration) -> String {
+    format!(
+        "progress: {} of {} simulated min ({}%), {} instances up, {} events, {:.0} s wall",
+        p.sim_ms / 60_000,
+        p.end_ms / 60_000,
+        p.sim_ms * 100 / p.end_ms.max(1),
+        p.up,
+        p.events,
+        wall.as_secs_f64()
+    )
 }
 
 /// Levels 2 and 3 replay a seed exactly only in a build with `--cfg tokio_unstable`; says so

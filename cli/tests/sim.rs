@@ -85,6 +85,29 @@ fn fault_scale_zero_turns_the_faults_off_but_keeps_recovery() {
 }
 
 #[test]
+fn progress_prints_a_line_each_simulated_minute_on_stderr_only() {
+    let out = small_run("1", "7", &["--json", "--progress"]);
+    assert_eq!(summary(&out)["violations"], 0);
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("progress: "))
+        .collect();
+    assert_eq!(lines.len(), 10, "{err}");
+    assert!(
+        lines[9].starts_with("progress: 10 of 10 simulated min (100%), "),
+        "{err}"
+    );
+    let level2 = small_run("2", "7", &["--progress"]);
+    assert_eq!(level2.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&level2.stderr);
+    assert!(
+        err.contains("--progress") && err.contains("level 2"),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_bad_fault_scale_duration_or_schedule_is_named_and_exits_2() {
     for (flag, value) in [
         ("--fault-scale", "lots"),

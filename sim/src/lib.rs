@@ -44,12 +44,17 @@ pub use scenario::{
     replay_command,
 };
 pub use swarm::SwarmSummary;
-pub use world::{APP, TABLE, World, config};
+pub use world::{APP, Progress, TABLE, World, config};
 
 /// Runs one scenario to its end, or to its first violation, and reports what it measured.
 pub fn run(sc: Scenario) -> Result<Report, SimError> {
+    run_observed(sc, |_| {})
+}
+
+/// As [`run`], telling `on_sample` how far the run has got every 30 simulated seconds.
+pub fn run_observed(sc: Scenario, on_sample: impl FnMut(Progress)) -> Result<Report, SimError> {
     sc.validate()?;
     let mut w = World::new(sc);
-    w.run();
+    w.run_observed(on_sample);
     Ok(w.report())
 }

@@ -254,6 +254,19 @@ pub(crate) struct Cursor {
     start: Option<Key>,
 }
 
+/// How far a level-1 run has got, as [`World::run_observed`] reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    /// Simulated time now, ms since the start.
+    pub sim_ms: u64,
+    /// Where the run will end, ms: its duration, pushed back while a backlog drains.
+    pub end_ms: u64,
+    /// Events handled so far.
+    pub events: u64,
+    /// Instances whose process is up.
+    pub up: usize,
+}
+
 /// One simulated cluster.
 pub struct World {
     pub(crate) sc: Scenario,
@@ -372,6 +385,12 @@ impl World {
 
     /// Runs to the end or the first violation.
     pub fn run(&mut self) {
+        self.run_observed(|_| {});
+    }
+
+    /// As [`World::run`], telling `on_sample` how far the run has got once a sampling period
+    /// (30 simulated seconds), so a caller can show progress of a long run.
+    pub fn run_observed(&mut self, mut on_sample: impl FnMut(Progress)) {
         let run_end = self.end;
         while let Some(s) = self.heap.pop() {
             if s.at > self.end {
@@ -389,7 +408,11 @@ impl World {
             self.events += 1;
             self.checker.event = self.events;
             self.checker.now = self.now;
+            let sampled = matches!(s.ev, Ev::Sample);
             self.step(s.ev);
+            if sampled {
+                on_sample(self.progress());
+            }
             if let Some(v) = self.checker.violations.first() {
                 let d = format!("{}: {}", v.invariant, v.detail);
                 self.trace.emit(self.now, None, "violation", &d);
@@ -1096,6 +1119,16 @@ impl World {
             self.receive_returned(recv, result);
         }
         self.arm_wake();
+    }
+
+    /// How far the run has got.
+    fn progress(&self) -> Progress {
+        Progress {
+            sim_ms: self.now,
+            end_ms: self.end,
+            events: self.events,
+            up: self.slots.iter().filter(|s| s.node.is_some()).count(),
+        }
     }
 
     /// Records a sample of the instances' DynamoDB requests, and schedules the next.
