@@ -13,7 +13,9 @@
 use crate::effect::QueueRecord;
 use crate::ids::{Owner, QueueId};
 use crate::time::Millis;
+use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
+use std::iter::Peekable;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -72,6 +74,16 @@ pub(crate) struct QueueView {
     live: Option<Arc<[QueueId]>>,
 }
 
+/// What a merge sets aside as it walks: this node's own records written after the read that
+/// the read lacks, and the queues whose record changed, in queue order.
+#[derive(Default)]
+struct MergeOut {
+    /// Records kept from the view.
+    kept: Vec<Arc<QueueRecord>>,
+    /// Queues whose record appeared, changed or vanished.
+    changes: Vec<QueueId>,
+}
+
 /// Counts `record`'s owner in `owners` (`by` = 1) or stops counting it (`by` = -1).
 fn count_owner(owners: &mut BTreeMap<Owner, usize>, record: &QueueRecord, by: isize) {
     let Some(o) = &record.owner else { return };
@@ -105,20 +117,16 @@ impl QueueView {
     /// Returns whether anything changed.
     pub fn merge_snapshot(&mut self, sent: u64, mut records: Vec<Arc<QueueRecord>>) -> bool {
         // Walk the view and the sorted snapshot side by side, and keep the snapshot's own
-        // vector: a reconciliation read of a quiet table allocates nothing.
-        records.sort_by_cached_key(|r| r.queue.clone());
+        // vector: a reconciliation read of a quiet table allocates nothing. A read's pages
+        // come sorted within each partition key: a stable sort merges those runs.
+        records.sort_by(|a, b| a.queue.cmp(&b.queue));
         records.dedup_by(|later, first| later.queue == first.queue);
         let mut old = std::mem::take(&mut self.records).into_iter().peekable();
-        let mut kept = Vec::new();
-        let mut changed = false;
+        let mut out = MergeOut::default();
         for r in &mut records {
-            while let Some(o) = old.next_if(|o| o.queue < r.queue) {
-                changed |= self.drop_unless_written(o, sent, &mut kept);
-            }
-            let Some(o) = old.next_if(|o| o.queue == r.queue) else {
-                changed = true;
+            let Some(o) = self.walk_to(&mut old, r, sent, &mut out) else {
                 self.live = None;
-                self.changes.insert(r.queue.clone());
+                out.changes.push(r.queue.clone());
                 count_owner(&mut self.owners, r, 1);
                 continue;
             };
@@ -140,21 +148,51 @@ impl QueueView {
                 }
                 count_owner(&mut self.owners, &o, -1);
                 count_owner(&mut self.owners, r, 1);
-                self.changes.insert(o.queue.clone());
-                changed = true;
+                out.changes.push(o.queue.clone());
             }
         }
         for o in old {
-            changed |= self.drop_unless_written(o, sent, &mut kept);
+            self.drop_unless_written(o, sent, &mut out);
         }
-        if !kept.is_empty() {
-            records.extend(kept);
+        if !out.kept.is_empty() {
+            records.extend(out.kept);
             records.sort_by(|a, b| a.queue.cmp(&b.queue));
         }
         self.records = records;
         self.touched.retain(|_, seq| *seq > sent);
         self.snapshot = self.snapshot.max(sent);
+        let changed = !out.changes.is_empty();
+        // In queue order, so the set is built in one pass rather than searched per queue.
+        self.changes.append(&mut out.changes.into_iter().collect());
         changed
+    }
+
+    /// Advances `old`, the view's records, to `r`'s queue, dropping the records passed over
+    /// (unless written after `sent`), and returns the view's record of that queue if it has one.
+    fn walk_to(
+        &mut self,
+        old: &mut Peekable<std::vec::IntoIter<Arc<QueueRecord>>>,
+        r: &Arc<QueueRecord>,
+        sent: u64,
+        out: &mut MergeOut,
+    ) -> Option<Arc<QueueRecord>> {
+        while let Some(o) = old.peek() {
+            // The view's own copy of this very record: no URL to compare.
+            let order = if Arc::ptr_eq(o, r) {
+                Ordering::Equal
+            } else {
+                o.queue.cmp(&r.queue)
+            };
+            match order {
+                Ordering::Less => {
+                    let o = old.next().expect("peeked");
+                    self.drop_unless_written(o, sent, out);
+                }
+                Ordering::Equal => return old.next(),
+                Ordering::Greater => return None,
+            }
+        }
+        None
     }
 
     /// Whether this node's own write set `queue`'s record after a read sent at `sent`.
@@ -162,22 +200,16 @@ impl QueueView {
         self.touched.get(queue).is_some_and(|seq| *seq > sent)
     }
 
-    /// A record that a snapshot sent at `sent` lacks: kept in `kept` if this node wrote it
-    /// after the read was sent, dropped otherwise. Returns whether it was dropped.
-    fn drop_unless_written(
-        &mut self,
-        record: Arc<QueueRecord>,
-        sent: u64,
-        kept: &mut Vec<Arc<QueueRecord>>,
-    ) -> bool {
+    /// A record that a snapshot sent at `sent` lacks: kept if this node wrote it after the
+    /// read was sent, dropped otherwise.
+    fn drop_unless_written(&mut self, record: Arc<QueueRecord>, sent: u64, out: &mut MergeOut) {
         if self.written_after(&record.queue, sent) {
-            kept.push(record);
-            return false;
+            out.kept.push(record);
+            return;
         }
         self.live = None;
         count_owner(&mut self.owners, &record, -1);
-        self.changes.insert(record.queue.clone());
-        true
+        out.changes.push(record.queue.clone());
     }
 
     /// Records the effect of this node's own applied write, at sequence `seq`.

@@ -171,11 +171,15 @@ impl Node {
     fn take_view_changes(&mut self) {
         self.target.stale |= self.target.retarget && self.target.behind;
         self.target.retarget = false;
-        for q in self.view.take_changes() {
-            self.target.stale |= !self.toward_target(&q);
-            self.target.behind = true;
-            self.dirty.queues.insert(q);
+        let mut changes = self.view.take_changes();
+        if changes.is_empty() {
+            return;
         }
+        self.target.behind = true;
+        if !self.target.stale {
+            self.target.stale = changes.iter().any(|q| !self.toward_target(q));
+        }
+        self.dirty.queues.append(&mut changes);
     }
 
     /// What the target depends on besides the view: this node's life and its members' lives.
