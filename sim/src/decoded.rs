@@ -39,17 +39,55 @@ impl Hasher for AddressHasher {
     }
 }
 
-/// Decoded records by item, each entry holding its item so the address cannot be reused while
-/// it is cached.
+/// A page of a query as the fake table shares it.
+type SharedItems = Arc<[Arc<Item>]>;
+
+/// What decoding each item of a page gave, in the page's order.
+type PageRecords = Arc<[Result<Record, DecodeError>]>;
+
+/// Decoded records by item and by page, each entry holding its item or page so the address
+/// cannot be reused while it is cached.
 #[derive(Default)]
 pub(crate) struct DecodedItems {
     /// Record of each item still cached, keyed by the item's address.
     records: HashMap<usize, (Arc<Item>, Record), BuildHasherDefault<AddressHasher>>,
     /// Entries at the last sweep: the next sweep waits until the cache has doubled.
     swept_at: usize,
+    /// Records of each page still cached, keyed by the page's address: the fake table hands
+    /// every read of an unchanged partition the same page, so a fleet's reads look up a page
+    /// once rather than each of its items.
+    pages: HashMap<usize, (SharedItems, PageRecords), BuildHasherDefault<AddressHasher>>,
+    /// Pages at the last sweep of `pages`.
+    pages_swept_at: usize,
 }
 
 impl DecodedItems {
+    /// What [`table::collect_records`] makes of the items of `pages`, in order.
+    pub(crate) fn collect(&mut self, pages: &[SharedItems]) -> table::Decoded {
+        let records: Vec<PageRecords> = pages.iter().map(|p| self.page(p)).collect();
+        let items = pages.iter().zip(&records);
+        table::collect_records(
+            items.flat_map(|(p, r)| p.iter().map(|i| &**i).zip(r.iter().cloned())),
+        )
+    }
+
+    /// The records of `page`'s items, decoded on the page's first read only.
+    fn page(&mut self, page: &SharedItems) -> PageRecords {
+        let key = Arc::as_ptr(page).cast::<()>() as usize;
+        if let Some((_, records)) = self.pages.get(&key) {
+            return Arc::clone(records);
+        }
+        let records: PageRecords = page.iter().map(|i| self.decode(i)).collect();
+        self.pages
+            .insert(key, (Arc::clone(page), Arc::clone(&records)));
+        if self.pages.len() > 2 * self.pages_swept_at.max(64) {
+            // Pages the table no longer hands out will not be read again.
+            self.pages.retain(|_, (p, _)| Arc::strong_count(p) > 1);
+            self.pages_swept_at = self.pages.len();
+        }
+        records
+    }
+
     /// What [`table::decode_item`] makes of `item`, decoded on its first read only.
     pub(crate) fn decode(&mut self, item: &Arc<Item>) -> Result<Record, DecodeError> {
         let key = Arc::as_ptr(item) as usize;
@@ -112,6 +150,20 @@ mod tests {
             assert_eq!(cache.decode(&stored).unwrap(), first);
         }
         assert!(cache.records.len() < 3000, "overwritten items are swept");
+    }
+
+    #[test]
+    fn pages_collect_to_what_decoding_their_items_gives() {
+        let mut cache = DecodedItems::default();
+        let page: SharedItems = (1..4).map(item).collect();
+        let bad: SharedItems = Arc::from([Arc::new(Item::new())]);
+        let pages = [Arc::clone(&page), bad, page];
+        for _ in 0..2 {
+            let items = pages.iter().flat_map(|p| p.iter());
+            let fresh = table::collect_records(items.map(|i| (&**i, table::decode_item(i))));
+            assert_eq!(cache.collect(&pages), fresh);
+        }
+        assert_eq!(cache.pages.len(), 2, "each page decoded once");
     }
 
     #[test]

@@ -103,7 +103,7 @@ pub(crate) enum Ev {
         id: OpId,
         read: Read,
         at: Cursor,
-        items: Vec<Arc<table::Item>>,
+        pages: Vec<Arc<[Arc<table::Item>]>>,
         answer: Answer,
     },
     ReceiveArrive {
@@ -496,9 +496,9 @@ impl World {
                 id,
                 read,
                 at,
-                items,
+                pages,
                 answer,
-            } => self.read_pages(slot, life, id, read, at, items, answer),
+            } => self.read_pages(slot, life, id, read, at, pages, answer),
             Ev::ReceiveArrive {
                 recv,
                 wait_ms,
@@ -996,7 +996,7 @@ impl World {
         id: OpId,
         r: Read,
         mut at: Cursor,
-        mut items: Vec<Arc<table::Item>>,
+        mut pages: Vec<Arc<[Arc<table::Item>]>>,
         answer: Answer,
     ) {
         let caller = self.slots[i].name.clone();
@@ -1021,7 +1021,7 @@ impl World {
                 Ok(page) => page,
                 Err(_) => return self.answer(i, life, id, Outcome::Unknown, answer),
             };
-            items.extend(page.items);
+            pages.push(page.items);
             at = match page.last_key {
                 Some(k) => Cursor {
                     query: at.query,
@@ -1057,13 +1057,12 @@ impl World {
                 id,
                 read: r,
                 at,
-                items,
+                pages,
                 answer,
             };
             return self.push(when, ev);
         }
-        let cache = &mut self.decoded;
-        let decoded = table::collect_records(items.iter().map(|i| (&**i, cache.decode(i))));
+        let decoded = self.decoded.collect(&pages);
         let outcome = Outcome::Applied(table::read_reply(r, decoded));
         self.answer(i, life, id, outcome, answer);
     }

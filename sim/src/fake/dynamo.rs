@@ -79,10 +79,29 @@ impl Usage {
 /// One page of a Query or Scan.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Page {
-    /// The items, in key order (shared with the table: a read copies no attribute).
-    pub items: Vec<Arc<Item>>,
+    /// The items, in key order, shared with the table (a read copies no attribute) and, for a
+    /// query, with every read of the partition until it takes a write.
+    pub items: Arc<[Arc<Item>]>,
     /// Where the next page starts; `None` when this was the last.
     pub last_key: Option<Key>,
+}
+
+/// Query pages kept at most, past which the cache starts afresh (pages asked once, such as
+/// those a fault cut short, would otherwise pile up).
+const MAX_CACHED_PAGES: usize = 4096;
+
+/// What a query asked: its partition, sort-key prefix and direction, where it started and
+/// how many items it took at most.
+type Ask = (String, Option<String>, bool, Option<String>, Option<usize>);
+
+/// A query's page as last read, with the partition's write count then and its size.
+struct Cached {
+    /// [`Table::writes`] of the partition when the page was read.
+    writes: u64,
+    /// The page.
+    page: Page,
+    /// The bytes it read, what it is billed for.
+    bytes: usize,
 }
 
 /// One item as stored, with its size (what reads bill) computed once at write time.
@@ -102,10 +121,67 @@ impl Stored {
 
 #[derive(Default)]
 struct Table {
+    /// The items by (pk, sk).
     items: BTreeMap<(String, String), Stored>,
+    /// Writes applied to each partition so far: a page read at the same count is what the
+    /// query would read now.
+    writes: BTreeMap<String, u64>,
+    /// The last page of each query asked: every node of a simulated fleet reads the same
+    /// partitions, mostly unchanged since the last node read them, and walking the tree and
+    /// decoding its items afresh for each was nearly all of a 1,000-node start-up (G11).
+    pages: BTreeMap<Ask, Cached>,
 }
 
 impl Table {
+    /// Stores `item` at `k`, returning what was there.
+    fn store(&mut self, k: (String, String), item: Stored) -> Option<Stored> {
+        self.wrote(&k.0);
+        self.items.insert(k, item)
+    }
+
+    /// Deletes the item at `k`.
+    fn unstore(&mut self, k: &(String, String)) {
+        self.wrote(&k.0);
+        self.items.remove(k);
+    }
+
+    /// Counts a write to partition `pk`.
+    fn wrote(&mut self, pk: &str) {
+        match self.writes.get_mut(pk) {
+            Some(n) => *n += 1,
+            None => {
+                self.writes.insert(pk.to_owned(), 1);
+            }
+        }
+    }
+
+    /// The page a query of `q` reads after `after`, at most `limit` items, and its bytes: the
+    /// cached page if the partition took no write since it was read.
+    fn page(&mut self, q: &TableQuery, after: Option<&str>, limit: Option<usize>) -> (Page, usize) {
+        let writes = self.writes.get(&q.pk).copied().unwrap_or(0);
+        let ask = (
+            q.pk.clone(),
+            q.sk_prefix.clone(),
+            q.backward,
+            after.map(str::to_owned),
+            limit,
+        );
+        if let Some(c) = self.pages.get(&ask).filter(|c| c.writes == writes) {
+            return (c.page.clone(), c.bytes);
+        }
+        let (page, bytes) = FakeDynamo::page(self.partition(q, after), limit);
+        if self.pages.len() >= MAX_CACHED_PAGES {
+            self.pages.clear();
+        }
+        let cached = Cached {
+            writes,
+            page: page.clone(),
+            bytes,
+        };
+        self.pages.insert(ask, cached);
+        (page, bytes)
+    }
+
     /// The items a query of `q` reads, in key order (descending when `q.backward`), after
     /// sort key `after` in that order if given: one range of the map, bounded on both sides,
     /// so a forward read costs no comparison per item.
@@ -337,7 +413,7 @@ impl FakeDynamo {
         let units = write_units(size.max(old.map_or(0, |s| s.size)));
         let ok = cond.is_none_or(|c| holds(c, old.map(|s| &*s.item)));
         if ok {
-            t.items.insert(k, Stored::new(item));
+            t.store(k, Stored::new(item));
         }
         self.bill(caller, Some(&pk), "PutItem", 0, units);
         if ok {
@@ -388,8 +464,7 @@ impl FakeDynamo {
         };
         let units = write_units(old_size.max(item_size(&new)));
         let before = t
-            .items
-            .insert(k, Stored::new(new.clone()))
+            .store(k, Stored::new(new.clone()))
             .map(|s| Arc::unwrap_or_clone(s.item));
         self.bill(caller, Some(&write.key.pk), "UpdateItem", 0, units);
         Ok((before, new))
@@ -409,7 +484,7 @@ impl FakeDynamo {
         let units = write_units(old.map_or(0, |s| s.size));
         let ok = cond.is_none_or(|c| holds(c, old.map(|s| &*s.item)));
         if ok {
-            t.items.remove(&k);
+            t.unstore(&k);
         }
         self.bill(caller, Some(&key.pk), "DeleteItem", 0, units);
         if ok {
@@ -420,28 +495,34 @@ impl FakeDynamo {
     }
 
     fn page<'a>(
-        items: impl Iterator<Item = (&'a (String, String), &'a Stored)>,
+        stored: impl Iterator<Item = (&'a (String, String), &'a Stored)>,
         limit: Option<usize>,
     ) -> (Page, usize) {
-        let mut page = Page::default();
+        let mut items = Vec::new();
         let mut bytes = 0;
         let mut last: Option<&(String, String)> = None;
-        for (k, item) in items {
-            if limit.is_some_and(|l| page.items.len() >= l) || bytes >= MAX_PAGE_BYTES {
-                page.last_key = last.map(|(pk, sk)| Key {
+        let mut last_key = None;
+        for (k, item) in stored {
+            if limit.is_some_and(|l| items.len() >= l) || bytes >= MAX_PAGE_BYTES {
+                last_key = last.map(|(pk, sk)| Key {
                     pk: pk.clone(),
                     sk: sk.clone(),
                 });
-                return (page, bytes);
+                break;
             }
             bytes += item.size;
             last = Some(k);
-            page.items.push(Arc::clone(&item.item));
+            items.push(Arc::clone(&item.item));
         }
+        let page = Page {
+            items: items.into(),
+            last_key,
+        };
         (page, bytes)
     }
 
     /// Query one partition, optionally `begins_with(sk, prefix)`, from `start` (exclusive).
+    /// Every query of a partition that took no write since returns the same item list.
     pub fn query(
         &mut self,
         caller: &str,
@@ -456,7 +537,7 @@ impl FakeDynamo {
                 reason: "Limit must be at least 1".to_owned(),
             });
         }
-        let t = self.table(table)?;
+        self.table(table)?;
         let after = match start {
             Some(s) if s.pk == q.pk => Some(s.sk.as_str()),
             Some(_) => {
@@ -466,7 +547,7 @@ impl FakeDynamo {
             }
             None => None,
         };
-        let (page, bytes) = Self::page(t.partition(q, after), limit);
+        let (page, bytes) = self.table_mut(table)?.page(q, after, limit);
         self.bill(
             caller,
             Some(&q.pk),
@@ -524,14 +605,14 @@ impl FakeDynamo {
             return None;
         }
         let k = ended[pick(ended.len()).min(ended.len() - 1)].clone();
-        t.items.remove(&k);
+        t.unstore(&k);
         Some(Key { pk: k.0, sk: k.1 })
     }
 
     /// Stores `item` as is, unbilled: for tests that plant malformed items.
     pub fn plant(&mut self, table: &str, item: Item) -> Result<(), DynamoError> {
         let k = key_of(&item)?;
-        self.table_mut(table)?.items.insert(k, Stored::new(item));
+        self.table_mut(table)?.store(k, Stored::new(item));
         Ok(())
     }
 }
@@ -570,6 +651,52 @@ mod tests {
         let peak = d.partition_peak();
         assert_eq!(peak.write_units_per_s, 4.0 / 60.0);
         assert_eq!(peak.read_units_per_s, 1.0 / 60.0);
+    }
+
+    #[test]
+    fn an_unchanged_partition_shares_its_page_and_a_write_to_it_is_read_at_once() {
+        let mut d = FakeDynamo::new();
+        d.create_table("t").unwrap();
+        for (pk, sk) in [("p", "a"), ("p", "b"), ("q", "a")] {
+            d.put_item("w", "t", item(pk, sk, 10), None).unwrap();
+        }
+        let q = |pk: &str| TableQuery {
+            pk: pk.into(),
+            sk_prefix: None,
+            backward: false,
+        };
+        let sks = |page: &Page| -> Vec<String> {
+            let sk = |i: &Item| match i.get(SK) {
+                Some(Value::S(s)) => s.clone(),
+                other => panic!("no sort key: {other:?}"),
+            };
+            page.items.iter().map(|i| sk(i)).collect()
+        };
+        let first = d.query("a", "t", &q("p"), None, None, true).unwrap();
+        let again = d.query("b", "t", &q("p"), None, None, true).unwrap();
+        assert!(Arc::ptr_eq(&first.items, &again.items), "one shared list");
+        assert_eq!(
+            d.usage("a"),
+            d.usage("b"),
+            "a cached page is billed the same"
+        );
+        // A write elsewhere leaves p's page shared; writes to p are read at once.
+        d.put_item("w", "t", item("q", "b", 10), None).unwrap();
+        let third = d.query("a", "t", &q("p"), None, None, true).unwrap();
+        assert!(Arc::ptr_eq(&first.items, &third.items));
+        d.put_item("w", "t", item("p", "c", 10), None).unwrap();
+        let added = d.query("a", "t", &q("p"), None, None, true).unwrap();
+        assert_eq!(sks(&added), ["a", "b", "c"]);
+        let key = Key {
+            pk: "p".into(),
+            sk: "a".into(),
+        };
+        d.delete_item("w", "t", &key, None).unwrap();
+        let page = d.query("a", "t", &q("p"), Some(1), None, true).unwrap();
+        assert_eq!(sks(&page), ["b"]);
+        let next = page.last_key.as_ref();
+        let rest = d.query("a", "t", &q("p"), Some(1), next, true).unwrap();
+        assert_eq!(sks(&rest), ["c"]);
     }
 
     #[test]
