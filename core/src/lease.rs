@@ -84,6 +84,36 @@ struct MergeOut {
     changes: Vec<QueueId>,
 }
 
+/// Sorts `records` by queue, exactly as a stable sort comparing their URLs would, but
+/// comparing first a word cut from each URL just past the prefix they all share: a read's URLs
+/// differ in their last bytes only, and comparing them whole, through two pointers each, was
+/// nearly half of a 1,000-node simulation's time. A read's pages come sorted within each
+/// partition key, runs that a stable sort merges.
+fn sort_by_queue(records: &mut Vec<Arc<QueueRecord>>) {
+    let Some(first) = records.first() else { return };
+    let first = Arc::clone(first);
+    let first = first.queue.as_str().as_bytes();
+    let mut shared = first.len();
+    for r in records.iter() {
+        let url = r.queue.as_str().as_bytes();
+        if !url.starts_with(&first[..shared]) {
+            shared = first.iter().zip(url).take_while(|(a, b)| a == b).count();
+        }
+    }
+    let word = |r: &QueueRecord| {
+        let tail = &r.queue.as_str().as_bytes()[shared..];
+        let mut w = [0u8; 8];
+        let n = tail.len().min(8);
+        w[..n].copy_from_slice(&tail[..n]);
+        // A URL holds no NUL, so a shorter tail padded with zeros sorts first, as it should.
+        u64::from_be_bytes(w)
+    };
+    let mut keyed: Vec<(u64, Arc<QueueRecord>)> =
+        records.drain(..).map(|r| (word(&r), r)).collect();
+    keyed.sort_by(|(ka, a), (kb, b)| ka.cmp(kb).then_with(|| a.queue.cmp(&b.queue)));
+    records.extend(keyed.into_iter().map(|(_, r)| r));
+}
+
 /// Counts `record`'s owner in `owners` (`by` = 1) or stops counting it (`by` = -1).
 fn count_owner(owners: &mut BTreeMap<Owner, usize>, record: &QueueRecord, by: isize) {
     let Some(o) = &record.owner else { return };
@@ -117,9 +147,8 @@ impl QueueView {
     /// Returns whether anything changed.
     pub fn merge_snapshot(&mut self, sent: u64, mut records: Vec<Arc<QueueRecord>>) -> bool {
         // Walk the view and the sorted snapshot side by side, and keep the snapshot's own
-        // vector: a reconciliation read of a quiet table allocates nothing. A read's pages
-        // come sorted within each partition key: a stable sort merges those runs.
-        records.sort_by(|a, b| a.queue.cmp(&b.queue));
+        // vector: a reconciliation read of a quiet table allocates nothing.
+        sort_by_queue(&mut records);
         records.dedup_by(|later, first| later.queue == first.queue);
         let mut old = std::mem::take(&mut self.records).into_iter().peekable();
         let mut out = MergeOut::default();
@@ -350,6 +379,26 @@ mod tests {
     }
 
     proptest::proptest! {
+        #[test]
+        fn records_are_sorted_as_by_their_urls(
+            tails in proptest::collection::vec(
+                (0usize..3, "[a-c]{0,12}", 0u64..3),
+                0..40,
+            )
+        ) {
+            let prefixes = ["https://sqs.eu-west-1.amazonaws.com/1/q", "https://sqs.eu-west-1.amazonaws.com/1/", "q"];
+            let mut records: Vec<Arc<QueueRecord>> = tails
+                .iter()
+                .map(|(p, tail, epoch)| rec(&format!("{}{tail}", prefixes[*p]), None, *epoch))
+                .collect();
+            let mut expected = records.clone();
+            expected.sort_by(|a, b| a.queue.cmp(&b.queue));
+            sort_by_queue(&mut records);
+            // Same records in the same order, ties (equal URLs) kept in their read order.
+            let ptrs = |v: &[Arc<QueueRecord>]| v.iter().map(Arc::as_ptr).collect::<Vec<_>>();
+            proptest::prop_assert_eq!(ptrs(&records), ptrs(&expected));
+        }
+
         #[test]
         fn the_owners_and_live_queues_kept_are_those_of_the_records(
             ops in proptest::collection::vec(
