@@ -84,12 +84,13 @@ struct MergeOut {
     changes: Vec<QueueId>,
 }
 
-/// Sorts `records` by queue, exactly as a stable sort comparing their URLs would, but
-/// comparing first a word cut from each URL just past the prefix they all share: a read's URLs
-/// differ in their last bytes only, and comparing them whole, through two pointers each, was
-/// nearly half of a 1,000-node simulation's time. A read's pages come sorted within each
-/// partition key, runs that a stable sort merges.
-fn sort_by_queue(records: &mut Vec<Arc<QueueRecord>>) {
+/// Sorts `records` by queue and keeps the first of each queue's, exactly as a stable sort
+/// comparing their URLs and a dedup would, but comparing first a word cut from each URL just
+/// past the prefix they all share: a read's URLs differ in their last bytes only, and
+/// comparing them whole, through two pointers each, was nearly half of a 1,000-node
+/// simulation's time. A read's pages come sorted within each partition key, runs that a
+/// stable sort merges.
+fn sort_unique_by_queue(records: &mut Vec<Arc<QueueRecord>>) {
     let Some(first) = records.first() else { return };
     let first = Arc::clone(first);
     let first = first.queue.as_str().as_bytes();
@@ -111,6 +112,7 @@ fn sort_by_queue(records: &mut Vec<Arc<QueueRecord>>) {
     let mut keyed: Vec<(u64, Arc<QueueRecord>)> =
         records.drain(..).map(|r| (word(&r), r)).collect();
     keyed.sort_by(|(ka, a), (kb, b)| ka.cmp(kb).then_with(|| a.queue.cmp(&b.queue)));
+    keyed.dedup_by(|(kl, later), (kf, first)| kl == kf && later.queue == first.queue);
     records.extend(keyed.into_iter().map(|(_, r)| r));
 }
 
@@ -148,8 +150,7 @@ impl QueueView {
     pub fn merge_snapshot(&mut self, sent: u64, mut records: Vec<Arc<QueueRecord>>) -> bool {
         // Walk the view and the sorted snapshot side by side, and keep the snapshot's own
         // vector: a reconciliation read of a quiet table allocates nothing.
-        sort_by_queue(&mut records);
-        records.dedup_by(|later, first| later.queue == first.queue);
+        sort_unique_by_queue(&mut records);
         let mut old = std::mem::take(&mut self.records).into_iter().peekable();
         let mut out = MergeOut::default();
         for r in &mut records {
@@ -380,7 +381,7 @@ mod tests {
 
     proptest::proptest! {
         #[test]
-        fn records_are_sorted_as_by_their_urls(
+        fn records_are_sorted_and_deduplicated_as_by_their_urls(
             tails in proptest::collection::vec(
                 (0usize..3, "[a-c]{0,12}", 0u64..3),
                 0..40,
@@ -393,8 +394,9 @@ mod tests {
                 .collect();
             let mut expected = records.clone();
             expected.sort_by(|a, b| a.queue.cmp(&b.queue));
-            sort_by_queue(&mut records);
-            // Same records in the same order, ties (equal URLs) kept in their read order.
+            expected.dedup_by(|later, first| later.queue == first.queue);
+            sort_unique_by_queue(&mut records);
+            // The same records in the same order: of equal URLs, the first read.
             let ptrs = |v: &[Arc<QueueRecord>]| v.iter().map(Arc::as_ptr).collect::<Vec<_>>();
             proptest::prop_assert_eq!(ptrs(&records), ptrs(&expected));
         }
