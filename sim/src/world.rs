@@ -1062,7 +1062,7 @@ impl World {
             };
             return self.push(when, ev);
         }
-        let decoded = self.decoded.collect(&pages);
+        let decoded = self.decoded.collect(&pages, &mut self.queue_ids);
         let outcome = Outcome::Applied(table::read_reply(r, decoded));
         self.answer(i, life, id, outcome, answer);
     }
