@@ -1068,24 +1068,8 @@ impl World {
     }
 
     fn list(&mut self, caller: &str, prefix: &str) -> Outcome {
-        let mut urls = Vec::new();
-        let mut token = None;
-        loop {
-            match self
-                .sqs
-                .list_queues(caller, prefix, Some(1000), token.as_deref())
-            {
-                Ok(page) => {
-                    urls.extend(page.urls);
-                    match page.next_token {
-                        Some(t) => token = Some(t),
-                        None => break,
-                    }
-                }
-                Err(_) => return Outcome::Unknown,
-            }
-        }
-        let queues = urls.iter().filter_map(|u| self.queue_ids.get(u)).collect();
+        let listing = self.sqs.list_all(caller, prefix);
+        let queues = self.queue_ids.listed(&listing.urls);
         Outcome::Applied(Reply::Queues(queues))
     }
 

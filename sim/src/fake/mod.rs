@@ -10,4 +10,6 @@ pub mod sqs;
 
 pub use dynamo::{DynamoError, FakeDynamo, Page, Usage};
 pub use faults::{CallFaults, FaultHooks, SLOW_MS, Service, Verdict};
-pub use sqs::{EntryError, FakeSqs, Outgoing, ReceiveRequest, Received, SqsError, SqsOp, WaitId};
+pub use sqs::{
+    EntryError, FakeSqs, Listing, Outgoing, ReceiveRequest, Received, SqsError, SqsOp, WaitId,
+};

@@ -8,6 +8,7 @@
 
 use sqsbalancer_core::Millis;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 
 /// The URL prefix of every fake queue.
 pub const URL_PREFIX: &str = "https://sqs.sim.local/000000000000/";
@@ -137,6 +138,16 @@ pub struct QueuePage {
     pub next_token: Option<String>,
 }
 
+/// Every queue URL a ListQueues walk returns, its pages followed to the end.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listing {
+    /// The URLs in order, shared with every walk of the same prefix while no queue was
+    /// created or deleted.
+    pub urls: Arc<[String]>,
+    /// The calls the walk took (billed to its caller).
+    pub pages: u64,
+}
+
 /// Names one parked receive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct WaitId(pub u64);
@@ -186,6 +197,10 @@ pub struct FakeSqs {
     hints: BTreeSet<(Millis, u64)>,
     names: BTreeMap<u64, String>,
     next_wait: u64,
+    /// Bumped by every creation and deletion of a queue.
+    generation: u64,
+    /// The last walk of each prefix ([`FakeSqs::list_all`]) and the generation it saw.
+    listings: BTreeMap<String, (u64, Listing)>,
 }
 
 fn invalid<T>(reason: String) -> Result<T, SqsError> {
@@ -386,6 +401,7 @@ impl FakeSqs {
             };
             self.names.insert(self.next_index, url.clone());
             self.queues.insert(url.clone(), q);
+            self.generation += 1;
         }
         Ok(url)
     }
@@ -397,6 +413,7 @@ impl FakeSqs {
             return gone(url);
         };
         self.names.remove(&q.index);
+        self.generation += 1;
         self.dirty.insert(url.to_owned());
         Ok(())
     }
@@ -444,6 +461,36 @@ impl FakeSqs {
         let next_token = (more && max_results.is_some())
             .then(|| format!("after:{}", urls.last().expect("a full page")));
         Ok(QueuePage { urls, next_token })
+    }
+
+    /// ListQueues with MaxResults 1,000, following NextToken to the end as the runtime does:
+    /// each page is billed as a call. A walk of a prefix while no queue was created or deleted
+    /// since the last returns the same URLs without copying them (a thousand simulated nodes
+    /// list a hundred thousand queues each minute).
+    pub fn list_all(&mut self, caller: &str, prefix: &str) -> Listing {
+        let generation = self.generation;
+        let listing = match self.listings.get(prefix) {
+            Some((g, l)) if *g == generation => l.clone(),
+            _ => {
+                let full_prefix = URL_PREFIX.to_owned() + prefix;
+                let urls: Arc<[String]> = self
+                    .queues
+                    .range(full_prefix.clone()..)
+                    .map(|(u, _)| u)
+                    .take_while(|u| u.starts_with(&full_prefix))
+                    .cloned()
+                    .collect();
+                let pages = urls.len().div_ceil(1000).max(1) as u64;
+                let l = Listing { urls, pages };
+                self.listings
+                    .insert(prefix.to_owned(), (generation, l.clone()));
+                l
+            }
+        };
+        for _ in 0..listing.pages {
+            self.count(caller, SqsOp::ListQueues);
+        }
+        listing
     }
 
     /// SendMessage; returns the MessageId (the earlier one for a FIFO duplicate).
@@ -953,6 +1000,22 @@ mod tests {
         assert_eq!(done[0].2.as_ref().unwrap()[0].receive_count, 2);
     }
 
+    /// Every URL of `prefix`, paged `max` at a time as `caller`.
+    fn walk(s: &mut FakeSqs, caller: &str, prefix: &str, max: u32) -> Vec<String> {
+        let mut all = Vec::new();
+        let mut token = None;
+        loop {
+            let p = s
+                .list_queues(caller, prefix, Some(max), token.as_deref())
+                .unwrap();
+            all.extend(p.urls);
+            match p.next_token {
+                Some(t) => token = Some(t),
+                None => return all,
+            }
+        }
+    }
+
     #[test]
     fn list_queues_pages_with_max_results_and_caps_without() {
         let mut s = FakeSqs::new();
@@ -965,23 +1028,39 @@ mod tests {
             (capped.urls.len(), capped.next_token.is_none()),
             (1_000, true)
         );
-        let mut all = Vec::new();
-        let mut token = None;
-        loop {
-            let p = s
-                .list_queues("c", "t-", Some(400), token.as_deref())
-                .unwrap();
-            all.extend(p.urls);
-            match p.next_token {
-                Some(t) => token = Some(t),
-                None => break,
-            }
-        }
+        let all = walk(&mut s, "c", "t-", 400);
         assert_eq!(all.len(), 1_150);
         assert!(all.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(s.calls()["c"][&SqsOp::ListQueues], 4);
         assert!(s.list_queues("c", "", Some(0), None).is_err());
         assert!(s.create_queue("c", "bad name").is_err());
+    }
+
+    #[test]
+    fn a_whole_listing_is_the_paged_walk_billed_per_page_and_shared_until_the_set_changes() {
+        let mut s = FakeSqs::new();
+        for i in 0..2_000 {
+            s.create_queue("admin", &format!("t-{i:04}")).unwrap();
+        }
+        s.create_queue("admin", "other").unwrap();
+        let first = s.list_all("c", "t-");
+        assert_eq!((first.urls.len(), first.pages), (2_000, 2));
+        assert_eq!(&*first.urls, walk(&mut s, "d", "t-", 1000).as_slice());
+        assert_eq!(
+            s.calls()["c"][&SqsOp::ListQueues],
+            s.calls()["d"][&SqsOp::ListQueues]
+        );
+        let again = s.list_all("c", "t-");
+        assert!(Arc::ptr_eq(&first.urls, &again.urls));
+        assert_eq!(s.calls()["c"][&SqsOp::ListQueues], 4);
+        s.create_queue("admin", "t-9999").unwrap();
+        let grown = s.list_all("c", "t-");
+        assert_eq!((grown.urls.len(), grown.pages), (2_001, 3));
+        s.delete_queue("admin", &FakeSqs::url_of("t-0000")).unwrap();
+        let shrunk = s.list_all("c", "t-");
+        assert_eq!(shrunk.urls.len(), 2_000);
+        assert!(!shrunk.urls.contains(&FakeSqs::url_of("t-0000")));
+        assert_eq!(s.list_all("c", "none-").pages, 1);
     }
 
     #[test]
