@@ -11,6 +11,7 @@ use crate::error::CliError;
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
+use sqsbalancer_core::ReadCause;
 use sqsbalancer_sim::report::Spread;
 use sqsbalancer_sim::scenario::{FaultKind, Schedule};
 use sqsbalancer_sim::{
@@ -526,6 +527,19 @@ fn run_table(r: &Report, wall: Duration) -> String {
         r.steady_dynamo_per_instance_minute
             .map_or_else(|| "n/a".to_owned(), |x| format!("{x:.1}"))
     );
+    if let Some(reads) = &r.table_reads {
+        let per_hour = |n: u64| r.per_instance_minute(n as f64) * 60.0;
+        let causes: Vec<String> = ReadCause::ALL
+            .iter()
+            .filter(|&&c| reads.get(c) > 0)
+            .map(|&c| format!("{} {:.1}", c.name(), per_hour(reads.get(c))))
+            .collect();
+        t += &format!(
+            "table reads per instance-hour: {:.1} ({})\n",
+            per_hour(reads.total()),
+            causes.join(", ")
+        );
+    }
     t += &match &r.violation {
         None => "violations: 0\n".to_owned(),
         Some(v) => format!(

@@ -57,6 +57,12 @@ fn a_run_prints_a_summary_with_zero_violations() {
     assert_eq!(v["violations"], 0);
     assert_eq!(v["instances"], 3);
     assert_eq!(v["messages"]["lost"], 0);
+    // Level 1 counts each table read under what asked for it; every life reads once to start.
+    let reads = v["table_reads_per_instance_hour"]
+        .as_object()
+        .expect("table reads by cause");
+    assert_eq!(reads.len(), 8, "{reads:?}");
+    assert!(reads["start"].as_f64() > Some(0.0), "{reads:?}");
 }
 
 #[test]
@@ -145,6 +151,7 @@ fn level_two_runs_the_real_runtime_without_the_level_one_only_faults() {
     assert!(v["messages"]["deleted"].as_u64() > Some(0), "{v}");
     // Pauses are level 1 only: asked for at level 2, they are left out.
     assert!(!kinds(&v).contains(&"pause".to_owned()), "{v}");
+    assert!(v.get("table_reads_per_instance_hour").is_none(), "{v}");
 }
 
 #[test]

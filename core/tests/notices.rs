@@ -7,7 +7,7 @@
 mod common;
 
 use common::solo::{Solo, config, is_table_read, queue};
-use sqsbalancer_core::{Effect, Notice, Outcome, Owner, Status, Write};
+use sqsbalancer_core::{Effect, Notice, Outcome, Owner, ReadCause, Status, Write};
 
 fn notice_of(w: &Write) -> Option<(&Owner, Notice)> {
     match w {
@@ -54,10 +54,14 @@ fn a_node_reads_the_records_for_its_own_inbox_and_anyones_news_only() {
     let (mut a, b) = settled_pair();
     let me = a.node.life().expect("running");
     let peers = std::slice::from_ref(&b);
+    assert!(a.node.table_reads().get(ReadCause::Start) >= 1);
+    let notices = |a: &Solo| a.node.table_reads().get(ReadCause::Notice);
+    let (before, total) = (notices(&a), a.node.table_reads().total());
     assert!(
         !round_reads_table(&mut a, peers),
         "a quiet round reads no records"
     );
+    assert_eq!(a.node.table_reads().total(), total);
     let tell = |to: &Owner, notice| Write::Notify {
         to: to.clone(),
         notice,
@@ -74,15 +78,23 @@ fn a_node_reads_the_records_for_its_own_inbox_and_anyones_news_only() {
         a.apply(&tell(&b, Notice::News)),
         Outcome::Applied(_)
     ));
+    let reconciled = |a: &Solo| a.node.table_reads().get(ReadCause::Reconcile);
+    let counted = |a: &Solo| (notices(a) + reconciled(a), a.node.table_reads().total());
+    let was = counted(&a);
     assert!(
         round_reads_table(&mut a, peers),
         "b's news concerns everyone"
     );
+    // One read, a notice's (or the reconciliation's, when it fell due in the same round).
+    assert_eq!(counted(&a), (was.0 + 1, was.1 + 1));
+    assert!(notices(&a) > before);
     assert!(matches!(
         a.apply(&tell(&me, Notice::Inbox)),
         Outcome::Applied(_)
     ));
+    let was = counted(&a);
     assert!(round_reads_table(&mut a, peers), "a's own inbox concerns a");
+    assert_eq!(counted(&a), (was.0 + 1, was.1 + 1));
 }
 
 #[test]

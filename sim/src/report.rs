@@ -13,7 +13,7 @@ use crate::scenario::{Level, Scenario, SwarmLimits, replay_command};
 use crate::stats::{STEADY_AFTER_MS, Stats};
 use crate::trace::Trace;
 use serde::Serialize;
-use sqsbalancer_core::{Owner, QueueId};
+use sqsbalancer_core::{Owner, QueueId, TableReads};
 use std::collections::BTreeMap;
 
 /// Simple order statistics of a list of durations, ms (in JSON: `count`, `p50_ms`, `p99_ms`,
@@ -148,6 +148,9 @@ pub struct Report {
     pub partition_peak: crate::fake::dynamo::PartitionPeak,
     /// Steady-state DynamoDB requests per instance per minute (after the calm point).
     pub steady_dynamo_per_instance_minute: Option<f64>,
+    /// Whole-table reads by what asked for them, all lives (level 1; the runtime's nodes of
+    /// levels 2 and 3 are not counted).
+    pub table_reads: Option<TableReads>,
     /// SQS calls by the instances, whole run.
     pub sqs_calls: u64,
     /// Instance slots used (started, joined).
@@ -215,6 +218,7 @@ impl Report {
             dynamo: dynamo_usage(f.dynamo),
             partition_peak: f.dynamo.partition_peak(),
             steady_dynamo_per_instance_minute: steady_rate(f.stats),
+            table_reads: (f.level == Level::Core).then_some(f.stats.table_reads),
             sqs_calls: sqs_calls(f.sqs),
             slots: f.fleet.instances.len(),
             ownership: f.stats.ownership.clone(),

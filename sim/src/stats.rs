@@ -2,7 +2,7 @@
 //! made.
 
 use crate::check::Who;
-use sqsbalancer_core::{Owner, QueueId};
+use sqsbalancer_core::{Owner, QueueId, TableReads};
 use std::collections::BTreeMap;
 
 /// How often the cost counters are sampled, ms.
@@ -51,6 +51,8 @@ pub(crate) struct Stats {
     /// Gaps after a crash that left no other instance up: they end when one comes back.
     pub outages: Vec<u64>,
     pub samples: Vec<Sample>,
+    /// The table reads of every level-1 node's lives, by cause (added as each life ends).
+    pub table_reads: TableReads,
 }
 
 impl Stats {

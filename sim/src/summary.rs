@@ -4,6 +4,7 @@
 use crate::report::{Messages, Report, Spread};
 use crate::swarm::SwarmSummary;
 use serde::Serialize;
+use sqsbalancer_core::ReadCause;
 use std::collections::BTreeMap;
 
 /// A broken invariant in a run's JSON.
@@ -125,6 +126,9 @@ pub struct ReportJson<'a> {
     /// The busiest partition key's load in its busiest simulated minute, against DynamoDB's
     /// per-partition limits.
     pub partition_peak: crate::fake::dynamo::PartitionPeak,
+    /// Whole-table reads per instance-hour by what asked for them (level 1 only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub table_reads_per_instance_hour: Option<BTreeMap<&'static str, f64>>,
     /// SQS calls per instance-minute.
     pub sqs_calls_per_instance_minute: f64,
 }
@@ -175,6 +179,12 @@ impl<'a> ReportJson<'a> {
                 steady_requests: r.steady_dynamo_per_instance_minute,
             },
             partition_peak: r.partition_peak,
+            table_reads_per_instance_hour: r.table_reads.map(|t| {
+                ReadCause::ALL
+                    .iter()
+                    .map(|&c| (c.name(), r.per_instance_minute(t.get(c) as f64) * 60.0))
+                    .collect()
+            }),
             sqs_calls_per_instance_minute: r.per_instance_minute(r.sqs_calls as f64),
         }
     }

@@ -598,7 +598,9 @@ impl World {
         if let Some(since) = s.up_since.take() {
             self.stats.instance_ms += self.now - since;
         }
-        s.node = None;
+        if let Some(node) = s.node.take() {
+            self.stats.table_reads.add(node.table_reads());
+        }
         s.life += 1;
         s.pollers.clear();
         s.tick_at = None;
@@ -1136,6 +1138,9 @@ impl World {
         for i in 0..self.slots.len() {
             if let Some(since) = self.slots[i].up_since.take() {
                 self.stats.instance_ms += self.now - since;
+            }
+            if let Some(node) = &self.slots[i].node {
+                self.stats.table_reads.add(node.table_reads());
             }
         }
         if self.checker.violations.is_empty()

@@ -22,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::ids::{InstanceId, Owner, QueueId};
 use crate::lease::{AfterStop, Fence, Held, QueueView};
 use crate::membership::{Membership, Verdicts};
+use crate::reads::{ReadCause, TableReads};
 use crate::rng::Rng;
 use crate::shutdown::{Phase, Shutdown, StopOutcome};
 use crate::time::{Millis, duration_ms};
@@ -60,12 +61,14 @@ struct Peers {
 /// When the next read is to read the whole table rather than the instance records.
 #[derive(Debug)]
 struct Reads {
-    /// Read the table as soon as no read is in flight.
-    table_wanted: bool,
+    /// Read the table as soon as no read is in flight, for the first cause that asked.
+    table_wanted: Option<ReadCause>,
     /// The slow reconciliation is due: the next heartbeat reads the whole table.
     reconcile_due: bool,
     /// A table read failed: ask again at the next heartbeat tick.
     retry: bool,
+    /// The table reads sent, by cause.
+    sent: TableReads,
 }
 
 /// Which queues exist and which of them this node may take.
@@ -195,9 +198,10 @@ impl Node {
             held: BTreeMap::new(),
             writes: Writes::default(),
             reads: Reads {
-                table_wanted: true,
+                table_wanted: Some(ReadCause::Start),
                 reconcile_due: false,
                 retry: false,
+                sent: TableReads::default(),
             },
             listing: Listing {
                 filter,
@@ -239,7 +243,7 @@ impl Node {
         }
         self.evaluate();
         self.advance_shutdown();
-        if self.reads.table_wanted && !self.ops.reading() && self.life.is_some() {
+        if self.reads.table_wanted.is_some() && !self.ops.reading() && self.life.is_some() {
             self.read(Read::Table);
         }
         self.send_news();
@@ -324,6 +328,12 @@ impl Node {
         self.view.len()
     }
 
+    /// The table reads this node has sent, by what asked for each: a table read costs every
+    /// queue record, so this tells where a fleet's read units go.
+    pub fn table_reads(&self) -> &TableReads {
+        &self.reads.sent
+    }
+
     /// The number of live instances the queues are divided among, as this node last saw them
     /// (itself included while running).
     pub fn members(&self) -> usize {
@@ -347,10 +357,22 @@ impl Node {
         let table = read == Read::Table;
         let id = self.ops.issue(Pending::Read { table });
         if table {
-            self.reads.table_wanted = false;
+            // Only the reconciliation reads the table without asking first.
+            let cause = self
+                .reads
+                .table_wanted
+                .take()
+                .unwrap_or(ReadCause::Reconcile);
+            self.reads.sent.count(cause);
             self.reads.reconcile_due = false;
         }
         self.effects.push_back(Effect::Read { id, read });
+    }
+
+    /// Asks for a table read as soon as none is in flight, for `cause` unless another asked
+    /// first.
+    fn want_table(&mut self, cause: ReadCause) {
+        self.reads.table_wanted.get_or_insert(cause);
     }
 
     fn register(&mut self) {
@@ -478,10 +500,16 @@ impl Node {
         if self.timers.reconcile.fire(now) {
             self.reads.reconcile_due = true;
         }
-        let retry = !self.moves.incoming.is_empty() || self.reads.retry;
-        if retry && self.timers.tick.at() <= now {
+        let cause = if self.reads.retry {
+            Some(ReadCause::Retry)
+        } else {
+            (!self.moves.incoming.is_empty()).then_some(ReadCause::AwaitingHandOff)
+        };
+        if let Some(cause) = cause
+            && self.timers.tick.at() <= now
+        {
             self.reads.retry = false;
-            self.reads.table_wanted = true;
+            self.want_table(cause);
         }
         if self.timers.tick.fire(now) {
             self.on_heartbeat_tick();
@@ -554,7 +582,7 @@ impl Node {
     /// read is in flight.
     fn read_unless_reading(&mut self) {
         if !self.ops.reading() {
-            let kind = if self.reads.table_wanted || self.reads.reconcile_due {
+            let kind = if self.reads.table_wanted.is_some() || self.reads.reconcile_due {
                 Read::Table
             } else {
                 Read::Members

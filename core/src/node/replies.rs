@@ -9,6 +9,7 @@ use crate::effect::{
 };
 use crate::ids::{InstanceId, Owner, QueueId};
 use crate::lease::{AfterStop, names};
+use crate::reads::ReadCause;
 use crate::shutdown::Phase;
 use crate::time::Millis;
 use std::sync::Arc;
@@ -56,7 +57,7 @@ impl Node {
             return;
         }
         self.acked(sent);
-        self.reads.table_wanted = true;
+        self.want_table(ReadCause::Start);
         self.timers.discovery.due_now(self.now);
         self.set_phase(Phase::Running);
         self.discover();
@@ -108,6 +109,7 @@ impl Node {
             }) => {
                 if self.observe(id, &instances, &unreadable.instances) {
                     // Queues changed hands: read the records now, not at reconciliation.
+                    self.want_table(ReadCause::Notice);
                     self.read(Read::Table);
                 }
             }
@@ -128,7 +130,7 @@ impl Node {
                 self.on_listed(listed);
             } else {
                 self.listing.early = Some((id, listed));
-                self.reads.table_wanted = true;
+                self.want_table(ReadCause::Start);
             }
         }
     }
@@ -312,7 +314,7 @@ impl Node {
             Outcome::Rejected => {
                 self.announce(&write);
                 self.writes.stale.insert(queue, self.ops.next_seq());
-                self.reads.table_wanted = true;
+                self.want_table(ReadCause::Rejected);
             }
             // It may still apply: send it again until it is settled (a life that is over has
             // nothing to settle).

@@ -7,6 +7,7 @@
 use super::Node;
 use crate::assignment::{Assignment, Member, assign_sorted, normalized};
 use crate::ids::{InstanceId, Owner, QueueId};
+use crate::reads::ReadCause;
 use crate::shutdown::Phase;
 use std::sync::Arc;
 
@@ -32,7 +33,7 @@ impl Node {
         if self.refresh_members() {
             // Seen in an instance read (or this node's own phase changed): the view may be
             // older than the members, and the target needs the holders as of now.
-            self.reads.table_wanted = true;
+            self.want_table(ReadCause::Members);
         }
         self.take_view_changes();
         // While this node's own writes are in flight (the creates of a listing, say) a stale

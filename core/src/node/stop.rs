@@ -7,6 +7,7 @@ use super::writes::resend_after;
 use crate::effect::{Outcome, Write};
 use crate::ids::QueueId;
 use crate::lease::{AfterStop, names};
+use crate::reads::ReadCause;
 use crate::shutdown::{self, Phase, Shutdown, StopOutcome};
 
 impl Node {
@@ -22,7 +23,7 @@ impl Node {
             deregister_again_at: None,
         });
         self.set_phase(Phase::Draining);
-        self.reads.table_wanted = true;
+        self.want_table(ReadCause::Shutdown);
         let queues: Vec<QueueId> = self.held.keys().cloned().collect();
         for q in &queues {
             self.stop(q, AfterStop::HandOff);
@@ -73,7 +74,7 @@ impl Node {
                 .any(|r| !r.retired && names(r, me.as_ref()));
         let reads = &self.reads;
         let fresh = me.is_none()
-            || (!reads.table_wanted && !reads.retry && !self.ops.reading() && !names_me);
+            || (reads.table_wanted.is_none() && !reads.retry && !self.ops.reading() && !names_me);
         let unsettled = self.writes.unsettled.is_empty() || self.life.is_none();
         fresh && self.writes.writing.is_empty() && unsettled
     }

@@ -1,0 +1,118 @@
+//! Why a node reads the whole table, counted: a table read costs every queue record, and
+//! which rule asked for it is what a cheaper protocol must change (docs/design.md §4.8).
+
+/// What made a node read the whole table. A read several causes asked for before it was
+/// sent counts under the first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum ReadCause {
+    /// A life began (its registration applied), or a listing came before the first read.
+    Start,
+    /// The member list changed, seen in an instance read.
+    Members,
+    /// An instance read showed a hand-off to this life or a peer's news.
+    Notice,
+    /// One of this node's queue writes was rejected.
+    Rejected,
+    /// A hand-off to this node is awaited: read again each heartbeat until it comes.
+    AwaitingHandOff,
+    /// A table read failed: read again at the next heartbeat.
+    Retry,
+    /// The periodic reconciliation (`reconcile_interval`).
+    Reconcile,
+    /// A graceful stop began.
+    Shutdown,
+}
+
+impl ReadCause {
+    /// Every cause, in the order reports list them.
+    pub const ALL: [ReadCause; 8] = [
+        ReadCause::Start,
+        ReadCause::Members,
+        ReadCause::Notice,
+        ReadCause::Rejected,
+        ReadCause::AwaitingHandOff,
+        ReadCause::Retry,
+        ReadCause::Reconcile,
+        ReadCause::Shutdown,
+    ];
+
+    /// The cause's name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            ReadCause::Start => "start",
+            ReadCause::Members => "members",
+            ReadCause::Notice => "notice",
+            ReadCause::Rejected => "rejected",
+            ReadCause::AwaitingHandOff => "awaiting_hand_off",
+            ReadCause::Retry => "retry",
+            ReadCause::Reconcile => "reconcile",
+            ReadCause::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// Table reads sent, by cause.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TableReads {
+    /// The count of each cause, in [`ReadCause::ALL`]'s order.
+    counts: [u64; ReadCause::ALL.len()],
+}
+
+impl TableReads {
+    /// Counts one read sent for `cause`.
+    pub fn count(&mut self, cause: ReadCause) {
+        self.counts[cause as usize] += 1;
+    }
+
+    /// The reads sent for `cause`.
+    pub fn get(&self, cause: ReadCause) -> u64 {
+        self.counts[cause as usize]
+    }
+
+    /// Every read counted.
+    pub fn total(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    /// Adds `other`'s counts to these.
+    pub fn add(&mut self, other: &TableReads) {
+        for (a, b) in self.counts.iter_mut().zip(other.counts) {
+            *a += b;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_cause_is_listed_once_in_its_own_slot() {
+        for (i, c) in ReadCause::ALL.iter().enumerate() {
+            assert_eq!(*c as usize, i, "{c:?}");
+        }
+        let mut names: Vec<&str> = ReadCause::ALL.iter().map(|c| c.name()).collect();
+        names.dedup();
+        assert_eq!(names.len(), ReadCause::ALL.len());
+    }
+
+    #[test]
+    fn counts_add_up_by_cause() {
+        let mut a = TableReads::default();
+        a.count(ReadCause::Notice);
+        a.count(ReadCause::Notice);
+        a.count(ReadCause::Shutdown);
+        let mut b = TableReads::default();
+        b.count(ReadCause::Notice);
+        b.add(&a);
+        assert_eq!(
+            (
+                b.get(ReadCause::Notice),
+                b.get(ReadCause::Shutdown),
+                b.total()
+            ),
+            (3, 1, 4)
+        );
+    }
+}
