@@ -117,5 +117,5 @@ pub mod backend {
     }
     pub use sqsbalancer_runtime::clock::now;
     pub use sqsbalancer_runtime::layout::recorded as recorded_layout;
-    pub use sqsbalancer_runtime::{Page, QueueList, QueuePage, Receive, Sqs, Store};
+    pub use sqsbalancer_runtime::{Batch, Page, QueueList, QueuePage, Receive, Sqs, Store};
 }

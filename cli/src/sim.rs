@@ -535,9 +535,10 @@ fn run_table(r: &Report, wall: Duration) -> String {
             .map(|&c| format!("{} {:.1}", c.name(), per_hour(reads.get(c))))
             .collect();
         t += &format!(
-            "table reads per instance-hour: {:.1} ({})\n",
+            "table reads per instance-hour: {:.1} ({}); reads of awaited records {:.1}\n",
             per_hour(reads.total()),
-            causes.join(", ")
+            causes.join(", "),
+            per_hour(reads.records())
         );
     }
     t += &match &r.violation {

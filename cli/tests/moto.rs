@@ -440,3 +440,51 @@ async fn registrations_and_lapses_get_the_table_rules_answers() {
     );
     assert_eq!(item.get(table::LAPSED), Some(&table::Value::num(8)));
 }
+
+/// A read of some queues' records (BatchGetItem, over two requests for 110 keys spread over
+/// four partition keys): moto returns every record asked for that exists, none for a queue
+/// never written, and the instance records after them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_of_records_gets_the_asked_records_and_the_instances() {
+    use sqsbalancer_core::effect::Write;
+    use sqsbalancer_core::table::Layout;
+    use sqsbalancer_core::{InstanceId, Outcome, QueueId, Read, Reply};
+    use sqsbalancer_runtime::execute;
+    let moto = Moto::start();
+    let aws = moto.backend("records").await;
+    ensure_table(&aws, Billing::OnDemand)
+        .await
+        .expect("a table");
+    let layout = Layout::new("app", 4);
+    let queue = |i: usize| QueueId::new(&format!("https://sqs.local/1/q-{i:03}")).expect("a URL");
+    let register = Write::Register {
+        id: InstanceId::new("node-0").expect("an id"),
+        capacity: 1,
+        first: 1,
+    };
+    let creates = (0..120).map(|i| Write::CreateQueue {
+        queue: queue(i),
+        revive_epoch: None,
+    });
+    for w in std::iter::once(register).chain(creates) {
+        let done = execute::write(&aws, &layout, &w, 1_000_000).await;
+        assert!(matches!(done, Outcome::Applied(_)), "{w:?}: {done:?}");
+    }
+    let mut asked: Vec<QueueId> = (10..120).map(queue).chain([queue(999)]).collect();
+    asked.sort();
+    let got = execute::read(&aws, &layout, Read::Records(asked)).await;
+    let Outcome::Applied(Reply::Records {
+        instances,
+        queues,
+        unreadable,
+    }) = got
+    else {
+        panic!("{got:?}")
+    };
+    let mut read: Vec<QueueId> = queues.iter().map(|r| r.queue.clone()).collect();
+    read.sort();
+    assert_eq!(read, (10..120).map(queue).collect::<Vec<_>>());
+    assert!(queues.iter().all(|r| r.epoch == 1 && r.owner.is_none()));
+    assert_eq!(instances.len(), 1);
+    assert!(unreadable.is_empty());
+}

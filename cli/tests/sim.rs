@@ -63,6 +63,10 @@ fn a_run_prints_a_summary_with_zero_violations() {
         .expect("table reads by cause");
     assert_eq!(reads.len(), 8, "{reads:?}");
     assert!(reads["start"].as_f64() > Some(0.0), "{reads:?}");
+    assert!(
+        v["records_reads_per_instance_hour"].as_f64() >= Some(0.0),
+        "{v}"
+    );
 }
 
 #[test]
@@ -152,6 +156,7 @@ fn level_two_runs_the_real_runtime_without_the_level_one_only_faults() {
     // Pauses are level 1 only: asked for at level 2, they are left out.
     assert!(!kinds(&v).contains(&"pause".to_owned()), "{v}");
     assert!(v.get("table_reads_per_instance_hour").is_none(), "{v}");
+    assert!(v.get("records_reads_per_instance_hour").is_none(), "{v}");
 }
 
 #[test]

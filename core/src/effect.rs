@@ -243,7 +243,7 @@ pub enum Write {
 }
 
 /// A read of the coordination table. Reads are strongly consistent.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Read {
     /// Every instance record of the application (the cheap steady-state read).
     Members,
@@ -252,6 +252,11 @@ pub enum Read {
     /// read: this read shows it current, superseded, or its record gone, never a view older
     /// than the queue records (which would make a live life look like a ghost).
     Table,
+    /// These queue records (a key with no item: the record is gone), then every instance
+    /// record, read last for the same reason as in [`Read::Table`]: what a node awaiting a
+    /// hand-off needs, at a read unit a record rather than the whole table. Sorted, no
+    /// duplicates, at least one.
+    Records(Vec<QueueId>),
 }
 
 /// One thing the runtime must do.
@@ -264,8 +269,8 @@ pub enum Effect {
         /// What to write.
         write: Write,
     },
-    /// Perform a read and report [`Input::Completed`] with [`Reply::Members`] or
-    /// [`Reply::Table`].
+    /// Perform a read and report [`Input::Completed`] with [`Reply::Members`],
+    /// [`Reply::Table`] or [`Reply::Records`].
     Read {
         /// The id to report under.
         id: OpId,
@@ -340,6 +345,16 @@ pub enum Reply {
         /// (a view of the table keeps the same allocation).
         queues: Vec<Arc<QueueRecord>>,
         /// Records that could not.
+        unreadable: Unreadable,
+    },
+    /// [`Read::Records`].
+    Records {
+        /// Every instance record that could be decoded.
+        instances: Vec<InstanceRecord>,
+        /// The asked queue records that exist and could be decoded (an asked queue missing
+        /// here and from `unreadable` has no record).
+        queues: Vec<Arc<QueueRecord>>,
+        /// Records that could not be decoded.
         unreadable: Unreadable,
     },
     /// [`Effect::ListQueues`]: the queues found (URLs), before filtering.

@@ -261,6 +261,15 @@ fn outcome(b: &mut Bytes, what: Open) -> Outcome {
                 unreadable: Unreadable::default(),
             })
         }
+        // Any queues, asked or not: a node must ignore records it did not ask for.
+        (_, Open::Read(Read::Records(_))) => {
+            let instances = instances(b);
+            Outcome::Applied(Reply::Records {
+                instances,
+                queues: queues(b),
+                unreadable: Unreadable::default(),
+            })
+        }
         (_, Open::List) => {
             let n = b.u8() % 8;
             Outcome::Applied(Reply::Queues((0..n).map(|_| queue(b.u8())).collect()))

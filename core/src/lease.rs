@@ -197,6 +197,72 @@ impl QueueView {
         changed
     }
 
+    /// Takes in a read of the records of `asked` (sorted) sent at sequence `sent`, which found
+    /// `found`: each asked queue changes under a snapshot's rules (this node's own write
+    /// completed after the read was sent stays unless the read shows a later epoch; a queue
+    /// the read did not find is dropped), and every other queue stays as it was. Records of
+    /// queues not asked for are ignored. Returns whether anything changed.
+    pub fn merge_records(
+        &mut self,
+        sent: u64,
+        asked: &[QueueId],
+        mut found: Vec<Arc<QueueRecord>>,
+    ) -> bool {
+        found.retain(|r| asked.binary_search(&r.queue).is_ok());
+        found.sort_by(|a, b| a.queue.cmp(&b.queue));
+        found.dedup_by(|later, first| later.queue == first.queue);
+        let mut changed = false;
+        for q in asked {
+            let read = found
+                .binary_search_by(|r| r.queue.cmp(q))
+                .ok()
+                .map(|i| Arc::clone(&found[i]));
+            changed |= self.merge_one(sent, q, read);
+            if self.touched.get(q).is_some_and(|seq| *seq <= sent) {
+                self.touched.remove(q);
+            }
+        }
+        changed
+    }
+
+    /// Sets `queue`'s record to `read` (`None`: gone), as read by a read sent at `sent`,
+    /// unless this node's own later write is newer. Returns whether it changed.
+    fn merge_one(&mut self, sent: u64, queue: &QueueId, read: Option<Arc<QueueRecord>>) -> bool {
+        let at = self.find(queue);
+        let old = at.ok().map(|i| Arc::clone(&self.records[i]));
+        if let Some(o) = &old
+            && self.written_after(queue, sent)
+            && read.as_ref().is_none_or(|r| r.epoch <= o.epoch)
+        {
+            return false;
+        }
+        if old.as_deref() == read.as_deref() {
+            return false;
+        }
+        if let Some(o) = &old {
+            count_owner(&mut self.owners, o, -1);
+        }
+        if old.as_ref().map(|o| o.retired) != read.as_ref().map(|r| r.retired) {
+            self.live = None;
+        }
+        match (at, read) {
+            (Ok(i), Some(r)) => {
+                count_owner(&mut self.owners, &r, 1);
+                self.records[i] = r;
+            }
+            (Ok(i), None) => {
+                self.records.remove(i);
+            }
+            (Err(i), Some(r)) => {
+                count_owner(&mut self.owners, &r, 1);
+                self.records.insert(i, r);
+            }
+            (Err(_), None) => {}
+        }
+        self.changes.insert(queue.clone());
+        true
+    }
+
     /// Advances `old`, the view's records, to `r`'s queue, dropping the records passed over
     /// (unless written after `sent`), and returns the view's record of that queue if it has one.
     fn walk_to(
@@ -404,12 +470,12 @@ mod tests {
         #[test]
         fn the_owners_and_live_queues_kept_are_those_of_the_records(
             ops in proptest::collection::vec(
-                (proptest::bool::ANY, proptest::collection::vec((0u8..6, 0u8..4, 1u64..5), 0..6)),
+                (0u8..3, proptest::collection::vec((0u8..6, 0u8..4, 1u64..5), 0..6)),
                 1..30,
             )
         ) {
             let mut v = QueueView::default();
-            for (seq, (local, recs)) in ops.into_iter().enumerate() {
+            for (seq, (kind, recs)) in ops.into_iter().enumerate() {
                 let recs: Vec<Arc<QueueRecord>> = recs
                     .into_iter()
                     .map(|(q, o, epoch)| {
@@ -421,12 +487,21 @@ mod tests {
                     })
                     .collect();
                 let seq = seq as u64 + 1;
-                if local {
-                    for r in recs {
-                        v.apply_local(seq, own(r));
+                match kind {
+                    0 => {
+                        for r in recs {
+                            v.apply_local(seq, own(r));
+                        }
                     }
-                } else {
-                    v.merge_snapshot(seq, recs);
+                    1 => {
+                        v.merge_snapshot(seq, recs);
+                    }
+                    _ => {
+                        let mut asked: Vec<QueueId> = recs.iter().map(|r| r.queue.clone()).collect();
+                        asked.sort();
+                        asked.dedup();
+                        v.merge_records(seq, &asked, recs);
+                    }
                 }
                 let counted: BTreeSet<Owner> =
                     v.records().filter_map(|r| r.owner.clone()).collect();
@@ -435,6 +510,59 @@ mod tests {
                     v.records().filter(|r| !r.retired).map(|r| r.queue.clone()).collect();
                 proptest::prop_assert_eq!(&*v.live_queues(), &live[..]);
             }
+        }
+    }
+
+    proptest::proptest! {
+        /// A read of some queues' records changes those queues as a snapshot would (this
+        /// node's own later write stays unless the read shows a later epoch; a record not found
+        /// is gone) and no other queue; the changes it reports are exactly the queues it changed.
+        #[test]
+        fn a_read_of_records_changes_the_asked_queues_alone(
+            before in proptest::collection::vec((0u8..8, 0u8..4, 1u64..6), 0..8),
+            local in proptest::collection::vec((0u8..8, 0u8..4, 1u64..6), 0..4),
+            asked in proptest::collection::btree_set(0u8..8, 0..8),
+            found in proptest::collection::vec((0u8..10, 0u8..4, 1u64..6), 0..10),
+            sent in 1u64..4,
+        ) {
+            let make = |(q, o, epoch): (u8, u8, u64)| {
+                let owner = ["a", "b", "c"].get(usize::from(o)).map(|id| (*id, 1));
+                rec(&format!("q{q}"), owner, epoch)
+            };
+            let mut v = QueueView::default();
+            v.merge_snapshot(1, before.into_iter().map(make).collect());
+            for (i, r) in local.into_iter().enumerate() {
+                // Writes completed at 2, 3, ...: some after the read was sent, some before.
+                v.apply_local(2 + i as u64, own(make(r)));
+            }
+            v.take_changes();
+            let old: BTreeMap<QueueId, Arc<QueueRecord>> =
+                v.records.iter().map(|r| (r.queue.clone(), Arc::clone(r))).collect();
+            let later: BTreeSet<QueueId> =
+                v.touched.iter().filter(|(_, s)| **s > sent).map(|(q, _)| q.clone()).collect();
+            let asked: Vec<QueueId> =
+                asked.into_iter().map(|q| QueueId::new(&format!("q{q}")).unwrap()).collect();
+            let found: Vec<Arc<QueueRecord>> = found.into_iter().map(make).collect();
+            v.merge_records(sent, &asked, found.clone());
+            let mut changed = BTreeSet::new();
+            for q in old.keys().chain(found.iter().map(|r| &r.queue)) {
+                let now = v.get(q);
+                let was = old.get(q).map(|r| &**r);
+                if !asked.contains(q) {
+                    proptest::prop_assert_eq!(now, was, "{} was not asked", q);
+                    continue;
+                }
+                let read = found.iter().find(|r| r.queue == *q).map(|r| &**r);
+                let keeps = was.is_some()
+                    && later.contains(q)
+                    && read.is_none_or(|r| r.epoch <= was.map_or(0, |w| w.epoch));
+                let want = if keeps { was } else { read };
+                proptest::prop_assert_eq!(now, want, "{}", q);
+                if now != was {
+                    changed.insert(q.clone());
+                }
+            }
+            proptest::prop_assert_eq!(v.take_changes(), changed);
         }
     }
 

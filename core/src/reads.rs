@@ -52,14 +52,26 @@ impl ReadCause {
     }
 }
 
-/// Table reads sent, by cause.
+/// Table reads sent, by cause, and the reads of awaited queue records sent in place of one.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TableReads {
     /// The count of each cause, in [`ReadCause::ALL`]'s order.
     counts: [u64; ReadCause::ALL.len()],
+    /// Reads of the records of queues awaited from their holders ([`crate::Read::Records`]).
+    records: u64,
 }
 
 impl TableReads {
+    /// Counts one read of awaited queue records.
+    pub fn count_records(&mut self) {
+        self.records += 1;
+    }
+
+    /// The reads of awaited queue records sent: not table reads, and not in [`Self::total`].
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
     /// Counts one read sent for `cause`.
     pub fn count(&mut self, cause: ReadCause) {
         self.counts[cause as usize] += 1;
@@ -80,6 +92,7 @@ impl TableReads {
         for (a, b) in self.counts.iter_mut().zip(other.counts) {
             *a += b;
         }
+        self.records += other.records;
     }
 }
 
@@ -105,14 +118,18 @@ mod tests {
         a.count(ReadCause::Shutdown);
         let mut b = TableReads::default();
         b.count(ReadCause::Notice);
+        b.count_records();
+        a.count_records();
+        a.count_records();
         b.add(&a);
         assert_eq!(
             (
                 b.get(ReadCause::Notice),
                 b.get(ReadCause::Shutdown),
-                b.total()
+                b.total(),
+                b.records()
             ),
-            (3, 1, 4)
+            (3, 1, 4, 3)
         );
     }
 }

@@ -433,9 +433,23 @@ pub fn write_reply(write: &Write, after: &Item) -> Result<Reply, DecodeError> {
     }
 }
 
-/// The queries that together make `read`, in the order they are read.
-pub fn encode_read(layout: &Layout, read: Read) -> Vec<TableQuery> {
+/// The queries that together make `read`, in the order they are read (after the
+/// [`record_keys`] of a [`Read::Records`]).
+pub fn encode_read(layout: &Layout, read: &Read) -> Vec<TableQuery> {
     layout.queries(read)
+}
+
+/// The most keys one BatchGetItem request may ask for.
+pub const MAX_BATCH_GET: usize = 100;
+
+/// The keys of the queue records `read` fetches one by one (BatchGetItem, strongly
+/// consistent, at most [`MAX_BATCH_GET`] a request), all of them before its queries: empty
+/// unless it is a [`Read::Records`].
+pub fn record_keys(layout: &Layout, read: &Read) -> Vec<Key> {
+    match read {
+        Read::Records(queues) => queues.iter().map(|q| layout.queue_key(q)).collect(),
+        Read::Members | Read::Table => Vec::new(),
+    }
 }
 
 /// Why an item was skipped.
@@ -497,7 +511,7 @@ pub fn collect_records<'a>(
 }
 
 /// The reply to `read` from decoded records.
-pub fn read_reply(read: Read, decoded: Decoded) -> Reply {
+pub fn read_reply(read: &Read, decoded: Decoded) -> Reply {
     match read {
         Read::Members => Reply::Members {
             instances: decoded.instances,
@@ -507,6 +521,11 @@ pub fn read_reply(read: Read, decoded: Decoded) -> Reply {
             },
         },
         Read::Table => Reply::Table {
+            instances: decoded.instances,
+            queues: decoded.queues,
+            unreadable: decoded.unreadable,
+        },
+        Read::Records(_) => Reply::Records {
             instances: decoded.instances,
             queues: decoded.queues,
             unreadable: decoded.unreadable,

@@ -6,8 +6,8 @@
 
 mod common;
 
-use common::solo::{Solo, config, is_table_read, queue};
-use sqsbalancer_core::{Effect, Notice, Outcome, Owner, ReadCause, Status, Write};
+use common::solo::{Solo, config, is_table_read, owner, queue};
+use sqsbalancer_core::{Effect, Notice, Outcome, Owner, QueueId, Read, ReadCause, Status, Write};
 
 fn notice_of(w: &Write) -> Option<(&Owner, Notice)> {
     match w {
@@ -16,19 +16,24 @@ fn notice_of(w: &Write) -> Option<(&Owner, Notice)> {
     }
 }
 
-/// One heartbeat round with `peers` beating and every call but table reads served; whether
-/// the node then asked to read the whole table (the read is served too).
-fn round_reads_table(a: &mut Solo, peers: &[Owner]) -> bool {
+/// Starts a heartbeat round with `peers` beating: ticks until the round's read goes out
+/// (other timers may come first).
+fn start_round(a: &mut Solo, peers: &[Owner]) {
     for p in peers {
         a.beat(p);
     }
-    // Ticks until the round's instance read goes out (other timers may come first).
     for _ in 0..10 {
         a.tick();
         if a.sent(|e| matches!(e, Effect::Read { .. })) {
             break;
         }
     }
+}
+
+/// One heartbeat round with `peers` beating and every call but table reads served; whether
+/// the node then asked to read the whole table (the read is served too).
+fn round_reads_table(a: &mut Solo, peers: &[Owner]) -> bool {
+    start_round(a, peers);
     a.answer_all_but(is_table_read);
     let Some(read) = a.take(is_table_read) else {
         return false;
@@ -121,10 +126,8 @@ fn creations_are_announced_once_a_burst_and_claims_not_at_all() {
     assert_eq!(inbox, 0, "claims and creations send no inbox notice");
 }
 
-#[test]
-fn a_holder_that_never_hands_over_is_nudged_after_an_interval_past_the_move_time() {
-    // b holds both queues and never acts on them (its view missed something): a, whose target
-    // gives it one, waits out the rebalance delay and an interval, then bumps b's inbox.
+/// `a`, just joined, and peer `b`, which holds both queues: a's target gives it one.
+fn held_by_peer() -> (Solo, Owner) {
     let mut a = Solo::running(config("a"), Vec::new());
     let b = a.register_peer("b", 1);
     for q in ["q0", "q1"] {
@@ -142,6 +145,139 @@ fn a_holder_that_never_hands_over_is_nudged_after_an_interval_past_the_move_time
         assert!(matches!(a.apply(&claim), Outcome::Applied(_)));
     }
     a.listed = vec![queue("q0"), queue("q1")];
+    (a, b)
+}
+
+/// One heartbeat round with `peers` beating and every call served; the queues the node read
+/// the records of instead of the table, if it did.
+fn round_reads_records(a: &mut Solo, peers: &[Owner]) -> Option<Vec<QueueId>> {
+    start_round(a, peers);
+    let read = a.take(|e| {
+        matches!(
+            e,
+            Effect::Read {
+                read: Read::Records(_),
+                ..
+            }
+        )
+    });
+    if let Some(r) = &read {
+        let outcome = a.serve(r);
+        a.answer(r, outcome);
+    }
+    a.answer_all();
+    match read {
+        Some(Effect::Read {
+            read: Read::Records(asked),
+            ..
+        }) => Some(asked),
+        _ => None,
+    }
+}
+
+/// Rounds until `a`, awaiting a queue from `b`, reads that queue's record instead of the
+/// table; the queue.
+fn awaited_from(a: &mut Solo, b: &Owner) -> QueueId {
+    for _ in 0..60 {
+        if let Some(asked) = round_reads_records(a, std::slice::from_ref(b)) {
+            assert_eq!(asked.len(), 1, "a awaits one of b's two queues: {asked:?}");
+            return asked[0].clone();
+        }
+    }
+    panic!("a never read the record of the queue it awaits")
+}
+
+#[test]
+fn a_hand_off_the_node_awaits_is_read_by_its_record_and_a_nudge_by_the_table() {
+    let (mut a, b) = held_by_peer();
+    let me = a.node.life().expect("running");
+    let q = awaited_from(&mut a, &b);
+    let (table_reads, records_read) =
+        (a.node.table_reads().total(), a.node.table_reads().records());
+    // a watches for the hand-off with instance reads between its heartbeats' reads of the
+    // record: b hands the queue over just before one of those goes out.
+    let is_read = |e: &Effect| matches!(e, Effect::Read { .. });
+    let is_members = |e: &Effect| {
+        matches!(
+            e,
+            Effect::Read {
+                read: Read::Members,
+                ..
+            }
+        )
+    };
+    for _ in 0..40 {
+        a.tick();
+        if a.sent(is_members) {
+            break;
+        }
+        a.answer_all();
+    }
+    let members = a.take(is_members).expect("a watches between heartbeats");
+    let hand_off = Write::HandOff {
+        queue: q.clone(),
+        from: b.clone(),
+        expect_epoch: 2,
+        to: Some(me.clone()),
+    };
+    assert!(matches!(a.apply(&hand_off), Outcome::Applied(_)));
+    let notice = Write::Notify {
+        to: me,
+        notice: Notice::Inbox,
+    };
+    assert!(matches!(a.apply(&notice), Outcome::Applied(_)));
+    // The instance read shows a's inbox moved, and a reads the awaited record at once.
+    let outcome = a.serve(&members);
+    a.answer(&members, outcome);
+    let records = a.take(is_read).expect("a reads again at once");
+    assert!(
+        matches!(&records, Effect::Read { read: Read::Records(asked), .. } if *asked == [q.clone()]),
+        "{records:?}"
+    );
+    let outcome = a.serve(&records);
+    a.answer(&records, outcome);
+    a.answer_all();
+    assert!(a.started().contains(&q), "a starts the queue handed to it");
+    assert_eq!(
+        a.node.table_reads().total(),
+        table_reads,
+        "the hand-off and its notice were read by the queue's record alone"
+    );
+    assert!(a.node.table_reads().records() > records_read);
+    // A nudge from a peer waiting on a: nothing a awaits explains it, so a reads the table.
+    let nudges = a.node.table_reads().get(ReadCause::Notice);
+    assert!(matches!(a.apply(&notice), Outcome::Applied(_)));
+    assert!(round_reads_table(&mut a, std::slice::from_ref(&b)));
+    assert_eq!(a.node.table_reads().get(ReadCause::Notice), nudges + 1);
+}
+
+#[test]
+fn an_awaited_queue_found_held_by_a_third_life_calls_for_a_table_read() {
+    let (mut a, b) = held_by_peer();
+    let q = awaited_from(&mut a, &b);
+    // b hands the queue to a life a has never seen: a's view of the records missed something.
+    let hand_off = Write::HandOff {
+        queue: q,
+        from: b.clone(),
+        expect_epoch: 2,
+        to: Some(owner("x", 1)),
+    };
+    assert!(matches!(a.apply(&hand_off), Outcome::Applied(_)));
+    let awaiting = a.node.table_reads().get(ReadCause::AwaitingHandOff);
+    let asked = round_reads_records(&mut a, std::slice::from_ref(&b));
+    assert!(asked.is_some(), "the next round reads the awaited record");
+    assert_eq!(
+        a.node.table_reads().get(ReadCause::AwaitingHandOff),
+        awaiting + 1,
+        "and the table at once after it"
+    );
+}
+
+#[test]
+fn a_holder_that_never_hands_over_is_nudged_after_an_interval_past_the_move_time() {
+    // b holds both queues and never acts on them (its view missed something): a, whose target
+    // gives it one, waits out the rebalance delay and an interval, then bumps b's inbox.
+    let (mut a, b) = held_by_peer();
     let cfg = config("a");
     let joined = a.now;
     let mut nudged = None;
@@ -170,13 +306,7 @@ fn a_change_of_members_calls_for_a_table_read_unless_it_was_seen_in_one() {
         notice: Notice::News,
     };
     assert!(matches!(a.apply(&news), Outcome::Applied(_)));
-    a.beat(&b);
-    for _ in 0..10 {
-        a.tick();
-        if a.sent(|e| matches!(e, Effect::Read { .. })) {
-            break;
-        }
-    }
+    start_round(&mut a, std::slice::from_ref(&b));
     a.answer_all_but(is_table_read);
     let read = a
         .take(is_table_read)

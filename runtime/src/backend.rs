@@ -18,6 +18,16 @@ pub struct Page {
     pub last_key: Option<Key>,
 }
 
+/// One BatchGetItem answer.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Batch {
+    /// The items found, in no particular order; a key with no item has none here.
+    pub items: Vec<Item>,
+    /// The keys DynamoDB did not get to (`UnprocessedKeys`: throttling, or the 16 MB answer
+    /// limit), to be asked again.
+    pub unprocessed: Vec<Key>,
+}
+
 /// One page of ListQueues.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct QueuePage {
@@ -38,6 +48,11 @@ pub trait Store: Send + Sync + 'static {
         query: TableQuery,
         start: Option<Key>,
     ) -> impl Future<Output = Result<Page, BackendError>> + Send;
+
+    /// One strongly consistent BatchGetItem of 1 to 100 keys of this table: the runtime reads
+    /// the records of the queues an instance awaits with it.
+    fn batch_get(&self, keys: Vec<Key>)
+    -> impl Future<Output = Result<Batch, BackendError>> + Send;
 
     /// Makes the store ready for the first write: the AWS backend creates its table when it is
     /// missing (unless told not to) and checks its key schema. The driver asks again, every

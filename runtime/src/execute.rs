@@ -1,11 +1,12 @@
 //! Executing the core's coordination effects against the backends: each function turns one
 //! effect into calls and the result into the [`Outcome`] the core expects.
 
-use crate::backend::{Page, QueueList, Store};
+use crate::backend::{Batch, Page, QueueList, Store};
 use crate::error::BackendError;
 use futures_util::{StreamExt, TryStreamExt, stream};
 use sqsbalancer_core::table::{self, Item, Key, Layout, TableQuery};
 use sqsbalancer_core::{Outcome, QueueId, Read, Reply, Write};
+use std::time::Duration;
 
 /// Performs `write` in `layout`; `wall_secs` (epoch seconds) only sets record TTLs.
 pub async fn write<S: Store>(store: &S, layout: &Layout, write: &Write, wall_secs: u64) -> Outcome {
@@ -30,16 +31,11 @@ pub async fn write<S: Store>(store: &S, layout: &Layout, write: &Write, wall_sec
 /// its slowest query rather than the sum of them, without a burst of hundreds of calls.
 const QUERIES_AT_ONCE: usize = 16;
 
-/// Performs `read` in `layout`, every page of every query; a failed page fails the read.
+/// Performs `read` in `layout`: the records it asks for by key, then every page of every
+/// query (the instance records last); a failed call fails the read.
 pub async fn read<S: Store>(store: &S, layout: &Layout, read: Read) -> Outcome {
-    let found: Result<Vec<Vec<Item>>, BackendError> =
-        stream::iter(table::encode_read(layout, read))
-            .map(|query| query_all(store, query))
-            .buffered(QUERIES_AT_ONCE)
-            .try_collect()
-            .await;
-    let items: Vec<Item> = match found {
-        Ok(found) => found.into_iter().flatten().collect(),
+    let items = match read_items(store, layout, &read).await {
+        Ok(items) => items,
         Err(e) => {
             tracing::debug!(error = %e, "coordination read failed");
             return Outcome::Unknown;
@@ -49,7 +45,66 @@ pub async fn read<S: Store>(store: &S, layout: &Layout, read: Read) -> Outcome {
     for skipped in &decoded.skipped {
         tracing::warn!(error = %skipped, "skipped a malformed item in the coordination table");
     }
-    Outcome::Applied(table::read_reply(read, decoded))
+    Outcome::Applied(table::read_reply(&read, decoded))
+}
+
+/// Every item `read` finds, in the order read.
+async fn read_items<S: Store>(
+    store: &S,
+    layout: &Layout,
+    read: &Read,
+) -> Result<Vec<Item>, BackendError> {
+    let keys = table::record_keys(layout, read);
+    let chunks: Vec<Vec<Key>> = keys
+        .chunks(table::MAX_BATCH_GET)
+        .map(<[Key]>::to_vec)
+        .collect();
+    let records: Vec<Vec<Item>> = stream::iter(chunks)
+        .map(|keys| get_all(store, keys))
+        .buffered(QUERIES_AT_ONCE)
+        .try_collect()
+        .await?;
+    let found: Vec<Vec<Item>> = stream::iter(table::encode_read(layout, read))
+        .map(|query| query_all(store, query))
+        .buffered(QUERIES_AT_ONCE)
+        .try_collect()
+        .await?;
+    Ok(records.into_iter().chain(found).flatten().collect())
+}
+
+/// How many times the keys of one BatchGetItem are asked for while DynamoDB leaves some
+/// unprocessed, before the read fails.
+const BATCH_ATTEMPTS: u32 = 4;
+
+/// The wait before asking again for unprocessed keys, doubled at each further attempt
+/// (DynamoDB leaves keys unprocessed when the partition is throttled, and asks for backoff).
+const UNPROCESSED_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Every item of `keys` (1..=100), asking again for those DynamoDB left unprocessed.
+pub async fn get_all<S: Store>(store: &S, keys: Vec<Key>) -> Result<Vec<Item>, BackendError> {
+    let mut items = Vec::new();
+    let mut keys = keys;
+    for attempt in 1..=BATCH_ATTEMPTS {
+        let Batch {
+            items: got,
+            unprocessed,
+        } = store.batch_get(keys).await?;
+        items.extend(got);
+        if unprocessed.is_empty() {
+            return Ok(items);
+        }
+        keys = unprocessed;
+        if attempt < BATCH_ATTEMPTS {
+            tokio::time::sleep(UNPROCESSED_BACKOFF * 2u32.pow(attempt - 1)).await;
+        }
+    }
+    Err(BackendError::Throttled {
+        service: "dynamodb",
+        message: format!(
+            "BatchGetItem left {} keys unprocessed after {BATCH_ATTEMPTS} attempts",
+            keys.len()
+        ),
+    })
 }
 
 /// How many times one page of a read is asked for when it fails with a passing trouble: a
@@ -131,6 +186,10 @@ mod tests {
         lists: Vec<QueuePage>,
         /// Errors the next queries answer, one each, before their canned page.
         failing: Mutex<VecDeque<BackendError>>,
+        /// What the next BatchGetItem calls answer, one each.
+        batches: Mutex<VecDeque<Batch>>,
+        /// The keys each BatchGetItem call asked for.
+        asked: Mutex<Vec<Vec<Key>>>,
     }
 
     impl Store for Canned {
@@ -146,6 +205,15 @@ mod tests {
             let i = start.map_or(0, |k| k.sk.parse::<usize>().expect("a page index"));
             let failed = self.failing.lock().unwrap().pop_front();
             std::future::ready(failed.map_or_else(|| self.pages[i].clone(), Err))
+        }
+
+        fn batch_get(
+            &self,
+            keys: Vec<Key>,
+        ) -> impl Future<Output = Result<Batch, BackendError>> + Send {
+            self.asked.lock().unwrap().push(keys);
+            let next = self.batches.lock().unwrap().pop_front();
+            std::future::ready(Ok(next.expect("a canned batch")))
         }
     }
 
@@ -166,6 +234,8 @@ mod tests {
             pages: vec![Ok(Page::default())],
             lists: Vec::new(),
             failing: Mutex::default(),
+            batches: Mutex::default(),
+            asked: Mutex::default(),
         }
     }
 
@@ -281,6 +351,53 @@ mod tests {
         *store.failing.lock().unwrap() = [refused].into();
         assert_eq!(members(), Outcome::Unknown);
         assert!(store.failing.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn unprocessed_keys_are_asked_again_until_none_is_left_or_the_attempts_run_out() {
+        let key = |sk: &str| Key {
+            pk: "p".into(),
+            sk: sk.into(),
+        };
+        let item = |sk: &str| Item::from([("sk".to_owned(), Value::S(sk.into()))]);
+        let paused = || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .start_paused(true)
+                .build()
+                .unwrap()
+        };
+        let store = canned(Ok(Item::new()));
+        *store.batches.lock().unwrap() = VecDeque::from([
+            Batch {
+                items: vec![item("a")],
+                unprocessed: vec![key("b"), key("c")],
+            },
+            Batch {
+                items: vec![item("c")],
+                unprocessed: Vec::new(),
+            },
+        ]);
+        let got = paused().block_on(get_all(&store, vec![key("a"), key("b"), key("c")]));
+        assert_eq!(got, Ok(vec![item("a"), item("c")]), "b has no item");
+        let asked = store.asked.lock().unwrap().clone();
+        assert_eq!(
+            asked,
+            [vec![key("a"), key("b"), key("c")], vec![key("b"), key("c")]]
+        );
+
+        let store = canned(Ok(Item::new()));
+        let throttled = Batch {
+            items: Vec::new(),
+            unprocessed: vec![key("a")],
+        };
+        *store.batches.lock().unwrap() = vec![throttled; 5].into();
+        let got = paused().block_on(get_all(&store, vec![key("a")]));
+        assert!(
+            matches!(got, Err(BackendError::Throttled { .. })),
+            "{got:?}"
+        );
+        assert_eq!(store.asked.lock().unwrap().len(), BATCH_ATTEMPTS as usize);
     }
 
     #[test]

@@ -84,7 +84,7 @@ async fn find<S: Store>(store: &S, application: &str) -> Result<Option<Layout>, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::Page;
+    use crate::backend::{Batch, Page};
     use sqsbalancer_core::table::{Item, Key, Refused, TableQuery, TableWrite, Value};
     use sqsbalancer_core::{QueueId, Write};
     use std::collections::BTreeMap;
@@ -127,6 +127,17 @@ mod tests {
             std::future::ready(Ok(Page {
                 items: found,
                 last_key: None,
+            }))
+        }
+
+        fn batch_get(
+            &self,
+            keys: Vec<Key>,
+        ) -> impl Future<Output = Result<Batch, BackendError>> + Send {
+            let items = self.0.lock().unwrap();
+            std::future::ready(Ok(Batch {
+                items: keys.iter().filter_map(|k| items.get(k).cloned()).collect(),
+                unprocessed: Vec::new(),
             }))
         }
     }

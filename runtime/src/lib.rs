@@ -34,7 +34,7 @@ mod telemetry;
 pub mod timeouts;
 
 pub use backend::{
-    AttributeData, AttributeValue, Message, Page, QueueList, QueuePage, Receive, Sqs, Store,
+    AttributeData, AttributeValue, Batch, Message, Page, QueueList, QueuePage, Receive, Sqs, Store,
 };
 pub use balancer::{Balancer, Monitor, Running};
 pub use driver::{Driver, DriverHandle, PlaneCommand};

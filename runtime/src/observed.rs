@@ -9,7 +9,7 @@
 //! [`Health`]: crate::Health
 //! [`Timeouts::effect`]: crate::Timeouts::effect
 
-use crate::backend::{Page, QueueList, QueuePage, Store};
+use crate::backend::{Batch, Page, QueueList, QueuePage, Store};
 use crate::error::BackendError;
 use crate::status::HealthTracker;
 use sqsbalancer_core::table::{Item, Key, TableQuery, TableWrite};
@@ -95,6 +95,12 @@ impl<S: Store> Store for Observed<S> {
             .bounded("dynamodb", self.inner.query(query, start))
             .await;
         self.record("Query", &r);
+        r
+    }
+
+    async fn batch_get(&self, keys: Vec<Key>) -> Result<Batch, BackendError> {
+        let r = self.bounded("dynamodb", self.inner.batch_get(keys)).await;
+        self.record("BatchGetItem", &r);
         r
     }
 }

@@ -124,7 +124,8 @@ impl HealthTracker {
         t.last_read = Some(crate::clock::now());
         match reply {
             Reply::Table { unreadable, .. } => t.unreadable = unreadable.clone(),
-            Reply::Members { unreadable, .. } => {
+            // A read of some queues' records tells nothing of the other queues'.
+            Reply::Members { unreadable, .. } | Reply::Records { unreadable, .. } => {
                 t.unreadable.instances = unreadable.instances.clone();
             }
             _ => {}

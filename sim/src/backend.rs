@@ -13,7 +13,7 @@ use crate::fake::{
 use sqsbalancer_core::table::{Item, Key, TableQuery, TableWrite};
 use sqsbalancer_core::{Millis, QueueId};
 use sqsbalancer_runtime::{
-    AttributeValue, BackendError, Message, Page, QueueList, QueuePage, Receive, Sqs, Store,
+    AttributeValue, BackendError, Batch, Message, Page, QueueList, QueuePage, Receive, Sqs, Store,
 };
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -223,6 +223,22 @@ impl Store for FakeBackend {
                 .map(|p| Page {
                     items: p.items.iter().map(|i| (**i).clone()).collect(),
                     last_key: p.last_key,
+                })
+                .map_err(dynamo_error)
+        });
+        async move { call.await? }
+    }
+
+    fn batch_get(
+        &self,
+        keys: Vec<Key>,
+    ) -> impl Future<Output = Result<Batch, BackendError>> + Send {
+        let call = self.call(move |f, caller, table| {
+            f.dynamo
+                .batch_get_item(caller, table, &keys, None, true)
+                .map(|got| Batch {
+                    items: got.items.iter().map(|i| (**i).clone()).collect(),
+                    unprocessed: got.unprocessed,
                 })
                 .map_err(dynamo_error)
         });

@@ -129,6 +129,10 @@ pub struct ReportJson<'a> {
     /// Whole-table reads per instance-hour by what asked for them (level 1 only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub table_reads_per_instance_hour: Option<BTreeMap<&'static str, f64>>,
+    /// Level 1: reads of the records of queues awaited from their holders, each in place of
+    /// a table read, per instance-hour.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub records_reads_per_instance_hour: Option<f64>,
     /// SQS calls per instance-minute.
     pub sqs_calls_per_instance_minute: f64,
 }
@@ -185,6 +189,9 @@ impl<'a> ReportJson<'a> {
                     .map(|&c| (c.name(), r.per_instance_minute(t.get(c) as f64) * 60.0))
                     .collect()
             }),
+            records_reads_per_instance_hour: r
+                .table_reads
+                .map(|t| r.per_instance_minute(t.records() as f64) * 60.0),
             sqs_calls_per_instance_minute: r.per_instance_minute(r.sqs_calls as f64),
         }
     }

@@ -245,13 +245,29 @@ pub(crate) struct Batch {
     pub delete: Vec<(String, String)>,
 }
 
-/// Where a table read stands: which of its queries, and after which key of it.
+/// Where a table read stands: how many of its keys were read, which of its queries, and
+/// after which key of it.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Cursor {
+    /// How many of the read's record keys have been read (they come before its queries).
+    keys: usize,
     /// The index of the query being read.
     query: usize,
     /// The last key read of it; `None` before its first page.
     start: Option<Key>,
+}
+
+impl Cursor {
+    /// Moves past a page of the current query that ended at `last` (`None`: its last page).
+    fn advance(&mut self, last: Option<Key>) {
+        match last {
+            Some(k) => self.start = Some(k),
+            None => {
+                self.query += 1;
+                self.start = None;
+            }
+        }
+    }
 }
 
 /// How far a level-1 run has got, as [`World::run_observed`] reports it.
@@ -878,7 +894,7 @@ impl World {
             DCall::Write(w) => self.apply_write(i, &name, w),
             DCall::Read(r) => {
                 let at = Cursor::default();
-                return self.read_pages(i, life, id, *r, at, Vec::new(), answer);
+                return self.read_pages(i, life, id, r.clone(), at, Vec::new(), answer);
             }
             DCall::List(prefix) => self.list(&name, prefix),
         };
@@ -985,8 +1001,9 @@ impl World {
         id.as_str().strip_prefix("node-")?.parse().ok()
     }
 
-    /// Serves table read `r` from `start`: every page at once, or (with the pages fault) one
-    /// page of a few items now and the next a round trip later, while the table changes.
+    /// Serves table read `r` from `at`: its records by key, then every page of its queries,
+    /// all at once, or (with the pages fault) a few keys or items now and the next request a
+    /// round trip later, while the table changes.
     #[allow(
         clippy::too_many_arguments,
         reason = "one read's state, carried from page to page"
@@ -1002,7 +1019,8 @@ impl World {
         answer: Answer,
     ) {
         let caller = self.slots[i].name.clone();
-        let queries = table::encode_read(&self.layout, r);
+        let keys = table::record_keys(&self.layout, &r);
+        let queries = table::encode_read(&self.layout, &r);
         let most = if self.calm {
             0
         } else {
@@ -1013,60 +1031,81 @@ impl World {
         } else {
             0
         };
-        while let Some(q) = queries.get(at.query) {
-            let limit = self.hooks.page_limit(most, items_read);
-            self.dynamo.set_now(Millis(self.now));
-            let page = match self
-                .dynamo
-                .query(&caller, TABLE, q, limit, at.start.as_ref(), true)
-            {
-                Ok(page) => page,
+        self.dynamo.set_now(Millis(self.now));
+        while at.keys < keys.len() || at.query < queries.len() {
+            let served = if at.keys < keys.len() {
+                let chunk = &keys[at.keys..keys.len().min(at.keys + table::MAX_BATCH_GET)];
+                let limit = self.hooks.page_limit(most, chunk.len());
+                self.dynamo
+                    .batch_get_item(&caller, TABLE, chunk, limit, true)
+                    .map(|got| {
+                        at.keys += chunk.len() - got.unprocessed.len();
+                        pages.push(got.items.into());
+                        limit.is_some()
+                    })
+            } else {
+                let q = &queries[at.query];
+                let limit = self.hooks.page_limit(most, items_read);
+                self.dynamo
+                    .query(&caller, TABLE, q, limit, at.start.as_ref(), true)
+                    .map(|page| {
+                        pages.push(page.items);
+                        at.advance(page.last_key);
+                        limit.is_some()
+                    })
+            };
+            match served {
                 Err(_) => return self.answer(i, life, id, Outcome::Unknown, answer),
-            };
-            pages.push(page.items);
-            at = match page.last_key {
-                Some(k) => Cursor {
-                    query: at.query,
-                    start: Some(k),
-                },
-                None => Cursor {
-                    query: at.query + 1,
-                    start: None,
-                },
-            };
-            if limit.is_none() || at.query == queries.len() {
-                continue;
+                Ok(false) => {}
+                Ok(true) if at.keys == keys.len() && at.query == queries.len() => {}
+                Ok(true) => return self.next_page_later(i, life, id, r, at, pages, answer),
             }
-            // A read of many round trips: a fault in the way of a graceful stop.
-            self.faulted(i);
-            // The page travels back and the next request out, with a deadline of its own (the
-            // driver bounds each call, not the whole read).
-            let back = self.latency();
-            let answer = match answer {
-                Answer::Back { deadline, .. } if self.now + back > deadline => {
-                    return self.fail_at(i, life, id, deadline.max(self.now));
-                }
-                Answer::Back { extra, .. } => Answer::Back {
-                    extra,
-                    deadline: self.now + back + self.deadline_ms(&DCall::Read(r)),
-                },
-                Answer::Lost => return,
-            };
-            let when = self.now + back + self.latency();
-            let ev = Ev::PageArrive {
-                slot: i,
-                life,
-                id,
-                read: r,
-                at,
-                pages,
-                answer,
-            };
-            return self.push(when, ev);
         }
         let decoded = self.decoded.collect(&pages, &mut self.queue_ids);
-        let outcome = Outcome::Applied(table::read_reply(r, decoded));
+        let outcome = Outcome::Applied(table::read_reply(&r, decoded));
         self.answer(i, life, id, outcome, answer);
+    }
+
+    /// A read of many round trips: the page travels back and the next request goes out, with
+    /// a deadline of its own (the driver bounds each call, not the whole read).
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one read's state, carried from page to page"
+    )]
+    fn next_page_later(
+        &mut self,
+        i: usize,
+        life: u64,
+        id: OpId,
+        read: Read,
+        at: Cursor,
+        pages: Vec<Arc<[Arc<table::Item>]>>,
+        answer: Answer,
+    ) {
+        // A fault in the way of a graceful stop.
+        self.faulted(i);
+        let back = self.latency();
+        let answer = match answer {
+            Answer::Back { deadline, .. } if self.now + back > deadline => {
+                return self.fail_at(i, life, id, deadline.max(self.now));
+            }
+            Answer::Back { extra, .. } => Answer::Back {
+                extra,
+                deadline: self.now + back + self.timeouts.effect.as_millis() as u64,
+            },
+            Answer::Lost => return,
+        };
+        let when = self.now + back + self.latency();
+        let ev = Ev::PageArrive {
+            slot: i,
+            life,
+            id,
+            read,
+            at,
+            pages,
+            answer,
+        };
+        self.push(when, ev);
     }
 
     fn list(&mut self, caller: &str, prefix: &str) -> Outcome {

@@ -7,7 +7,7 @@
 
 use sqsbalancer_core::effect::{Notice, Read, Status, Write};
 use sqsbalancer_core::table::{self, Item, Key, Value};
-use sqsbalancer_core::{InstanceId, Outcome, Owner, QueueId};
+use sqsbalancer_core::{InstanceId, Outcome, Owner, QueueId, Reply};
 use sqsbalancer_runtime::aws::AwsBackend;
 use sqsbalancer_runtime::execute;
 use sqsbalancer_runtime::{BackendError, QueueList, Receive, Sqs, Store, Timeouts};
@@ -383,7 +383,7 @@ fn plant_queue_records(f: &mut Fakes) {
 /// The table read over the wire equals the fake's: page by page (at least three), and as the
 /// core's whole read.
 async fn assert_pages_equal(aws: &AwsBackend, fake: &FakeBackend) {
-    let query = table::encode_read(&layout(), Read::Table).remove(0);
+    let query = table::encode_read(&layout(), &Read::Table).remove(0);
     let (mut start, mut pages) = (None, 0);
     loop {
         let got = aws
@@ -405,6 +405,19 @@ async fn assert_pages_equal(aws: &AwsBackend, fake: &FakeBackend) {
     let got = execute::read(aws, &layout(), Read::Table).await;
     assert!(matches!(got, Outcome::Applied(_)));
     assert_eq!(got, execute::read(fake, &layout(), Read::Table).await);
+    // 150 planted records and one never written: two BatchGetItem requests.
+    let mut asked: Vec<QueueId> = (0..150)
+        .chain([9_999])
+        .map(|i| QueueId::new(&FakeSqs::url_of(&format!("p-{i:04}"))).unwrap())
+        .collect();
+    asked.sort();
+    let records = Read::Records(asked);
+    let got = execute::read(aws, &layout(), records.clone()).await;
+    let Outcome::Applied(Reply::Records { queues, .. }) = &got else {
+        panic!("{got:?}")
+    };
+    assert_eq!(queues.len(), 150, "the record never written is not found");
+    assert_eq!(got, execute::read(fake, &layout(), records).await);
 }
 
 /// Creates 1,100 queues, so listing them takes a second page.
@@ -863,7 +876,7 @@ fn a_delayed_response_arrives_late_or_times_out() {
     sim.client("node-0", async move {
         let t = Timeouts::default();
         let aws = wire("node-0");
-        let query = table::encode_read(&layout(), Read::Members).remove(0);
+        let query = table::encode_read(&layout(), &Read::Members).remove(0);
         let delay = Duration::from_millis(1500);
         s.then(
             "Query",

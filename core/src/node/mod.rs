@@ -67,7 +67,19 @@ struct Reads {
     reconcile_due: bool,
     /// A table read failed: ask again at the next heartbeat tick.
     retry: bool,
-    /// The table reads sent, by cause.
+    /// The next read is to read the records of the queues awaited from their holders, with
+    /// the instance records ([`Read::Records`]), unless a table read is wanted.
+    records_wanted: bool,
+    /// Moves of this life's inbox seen since the last table read that no read of the awaited
+    /// records has accounted for (a queue handed here for each): while any is left, only a
+    /// table read answers what moved it.
+    inbox_unanswered: u64,
+    /// Queues a read of awaited records found newly handed here beyond the inbox moves seen
+    /// so far: their notices are still to come, and need no read when they do.
+    handed_unseen: u64,
+    /// When the last table read was sent.
+    table_sent_at: Millis,
+    /// The table reads sent, by cause, and the reads of awaited records.
     sent: TableReads,
 }
 
@@ -201,6 +213,10 @@ impl Node {
                 table_wanted: Some(ReadCause::Start),
                 reconcile_due: false,
                 retry: false,
+                records_wanted: false,
+                inbox_unanswered: 0,
+                handed_unseen: 0,
+                table_sent_at: now,
                 sent: TableReads::default(),
             },
             listing: Listing {
@@ -328,8 +344,9 @@ impl Node {
         self.view.len()
     }
 
-    /// The table reads this node has sent, by what asked for each: a table read costs every
-    /// queue record, so this tells where a fleet's read units go.
+    /// The table reads this node has sent, by what asked for each (a table read costs every
+    /// queue record, so this tells where a fleet's read units go), and its reads of awaited
+    /// queue records.
     pub fn table_reads(&self) -> &TableReads {
         &self.reads.sent
     }
@@ -354,19 +371,49 @@ impl Node {
     }
 
     fn read(&mut self, read: Read) {
-        let table = read == Read::Table;
-        let id = self.ops.issue(Pending::Read { table });
-        if table {
-            // Only the reconciliation reads the table without asking first.
-            let cause = self
-                .reads
-                .table_wanted
-                .take()
-                .unwrap_or(ReadCause::Reconcile);
-            self.reads.sent.count(cause);
-            self.reads.reconcile_due = false;
+        match read {
+            Read::Table => {
+                // Only the reconciliation reads the table without asking first.
+                let cause = self
+                    .reads
+                    .table_wanted
+                    .take()
+                    .unwrap_or(ReadCause::Reconcile);
+                self.reads.sent.count(cause);
+                self.reads.reconcile_due = false;
+                self.reads.table_sent_at = self.now;
+                self.reads.inbox_unanswered = 0;
+            }
+            Read::Records(_) => self.reads.sent.count_records(),
+            Read::Members => {}
         }
+        self.reads.records_wanted = false;
+        let id = self.ops.issue(Pending::Read { read: read.clone() });
         self.effects.push_back(Effect::Read { id, read });
+    }
+
+    /// A read of the records of the queues awaited from their holders, if any are.
+    fn awaited_records(&self) -> Option<Read> {
+        let awaited = &self.moves.incoming;
+        (!awaited.is_empty()).then(|| Read::Records(awaited.iter().cloned().collect()))
+    }
+
+    /// Whether a read of the awaited records may stand in for a table read now: no cause of
+    /// a table read is pending, and something is awaited.
+    fn may_read_records(&self) -> bool {
+        self.reads.table_wanted.is_none()
+            && !self.reads.reconcile_due
+            && !self.moves.incoming.is_empty()
+    }
+
+    /// Whether the awaited hand-offs need a table read rather than a read of their records:
+    /// one is overdue (an interval past the move time, as [`Node::nudge_holders`] tests), or
+    /// no table read went out for a rebalance delay (a receiver whose view missed a claim
+    /// learns of it only from a table read).
+    fn awaiting_needs_table(&self) -> bool {
+        let overdue = self.move_at().saturating_add(self.cfg.heartbeat_interval);
+        let last = self.reads.table_sent_at;
+        self.now >= overdue || self.now >= last.saturating_add(self.cfg.rebalance_delay)
     }
 
     /// Asks for a table read as soon as none is in flight, for `cause` unless another asked
@@ -509,7 +556,11 @@ impl Node {
             && self.timers.tick.at() <= now
         {
             self.reads.retry = false;
-            self.want_table(cause);
+            if cause == ReadCause::AwaitingHandOff && !self.awaiting_needs_table() {
+                self.reads.records_wanted = true;
+            } else {
+                self.want_table(cause);
+            }
         }
         if self.timers.tick.fire(now) {
             self.on_heartbeat_tick();
@@ -578,17 +629,19 @@ impl Node {
         }
     }
 
-    /// Reads the instance records, or the whole table when one is wanted or due, unless a
-    /// read is in flight.
+    /// Reads the instance records, or the whole table when one is wanted or due, or the
+    /// awaited records when those are wanted, unless a read is in flight.
     fn read_unless_reading(&mut self) {
-        if !self.ops.reading() {
-            let kind = if self.reads.table_wanted.is_some() || self.reads.reconcile_due {
-                Read::Table
-            } else {
-                Read::Members
-            };
-            self.read(kind);
+        if self.ops.reading() {
+            return;
         }
+        let records = self.reads.records_wanted && self.may_read_records();
+        let kind = match self.awaited_records() {
+            Some(awaited) if records => awaited,
+            _ if self.reads.table_wanted.is_some() || self.reads.reconcile_due => Read::Table,
+            _ => Read::Members,
+        };
+        self.read(kind);
     }
 
     /// Plans the next extra instance read while the table is about to change hands: every

@@ -4,7 +4,7 @@
 //! registration, a heartbeat of this life or the deregistration is outstanding is a question
 //! asked of the pending operations themselves.
 
-use crate::effect::{Notice, OpId, QueueRecord, Write};
+use crate::effect::{Notice, OpId, QueueRecord, Read, Write};
 use crate::ids::Owner;
 use crate::time::Millis;
 use std::collections::BTreeMap;
@@ -50,10 +50,10 @@ pub(super) enum Pending {
     },
     /// The final deregistration of a graceful stop.
     Deregister,
-    /// A read of the instance records, or of the whole table when `table`.
+    /// A read of the table.
     Read {
-        /// Whether it reads the queue records too.
-        table: bool,
+        /// What it reads.
+        read: Read,
     },
     /// A listing of the account's queues.
     List,

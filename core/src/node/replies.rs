@@ -14,6 +14,22 @@ use crate::shutdown::Phase;
 use crate::time::Millis;
 use std::sync::Arc;
 
+/// What an instance read showed of the counters that notices move.
+#[derive(Clone, Copy, Debug, Default)]
+struct Seen {
+    /// How far this life's inbox moved: a queue handed here for each, or a receiver's nudge.
+    inbox: u64,
+    /// Anyone's news or life moved (or this node's inbox went back, a new record's).
+    news: bool,
+}
+
+/// Matches `moved` inbox moves against `handed` queues found handed here: one notice comes
+/// for each hand-off, in either order. Returns the moves left unexplained and the hand-offs
+/// whose notices are still to come.
+fn settle(moved: u64, handed: u64) -> (u64, u64) {
+    (moved.saturating_sub(handed), handed.saturating_sub(moved))
+}
+
 impl Node {
     /// Dispatches the answer to operation `id` to the handler of its kind.
     pub(super) fn on_completed(&mut self, id: OpId, outcome: Outcome) {
@@ -35,7 +51,7 @@ impl Node {
                 unknowns,
             } => self.on_queue_written(id, write, result, unknowns, outcome),
             Pending::Deregister => self.on_deregistered(outcome),
-            Pending::Read { table } => self.on_read(id, table, outcome),
+            Pending::Read { read } => self.on_read(id, read, outcome),
             Pending::List => self.on_list(id, outcome),
         }
     }
@@ -100,27 +116,122 @@ impl Node {
         }
     }
 
-    /// A read answered: fold in what it shows; a failed table read is still wanted.
-    fn on_read(&mut self, id: OpId, table: bool, outcome: Outcome) {
-        match outcome {
-            Outcome::Applied(Reply::Members {
-                instances,
-                unreadable,
-            }) => {
-                if self.observe(id, &instances, &unreadable.instances) {
-                    // Queues changed hands: read the records now, not at reconciliation.
-                    self.want_table(ReadCause::Notice);
-                    self.read(Read::Table);
-                }
+    /// A read answered: fold in what it shows; after a failed read of queue records a table
+    /// read is wanted.
+    fn on_read(&mut self, id: OpId, read: Read, outcome: Outcome) {
+        match (read, outcome) {
+            (
+                _,
+                Outcome::Applied(Reply::Members {
+                    instances,
+                    unreadable,
+                }),
+            ) => {
+                let seen = self.observe(id, &instances, &unreadable.instances);
+                self.answer_notices(seen);
             }
-            Outcome::Applied(Reply::Table {
-                instances,
-                queues,
-                unreadable,
-            }) => self.on_table(id, &instances, queues, unreadable),
-            // Retried on the next tick, not at once, which would hammer an unreachable table.
-            _ => self.reads.retry |= table,
+            (
+                _,
+                Outcome::Applied(Reply::Table {
+                    instances,
+                    queues,
+                    unreadable,
+                }),
+            ) => self.on_table(id, &instances, queues, unreadable),
+            (
+                Read::Records(asked),
+                Outcome::Applied(Reply::Records {
+                    instances,
+                    queues,
+                    unreadable,
+                }),
+            ) => self.on_records(id, &asked, &instances, queues, &unreadable),
+            // Retried on the next tick, not at once, which would hammer an unreachable table;
+            // the notices a failed read of records answered are answered by that table read.
+            (read, _) => self.reads.retry |= read != Read::Members,
         }
+    }
+
+    /// Reads the queue records now, not at reconciliation, when an instance read showed
+    /// queues changed hands: only those awaited from their holders when the only news is
+    /// this life's inbox and nothing else asks for the whole table.
+    fn answer_notices(&mut self, mut seen: Seen) {
+        (seen.inbox, self.reads.handed_unseen) = settle(seen.inbox, self.reads.handed_unseen);
+        if seen.inbox == 0 && !seen.news {
+            return;
+        }
+        if !seen.news && self.may_read_records() {
+            self.reads.inbox_unanswered += seen.inbox;
+            if let Some(awaited) = self.awaited_records() {
+                self.read(awaited);
+            }
+            return;
+        }
+        self.want_table(ReadCause::Notice);
+        self.read(Read::Table);
+    }
+
+    /// Folds in a read of the records of the queues `asked`, sent as `id`: those queues change
+    /// as a table read would change them, and the rest of the view stays. A table read
+    /// follows when the read leaves something unexplained: inbox moves that no queue newly
+    /// handed here accounts for (a nudge, or a hand-off this node did not await), or an
+    /// awaited queue now held by someone other than its holder (this node's view missed a
+    /// claim).
+    fn on_records(
+        &mut self,
+        id: OpId,
+        asked: &[QueueId],
+        instances: &[InstanceRecord],
+        queues: Vec<Arc<QueueRecord>>,
+        unreadable: &Unreadable,
+    ) {
+        let seen = self.observe(id, instances, &unreadable.instances);
+        let Some(me) = self.life() else { return };
+        let holders: Vec<Option<Owner>> = asked.iter().map(|q| self.owner_of(q)).collect();
+        let (unread, read): (Vec<QueueId>, Vec<QueueId>) = asked
+            .iter()
+            .cloned()
+            .partition(|q| unreadable.queues.binary_search(q).is_ok());
+        for q in read {
+            self.listing.unreadable.remove(&q);
+        }
+        self.listing.unreadable.extend(unread);
+        for q in self.writes.take_refreshed_among(id.0, asked) {
+            self.dirty.queues.insert(q);
+        }
+        self.view.merge_records(id.0, asked, queues);
+        let mut handed_here = 0;
+        let mut taken = false;
+        for (q, was) in asked.iter().zip(holders) {
+            let now = self.owner_of(q);
+            if let Some(o) = &now {
+                self.peers.membership.notice(self.now, o);
+            }
+            if now == was {
+                continue;
+            }
+            match now {
+                Some(o) if o == me => handed_here += 1,
+                Some(_) => taken = true,
+                None => {}
+            }
+        }
+        let r = &mut self.reads;
+        (r.inbox_unanswered, r.handed_unseen) = settle(
+            r.inbox_unanswered + seen.inbox,
+            r.handed_unseen + handed_here,
+        );
+        if r.inbox_unanswered > 0 || seen.news {
+            self.want_table(ReadCause::Notice);
+        }
+        if taken {
+            self.want_table(ReadCause::AwaitingHandOff);
+        }
+    }
+
+    /// The life `queue`'s record names as owner, as this node knows it.
+    fn owner_of(&self, queue: &QueueId) -> Option<Owner> {
+        self.view.get(queue).and_then(|r| r.owner.clone())
     }
 
     /// A listing answered: compare it with the view, once the view has been read.
@@ -184,6 +295,9 @@ impl Node {
     /// close the fence, and register again unless shutting down.
     pub(super) fn lose_life(&mut self) {
         self.life = None;
+        // Notices to that life, and hand-offs to it, no longer concern this node.
+        self.reads.inbox_unanswered = 0;
+        self.reads.handed_unseen = 0;
         self.fence.reset();
         // Writes of that life need not be settled: a late copy can only name a life that is
         // over, whose queues peers claim as a dead life's.
@@ -203,18 +317,19 @@ impl Node {
         }
     }
 
-    /// Takes in a read of the instance records sent as `sent`; true when this node's inbox or
-    /// anyone's news changed since the last read: a queue was handed here, or released or
-    /// retired. Hand-offs between peers concern only their receivers. A read sent
-    /// after this life began that shows it ended (reaped, or a later registration of this id)
-    /// ends it here too.
+    /// Takes in a read of the instance records sent as `sent`, and returns how the counters
+    /// that notices move changed since the last read: this node's inbox (a queue was handed
+    /// here, or a receiver nudged it), anyone's news or life (a queue was released, retired
+    /// or created, or a life began). Hand-offs between peers concern only their receivers. A
+    /// read sent after this life began that shows it ended (reaped, or a later registration
+    /// of this id) ends it here too.
     #[must_use]
     fn observe(
         &mut self,
         sent: OpId,
         instances: &[InstanceRecord],
         unreadable: &[InstanceId],
-    ) -> bool {
+    ) -> Seen {
         self.peers
             .membership
             .observe(self.now, instances, unreadable);
@@ -224,27 +339,29 @@ impl Node {
             self.dirty.all = true;
         }
         self.refresh_suspects();
-        let mut notified = false;
+        let mut seen = Seen::default();
         for r in instances {
             let now = (r.incarnation, r.inbox, r.news);
             let old = self.peers.inboxes.insert(r.id.clone(), now);
-            let counters = |(inc, inbox, news): (u64, u64, u64)| {
-                let inbox = if r.id == self.me { inbox } else { 0 };
-                (inc, inbox, news)
-            };
-            let blank = (r.incarnation, 0, 0);
-            notified |= counters(old.unwrap_or(blank)) != counters(now);
+            let (inc, inbox, news) = old.unwrap_or((r.incarnation, 0, 0));
+            seen.news |= (inc, news) != (r.incarnation, r.news);
+            if r.id == self.me {
+                match r.inbox.checked_sub(inbox) {
+                    Some(moved) => seen.inbox += moved,
+                    None => seen.news = true,
+                }
+            }
         }
         if self.life_ended_by(sent, instances) {
             self.lose_life();
-            return false;
+            return Seen::default();
         }
         if self.life.is_some() {
             self.reap_expired();
             self.lapse_ghosts();
         }
         self.plan_watch();
-        notified
+        seen
     }
 
     /// Whether a read sent as `sent` shows this life over: its record is dead, or a later

@@ -99,15 +99,55 @@ impl Writes {
 
     /// Takes the rejected queues that a table read sent as `seq` shows afresh.
     pub fn take_refreshed(&mut self, seq: u64) -> Vec<QueueId> {
+        self.take_refreshed_if(seq, |_| true)
+    }
+
+    /// Takes the rejected queues among `asked` (sorted) that a read of their records sent as
+    /// `seq` shows afresh; the others stay stale, whatever the read's sequence.
+    pub fn take_refreshed_among(&mut self, seq: u64, asked: &[QueueId]) -> Vec<QueueId> {
+        self.take_refreshed_if(seq, |q| asked.binary_search(q).is_ok())
+    }
+
+    fn take_refreshed_if(&mut self, seq: u64, read: impl Fn(&QueueId) -> bool) -> Vec<QueueId> {
         let fresh: Vec<QueueId> = self
             .stale
             .iter()
-            .filter(|(_, s)| **s <= seq)
+            .filter(|(q, s)| **s <= seq && read(q))
             .map(|(q, _)| q.clone())
             .collect();
         for q in &fresh {
             self.stale.remove(q);
         }
         fresh
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    proptest::proptest! {
+        /// A read of some records refreshes exactly the rejected writes among them that were
+        /// rejected before it was sent; every other rejected write stays stale.
+        #[test]
+        fn a_read_of_records_refreshes_only_the_asked_queues_rejected_before_it(
+            stale in proptest::collection::btree_map(0u8..10, 1u64..10, 0..10),
+            asked in proptest::collection::btree_set(0u8..10, 0..10),
+            seq in 1u64..10,
+        ) {
+            let q = |n: &u8| QueueId::new(&format!("q{n}")).unwrap();
+            let mut w = Writes {
+                stale: stale.iter().map(|(n, s)| (q(n), *s)).collect(),
+                ..Writes::default()
+            };
+            let asked: Vec<QueueId> = asked.iter().map(q).collect();
+            let fresh = w.take_refreshed_among(seq, &asked);
+            for (n, s) in &stale {
+                let refreshed = asked.contains(&q(n)) && *s <= seq;
+                proptest::prop_assert_eq!(fresh.contains(&q(n)), refreshed, "q{}", n);
+                proptest::prop_assert_eq!(w.stale.contains_key(&q(n)), !refreshed, "q{}", n);
+            }
+            proptest::prop_assert_eq!(fresh.len() + w.stale.len(), stale.len());
+        }
     }
 }

@@ -129,7 +129,7 @@ impl Layout {
     /// The queries that together make `read`, in the order they are read. A table read
     /// reads the instance records last ([`Read::Table`]): with one key for all, in one query
     /// read backwards (`queue#` sorts after `instance#`), so it costs no request more.
-    pub fn queries(&self, read: Read) -> Vec<TableQuery> {
+    pub fn queries(&self, read: &Read) -> Vec<TableQuery> {
         let instances = (0..u64::from(self.instance_keys)).map(|k| TableQuery {
             pk: self.instance_partition_at(k),
             sk_prefix: Some(INSTANCE_PREFIX.to_owned()),
@@ -137,7 +137,7 @@ impl Layout {
         });
         let base = partition(&self.application);
         match read {
-            Read::Members => instances.collect(),
+            Read::Members | Read::Records(_) => instances.collect(),
             Read::Table if self.queue_keys == 1 && self.instance_keys == 1 => vec![TableQuery {
                 pk: base,
                 sk_prefix: None,
@@ -260,7 +260,7 @@ mod tests {
             l.instance_partition(&InstanceId::new("a").unwrap()),
             "app#app"
         );
-        let table = l.queries(Read::Table);
+        let table = l.queries(&Read::Table);
         assert_eq!(table.len(), 1);
         assert_eq!(
             (table[0].pk.as_str(), &table[0].sk_prefix, table[0].backward),
@@ -289,7 +289,7 @@ mod tests {
             .map(|n| l.instance_partition(&InstanceId::new(n).unwrap()))
             .collect();
         assert_eq!(got, ["app#app#i2", "app#app#i1", "app#app#i1"]);
-        let pks: Vec<String> = l.queries(Read::Table).into_iter().map(|q| q.pk).collect();
+        let pks: Vec<String> = l.queries(&Read::Table).into_iter().map(|q| q.pk).collect();
         assert_eq!(
             pks,
             [
@@ -300,7 +300,7 @@ mod tests {
                 "app#app#i3"
             ]
         );
-        assert_eq!(l.queries(Read::Members).len(), 4);
+        assert_eq!(l.queries(&Read::Members).len(), 4);
     }
 
     #[test]
@@ -320,9 +320,9 @@ mod tests {
     #[test]
     fn a_spread_table_read_covers_the_instances_and_every_queue_key() {
         let l = Layout::new("app", 3);
-        let pks: Vec<String> = l.queries(Read::Table).into_iter().map(|q| q.pk).collect();
+        let pks: Vec<String> = l.queries(&Read::Table).into_iter().map(|q| q.pk).collect();
         assert_eq!(pks, ["app#app#0", "app#app#1", "app#app#2", "app#app"]);
-        assert_eq!(l.queries(Read::Members).len(), 1);
+        assert_eq!(l.queries(&Read::Members).len(), 1);
     }
 
     #[test]
@@ -361,7 +361,7 @@ mod tests {
             let l = Layout::new("app", keys);
             let pk = l.queue_partition(&q(&name));
             let found = l
-                .queries(Read::Table)
+                .queries(&Read::Table)
                 .iter()
                 .filter(|t| t.pk == pk && t.sk_prefix.as_deref().is_none_or(|p| QUEUE_PREFIX.starts_with(p)))
                 .count();
@@ -387,7 +387,7 @@ mod tests {
                 .collect();
             let run = |read: Read| {
                 let mut got = Vec::new();
-                for t in l.queries(read) {
+                for t in l.queries(&read) {
                     let prefix = t.sk_prefix.as_deref().unwrap_or("");
                     let mut page: Vec<&(String, String)> = stored
                         .iter()

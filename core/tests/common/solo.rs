@@ -127,7 +127,7 @@ impl Solo {
     pub fn serve(&mut self, e: &Effect) -> Outcome {
         match e {
             Effect::Write { write, .. } => self.apply(write),
-            Effect::Read { read, .. } => Outcome::Applied(self.read(*read)),
+            Effect::Read { read, .. } => Outcome::Applied(self.read(read.clone())),
             Effect::ListQueues { .. } => Outcome::Applied(Reply::Queues(self.listed.clone())),
             other => panic!("not a call: {other:?}"),
         }

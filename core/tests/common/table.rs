@@ -44,10 +44,13 @@ impl MemTable {
         }
     }
 
-    /// A strongly consistent read of the table.
+    /// A strongly consistent read of the table: the records asked for by key, then the
+    /// queries.
     pub fn read(&self, read: Read) -> Reply {
-        let queries = table::encode_read(&layout(), read);
-        let items = queries.iter().flat_map(|q| {
+        let queries = table::encode_read(&layout(), &read);
+        let keys = table::record_keys(&layout(), &read);
+        let got = keys.iter().filter_map(|k| self.items.get(k));
+        let items = got.chain(queries.iter().flat_map(|q| {
             let prefix = q.sk_prefix.clone().unwrap_or_default();
             let mut found: Vec<&Item> = self
                 .items
@@ -59,8 +62,8 @@ impl MemTable {
                 found.reverse();
             }
             found
-        });
-        table::read_reply(read, table::decode_items(items))
+        }));
+        table::read_reply(&read, table::decode_items(items))
     }
 
     /// The item under `key`.

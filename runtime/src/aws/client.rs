@@ -3,7 +3,7 @@
 //!
 //! | call | SDK attempts | attempt timeout | operation timeout |
 //! |---|---|---|---|
-//! | DynamoDB UpdateItem, Query; SQS ListQueues page, DeleteMessageBatch, ChangeMessageVisibilityBatch | 3 (standard: 5xx, throttling, connection errors; 100 ms backoff doubling to 2 s) | `Timeouts::attempt`: a third of the driver's deadline (`Timeouts::effect`, four fifths of the heartbeat interval) | `Timeouts::operation`: nine tenths of the driver's deadline, which is the backstop |
+//! | DynamoDB UpdateItem, Query, BatchGetItem; SQS ListQueues page, DeleteMessageBatch, ChangeMessageVisibilityBatch | 3 (standard: 5xx, throttling, connection errors; 100 ms backoff doubling to 2 s) | `Timeouts::attempt`: a third of the driver's deadline (`Timeouts::effect`, four fifths of the heartbeat interval) | `Timeouts::operation`: nine tenths of the driver's deadline, which is the backstop |
 //! | SQS ReceiveMessage | 1: never retried (a second attempt is a second long poll nobody planned against the fence) | margin + wait + margin | the same |
 //!
 //! Connecting is bounded by `Timeouts::connect` (half the request margin). A receive also

@@ -9,12 +9,12 @@
 use super::backend::{AwsBackend, Billing};
 use super::expr;
 use super::sdk_error::sdk_error;
-use crate::backend::{Page, Store};
+use crate::backend::{Batch, Page, Store};
 use crate::error::{BackendError, RuntimeError};
 use aws_sdk_dynamodb::error::{BuildError, ProvideErrorMetadata};
 use aws_sdk_dynamodb::operation::describe_table::DescribeTableOutput;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, KeysAndAttributes,
     ProvisionedThroughput, ReturnValue, ScalarAttributeType, TableStatus, TimeToLiveSpecification,
 };
 use sqsbalancer_core::table::{Item, Key, PK, SK, TTL, TableQuery, TableWrite, Value};
@@ -131,21 +131,55 @@ impl Store for AwsBackend {
                 .send()
                 .await
                 .map_err(|err| sdk_error("dynamodb", &err))?;
-            let last_key = out.last_evaluated_key().and_then(|k| {
-                let item = from_aws(k);
-                match (item.get(PK), item.get(SK)) {
-                    (Some(Value::S(pk)), Some(Value::S(sk))) => Some(Key {
-                        pk: pk.clone(),
-                        sk: sk.clone(),
-                    }),
-                    _ => None,
-                }
-            });
             Ok(Page {
                 items: out.items().iter().map(from_aws).collect(),
-                last_key,
+                last_key: out.last_evaluated_key().and_then(key_from_aws),
             })
         }
+    }
+
+    fn batch_get(
+        &self,
+        keys: Vec<Key>,
+    ) -> impl Future<Output = Result<Batch, BackendError>> + Send {
+        let client = self.dynamo.clone();
+        let table = self.table.clone();
+        async move {
+            let asked = KeysAndAttributes::builder()
+                .set_keys(Some(keys.iter().map(key_map).collect()))
+                .consistent_read(true)
+                .build()
+                .map_err(|e| BackendError::Refused {
+                    service: "dynamodb",
+                    reason: format!("BatchGetItem not built: {e}"),
+                })?;
+            let out = client
+                .batch_get_item()
+                .request_items(table.clone(), asked)
+                .send()
+                .await
+                .map_err(|err| sdk_error("dynamodb", &err))?;
+            let items = out.responses().and_then(|r| r.get(&table));
+            let unprocessed = out.unprocessed_keys().and_then(|u| u.get(&table));
+            Ok(Batch {
+                items: items.into_iter().flatten().map(from_aws).collect(),
+                unprocessed: unprocessed
+                    .map(|u| u.keys().iter().filter_map(key_from_aws).collect())
+                    .unwrap_or_default(),
+            })
+        }
+    }
+}
+
+/// The key of `item`, when it has string `pk` and `sk` attributes.
+fn key_from_aws(item: &HashMap<String, AttributeValue>) -> Option<Key> {
+    let item = from_aws(item);
+    match (item.get(PK), item.get(SK)) {
+        (Some(Value::S(pk)), Some(Value::S(sk))) => Some(Key {
+            pk: pk.clone(),
+            sk: sk.clone(),
+        }),
+        _ => None,
     }
 }
 

@@ -19,8 +19,7 @@ use std::sync::Arc;
 pub const MAX_ITEM_BYTES: usize = 400 * 1024;
 /// The most data one Query or Scan page reads.
 pub const MAX_PAGE_BYTES: usize = 1024 * 1024;
-/// The most keys one BatchGetItem takes.
-pub const MAX_BATCH_GET: usize = 100;
+pub use sqsbalancer_core::table::MAX_BATCH_GET;
 
 /// What the fake DynamoDB refuses, named as DynamoDB names it.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -219,6 +218,15 @@ pub struct FakeDynamo {
     meter: BTreeMap<(String, u64), (u64, u64)>,
 }
 
+/// What a BatchGetItem of the fake read.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BatchGot {
+    /// The items found, shared with the store, in the order of their keys.
+    pub items: Vec<Arc<Item>>,
+    /// The keys left unread, to be asked again.
+    pub unprocessed: Vec<Key>,
+}
+
 /// The busiest partition key's load, each in its busiest simulated minute, averaged over that
 /// minute: what DynamoDB's per-partition limits (3,000 read and 1,000 write units a second)
 /// apply to.
@@ -317,11 +325,16 @@ impl FakeDynamo {
         u.read_half_units += read_half;
         u.write_units += write;
         if let Some(pk) = pk {
-            let minute = self.now.0 / 60_000;
-            let m = self.meter.entry((pk.to_owned(), minute)).or_default();
-            m.0 += read_half;
-            m.1 += write;
+            self.meter(pk, read_half, write);
         }
+    }
+
+    /// Counts capacity consumed against partition `pk` in the current simulated minute.
+    fn meter(&mut self, pk: &str, read_half: u64, write: u64) {
+        let minute = self.now.0 / 60_000;
+        let m = self.meter.entry((pk.to_owned(), minute)).or_default();
+        m.0 += read_half;
+        m.1 += write;
     }
 
     fn table(&self, name: &str) -> Result<&Table, DynamoError> {
@@ -364,32 +377,43 @@ impl FakeDynamo {
         Ok(item)
     }
 
-    /// BatchGetItem of up to 100 keys; missing items are left out.
+    /// BatchGetItem of 1..=100 keys: the items of those that have one, each shared with
+    /// the store. Each key is billed as a read of its item rounded up to 4 KB (a key with no
+    /// item as the smallest read) against its own partition key. With `limit`, only the first
+    /// `limit` keys are read and the others come back unprocessed, as DynamoDB leaves them
+    /// when a partition is throttled.
     pub fn batch_get_item(
         &mut self,
         caller: &str,
         table: &str,
         keys: &[Key],
+        limit: Option<usize>,
         consistent: bool,
-    ) -> Result<Vec<Item>, DynamoError> {
+    ) -> Result<BatchGot, DynamoError> {
         if keys.is_empty() || keys.len() > MAX_BATCH_GET {
             return Err(DynamoError::Validation {
                 reason: format!("BatchGetItem takes 1..=100 keys, {} given", keys.len()),
             });
         }
         let t = self.table(table)?;
-        let items: Vec<Item> = keys
-            .iter()
-            .filter_map(|k| t.items.get(&(k.pk.clone(), k.sk.clone())))
-            .map(|s| (*s.item).clone())
-            .collect();
-        let half = items
-            .iter()
-            .map(|i| read_units_half(item_size(i), consistent))
-            .sum::<u64>()
-            .max(1);
+        let (read, unread) = keys.split_at(limit.unwrap_or(keys.len()).min(keys.len()));
+        let mut got = BatchGot {
+            items: Vec::new(),
+            unprocessed: unread.to_vec(),
+        };
+        let mut billed = Vec::with_capacity(read.len());
+        for k in read {
+            let stored = t.items.get(&(k.pk.clone(), k.sk.clone()));
+            let size = stored.map_or(0, |s| s.size);
+            got.items.extend(stored.map(|s| Arc::clone(&s.item)));
+            billed.push((k.pk.as_str(), read_units_half(size, consistent)));
+        }
+        let half = billed.iter().map(|(_, h)| h).sum();
         self.bill(caller, None, "BatchGetItem", half, 0);
-        Ok(items)
+        for (pk, h) in billed {
+            self.meter(pk, h, 0);
+        }
+        Ok(got)
     }
 
     /// PutItem, replacing the whole item, if `cond` holds on the item stored.
@@ -817,13 +841,25 @@ mod tests {
             pk: "p".into(),
             sk: s.into(),
         };
+        let got = d.batch_get_item("r", "t", &[k("a"), k("b")], None, true);
+        assert_eq!(got.unwrap().items.len(), 1);
         assert_eq!(
-            d.batch_get_item("r", "t", &[k("a"), k("b")], true)
-                .unwrap()
-                .len(),
-            1
+            d.usage("r").read_half_units,
+            4,
+            "a strongly consistent read unit a key, found or not"
         );
-        assert!(d.batch_get_item("r", "t", &[], true).is_err());
+        let got = d.batch_get_item("r", "t", &[k("b"), k("a")], Some(1), true);
+        let got = got.unwrap();
+        assert!(got.items.is_empty(), "b has no item");
+        assert_eq!(got.unprocessed, [k("a")], "a is left for the next call");
+        assert_eq!(
+            d.partition_peak().read_units_per_s,
+            3.0 / 60.0,
+            "each key read is metered against its partition, none for a key left unread"
+        );
+        assert!(d.batch_get_item("r", "t", &[], None, true).is_err());
+        let many: Vec<Key> = (0..=MAX_BATCH_GET).map(|i| k(&i.to_string())).collect();
+        assert!(d.batch_get_item("r", "t", &many, None, true).is_err());
         assert_eq!(
             d.delete_item("w", "t", &k("a"), Some(&Cond::NotExists(PK))),
             Err(DynamoError::ConditionalCheckFailed)

@@ -8,7 +8,7 @@ pub mod dynamo;
 pub mod faults;
 pub mod sqs;
 
-pub use dynamo::{DynamoError, FakeDynamo, Page, Usage};
+pub use dynamo::{BatchGot, DynamoError, FakeDynamo, Page, Usage};
 pub use faults::{CallFaults, FaultHooks, SLOW_MS, Service, Verdict};
 pub use sqs::{
     EntryError, FakeSqs, Listing, Outgoing, ReceiveRequest, Received, SqsError, SqsOp, WaitId,

@@ -11,7 +11,9 @@ use super::shared::{Lab, lock};
 use crate::check::Who;
 use sqsbalancer_core::QueueId;
 use sqsbalancer_core::table::{self, Item, Key, TableQuery, TableWrite};
-use sqsbalancer_runtime::{BackendError, Message, Page, QueueList, QueuePage, Receive, Sqs, Store};
+use sqsbalancer_runtime::{
+    BackendError, Batch, Message, Page, QueueList, QueuePage, Receive, Sqs, Store,
+};
 use std::future::Future;
 use std::sync::Arc;
 
@@ -68,6 +70,13 @@ impl<B: Store> Store for Acked<B> {
         start: Option<Key>,
     ) -> impl Future<Output = Result<Page, BackendError>> + Send {
         self.inner.query(query, start)
+    }
+
+    fn batch_get(
+        &self,
+        keys: Vec<Key>,
+    ) -> impl Future<Output = Result<Batch, BackendError>> + Send {
+        self.inner.batch_get(keys)
     }
 }
 

@@ -29,7 +29,7 @@ use crate::world::BASE_LATENCY_MS;
 use sqsbalancer_core::table::{self, Item, Key, Record, TableQuery, TableWrite, Value};
 use sqsbalancer_core::{Owner, QueueId};
 use sqsbalancer_runtime::{
-    BackendError, Message, Page, QueueList, QueuePage, Receive, Sqs, Store, Timeouts,
+    BackendError, Batch, Message, Page, QueueList, QueuePage, Receive, Sqs, Store, Timeouts,
 };
 use std::future::Future;
 use std::time::Duration;
@@ -416,6 +416,26 @@ impl Store for Link {
             Ok(Page {
                 items: page.items.iter().map(|i| (**i).clone()).collect(),
                 last_key: page.last_key,
+            })
+        })
+    }
+
+    fn batch_get(
+        &self,
+        keys: Vec<Key>,
+    ) -> impl Future<Output = Result<Batch, BackendError>> + Send {
+        self.call(Service::Dynamo, move |s, link| {
+            // With the pages fault, a partition under load leaves some keys unprocessed.
+            let limit = s.hooks.page_limit(s.page_items, keys.len());
+            let now = sqsbalancer_core::Millis(s.last_now());
+            s.dynamo.set_now(now);
+            let got = s
+                .dynamo
+                .batch_get_item(&link.name, crate::TABLE, &keys, limit, true)
+                .map_err(dynamo_error)?;
+            Ok(Batch {
+                items: got.items.iter().map(|i| (**i).clone()).collect(),
+                unprocessed: got.unprocessed,
             })
         })
     }

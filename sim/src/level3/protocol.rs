@@ -23,12 +23,12 @@ use serde::Serialize;
 use serde_json::Value as Json;
 use sqsbalancer_core::QueueId;
 use sqsbalancer_core::table::{
-    CAPACITY, Cond, ENDED, EPOCH, HEARTBEAT, INBOX, INCARNATION, Item, Key, LAPSED, OWNER_ID,
-    OWNER_INC, PK, PRIOR_HEARTBEAT, PRIOR_LIFE, RETIRED, SK, STATUS, TTL, TableQuery, TableWrite,
-    Update, Value,
+    CAPACITY, Cond, ENDED, EPOCH, HEARTBEAT, INBOX, INCARNATION, Item, Key, LAPSED, MAX_BATCH_GET,
+    OWNER_ID, OWNER_INC, PK, PRIOR_HEARTBEAT, PRIOR_LIFE, RETIRED, SK, STATUS, TTL, TableQuery,
+    TableWrite, Update, Value,
 };
 use sqsbalancer_runtime::{
-    AttributeData, AttributeValue, BackendError, Message, Page, QueuePage, Receive,
+    AttributeData, AttributeValue, BackendError, Batch, Message, Page, QueuePage, Receive,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
@@ -112,6 +112,13 @@ pub enum Call {
         /// `ExclusiveStartKey`.
         start: Option<Key>,
     },
+    /// DynamoDB BatchGetItem of one table's keys, strongly consistent.
+    BatchGetItem {
+        /// The one table of `RequestItems`.
+        table: String,
+        /// Its `Keys`, in request order.
+        keys: Vec<Key>,
+    },
     /// SQS ReceiveMessage.
     ReceiveMessage {
         /// The receive (send-by time and attempt timeout [`FAR`] from `now`).
@@ -148,7 +155,9 @@ impl Call {
     /// The service the call is for.
     pub fn service(&self) -> Service {
         match self {
-            Call::UpdateItem { .. } | Call::Query { .. } => Service::DynamoDb,
+            Call::UpdateItem { .. } | Call::Query { .. } | Call::BatchGetItem { .. } => {
+                Service::DynamoDb
+            }
             _ => Service::Sqs,
         }
     }
@@ -161,6 +170,8 @@ pub enum Outcome {
     Item(Item),
     /// Query: one page.
     Page(Page),
+    /// BatchGetItem: the items found and the keys left unprocessed.
+    Batch(Batch),
     /// ReceiveMessage: the messages.
     Messages(Vec<Message>),
     /// A batch: one result per entry, in request order.
@@ -323,7 +334,7 @@ pub fn decode(
     now: tokio::time::Instant,
 ) -> Result<Call, Answer> {
     let known = match service {
-        Service::DynamoDb => ["UpdateItem", "Query"].contains(&operation),
+        Service::DynamoDb => ["UpdateItem", "Query", "BatchGetItem"].contains(&operation),
         Service::Sqs => [
             "ReceiveMessage",
             "DeleteMessageBatch",
@@ -356,6 +367,9 @@ pub fn decode(
     match (service, operation) {
         (Service::DynamoDb, "UpdateItem") => update_item(&r),
         (Service::DynamoDb, "Query") => query(&r).map_err(|m| validation(service, &m)),
+        (Service::DynamoDb, "BatchGetItem") => {
+            batch_get_item(&r).map_err(|m| validation(service, &m))
+        }
         (_, "ReceiveMessage") => receive_message(&r, now),
         (_, "DeleteMessageBatch") => {
             let (queue, raw) = batch(&r)?;
@@ -1271,6 +1285,58 @@ fn query(r: &Req<'_>) -> Result<Call, String> {
     })
 }
 
+/// A BatchGetItem of one table, strongly consistent (an eventually consistent read would be
+/// served fresher than DynamoDB serves it), of 1..=100 distinct keys.
+fn batch_get_item(r: &Req<'_>) -> Result<Call, String> {
+    refuse_fields(r, &["ReturnConsumedCapacity"])?;
+    let tables = r
+        .get("RequestItems")
+        .and_then(Json::as_object)
+        .ok_or("RequestItems must be a map of table names to keys")?;
+    let [(table, asked)] = tables.iter().collect::<Vec<_>>()[..] else {
+        return Err(format!(
+            "the simulation serves one table a request, not {}",
+            tables.len()
+        ));
+    };
+    let asked = Req(asked);
+    refuse_fields(
+        &asked,
+        &[
+            "ProjectionExpression",
+            "AttributesToGet",
+            "ExpressionAttributeNames",
+        ],
+    )?;
+    if asked.get("ConsistentRead") != Some(&Json::Bool(true)) {
+        return Err(
+            "ConsistentRead must be true: the coordination table is read strongly consistent"
+                .to_owned(),
+        );
+    }
+    let keys = match asked.get("Keys") {
+        Some(Json::Array(keys)) => keys
+            .iter()
+            .map(|k| key_from_json(k, "Keys"))
+            .collect::<Result<Vec<Key>, String>>()?,
+        _ => return Err("Keys must be a list of keys".to_owned()),
+    };
+    if keys.is_empty() || keys.len() > MAX_BATCH_GET {
+        return Err(format!(
+            "Too many items requested for the BatchGetItem call: {} keys, 1 to {} allowed",
+            keys.len(),
+            MAX_BATCH_GET
+        ));
+    }
+    if keys.iter().collect::<BTreeSet<_>>().len() != keys.len() {
+        return Err("Provided list of item keys contains duplicates".to_owned());
+    }
+    Ok(Call::BatchGetItem {
+        table: table.clone(),
+        keys,
+    })
+}
+
 // ---------------------------------------------------------------------------------------------
 // SQS requests.
 
@@ -1461,6 +1527,7 @@ pub fn encode(call: &Call, result: Result<Outcome, BackendError>) -> Answer {
                 scanned_count: page.items.len(),
             },
         ),
+        (Call::BatchGetItem { table, .. }, Outcome::Batch(batch)) => batch_answer(table, &batch),
         (
             Call::ReceiveMessage {
                 system_attributes, ..
@@ -1709,6 +1776,45 @@ struct UpdateItemOutput<'a> {
     /// The item as written, when asked for.
     #[serde(rename = "Attributes", skip_serializing_if = "Option::is_none")]
     attributes: Option<BTreeMap<&'a str, ValueJson<'a>>>,
+}
+
+/// The answer to a BatchGetItem of `table`: the items found, and the keys left unprocessed
+/// (the map is empty when none is).
+fn batch_answer(table: &str, batch: &Batch) -> Answer {
+    let items = batch.items.iter().map(item_json).collect();
+    let unprocessed = (!batch.unprocessed.is_empty()).then(|| KeysJson {
+        keys: batch.unprocessed.iter().map(key_json).collect(),
+        consistent_read: true,
+    });
+    let output = BatchGetItemOutput {
+        responses: BTreeMap::from([(table, items)]),
+        unprocessed_keys: unprocessed
+            .map(|u| BTreeMap::from([(table, u)]))
+            .unwrap_or_default(),
+    };
+    Answer::json(Service::DynamoDb, 200, &output)
+}
+
+/// The answer to BatchGetItem.
+#[derive(Serialize)]
+struct BatchGetItemOutput<'a> {
+    /// The items found, by table.
+    #[serde(rename = "Responses")]
+    responses: BTreeMap<&'a str, Vec<BTreeMap<&'a str, ValueJson<'a>>>>,
+    /// The keys left unread, by table (empty when none).
+    #[serde(rename = "UnprocessedKeys")]
+    unprocessed_keys: BTreeMap<&'a str, KeysJson<'a>>,
+}
+
+/// Keys of one table, as BatchGetItem's `UnprocessedKeys` gives them.
+#[derive(Serialize)]
+struct KeysJson<'a> {
+    /// The keys.
+    #[serde(rename = "Keys")]
+    keys: Vec<BTreeMap<&'static str, ValueJson<'a>>>,
+    /// As the request asked.
+    #[serde(rename = "ConsistentRead")]
+    consistent_read: bool,
 }
 
 /// The answer to Query.
@@ -2150,7 +2256,7 @@ mod tests {
         let layouts = [Layout::single("app"), Layout::new("app", 3)];
         let queries = layouts
             .iter()
-            .flat_map(|l| [Read::Members, Read::Table].map(|r| encode_read(l, r)))
+            .flat_map(|l| [Read::Members, Read::Table].map(|r| encode_read(l, &r)))
             .flatten();
         for q in queries {
             for start in [
@@ -2590,6 +2696,44 @@ mod tests {
             a.body.contains(expected),
             "{body}\n  answered {}\n  expected {expected}",
             a.body
+        );
+    }
+
+    #[test]
+    fn batch_gets_are_strongly_consistent_reads_of_one_table_and_answer_unprocessed_keys() {
+        let key = |n: usize| format!(r#"{{"pk":{{"S":"app"}},"sk":{{"S":"queue#q{n}"}}}}"#);
+        let body = |keys: &[usize], consistent: &str| {
+            let keys: Vec<String> = keys.iter().map(|n| key(*n)).collect();
+            format!(
+                r#"{{"RequestItems":{{"t":{{"Keys":[{}]{consistent}}}}}}}"#,
+                keys.join(",")
+            )
+        };
+        let strong = r#","ConsistentRead":true"#;
+        let call = dynamo("BatchGetItem", &body(&[1, 2], strong)).expect("a valid request");
+        let Call::BatchGetItem { table, keys } = &call else {
+            panic!("{call:?}")
+        };
+        assert_eq!((table.as_str(), keys.len()), ("t", 2));
+        for (bad, expected) in [
+            (body(&[1, 2], ""), "ConsistentRead must be true"),
+            (body(&[], strong), "Too many items requested"),
+            (body(&(0..101).collect::<Vec<_>>(), strong), "101 keys"),
+            (body(&[1, 1], strong), "duplicates"),
+            (r#"{"RequestItems":{}}"#.to_owned(), "one table a request"),
+        ] {
+            let a = dynamo("BatchGetItem", &bad).expect_err(&bad);
+            assert_validation_error(&a, &bad, expected);
+        }
+        let got = Batch {
+            items: Vec::new(),
+            unprocessed: keys[1..].to_vec(),
+        };
+        let a = encode(&call, Ok(Outcome::Batch(got)));
+        assert_eq!(a.status, 200);
+        assert_eq!(
+            a.body,
+            r#"{"Responses":{"t":[]},"UnprocessedKeys":{"t":{"Keys":[{"pk":{"S":"app"},"sk":{"S":"queue#q2"}}],"ConsistentRead":true}}}"#
         );
     }
 

@@ -285,8 +285,12 @@ impl<B: Store + QueueList + Sqs> Server<B> {
             Ok(c) => c,
             Err(a) => return a,
         };
-        if let (Some(want), Call::UpdateItem { table, .. } | Call::Query { table, .. }) =
-            (&self.table, &call)
+        if let (
+            Some(want),
+            Call::UpdateItem { table, .. }
+            | Call::Query { table, .. }
+            | Call::BatchGetItem { table, .. },
+        ) = (&self.table, &call)
             && want != table
         {
             return protocol::error_answer(
@@ -305,6 +309,9 @@ impl<B: Store + QueueList + Sqs> Server<B> {
                 .query(query.clone(), start.clone())
                 .await
                 .map(Outcome::Page),
+            Call::BatchGetItem { keys, .. } => {
+                backend.batch_get(keys.clone()).await.map(Outcome::Batch)
+            }
             Call::ReceiveMessage { receive, .. } => backend
                 .receive(receive.clone())
                 .await

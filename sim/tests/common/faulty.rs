@@ -5,7 +5,9 @@
 
 use sqsbalancer_core::QueueId;
 use sqsbalancer_core::table::{Item, Key, PK, SK, TableQuery, TableWrite, Update, Value};
-use sqsbalancer_runtime::{BackendError, Message, Page, QueueList, QueuePage, Receive, Sqs, Store};
+use sqsbalancer_runtime::{
+    BackendError, Batch, Message, Page, QueueList, QueuePage, Receive, Sqs, Store,
+};
 use sqsbalancer_sim::backend::{FakeBackend, Fakes};
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -185,6 +187,21 @@ impl Store for Faulty {
                 table_reads.fetch_add(1, Ordering::SeqCst);
             }
             Ok(page)
+        }
+    }
+
+    fn batch_get(
+        &self,
+        keys: Vec<Key>,
+    ) -> impl Future<Output = Result<Batch, BackendError>> + Send {
+        let cut = self.with(|f| f.dynamo_cut);
+        let inner = Arc::clone(&self.inner);
+        async move {
+            if cut {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                return Err(Faulty::cut());
+            }
+            inner.batch_get(keys).await
         }
     }
 }
