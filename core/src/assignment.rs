@@ -10,8 +10,9 @@
 //! 2. Stickiness: a live member keeps its current queues up to its quota, the ones with the
 //!    highest rendezvous score first.
 //! 3. The excess of over-quota members and the orphans (no owner, or an owner not in the member
-//!    list) are the only queues that move. They are sorted by pinned hash and dealt round-robin to
-//!    the members still under quota, ordered by pinned hash.
+//!    list) are the only queues that move. In pinned-hash order, each goes to the first member
+//!    under quota clockwise from its hash on a ring of the members' pinned hashes, so targets
+//!    computed from views that differ in a few holders differ in a few queues, not in all.
 
 use crate::hash::{hash64, rendezvous};
 use crate::ids::{InstanceId, QueueId};
@@ -222,24 +223,99 @@ pub(crate) fn assign_sorted(
         quota[mi] -= mine.len();
     }
 
-    // Deal the free queues in hash order, round-robin over the members with room, in hash order.
-    free.sort_by_cached_key(|&qi| (hash64(&[queues[qi as usize].as_str().as_bytes()]), qi));
-    let mut takers: Vec<usize> = (0..members.len()).filter(|&i| quota[i] > 0).collect();
-    takers.sort_by_key(|&i| (member_hash[i], i));
-    let mut next = free.into_iter();
-    while !takers.is_empty() {
-        takers.retain(|&mi| {
-            let Some(qi) = next.next() else { return false };
-            owner_of[qi as usize] = mi as u32;
-            quota[mi] -= 1;
-            quota[mi] > 0
-        });
+    // Deal the free queues in hash order, each to the first member with room clockwise from
+    // it on a hash ring.
+    let mut free: Vec<(u64, u32)> = free
+        .into_iter()
+        .map(|qi| (hash64(&[queues[qi as usize].as_str().as_bytes()]), qi))
+        .collect();
+    free.sort_unstable();
+    debug_assert_eq!(quota.iter().sum::<usize>(), free.len());
+    let mut ring = Ring::new(&members, &quota);
+    for (at, qi) in free {
+        owner_of[qi as usize] = ring.take(at, &mut quota);
     }
 
     Assignment {
         members,
         queues,
         owners: owner_of,
+    }
+}
+
+/// How many points each member with room has on the [`Ring`]: more points spread the free
+/// queues more evenly over first choices, so fewer of them go past a full member.
+const RING_POINTS: u32 = 16;
+
+/// A consistent-hash ring of the members with room, which free queues are dealt over.
+///
+/// A queue goes to the first member clockwise from its hash that has room, so two nodes whose
+/// views differ by a few free queues or a quota deal every other queue alike: the targets they
+/// compute agree but for those few (a round-robin deal shifted every queue after the first
+/// difference, and nodes then awaited hand-offs that never came, and handed off what nobody
+/// awaited).
+struct Ring {
+    /// Each point's hash and member index, sorted by hash.
+    points: Vec<(u64, u32)>,
+    /// For each point, a point at or after it (cyclically) that may still have room: a
+    /// union-find of full members' points, so passing them costs amortised constant time.
+    next: Vec<u32>,
+    /// Each member's points, by member index, to take off the ring when it fills.
+    of_member: Vec<Vec<u32>>,
+}
+
+impl Ring {
+    /// The ring of the members whose `quota` is above zero.
+    fn new(members: &[Member], quota: &[usize]) -> Ring {
+        let mut points: Vec<(u64, u32)> = Vec::new();
+        for (mi, m) in members.iter().enumerate().filter(|(mi, _)| quota[*mi] > 0) {
+            let id = m.id.as_str().as_bytes();
+            for p in 0..RING_POINTS {
+                points.push((hash64(&[id, &p.to_le_bytes()]), mi as u32));
+            }
+        }
+        points.sort_unstable();
+        let next = (0..points.len() as u32).collect();
+        let mut of_member = vec![Vec::new(); members.len()];
+        for (p, (_, mi)) in points.iter().enumerate() {
+            of_member[*mi as usize].push(p as u32);
+        }
+        Ring {
+            points,
+            next,
+            of_member,
+        }
+    }
+
+    /// The member a queue hashing to `at` goes to, whose quota it takes one of. The quotas
+    /// left must add up to at least one.
+    fn take(&mut self, at: u64, quota: &mut [usize]) -> u32 {
+        let start = self.points.partition_point(|(h, _)| *h < at) % self.points.len();
+        let p = self.find(start);
+        let mi = self.points[p].1;
+        quota[mi as usize] -= 1;
+        if quota[mi as usize] == 0 {
+            let n = self.points.len();
+            for &q in &self.of_member[mi as usize] {
+                self.next[q as usize] = ((q as usize + 1) % n) as u32;
+            }
+        }
+        mi
+    }
+
+    /// The first point at or after `p` (cyclically) whose member has room.
+    fn find(&mut self, p: usize) -> usize {
+        let mut root = p;
+        while self.next[root] as usize != root {
+            root = self.next[root] as usize;
+        }
+        let mut at = p;
+        while at != root {
+            let after = self.next[at] as usize;
+            self.next[at] = root as u32;
+            at = after;
+        }
+        root
     }
 }
 
