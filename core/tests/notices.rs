@@ -331,6 +331,35 @@ fn a_change_of_members_calls_for_a_table_read_unless_it_was_seen_in_one() {
 }
 
 #[test]
+fn a_change_of_members_seen_before_a_table_read_is_sent_needs_no_read_of_its_own() {
+    let (mut a, b) = settled_pair();
+    let news = Write::Notify {
+        to: b.clone(),
+        notice: Notice::News,
+    };
+    assert!(matches!(a.apply(&news), Outcome::Applied(_)));
+    let reads = |a: &Solo, cause| a.node.table_reads().get(cause);
+    let (notices, members) = (reads(&a, ReadCause::Notice), reads(&a, ReadCause::Members));
+    // c joins before the instance read that shows both it and b's news: the news sends a
+    // table read at once, whose records are as fresh as c.
+    let c = a.register_peer("c", 1);
+    for _ in 0..3 {
+        round_reads_table(&mut a, &[b.clone(), c.clone()]);
+    }
+    assert_eq!(a.node.members(), 3);
+    assert_eq!(
+        reads(&a, ReadCause::Notice),
+        notices + 1,
+        "b's news is read"
+    );
+    assert_eq!(
+        reads(&a, ReadCause::Members),
+        members,
+        "c was seen before that read went out: no read for the change of members"
+    );
+}
+
+#[test]
 fn a_node_awaiting_a_draining_owner_reads_again_within_a_quarter_interval() {
     let (mut a, b) = settled_pair();
     let interval = config("a").heartbeat_interval;

@@ -382,6 +382,9 @@ impl Node {
                 self.reads.sent.count(cause);
                 self.reads.reconcile_due = false;
                 self.reads.table_sent_at = self.now;
+                // Its records will be as fresh as the members seen so far: a change of members
+                // among them needs no table read of its own after this one.
+                let _ = self.refresh_members();
                 self.reads.inbox_unanswered = 0;
             }
             Read::Records(_) => self.reads.sent.count_records(),
