@@ -128,10 +128,18 @@ async fn get(url: &str) -> Option<(u16, String)> {
 
 /// The value of `sqsbalancer_messages_processed` for the queue at `url` in `metrics`.
 fn processed(metrics: &str, url: &str) -> u64 {
-    let label = format!("queue_url=\"{url}\"");
+    counted(
+        metrics,
+        "sqsbalancer_messages_processed",
+        &format!("queue_url=\"{url}\""),
+    )
+}
+
+/// The sum of the samples of `name` labelled `label` in `metrics`.
+fn counted(metrics: &str, name: &str, label: &str) -> u64 {
     metrics
         .lines()
-        .filter(|l| l.starts_with("sqsbalancer_messages_processed") && l.contains(&label))
+        .filter(|l| l.starts_with(name) && l.contains(label))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .map(|v| v as u64)
         .sum()
@@ -176,6 +184,12 @@ async fn a_worker_configured_by_its_environment_serves_health_and_metrics_and_lo
         )
         .await;
     }
+    // Owning the queues took the start's table read: the metrics say why each read was sent.
+    let (_, metrics) = get(&format!("{base}/metrics"))
+        .await
+        .expect("/metrics answers");
+    let start_reads = counted(&metrics, "sqsbalancer_table_reads", "cause=\"start\"");
+    assert!(start_reads >= 1, "no start read counted in:\n{metrics}");
 
     let (status, logs) = worker.terminate().await;
     assert!(status.success(), "{status:?}");

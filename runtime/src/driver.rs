@@ -12,10 +12,10 @@ use crate::error::{BackendError, RuntimeError};
 use crate::observed::Observed;
 use crate::status::{Fleet, Health, HealthTracker};
 use crate::timeouts::Timeouts;
-use crate::{execute, layout};
+use crate::{execute, layout, telemetry};
 use sqsbalancer_core::table::Layout;
 use sqsbalancer_core::{
-    Config, Effect, Input, Millis, Node, OpId, Outcome, Phase, QueueId, StopOutcome,
+    Config, Effect, Input, Millis, Node, OpId, Outcome, Phase, QueueId, StopOutcome, TableReads,
 };
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -140,6 +140,8 @@ pub struct Driver<S, L> {
     timeouts: Timeouts,
     /// How long to wait before asking a store that is not ready again.
     retry_prepare: Duration,
+    /// The node's table reads as last published to the metrics.
+    reads_published: TableReads,
 }
 
 /// A new driver, its handle, and the stream of commands for the data plane.
@@ -184,6 +186,7 @@ impl<S: Store, L: QueueList> Driver<S, L> {
             health: Arc::clone(&health),
             timeouts,
             retry_prepare: heartbeat_interval,
+            reads_published: TableReads::default(),
         };
         let handle = DriverHandle {
             inputs: inputs_tx,
@@ -314,6 +317,11 @@ impl<S: Store, L: QueueList> Driver<S, L> {
                     self.phase.send_replace(p);
                 }
             }
+        }
+        let reads = *self.node.table_reads();
+        if reads != self.reads_published {
+            telemetry::table_reads(&self.reads_published, &reads);
+            self.reads_published = reads;
         }
         self.members.store(self.node.members(), Ordering::Relaxed);
         let receiving: BTreeMap<QueueId, u64> = self.node.receiving().into_iter().collect();

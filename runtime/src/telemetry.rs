@@ -10,9 +10,11 @@
 //! `sqsbalancer.handler.duration` (seconds, by queue) and the gauge
 //! `sqsbalancer.handler.in_flight`; the gauge `sqsbalancer.queues.owned` and the counter
 //! `sqsbalancer.queues.moves` (label `direction`: `acquired` or `released`); and
-//! `sqsbalancer.api.calls` by `operation` and `outcome` (`ok` or `error`).
+//! `sqsbalancer.api.calls` by `operation` and `outcome` (`ok` or `error`); and the node's
+//! reads of the coordination table: `sqsbalancer.table.reads` (whole-table reads, label `cause`)
+//! and `sqsbalancer.table.record_reads` (reads of awaited queue records in their place).
 
-use sqsbalancer_core::QueueId;
+use sqsbalancer_core::{QueueId, TableReads};
 use std::time::Duration;
 
 /// One queue's metric handles, registered once when its poller starts so that counting a
@@ -150,4 +152,87 @@ pub(crate) fn api_call(operation: &'static str, ok: bool) {
     .increment(1);
     #[cfg(not(feature = "metrics"))]
     let _ = (operation, ok);
+}
+
+/// The node's reads of the coordination table sent between two counts of them, `before` and
+/// `now`: a whole-table read costs every queue record, so its cause tells an operator what to
+/// change when read units run high.
+pub(crate) fn table_reads(before: &TableReads, now: &TableReads) {
+    #[cfg(feature = "metrics")]
+    {
+        for cause in sqsbalancer_core::ReadCause::ALL {
+            let sent = now.get(cause).saturating_sub(before.get(cause));
+            if sent > 0 {
+                metrics::counter!("sqsbalancer.table.reads", "cause" => cause.name())
+                    .increment(sent);
+            }
+        }
+        let sent = now.records().saturating_sub(before.records());
+        if sent > 0 {
+            metrics::counter!("sqsbalancer.table.record_reads").increment(sent);
+        }
+    }
+    #[cfg(not(feature = "metrics"))]
+    let _ = (before, now);
+}
+
+#[cfg(all(test, feature = "metrics"))]
+mod tests {
+    use super::*;
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    use sqsbalancer_core::ReadCause;
+
+    /// The counters `f` incremented, by name and labels, as `name{label=value}`.
+    fn counted(f: impl FnOnce()) -> Vec<(String, u64)> {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        metrics::with_local_recorder(&recorder, f);
+        let mut out: Vec<(String, u64)> = snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .filter_map(|(key, _, _, value)| {
+                let DebugValue::Counter(n) = value else {
+                    return None;
+                };
+                let key = key.key();
+                let labels: Vec<String> = key
+                    .labels()
+                    .map(|l| format!("{}={}", l.key(), l.value()))
+                    .collect();
+                Some((format!("{}{{{}}}", key.name(), labels.join(",")), n))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn table_reads_count_what_was_sent_between_the_two_counts_by_cause() {
+        let mut before = TableReads::default();
+        before.count(ReadCause::Start);
+        before.count(ReadCause::Notice);
+        before.count_records();
+        let mut now = before;
+        now.count(ReadCause::Notice);
+        now.count(ReadCause::Notice);
+        now.count(ReadCause::Reconcile);
+        now.count_records();
+        let counted = counted(|| table_reads(&before, &now));
+        assert_eq!(
+            counted,
+            vec![
+                ("sqsbalancer.table.reads{cause=notice}".to_owned(), 2),
+                ("sqsbalancer.table.reads{cause=reconcile}".to_owned(), 1),
+                ("sqsbalancer.table.record_reads{}".to_owned(), 1),
+            ]
+        );
+    }
+
+    #[test]
+    fn table_reads_count_nothing_when_nothing_was_sent() {
+        let mut reads = TableReads::default();
+        reads.count(ReadCause::Members);
+        assert_eq!(counted(|| table_reads(&reads, &reads)), vec![]);
+    }
 }
