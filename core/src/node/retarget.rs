@@ -41,12 +41,11 @@ impl Node {
         let t = &mut self.target;
         let wait = t.stale && !self.writes.writing.is_empty() && !t.tick_passed;
         t.tick_passed = false;
-        let key = self.target_key();
+        let key_changed = self.refresh_key();
         let t = &mut self.target;
-        if t.assignment.is_some() && (!t.stale || wait) && t.key == key {
+        if t.assignment.is_some() && (!t.stale || wait) && !key_changed {
             return;
         }
-        t.key = key;
         t.behind = false;
         t.stale = false;
         let queues = self.view.live_queues();
@@ -144,6 +143,11 @@ impl Node {
             id: self.me.clone(),
             weight: self.cfg.capacity,
         });
+        let from = Some((self.peers.membership.version(), me.is_some()));
+        if self.target.members_from == from {
+            return false;
+        }
+        self.target.members_from = from;
         let mut members = self
             .peers
             .membership
@@ -158,6 +162,7 @@ impl Node {
             return false;
         }
         self.target.members = members;
+        self.target.key_from = None;
         self.target.members_changed_at = self.now;
         self.target.assignment = None;
         true
@@ -183,11 +188,22 @@ impl Node {
         self.dirty.queues.append(&mut changes);
     }
 
-    /// What the target depends on besides the view: this node's life and its members' lives.
-    fn target_key(&self) -> (Option<Owner>, Vec<Option<Owner>>) {
+    /// Brings up to date what the target depends on besides the view (this node's life and
+    /// its members' lives), looking the lives up only when the membership changed. Returns
+    /// whether it changed.
+    fn refresh_key(&mut self) -> bool {
+        let version = self.peers.membership.version();
+        let life = self.life();
+        if self.target.key_from == Some(version) && self.target.key.0 == life {
+            return false;
+        }
         let lives = self.target.members.iter();
         let lives = lives.map(|m| self.peers.membership.life_of(&m.id));
-        (self.life(), lives.collect())
+        let key = (life, lives.collect());
+        self.target.key_from = Some(version);
+        let changed = key != self.target.key;
+        self.target.key = key;
+        changed
     }
 
     /// The target among `members` for `queues`, the live queues of the view. A queue held by

@@ -12,10 +12,15 @@ pub(super) struct Target {
     pub members: Vec<Member>,
     /// When `members` last changed: moves wait the rebalance delay from then.
     pub members_changed_at: Millis,
+    /// The membership version and whether this node was a member, as `members` was last
+    /// computed: the same pair gives the same members.
+    pub members_from: Option<(u64, bool)>,
     /// The target, once computed for the current members.
     pub assignment: Option<Assignment>,
     /// What `assignment` was computed from besides the view: own life, members' lives.
     pub key: (Option<Owner>, Vec<Option<Owner>>),
+    /// The membership version `key`'s lives were looked up at, while `members` stay the same.
+    pub key_from: Option<u64>,
     /// The view changed since `assignment` was computed (if only toward it).
     pub behind: bool,
     /// A table read completed: recompute the target if it is behind.
@@ -37,8 +42,10 @@ impl Target {
         Target {
             members: Vec::new(),
             members_changed_at: now,
+            members_from: None,
             assignment: None,
             key: (None, Vec::new()),
+            key_from: None,
             behind: false,
             retarget: false,
             stale: false,
