@@ -61,12 +61,15 @@ fn a_run_prints_a_summary_with_zero_violations() {
     let reads = v["table_reads_per_instance_hour"]
         .as_object()
         .expect("table reads by cause");
-    assert_eq!(reads.len(), 8, "{reads:?}");
+    assert_eq!(reads.len(), 10, "{reads:?}");
     assert!(reads["start"].as_f64() > Some(0.0), "{reads:?}");
     assert!(
         v["records_reads_per_instance_hour"].as_f64() >= Some(0.0),
         "{v}"
     );
+    // The first reads find every record new, later ones few: a share strictly between.
+    let share = v["table_read_changed_share"].as_f64().expect("a share");
+    assert!(share > 0.0 && share < 1.0, "{v}");
 }
 
 #[test]
@@ -157,6 +160,7 @@ fn level_two_runs_the_real_runtime_without_the_level_one_only_faults() {
     assert!(!kinds(&v).contains(&"pause".to_owned()), "{v}");
     assert!(v.get("table_reads_per_instance_hour").is_none(), "{v}");
     assert!(v.get("records_reads_per_instance_hour").is_none(), "{v}");
+    assert!(v.get("table_read_changed_share").is_none(), "{v}");
 }
 
 #[test]

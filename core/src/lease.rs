@@ -146,8 +146,9 @@ impl QueueView {
     }
 
     /// Replaces the view with a snapshot whose read was sent at sequence `sent`.
-    /// Returns whether anything changed.
-    pub fn merge_snapshot(&mut self, sent: u64, mut records: Vec<Arc<QueueRecord>>) -> bool {
+    /// Returns how many queues' records appeared, changed or vanished: all a read of only
+    /// what changed would have had to bring (docs/design.md §4.12).
+    pub fn merge_snapshot(&mut self, sent: u64, mut records: Vec<Arc<QueueRecord>>) -> usize {
         // Walk the view and the sorted snapshot side by side, and keep the snapshot's own
         // vector: a reconciliation read of a quiet table allocates nothing.
         sort_unique_by_queue(&mut records);
@@ -191,7 +192,7 @@ impl QueueView {
         self.records = records;
         self.touched.retain(|_, seq| *seq > sent);
         self.snapshot = self.snapshot.max(sent);
-        let changed = !out.changes.is_empty();
+        let changed = out.changes.len();
         // In queue order, so the set is built in one pass rather than searched per queue.
         self.changes.append(&mut out.changes.into_iter().collect());
         changed
@@ -432,16 +433,19 @@ mod tests {
     #[test]
     fn a_snapshot_older_than_a_local_write_does_not_undo_it() {
         let mut v = QueueView::default();
-        assert!(v.merge_snapshot(1, vec![rec("q", None, 1), rec("gone", None, 1)]));
+        assert_eq!(
+            v.merge_snapshot(1, vec![rec("q", None, 1), rec("gone", None, 1)]),
+            2
+        );
         v.apply_local(5, own(rec("q", Some(("a", 1)), 2)));
         // Sent at 4, before the write completed at 5: keeps the local record, drops `gone`.
-        assert!(v.merge_snapshot(4, vec![rec("q", None, 1)]));
+        assert_eq!(v.merge_snapshot(4, vec![rec("q", None, 1)]), 1);
         assert_eq!(v.get(&QueueId::new("q").unwrap()).unwrap().epoch, 2);
         assert!(v.get(&QueueId::new("gone").unwrap()).is_none());
         // Sent after: the snapshot wins, even going back in epoch (a recreated record).
-        assert!(v.merge_snapshot(6, vec![rec("q", None, 1)]));
+        assert_eq!(v.merge_snapshot(6, vec![rec("q", None, 1)]), 1);
         assert_eq!(v.get(&QueueId::new("q").unwrap()).unwrap().epoch, 1);
-        assert!(!v.merge_snapshot(7, vec![rec("q", None, 1)]));
+        assert_eq!(v.merge_snapshot(7, vec![rec("q", None, 1)]), 0);
         assert_eq!(v.records().filter(|r| !r.retired).count(), 1);
     }
 
@@ -608,14 +612,14 @@ mod tests {
         v.apply_local(1, own(rec("q", Some(("a", 1)), 2)));
         let _ = v.take_changes();
         let read = rec("q", Some(("a", 1)), 2);
-        assert!(!v.merge_snapshot(2, vec![Arc::clone(&read)]));
+        assert_eq!(v.merge_snapshot(2, vec![Arc::clone(&read)]), 0);
         assert!(!v.has_changes());
         assert!(
             std::ptr::eq(v.get(&q).unwrap(), &*read),
             "the read's copy is kept"
         );
         let moved = rec("q", Some(("b", 1)), 3);
-        assert!(v.merge_snapshot(3, vec![moved]));
+        assert_eq!(v.merge_snapshot(3, vec![moved]), 1);
         assert_eq!(v.take_changes(), BTreeSet::from([q]));
     }
 

@@ -10,8 +10,13 @@ pub enum ReadCause {
     Start,
     /// The member list changed, seen in an instance read.
     Members,
-    /// An instance read showed a hand-off to this life or a peer's news.
-    Notice,
+    /// An instance read showed this life's inbox moved with no awaited hand-off to account
+    /// for it: a hand-off this node did not await, or a nudge from a receiver waiting on it.
+    Inbox,
+    /// An instance read showed a peer's news: it created, released or retired queues.
+    News,
+    /// An instance read showed a peer's new life (or this life's inbox counter went back).
+    NewLife,
     /// One of this node's queue writes was rejected.
     Rejected,
     /// A hand-off to this node is awaited: read again each heartbeat until it comes.
@@ -26,10 +31,12 @@ pub enum ReadCause {
 
 impl ReadCause {
     /// Every cause, in the order reports list them.
-    pub const ALL: [ReadCause; 8] = [
+    pub const ALL: [ReadCause; 10] = [
         ReadCause::Start,
         ReadCause::Members,
-        ReadCause::Notice,
+        ReadCause::Inbox,
+        ReadCause::News,
+        ReadCause::NewLife,
         ReadCause::Rejected,
         ReadCause::AwaitingHandOff,
         ReadCause::Retry,
@@ -42,7 +49,9 @@ impl ReadCause {
         match self {
             ReadCause::Start => "start",
             ReadCause::Members => "members",
-            ReadCause::Notice => "notice",
+            ReadCause::Inbox => "inbox",
+            ReadCause::News => "news",
+            ReadCause::NewLife => "new_life",
             ReadCause::Rejected => "rejected",
             ReadCause::AwaitingHandOff => "awaiting_hand_off",
             ReadCause::Retry => "retry",
@@ -59,6 +68,11 @@ pub struct TableReads {
     counts: [u64; ReadCause::ALL.len()],
     /// Reads of the records of queues awaited from their holders ([`crate::Read::Records`]).
     records: u64,
+    /// Queue records the table reads brought back.
+    returned: u64,
+    /// Of those, how many had appeared, changed or vanished since the read before: what a
+    /// read of only what changed would bring (docs/design.md §4.12).
+    changed: u64,
 }
 
 impl TableReads {
@@ -70,6 +84,18 @@ impl TableReads {
     /// The reads of awaited queue records sent: not table reads, and not in [`Self::total`].
     pub fn records(&self) -> u64 {
         self.records
+    }
+
+    /// Counts the answer of one table read: `returned` queue records, `changed` of them new
+    /// to the reader.
+    pub fn count_answer(&mut self, returned: usize, changed: usize) {
+        self.returned += returned as u64;
+        self.changed += changed as u64;
+    }
+
+    /// The queue records the table reads brought back, and how many of them had changed.
+    pub fn answers(&self) -> (u64, u64) {
+        (self.returned, self.changed)
     }
 
     /// Counts one read sent for `cause`.
@@ -93,6 +119,8 @@ impl TableReads {
             *a += b;
         }
         self.records += other.records;
+        self.returned += other.returned;
+        self.changed += other.changed;
     }
 }
 
@@ -113,23 +141,26 @@ mod tests {
     #[test]
     fn counts_add_up_by_cause() {
         let mut a = TableReads::default();
-        a.count(ReadCause::Notice);
-        a.count(ReadCause::Notice);
+        a.count(ReadCause::Inbox);
+        a.count(ReadCause::Inbox);
         a.count(ReadCause::Shutdown);
         let mut b = TableReads::default();
-        b.count(ReadCause::Notice);
+        b.count(ReadCause::Inbox);
         b.count_records();
+        b.count_answer(100, 3);
+        a.count_answer(50, 0);
         a.count_records();
         a.count_records();
         b.add(&a);
         assert_eq!(
             (
-                b.get(ReadCause::Notice),
+                b.get(ReadCause::Inbox),
                 b.get(ReadCause::Shutdown),
                 b.total(),
-                b.records()
+                b.records(),
+                b.answers()
             ),
-            (3, 1, 4, 3)
+            (3, 1, 4, 3, (150, 3))
         );
     }
 }

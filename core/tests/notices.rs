@@ -60,8 +60,9 @@ fn a_node_reads_the_records_for_its_own_inbox_and_anyones_news_only() {
     let me = a.node.life().expect("running");
     let peers = std::slice::from_ref(&b);
     assert!(a.node.table_reads().get(ReadCause::Start) >= 1);
-    let notices = |a: &Solo| a.node.table_reads().get(ReadCause::Notice);
-    let (before, total) = (notices(&a), a.node.table_reads().total());
+    let reads = |a: &Solo, cause| a.node.table_reads().get(cause);
+    let notices = |a: &Solo| reads(a, ReadCause::Inbox) + reads(a, ReadCause::News);
+    let (before, total) = (reads(&a, ReadCause::News), a.node.table_reads().total());
     assert!(
         !round_reads_table(&mut a, peers),
         "a quiet round reads no records"
@@ -92,14 +93,39 @@ fn a_node_reads_the_records_for_its_own_inbox_and_anyones_news_only() {
     );
     // One read, a notice's (or the reconciliation's, when it fell due in the same round).
     assert_eq!(counted(&a), (was.0 + 1, was.1 + 1));
-    assert!(notices(&a) > before);
+    assert!(reads(&a, ReadCause::News) > before, "counted as news");
     assert!(matches!(
         a.apply(&tell(&me, Notice::Inbox)),
         Outcome::Applied(_)
     ));
     let was = counted(&a);
+    let inbox = |a: &Solo| reads(a, ReadCause::Inbox) + reconciled(a);
+    let inbox_before = inbox(&a);
     assert!(round_reads_table(&mut a, peers), "a's own inbox concerns a");
     assert_eq!(counted(&a), (was.0 + 1, was.1 + 1));
+    assert_eq!(
+        inbox(&a),
+        inbox_before + 1,
+        "counted as an inbox move (or the reconciliation)"
+    );
+}
+
+#[test]
+fn a_peers_new_life_is_read_and_counted_as_one() {
+    let (mut a, b) = settled_pair();
+    let reads = |a: &Solo, cause| a.node.table_reads().get(cause);
+    let (lives, total) = (reads(&a, ReadCause::NewLife), a.node.table_reads().total());
+    let b2 = a.register_peer("b", 1);
+    assert!(b2.incarnation > b.incarnation, "b restarted");
+    assert!(
+        round_reads_table(&mut a, std::slice::from_ref(&b2)),
+        "b's new life concerns everyone"
+    );
+    assert_eq!(
+        (reads(&a, ReadCause::NewLife), a.node.table_reads().total()),
+        (lives + 1, total + 1),
+        "one read, counted as a new life"
+    );
 }
 
 #[test]
@@ -245,10 +271,10 @@ fn a_hand_off_the_node_awaits_is_read_by_its_record_and_a_nudge_by_the_table() {
     );
     assert!(a.node.table_reads().records() > records_read);
     // A nudge from a peer waiting on a: nothing a awaits explains it, so a reads the table.
-    let nudges = a.node.table_reads().get(ReadCause::Notice);
+    let nudges = a.node.table_reads().get(ReadCause::Inbox);
     assert!(matches!(a.apply(&notice), Outcome::Applied(_)));
     assert!(round_reads_table(&mut a, std::slice::from_ref(&b)));
-    assert_eq!(a.node.table_reads().get(ReadCause::Notice), nudges + 1);
+    assert_eq!(a.node.table_reads().get(ReadCause::Inbox), nudges + 1);
 }
 
 #[test]
@@ -339,7 +365,7 @@ fn a_change_of_members_seen_before_a_table_read_is_sent_needs_no_read_of_its_own
     };
     assert!(matches!(a.apply(&news), Outcome::Applied(_)));
     let reads = |a: &Solo, cause| a.node.table_reads().get(cause);
-    let (notices, members) = (reads(&a, ReadCause::Notice), reads(&a, ReadCause::Members));
+    let (news, members) = (reads(&a, ReadCause::News), reads(&a, ReadCause::Members));
     // c joins before the instance read that shows both it and b's news: the news sends a
     // table read at once, whose records are as fresh as c.
     let c = a.register_peer("c", 1);
@@ -347,11 +373,7 @@ fn a_change_of_members_seen_before_a_table_read_is_sent_needs_no_read_of_its_own
         round_reads_table(&mut a, &[b.clone(), c.clone()]);
     }
     assert_eq!(a.node.members(), 3);
-    assert_eq!(
-        reads(&a, ReadCause::Notice),
-        notices + 1,
-        "b's news is read"
-    );
+    assert_eq!(reads(&a, ReadCause::News), news + 1, "b's news is read");
     assert_eq!(
         reads(&a, ReadCause::Members),
         members,

@@ -211,18 +211,18 @@ mod tests {
     fn table_reads_count_what_was_sent_between_the_two_counts_by_cause() {
         let mut before = TableReads::default();
         before.count(ReadCause::Start);
-        before.count(ReadCause::Notice);
+        before.count(ReadCause::Inbox);
         before.count_records();
         let mut now = before;
-        now.count(ReadCause::Notice);
-        now.count(ReadCause::Notice);
+        now.count(ReadCause::NewLife);
+        now.count(ReadCause::NewLife);
         now.count(ReadCause::Reconcile);
         now.count_records();
         let counted = counted(|| table_reads(&before, &now));
         assert_eq!(
             counted,
             vec![
-                ("sqsbalancer.table.reads{cause=notice}".to_owned(), 2),
+                ("sqsbalancer.table.reads{cause=new_life}".to_owned(), 2),
                 ("sqsbalancer.table.reads{cause=reconcile}".to_owned(), 1),
                 ("sqsbalancer.table.record_reads{}".to_owned(), 1),
             ]

@@ -133,6 +133,10 @@ pub struct ReportJson<'a> {
     /// a table read, per instance-hour.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub records_reads_per_instance_hour: Option<f64>,
+    /// Level 1: of the queue records the table reads brought back, the share that had
+    /// appeared, changed or vanished since the reader's read before (docs/design.md §4.12).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub table_read_changed_share: Option<f64>,
     /// SQS calls per instance-minute.
     pub sqs_calls_per_instance_minute: f64,
 }
@@ -192,6 +196,10 @@ impl<'a> ReportJson<'a> {
             records_reads_per_instance_hour: r
                 .table_reads
                 .map(|t| r.per_instance_minute(t.records() as f64) * 60.0),
+            table_read_changed_share: r.table_reads.map(|t| {
+                let (returned, changed) = t.answers();
+                changed as f64 / returned.max(1) as f64
+            }),
             sqs_calls_per_instance_minute: r.per_instance_minute(r.sqs_calls as f64),
         }
     }

@@ -19,8 +19,9 @@ use std::sync::Arc;
 struct Seen {
     /// How far this life's inbox moved: a queue handed here for each, or a receiver's nudge.
     inbox: u64,
-    /// Anyone's news or life moved (or this node's inbox went back, a new record's).
-    news: bool,
+    /// A peer's news or life moved (or this node's inbox went back, a new record's): only a
+    /// table read answers it, counted under this cause.
+    news: Option<ReadCause>,
 }
 
 /// Matches `moved` inbox moves against `handed` queues found handed here: one notice comes
@@ -157,17 +158,17 @@ impl Node {
     /// this life's inbox and nothing else asks for the whole table.
     fn answer_notices(&mut self, mut seen: Seen) {
         (seen.inbox, self.reads.handed_unseen) = settle(seen.inbox, self.reads.handed_unseen);
-        if seen.inbox == 0 && !seen.news {
+        if seen.inbox == 0 && seen.news.is_none() {
             return;
         }
-        if !seen.news && self.may_read_records() {
+        if seen.news.is_none() && self.may_read_records() {
             self.reads.inbox_unanswered += seen.inbox;
             if let Some(awaited) = self.awaited_records() {
                 self.read(awaited);
             }
             return;
         }
-        self.want_table(ReadCause::Notice);
+        self.want_table(seen.news.unwrap_or(ReadCause::Inbox));
         self.read(Read::Table);
     }
 
@@ -221,8 +222,8 @@ impl Node {
             r.inbox_unanswered + seen.inbox,
             r.handed_unseen + handed_here,
         );
-        if r.inbox_unanswered > 0 || seen.news {
-            self.want_table(ReadCause::Notice);
+        if r.inbox_unanswered > 0 || seen.news.is_some() {
+            self.want_table(seen.news.unwrap_or(ReadCause::Inbox));
         }
         if taken {
             self.want_table(ReadCause::AwaitingHandOff);
@@ -265,7 +266,9 @@ impl Node {
         for q in self.writes.take_refreshed(id.0) {
             self.dirty.queues.insert(q);
         }
-        self.view.merge_snapshot(id.0, queues);
+        let returned = queues.len();
+        let changed = self.view.merge_snapshot(id.0, queues);
+        self.reads.sent.count_answer(returned, changed);
         self.create_deferred(self.now);
         self.target.retarget = true;
         for o in self.view.owners() {
@@ -344,11 +347,15 @@ impl Node {
             let now = (r.incarnation, r.inbox, r.news);
             let old = self.peers.inboxes.insert(r.id.clone(), now);
             let (inc, inbox, news) = old.unwrap_or((r.incarnation, 0, 0));
-            seen.news |= (inc, news) != (r.incarnation, r.news);
+            if inc != r.incarnation {
+                seen.news = Some(ReadCause::NewLife);
+            } else if news != r.news {
+                seen.news.get_or_insert(ReadCause::News);
+            }
             if r.id == self.me {
                 match r.inbox.checked_sub(inbox) {
                     Some(moved) => seen.inbox += moved,
-                    None => seen.news = true,
+                    None => seen.news = Some(ReadCause::NewLife),
                 }
             }
         }
