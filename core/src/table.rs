@@ -433,9 +433,10 @@ pub fn write_reply(write: &Write, after: &Item) -> Result<Reply, DecodeError> {
     }
 }
 
-/// The queries that together make `read`, in the order they are read (after the
-/// [`record_keys`] of a [`Read::Records`]).
-pub fn encode_read(layout: &Layout, read: &Read) -> Vec<TableQuery> {
+/// The queries that together make `read`, in phases ([`Layout::queries`]): every query of a
+/// phase answers before the next phase is sent (and all of them after the [`record_keys`] of
+/// a [`Read::Records`]).
+pub fn encode_read(layout: &Layout, read: &Read) -> Vec<Vec<TableQuery>> {
     layout.queries(read)
 }
 

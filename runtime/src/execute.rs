@@ -32,7 +32,7 @@ pub async fn write<S: Store>(store: &S, layout: &Layout, write: &Write, wall_sec
 const QUERIES_AT_ONCE: usize = 16;
 
 /// Performs `read` in `layout`: the records it asks for by key, then every page of every
-/// query (the instance records last); a failed call fails the read.
+/// query, phase by phase (the instance records last); a failed call fails the read.
 pub async fn read<S: Store>(store: &S, layout: &Layout, read: Read) -> Outcome {
     let items = match read_items(store, layout, &read).await {
         Ok(items) => items,
@@ -64,12 +64,18 @@ async fn read_items<S: Store>(
         .buffered(QUERIES_AT_ONCE)
         .try_collect()
         .await?;
-    let found: Vec<Vec<Item>> = stream::iter(table::encode_read(layout, read))
-        .map(|query| query_all(store, query))
-        .buffered(QUERIES_AT_ONCE)
-        .try_collect()
-        .await?;
-    Ok(records.into_iter().chain(found).flatten().collect())
+    let mut items: Vec<Item> = records.into_iter().flatten().collect();
+    // Phase by phase: a table read's instance queries go out only once every queue query has
+    // answered (docs/design.md §4.3).
+    for phase in table::encode_read(layout, read) {
+        let found: Vec<Vec<Item>> = stream::iter(phase)
+            .map(|query| query_all(store, query))
+            .buffered(QUERIES_AT_ONCE)
+            .try_collect()
+            .await?;
+        items.extend(found.into_iter().flatten());
+    }
+    Ok(items)
 }
 
 /// How many times the keys of one BatchGetItem are asked for while DynamoDB leaves some
@@ -351,6 +357,72 @@ mod tests {
         *store.failing.lock().unwrap() = [refused].into();
         assert_eq!(members(), Outcome::Unknown);
         assert!(store.failing.lock().unwrap().is_empty());
+    }
+
+    /// Logs when each query is sent and when it answers; every query yields before it
+    /// answers, so queries that run at once are all sent before any answers.
+    #[derive(Default)]
+    struct Logged {
+        log: std::sync::Arc<Mutex<Vec<(bool, String)>>>,
+    }
+
+    impl Store for Logged {
+        fn update(&self, _: TableWrite) -> impl Future<Output = Result<Item, BackendError>> + Send {
+            std::future::ready(Ok(Item::new()))
+        }
+
+        fn query(
+            &self,
+            query: TableQuery,
+            _: Option<Key>,
+        ) -> impl Future<Output = Result<Page, BackendError>> + Send {
+            let log = std::sync::Arc::clone(&self.log);
+            async move {
+                log.lock().unwrap().push((false, query.pk.clone()));
+                for _ in 0..3 {
+                    tokio::task::yield_now().await;
+                }
+                log.lock().unwrap().push((true, query.pk));
+                Ok(Page::default())
+            }
+        }
+
+        fn batch_get(
+            &self,
+            _: Vec<Key>,
+        ) -> impl Future<Output = Result<Batch, BackendError>> + Send {
+            std::future::ready(Ok(Batch {
+                items: Vec::new(),
+                unprocessed: Vec::new(),
+            }))
+        }
+    }
+
+    #[test]
+    fn a_spread_table_read_sends_its_instance_queries_after_every_queue_query_answered() {
+        let store = Logged::default();
+        let layout = Layout::new("app", 3).with_instance_keys(2);
+        let read = block_on(read(&store, &layout, Read::Table));
+        assert!(
+            matches!(read, Outcome::Applied(Reply::Table { .. })),
+            "{read:?}"
+        );
+        let log = store.log.lock().unwrap().clone();
+        let instance = |pk: &str| pk.starts_with("app#app#i");
+        let first_instance_sent = log
+            .iter()
+            .position(|(answered, pk)| !answered && instance(pk))
+            .expect("instance queries sent");
+        let last_queue_answered = log
+            .iter()
+            .rposition(|(answered, pk)| *answered && !instance(pk))
+            .expect("queue queries answered");
+        assert!(
+            last_queue_answered < first_instance_sent,
+            "an instance query went out before the queue queries answered: {log:?}"
+        );
+        let sent_at_once = log.iter().take_while(|(answered, _)| !answered).count();
+        assert_eq!(sent_at_once, 3, "the queue queries run at once: {log:?}");
     }
 
     #[test]

@@ -1020,7 +1020,7 @@ impl World {
     ) {
         let caller = self.slots[i].name.clone();
         let keys = table::record_keys(&self.layout, &r);
-        let queries = table::encode_read(&self.layout, &r);
+        let queries = table::encode_read(&self.layout, &r).concat();
         let most = if self.calm {
             0
         } else {

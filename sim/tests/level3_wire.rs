@@ -383,7 +383,9 @@ fn plant_queue_records(f: &mut Fakes) {
 /// The table read over the wire equals the fake's: page by page (at least three), and as the
 /// core's whole read.
 async fn assert_pages_equal(aws: &AwsBackend, fake: &FakeBackend) {
-    let query = table::encode_read(&layout(), &Read::Table).remove(0);
+    let query = table::encode_read(&layout(), &Read::Table)
+        .concat()
+        .remove(0);
     let (mut start, mut pages) = (None, 0);
     loop {
         let got = aws
@@ -876,7 +878,9 @@ fn a_delayed_response_arrives_late_or_times_out() {
     sim.client("node-0", async move {
         let t = Timeouts::default();
         let aws = wire("node-0");
-        let query = table::encode_read(&layout(), &Read::Members).remove(0);
+        let query = table::encode_read(&layout(), &Read::Members)
+            .concat()
+            .remove(0);
         let delay = Duration::from_millis(1500);
         s.then(
             "Query",

@@ -126,10 +126,12 @@ impl Layout {
         }
     }
 
-    /// The queries that together make `read`, in the order they are read. A table read
-    /// reads the instance records last ([`Read::Table`]): with one key for all, in one query
-    /// read backwards (`queue#` sorts after `instance#`), so it costs no request more.
-    pub fn queries(&self, read: &Read) -> Vec<TableQuery> {
+    /// The queries that together make `read`, in phases: every query of a phase has answered
+    /// before a query of the next is sent, and the queries of one phase may run at once. A
+    /// table read reads the instance records last ([`Read::Table`], §4.3 relies on it): with
+    /// one key for all, in one query read backwards (`queue#` sorts after `instance#`), so it
+    /// costs no request more; spread, in a phase after every queue query.
+    pub fn queries(&self, read: &Read) -> Vec<Vec<TableQuery>> {
         let instances = (0..u64::from(self.instance_keys)).map(|k| TableQuery {
             pk: self.instance_partition_at(k),
             sk_prefix: Some(INSTANCE_PREFIX.to_owned()),
@@ -137,12 +139,14 @@ impl Layout {
         });
         let base = partition(&self.application);
         match read {
-            Read::Members | Read::Records(_) => instances.collect(),
-            Read::Table if self.queue_keys == 1 && self.instance_keys == 1 => vec![TableQuery {
-                pk: base,
-                sk_prefix: None,
-                backward: true,
-            }],
+            Read::Members | Read::Records(_) => vec![instances.collect()],
+            Read::Table if self.queue_keys == 1 && self.instance_keys == 1 => {
+                vec![vec![TableQuery {
+                    pk: base,
+                    sk_prefix: None,
+                    backward: true,
+                }]]
+            }
             Read::Table => {
                 let queues = (0..self.queue_keys).map(|k| TableQuery {
                     pk: if self.queue_keys == 1 {
@@ -153,7 +157,7 @@ impl Layout {
                     sk_prefix: Some(QUEUE_PREFIX.to_owned()),
                     backward: false,
                 });
-                queues.chain(instances).collect()
+                vec![queues.collect(), instances.collect()]
             }
         }
     }
@@ -260,7 +264,7 @@ mod tests {
             l.instance_partition(&InstanceId::new("a").unwrap()),
             "app#app"
         );
-        let table = l.queries(&Read::Table);
+        let table = l.queries(&Read::Table).concat();
         assert_eq!(table.len(), 1);
         assert_eq!(
             (table[0].pk.as_str(), &table[0].sk_prefix, table[0].backward),
@@ -289,18 +293,15 @@ mod tests {
             .map(|n| l.instance_partition(&InstanceId::new(n).unwrap()))
             .collect();
         assert_eq!(got, ["app#app#i2", "app#app#i1", "app#app#i1"]);
-        let pks: Vec<String> = l.queries(&Read::Table).into_iter().map(|q| q.pk).collect();
-        assert_eq!(
-            pks,
-            [
-                "app#app",
-                "app#app#i0",
-                "app#app#i1",
-                "app#app#i2",
-                "app#app#i3"
-            ]
-        );
-        assert_eq!(l.queries(&Read::Members).len(), 4);
+        let pks = |read: &Read| -> Vec<Vec<String>> {
+            l.queries(read)
+                .into_iter()
+                .map(|phase| phase.into_iter().map(|q| q.pk).collect())
+                .collect()
+        };
+        let instances = ["app#app#i0", "app#app#i1", "app#app#i2", "app#app#i3"];
+        assert_eq!(pks(&Read::Table), [vec!["app#app"], instances.to_vec()]);
+        assert_eq!(pks(&Read::Members), [instances]);
     }
 
     #[test]
@@ -320,9 +321,16 @@ mod tests {
     #[test]
     fn a_spread_table_read_covers_the_instances_and_every_queue_key() {
         let l = Layout::new("app", 3);
-        let pks: Vec<String> = l.queries(&Read::Table).into_iter().map(|q| q.pk).collect();
-        assert_eq!(pks, ["app#app#0", "app#app#1", "app#app#2", "app#app"]);
-        assert_eq!(l.queries(&Read::Members).len(), 1);
+        let pks: Vec<Vec<String>> = l
+            .queries(&Read::Table)
+            .into_iter()
+            .map(|phase| phase.into_iter().map(|q| q.pk).collect())
+            .collect();
+        assert_eq!(
+            pks,
+            [vec!["app#app#0", "app#app#1", "app#app#2"], vec!["app#app"]]
+        );
+        assert_eq!(l.queries(&Read::Members).concat().len(), 1);
     }
 
     #[test]
@@ -362,6 +370,7 @@ mod tests {
             let pk = l.queue_partition(&q(&name));
             let found = l
                 .queries(&Read::Table)
+                .concat()
                 .iter()
                 .filter(|t| t.pk == pk && t.sk_prefix.as_deref().is_none_or(|p| QUEUE_PREFIX.starts_with(p)))
                 .count();
@@ -369,7 +378,9 @@ mod tests {
         }
 
         /// Run as DynamoDB runs them (`begins_with`, `ScanIndexForward`), a table read's
-        /// queries return every record once and every queue record before any instance record.
+        /// queries return every record once, and every queue record before any instance
+        /// record: in an earlier phase, or earlier in the same query (the queries of one phase
+        /// may run at once, so nothing orders two of them).
         #[test]
         fn a_table_read_reads_every_record_once_and_the_instance_records_last(
             keys in 1u32..=8,
@@ -385,31 +396,43 @@ mod tests {
                 .chain(queues.iter().map(|n| l.queue_key(&q(n))))
                 .map(|k| (k.pk, k.sk))
                 .collect();
+            // Each record read, with the (phase, query) that read it, in each query's order.
             let run = |read: Read| {
                 let mut got = Vec::new();
-                for t in l.queries(&read) {
-                    let prefix = t.sk_prefix.as_deref().unwrap_or("");
-                    let mut page: Vec<&(String, String)> = stored
-                        .iter()
-                        .filter(|(pk, sk)| *pk == t.pk && sk.starts_with(prefix))
-                        .collect();
-                    if t.backward {
-                        page.reverse();
+                for (phase, queries) in l.queries(&read).into_iter().enumerate() {
+                    for (query, t) in queries.into_iter().enumerate() {
+                        let prefix = t.sk_prefix.as_deref().unwrap_or("");
+                        let mut page: Vec<&(String, String)> = stored
+                            .iter()
+                            .filter(|(pk, sk)| *pk == t.pk && sk.starts_with(prefix))
+                            .collect();
+                        if t.backward {
+                            page.reverse();
+                        }
+                        got.extend(page.into_iter().map(|r| ((phase, query), r)));
                     }
-                    got.extend(page);
                 }
                 got
             };
             let members = run(Read::Members);
             prop_assert_eq!(members.len(), ids.len());
-            prop_assert!(members.iter().all(|(_, sk)| sk.starts_with(INSTANCE_PREFIX)));
+            prop_assert!(members.iter().all(|(_, (_, sk))| sk.starts_with(INSTANCE_PREFIX)));
             let read = run(Read::Table);
             prop_assert_eq!(read.len(), stored.len());
-            prop_assert_eq!(read.iter().collect::<BTreeSet<_>>().len(), stored.len());
-            let first_instance = read.iter().position(|(_, sk)| sk.starts_with(INSTANCE_PREFIX));
-            let last_queue = read.iter().rposition(|(_, sk)| sk.starts_with(QUEUE_PREFIX));
-            if let (Some(i), Some(q)) = (first_instance, last_queue) {
-                prop_assert!(q < i, "a queue record read after an instance record: {read:?}");
+            let records: BTreeSet<_> = read.iter().map(|(_, r)| r).collect();
+            prop_assert_eq!(records.len(), stored.len());
+            let of = |prefix: &str| {
+                read.iter()
+                    .enumerate()
+                    .filter(|(_, (_, (_, sk)))| sk.starts_with(prefix))
+                    .map(|(at, (by, _))| (at, *by))
+                    .collect::<Vec<_>>()
+            };
+            for (qa, (qphase, qquery)) in of(QUEUE_PREFIX) {
+                for (ia, (iphase, iquery)) in of(INSTANCE_PREFIX) {
+                    let before = qphase < iphase || (qphase == iphase && qquery == iquery && qa < ia);
+                    prop_assert!(before, "a queue record not read before an instance record: {read:?}");
+                }
             }
         }
     }

@@ -47,7 +47,7 @@ impl MemTable {
     /// A strongly consistent read of the table: the records asked for by key, then the
     /// queries.
     pub fn read(&self, read: Read) -> Reply {
-        let queries = table::encode_read(&layout(), &read);
+        let queries = table::encode_read(&layout(), &read).concat();
         let keys = table::record_keys(&layout(), &read);
         let got = keys.iter().filter_map(|k| self.items.get(k));
         let items = got.chain(queries.iter().flat_map(|q| {

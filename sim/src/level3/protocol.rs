@@ -2256,7 +2256,7 @@ mod tests {
         let layouts = [Layout::single("app"), Layout::new("app", 3)];
         let queries = layouts
             .iter()
-            .flat_map(|l| [Read::Members, Read::Table].map(|r| encode_read(l, &r)))
+            .flat_map(|l| [Read::Members, Read::Table].map(|r| encode_read(l, &r).concat()))
             .flatten();
         for q in queries {
             for start in [
