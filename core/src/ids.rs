@@ -32,9 +32,51 @@ fn check_name(kind: &'static str, value: &str, extra: &[u8], rule: &'static str)
     Ok(())
 }
 
+/// The text of an id, compared by pointer first: a node compares the same ids (clones of one
+/// `Arc`, which the simulator shares between every record that names them) over and over, and
+/// equal pointers answer without reading the text (queue URLs share a long prefix).
+#[derive(Clone, Eq)]
+struct Text(Arc<str>);
+
+impl PartialEq for Text {
+    fn eq(&self, other: &Text) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+    }
+}
+
+impl Ord for Text {
+    fn cmp(&self, other: &Text) -> std::cmp::Ordering {
+        if Arc::ptr_eq(&self.0, &other.0) {
+            std::cmp::Ordering::Equal
+        } else {
+            self.0.cmp(&other.0)
+        }
+    }
+}
+
+impl PartialOrd for Text {
+    fn partial_cmp(&self, other: &Text) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl std::hash::Hash for Text {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
+
+impl std::ops::Deref for Text {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
 /// The unique name of one instance in the fleet.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct InstanceId(Arc<str>);
+pub struct InstanceId(Text);
 
 impl InstanceId {
     /// Validates `id`: 1..=128 bytes of ASCII letters, digits, `-`, `_`, `.`, `:` or `/` (so an
@@ -42,7 +84,7 @@ impl InstanceId {
     pub fn new(id: &str) -> Result<InstanceId> {
         let rule = "may contain only ASCII letters, digits, '-', '_', '.', ':' and '/'";
         check_name("instance id", id, b"/", rule)?;
-        Ok(InstanceId(Arc::from(id)))
+        Ok(InstanceId(Text(Arc::from(id))))
     }
 
     /// The id as text.
@@ -65,38 +107,8 @@ pub fn check_application_name(name: &str) -> Result<()> {
 /// dual-stack and VPC-endpoint hosts. Each is turned into the current spelling, so instances
 /// configured with different endpoints share one coordination record per queue. URLs of other
 /// hosts (emulators) are kept as given.
-#[derive(Clone, Eq)]
-pub struct QueueId(Arc<str>);
-
-// Queue URLs share a long prefix, and the node compares the same ids (clones of one `Arc`)
-// over and over: equal pointers answer without reading the text.
-impl PartialEq for QueueId {
-    fn eq(&self, other: &QueueId) -> bool {
-        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
-    }
-}
-
-impl Ord for QueueId {
-    fn cmp(&self, other: &QueueId) -> std::cmp::Ordering {
-        if Arc::ptr_eq(&self.0, &other.0) {
-            std::cmp::Ordering::Equal
-        } else {
-            self.0.cmp(&other.0)
-        }
-    }
-}
-
-impl std::hash::Hash for QueueId {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.0.hash(state);
-    }
-}
-
-impl PartialOrd for QueueId {
-    fn partial_cmp(&self, other: &QueueId) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct QueueId(Text);
 
 impl QueueId {
     /// Validates `q`: 1..=1024 bytes, no whitespace or control characters.
@@ -123,10 +135,10 @@ impl QueueId {
         if bad {
             return fail("must not contain whitespace or control characters");
         }
-        Ok(QueueId(match canonical_aws_url(q) {
+        Ok(QueueId(Text(match canonical_aws_url(q) {
             Some(c) => Arc::from(c),
             None => Arc::from(q),
-        }))
+        })))
     }
 
     /// The queue URL (or name) as text.
@@ -136,7 +148,7 @@ impl QueueId {
 
     /// The URL as a shared string: metric labels and logs take it without copying.
     pub fn shared(&self) -> Arc<str> {
-        Arc::clone(&self.0)
+        Arc::clone(&self.0.0)
     }
 
     /// The queue's name: the last path segment of its URL.
@@ -212,7 +224,7 @@ macro_rules! text_fmt {
     ($t:ty) => {
         impl fmt::Debug for $t {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                fmt::Debug::fmt(&*self.0, f)
+                fmt::Debug::fmt(&*self.0.0, f)
             }
         }
         impl fmt::Display for $t {

@@ -13,7 +13,7 @@
 )]
 
 use sqsbalancer_core::table::{self, DecodeError, Item, Record};
-use sqsbalancer_core::{QueueId, QueueRecord};
+use sqsbalancer_core::{InstanceId, QueueId, QueueRecord};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, DefaultHasher, Hasher};
 use std::sync::Arc;
@@ -64,7 +64,7 @@ pub(crate) struct DecodedItems {
 impl DecodedItems {
     /// What [`table::collect_records`] makes of the items of `pages`, in order.
     /// Queue ids are the ones `ids` shares.
-    pub(crate) fn collect(&mut self, pages: &[SharedItems], ids: &mut QueueIds) -> table::Decoded {
+    pub(crate) fn collect(&mut self, pages: &[SharedItems], ids: &mut SharedIds) -> table::Decoded {
         let records: Vec<PageRecords> = pages.iter().map(|p| self.page(p, ids)).collect();
         let items = pages.iter().zip(&records);
         table::collect_records(
@@ -73,7 +73,7 @@ impl DecodedItems {
     }
 
     /// The records of `page`'s items, decoded on the page's first read only.
-    fn page(&mut self, page: &SharedItems, ids: &mut QueueIds) -> PageRecords {
+    fn page(&mut self, page: &SharedItems, ids: &mut SharedIds) -> PageRecords {
         let key = Arc::as_ptr(page).cast::<()>() as usize;
         if let Some((_, records)) = self.pages.get(&key) {
             return Arc::clone(records);
@@ -90,11 +90,11 @@ impl DecodedItems {
     }
 
     /// What [`table::decode_item`] makes of `item`, decoded on its first read only, with the
-    /// queue id that `ids` shares.
+    /// queue and instance ids that `ids` shares.
     pub(crate) fn decode(
         &mut self,
         item: &Arc<Item>,
-        ids: &mut QueueIds,
+        ids: &mut SharedIds,
     ) -> Result<Record, DecodeError> {
         let key = Arc::as_ptr(item) as usize;
         if let Some((_, record)) = self.records.get(&key) {
@@ -102,6 +102,10 @@ impl DecodedItems {
         }
         let record = match table::decode_item(item)? {
             Record::Queue(r) => Record::Queue(ids.share(r)),
+            Record::Instance(mut r) => {
+                r.id = ids.instance(&r.id);
+                Record::Instance(r)
+            }
             other => other,
         };
         self.records.insert(key, (Arc::clone(item), record.clone()));
@@ -114,31 +118,44 @@ impl DecodedItems {
     }
 }
 
-/// The id of each queue URL a listing returned, made once for every node: each node's
-/// listing would otherwise allocate an id per queue of its own, and the ids it defers or
-/// keeps were a sixth of a large fleet's memory at start-up (G11).
+/// The id of each queue URL a listing returned and of each instance, made once for every
+/// node: each node's listing would otherwise allocate an id per queue of its own, and the ids
+/// it defers or keeps were a sixth of a large fleet's memory at start-up (G11); and a node
+/// that finds each record's owner among its members' lives compares the ids by pointer.
 #[derive(Default)]
-pub(crate) struct QueueIds {
+pub(crate) struct SharedIds {
     /// The id of each URL seen (`None`: not a queue id), hashed with fixed keys.
     ids: HashMap<String, Option<QueueId>, BuildHasherDefault<DefaultHasher>>,
+    /// Each instance id seen, by its text.
+    instances: HashMap<String, InstanceId, BuildHasherDefault<DefaultHasher>>,
     /// The last listing mapped to ids, kept with the URLs it was made from.
     last_listing: Option<(Arc<[String]>, Vec<QueueId>)>,
 }
 
-impl QueueIds {
-    /// `record` with the id of its queue that this shares: a node then compares the record's
-    /// queue with a listed one, or with the same queue's record in another read, by pointer
-    /// rather than by URL (1,000 nodes comparing 100,000 listed queues with their views once a
-    /// minute were nearly all of a steady 1,000 × 100,000 run's time).
+impl SharedIds {
+    /// `record` with the ids of its queue and owner that this shares: a node then compares
+    /// the record's queue with a listed one, or with the same queue's record in another read,
+    /// by pointer rather than by URL (1,000 nodes comparing 100,000 listed queues with their
+    /// views once a minute were nearly all of a steady 1,000 × 100,000 run's time), and its
+    /// owner with its members' lives likewise (a tenth of a 100 × 10,000 day's time).
     pub(crate) fn share(&mut self, record: Arc<QueueRecord>) -> Arc<QueueRecord> {
-        match self.get(record.queue.as_str()) {
-            Some(id) => {
-                let mut shared = Arc::unwrap_or_clone(record);
-                shared.queue = id;
-                Arc::new(shared)
-            }
-            None => record,
+        let mut shared = Arc::unwrap_or_clone(record);
+        if let Some(id) = self.get(shared.queue.as_str()) {
+            shared.queue = id;
         }
+        if let Some(owner) = &mut shared.owner {
+            owner.id = self.instance(&owner.id);
+        }
+        Arc::new(shared)
+    }
+
+    /// The shared copy of `id`, the same `Arc` each time it is asked for.
+    pub(crate) fn instance(&mut self, id: &InstanceId) -> InstanceId {
+        if let Some(shared) = self.instances.get(id.as_str()) {
+            return shared.clone();
+        }
+        self.instances.insert(id.as_str().to_owned(), id.clone());
+        id.clone()
     }
 
     /// The ids of a listing's URLs (those that are queue URLs), in order. A listing the
@@ -183,7 +200,7 @@ mod tests {
     #[test]
     fn a_cached_record_is_what_decoding_the_item_gives() {
         let mut cache = DecodedItems::default();
-        let ids = &mut QueueIds::default();
+        let ids = &mut SharedIds::default();
         for epoch in 1..3000 {
             let stored = item(epoch);
             let first = cache.decode(&stored, ids).unwrap();
@@ -202,7 +219,7 @@ mod tests {
         for _ in 0..2 {
             let items = pages.iter().flat_map(|p| p.iter());
             let fresh = table::collect_records(items.map(|i| (&**i, table::decode_item(i))));
-            assert_eq!(cache.collect(&pages, &mut QueueIds::default()), fresh);
+            assert_eq!(cache.collect(&pages, &mut SharedIds::default()), fresh);
         }
         assert_eq!(cache.pages.len(), 2, "each page decoded once");
     }
@@ -211,7 +228,7 @@ mod tests {
     fn an_undecodable_item_is_an_error_every_time() {
         let mut cache = DecodedItems::default();
         let bad = Arc::new(Item::new());
-        let ids = &mut QueueIds::default();
+        let ids = &mut SharedIds::default();
         assert!(cache.decode(&bad, ids).is_err());
         assert!(cache.decode(&bad, ids).is_err());
     }
@@ -219,7 +236,7 @@ mod tests {
     #[test]
     fn a_decoded_record_names_its_queue_by_the_listed_id() {
         let mut cache = DecodedItems::default();
-        let ids = &mut QueueIds::default();
+        let ids = &mut SharedIds::default();
         let listed = ids.get("q").unwrap();
         let Ok(Record::Queue(r)) = cache.decode(&item(1), ids) else {
             panic!("a queue record");
@@ -229,8 +246,42 @@ mod tests {
     }
 
     #[test]
+    fn an_owner_and_its_instance_record_share_one_id() {
+        let mut cache = DecodedItems::default();
+        let ids = &mut SharedIds::default();
+        let mut owned = Item::clone(&item(1));
+        owned.insert(table::OWNER_ID.into(), Value::S("i-1".into()));
+        owned.insert(table::OWNER_INC.into(), Value::num(2));
+        let mut member = Item::new();
+        member.insert("pk".into(), Value::S("app#a".into()));
+        member.insert(
+            "sk".into(),
+            Value::S(format!("{}i-1", table::INSTANCE_PREFIX)),
+        );
+        member.insert(table::STATUS.into(), Value::S("active".into()));
+        for (name, n) in [
+            (table::CAPACITY, 1),
+            (table::INCARNATION, 2),
+            (table::HEARTBEAT, 5),
+        ] {
+            member.insert(name.into(), Value::num(n));
+        }
+        let (owned, member) = (Arc::new(owned), Arc::new(member));
+        let Ok(Record::Instance(i)) = cache.decode(&member, ids) else {
+            panic!("an instance record");
+        };
+        let Ok(Record::Queue(q)) = cache.decode(&owned, ids) else {
+            panic!("a queue record");
+        };
+        let owner = q.owner.as_ref().expect("an owner");
+        assert!(std::ptr::eq(owner.id.as_str(), i.id.as_str()), "one id");
+        assert_eq!(Record::Queue(q), table::decode_item(&owned).unwrap());
+        assert_eq!(Record::Instance(i), table::decode_item(&member).unwrap());
+    }
+
+    #[test]
     fn a_url_listed_again_gives_the_same_id() {
-        let mut ids = QueueIds::default();
+        let mut ids = SharedIds::default();
         let url = "https://sqs.eu-west-1.amazonaws.com/123456789012/q-1";
         let first = ids.get(url).unwrap();
         let again = ids.get(url).unwrap();
@@ -246,7 +297,7 @@ mod tests {
 
     #[test]
     fn a_shared_listing_maps_to_the_same_ids_and_a_new_one_is_mapped_afresh() {
-        let mut ids = QueueIds::default();
+        let mut ids = SharedIds::default();
         let url = |i| format!("https://sqs.eu-west-1.amazonaws.com/123456789012/q-{i}");
         let listing: Arc<[String]> = (0..3).map(url).chain(["bad url".to_owned()]).collect();
         let first = ids.listed(&listing);

@@ -7,7 +7,7 @@ use crate::check::{
     Checker, FAULT_LINGER_MS, Fleet, Instance, Invariant, Stop, StopEnd, Who, drain_over, settled,
     still_named, stop_problem,
 };
-use crate::decoded::{DecodedItems, QueueIds};
+use crate::decoded::{DecodedItems, SharedIds};
 use crate::fake::{FakeDynamo, FakeSqs, FaultHooks, Received, Service, SqsError, Verdict, WaitId};
 use crate::report::{Finished, Report};
 use crate::scenario::{Level, Mutation, Scenario};
@@ -292,8 +292,8 @@ pub struct World {
     pub(crate) dynamo: FakeDynamo,
     /// The records of the table's items, decoded once per stored version for every node.
     decoded: DecodedItems,
-    /// The id of each queue URL listed, made once for every node.
-    queue_ids: QueueIds,
+    /// The id of each queue URL listed and of each instance, made once for every node.
+    ids: SharedIds,
     /// Where the records are kept.
     layout: Layout,
     pub(crate) sqs: FakeSqs,
@@ -336,7 +336,7 @@ impl World {
             now: 0,
             dynamo: FakeDynamo::new(),
             decoded: DecodedItems::default(),
-            queue_ids: QueueIds::default(),
+            ids: SharedIds::default(),
             layout: Layout::new(APP, sc.queue_partition_keys)
                 .with_instance_keys(sc.instance_partition_keys),
             sqs: FakeSqs::new(),
@@ -560,7 +560,9 @@ impl World {
         let clock = DriftingClock::drawn(&mut self.rng, self.sc.faults.drift_ppm, 1_000_000_000);
         let name = format!("node-{i}");
         self.slots.push(Slot {
-            id: InstanceId::new(&name).expect("valid id"),
+            id: self
+                .ids
+                .instance(&InstanceId::new(&name).expect("valid id")),
             name,
             weight,
             node: None,
@@ -1061,7 +1063,7 @@ impl World {
                 Ok(true) => return self.next_page_later(i, life, id, r, at, pages, answer),
             }
         }
-        let decoded = self.decoded.collect(&pages, &mut self.queue_ids);
+        let decoded = self.decoded.collect(&pages, &mut self.ids);
         let outcome = Outcome::Applied(table::read_reply(&r, decoded));
         self.answer(i, life, id, outcome, answer);
     }
@@ -1110,7 +1112,7 @@ impl World {
 
     fn list(&mut self, caller: &str, prefix: &str) -> Outcome {
         let listing = self.sqs.list_all(caller, prefix);
-        let queues = self.queue_ids.listed(&listing.urls);
+        let queues = self.ids.listed(&listing.urls);
         Outcome::Applied(Reply::Queues(queues))
     }
 
