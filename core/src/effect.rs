@@ -357,8 +357,9 @@ pub enum Reply {
         /// Records that could not be decoded.
         unreadable: Unreadable,
     },
-    /// [`Effect::ListQueues`]: the queues found (URLs), before filtering.
-    Queues(Vec<QueueId>),
+    /// [`Effect::ListQueues`]: the queues found (URLs), before filtering. Shared, so that a
+    /// simulator can hand one listing to a thousand nodes without copying it for each.
+    Queues(Arc<[QueueId]>),
 }
 
 /// Something that happened, fed to [`crate::Node::handle`].

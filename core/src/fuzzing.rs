@@ -212,7 +212,7 @@ impl Driven {
             }
             _ => Input::Completed {
                 id: OpId(u64::from(b.u8())),
-                outcome: Outcome::Applied(Reply::Queues(vec![queue(b.u8())])),
+                outcome: Outcome::Applied(Reply::Queues([queue(b.u8())].into())),
             },
         }
     }

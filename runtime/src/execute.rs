@@ -172,7 +172,7 @@ pub async fn list<L: QueueList>(queues: &L, prefix: &str) -> Outcome {
             Err(e) => tracing::warn!(url = %u, error = %e, "skipped a queue URL"),
         }
     }
-    Outcome::Applied(Reply::Queues(found))
+    Outcome::Applied(Reply::Queues(found.into()))
 }
 
 #[cfg(test)]

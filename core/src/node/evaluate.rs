@@ -254,8 +254,11 @@ impl Node {
 
     /// Compares a listing with the view: listed but unknown (or retired) is created (or
     /// revived); known, live, in this node's filter and not listed is retired once free.
-    pub(super) fn on_listed(&mut self, listed: Vec<QueueId>) {
-        if self.phase != Phase::Running {
+    pub(super) fn on_listed(&mut self, listed: &[QueueId]) {
+        // A listing of exactly the view's live queues has nothing to create or retire: the
+        // usual case, checked without filtering or sorting the listing (a tenth of a steady
+        // 300 × 30,000 simulation's time went to comparing listings that matched).
+        if self.phase != Phase::Running || *listed == *self.view.live_queues() {
             return;
         }
         let diff = self.compare_listing(listed);
@@ -334,10 +337,11 @@ impl Node {
     }
 
     /// Walks the sorted listing and the sorted view side by side.
-    fn compare_listing(&self, listed: Vec<QueueId>) -> ListingDiff {
+    fn compare_listing(&self, listed: &[QueueId]) -> ListingDiff {
         let mut listed: Vec<QueueId> = listed
-            .into_iter()
+            .iter()
             .filter(|q| self.listing.filter.matches(q))
+            .cloned()
             .collect();
         listed.sort_unstable();
         listed.dedup();

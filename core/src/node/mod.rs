@@ -29,6 +29,7 @@ use crate::time::{Millis, duration_ms};
 use crate::timer::Timers;
 use ops::{Ops, Pending};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 use target::Target;
 use writes::Writes;
 
@@ -90,7 +91,7 @@ struct Listing {
     filter: Filter,
     /// A queue listing that came back before the first table read: compared with an empty
     /// view it would try to create every queue the fleet already recorded.
-    early: Option<(OpId, Vec<QueueId>)>,
+    early: Option<(OpId, Arc<[QueueId]>)>,
     /// Queues whose record the last table read could not decode: never created again, never
     /// received (no record this node can read names it).
     unreadable: BTreeSet<QueueId>,

@@ -239,7 +239,7 @@ impl Node {
     fn on_list(&mut self, id: OpId, outcome: Outcome) {
         if let Outcome::Applied(Reply::Queues(listed)) = outcome {
             if self.view.snapshot() > 0 {
-                self.on_listed(listed);
+                self.on_listed(&listed);
             } else {
                 self.listing.early = Some((id, listed));
                 self.want_table(ReadCause::Start);
@@ -278,7 +278,7 @@ impl Node {
             && *list_id < id
             && let Some((_, listed)) = self.listing.early.take()
         {
-            self.on_listed(listed);
+            self.on_listed(&listed);
         }
     }
 

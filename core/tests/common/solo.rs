@@ -128,7 +128,9 @@ impl Solo {
         match e {
             Effect::Write { write, .. } => self.apply(write),
             Effect::Read { read, .. } => Outcome::Applied(self.read(read.clone())),
-            Effect::ListQueues { .. } => Outcome::Applied(Reply::Queues(self.listed.clone())),
+            Effect::ListQueues { .. } => {
+                Outcome::Applied(Reply::Queues(self.listed.as_slice().into()))
+            }
             other => panic!("not a call: {other:?}"),
         }
     }
