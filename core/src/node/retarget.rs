@@ -219,14 +219,10 @@ impl Node {
         );
         let members = normalized(members);
         let lives = self.current_lives(&members);
-        let live = self.view.records().filter(|r| !r.retired);
-        let holders: Vec<Option<u32>> = live
-            .map(|r| {
-                let o = r.owner.as_ref()?;
-                let at = lives.binary_search_by(|(l, _)| life_order(l, o)).ok()?;
-                Some(lives[at].1)
-            })
-            .collect();
+        let holders = self.view.live_holders(|o| {
+            let at = lives.binary_search_by(|(l, _)| life_order(l, o)).ok()?;
+            Some(lives[at].1)
+        });
         assign_sorted(members, queues, &holders)
     }
 
