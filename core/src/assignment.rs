@@ -14,8 +14,9 @@
 //!    under quota clockwise from its hash on a ring of the members' pinned hashes, so targets
 //!    computed from views that differ in a few holders differ in a few queues, not in all.
 
-use crate::hash::{hash64, rendezvous};
+use crate::hash::{Rendezvous, hash64};
 use crate::ids::{InstanceId, QueueId};
+use std::cmp::Reverse;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -61,6 +62,14 @@ impl Assignment {
             .iter()
             .zip(&self.owners)
             .map(|(q, m)| (q, &self.members[*m as usize].id))
+    }
+
+    /// The queues assigned to `member`, sorted.
+    pub fn assigned_to(&self, member: &InstanceId) -> impl Iterator<Item = &QueueId> {
+        let at = self.members.binary_search_by(|m| m.id.cmp(member));
+        let at = at.map_or(u32::MAX, |i| i as u32);
+        let mine = self.queues.iter().zip(&self.owners);
+        mine.filter(move |(_, m)| **m == at).map(|(q, _)| q)
     }
 
     /// The number of queues assigned.
@@ -208,13 +217,13 @@ pub(crate) fn assign_sorted(
     let mut free = orphans;
     for (mi, mut mine) in held.into_iter().enumerate() {
         if mine.len() > quota[mi] {
-            let id = members[mi].id.as_str();
-            mine.sort_by_cached_key(|&qi| {
-                (
-                    std::cmp::Reverse(rendezvous(id, queues[qi as usize].as_str())),
-                    qi,
-                )
-            });
+            // Which are kept is all that matters, not their order: a selection, not a sort.
+            let scores = Rendezvous::new(members[mi].id.as_str());
+            let mut scored: Vec<(Reverse<u64>, u32)> = (mine.iter())
+                .map(|&qi| (Reverse(scores.score(queues[qi as usize].as_str())), qi))
+                .collect();
+            scored.select_nth_unstable(quota[mi]);
+            mine = scored.iter().map(|(_, qi)| *qi).collect();
             free.extend(mine.drain(quota[mi]..));
         }
         for &qi in &mine {

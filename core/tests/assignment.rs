@@ -1,6 +1,7 @@
 //! Properties of the assigner that hold for every fleet.
 
 use proptest::prelude::*;
+use sqsbalancer_core::hash::rendezvous;
 use sqsbalancer_core::{Assignment, InstanceId, Member, QueueId, assign};
 use std::collections::BTreeMap;
 
@@ -162,5 +163,32 @@ proptest! {
         let (a, b) = (assign(&ms, &qs, &seen), assign(&ms, &qs, &missed));
         let differ = qs.iter().filter(|x| a.owner_of(x) != b.owner_of(x)).count();
         prop_assert!(differ <= ms.len() + 2, "{differ} of {q} targets differ among {} members", ms.len());
+    }
+
+    #[test]
+    fn a_member_over_its_quota_keeps_the_queues_it_scores_highest(
+        weights in prop::collection::vec(1u32..=4, 1..=30),
+        q in 0usize..=1_500,
+        seed in any::<u64>(),
+    ) {
+        // Every member keeps a queue it holds unless it holds more than its target share,
+        // and then it keeps exactly those with the highest rendezvous scores.
+        let ms = members(&weights);
+        let qs = queues(q);
+        let cur = scramble(&ms, &qs, seed);
+        let a = assign(&ms, &qs, &cur);
+        for m in &ms {
+            let mut held: Vec<&QueueId> = (cur.iter()).filter(|(_, o)| **o == m.id).map(|(q, _)| q).collect();
+            let kept: Vec<&QueueId> = a.assigned_to(&m.id).filter(|q| cur.get(*q) == Some(&m.id)).collect();
+            let score = |q: &QueueId| rendezvous(m.id.as_str(), q.as_str());
+            held.sort_by_key(|q| std::cmp::Reverse(score(q)));
+            let mut want: Vec<&QueueId> = held[..kept.len()].to_vec();
+            want.sort();
+            prop_assert_eq!(&kept, &want, "{} kept other queues than its highest-scored", m.id);
+            let target = a.load().get(&m.id).copied().unwrap_or(0);
+            prop_assert_eq!(kept.len(), held.len().min(target));
+            let listed: Vec<&QueueId> = a.iter().filter(|(_, o)| **o == m.id).map(|(q, _)| q).collect();
+            prop_assert_eq!(a.assigned_to(&m.id).collect::<Vec<_>>(), listed);
+        }
     }
 }
