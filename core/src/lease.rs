@@ -105,19 +105,27 @@ fn sort_unique_by_queue(records: &mut Vec<Arc<QueueRecord>>) {
             shared = first.iter().zip(url).take_while(|(a, b)| a == b).count();
         }
     }
-    let word = |r: &QueueRecord| {
-        let tail = &r.queue.as_str().as_bytes()[shared..];
-        let mut w = [0u8; 8];
-        let n = tail.len().min(8);
-        w[..n].copy_from_slice(&tail[..n]);
-        // A URL holds no NUL, so a shorter tail padded with zeros sorts first, as it should.
-        u64::from_be_bytes(w)
-    };
+    let word = |r: &Arc<QueueRecord>| word_after(r.queue.as_str().as_bytes(), shared);
     let mut keyed: Vec<(u64, Arc<QueueRecord>)> =
         records.drain(..).map(|r| (word(&r), r)).collect();
     keyed.sort_by(|(ka, a), (kb, b)| ka.cmp(kb).then_with(|| a.queue.cmp(&b.queue)));
     keyed.dedup_by(|(kl, later), (kf, first)| kl == kf && later.queue == first.queue);
     records.extend(keyed.into_iter().map(|(_, r)| r));
+}
+
+/// The eight bytes of `url` after its first `shared`, as a big-endian word: URLs that share
+/// their first `shared` bytes compare as these words do, until two words tie.
+fn word_after(url: &[u8], shared: usize) -> u64 {
+    let tail = &url[shared..];
+    // Most tails have eight bytes to read at once; copying a tail's length of bytes was a
+    // call to `memmove` per record, a twentieth of a rolling fleet's time.
+    if let Some(w) = tail.first_chunk::<8>() {
+        return u64::from_be_bytes(*w);
+    }
+    let mut w = [0u8; 8];
+    w[..tail.len()].copy_from_slice(tail);
+    // A URL holds no NUL, so a shorter tail padded with zeros sorts first, as it should.
+    u64::from_be_bytes(w)
 }
 
 /// The slot of a retired record, whoever it names: not a live queue.
@@ -447,6 +455,20 @@ impl QueueView {
         self.owners.counts.keys().cloned().collect()
     }
 
+    /// The queues whose record names `owner`, retired ones included, in queue order: found by
+    /// slot, so only the records that name it (or are retired) are loaded, where comparing
+    /// every record's owner was a tenth of a rolling fleet's time.
+    pub fn named_by(&self, owner: &Owner) -> impl Iterator<Item = &QueueId> {
+        let slot = self.owners.counts.get(owner).map(|(slot, _)| *slot);
+        let owner = owner.clone();
+        let named = self.records.iter().zip(&self.slots);
+        let named = named.filter(move |(r, s)| match **s {
+            RETIRED => r.owner.as_ref() == Some(&owner),
+            s => Some(s) == slot,
+        });
+        named.map(|(r, _)| &r.queue)
+    }
+
     /// The holder of each live queue, in the order of [`QueueView::live_queues`]: what
     /// `member` gives for the life its record names (`None`: unowned, or no member).
     pub fn live_holders(&self, member: impl Fn(&Owner) -> Option<u32>) -> Vec<Option<u32>> {
@@ -591,7 +613,7 @@ mod tests {
         }
 
         #[test]
-        fn the_owners_live_queues_and_holders_kept_are_those_of_the_records(
+        fn the_owners_live_queues_holders_and_named_queues_kept_are_those_of_the_records(
             ops in proptest::collection::vec(
                 (0u8..3, proptest::collection::vec((0u8..6, 0u8..4, 1u64..5), 0..6)),
                 1..30,
@@ -644,6 +666,14 @@ mod tests {
                     .map(|r| r.owner.as_ref().and_then(member))
                     .collect();
                 proptest::prop_assert_eq!(v.live_holders(member), holders);
+                for life in ["a", "b", "c"].iter().flat_map(|id| [(*id, 0), (*id, 1)]) {
+                    let life = own(rec("q", Some(life), 1)).owner.expect("named");
+                    let named: Vec<&QueueId> = (v.records())
+                        .filter(|r| r.owner.as_ref() == Some(&life))
+                        .map(|r| &r.queue)
+                        .collect();
+                    proptest::prop_assert_eq!(v.named_by(&life).collect::<Vec<_>>(), named);
+                }
             }
         }
     }

@@ -55,19 +55,13 @@ impl Node {
         }
     }
 
-    /// The queues that can need anything: named here, targeted here or held here, and with
-    /// `fallback` those the fallback target gives here. Walks the view and the target (both
-    /// sorted by queue) side by side.
+    /// The queues that can need anything: named here, targeted here (and known) or held here,
+    /// and with `fallback` those the fallback target gives here.
     fn concerning(&self, me: &Owner, fallback: bool) -> Vec<QueueId> {
-        let target = self.target.assignment.iter().flat_map(|t| t.iter());
-        let mut targets = target.peekable();
-        let mut qs: Vec<QueueId> = Vec::new();
-        for r in self.view.records() {
-            while targets.next_if(|(q, _)| **q < r.queue).is_some() {}
-            let wanted = targets.next_if(|(q, _)| **q == r.queue).map(|(_, m)| m);
-            if r.owner.as_ref() == Some(me) || wanted == Some(&self.me) {
-                qs.push(r.queue.clone());
-            }
+        let mut qs: Vec<QueueId> = self.view.named_by(me).cloned().collect();
+        if let Some(target) = &self.target.assignment {
+            let wanted = target.assigned_to(&self.me);
+            qs.extend(wanted.filter(|q| self.view.get(q).is_some()).cloned());
         }
         qs.extend(self.held.keys().cloned());
         if let Some(fallback) = self.target.fallback.as_ref().filter(|_| fallback) {
