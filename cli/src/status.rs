@@ -202,14 +202,18 @@ async fn read_table(
         .ok()?;
     match execute::read(aws, &layout, Read::Table).await {
         Outcome::Applied(Reply::Table {
-            instances, queues, ..
+            instances, pages, ..
         }) => {
             let keys = (
                 layout.queue_partition_keys(),
                 layout.instance_partition_keys(),
             );
-            let queues = queues.into_iter().map(std::sync::Arc::unwrap_or_clone);
-            Some((keys, instances, queues.collect()))
+            let queues = pages.iter().flat_map(|p| p.records());
+            Some((
+                keys,
+                instances,
+                queues.map(|r| QueueRecord::clone(r)).collect(),
+            ))
         }
         _ => None,
     }

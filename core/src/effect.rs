@@ -7,6 +7,7 @@
 //! (condition failed) or unknown (no answer by the deadline: it may have happened, or may yet).
 
 use crate::ids::{InstanceId, Owner, QueueId};
+use crate::page::QueuePage;
 use crate::time::Millis;
 use std::sync::Arc;
 
@@ -341,9 +342,9 @@ pub enum Reply {
     Table {
         /// Every instance record that could be decoded.
         instances: Vec<InstanceRecord>,
-        /// Every queue record that could be decoded, each shared with whatever else holds it
-        /// (a view of the table keeps the same allocation).
-        queues: Vec<Arc<QueueRecord>>,
+        /// Every queue record that could be decoded, page by page, each shared with whatever
+        /// else holds it (a view of the table keeps the same allocation).
+        pages: Vec<QueuePage>,
         /// Records that could not.
         unreadable: Unreadable,
     },

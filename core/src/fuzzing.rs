@@ -11,6 +11,7 @@ use crate::effect::{
 };
 use crate::ids::{InstanceId, Owner, QueueId};
 use crate::node::Node;
+use crate::page::QueuePage;
 use crate::time::Millis;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -255,9 +256,13 @@ fn outcome(b: &mut Bytes, what: Open) -> Outcome {
         }),
         (_, Open::Read(Read::Table)) => {
             let instances = instances(b);
+            // Cut into two pages where the answer's spare bits say, reading no more bytes,
+            // so that older corpus entries mean what they meant.
+            let mut first = queues(b);
+            let rest = first.split_off(usize::from(x >> 2).min(first.len()));
             Outcome::Applied(Reply::Table {
                 instances,
-                queues: queues(b),
+                pages: vec![QueuePage::new(first), QueuePage::new(rest)],
                 unreadable: Unreadable::default(),
             })
         }

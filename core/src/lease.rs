@@ -12,6 +12,7 @@
 
 use crate::effect::QueueRecord;
 use crate::ids::{Owner, QueueId};
+use crate::page::{self, QueuePage};
 use crate::time::Millis;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
@@ -86,46 +87,6 @@ struct MergeOut {
     kept: Vec<Arc<QueueRecord>>,
     /// Queues whose record appeared, changed or vanished.
     changes: Vec<QueueId>,
-}
-
-/// Sorts `records` by queue and keeps the first of each queue's, exactly as a stable sort
-/// comparing their URLs and a dedup would, but comparing first a word cut from each URL just
-/// past the prefix they all share: a read's URLs differ in their last bytes only, and
-/// comparing them whole, through two pointers each, was nearly half of a 1,000-node
-/// simulation's time. A read's pages come sorted within each partition key, runs that a
-/// stable sort merges.
-fn sort_unique_by_queue(records: &mut Vec<Arc<QueueRecord>>) {
-    let Some(first) = records.first() else { return };
-    let first = Arc::clone(first);
-    let first = first.queue.as_str().as_bytes();
-    let mut shared = first.len();
-    for r in records.iter() {
-        let url = r.queue.as_str().as_bytes();
-        if !url.starts_with(&first[..shared]) {
-            shared = first.iter().zip(url).take_while(|(a, b)| a == b).count();
-        }
-    }
-    let word = |r: &Arc<QueueRecord>| word_after(r.queue.as_str().as_bytes(), shared);
-    let mut keyed: Vec<(u64, Arc<QueueRecord>)> =
-        records.drain(..).map(|r| (word(&r), r)).collect();
-    keyed.sort_by(|(ka, a), (kb, b)| ka.cmp(kb).then_with(|| a.queue.cmp(&b.queue)));
-    keyed.dedup_by(|(kl, later), (kf, first)| kl == kf && later.queue == first.queue);
-    records.extend(keyed.into_iter().map(|(_, r)| r));
-}
-
-/// The eight bytes of `url` after its first `shared`, as a big-endian word: URLs that share
-/// their first `shared` bytes compare as these words do, until two words tie.
-fn word_after(url: &[u8], shared: usize) -> u64 {
-    let tail = &url[shared..];
-    // Most tails have eight bytes to read at once; copying a tail's length of bytes was a
-    // call to `memmove` per record, a twentieth of a rolling fleet's time.
-    if let Some(w) = tail.first_chunk::<8>() {
-        return u64::from_be_bytes(*w);
-    }
-    let mut w = [0u8; 8];
-    w[..tail.len()].copy_from_slice(tail);
-    // A URL holds no NUL, so a shorter tail padded with zeros sorts first, as it should.
-    u64::from_be_bytes(w)
 }
 
 /// The slot of a retired record, whoever it names: not a live queue.
@@ -215,38 +176,52 @@ impl QueueView {
     /// Replaces the view with a snapshot whose read was sent at sequence `sent`.
     /// Returns how many queues' records appeared, changed or vanished: all a read of only
     /// what changed would have had to bring (docs/design.md §4.12).
-    pub fn merge_snapshot(&mut self, sent: u64, mut records: Vec<Arc<QueueRecord>>) -> usize {
-        // Walk the view and the sorted snapshot side by side, and keep the snapshot's own
-        // vector: a reconciliation read of a quiet table allocates nothing.
-        sort_unique_by_queue(&mut records);
-        self.keep_own_writes(sent, &mut records);
+    pub fn merge_snapshot(&mut self, sent: u64, pages: &[QueuePage]) -> usize {
+        // Walk the view and the sorted read side by side, moving each unchanged record's
+        // pointer from the old view to the new: a read of a quiet table touches no record,
+        // not even its reference count.
+        let read = page::sorted_unique(pages);
+        let mut own = self.own_writes_after(sent, &read).into_iter().peekable();
         let old_slots = std::mem::take(&mut self.slots).into_iter();
         let mut old = std::mem::take(&mut self.records)
             .into_iter()
             .zip(old_slots)
             .peekable();
-        let mut slots = Vec::with_capacity(records.len());
+        let mut records = Vec::with_capacity(read.len());
+        let mut slots = Vec::with_capacity(read.len());
         let mut out = MergeOut::default();
-        for r in &mut records {
-            let Some((o, slot)) = self.walk_to(&mut old, r, sent, &mut out) else {
-                self.live = None;
-                out.changes.push(r.queue.clone());
-                slots.push(self.owners.add(r));
-                continue;
+        for (i, r) in read.into_iter().enumerate() {
+            let written;
+            let r = match own.next_if(|(j, _)| *j == i) {
+                Some((_, w)) => {
+                    written = w;
+                    &written
+                }
+                None => r,
             };
-            // The same allocation is the same record, most of a read, compared without
-            // reading the queue's URL; an equal copy replaces the old one so that the next
-            // read compares so too (and shares the simulator's one copy).
-            if Arc::ptr_eq(&o, r) || o == *r {
-                slots.push(slot);
-                continue;
-            }
-            if o.retired != r.retired {
-                self.live = None;
-            }
-            slots.push(self.owners.add(r));
-            self.owners.remove(&o);
-            out.changes.push(o.queue.clone());
+            let (record, slot) = match self.walk_to(&mut old, r, sent, &mut out) {
+                // The view's own copy of this very record, most of a read.
+                Some((o, slot)) if Arc::ptr_eq(&o, r) => (o, slot),
+                // An equal copy replaces the old one, so that the next read finds the very
+                // record (and shares the simulator's one copy).
+                Some((o, slot)) if o == *r => (Arc::clone(r), slot),
+                Some((o, _)) => {
+                    if o.retired != r.retired {
+                        self.live = None;
+                    }
+                    let slot = self.owners.add(r);
+                    self.owners.remove(&o);
+                    out.changes.push(o.queue.clone());
+                    (Arc::clone(r), slot)
+                }
+                None => {
+                    self.live = None;
+                    out.changes.push(r.queue.clone());
+                    (Arc::clone(r), self.owners.add(r))
+                }
+            };
+            records.push(record);
+            slots.push(slot);
         }
         for (o, _) in old {
             self.drop_unless_written(o, sent, &mut out);
@@ -266,24 +241,33 @@ impl QueueView {
         changed
     }
 
-    /// Puts this node's own records written after `sent` into `records`, a snapshot sent at
-    /// `sent` sorted by queue, where the snapshot has an older or the same epoch, and forgets
-    /// the writes it shows a later epoch for. Done per write rather than per record: looking
-    /// each record up among the writes loaded every record the view held.
-    fn keep_own_writes(&mut self, sent: u64, records: &mut [Arc<QueueRecord>]) {
+    /// This node's own records written after `sent` that `read`, a snapshot sent at `sent`
+    /// sorted by queue, has at an older or the same epoch, each beside its place in `read`
+    /// (in order), and forgets the writes it shows a later epoch for. Done per write rather
+    /// than per record: looking each record up among the writes loaded every record the view
+    /// held.
+    fn own_writes_after(
+        &mut self,
+        sent: u64,
+        read: &[&Arc<QueueRecord>],
+    ) -> Vec<(usize, Arc<QueueRecord>)> {
         let after = self.touched.iter().filter(|(_, seq)| **seq > sent);
         let after: Vec<QueueId> = after.map(|(q, _)| q.clone()).collect();
+        let mut own = Vec::new();
         for q in after {
             let Ok(i) = self.find(&q) else { continue };
-            let Ok(j) = records.binary_search_by(|r| r.queue.cmp(&q)) else {
+            let Ok(j) = read.binary_search_by(|r| r.queue.cmp(&q)) else {
                 continue;
             };
-            if records[j].epoch <= self.records[i].epoch {
-                records[j] = Arc::clone(&self.records[i]);
+            if read[j].epoch <= self.records[i].epoch {
+                own.push((j, Arc::clone(&self.records[i])));
             } else {
                 self.touched.remove(&q);
             }
         }
+        // `touched` is in queue order already, as `read` is.
+        own.sort_by_key(|(j, _)| *j);
+        own
     }
 
     /// Takes in a read of the records of `asked` (sorted) sent at sequence `sent`, which found
@@ -541,6 +525,20 @@ mod tests {
         })
     }
 
+    /// Merges a snapshot of `records` (sent at `sent`) cut into pages after the first `cut`.
+    fn read_cut(v: &mut QueueView, sent: u64, records: &[Arc<QueueRecord>], cut: usize) -> usize {
+        let (a, b) = records.split_at(cut.min(records.len()));
+        v.merge_snapshot(
+            sent,
+            &[QueuePage::new(a.to_vec()), QueuePage::new(b.to_vec())],
+        )
+    }
+
+    /// Merges a snapshot of `records` (sent at `sent`), one page.
+    fn read_all(v: &mut QueueView, sent: u64, records: Vec<Arc<QueueRecord>>) -> usize {
+        v.merge_snapshot(sent, &[QueuePage::new(records)])
+    }
+
     /// A record from drawn numbers: queue `q<q>`, owned by life 1 of a, b or c (or nobody).
     fn drawn((q, o, epoch): (u8, u8, u64)) -> Arc<QueueRecord> {
         let owner = ["a", "b", "c"].get(usize::from(o)).map(|id| (*id, 1));
@@ -551,7 +549,7 @@ mod tests {
     /// 2, 3, ...: some after a later read was sent, some before.
     fn view_after(before: Vec<(u8, u8, u64)>, local: Vec<(u8, u8, u64)>) -> QueueView {
         let mut v = QueueView::default();
-        v.merge_snapshot(1, before.into_iter().map(drawn).collect());
+        read_all(&mut v, 1, before.into_iter().map(drawn).collect());
         for (i, r) in local.into_iter().enumerate() {
             v.apply_local(2 + i as u64, own(drawn(r)));
         }
@@ -575,43 +573,22 @@ mod tests {
     fn a_snapshot_older_than_a_local_write_does_not_undo_it() {
         let mut v = QueueView::default();
         assert_eq!(
-            v.merge_snapshot(1, vec![rec("q", None, 1), rec("gone", None, 1)]),
+            read_all(&mut v, 1, vec![rec("q", None, 1), rec("gone", None, 1)]),
             2
         );
         v.apply_local(5, own(rec("q", Some(("a", 1)), 2)));
         // Sent at 4, before the write completed at 5: keeps the local record, drops `gone`.
-        assert_eq!(v.merge_snapshot(4, vec![rec("q", None, 1)]), 1);
+        assert_eq!(read_all(&mut v, 4, vec![rec("q", None, 1)]), 1);
         assert_eq!(v.get(&QueueId::new("q").unwrap()).unwrap().epoch, 2);
         assert!(v.get(&QueueId::new("gone").unwrap()).is_none());
         // Sent after: the snapshot wins, even going back in epoch (a recreated record).
-        assert_eq!(v.merge_snapshot(6, vec![rec("q", None, 1)]), 1);
+        assert_eq!(read_all(&mut v, 6, vec![rec("q", None, 1)]), 1);
         assert_eq!(v.get(&QueueId::new("q").unwrap()).unwrap().epoch, 1);
-        assert_eq!(v.merge_snapshot(7, vec![rec("q", None, 1)]), 0);
+        assert_eq!(read_all(&mut v, 7, vec![rec("q", None, 1)]), 0);
         assert_eq!(v.records().filter(|r| !r.retired).count(), 1);
     }
 
     proptest::proptest! {
-        #[test]
-        fn records_are_sorted_and_deduplicated_as_by_their_urls(
-            tails in proptest::collection::vec(
-                (0usize..3, "[a-c]{0,12}", 0u64..3),
-                0..40,
-            )
-        ) {
-            let prefixes = ["https://sqs.eu-west-1.amazonaws.com/1/q", "https://sqs.eu-west-1.amazonaws.com/1/", "q"];
-            let mut records: Vec<Arc<QueueRecord>> = tails
-                .iter()
-                .map(|(p, tail, epoch)| rec(&format!("{}{tail}", prefixes[*p]), None, *epoch))
-                .collect();
-            let mut expected = records.clone();
-            expected.sort_by(|a, b| a.queue.cmp(&b.queue));
-            expected.dedup_by(|later, first| later.queue == first.queue);
-            sort_unique_by_queue(&mut records);
-            // The same records in the same order: of equal URLs, the first read.
-            let ptrs = |v: &[Arc<QueueRecord>]| v.iter().map(Arc::as_ptr).collect::<Vec<_>>();
-            proptest::prop_assert_eq!(ptrs(&records), ptrs(&expected));
-        }
-
         #[test]
         fn the_owners_live_queues_holders_and_named_queues_kept_are_those_of_the_records(
             ops in proptest::collection::vec(
@@ -639,7 +616,7 @@ mod tests {
                         }
                     }
                     1 => {
-                        v.merge_snapshot(seq, recs);
+                        read_all(&mut v, seq, recs);
                     }
                     _ => {
                         let mut asked: Vec<QueueId> = recs.iter().map(|r| r.queue.clone()).collect();
@@ -732,6 +709,7 @@ mod tests {
             local in proptest::collection::vec((0u8..8, 0u8..4, 1u64..6), 0..5),
             snapshot in proptest::collection::vec((0u8..8, 0u8..4, 1u64..6), 0..10),
             sent in 1u64..5,
+            cut in 0usize..10,
         ) {
             let mut v = view_after(before, local);
             let old = by_queue(&v);
@@ -742,7 +720,7 @@ mod tests {
             for r in &snapshot {
                 read.entry(r.queue.clone()).or_insert_with(|| Arc::clone(r));
             }
-            v.merge_snapshot(sent, snapshot);
+            read_cut(&mut v, sent, &snapshot, cut);
             let mut want = read.clone();
             let mut still = BTreeSet::new();
             for q in &later {
@@ -762,14 +740,16 @@ mod tests {
     fn changes_name_exactly_the_queues_whose_record_changed() {
         let q = |s: &str| QueueId::new(s).unwrap();
         let mut v = QueueView::default();
-        v.merge_snapshot(
+        read_all(
+            &mut v,
             1,
             vec![rec("a", None, 1), rec("b", None, 1), rec("c", None, 1)],
         );
         assert_eq!(v.take_changes().len(), 3);
         assert!(!v.has_changes());
         // b changes hands, c vanishes, d appears; a is untouched.
-        v.merge_snapshot(
+        read_all(
+            &mut v,
             2,
             vec![
                 rec("a", None, 1),
@@ -782,7 +762,8 @@ mod tests {
         // A local write older than the record changes nothing.
         v.apply_local(4, own(rec("b", Some(("me", 1)), 1)));
         assert_eq!(v.take_changes(), BTreeSet::from([q("a")]));
-        v.merge_snapshot(
+        read_all(
+            &mut v,
             5,
             vec![
                 rec("a", Some(("me", 1)), 2),
@@ -800,21 +781,21 @@ mod tests {
         v.apply_local(1, own(rec("q", Some(("a", 1)), 2)));
         let _ = v.take_changes();
         let read = rec("q", Some(("a", 1)), 2);
-        assert_eq!(v.merge_snapshot(2, vec![Arc::clone(&read)]), 0);
+        assert_eq!(read_all(&mut v, 2, vec![Arc::clone(&read)]), 0);
         assert!(!v.has_changes());
         assert!(
             std::ptr::eq(v.get(&q).unwrap(), &*read),
             "the read's copy is kept"
         );
         let moved = rec("q", Some(("b", 1)), 3);
-        assert_eq!(v.merge_snapshot(3, vec![moved]), 1);
+        assert_eq!(read_all(&mut v, 3, vec![moved]), 1);
         assert_eq!(v.take_changes(), BTreeSet::from([q]));
     }
 
     #[test]
     fn a_local_write_never_replaces_a_newer_epoch() {
         let mut v = QueueView::default();
-        v.merge_snapshot(1, vec![rec("q", Some(("b", 1)), 9)]);
+        read_all(&mut v, 1, vec![rec("q", Some(("b", 1)), 9)]);
         v.apply_local(2, own(rec("q", Some(("a", 1)), 3)));
         assert_eq!(v.get(&QueueId::new("q").unwrap()).unwrap().epoch, 9);
     }

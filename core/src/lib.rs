@@ -19,6 +19,7 @@ pub mod ids;
 pub mod lease;
 pub mod membership;
 pub mod node;
+pub mod page;
 pub mod reads;
 pub mod rng;
 pub mod shutdown;
@@ -35,6 +36,7 @@ pub use effect::{
 pub use error::{Error, Result};
 pub use ids::{InstanceId, Owner, QueueId};
 pub use node::Node;
+pub use page::QueuePage;
 pub use reads::{ReadCause, TableReads};
 pub use shutdown::{Phase, StopOutcome};
 pub use time::{DriftingClock, Millis};

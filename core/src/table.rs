@@ -20,6 +20,7 @@
 
 use crate::effect::{InstanceRecord, Notice, QueueRecord, Read, Reply, Status, Unreadable, Write};
 use crate::ids::{InstanceId, Owner, QueueId};
+use crate::page::QueuePage;
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -468,8 +469,8 @@ pub struct DecodeError {
 pub struct Decoded {
     /// Instance records, in the order read.
     pub instances: Vec<InstanceRecord>,
-    /// Queue records, in the order read.
-    pub queues: Vec<Arc<QueueRecord>>,
+    /// Queue records, page by page in the order read.
+    pub queues: Vec<QueuePage>,
     /// Items that could not be read; the caller logs them and carries on.
     pub skipped: Vec<DecodeError>,
     /// The instances and queues those items are the records of, where their keys say.
@@ -481,17 +482,18 @@ pub fn decode_items<'a>(items: impl IntoIterator<Item = &'a Item>) -> Decoded {
     collect_records(items.into_iter().map(|i| (i, decode_item(i))))
 }
 
-/// Gathers items, each beside what [`decode_item`] makes of it, into a [`Decoded`]: for a
-/// caller that keeps the records of items it decoded before (the simulator, whose nodes read
-/// the same stored items over and over).
+/// Gathers items, each beside what [`decode_item`] makes of it, into a [`Decoded`] whose queue
+/// records are one page: for a caller that keeps the records of items it decoded before (the
+/// simulator, whose nodes read the same stored items over and over).
 pub fn collect_records<'a>(
     items: impl IntoIterator<Item = (&'a Item, Result<Record, DecodeError>)>,
 ) -> Decoded {
     let mut out = Decoded::default();
+    let mut queues = Vec::new();
     for (item, record) in items {
         match record {
             Ok(Record::Instance(r)) => out.instances.push(r),
-            Ok(Record::Queue(r)) => out.queues.push(r),
+            Ok(Record::Queue(r)) => queues.push(r),
             Err(e) => {
                 let sk = match item.get(SK) {
                     Some(Value::S(sk)) => sk.as_str(),
@@ -508,6 +510,9 @@ pub fn collect_records<'a>(
     }
     out.unreadable.instances.sort();
     out.unreadable.queues.sort();
+    if !queues.is_empty() {
+        out.queues.push(QueuePage::new(queues));
+    }
     out
 }
 
@@ -523,12 +528,14 @@ pub fn read_reply(read: &Read, decoded: Decoded) -> Reply {
         },
         Read::Table => Reply::Table {
             instances: decoded.instances,
-            queues: decoded.queues,
+            pages: decoded.queues,
             unreadable: decoded.unreadable,
         },
         Read::Records(_) => Reply::Records {
             instances: decoded.instances,
-            queues: decoded.queues,
+            queues: (decoded.queues.iter())
+                .flat_map(|p| p.records().iter().cloned())
+                .collect(),
             unreadable: decoded.unreadable,
         },
     }

@@ -232,7 +232,7 @@ mod tests {
         unreadable.queues.push(q.clone());
         t.read_completed(&Reply::Table {
             instances: Vec::new(),
-            queues: Vec::new(),
+            pages: Vec::new(),
             unreadable,
         });
         // A members read speaks for the instances only.

@@ -13,7 +13,7 @@
 )]
 
 use sqsbalancer_core::table::{self, DecodeError, Item, Record};
-use sqsbalancer_core::{InstanceId, QueueId, QueueRecord};
+use sqsbalancer_core::{InstanceId, QueueId, QueuePage, QueueRecord};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, DefaultHasher, Hasher};
 use std::sync::Arc;
@@ -42,8 +42,15 @@ impl Hasher for AddressHasher {
 /// A page of a query as the fake table shares it.
 type SharedItems = Arc<[Arc<Item>]>;
 
-/// What decoding each item of a page gave, in the page's order.
-type PageRecords = Arc<[Result<Record, DecodeError>]>;
+/// What decoding a page's items gave: its queue records as one page, whose sort words are
+/// then cut once for every node that reads it, and what its other items gave, each beside
+/// its place in the page.
+struct PageRecords {
+    /// The queue records, in the page's order.
+    queues: QueuePage,
+    /// Every other item's place and what decoding it gave, in the page's order.
+    others: Vec<(usize, Result<Record, DecodeError>)>,
+}
 
 /// Decoded records by item and by page, each entry holding its item or page so the address
 /// cannot be reused while it is cached.
@@ -56,29 +63,47 @@ pub(crate) struct DecodedItems {
     /// Records of each page still cached, keyed by the page's address: the fake table hands
     /// every read of an unchanged partition the same page, so a fleet's reads look up a page
     /// once rather than each of its items.
-    pages: HashMap<usize, (SharedItems, PageRecords), BuildHasherDefault<AddressHasher>>,
+    pages: HashMap<usize, (SharedItems, Arc<PageRecords>), BuildHasherDefault<AddressHasher>>,
     /// Pages at the last sweep of `pages`.
     pages_swept_at: usize,
 }
 
 impl DecodedItems {
-    /// What [`table::collect_records`] makes of the items of `pages`, in order.
+    /// What [`table::collect_records`] makes of the items of `pages`, in order, but with the
+    /// queue records of each page as a page of their own, shared by every read of it.
     /// Queue ids are the ones `ids` shares.
     pub(crate) fn collect(&mut self, pages: &[SharedItems], ids: &mut SharedIds) -> table::Decoded {
-        let records: Vec<PageRecords> = pages.iter().map(|p| self.page(p, ids)).collect();
-        let items = pages.iter().zip(&records);
-        table::collect_records(
-            items.flat_map(|(p, r)| p.iter().map(|i| &**i).zip(r.iter().cloned())),
-        )
+        let records: Vec<Arc<PageRecords>> = pages.iter().map(|p| self.page(p, ids)).collect();
+        let others = pages
+            .iter()
+            .zip(&records)
+            .flat_map(|(p, r)| (r.others.iter()).map(|(i, record)| (&*p[*i], record.clone())));
+        let mut decoded = table::collect_records(others);
+        let queues = records.iter().map(|r| &r.queues);
+        decoded.queues = queues
+            .filter(|q| !q.records().is_empty())
+            .cloned()
+            .collect();
+        decoded
     }
 
     /// The records of `page`'s items, decoded on the page's first read only.
-    fn page(&mut self, page: &SharedItems, ids: &mut SharedIds) -> PageRecords {
+    fn page(&mut self, page: &SharedItems, ids: &mut SharedIds) -> Arc<PageRecords> {
         let key = Arc::as_ptr(page).cast::<()>() as usize;
         if let Some((_, records)) = self.pages.get(&key) {
             return Arc::clone(records);
         }
-        let records: PageRecords = page.iter().map(|i| self.decode(i, ids)).collect();
+        let (mut queues, mut others) = (Vec::new(), Vec::new());
+        for (i, item) in page.iter().enumerate() {
+            match self.decode(item, ids) {
+                Ok(Record::Queue(r)) => queues.push(r),
+                other => others.push((i, other)),
+            }
+        }
+        let records = Arc::new(PageRecords {
+            queues: QueuePage::new(queues),
+            others,
+        });
         self.pages
             .insert(key, (Arc::clone(page), Arc::clone(&records)));
         if self.pages.len() > 2 * self.pages_swept_at.max(64) {
@@ -228,10 +253,21 @@ mod tests {
         let page: SharedItems = (1..4).map(item).collect();
         let bad: SharedItems = Arc::from([Arc::new(Item::new())]);
         let pages = [Arc::clone(&page), bad, page];
+        // Every record in the order read, with queue records' pages run together.
+        let flat = |d: table::Decoded| {
+            let queues: Vec<_> = d.queues.iter().flat_map(|p| p.records().to_vec()).collect();
+            (d.instances, queues, d.skipped, d.unreadable)
+        };
         for _ in 0..2 {
             let items = pages.iter().flat_map(|p| p.iter());
             let fresh = table::collect_records(items.map(|i| (&**i, table::decode_item(i))));
-            assert_eq!(cache.collect(&pages, &mut SharedIds::default()), fresh);
+            let cached = cache.collect(&pages, &mut SharedIds::default());
+            assert_eq!(
+                cached.queues.len(),
+                2,
+                "a page of queue records per page read"
+            );
+            assert_eq!(flat(cached), flat(fresh));
         }
         assert_eq!(cache.pages.len(), 2, "each page decoded once");
     }

@@ -140,10 +140,11 @@ pub async fn backlog(aws: &AwsBackend, urls: &[String]) -> usize {
 pub async fn owners(aws: &AwsBackend, app: &str) -> BTreeMap<String, usize> {
     let mut out = BTreeMap::new();
     if let Outcome::Applied(Reply::Table {
-        instances, queues, ..
+        instances, pages, ..
     }) = sqsbalancer_runtime::layout::read_recorded(aws, app, Read::Table).await
     {
-        for q in queues.iter().filter(|q| !q.retired) {
+        let queues = pages.iter().flat_map(|p| p.records());
+        for q in queues.filter(|q| !q.retired) {
             let Some(o) = &q.owner else { continue };
             let live = instances.iter().any(|i| {
                 i.id == o.id

@@ -9,6 +9,7 @@ use crate::effect::{
 };
 use crate::ids::{InstanceId, Owner, QueueId};
 use crate::lease::{AfterStop, names};
+use crate::page::QueuePage;
 use crate::reads::ReadCause;
 use crate::shutdown::Phase;
 use crate::time::Millis;
@@ -135,10 +136,10 @@ impl Node {
                 _,
                 Outcome::Applied(Reply::Table {
                     instances,
-                    queues,
+                    pages,
                     unreadable,
                 }),
-            ) => self.on_table(id, &instances, queues, unreadable),
+            ) => self.on_table(id, &instances, &pages, unreadable),
             (
                 Read::Records(asked),
                 Outcome::Applied(Reply::Records {
@@ -252,7 +253,7 @@ impl Node {
         &mut self,
         id: OpId,
         instances: &[InstanceRecord],
-        queues: Vec<Arc<QueueRecord>>,
+        pages: &[QueuePage],
         unreadable: Unreadable,
     ) {
         let _ = self.observe(id, instances, &unreadable.instances);
@@ -266,8 +267,8 @@ impl Node {
         for q in self.writes.take_refreshed(id.0) {
             self.dirty.queues.insert(q);
         }
-        let returned = queues.len();
-        let changed = self.view.merge_snapshot(id.0, queues);
+        let returned = pages.iter().map(|p| p.records().len()).sum();
+        let changed = self.view.merge_snapshot(id.0, pages);
         self.reads.sent.count_answer(returned, changed);
         self.create_deferred(self.now);
         self.target.retarget = true;

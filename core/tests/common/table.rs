@@ -86,12 +86,11 @@ impl MemTable {
 
     /// Every queue record, decoded.
     pub fn queues(&self) -> BTreeMap<QueueId, QueueRecord> {
-        let Reply::Table { queues, .. } = self.read(Read::Table) else {
+        let Reply::Table { pages, .. } = self.read(Read::Table) else {
             unreachable!("a table read answers with the table")
         };
-        queues
-            .into_iter()
-            .map(|r| (r.queue.clone(), Arc::unwrap_or_clone(r)))
+        (pages.iter().flat_map(|p| p.records()))
+            .map(|r| (r.queue.clone(), QueueRecord::clone(r)))
             .collect()
     }
 }
