@@ -173,7 +173,8 @@ impl QueueView {
         self.snapshot
     }
 
-    /// Replaces the view with a snapshot whose read was sent at sequence `sent`.
+    /// Replaces the view with a snapshot, `pages` in any order, whose read was sent at
+    /// sequence `sent`.
     /// Returns how many queues' records appeared, changed or vanished: all a read of only
     /// what changed would have had to bring (docs/design.md §4.12).
     pub fn merge_snapshot(&mut self, sent: u64, pages: &[QueuePage]) -> usize {
@@ -199,27 +200,8 @@ impl QueueView {
                 }
                 None => r,
             };
-            let (record, slot) = match self.walk_to(&mut old, r, sent, &mut out) {
-                // The view's own copy of this very record, most of a read.
-                Some((o, slot)) if Arc::ptr_eq(&o, r) => (o, slot),
-                // An equal copy replaces the old one, so that the next read finds the very
-                // record (and shares the simulator's one copy).
-                Some((o, slot)) if o == *r => (Arc::clone(r), slot),
-                Some((o, _)) => {
-                    if o.retired != r.retired {
-                        self.live = None;
-                    }
-                    let slot = self.owners.add(r);
-                    self.owners.remove(&o);
-                    out.changes.push(o.queue.clone());
-                    (Arc::clone(r), slot)
-                }
-                None => {
-                    self.live = None;
-                    out.changes.push(r.queue.clone());
-                    (Arc::clone(r), self.owners.add(r))
-                }
-            };
+            let was = self.walk_to(&mut old, r, sent, &mut out);
+            let (record, slot) = self.take_read(was, r, &mut out);
             records.push(record);
             slots.push(slot);
         }
@@ -239,6 +221,37 @@ impl QueueView {
         // In queue order, so the set is built in one pass rather than searched per queue.
         self.changes.append(&mut out.changes.into_iter().collect());
         changed
+    }
+
+    /// The record and slot the merged view keeps for `r`, a read record whose queue the view
+    /// had as `was` (with its slot), counting the change in `out`.
+    fn take_read(
+        &mut self,
+        was: Option<(Arc<QueueRecord>, u32)>,
+        r: &Arc<QueueRecord>,
+        out: &mut MergeOut,
+    ) -> (Arc<QueueRecord>, u32) {
+        match was {
+            // The view's own copy of this very record, most of a read.
+            Some((o, slot)) if Arc::ptr_eq(&o, r) => (o, slot),
+            // An equal copy replaces the old one, so that the next read finds the very record
+            // (and shares the simulator's one copy).
+            Some((o, slot)) if o == *r => (Arc::clone(r), slot),
+            Some((o, _)) => {
+                if o.retired != r.retired {
+                    self.live = None;
+                }
+                let slot = self.owners.add(r);
+                self.owners.remove(&o);
+                out.changes.push(o.queue.clone());
+                (Arc::clone(r), slot)
+            }
+            None => {
+                self.live = None;
+                out.changes.push(r.queue.clone());
+                (Arc::clone(r), self.owners.add(r))
+            }
+        }
     }
 
     /// This node's own records written after `sent` that `read`, a snapshot sent at `sent`
