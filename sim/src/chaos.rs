@@ -6,7 +6,9 @@
 use crate::fake::{Outgoing, Service};
 use crate::world::{Ev, World};
 use sqsbalancer_core::rng::Rng;
+use sqsbalancer_core::table::Item;
 use sqsbalancer_core::{Input, Millis, QueueId};
+use std::sync::Arc;
 
 /// Most instances a run grows to by joins, as a multiple of its starting size.
 pub(crate) const MAX_GROWTH: usize = 2;
@@ -89,10 +91,11 @@ impl World {
             }
         }
         if roll(self, f.ttl) {
-            let rng = &mut self.rng;
+            let (rng, decoded, ids) = (&mut self.rng, &mut self.decoded, &mut self.ids);
+            let decode = |item: &Arc<Item>| decoded.decode(item, ids);
             if let Some(k) = self
                 .dynamo
-                .expire_ended(crate::TABLE, |n| rng.below(n as u64) as usize)
+                .expire_ended(crate::TABLE, decode, |n| rng.below(n as u64) as usize)
             {
                 self.note("ttl", None);
                 self.emit(None, "expired", || k.sk.clone());

@@ -291,9 +291,9 @@ pub struct World {
     pub(crate) rng: Rng,
     pub(crate) dynamo: FakeDynamo,
     /// The records of the table's items, decoded once per stored version for every node.
-    decoded: DecodedItems,
+    pub(crate) decoded: DecodedItems,
     /// The id of each queue URL listed and of each instance, made once for every node.
-    ids: SharedIds,
+    pub(crate) ids: SharedIds,
     /// Where the records are kept.
     layout: Layout,
     pub(crate) sqs: FakeSqs,

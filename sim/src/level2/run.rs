@@ -20,6 +20,7 @@ use crate::fake::{Outgoing, Service};
 use crate::report::{Finished, Report};
 use crate::scenario::{FaultMix, Level, Scenario};
 use sqsbalancer_core::rng::Rng;
+use sqsbalancer_core::table;
 use sqsbalancer_core::{Millis, QueueId};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -447,10 +448,11 @@ impl Harness {
         if self.roll(f.ttl) {
             let rng = &mut self.rng;
             let mut s = lock(&self.lab);
-            if let Some(k) = s
-                .dynamo
-                .expire_ended(crate::TABLE, |n| rng.below(n as u64) as usize)
-            {
+            if let Some(k) = s.dynamo.expire_ended(
+                crate::TABLE,
+                |i| table::decode_item(i),
+                |n| rng.below(n as u64) as usize,
+            ) {
                 note(&mut s, "ttl", None);
                 s.emit(None, "expired", || k.sk.clone());
             }
