@@ -51,24 +51,78 @@ impl fmt::Debug for QueuePage {
     }
 }
 
+/// Where each record of a read sits once the read is sorted by queue: what lets the next
+/// read of the same queues, cut into the same pages, be put in order without sorting it.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Layout {
+    /// How many records each page held, in the order read.
+    lens: Vec<u32>,
+    /// Each record's place in the sorted read, page after page in the order read.
+    at: Vec<u32>,
+}
+
+impl Layout {
+    /// The records of `pages` in the order of `sorted`, the records this layout was made for
+    /// (or others of the same queues), if `pages` hold exactly those queues cut into pages as
+    /// before: what [`sorted_unique`] would give, checked record by record. `None` otherwise.
+    pub(crate) fn place<'a>(
+        &self,
+        pages: &'a [QueuePage],
+        sorted: &[Arc<QueueRecord>],
+    ) -> Option<Vec<&'a Arc<QueueRecord>>> {
+        let lens = pages.iter().map(|p| p.records().len() as u32);
+        if self.at.len() != sorted.len() || !lens.eq(self.lens.iter().copied()) {
+            return None;
+        }
+        let mut placed: Vec<Option<&Arc<QueueRecord>>> = vec![None; sorted.len()];
+        let records = pages.iter().flat_map(|p| p.records());
+        for (r, at) in records.zip(&self.at) {
+            let was = sorted.get(*at as usize)?;
+            // The view's own copy of this very record: no URL to compare.
+            if !Arc::ptr_eq(r, was) && r.queue != was.queue {
+                return None;
+            }
+            placed[*at as usize] = Some(r);
+        }
+        // Each place filled once, as `at` holds each place once while the queues match.
+        placed.into_iter().collect()
+    }
+}
+
 /// The records of `pages` sorted by queue, keeping the first read of each queue's: exactly
 /// what a stable sort by URL and a dedup would give. A read's pages come sorted within each
-/// partition key, runs that a stable sort merges.
-pub(crate) fn sorted_unique(pages: &[QueuePage]) -> Vec<&Arc<QueueRecord>> {
+/// partition key, runs that a stable sort merges. The layout comes with them unless a queue
+/// was read twice.
+pub(crate) fn sorted_unique(pages: &[QueuePage]) -> (Vec<&Arc<QueueRecord>>, Option<Layout>) {
     let shared = shared_by_all(pages);
-    let len = pages.iter().map(|p| p.0.records.len()).sum();
-    let mut keyed: Vec<(u64, &Arc<QueueRecord>)> = Vec::with_capacity(len);
+    let flat: Vec<&Arc<QueueRecord>> = pages.iter().flat_map(|p| p.records()).collect();
+    let mut keyed: Vec<(u64, u32)> = Vec::with_capacity(flat.len());
     for p in pages {
         let p = &*p.0;
+        let from = keyed.len() as u32;
         if p.shared == shared {
-            keyed.extend(p.words.iter().copied().zip(&p.records));
+            keyed.extend(p.words.iter().copied().zip(from..));
         } else {
-            keyed.extend(p.records.iter().map(|r| (word_after(url(r), shared), r)));
+            let words = p.records.iter().map(|r| word_after(url(r), shared));
+            keyed.extend(words.zip(from..));
         }
     }
-    keyed.sort_by(|(ka, a), (kb, b)| ka.cmp(kb).then_with(|| a.queue.cmp(&b.queue)));
-    keyed.dedup_by(|(kl, later), (kf, first)| kl == kf && later.queue == first.queue);
-    keyed.into_iter().map(|(_, r)| r).collect()
+    let queue = |i: u32| &flat[i as usize].queue;
+    keyed.sort_by(|(ka, a), (kb, b)| ka.cmp(kb).then_with(|| queue(*a).cmp(queue(*b))));
+    let mut read: Vec<&Arc<QueueRecord>> = Vec::with_capacity(flat.len());
+    let mut at = vec![0u32; flat.len()];
+    let (mut last, mut twice) = (None, false);
+    for (k, i) in keyed {
+        if last.is_some_and(|(lk, li)| lk == k && queue(li) == queue(i)) {
+            twice = true;
+            continue;
+        }
+        last = Some((k, i));
+        at[i as usize] = read.len() as u32;
+        read.push(flat[i as usize]);
+    }
+    let lens = pages.iter().map(|p| p.records().len() as u32).collect();
+    (read, (!twice).then_some(Layout { lens, at }))
 }
 
 /// A number of leading bytes that every URL of `pages` shares, found from each page's first
@@ -137,36 +191,90 @@ mod tests {
         })
     }
 
+    const PREFIXES: [&str; 3] = [
+        "https://sqs.eu-west-1.amazonaws.com/1/q",
+        "https://sqs.eu-west-1.amazonaws.com/1/",
+        "q",
+    ];
+
+    /// Records from drawn (prefix, tail, epoch) triples.
+    fn drawn(tails: &[(usize, String, u64)]) -> Vec<Arc<QueueRecord>> {
+        let url = |p: usize, tail: &str| format!("{}{tail}", PREFIXES[p]);
+        tails.iter().map(|(p, t, e)| rec(&url(*p, t), *e)).collect()
+    }
+
+    /// `records` cut into pages at the drawn places, in order.
+    fn cut(records: &[Arc<QueueRecord>], cuts: &[usize]) -> Vec<QueuePage> {
+        let mut cuts: Vec<usize> = cuts.iter().map(|c| (*c).min(records.len())).collect();
+        cuts.sort_unstable();
+        let mut pages = Vec::new();
+        let mut from = 0;
+        for to in cuts.into_iter().chain([records.len()]) {
+            pages.push(QueuePage::new(records[from..to].to_vec()));
+            from = to;
+        }
+        pages
+    }
+
+    fn ptrs(v: &[&Arc<QueueRecord>]) -> Vec<*const QueueRecord> {
+        v.iter().map(|r| Arc::as_ptr(r)).collect()
+    }
+
     proptest::proptest! {
         #[test]
         fn pages_are_sorted_and_deduplicated_as_their_records_by_url(
-            tails in proptest::collection::vec(
-                (0usize..3, "[a-c]{0,12}", 0u64..3),
-                0..40,
-            ),
+            tails in proptest::collection::vec((0usize..3, "[a-c]{0,12}", 0u64..3), 0..40),
             cuts in proptest::collection::vec(0usize..40, 0..5),
         ) {
-            let prefixes = ["https://sqs.eu-west-1.amazonaws.com/1/q", "https://sqs.eu-west-1.amazonaws.com/1/", "q"];
-            let records: Vec<Arc<QueueRecord>> = tails
-                .iter()
-                .map(|(p, tail, epoch)| rec(&format!("{}{tail}", prefixes[*p]), *epoch))
-                .collect();
+            let records = drawn(&tails);
             let mut expected = records.clone();
             expected.sort_by(|a, b| a.queue.cmp(&b.queue));
             expected.dedup_by(|later, first| later.queue == first.queue);
-            // The records cut into pages at the drawn places, in order.
-            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(records.len())).collect();
-            cuts.sort_unstable();
-            let mut pages = Vec::new();
-            let mut from = 0;
-            for to in cuts.into_iter().chain([records.len()]) {
-                pages.push(QueuePage::new(records[from..to].to_vec()));
-                from = to;
-            }
-            let sorted = sorted_unique(&pages);
+            let pages = cut(&records, &cuts);
+            let (sorted, layout) = sorted_unique(&pages);
             // The same records in the same order: of equal URLs, the first read.
-            let ptrs = |v: &[&Arc<QueueRecord>]| v.iter().map(|r| Arc::as_ptr(r)).collect::<Vec<_>>();
             proptest::prop_assert_eq!(ptrs(&sorted), ptrs(&expected.iter().collect::<Vec<_>>()));
+            // A layout exactly when no queue was read twice, giving each record its place.
+            proptest::prop_assert_eq!(layout.is_some(), expected.len() == records.len());
+            for (r, at) in records.iter().zip(layout.map(|l| l.at).unwrap_or_default()) {
+                proptest::prop_assert!(Arc::ptr_eq(r, sorted[at as usize]));
+            }
+        }
+
+        /// A layout places a later read exactly as sorting it would, and refuses none whose
+        /// pages hold the same queues in the same order.
+        #[test]
+        fn a_layout_places_a_read_as_sorting_it_would(
+            tails in proptest::collection::vec((0usize..3, "[a-c]{0,6}", 0u64..3), 0..30),
+            cuts in proptest::collection::vec(0usize..30, 0..4),
+            edits in proptest::collection::vec((0u8..4, "[a-c]{0,6}"), 30),
+            recut in proptest::collection::vec(0usize..30, 0..4),
+            same_cut in proptest::bool::ANY,
+        ) {
+            let before = drawn(&tails);
+            let first = cut(&before, &cuts);
+            let (sorted, layout) = sorted_unique(&first);
+            let Some(layout) = layout else { return Ok(()) };
+            let view: Vec<Arc<QueueRecord>> = sorted.into_iter().cloned().collect();
+            // The same records (0), others of the same queues (1, 2), or other queues (3).
+            let after: Vec<Arc<QueueRecord>> = before
+                .iter()
+                .zip(&edits)
+                .map(|(r, (edit, tail))| match edit {
+                    0 => Arc::clone(r),
+                    1 | 2 => rec(r.queue.as_str(), r.epoch + 1),
+                    _ => rec(&format!("{}{tail}", PREFIXES[0]), r.epoch),
+                })
+                .collect();
+            let same_queues = edits.iter().take(before.len()).all(|(e, _)| *e < 3);
+            let pages = cut(&after, if same_cut { &cuts } else { &recut });
+            let placed = layout.place(&pages, &view);
+            if same_cut && same_queues {
+                proptest::prop_assert!(placed.is_some());
+            }
+            if let Some(placed) = placed {
+                proptest::prop_assert_eq!(ptrs(&placed), ptrs(&sorted_unique(&pages).0));
+            }
         }
     }
 }
