@@ -184,17 +184,47 @@ impl QueueView {
     /// Returns how many queues' records appeared, changed or vanished: all a read of only
     /// what changed would have had to bring (docs/design.md §4.12).
     pub fn merge_snapshot(&mut self, sent: u64, pages: &[QueuePage]) -> usize {
+        let differing = self
+            .layout
+            .as_ref()
+            .and_then(|l| l.differing(pages, &self.records));
+        let changed = match differing {
+            Some(differing) => self.merge_differing(sent, differing),
+            None => self.merge_sorted(sent, pages),
+        };
+        self.touched.retain(|_, seq| *seq > sent);
+        self.snapshot = self.snapshot.max(sent);
+        changed
+    }
+
+    /// Merges a snapshot sent at `sent` of the view's very queues, of which `differing`
+    /// (with their places, in order) are not the view's own records: the rest of the view
+    /// stays as it is, untouched.
+    fn merge_differing(&mut self, sent: u64, differing: Vec<(usize, &Arc<QueueRecord>)>) -> usize {
+        let mut out = MergeOut::default();
+        for (at, r) in differing {
+            let was = &self.records[at];
+            if self.written_after(&r.queue, sent) {
+                // This node's own later write stays unless the read shows a later epoch.
+                if r.epoch <= was.epoch {
+                    continue;
+                }
+                self.touched.remove(&r.queue);
+            }
+            let was = (Arc::clone(was), self.slots[at]);
+            (self.records[at], self.slots[at]) = self.take_read(Some(was), r, &mut out);
+        }
+        let changed = out.changes.len();
+        self.changes.append(&mut out.changes.into_iter().collect());
+        changed
+    }
+
+    /// Merges a snapshot sent at `sent` by sorting it and walking it beside the view.
+    fn merge_sorted(&mut self, sent: u64, pages: &[QueuePage]) -> usize {
         // Walk the view and the sorted read side by side, moving each unchanged record's
         // pointer from the old view to the new: a read of a quiet table touches no record,
         // not even its reference count.
-        let placed = self
-            .layout
-            .as_ref()
-            .and_then(|l| l.place(pages, &self.records));
-        let (read, layout) = match placed {
-            Some(read) => (read, self.layout.take()),
-            None => page::sorted_unique(pages),
-        };
+        let (read, layout) = page::sorted_unique(pages);
         let mut own = self.own_writes_after(sent, &read).into_iter().peekable();
         let old_slots = std::mem::take(&mut self.slots).into_iter();
         let mut old = std::mem::take(&mut self.records)
@@ -230,8 +260,6 @@ impl QueueView {
         }
         self.records = records;
         self.slots = slots;
-        self.touched.retain(|_, seq| *seq > sent);
-        self.snapshot = self.snapshot.max(sent);
         let changed = out.changes.len();
         // In queue order, so the set is built in one pass rather than searched per queue.
         self.changes.append(&mut out.changes.into_iter().collect());

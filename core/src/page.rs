@@ -62,30 +62,36 @@ pub(crate) struct Layout {
 }
 
 impl Layout {
-    /// The records of `pages` in the order of `sorted`, the records this layout was made for
-    /// (or others of the same queues), if `pages` hold exactly those queues cut into pages as
-    /// before: what [`sorted_unique`] would give, checked record by record. `None` otherwise.
-    pub(crate) fn place<'a>(
+    /// The records of `pages` that differ from `sorted`'s, the records this layout was made
+    /// for (or others of the same queues), each with its place in `sorted`, in place order:
+    /// if `pages` hold exactly those queues cut into pages as before, the records that
+    /// [`sorted_unique`] would give where it gives no record of `sorted` itself. `None`
+    /// otherwise.
+    pub(crate) fn differing<'a>(
         &self,
         pages: &'a [QueuePage],
         sorted: &[Arc<QueueRecord>],
-    ) -> Option<Vec<&'a Arc<QueueRecord>>> {
+    ) -> Option<Vec<(usize, &'a Arc<QueueRecord>)>> {
         let lens = pages.iter().map(|p| p.records().len() as u32);
         if self.at.len() != sorted.len() || !lens.eq(self.lens.iter().copied()) {
             return None;
         }
-        let mut placed: Vec<Option<&Arc<QueueRecord>>> = vec![None; sorted.len()];
+        // `at` holds each place once (it was made so), so each place is checked once.
+        let mut differing = Vec::new();
         let records = pages.iter().flat_map(|p| p.records());
         for (r, at) in records.zip(&self.at) {
-            let was = sorted.get(*at as usize)?;
+            let was = &sorted[*at as usize];
             // The view's own copy of this very record: no URL to compare.
-            if !Arc::ptr_eq(r, was) && r.queue != was.queue {
+            if Arc::ptr_eq(r, was) {
+                continue;
+            }
+            if r.queue != was.queue {
                 return None;
             }
-            placed[*at as usize] = Some(r);
+            differing.push((*at as usize, r));
         }
-        // Each place filled once, as `at` holds each place once while the queues match.
-        placed.into_iter().collect()
+        differing.sort_unstable_by_key(|(at, _)| *at);
+        Some(differing)
     }
 }
 
@@ -241,10 +247,11 @@ mod tests {
             }
         }
 
-        /// A layout places a later read exactly as sorting it would, and refuses none whose
-        /// pages hold the same queues in the same order.
+        /// A layout finds the records of a later read that differ from those it was made for
+        /// exactly as sorting the read would, and refuses no read whose pages hold the same
+        /// queues in the same order.
         #[test]
-        fn a_layout_places_a_read_as_sorting_it_would(
+        fn a_layout_finds_what_differs_in_a_read_as_sorting_it_would(
             tails in proptest::collection::vec((0usize..3, "[a-c]{0,6}", 0u64..3), 0..30),
             cuts in proptest::collection::vec(0usize..30, 0..4),
             edits in proptest::collection::vec((0u8..4, "[a-c]{0,6}"), 30),
@@ -268,12 +275,17 @@ mod tests {
                 .collect();
             let same_queues = edits.iter().take(before.len()).all(|(e, _)| *e < 3);
             let pages = cut(&after, if same_cut { &cuts } else { &recut });
-            let placed = layout.place(&pages, &view);
+            let differing = layout.differing(&pages, &view);
             if same_cut && same_queues {
-                proptest::prop_assert!(placed.is_some());
+                proptest::prop_assert!(differing.is_some());
             }
-            if let Some(placed) = placed {
-                proptest::prop_assert_eq!(ptrs(&placed), ptrs(&sorted_unique(&pages).0));
+            if let Some(differing) = differing {
+                let mut merged: Vec<&Arc<QueueRecord>> = view.iter().collect();
+                for (at, r) in differing {
+                    proptest::prop_assert!(!Arc::ptr_eq(merged[at], r));
+                    merged[at] = r;
+                }
+                proptest::prop_assert_eq!(ptrs(&merged), ptrs(&sorted_unique(&pages).0));
             }
         }
     }
