@@ -770,4 +770,46 @@ mod tests {
             }
         }
     }
+
+    proptest::proptest! {
+        /// After every read the observer holds each instance that read showed, with its
+        /// record, silent since it last changed life, heartbeat or status (or since the read
+        /// that first showed it), and no other instance.
+        #[test]
+        fn a_read_leaves_each_instance_it_shows_silent_since_its_last_sign_of_life(
+            reads in proptest::collection::vec(
+                proptest::collection::btree_map(0u8..5, (1u64..3, 0u64..3, 0u8..3, 0u64..2), 0..5),
+                1..12,
+            ),
+        ) {
+            let mut m = Membership::default();
+            let mut want: BTreeMap<InstanceId, (InstanceRecord, Millis)> = BTreeMap::new();
+            for (t, read) in reads.into_iter().enumerate() {
+                let now = Millis(t as u64 * 10_000);
+                let rs: Vec<InstanceRecord> = read
+                    .into_iter()
+                    .map(|(i, (inc, hb, st, inbox))| InstanceRecord {
+                        inbox,
+                        ..rec(&format!("i{i}"), inc, hb, status(st))
+                    })
+                    .collect();
+                m.observe(now, &rs, &[]);
+                let life = |r: &InstanceRecord| (r.incarnation, r.heartbeat, r.status);
+                want = rs
+                    .iter()
+                    .map(|r| {
+                        let since = match want.get(&r.id) {
+                            Some((was, since)) if life(was) == life(r) => *since,
+                            _ => now,
+                        };
+                        (r.id.clone(), (r.clone(), since))
+                    })
+                    .collect();
+                let got: BTreeMap<InstanceId, (InstanceRecord, Millis)> = (m.seen.iter())
+                    .map(|(id, s)| (id.clone(), (s.record.clone(), s.since)))
+                    .collect();
+                proptest::prop_assert_eq!(got, want.clone());
+            }
+        }
+    }
 }
