@@ -11,8 +11,9 @@ pub mod worker;
 use sqsbalancer_core::{Config, Outcome, Read, Reply};
 use sqsbalancer_runtime::aws::{AwsBackend, AwsSettings};
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -24,31 +25,35 @@ pub struct Moto {
 }
 
 impl Moto {
-    /// Starts moto on a free port and waits until it accepts connections.
+    /// Starts moto on a port of its own choosing and waits until it says which.
+    ///
+    /// Picking a free port here and handing it to moto raced with the other tests doing the
+    /// same at once: two servers given one port, the second fails to bind, and its test talks
+    /// to the first until that one is stopped. Port 0 lets the kernel give moto its own port,
+    /// which moto prints once it listens.
     pub fn start() -> Moto {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free loopback port")
-            .port();
-        let child = Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        let mut child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", "0"])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect(
                 "moto_server on PATH (scripts/test installs it: pip install 'moto[server]==5.2.1')",
             );
-        let moto = Moto {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-        };
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            assert!(Instant::now() < deadline, "moto did not start within 30 s");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        moto
+        let stderr = child.stderr.take().expect("moto's stderr, piped");
+        let (tx, rx) = mpsc::channel();
+        // Reads moto's log to its end, so that moto never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(endpoint) = line.split("Running on ").nth(1) {
+                    let _ = tx.send(endpoint.trim().to_owned());
+                }
+            }
+        });
+        let endpoint = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("moto said where it listens within 30 s");
+        Moto { child, endpoint }
     }
 
     /// A backend for `table` on this server.
