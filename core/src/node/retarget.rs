@@ -219,11 +219,11 @@ impl Node {
         );
         let members = normalized(members);
         let lives = self.current_lives(&members);
-        let holders = self.view.live_holders(|o| {
+        let (holders, scores) = self.view.live_holders(|o| {
             let at = lives.binary_search_by(|(l, _)| life_order(l, o)).ok()?;
             Some(lives[at].1)
         });
-        assign_sorted(members, queues, &holders)
+        assign_sorted(members, queues, &holders, |_, qi| scores[qi as usize])
     }
 
     /// The current lives of `members`, in [`life_order`], each with its member's index: this
