@@ -489,9 +489,19 @@ impl QueueView {
         }
     }
 
-    /// Where `queue`'s record is, or would go, in the sorted records.
+    /// Where `queue`'s record is, or would go, in the sorted records: searched among the live
+    /// queues when they are every record (no tombstone), which loads one URL per step where
+    /// the records load a record and then its URL; deciding a rolling fleet's queues spent a
+    /// tenth of its time in these searches.
     fn find(&self, queue: &QueueId) -> Result<usize, usize> {
-        self.records.binary_search_by(|r| r.queue.cmp(queue))
+        match &self.live {
+            Some(live) if live.len() == self.records.len() => {
+                let at = live.binary_search(queue);
+                debug_assert_eq!(at, self.records.binary_search_by(|r| r.queue.cmp(queue)));
+                at
+            }
+            _ => self.records.binary_search_by(|r| r.queue.cmp(queue)),
+        }
     }
 
     /// The record of `queue`, if known.
