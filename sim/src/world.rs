@@ -708,13 +708,8 @@ impl World {
             let timeout = self.cfg.shutdown_timeout.as_millis() as u64;
             s.global(Millis(s.local(t).0 + timeout)) - t
         });
-        let records = self.owners.iter().map(|(q, o)| {
-            (
-                q,
-                o.as_ref(),
-                self.owner_at.get(q).copied().unwrap_or(u64::MAX),
-            )
-        });
+        let records = self.owners.iter().map(|(q, o)| (q, o.as_ref()));
+        let since = |q: &QueueId| self.owner_at.get(q).copied().unwrap_or(u64::MAX);
         let stop = Stop {
             name: &s.name,
             end: match outcome {
@@ -727,7 +722,12 @@ impl World {
             stop_faulted: s.stop_faulted || s.stop_started.is_some_and(|t| s.slow_until > t),
             life_faulted: s.life_faulted,
             pollers_left: s.pollers.len(),
-            still_named: still_named(records, s.stop_life.as_ref(), s.stop_started.unwrap_or(0)),
+            still_named: still_named(
+                records,
+                since,
+                s.stop_life.as_ref(),
+                s.stop_started.unwrap_or(0),
+            ),
         };
         if let Some(p) = stop_problem(&stop) {
             self.checker.violate(Invariant::GracefulStop, p);

@@ -69,17 +69,24 @@ pub fn stop_problem(stop: &Stop<'_>) -> Option<String> {
 }
 
 /// The first queue whose record names `life` and has since before `started` ms: given each
-/// record's owner and when it last changed. A queue handed to a stopping life (a peer had not
-/// yet seen it draining) is left to peers, which claim a deregistered life's queues at once.
+/// record's owner, and `since`, when a queue's record last changed. A queue handed to a
+/// stopping life (a peer had not yet seen it draining) is left to peers, which claim a
+/// deregistered life's queues at once. `since` is asked only of the records naming `life`:
+/// looking it up for every record of 100,000 at each stop was a seventh of a rolling
+/// 1,000-node fleet's time.
 pub fn still_named<'a>(
-    records: impl IntoIterator<Item = (&'a QueueId, Option<&'a Owner>, u64)>,
+    records: impl IntoIterator<Item = (&'a QueueId, Option<&'a Owner>)>,
+    since: impl Fn(&QueueId) -> u64,
     life: Option<&Owner>,
     started: u64,
 ) -> Option<&'a QueueId> {
+    let life = life?;
+    // Incarnations first: they differ for nearly every other life, without comparing ids.
+    let names = |o: &Owner| o.incarnation == life.incarnation && o == life;
     records
         .into_iter()
-        .find(|(_, owner, since)| owner.is_some() && *owner == life && *since < started)
-        .map(|(q, _, _)| q)
+        .find(|(q, owner)| owner.is_some_and(names) && since(q) < started)
+        .map(|(q, _)| q)
 }
 
 #[cfg(test)]
@@ -151,9 +158,10 @@ mod tests {
         let (a, b) = (queue(0), queue(1));
         let me = life(0);
         let other = life(1);
-        let records = [(&a, Some(&other), 10), (&b, Some(&me), 500)];
-        assert_eq!(still_named(records, Some(&me), 400), None);
-        assert_eq!(still_named(records, Some(&me), 600), Some(&b));
-        assert_eq!(still_named(records, None, 600), None);
+        let records = [(&a, Some(&other)), (&b, Some(&me))];
+        let since = |q: &QueueId| if *q == a { 10 } else { 500 };
+        assert_eq!(still_named(records, since, Some(&me), 400), None);
+        assert_eq!(still_named(records, since, Some(&me), 600), Some(&b));
+        assert_eq!(still_named(records, since, None, 600), None);
     }
 }

@@ -3,6 +3,7 @@
 
 use super::shared::{Shared, Up};
 use crate::check::{Invariant, Stop, StopEnd, Who, still_named, stop_problem};
+use sqsbalancer_core::QueueId;
 use sqsbalancer_runtime::RuntimeError;
 use std::time::Duration;
 
@@ -21,7 +22,8 @@ pub(crate) fn stopped(
 ) {
     let took = s.last_now().saturating_sub(started);
     let slot = &s.slots[who.0];
-    let records = s.owners.iter().map(|(q, (o, t))| (q, o.as_ref(), *t));
+    let records = s.owners.iter().map(|(q, (o, _))| (q, o.as_ref()));
+    let since = |q: &QueueId| s.owners.get(q).map_or(u64::MAX, |(_, t)| *t);
     let stop = Stop {
         name: &slot.name,
         end: match &outcome {
@@ -35,7 +37,7 @@ pub(crate) fn stopped(
         stop_faulted: slot.stop_faulted,
         life_faulted: slot.life_faulted,
         pollers_left: 0,
-        still_named: still_named(records, s.lives.get(&who), started),
+        still_named: still_named(records, since, s.lives.get(&who), started),
     };
     let problem = stop_problem(&stop);
     match &outcome {
