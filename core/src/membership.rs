@@ -148,7 +148,9 @@ impl Membership {
             if life(&s.record) != life(r) {
                 s.since = now;
             }
-            s.record = r.clone();
+            if s.record != *r {
+                s.record = r.clone();
+            }
             s.read = read;
         }
         self.seen.retain(|_, s| s.read == read);
