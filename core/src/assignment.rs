@@ -145,11 +145,8 @@ pub fn assign(
     queues.sort_unstable();
     queues.dedup();
     let queues: Arc<[QueueId]> = queues.into();
-    let scores: Vec<Rendezvous> = (members.iter())
-        .map(|m| Rendezvous::new(m.id.as_str()))
-        .collect();
     let named = Arc::clone(&queues);
-    let score = |mi: u32, qi: u32| scores[mi as usize].score(named[qi as usize].as_str());
+    let score = |rv: &Rendezvous, qi: u32| rv.score(named[qi as usize].as_str());
     let holders: Vec<Option<u32>> = queues
         .iter()
         .map(|q| {
@@ -174,14 +171,14 @@ pub(crate) fn normalized(members: &[Member]) -> Vec<Member> {
 
 /// [`assign`] for [`normalized`] members and queues already sorted and deduplicated, with
 /// `holders[i]` the index among `members` of the current holder of `queues[i]`, and
-/// `score(m, i)` the [`Rendezvous`] score of `queues[i]` for member `m`, its holder: the node
-/// has these from its view in order, so it skips a sort, two lookups and a hash per queue,
-/// which were most of the cost of recomputing a target.
+/// `score(scores, i)` the score of `queues[i]` by `scores`, its holder's [`Rendezvous`]: the
+/// node has these from its view in order, so it skips a sort and two lookups per queue, and
+/// a hash per queue it scored before, which were most of the cost of recomputing a target.
 pub(crate) fn assign_sorted(
     members: Vec<Member>,
     queues: Arc<[QueueId]>,
     holders: &[Option<u32>],
-    score: impl Fn(u32, u32) -> u64,
+    mut score: impl FnMut(&Rendezvous, u32) -> u64,
 ) -> Assignment {
     debug_assert!(queues.windows(2).all(|w| w[0] < w[1]));
     debug_assert_eq!(queues.len(), holders.len());
@@ -225,8 +222,9 @@ pub(crate) fn assign_sorted(
     for (mi, mut mine) in held.into_iter().enumerate() {
         if mine.len() > quota[mi] {
             // Which are kept is all that matters, not their order: a selection, not a sort.
+            let scores = Rendezvous::new(members[mi].id.as_str());
             let mut scored: Vec<(Reverse<u64>, u32)> = (mine.iter())
-                .map(|&qi| (Reverse(score(mi as u32, qi)), qi))
+                .map(|&qi| (Reverse(score(&scores, qi)), qi))
                 .collect();
             scored.select_nth_unstable(quota[mi]);
             mine = scored.iter().map(|(_, qi)| *qi).collect();

@@ -11,7 +11,6 @@
 //!   still in flight; so the fence has passed by then.
 
 use crate::effect::QueueRecord;
-use crate::hash::rendezvous;
 use crate::ids::{Owner, QueueId};
 use crate::page::{self, QueuePage};
 use crate::time::Millis;
@@ -103,11 +102,16 @@ struct MergeOut {
 struct Slot {
     /// The slot of the life the record names in [`Owners`] (or [`RETIRED`], [`UNOWNED`]).
     life: u32,
-    /// The rendezvous score of the record's queue for the instance it names (0 for none):
-    /// a target keeps a member's best-scoring queues when it holds more than its quota, and
-    /// hashing their URLs at every target was a third of a rolling fleet's time.
+    /// The rendezvous score of the record's queue for the instance it names, or [`UNSCORED`]
+    /// until a target first needs it: a target keeps a member's best-scoring queues when it
+    /// holds more than its quota, and hashing their URLs at every target was a third of a
+    /// rolling fleet's time (and scoring every record as it arrived slowed the start).
     score: u64,
 }
+
+/// A [`Slot`]'s score not computed yet. A queue whose score happens to be this is scored at
+/// every target that needs it, as every queue once was.
+pub(crate) const UNSCORED: u64 = 0;
 
 /// The slot of a retired record, whoever it names: not a live queue.
 const RETIRED: u32 = u32::MAX;
@@ -168,15 +172,11 @@ impl Owners {
         }
     }
 
-    /// Counts `record`'s owner once more, and returns the record's [`Slot`].
+    /// Counts `record`'s owner once more, and returns the record's [`Slot`], unscored.
     fn add_slot(&mut self, record: &QueueRecord) -> Slot {
-        let score = match &record.owner {
-            Some(o) if !record.retired => rendezvous(o.id.as_str(), record.queue.as_str()),
-            _ => 0,
-        };
         Slot {
             life: self.add(record),
-            score,
+            score: UNSCORED,
         }
     }
 }
@@ -545,7 +545,8 @@ impl QueueView {
 
     /// The holder of each live queue, in the order of [`QueueView::live_queues`]: what
     /// `member` gives for the life its record names (`None`: unowned, or no member), and
-    /// beside it the queue's rendezvous score for that life's instance.
+    /// beside it the queue's rendezvous score for that life's instance, if computed (else
+    /// [`UNSCORED`]).
     pub fn live_holders(
         &self,
         member: impl Fn(&Owner) -> Option<u32>,
@@ -556,6 +557,16 @@ impl QueueView {
         let live = self.slots.iter().filter(|s| s.life != RETIRED);
         live.map(|s| (of_slot.get(s.life as usize).copied().flatten(), s.score))
             .unzip()
+    }
+
+    /// Keeps `scores`, the live queues' scores in the order of [`QueueView::live_queues`],
+    /// as given by [`QueueView::live_holders`] with those a target computed since filled in
+    /// (none: nothing to keep).
+    pub fn keep_scores(&mut self, scores: Vec<u64>) {
+        let live = self.slots.iter_mut().filter(|s| s.life != RETIRED);
+        for (slot, score) in live.zip(scores) {
+            slot.score = score;
+        }
     }
 
     /// The number of known records.
@@ -605,6 +616,7 @@ pub(crate) fn names(record: &QueueRecord, me: Option<&Owner>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hash::rendezvous;
     use crate::ids::InstanceId;
 
     fn rec(q: &str, owner: Option<(&str, u64)>, epoch: u64) -> Arc<QueueRecord> {
@@ -732,14 +744,20 @@ mod tests {
                     _ => None,
                 };
                 let live_records = v.records().filter(|r| !r.retired);
-                let holders: (Vec<Option<u32>>, Vec<u64>) = live_records
+                let (holders, scores): (Vec<Option<u32>>, Vec<u64>) = live_records
                     .map(|r| {
                         let owner = r.owner.as_ref();
-                        let score = owner.map_or(0, |o| rendezvous(o.id.as_str(), r.queue.as_str()));
+                        let score = owner.map_or(UNSCORED, |o| rendezvous(o.id.as_str(), r.queue.as_str()));
                         (owner.and_then(member), score)
                     })
                     .unzip();
-                proptest::prop_assert_eq!(v.live_holders(member), holders);
+                let (got, kept) = v.live_holders(member);
+                proptest::prop_assert_eq!(got, holders);
+                // A kept score is its record's, whatever merged since it was kept.
+                for (kept, score) in kept.iter().zip(&scores) {
+                    proptest::prop_assert!(*kept == UNSCORED || kept == score);
+                }
+                v.keep_scores(scores);
                 for life in ["a", "b", "c"].iter().flat_map(|id| [(*id, 0), (*id, 1)]) {
                     let life = own(rec("q", Some(life), 1)).owner.expect("named");
                     let named: Vec<&QueueId> = (v.records())

@@ -7,6 +7,7 @@
 use super::Node;
 use crate::assignment::{Assignment, Member, assign_sorted, normalized};
 use crate::ids::{InstanceId, Owner, QueueId};
+use crate::lease::UNSCORED;
 use crate::reads::ReadCause;
 use crate::shutdown::Phase;
 use std::sync::Arc;
@@ -49,7 +50,8 @@ impl Node {
         t.behind = false;
         t.stale = false;
         let queues = self.view.live_queues();
-        let target = self.assign_among(&self.target.members, queues);
+        let (target, scores) = self.assign_among(&self.target.members, queues);
+        self.view.keep_scores(scores);
         // An unchanged target leaves every decision as it was, except those of the queues
         // that changed (already marked).
         if self.target.assignment.as_ref() != Some(&target) {
@@ -88,7 +90,8 @@ impl Node {
                 .cloned()
                 .collect();
             let queues = self.view.live_queues();
-            let fallback = self.assign_among(&members, queues);
+            let (fallback, scores) = self.assign_among(&members, queues);
+            self.view.keep_scores(scores);
             self.target.fallback = Some(fallback);
         }
         self.target.fallback.as_ref()
@@ -208,8 +211,9 @@ impl Node {
 
     /// The target among `members` for `queues`, the live queues of the view. A queue held by
     /// a member in its current life counts as held: the assignment keeps it there as far as
-    /// balance allows.
-    fn assign_among(&self, members: &[Member], queues: Arc<[QueueId]>) -> Assignment {
+    /// balance allows. Beside it, the live queues' scores for the view to keep if any had to
+    /// be computed (else none).
+    fn assign_among(&self, members: &[Member], queues: Arc<[QueueId]>) -> (Assignment, Vec<u64>) {
         debug_assert!(
             self.view
                 .records()
@@ -219,11 +223,21 @@ impl Node {
         );
         let members = normalized(members);
         let lives = self.current_lives(&members);
-        let (holders, scores) = self.view.live_holders(|o| {
+        let (holders, mut scores) = self.view.live_holders(|o| {
             let at = lives.binary_search_by(|(l, _)| life_order(l, o)).ok()?;
             Some(lives[at].1)
         });
-        assign_sorted(members, queues, &holders, |_, qi| scores[qi as usize])
+        let mut scored = false;
+        let named = Arc::clone(&queues);
+        let target = assign_sorted(members, queues, &holders, |rv, qi| {
+            let score = &mut scores[qi as usize];
+            if *score == UNSCORED {
+                *score = rv.score(named[qi as usize].as_str());
+                scored = true;
+            }
+            *score
+        });
+        (target, if scored { scores } else { Vec::new() })
     }
 
     /// The current lives of `members`, in [`life_order`], each with its member's index: this
