@@ -72,6 +72,11 @@ impl Assignment {
         mine.filter(move |(_, m)| **m == at).map(|(q, _)| q)
     }
 
+    /// The queues given, sorted, as shared with whoever listed them.
+    pub(crate) fn queues(&self) -> &Arc<[QueueId]> {
+        &self.queues
+    }
+
     /// The number of queues assigned.
     pub fn len(&self) -> usize {
         self.owners.len()

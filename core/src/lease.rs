@@ -524,6 +524,14 @@ impl QueueView {
         Arc::clone(live)
     }
 
+    /// Whether `queues` is the very list [`QueueView::live_queues`] gives now: then each of
+    /// them has a record, without a search.
+    pub fn lists(&self, queues: &Arc<[QueueId]>) -> bool {
+        self.live
+            .as_ref()
+            .is_some_and(|live| Arc::ptr_eq(live, queues))
+    }
+
     /// The lives that own a record.
     pub fn owners(&self) -> BTreeSet<Owner> {
         self.owners.counts.keys().cloned().collect()
@@ -975,6 +983,28 @@ mod tests {
         let moved = rec("q", Some(("b", 1)), 3);
         assert_eq!(read_all(&mut v, 3, vec![moved]), 1);
         assert_eq!(v.take_changes(), BTreeSet::from([q]));
+    }
+
+    #[test]
+    fn the_live_list_is_the_view_s_own_until_a_queue_joins_or_leaves() {
+        let mut v = QueueView::default();
+        read_all(&mut v, 1, vec![rec("q1", None, 1)]);
+        let live = v.live_queues();
+        assert!(v.lists(&live));
+        assert!(
+            !v.lists(&live.iter().cloned().collect()),
+            "an equal copy is not the list"
+        );
+        // A queue changing owner keeps the list; one joining makes a new one.
+        read_all(&mut v, 2, vec![rec("q1", Some(("a", 1)), 2)]);
+        assert!(v.lists(&live));
+        read_all(
+            &mut v,
+            3,
+            vec![rec("q1", Some(("a", 1)), 2), rec("q2", None, 1)],
+        );
+        assert!(!v.lists(&live));
+        assert_eq!(v.live_queues().len(), 2);
     }
 
     #[test]

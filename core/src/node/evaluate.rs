@@ -61,7 +61,13 @@ impl Node {
         let mut qs: Vec<QueueId> = self.view.named_by(me).cloned().collect();
         if let Some(target) = &self.target.assignment {
             let wanted = target.assigned_to(&self.me);
-            qs.extend(wanted.filter(|q| self.view.get(q).is_some()).cloned());
+            // A target of the live queues as the view lists them now gives only known queues.
+            let known = self.view.lists(target.queues());
+            qs.extend(
+                wanted
+                    .filter(|q| known || self.view.get(q).is_some())
+                    .cloned(),
+            );
         }
         qs.extend(self.held.keys().cloned());
         if let Some(fallback) = self.target.fallback.as_ref().filter(|_| fallback) {
