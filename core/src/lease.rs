@@ -10,6 +10,7 @@
 //!   is after that heartbeat was sent), and only after reaping it, which rejects any heartbeat
 //!   still in flight; so the fence has passed by then.
 
+use crate::assignment::NO_HOLDER;
 use crate::effect::QueueRecord;
 use crate::ids::{Owner, QueueId};
 use crate::page::{self, QueuePage};
@@ -178,6 +179,29 @@ impl Owners {
             life: self.add(record),
             score: UNSCORED,
         }
+    }
+}
+
+/// The scores of a view's live queues, by their place among them ([`QueueView::live_scores`]).
+pub(crate) struct LiveScores<'a> {
+    /// The view's slots, whose scores these are.
+    slots: &'a mut [Slot],
+    /// Each live queue's place in `slots`, when retired records sit among them (`None`: the
+    /// same place).
+    at: Option<Vec<u32>>,
+}
+
+impl LiveScores<'_> {
+    /// The score of the `live`-th live queue: the kept one, or `compute`'s, which is kept.
+    pub fn get(&mut self, live: u32, compute: impl FnOnce() -> u64) -> u64 {
+        let i = self.at.as_ref().map_or(live, |at| at[live as usize]) as usize;
+        let kept = self.slots[i].score;
+        if kept != UNSCORED {
+            return kept;
+        }
+        let score = compute();
+        self.slots[i].score = score;
+        score
     }
 }
 
@@ -552,28 +576,33 @@ impl QueueView {
     }
 
     /// The holder of each live queue, in the order of [`QueueView::live_queues`]: what
-    /// `member` gives for the life its record names (`None`: unowned, or no member), and
-    /// beside it the queue's rendezvous score for that life's instance, if computed (else
-    /// [`UNSCORED`]).
-    pub fn live_holders(
-        &self,
-        member: impl Fn(&Owner) -> Option<u32>,
-    ) -> (Vec<Option<u32>>, Vec<u64>) {
-        let of_slot: Vec<Option<u32>> = (self.owners.lives.iter())
-            .map(|life| life.as_ref().and_then(&member))
+    /// `member` gives for the life its record names ([`NO_HOLDER`]: unowned, or no member).
+    pub fn live_holders(&self, member: impl Fn(&Owner) -> Option<u32>) -> Vec<u32> {
+        let of_slot: Vec<u32> = (self.owners.lives.iter())
+            .map(|life| life.as_ref().and_then(&member).unwrap_or(NO_HOLDER))
             .collect();
-        let live = self.slots.iter().filter(|s| s.life != RETIRED);
-        live.map(|s| (of_slot.get(s.life as usize).copied().flatten(), s.score))
-            .unzip()
+        let mut holders = Vec::with_capacity(self.slots.len());
+        for s in self.slots.iter().filter(|s| s.life != RETIRED) {
+            holders.push(of_slot.get(s.life as usize).copied().unwrap_or(NO_HOLDER));
+        }
+        holders
     }
 
-    /// Keeps `scores`, the live queues' scores in the order of [`QueueView::live_queues`],
-    /// as given by [`QueueView::live_holders`] with those a target computed since filled in
-    /// (none: nothing to keep).
-    pub fn keep_scores(&mut self, scores: Vec<u64>) {
-        let live = self.slots.iter_mut().filter(|s| s.life != RETIRED);
-        for (slot, score) in live.zip(scores) {
-            slot.score = score;
+    /// The live queues' scores, in the order of [`QueueView::live_queues`], each computed
+    /// when first asked for and kept beside its record until the record changes.
+    pub fn live_scores(&mut self) -> LiveScores<'_> {
+        let all_live = (self.live.as_ref()).is_some_and(|l| l.len() == self.records.len());
+        let at = (!all_live).then(|| {
+            let live = self
+                .slots
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.life != RETIRED);
+            live.map(|(i, _)| i as u32).collect()
+        });
+        LiveScores {
+            slots: &mut self.slots,
+            at,
         }
     }
 
@@ -751,21 +780,22 @@ mod tests {
                     ("c", 1) => Some(1),
                     _ => None,
                 };
-                let live_records = v.records().filter(|r| !r.retired);
-                let (holders, scores): (Vec<Option<u32>>, Vec<u64>) = live_records
-                    .map(|r| {
-                        let owner = r.owner.as_ref();
-                        let score = owner.map_or(UNSCORED, |o| rendezvous(o.id.as_str(), r.queue.as_str()));
-                        (owner.and_then(member), score)
-                    })
-                    .unzip();
-                let (got, kept) = v.live_holders(member);
-                proptest::prop_assert_eq!(got, holders);
-                // A kept score is its record's, whatever merged since it was kept.
-                for (kept, score) in kept.iter().zip(&scores) {
-                    proptest::prop_assert!(*kept == UNSCORED || kept == score);
+                let live_records: Vec<QueueRecord> =
+                    v.records().filter(|r| !r.retired).cloned().collect();
+                let holders: Vec<u32> = (live_records.iter())
+                    .map(|r| r.owner.as_ref().and_then(member).unwrap_or(NO_HOLDER))
+                    .collect();
+                proptest::prop_assert_eq!(v.live_holders(member), holders);
+                // A kept score is its record's, whatever merged since it was kept; the
+                // unowned queues' scores are left unasked, as a target leaves them.
+                let mut scores = v.live_scores();
+                for (live, r) in live_records.iter().enumerate() {
+                    let Some(o) = &r.owner else { continue };
+                    let score = rendezvous(o.id.as_str(), r.queue.as_str());
+                    proptest::prop_assert_eq!(scores.get(live as u32, || score), score);
+                    // And it is kept: asked again, the score computes nothing.
+                    proptest::prop_assert_eq!(scores.get(live as u32, || UNSCORED), score);
                 }
-                v.keep_scores(scores);
                 for life in ["a", "b", "c"].iter().flat_map(|id| [(*id, 0), (*id, 1)]) {
                     let life = own(rec("q", Some(life), 1)).owner.expect("named");
                     let named: Vec<&QueueId> = (v.records())

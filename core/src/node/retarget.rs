@@ -7,7 +7,6 @@
 use super::Node;
 use crate::assignment::{Assignment, Member, assign_sorted, normalized};
 use crate::ids::{InstanceId, Owner, QueueId};
-use crate::lease::UNSCORED;
 use crate::reads::ReadCause;
 use crate::shutdown::Phase;
 use std::sync::Arc;
@@ -50,8 +49,7 @@ impl Node {
         t.behind = false;
         t.stale = false;
         let queues = self.view.live_queues();
-        let (target, scores) = self.assign_among(&self.target.members, queues);
-        self.view.keep_scores(scores);
+        let target = self.assign_among(&self.target.members.clone(), queues);
         // An unchanged target leaves every decision as it was, except those of the queues
         // that changed (already marked).
         if self.target.assignment.as_ref() != Some(&target) {
@@ -90,9 +88,7 @@ impl Node {
                 .cloned()
                 .collect();
             let queues = self.view.live_queues();
-            let (fallback, scores) = self.assign_among(&members, queues);
-            self.view.keep_scores(scores);
-            self.target.fallback = Some(fallback);
+            self.target.fallback = Some(self.assign_among(&members, queues));
         }
         self.target.fallback.as_ref()
     }
@@ -211,9 +207,8 @@ impl Node {
 
     /// The target among `members` for `queues`, the live queues of the view. A queue held by
     /// a member in its current life counts as held: the assignment keeps it there as far as
-    /// balance allows. Beside it, the live queues' scores for the view to keep if any had to
-    /// be computed (else none).
-    fn assign_among(&self, members: &[Member], queues: Arc<[QueueId]>) -> (Assignment, Vec<u64>) {
+    /// balance allows. The scores it computes stay in the view.
+    fn assign_among(&mut self, members: &[Member], queues: Arc<[QueueId]>) -> Assignment {
         debug_assert!(
             self.view
                 .records()
@@ -223,21 +218,15 @@ impl Node {
         );
         let members = normalized(members);
         let lives = self.current_lives(&members);
-        let (holders, mut scores) = self.view.live_holders(|o| {
+        let holders = self.view.live_holders(|o| {
             let at = lives.binary_search_by(|(l, _)| life_order(l, o)).ok()?;
             Some(lives[at].1)
         });
-        let mut scored = false;
+        let mut scores = self.view.live_scores();
         let named = Arc::clone(&queues);
-        let target = assign_sorted(members, queues, &holders, |rv, qi| {
-            let score = &mut scores[qi as usize];
-            if *score == UNSCORED {
-                *score = rv.score(named[qi as usize].as_str());
-                scored = true;
-            }
-            *score
-        });
-        (target, if scored { scores } else { Vec::new() })
+        assign_sorted(members, queues, &holders, |rv, qi| {
+            scores.get(qi, || rv.score(named[qi as usize].as_str()))
+        })
     }
 
     /// The current lives of `members`, in [`life_order`], each with its member's index: this
