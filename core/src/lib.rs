@@ -5,6 +5,7 @@
 //! the cluster simulator and in production.
 
 pub mod assignment;
+mod by_id;
 pub mod config;
 pub mod discovery;
 pub mod effect;

@@ -17,6 +17,7 @@
 //! its instance's heartbeat: every life of that id counts as alive until it can be read again.
 
 use crate::assignment::Member;
+use crate::by_id::ById;
 use crate::effect::{InstanceRecord, Status};
 use crate::ids::{InstanceId, Owner};
 use crate::time::Millis;
@@ -74,7 +75,7 @@ pub struct Verdicts {
 #[derive(Clone, Debug, Default)]
 pub struct Membership {
     /// Each instance's record as last read, and since when it has shown no sign of life.
-    seen: BTreeMap<InstanceId, Seen>,
+    seen: ById<Seen>,
     /// Lives known to have ended (reaped or deregistered).
     dead: BTreeSet<Owner>,
     /// Lives no read shows current any more, and when that was first seen.
@@ -111,25 +112,21 @@ impl Membership {
         // records of one instance in one read, the later is compared with the earlier.
         self.reads += 1;
         let read = self.reads;
-        for r in records {
+        for (p, r) in records.iter().enumerate() {
             if r.status == Status::Dead {
                 self.dead.insert(Owner {
                     id: r.id.clone(),
                     incarnation: r.incarnation,
                 });
             }
-            let Some(s) = self.seen.get_mut(&r.id) else {
-                let (record, since) = (r.clone(), now);
-                self.seen.insert(
-                    r.id.clone(),
-                    Seen {
-                        record,
-                        since,
-                        read,
-                    },
-                );
+            let (s, new) = self.seen.read_entry(p, &r.id, || Seen {
+                record: r.clone(),
+                since: now,
+                read,
+            });
+            if new {
                 continue;
-            };
+            }
             // A newer life replaces one this observer saw: the old one can never heartbeat
             // again, so its ghost timeout starts now at the latest, not when a queue asks.
             if s.record.incarnation < r.incarnation && s.record.status != Status::Dead {
@@ -153,7 +150,7 @@ impl Membership {
             }
             s.read = read;
         }
-        self.seen.retain(|_, s| s.read == read);
+        self.seen.retain(|s| s.read == read);
         // A life this read shows current is no ghost, whatever an earlier read (or a later page
         // of one) made of it: its timer starts afresh when a read shows it superseded.
         let seen = &self.seen;
@@ -807,8 +804,8 @@ mod tests {
                         (r.id.clone(), (r.clone(), since))
                     })
                     .collect();
-                let got: BTreeMap<InstanceId, (InstanceRecord, Millis)> = (m.seen.iter())
-                    .map(|(id, s)| (id.clone(), (s.record.clone(), s.since)))
+                let got: BTreeMap<InstanceId, (InstanceRecord, Millis)> = (m.seen.values())
+                    .map(|s| (s.record.id.clone(), (s.record.clone(), s.since)))
                     .collect();
                 proptest::prop_assert_eq!(got, want.clone());
             }

@@ -15,6 +15,7 @@ mod stop;
 mod target;
 mod writes;
 
+use crate::by_id::ById;
 use crate::config::Config;
 use crate::discovery::{Deferred, Filter};
 use crate::effect::{Effect, Input, Notice, OpId, QueueRecord, Read, Status, Write};
@@ -51,7 +52,7 @@ struct Peers {
     membership: Membership,
     /// Each instance's (incarnation, inbox, news) when last read: a change of this node's
     /// inbox or of anyone's news means its view of the queue records is stale.
-    inboxes: BTreeMap<InstanceId, (u64, u64, u64)>,
+    inboxes: ById<(u64, u64, u64)>,
     /// The liveness verdicts `evaluate` last saw; a read that changes none of them (the
     /// steady-state heartbeat read) leaves the queues as they are.
     verdicts: Verdicts,
