@@ -122,10 +122,14 @@ const UNOWNED: u32 = u32::MAX - 1;
 /// The lives that own records, each in a slot of its own while any record names it.
 #[derive(Clone, Debug, Default)]
 struct Owners {
-    /// Each owning life, with its slot and how many records name it.
-    counts: BTreeMap<Owner, (u32, usize)>,
+    /// The slots of the owning lives, by incarnation: incarnations start at random, so finding
+    /// a life compares numbers rather than ids' text, as a tree of lives did for every record
+    /// that changed owner.
+    by_incarnation: BTreeMap<u64, Vec<u32>>,
     /// The life in each slot (`None`: free).
     lives: Vec<Option<Owner>>,
+    /// How many records name the life in each slot.
+    counts: Vec<usize>,
     /// The free slots, taken by the next new owner.
     free: Vec<u32>,
 }
@@ -135,22 +139,38 @@ type Walk =
     Peekable<std::iter::Zip<std::vec::IntoIter<Arc<QueueRecord>>, std::vec::IntoIter<Slot>>>;
 
 impl Owners {
+    /// The slot of `owner`, if any record names it.
+    fn slot_of(&self, owner: &Owner) -> Option<u32> {
+        let slots = self.by_incarnation.get(&owner.incarnation)?;
+        let named = |s: &&u32| {
+            self.lives[**s as usize]
+                .as_ref()
+                .is_some_and(|l| l.id == owner.id)
+        };
+        slots.iter().find(named).copied()
+    }
+
     /// Counts `record`'s owner once more, and returns the record's slot.
     fn add(&mut self, record: &QueueRecord) -> u32 {
         let slot = match &record.owner {
             None => UNOWNED,
-            Some(o) => match self.counts.get_mut(o) {
-                Some((slot, n)) => {
-                    *n += 1;
-                    *slot
+            Some(o) => match self.slot_of(o) {
+                Some(slot) => {
+                    self.counts[slot as usize] += 1;
+                    slot
                 }
                 None => {
                     let slot = self.free.pop().unwrap_or(self.lives.len() as u32);
                     if slot as usize == self.lives.len() {
                         self.lives.push(None);
+                        self.counts.push(0);
                     }
                     self.lives[slot as usize] = Some(o.clone());
-                    self.counts.insert(o.clone(), (slot, 1));
+                    self.counts[slot as usize] = 1;
+                    self.by_incarnation
+                        .entry(o.incarnation)
+                        .or_default()
+                        .push(slot);
                     slot
                 }
             },
@@ -161,15 +181,18 @@ impl Owners {
     /// Stops counting `record`'s owner once, freeing its slot when no record names it.
     fn remove(&mut self, record: &QueueRecord) {
         let Some(o) = &record.owner else { return };
-        let Some((slot, n)) = self.counts.get_mut(o) else {
+        let Some(slot) = self.slot_of(o) else { return };
+        self.counts[slot as usize] -= 1;
+        if self.counts[slot as usize] > 0 {
             return;
-        };
-        *n -= 1;
-        if *n == 0 {
-            let slot = *slot;
-            self.counts.remove(o);
-            self.lives[slot as usize] = None;
-            self.free.push(slot);
+        }
+        self.lives[slot as usize] = None;
+        self.free.push(slot);
+        if let Some(slots) = self.by_incarnation.get_mut(&o.incarnation) {
+            slots.retain(|s| *s != slot);
+            if slots.is_empty() {
+                self.by_incarnation.remove(&o.incarnation);
+            }
         }
     }
 
@@ -558,14 +581,14 @@ impl QueueView {
 
     /// The lives that own a record.
     pub fn owners(&self) -> BTreeSet<Owner> {
-        self.owners.counts.keys().cloned().collect()
+        self.owners.lives.iter().flatten().cloned().collect()
     }
 
     /// The queues whose record names `owner`, retired ones included, in queue order: found by
     /// slot, so only the records that name it (or are retired) are loaded, where comparing
     /// every record's owner was a tenth of a rolling fleet's time.
     pub fn named_by(&self, owner: &Owner) -> impl Iterator<Item = &QueueId> {
-        let slot = self.owners.counts.get(owner).map(|(slot, _)| *slot);
+        let slot = self.owners.slot_of(owner);
         let owner = owner.clone();
         let named = self.records.iter().zip(&self.slots);
         let named = named.filter(move |(r, s)| match s.life {
