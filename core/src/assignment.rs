@@ -64,6 +64,11 @@ impl Assignment {
             .map(|(q, m)| (q, &self.members[*m as usize].id))
     }
 
+    /// Every queue with the index of its member in [`Assignment::members`], sorted by queue.
+    pub(crate) fn by_index(&self) -> impl Iterator<Item = (&QueueId, u32)> {
+        self.queues.iter().zip(self.owners.iter().copied())
+    }
+
     /// The queues assigned to `member`, sorted.
     pub fn assigned_to(&self, member: &InstanceId) -> impl Iterator<Item = &QueueId> {
         let at = self.members.binary_search_by(|m| m.id.cmp(member));

@@ -72,8 +72,7 @@ impl Node {
         qs.extend(self.held.keys().cloned());
         if let Some(fallback) = self.target.fallback.as_ref().filter(|_| fallback) {
             // Orphans of a suspect that fall back to this node.
-            let mine = fallback.iter().filter(|(_, m)| **m == self.me);
-            qs.extend(mine.map(|(q, _)| q.clone()));
+            qs.extend(fallback.assigned_to(&self.me).cloned());
         }
         qs.sort_unstable();
         qs.dedup();

@@ -106,9 +106,14 @@ impl Node {
         }
         let membership = &self.peers.membership;
         let members = &self.target.members;
+        // By member index: looking each of 100,000 queues' member up among the suspects
+        // compared ids' text at every step while a crashed tenth of a fleet was suspected.
+        let suspected: Vec<bool> = (target.members().iter())
+            .map(|m| suspects.binary_search(&m.id).is_ok())
+            .collect();
         target
-            .iter()
-            .filter(|(_, m)| suspects.binary_search(m).is_ok())
+            .by_index()
+            .filter(|(_, m)| suspected[*m as usize])
             .any(|(q, _)| {
                 let owner = self.view.get(q).and_then(|r| r.owner.as_ref());
                 owner.is_none_or(|o| {
