@@ -45,8 +45,9 @@ pub struct Assignment {
     /// The queues given, sorted: shared by the targets a node computes while its live queues
     /// stay the same, so a recompute clones no queue id.
     queues: Arc<[QueueId]>,
-    /// The index among `members` of each queue's member (empty when there are no members).
-    owners: Vec<u32>,
+    /// The index among `members` of each queue's member (empty when there are no members):
+    /// shared by the nodes that take the target from one [`crate::SharedTargets`].
+    owners: Arc<[u32]>,
 }
 
 impl Assignment {
@@ -60,7 +61,7 @@ impl Assignment {
     pub fn iter(&self) -> impl Iterator<Item = (&QueueId, &InstanceId)> {
         self.queues
             .iter()
-            .zip(&self.owners)
+            .zip(self.owners.iter())
             .map(|(q, m)| (q, &self.members[*m as usize].id))
     }
 
@@ -73,7 +74,7 @@ impl Assignment {
     pub fn assigned_to(&self, member: &InstanceId) -> impl Iterator<Item = &QueueId> {
         let at = self.members.binary_search_by(|m| m.id.cmp(member));
         let at = at.map_or(u32::MAX, |i| i as u32);
-        let mine = self.queues.iter().zip(&self.owners);
+        let mine = self.queues.iter().zip(self.owners.iter());
         mine.filter(move |(_, m)| **m == at).map(|(q, _)| q)
     }
 
@@ -95,7 +96,7 @@ impl Assignment {
     /// Queues per member, every member listed (zero included), sorted by member id.
     pub fn load(&self) -> BTreeMap<InstanceId, usize> {
         let mut counts = vec![0usize; self.members.len()];
-        for m in &self.owners {
+        for m in self.owners.iter() {
             counts[*m as usize] += 1;
         }
         self.members
@@ -199,7 +200,7 @@ pub(crate) fn assign_sorted(
         return Assignment {
             members,
             queues,
-            owners: Vec::new(),
+            owners: Arc::from([]),
         };
     }
 
@@ -285,7 +286,7 @@ pub(crate) fn assign_sorted(
     Assignment {
         members,
         queues,
-        owners: owner_of,
+        owners: owner_of.into(),
     }
 }
 

@@ -17,7 +17,7 @@ use sqsbalancer_core::rng::Rng;
 use sqsbalancer_core::table::{self, EPOCH, Key, Layout, QUEUE_PREFIX, Update, Value};
 use sqsbalancer_core::{
     Config, DriftingClock, Effect, Input, InstanceId, Millis, Node, OpId, Outcome, Owner, Phase,
-    QueueId, Read, Reply, StopOutcome, Write,
+    QueueId, Read, Reply, SharedTargets, StopOutcome, Write,
 };
 use sqsbalancer_runtime::Timeouts;
 use std::cmp::Ordering;
@@ -294,6 +294,8 @@ pub struct World {
     pub(crate) decoded: DecodedItems,
     /// The id of each queue URL listed and of each instance, made once for every node.
     pub(crate) ids: SharedIds,
+    /// The targets the nodes compute, shared so that one computes what others would again.
+    targets: Arc<SharedTargets>,
     /// Where the records are kept.
     layout: Layout,
     pub(crate) sqs: FakeSqs,
@@ -337,6 +339,7 @@ impl World {
             dynamo: FakeDynamo::new(),
             decoded: DecodedItems::default(),
             ids: SharedIds::default(),
+            targets: Arc::default(),
             layout: Layout::new(APP, sc.queue_partition_keys)
                 .with_instance_keys(sc.instance_partition_keys),
             sqs: FakeSqs::new(),
@@ -604,7 +607,9 @@ impl World {
         cfg.instance_id = Some(s.name.clone());
         cfg.capacity = s.weight;
         let local = s.local(self.now);
-        s.node = Some(Node::new(cfg, local).expect("the simulation's config is valid"));
+        let mut node = Node::new(cfg, local).expect("the simulation's config is valid");
+        node.share_targets(Arc::clone(&self.targets));
+        s.node = Some(node);
         self.stats.starts += 1;
         self.emit(Some(i), "start", String::new);
         self.after_handle(i);

@@ -25,6 +25,7 @@ use crate::lease::{AfterStop, Fence, Held, QueueView};
 use crate::membership::{Membership, Verdicts};
 use crate::reads::{ReadCause, TableReads};
 use crate::rng::Rng;
+use crate::shared_targets::SharedTargets;
 use crate::shutdown::{Phase, Shutdown, StopOutcome};
 use crate::time::{Millis, duration_ms};
 use crate::timer::Timers;
@@ -239,6 +240,13 @@ impl Node {
         };
         node.register();
         Ok(node)
+    }
+
+    /// Shares targets with the other nodes given the same `shared`: a node then takes a copy of
+    /// a target another one computed from the same inputs instead of computing it again. For a
+    /// process that runs many nodes, as the simulator does; the effects are the same either way.
+    pub fn share_targets(&mut self, shared: Arc<SharedTargets>) {
+        self.target.shared = Some(shared);
     }
 
     /// Feeds one event at `now`. See the calling contract on [`Node`].

@@ -212,7 +212,8 @@ impl Node {
 
     /// The target among `members` for `queues`, the live queues of the view. A queue held by
     /// a member in its current life counts as held: the assignment keeps it there as far as
-    /// balance allows. The scores it computes stay in the view.
+    /// balance allows. The scores it computes stay in the view. Taken from the shared targets
+    /// when another node computed it from the same inputs.
     fn assign_among(&mut self, members: &[Member], queues: Arc<[QueueId]>) -> Assignment {
         debug_assert!(
             self.view
@@ -228,10 +229,16 @@ impl Node {
             Some(lives[at].1)
         });
         let mut scores = self.view.live_scores();
-        let named = Arc::clone(&queues);
-        assign_sorted(members, queues, &holders, |rv, qi| {
-            scores.get(qi, || rv.score(named[qi as usize].as_str()))
-        })
+        let mut compute = |members, queues: Arc<[QueueId]>| {
+            let named = Arc::clone(&queues);
+            assign_sorted(members, queues, &holders, |rv, qi| {
+                scores.get(qi, || rv.score(named[qi as usize].as_str()))
+            })
+        };
+        match &self.target.shared {
+            Some(shared) => shared.get_or_compute(members, queues, &holders, compute),
+            None => compute(members, queues),
+        }
     }
 
     /// The current lives of `members`, in [`life_order`], each with its member's index: this

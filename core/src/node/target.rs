@@ -2,8 +2,10 @@
 //! when to compute it again).
 
 use crate::assignment::{Assignment, Member};
+use crate::SharedTargets;
 use crate::ids::{InstanceId, Owner};
 use crate::time::Millis;
+use std::sync::Arc;
 
 /// The cached target and what it was computed from.
 #[derive(Debug)]
@@ -34,6 +36,8 @@ pub(super) struct Target {
     /// The target among the members but the suspects, for the orphans `assignment` gives to a
     /// suspect; computed when first needed while anyone is suspected.
     pub fallback: Option<Assignment>,
+    /// The targets this node shares with other nodes of its process, if any.
+    pub shared: Option<Arc<SharedTargets>>,
 }
 
 impl Target {
@@ -52,6 +56,7 @@ impl Target {
             tick_passed: false,
             suspects: Vec::new(),
             fallback: None,
+            shared: None,
         }
     }
 }
