@@ -551,6 +551,17 @@ impl QueueView {
         }
     }
 
+    /// Where `queue`'s record is among [`QueueView::records`], if known: with no retired
+    /// record, also where `queue` is among the live queues.
+    pub(crate) fn position(&self, queue: &QueueId) -> Option<usize> {
+        self.find(queue).ok()
+    }
+
+    /// The record at `position`, as [`QueueView::position`] gave it.
+    pub(crate) fn record_at(&self, position: usize) -> &QueueRecord {
+        &self.records[position]
+    }
+
     /// The record of `queue`, if known.
     pub fn get(&self, queue: &QueueId) -> Option<&QueueRecord> {
         self.find(queue).ok().map(|i| &*self.records[i])

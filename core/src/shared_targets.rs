@@ -63,7 +63,8 @@ impl SharedTargets {
         compute: impl FnOnce(Vec<Member>, Arc<[QueueId]>) -> Assignment,
     ) -> Assignment {
         if let Some(found) = self.find(&members, &queues, holders) {
-            return found;
+            // The caller's own list, which its view recognises without comparing.
+            return found.with_queues(queues);
         }
         let target = compute(members.clone(), Arc::clone(&queues));
         let mut latest = self.latest.lock().unwrap_or_else(PoisonError::into_inner);
@@ -162,9 +163,11 @@ mod tests {
         let (ms, holders) = (members(3), vec![0, 0, 1, NO_HOLDER, 2, 0]);
         let (first, computed) = get(&shared, &ms, &queues(6), &holders);
         assert!(computed);
-        let (again, computed) = get(&shared, &ms, &queues(6), &holders);
+        let mine = queues(6);
+        let (again, computed) = get(&shared, &ms, &mine, &holders);
         assert!(!computed, "equal inputs in other allocations were computed again");
         assert_eq!(again, first);
+        assert!(Arc::ptr_eq(again.queues(), &mine), "not given the caller's own queues");
 
         let moved = vec![0, 1, 1, NO_HOLDER, 2, 0];
         let (other, computed) = get(&shared, &ms, &queues(6), &moved);

@@ -87,10 +87,11 @@ impl Node {
 
     /// Gathers what this node knows of `q` and decides it.
     fn decide_queue(&mut self, q: &QueueId, me: &Owner) -> Decision {
-        let wanted = self.wanted(q);
+        let at = self.view.position(q);
+        let wanted = self.wanted(q, at);
         let wanted = wanted.as_ref();
         let facts = Facts {
-            record: self.view.get(q),
+            record: at.map(|i| self.view.record_at(i)),
             held: self.held.get(q).copied(),
             busy: self.writes.busy(q),
             running: self.phase == Phase::Running,

@@ -127,9 +127,11 @@ impl Node {
 
     /// The instance `queue` should go to: its target, except that an orphan (no owner, or a
     /// dead one) targeted at a suspect goes to its fallback target, a member likely to claim
-    /// it now rather than one that may have to be condemned in turn.
-    pub(super) fn wanted(&mut self, queue: &QueueId) -> Option<InstanceId> {
-        let target = self.target.assignment.as_ref()?.owner_of(queue)?.clone();
+    /// it now rather than one that may have to be condemned in turn. `at` is the queue's
+    /// [`crate::lease::QueueView::position`], if known.
+    pub(super) fn wanted(&mut self, queue: &QueueId, at: Option<usize>) -> Option<InstanceId> {
+        let target = self.target.assignment.as_ref()?;
+        let target = target.owner_near(queue, at)?.clone();
         if target == self.me || self.target.suspects.binary_search(&target).is_err() {
             return Some(target);
         }
@@ -263,13 +265,14 @@ impl Node {
         let Some(target) = &self.target.assignment else {
             return false;
         };
-        let Some(r) = self.view.get(queue) else {
+        let Some(at) = self.view.position(queue) else {
             return false;
         };
+        let r = self.view.record_at(at);
         let Some(o) = r.owner.as_ref().filter(|_| !r.retired) else {
             return false;
         };
-        target.owner_of(queue) == Some(&o.id)
+        target.owner_near(queue, Some(at)) == Some(&o.id)
             && (Some(o) == self.life().as_ref()
                 || self.peers.membership.life_of(&o.id).as_ref() == Some(o))
     }
