@@ -8,6 +8,7 @@
 
 use sqsbalancer_core::Millis;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::hash::{BuildHasherDefault, DefaultHasher};
 use std::sync::Arc;
 
 /// The URL prefix of every fake queue.
@@ -182,10 +183,19 @@ struct Waiter {
     deadline: Millis,
 }
 
+/// The queues by URL, for lookups only: never iterated, so its order cannot reach the output
+/// (the URLs in order are [`FakeSqs::urls`]). Each long poll looks its queue up three times,
+/// and a tree of 100,000 URLs that share a long prefix compared them byte by byte some thirty
+/// times a lookup. The hasher has fixed keys, so runs are the same whatever the process.
+#[allow(clippy::disallowed_types)]
+type ByUrl = std::collections::HashMap<String, Queue, BuildHasherDefault<DefaultHasher>>;
+
 /// The in-memory SQS.
 #[derive(Default)]
 pub struct FakeSqs {
-    queues: BTreeMap<String, Queue>,
+    queues: ByUrl,
+    /// Every queue's URL, in order: what listings walk.
+    urls: BTreeSet<String>,
     next_index: u64,
     next_message: u64,
     calls: BTreeMap<String, BTreeMap<SqsOp, u64>>,
@@ -400,6 +410,7 @@ impl FakeSqs {
                 ..Queue::default()
             };
             self.names.insert(self.next_index, url.clone());
+            self.urls.insert(url.clone());
             self.queues.insert(url.clone(), q);
             self.generation += 1;
         }
@@ -412,6 +423,7 @@ impl FakeSqs {
         let Some(q) = self.queues.remove(url) else {
             return gone(url);
         };
+        self.urls.remove(url);
         self.names.remove(&q.index);
         self.generation += 1;
         self.dirty.insert(url.to_owned());
@@ -451,9 +463,8 @@ impl FakeSqs {
         let limit = max_results.unwrap_or(1000) as usize;
         let full_prefix = URL_PREFIX.to_owned() + prefix;
         let mut it = self
-            .queues
+            .urls
             .range(start.clone()..)
-            .map(|(u, _)| u)
             .filter(|u| next_token.is_none() || **u != start)
             .take_while(|u| u.starts_with(&full_prefix));
         let urls: Vec<String> = it.by_ref().take(limit).cloned().collect();
@@ -474,9 +485,8 @@ impl FakeSqs {
             _ => {
                 let full_prefix = URL_PREFIX.to_owned() + prefix;
                 let urls: Arc<[String]> = self
-                    .queues
+                    .urls
                     .range(full_prefix.clone()..)
-                    .map(|(u, _)| u)
                     .take_while(|u| u.starts_with(&full_prefix))
                     .cloned()
                     .collect();
@@ -866,7 +876,7 @@ impl FakeSqs {
 
     /// Every queue URL, in order.
     pub fn urls(&self) -> impl Iterator<Item = &String> {
-        self.queues.keys()
+        self.urls.iter()
     }
 }
 
