@@ -145,15 +145,11 @@ mod tests {
         holders: &[u32],
     ) -> (Assignment, bool) {
         let computed = Cell::new(false);
-        let target = shared.get_or_compute(
-            members.to_vec(),
-            Arc::clone(queues),
-            holders,
-            |m, q| {
+        let target =
+            shared.get_or_compute(members.to_vec(), Arc::clone(queues), holders, |m, q| {
                 computed.set(true);
                 compute(holders)(m, q)
-            },
-        );
+            });
         (target, computed.get())
     }
 
@@ -165,9 +161,15 @@ mod tests {
         assert!(computed);
         let mine = queues(6);
         let (again, computed) = get(&shared, &ms, &mine, &holders);
-        assert!(!computed, "equal inputs in other allocations were computed again");
+        assert!(
+            !computed,
+            "equal inputs in other allocations were computed again"
+        );
         assert_eq!(again, first);
-        assert!(Arc::ptr_eq(again.queues(), &mine), "not given the caller's own queues");
+        assert!(
+            Arc::ptr_eq(again.queues(), &mine),
+            "not given the caller's own queues"
+        );
 
         let moved = vec![0, 1, 1, NO_HOLDER, 2, 0];
         let (other, computed) = get(&shared, &ms, &queues(6), &moved);
@@ -191,7 +193,10 @@ mod tests {
         assert!(!get(&shared, &ms, &qs, &holders(0)).1);
         assert!(get(&shared, &ms, &qs, &holders(KEPT)).1);
         assert!(!get(&shared, &ms, &qs, &holders(0)).1);
-        assert!(get(&shared, &ms, &qs, &holders(1)).1, "kept past {KEPT} targets");
+        assert!(
+            get(&shared, &ms, &qs, &holders(1)).1,
+            "kept past {KEPT} targets"
+        );
     }
 
     proptest! {

@@ -1,8 +1,8 @@
 //! The cached target assignment and what it was computed from ([`super::retarget`] decides
 //! when to compute it again).
 
-use crate::assignment::{Assignment, Member};
 use crate::SharedTargets;
+use crate::assignment::{Assignment, Member};
 use crate::ids::{InstanceId, Owner};
 use crate::time::Millis;
 use std::sync::Arc;
