@@ -4,7 +4,9 @@ mod common;
 
 use common::{Breakage, Cluster, Faults};
 use proptest::prelude::*;
+use sqsbalancer_core::SharedTargets;
 use sqsbalancer_core::rng::Rng;
+use std::sync::Arc;
 
 /// Simulated time with faults on, then with faults off until the fleet must have settled.
 const FAULTY_MS: u64 = 60_000;
@@ -57,6 +59,35 @@ proptest! {
             "{settled:?} with {faults:?}\n{}",
             trace_tail(seed, nodes, queues)
         );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Nodes that share their targets do exactly what nodes computing their own do: the same
+    /// inputs and effects, event by event, under any mix of faults.
+    #[test]
+    fn shared_targets_change_nothing(
+        seed in any::<u64>(),
+        nodes in 2usize..=6,
+        queues in 0usize..=40,
+    ) {
+        let faults = Faults::draw(&mut Rng::new(seed ^ 0x5eed));
+        let run = |shared| {
+            let log = Some(Vec::new());
+            let mut c = Cluster::with_shared(seed, nodes, queues, faults.clone(), shared, log);
+            c.run_until(FAULTY_MS);
+            c.calm();
+            c.run_until(FAULTY_MS + SETTLE_MS);
+            c.log.unwrap_or_default()
+        };
+        let alone = run(None);
+        let shared = run(Some(Arc::new(SharedTargets::new())));
+        prop_assert!(!alone.is_empty());
+        let first = alone.iter().zip(&shared).position(|(a, b)| a != b);
+        prop_assert_eq!(first, None, "with {:?}", faults);
+        prop_assert_eq!(alone.len(), shared.len());
     }
 }
 

@@ -16,10 +16,11 @@ use sqsbalancer_core::rng::Rng;
 use sqsbalancer_core::table::{self as core_table, Cond};
 use sqsbalancer_core::{
     Config, DriftingClock, Effect, Input, InstanceId, Millis, Node, OpId, Outcome, Phase, QueueId,
-    Read, Reply, StopOutcome, Write,
+    Read, Reply, SharedTargets, StopOutcome, Write,
 };
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::sync::Arc;
 use std::time::Duration;
 use table::MemTable;
 
@@ -207,6 +208,8 @@ pub struct Cluster {
     pub events_run: u64,
     /// When set, every input and effect is logged here (for debugging a failing seed).
     pub log: Option<Vec<String>>,
+    /// The targets every node shares, if they share them.
+    shared: Option<Arc<SharedTargets>>,
 }
 
 pub fn config() -> Config {
@@ -223,6 +226,18 @@ pub fn config() -> Config {
 
 impl Cluster {
     pub fn new(seed: u64, nodes: usize, queues: usize, faults: Faults) -> Cluster {
+        Cluster::with_shared(seed, nodes, queues, faults, None, None)
+    }
+
+    /// [`Cluster::new`] with its nodes sharing `shared` and logging into `log`, if given.
+    pub fn with_shared(
+        seed: u64,
+        nodes: usize,
+        queues: usize,
+        faults: Faults,
+        shared: Option<Arc<SharedTargets>>,
+        log: Option<Vec<String>>,
+    ) -> Cluster {
         let mut c = Cluster {
             now: 0,
             store: Store::default(),
@@ -237,7 +252,8 @@ impl Cluster {
             next_queue: 0,
             violation: None,
             events_run: 0,
-            log: None,
+            log,
+            shared,
         };
         for _ in 0..queues {
             c.add_queue();
@@ -292,7 +308,11 @@ impl Cluster {
         cfg.capacity = slot.weight;
         cfg.seed = self.rng.next_u64();
         let local = slot.local(self.now);
-        slot.node = Some(Node::new(cfg, local).expect("valid config"));
+        let mut node = Node::new(cfg, local).expect("valid config");
+        if let Some(shared) = &self.shared {
+            node.share_targets(Arc::clone(shared));
+        }
+        slot.node = Some(node);
         self.after_handle(i);
     }
 
