@@ -475,10 +475,12 @@ mod tests {
         #[test]
         fn an_owner_looked_up_near_a_hint_is_the_owner(n in 1usize..40, hint in 0usize..50) {
             let queues = qs(n);
+            let none = assign(&[], &queues, &BTreeMap::new());
             let a = assign(&[m("a", 1), m("b", 2), m("c", 1)], &queues, &BTreeMap::new());
             for q in queues.iter().chain(&qs(n + 3)[n..]) {
                 proptest::prop_assert_eq!(a.owner_near(q, Some(hint)), a.owner_of(q));
                 proptest::prop_assert_eq!(a.owner_near(q, None), a.owner_of(q));
+                proptest::prop_assert_eq!(none.owner_near(q, Some(hint)), None);
             }
             let sorted: Vec<QueueId> = a.iter().map(|(q, _)| q.clone()).collect();
             for (i, q) in sorted.iter().enumerate() {

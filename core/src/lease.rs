@@ -552,12 +552,13 @@ impl QueueView {
     }
 
     /// Where `queue`'s record is among [`QueueView::records`], if known: with no retired
-    /// record, also where `queue` is among the live queues.
+    /// record, also where `queue` is among the live queues. Valid until the records change.
     pub(crate) fn position(&self, queue: &QueueId) -> Option<usize> {
         self.find(queue).ok()
     }
 
-    /// The record at `position`, as [`QueueView::position`] gave it.
+    /// The record at `position`, as [`QueueView::position`] gave it since the records last
+    /// changed.
     pub(crate) fn record_at(&self, position: usize) -> &QueueRecord {
         &self.records[position]
     }

@@ -90,6 +90,7 @@ impl Node {
         let at = self.view.position(q);
         let wanted = self.wanted(q, at);
         let wanted = wanted.as_ref();
+        debug_assert!(at.is_none_or(|i| self.view.record_at(i).queue == *q));
         let facts = Facts {
             record: at.map(|i| self.view.record_at(i)),
             held: self.held.get(q).copied(),

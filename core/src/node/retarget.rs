@@ -128,19 +128,19 @@ impl Node {
     /// The instance `queue` should go to: its target, except that an orphan (no owner, or a
     /// dead one) targeted at a suspect goes to its fallback target, a member likely to claim
     /// it now rather than one that may have to be condemned in turn. `at` is the queue's
-    /// [`crate::lease::QueueView::position`], if known.
+    /// [`crate::lease::QueueView::position`] (`None`: the view has no record of it).
     pub(super) fn wanted(&mut self, queue: &QueueId, at: Option<usize>) -> Option<InstanceId> {
         let target = self.target.assignment.as_ref()?;
         let target = target.owner_near(queue, at)?.clone();
         if target == self.me || self.target.suspects.binary_search(&target).is_err() {
             return Some(target);
         }
-        let owner = self.view.get(queue)?.owner.clone();
+        let owner = self.view.record_at(at?).owner.clone();
         let orphan = owner.is_none_or(|o| self.liveness(&o) == crate::membership::Liveness::Dead);
         if !orphan {
             return Some(target);
         }
-        self.fallback()?.owner_of(queue).cloned()
+        self.fallback()?.owner_near(queue, at).cloned()
     }
 
     /// Recomputes the members; a change drops the target. Returns whether they changed.
