@@ -25,6 +25,7 @@ pub mod fake;
 mod level;
 pub mod level2;
 pub mod level3;
+mod lookup;
 pub mod report;
 pub mod scenario;
 mod script;

@@ -2,6 +2,7 @@
 //! made.
 
 use crate::check::Who;
+use crate::lookup::Lookup;
 use sqsbalancer_core::{Owner, QueueId, TableReads};
 use std::collections::BTreeMap;
 
@@ -44,7 +45,8 @@ pub(crate) struct Stats {
     pub calm_at: u64,
     pub owners_at_calm: BTreeMap<QueueId, Option<Owner>>,
     pub moves_after_calm: u64,
-    last_receive: BTreeMap<QueueId, (Who, u64)>,
+    /// Each queue's last receive: who sent it and when (looked up for every long poll).
+    last_receive: Lookup<QueueId, (Who, u64)>,
     pub failovers: Vec<u64>,
     pub handoffs: Vec<u64>,
     pub takeovers: Vec<u64>,

@@ -6,6 +6,7 @@
 //! it from its fake.
 
 use super::invariant::{Invariant, Violation};
+use crate::lookup::Lookup;
 use sqsbalancer_core::QueueId;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -36,7 +37,7 @@ pub struct Checker {
     /// The receives in flight at SQS, by queue. A queue's list stays when it empties: its
     /// poller sends the next receive at once, and taking the entry out and putting it back
     /// for each long poll was a quarter of the checker's time in a steady fleet.
-    active: BTreeMap<QueueId, Vec<Active>>,
+    active: Lookup<QueueId, Vec<Active>>,
     messages: BTreeMap<String, MsgState>,
     /// Overlaps that happened only because a process pause outlived the fence margin: the
     /// known limit of leases without server-side fencing, reported apart.

@@ -6,9 +6,9 @@
 //! [`FakeSqs::wake`] then, which completes every parked receive that got messages or reached the
 //! end of its wait.
 
+use crate::lookup::Lookup;
 use sqsbalancer_core::Millis;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::hash::{BuildHasherDefault, DefaultHasher};
 use std::sync::Arc;
 
 /// The URL prefix of every fake queue.
@@ -183,17 +183,11 @@ struct Waiter {
     deadline: Millis,
 }
 
-/// The queues by URL, for lookups only: never iterated, so its order cannot reach the output
-/// (the URLs in order are [`FakeSqs::urls`]). Each long poll looks its queue up three times,
-/// and a tree of 100,000 URLs that share a long prefix compared them byte by byte some thirty
-/// times a lookup. The hasher has fixed keys, so runs are the same whatever the process.
-#[allow(clippy::disallowed_types)]
-type ByUrl = std::collections::HashMap<String, Queue, BuildHasherDefault<DefaultHasher>>;
-
 /// The in-memory SQS.
 #[derive(Default)]
 pub struct FakeSqs {
-    queues: ByUrl,
+    /// The queues by URL (each long poll looks its queue up three times).
+    queues: Lookup<String, Queue>,
     /// Every queue's URL, in order: what listings walk.
     urls: BTreeSet<String>,
     next_index: u64,
