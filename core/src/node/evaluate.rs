@@ -325,13 +325,20 @@ impl Node {
     /// after each table read, and at each tick for those a table read should have settled by
     /// now.
     pub(super) fn create_deferred(&mut self, by: Millis) {
-        for (q, revive_epoch) in self.listing.deferred.take_due(by) {
-            let still = match (self.view.get(&q), revive_epoch) {
+        let due = self.listing.deferred.take_due(by);
+        if self.phase != Phase::Running {
+            return;
+        }
+        let records = self.view.get_sorted(due.iter().map(|(q, _)| q));
+        let still: Vec<bool> = (records.zip(&due))
+            .map(|(r, (_, revive_epoch))| match (r, revive_epoch) {
                 (None, None) => true,
-                (Some(r), Some(e)) => r.retired && r.epoch == e,
+                (Some(r), Some(e)) => r.retired && r.epoch == *e,
                 _ => false,
-            };
-            if still && self.phase == Phase::Running {
+            })
+            .collect();
+        for ((q, revive_epoch), still) in due.into_iter().zip(still) {
+            if still {
                 self.create(q, revive_epoch);
             }
         }
