@@ -273,10 +273,7 @@ impl World {
         let slots = &self.slots;
         let up_since = |old: usize, t: u64| {
             slots.iter().enumerate().any(|(k, s)| {
-                k != old
-                    && s.node.is_some()
-                    && s.stop_started.is_none()
-                    && s.up_since.is_some_and(|u| u <= t)
+                k != old && s.up() && s.stop_started.is_none() && s.up_since.is_some_and(|u| u <= t)
             })
         };
         self.stats
@@ -489,6 +486,7 @@ impl World {
             self.push(
                 self.now + took,
                 Ev::HandlerDone {
+                    slot: i,
                     batch: id,
                     message_id: m.message_id,
                     receipt: m.receipt,

@@ -41,8 +41,12 @@ impl Level {
         on_done: impl Fn(&Report) + Sync,
     ) -> SwarmSummary {
         let run = |seed| {
-            self.run(self.scenario(seed, limits))
-                .expect("swarm scenarios are valid by construction")
+            let sc = self.scenario(seed, limits);
+            let report = match self {
+                Level::Core => crate::run_on_one_thread(sc),
+                _ => self.run(sc),
+            };
+            report.expect("swarm scenarios are valid by construction")
         };
         run_seeds(from, seeds, threads, run, on_done)
     }

@@ -15,6 +15,7 @@
 //! assert!(report.violation.is_none(), "{}", report.replay_command());
 //! ```
 
+mod ahead;
 pub mod backend;
 mod chaos;
 pub mod check;
@@ -48,14 +49,31 @@ pub use swarm::SwarmSummary;
 pub use world::{APP, Progress, TABLE, World, config};
 
 /// Runs one scenario to its end, or to its first violation, and reports what it measured.
+/// Read replies are handled ahead on a second thread ([`World::handle_ahead`]).
 pub fn run(sc: Scenario) -> Result<Report, SimError> {
     run_observed(sc, |_| {})
 }
 
 /// As [`run`], telling `on_sample` how far the run has got every 30 simulated seconds.
 pub fn run_observed(sc: Scenario, on_sample: impl FnMut(Progress)) -> Result<Report, SimError> {
+    run_with(sc, true, on_sample)
+}
+
+/// As [`run`], on this thread alone: for a swarm, whose threads run seeds side by side.
+pub fn run_on_one_thread(sc: Scenario) -> Result<Report, SimError> {
+    run_with(sc, false, |_| {})
+}
+
+fn run_with(
+    sc: Scenario,
+    ahead: bool,
+    on_sample: impl FnMut(Progress),
+) -> Result<Report, SimError> {
     sc.validate()?;
     let mut w = World::new(sc);
+    if ahead {
+        w.handle_ahead();
+    }
     w.run_observed(on_sample);
     Ok(w.report())
 }
