@@ -415,7 +415,7 @@ impl World {
         w
     }
 
-    /// Handles read replies ahead of their turn on a helper thread ([`crate::ahead`]): the
+    /// Handles read replies ahead of their turn on a helper thread (docs/design.md §6): the
     /// same run, faster on a machine with a core to spare. Not with a trace, whose lines
     /// follow each input as it is handled.
     pub fn handle_ahead(&mut self) {
