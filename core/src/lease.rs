@@ -632,6 +632,21 @@ impl QueueView {
         named.map(|(r, _)| &r.queue)
     }
 
+    /// Whether any record names `owner`, retired ones included ([`QueueView::owners`] has it):
+    /// found among the slots by incarnation, where collecting the owners of a view took a
+    /// sort of a thousand lives at every pass over the queues.
+    pub(crate) fn names_ever(&self, owner: &Owner) -> bool {
+        self.owners.slot_of(owner).is_some()
+    }
+
+    /// Whether any live record names `owner`: found by its slot, no record read.
+    pub(crate) fn names_any(&self, owner: &Owner) -> bool {
+        let Some(slot) = self.owners.slot_of(owner) else {
+            return false;
+        };
+        self.slots.iter().any(|s| s.life == slot)
+    }
+
     /// The holder of each live queue, in the order of [`QueueView::live_queues`]: what
     /// `member` gives for the life its record names ([`NO_HOLDER`]: unowned, or no member).
     pub fn live_holders(&self, member: impl Fn(&Owner) -> Option<u32>) -> Vec<u32> {
@@ -827,7 +842,7 @@ mod tests {
                 }
                 let counted: BTreeSet<Owner> =
                     v.records().filter_map(|r| r.owner.clone()).collect();
-                proptest::prop_assert_eq!(v.owners(), counted);
+                proptest::prop_assert_eq!(v.owners(), counted.clone());
                 let live: Vec<QueueId> =
                     v.records().filter(|r| !r.retired).map(|r| r.queue.clone()).collect();
                 proptest::prop_assert_eq!(&*v.live_queues(), &live[..]);
@@ -860,6 +875,9 @@ mod tests {
                         .map(|r| &r.queue)
                         .collect();
                     proptest::prop_assert_eq!(v.named_by(&life).collect::<Vec<_>>(), named);
+                    let names_live = v.records().any(|r| !r.retired && names(r, Some(&life)));
+                    proptest::prop_assert_eq!(v.names_any(&life), names_live);
+                    proptest::prop_assert_eq!(v.names_ever(&life), counted.contains(&life));
                 }
             }
         }

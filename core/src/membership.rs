@@ -393,9 +393,10 @@ impl Membership {
     }
 
     /// Forgets dead lives and ghosts that no queue names any more, so memory stays bounded.
-    pub fn retain_lives(&mut self, referenced: &BTreeSet<Owner>) {
-        self.dead.retain(|o| referenced.contains(o));
-        self.ghosts.retain(|o, _| referenced.contains(o));
+    /// `referenced` says whether a queue names a life.
+    pub fn retain_lives(&mut self, referenced: impl Fn(&Owner) -> bool) {
+        self.dead.retain(|o| referenced(o));
+        self.ghosts.retain(|o, _| referenced(o));
     }
 }
 

@@ -50,8 +50,8 @@ impl Node {
         self.timers.moves = (!self.moves.deferred.is_empty()).then(|| self.move_at());
         self.plan_watch();
         if all {
-            let referenced = self.view.owners();
-            self.peers.membership.retain_lives(&referenced);
+            let view = &self.view;
+            self.peers.membership.retain_lives(|o| view.names_ever(o));
         }
     }
 

@@ -6,7 +6,7 @@ use super::ops::Pending;
 use super::writes::resend_after;
 use crate::effect::{Outcome, Write};
 use crate::ids::QueueId;
-use crate::lease::{AfterStop, names};
+use crate::lease::AfterStop;
 use crate::reads::ReadCause;
 use crate::shutdown::{self, Phase, Shutdown, StopOutcome};
 
@@ -66,17 +66,17 @@ impl Node {
     /// live node deregisters only from a fresh view (a failed read is retried first) that
     /// names it owner of nothing: a peer may have handed it a queue it has not seen yet.
     fn settled_for_deregistration(&self) -> bool {
-        let me = self.life();
-        let names_me = me.is_some()
-            && self
-                .view
-                .records()
-                .any(|r| !r.retired && names(r, me.as_ref()));
-        let reads = &self.reads;
-        let fresh = me.is_none()
-            || (reads.table_wanted.is_none() && !reads.retry && !self.ops.reading() && !names_me);
         let unsettled = self.writes.unsettled.is_empty() || self.life.is_none();
-        fresh && self.writes.writing.is_empty() && unsettled
+        let settled = self.writes.writing.is_empty() && unsettled;
+        let Some(me) = self.life() else {
+            return settled;
+        };
+        let reads = &self.reads;
+        let fresh = reads.table_wanted.is_none() && !reads.retry && !self.ops.reading();
+        // Looked at last, by owner slot rather than record: it passes over every queue, and a
+        // releasing node asks after each of its inputs (a scan of the records was 5% of a
+        // rolling restart of 1,000 instances).
+        settled && fresh && !self.view.names_any(&me)
     }
 
     /// The final deregistration answered: applied is a clean stop; rejected means a peer
