@@ -568,13 +568,23 @@ impl QueueView {
         self.find(queue).ok().map(|i| &*self.records[i])
     }
 
-    /// The record of each of `queues` (sorted), if known: found by walking forward from the
-    /// last one found, doubling the stride, where a search per queue cost a fleet start's
-    /// nodes a tenth of its first minute (each defers nearly every queue it lists, §4.9).
+    /// The record of each of `queues` (sorted), if known ([`QueueView::positions_sorted`]).
     pub fn get_sorted<'a>(
         &'a self,
         queues: impl IntoIterator<Item = &'a QueueId>,
     ) -> impl Iterator<Item = Option<&'a QueueRecord>> {
+        let at = self.positions_sorted(queues);
+        at.map(|at| at.map(|i| &*self.records[i]))
+    }
+
+    /// The [`QueueView::position`] of each of `queues` (sorted): found by walking forward
+    /// from the last one found, doubling the stride, where a search per queue cost a fleet
+    /// start's nodes a tenth of its first minute (each defers nearly every queue it lists,
+    /// §4.9).
+    pub(crate) fn positions_sorted<'a>(
+        &'a self,
+        queues: impl IntoIterator<Item = &'a QueueId>,
+    ) -> impl Iterator<Item = Option<usize>> {
         let mut from = 0;
         queues.into_iter().map(move |q| {
             let rest = &self.records[from..];
@@ -585,9 +595,18 @@ impl QueueView {
             }
             let upto = stride.min(rest.len());
             from += rest[..upto].partition_point(before);
-            let r = self.records.get(from).filter(|r| r.queue == *q);
-            r.map(|r| &**r)
+            self.records
+                .get(from)
+                .filter(|r| r.queue == *q)
+                .map(|_| from)
         })
+    }
+
+    /// [`QueueView::position`], looked for at `hint` first (one comparison, by pointer
+    /// mostly): a position found before the records last changed.
+    pub(crate) fn position_near(&self, queue: &QueueId, hint: Option<usize>) -> Option<usize> {
+        let hit = hint.filter(|&i| self.records.get(i).is_some_and(|r| r.queue == *queue));
+        hit.or_else(|| self.position(queue))
     }
 
     /// Every known record, sorted by queue.
@@ -883,9 +902,10 @@ mod tests {
         }
 
         #[test]
-        fn records_found_in_a_sorted_walk_are_those_found_one_by_one(
+        fn records_and_places_found_in_a_sorted_walk_are_those_found_one_by_one(
             held in proptest::collection::vec((0u8..40, 1u64..5), 0..30),
             asked in proptest::collection::btree_set(0u8..45, 0..45),
+            hint in 0usize..40,
         ) {
             let v = view_after(held.into_iter().map(|(q, e)| (q, 0, e)).collect(), Vec::new());
             let mut asked: Vec<QueueId> = (asked.iter())
@@ -895,6 +915,14 @@ mod tests {
             let walked: Vec<Option<&QueueRecord>> = v.get_sorted(&asked).collect();
             let one_by_one: Vec<Option<&QueueRecord>> = asked.iter().map(|q| v.get(q)).collect();
             proptest::prop_assert_eq!(walked, one_by_one);
+            // A hint is checked before use: a wrong one, or none, still finds the position.
+            let places: Vec<Option<usize>> = v.positions_sorted(&asked).collect();
+            for (q, place) in asked.iter().zip(places) {
+                proptest::prop_assert_eq!(place, v.position(q));
+                for hint in [place, Some(0), Some(hint), None] {
+                    proptest::prop_assert_eq!(v.position_near(q, hint), v.position(q));
+                }
+            }
         }
     }
 

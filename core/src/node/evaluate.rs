@@ -41,10 +41,14 @@ impl Node {
         } else {
             std::mem::take(&mut self.dirty.queues).into_iter().collect()
         };
-        for q in &queues {
+        // Found in one walk of the view; a decision that changes the records moves the places
+        // after it, which `decide_queue` checks.
+        debug_assert!(queues.is_sorted());
+        let hints: Vec<Option<usize>> = self.view.positions_sorted(&queues).collect();
+        for (q, hint) in queues.iter().zip(hints) {
             self.moves.incoming.remove(q);
             self.moves.deferred.remove(q);
-            let decision = self.decide_queue(q, &me);
+            let decision = self.decide_queue(q, hint, &me);
             self.apply(q, &me, decision);
         }
         self.timers.moves = (!self.moves.deferred.is_empty()).then(|| self.move_at());
@@ -74,7 +78,8 @@ impl Node {
             // Orphans of a suspect that fall back to this node.
             qs.extend(fallback.assigned_to(&self.me).cloned());
         }
-        qs.sort_unstable();
+        // Runs already sorted (the named, the wanted, the held), which a stable sort merges.
+        qs.sort();
         qs.dedup();
         qs
     }
@@ -85,9 +90,9 @@ impl Node {
         changed.saturating_add(self.cfg.rebalance_delay)
     }
 
-    /// Gathers what this node knows of `q` and decides it.
-    fn decide_queue(&mut self, q: &QueueId, me: &Owner) -> Decision {
-        let at = self.view.position(q);
+    /// Gathers what this node knows of `q` and decides it. `hint`: where its record was.
+    fn decide_queue(&mut self, q: &QueueId, hint: Option<usize>, me: &Owner) -> Decision {
+        let at = self.view.position_near(q, hint);
         let wanted = self.wanted(q, at);
         let wanted = wanted.as_ref();
         debug_assert!(at.is_none_or(|i| self.view.record_at(i).queue == *q));
