@@ -1188,6 +1188,8 @@ impl World {
             0
         };
         self.dynamo.set_now(Millis(self.now));
+        // A page per query and batch at least: a whole-table read is hundreds of them.
+        pages.reserve(queries.len() + keys.len().div_ceil(table::MAX_BATCH_GET));
         while at.keys < keys.len() || at.query < queries.len() {
             let served = if at.keys < keys.len() {
                 let chunk = &keys[at.keys..keys.len().min(at.keys + table::MAX_BATCH_GET)];

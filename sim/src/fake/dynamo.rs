@@ -216,7 +216,8 @@ pub struct FakeDynamo {
     /// The simulated time calls are metered at, set by the simulator ([`FakeDynamo::set_now`]).
     now: Millis,
     /// Capacity consumed per partition key and simulated minute: read half units, write units.
-    meter: BTreeMap<(String, u64), (u64, u64)>,
+    /// Keyed by partition key first, so that metering a call finds its key without a copy.
+    meter: BTreeMap<String, BTreeMap<u64, (u64, u64)>>,
 }
 
 /// What a BatchGetItem of the fake read.
@@ -301,6 +302,7 @@ impl FakeDynamo {
         let (read_half, write) = self
             .meter
             .values()
+            .flat_map(BTreeMap::values)
             .fold((0, 0), |(r, w), (r2, w2)| (r.max(*r2), w.max(*w2)));
         PartitionPeak {
             read_units_per_s: read_half as f64 / 2.0 / 60.0,
@@ -333,7 +335,11 @@ impl FakeDynamo {
     /// Counts capacity consumed against partition `pk` in the current simulated minute.
     fn meter(&mut self, pk: &str, read_half: u64, write: u64) {
         let minute = self.now.0 / 60_000;
-        let m = self.meter.entry((pk.to_owned(), minute)).or_default();
+        let minutes = match self.meter.get_mut(pk) {
+            Some(minutes) => minutes,
+            None => self.meter.entry(pk.to_owned()).or_default(),
+        };
+        let m = minutes.entry(minute).or_default();
         m.0 += read_half;
         m.1 += write;
     }
