@@ -23,6 +23,10 @@ pub struct SqsConfig {
     pub max_messages: u32,
     /// Message attributes to receive; `["All"]` receives every attribute.
     pub message_attribute_names: Vec<String>,
+    /// Most messages of one queue held at once (received, not yet settled), if capped
+    /// (default none): a noisy queue then cannot hold every worker, and the other queues keep
+    /// theirs. Below `max_messages` it also caps each receive.
+    pub max_in_flight: Option<u32>,
 }
 
 impl Default for SqsConfig {
@@ -32,6 +36,7 @@ impl Default for SqsConfig {
             wait_time: Duration::from_secs(20),
             max_messages: 10,
             message_attribute_names: vec!["All".to_owned()],
+            max_in_flight: None,
         }
     }
 }
@@ -74,6 +79,12 @@ impl SqsConfig {
             return Err(invalid(
                 "sqs.message_attribute_names",
                 "must not contain empty names",
+            ));
+        }
+        if sqs.max_in_flight == Some(0) {
+            return Err(invalid(
+                "sqs.max_in_flight",
+                "must be at least 1 when set, got 0",
             ));
         }
         Ok(())
@@ -367,6 +378,10 @@ mod tests {
             (
                 "sqs.message_attribute_names",
                 Box::new(|c| c.sqs.message_attribute_names = vec![" ".into()]),
+            ),
+            (
+                "sqs.max_in_flight",
+                Box::new(|c| c.sqs.max_in_flight = Some(0)),
             ),
             ("worker_pool_size", Box::new(|c| c.worker_pool_size = 0)),
             ("work_queue_size", Box::new(|c| c.work_queue_size = 0)),

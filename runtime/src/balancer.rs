@@ -91,6 +91,14 @@ impl<B: Store + QueueList + Sqs> Balancer<B> {
         self.settings.validate()
     }
 
+    /// Turns off fair scheduling (on by default): workers then take received messages in
+    /// arrival order, so a queue with a backlog or a slow handler can hold every worker while
+    /// the other queues' messages wait. Cap a queue's share with `SqsConfig::max_in_flight`.
+    pub fn without_fair_scheduling(mut self) -> Balancer<B> {
+        self.settings.fair_scheduling = false;
+        self
+    }
+
     /// Turns off visibility extension (on by default): a handler running past the visibility
     /// timeout then races a redelivery of its message.
     pub fn without_visibility_extension(mut self) -> Balancer<B> {

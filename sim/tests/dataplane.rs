@@ -1,7 +1,7 @@
 //! The data plane's options end to end, one real instance on a paused clock against the
 //! in-memory fakes: visibility extension, failure backoff, handler timeout, FIFO group
-//! order, the batch handler, per-queue settings, releasing unstarted messages at shutdown,
-//! and the stats and health a running instance reports.
+//! order, the batch handler, per-queue settings and caps, releasing unstarted messages at
+//! shutdown, and the stats and health a running instance reports.
 
 mod common;
 
@@ -222,6 +222,67 @@ async fn a_fifo_group_is_handled_in_order_even_across_a_failure() {
         let want: Vec<String> = (0..10).map(|i| format!("g{g}-{i}")).collect();
         assert_eq!(order, want.iter().collect::<Vec<_>>(), "group g{g}");
     }
+    running.stop().await.expect("a clean stop");
+}
+
+/// Handlers running now and the most at once, by queue name.
+type Concurrency = Arc<Mutex<BTreeMap<String, (usize, usize)>>>;
+
+#[tokio::test(start_paused = true)]
+async fn a_queue_s_cap_bounds_its_messages_in_flight_and_leaves_workers_to_the_others() {
+    let (fakes, urls) = fakes_with_queues(2);
+    for i in 0..40 {
+        send(&fakes, &urls[0], &format!("capped-{i}"));
+    }
+    for i in 0..10 {
+        send(&fakes, &urls[1], &format!("free-{i}"));
+    }
+    let running_now: Concurrency = Arc::default();
+    let seen = Arc::clone(&running_now);
+    let handler = move |m: Message| {
+        let seen = Arc::clone(&seen);
+        let queue = m.queue.name().to_owned();
+        async move {
+            {
+                let mut s = seen.lock().expect("not poisoned");
+                let (now, most) = s.entry(queue.clone()).or_default();
+                *now += 1;
+                *most = (*most).max(*now);
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            seen.lock()
+                .expect("not poisoned")
+                .entry(queue)
+                .or_default()
+                .0 -= 1;
+            Ok::<(), HandlerError>(())
+        }
+    };
+    let mut c = cfg("a");
+    c.worker_pool_size = 8;
+    let mut capped = SqsConfig::default();
+    capped.max_in_flight = Some(3);
+    let running = Balancer::new(c, backend(&fakes, "a"))
+        .expect("valid")
+        .with_queue_settings("q-0", capped)
+        .start(handler)
+        .expect("started");
+    wait_until(Duration::from_secs(300), "the queues empty", || {
+        backlog(&fakes, &urls) == 0
+    })
+    .await;
+    let most: BTreeMap<String, usize> = (running_now.lock().expect("not poisoned").iter())
+        .map(|(q, (_, most))| (q.clone(), *most))
+        .collect();
+    assert_eq!(
+        most["q-0"], 3,
+        "the capped queue at its cap, never past it: {most:?}"
+    );
+    assert!(
+        most["q-1"] > 3,
+        "the other queue used the workers left: {most:?}"
+    );
+    assert_eq!(running.stats().succeeded, 50);
     running.stop().await.expect("a clean stop");
 }
 

@@ -32,6 +32,7 @@ mod keeper;
 mod poller;
 mod settings;
 mod shared;
+mod work_queue;
 mod worker;
 
 pub use consumer::{Batch, Consumer, One};
@@ -49,6 +50,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::time::Instant;
+use work_queue::WorkQueue;
 
 /// The data plane of one instance, running consumer `C` (a [`One`] handler or a [`Batch`]
 /// handler).
@@ -71,7 +73,6 @@ impl<Q: Sqs, C: Consumer> DataPlane<Q, C> {
     ) -> DataPlane<Q, C> {
         let (fence, fence_rx) = watch::channel(None);
         let (phase, phase_rx) = watch::channel(Phase::Open);
-        let (jobs, jobs_rx) = async_channel::unbounded();
         let (changes, changes_rx) = mpsc::unbounded_channel();
         let batch = settings.sqs.max_messages.clamp(1, 10) as usize;
         let long_polls = (settings.capacity() / batch).saturating_sub(1).max(1);
@@ -82,7 +83,7 @@ impl<Q: Sqs, C: Consumer> DataPlane<Q, C> {
             long_polls: Arc::new(Semaphore::new(long_polls)),
             waiting: AtomicUsize::new(0),
             fence: fence_rx,
-            jobs,
+            jobs: WorkQueue::new(settings.fair_scheduling),
             changes,
             inflight: std::sync::Mutex::new(InFlight::default()),
             counters,
@@ -94,7 +95,7 @@ impl<Q: Sqs, C: Consumer> DataPlane<Q, C> {
             settings,
         });
         for _ in 0..shared.settings.workers {
-            tokio::spawn(worker::work(Arc::clone(&shared), jobs_rx.clone()));
+            tokio::spawn(worker::work(Arc::clone(&shared)));
         }
         tokio::spawn(batches::batch(Arc::clone(&shared), changes_rx));
         if shared.settings.extend_visibility {
@@ -117,6 +118,7 @@ impl<Q: Sqs, C: Consumer> DataPlane<Q, C> {
                 PlaneCommand::Start { queue, epoch } => {
                     let (stop, stop_rx) = watch::channel(false);
                     let origin = Arc::new(Origin {
+                        lane: self.shared.jobs.open(),
                         fifo: queue.name().ends_with(".fifo"),
                         metrics: QueueMetrics::of(&queue),
                         queue: queue.clone(),

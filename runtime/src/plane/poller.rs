@@ -2,7 +2,7 @@
 //! fence, and hand the messages to the workers as jobs.
 
 use super::change::Change;
-use super::shared::{Job, Origin, Shared};
+use super::shared::{Job, Origin, Permits, Shared};
 use crate::backend::{Message, Receive, Sqs};
 use crate::clock;
 use crate::error::BackendError;
@@ -12,7 +12,7 @@ use crate::timeouts::ReceivePlan;
 use sqsbalancer_core::Input;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use tokio::sync::{OwnedSemaphorePermit, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::{Duration, Instant};
 
 /// The first rest after an empty short poll; it doubles up to the queue's wait time.
@@ -51,6 +51,7 @@ pub(super) async fn poll<Q: Sqs, C: Consumer>(
         }
     }
     let Poller { shared, origin, .. } = poller;
+    shared.jobs.end(origin.lane);
     shared.report(Input::ReceivingStopped {
         queue: origin.queue.clone(),
     });
@@ -77,6 +78,8 @@ struct Poller<Q, C> {
     sqs: sqsbalancer_core::SqsConfig,
     /// Messages asked for per receive (and permits held for it).
     batch: usize,
+    /// The queue's own permits, one per message it holds, if it caps them.
+    cap: Option<Arc<Semaphore>>,
     /// The long-poll wait the settings ask for.
     wanted: Duration,
     /// The rest after the next empty short poll.
@@ -94,7 +97,11 @@ impl<Q: Sqs, C: Consumer> Poller<Q, C> {
         stop: watch::Receiver<bool>,
     ) -> Poller<Q, C> {
         let sqs = shared.settings.sqs_for(&origin.queue).clone();
-        let batch = (sqs.max_messages.clamp(1, 10) as usize).min(shared.settings.capacity());
+        let cap = sqs.max_in_flight.map(|c| c as usize);
+        let batch = (sqs.max_messages.clamp(1, 10) as usize)
+            .min(shared.settings.capacity())
+            .min(cap.unwrap_or(usize::MAX));
+        let cap = cap.map(|c| Arc::new(Semaphore::new(c)));
         let wanted = sqs.wait_time.min(LONGEST_WAIT);
         let fence = shared.fence.clone();
         Poller {
@@ -104,6 +111,7 @@ impl<Q: Sqs, C: Consumer> Poller<Q, C> {
             fence,
             sqs,
             batch,
+            cap,
             wanted,
             rest: FIRST_REST,
             backoff: FIRST_BACKOFF,
@@ -111,16 +119,28 @@ impl<Q: Sqs, C: Consumer> Poller<Q, C> {
         }
     }
 
-    /// Waits in turn for a receive's worth of permits; `None` once told to stop.
-    async fn turn(&mut self) -> Option<OwnedSemaphorePermit> {
+    /// Waits in turn for a receive's worth of permits, the queue's own first (waiting for
+    /// those leaves other pollers free to long-poll); `None` once told to stop.
+    async fn turn(&mut self) -> Option<Permits> {
+        let n = self.batch as u32;
+        let queue = match &self.cap {
+            Some(cap) => Some(tokio::select! {
+                p = Arc::clone(cap).acquire_many_owned(n) => p.ok()?,
+                _ = self.stop.changed() => return None,
+            }),
+            None => None,
+        };
         let shared = &self.shared;
         shared.waiting.fetch_add(1, Ordering::SeqCst);
-        let permits = tokio::select! {
-            p = Arc::clone(&shared.permits).acquire_many_owned(self.batch as u32) => p.ok(),
+        let plane = tokio::select! {
+            p = Arc::clone(&shared.permits).acquire_many_owned(n) => p.ok(),
             _ = self.stop.changed() => None,
         };
         shared.waiting.fetch_sub(1, Ordering::SeqCst);
-        permits
+        Some(Permits {
+            plane: plane?,
+            queue,
+        })
     }
 
     /// A receive that is over at SQS before the self-fence, and the long-poll slot it holds
@@ -184,7 +204,7 @@ impl<Q: Sqs, C: Consumer> Poller<Q, C> {
     async fn settle(
         &mut self,
         result: Result<Vec<Message>, BackendError>,
-        permits: OwnedSemaphorePermit,
+        permits: Permits,
         plan: ReceivePlan,
         sent: Instant,
     ) -> Flow {
@@ -279,7 +299,7 @@ fn hand_over<Q, C: Consumer>(
     shared: &Shared<Q, C>,
     origin: &Arc<Origin>,
     messages: Vec<Message>,
-    mut permits: OwnedSemaphorePermit,
+    mut permits: Permits,
     sent: Instant,
     visibility_secs: u32,
 ) {
@@ -313,23 +333,28 @@ fn hand_over<Q, C: Consumer>(
     } else {
         held.into_iter().map(|h| vec![h]).collect()
     };
+    let mut queued = Vec::with_capacity(jobs.len());
     for messages in jobs {
         let Some(job_permits) = permits.split(messages.len()) else {
             tracing::error!(queue = %origin.queue, "more messages than permits");
             shared.finished(messages.len());
             continue;
         };
-        let job = Job {
+        shared.counters.queued(messages.len());
+        queued.push(Job {
             messages,
             permits: job_permits,
             origin: Arc::clone(origin),
-        };
-        let n = job.messages.len();
-        shared.counters.queued(n);
-        if let Err(closed) = shared.jobs.try_send(job) {
-            shared.counters.dequeued(n);
-            shared.finished(closed.into_inner().messages.len());
-        }
+        });
+    }
+    // One receive's jobs go in at once: one lock and one wake-up call, not one per message.
+    for closed in shared
+        .jobs
+        .push_all(origin.lane, queued, |j| j.messages.len())
+    {
+        let n = closed.messages.len();
+        shared.counters.dequeued(n);
+        shared.finished(n);
     }
 }
 

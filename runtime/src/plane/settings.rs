@@ -66,6 +66,10 @@ pub struct PlaneSettings {
     /// before each next one, until a message comes: fewer receives on idle queues for a later
     /// first message.
     pub idle_pause: Option<Duration>,
+    /// Workers take the next job from the queue that has used the least handler time while
+    /// queues wait for workers (else in arrival order): a noisy queue (a backlog, a slow
+    /// handler) keeps progressing without starving the others.
+    pub fair_scheduling: bool,
 }
 
 /// Empty receives in a row after which a queue counts as idle (a minute of long polls at the
@@ -77,7 +81,8 @@ const MAX_IDLE_PAUSE: Duration = Duration::from_secs(3600);
 
 impl PlaneSettings {
     /// The settings of `cfg`, with the data-plane options at their defaults: no overrides,
-    /// failures wait out the visibility timeout, no handler timeout, visibility extended.
+    /// failures wait out the visibility timeout, no handler timeout, visibility extended,
+    /// fair scheduling.
     pub fn of(cfg: &Config) -> PlaneSettings {
         PlaneSettings {
             sqs: cfg.sqs.clone(),
@@ -90,6 +95,7 @@ impl PlaneSettings {
             handler_timeout: None,
             extend_visibility: true,
             idle_pause: None,
+            fair_scheduling: true,
         }
     }
 

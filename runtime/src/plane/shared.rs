@@ -5,6 +5,7 @@ use super::change::Change;
 use super::counters::Counters;
 use super::inflight::InFlight;
 use super::settings::PlaneSettings;
+use super::work_queue::WorkQueue;
 use crate::backend::Message;
 use crate::driver::DriverHandle;
 use crate::telemetry::QueueMetrics;
@@ -19,6 +20,9 @@ use tokio::time::Instant;
 pub(super) struct Origin {
     /// The queue polled.
     pub(super) queue: QueueId,
+    /// This poller life's lane in the work queue: a number no other life of the data plane
+    /// has.
+    pub(super) lane: u64,
     /// A FIFO queue: its messages are handled in order, one group at a time.
     pub(super) fifo: bool,
     /// The poller was told to stop (a hand-off, a drain): unstarted jobs are released.
@@ -38,10 +42,41 @@ impl Origin {
 pub(super) struct Job {
     /// The messages, with their ids in the in-flight registry.
     pub(super) messages: Vec<(u64, Message)>,
-    /// One permit per message, given back when the job ends.
-    pub(super) permits: OwnedSemaphorePermit,
+    /// One permit per message, given back when the message is settled.
+    pub(super) permits: Permits,
     /// The poller life that received them.
     pub(super) origin: Arc<Origin>,
+}
+
+/// The permits of messages held: one each of the data plane's, and one each of their queue's
+/// when it caps its messages in flight (`SqsConfig::max_in_flight`).
+pub(super) struct Permits {
+    /// The data plane's permits.
+    pub(super) plane: OwnedSemaphorePermit,
+    /// The queue's permits, if it has a cap.
+    pub(super) queue: Option<OwnedSemaphorePermit>,
+}
+
+impl Permits {
+    /// How many messages these permits are for.
+    pub(super) fn num_permits(&self) -> usize {
+        self.plane.num_permits()
+    }
+
+    /// Splits off the permits of `n` messages; `None` if there are fewer.
+    pub(super) fn split(&mut self, n: usize) -> Option<Permits> {
+        if n > self.plane.num_permits() {
+            return None;
+        }
+        let queue = match &mut self.queue {
+            Some(q) => Some(q.split(n)?),
+            None => None,
+        };
+        Some(Permits {
+            plane: self.plane.split(n)?,
+            queue,
+        })
+    }
 }
 
 /// What the pollers, workers, batcher and keeper share.
@@ -61,7 +96,7 @@ pub(super) struct Shared<Q, C> {
     /// The self-fence on the runtime's clock: no receive may be open at SQS from then on.
     pub(super) fence: watch::Receiver<Option<Instant>>,
     /// The work queue the workers take jobs from.
-    pub(super) jobs: async_channel::Sender<Job>,
+    pub(super) jobs: WorkQueue<Job>,
     /// Changes for the batcher.
     pub(super) changes: mpsc::UnboundedSender<Change>,
     /// The messages held, for the keeper.

@@ -7,6 +7,7 @@ use super::change::Change;
 use super::consumer::Consumer;
 use super::counters::Counters;
 use super::shared::{Job, Origin, Phase, Shared};
+use super::work_queue::Taken;
 use crate::backend::{Message, Sqs};
 use crate::handler::{BatchOutcome, HandlerError};
 use std::collections::BTreeSet;
@@ -15,22 +16,30 @@ use std::sync::Arc;
 use tokio::time::{Duration, Instant};
 use tracing::Instrument;
 
-pub(super) async fn work<Q: Sqs, C: Consumer>(
-    shared: Arc<Shared<Q, C>>,
-    jobs: async_channel::Receiver<Job>,
-) {
+pub(super) async fn work<Q: Sqs, C: Consumer>(shared: Arc<Shared<Q, C>>) {
     let mut phase = shared.phase.clone();
+    let mut next = None;
     loop {
-        let job = tokio::select! {
-            job = jobs.recv() => job,
-            () = Phase::reached(&mut phase, Phase::Closed) => break,
+        let taken = match next.take() {
+            Some(taken) => Some(taken),
+            None => tokio::select! {
+                taken = shared.jobs.pop() => taken,
+                () = Phase::reached(&mut phase, Phase::Closed) => break,
+            },
         };
-        let Ok(job) = job else { return };
-        shared.counters.dequeued(job.messages.len());
+        let Some(Taken { job, charged }) = taken else {
+            break;
+        };
+        let n = job.messages.len();
+        shared.counters.dequeued(n);
+        let lane = job.origin.lane;
+        let started = Instant::now();
+        // A job taken as the data plane closed is released here: its origin was stopped.
         run(&shared, job).await;
+        next = shared.jobs.done(lane, n, charged, started.elapsed());
     }
     // Closed: what still waits for a worker will not be handled here.
-    while let Ok(job) = jobs.try_recv() {
+    for job in shared.jobs.close() {
         shared.counters.dequeued(job.messages.len());
         release(&shared, job.messages, &job.origin);
     }
