@@ -7,7 +7,8 @@
 //! messages made visible again), `.fenced_out` (messages whose receive came back after the
 //! self-fence, made visible again unhandled) and `sqsbalancer.visibility.extended`, also by
 //! queue;
-//! `sqsbalancer.handler.duration` (seconds, by queue) and the gauge
+//! `sqsbalancer.handler.duration` and `sqsbalancer.message.dwell` (seconds from SQS's
+//! `SentTimestamp` to the handler's start), both by queue, and the gauge
 //! `sqsbalancer.handler.in_flight`; the gauge `sqsbalancer.queues.owned` and the counter
 //! `sqsbalancer.queues.moves` (label `direction`: `acquired` or `released`); and
 //! `sqsbalancer.api.calls` by `operation` and `outcome` (`ok` or `error`); and the node's
@@ -35,6 +36,7 @@ struct Handles {
     fenced_out: metrics::Counter,
     extended: metrics::Counter,
     duration: metrics::Histogram,
+    dwell: metrics::Histogram,
 }
 
 impl QueueMetrics {
@@ -53,6 +55,7 @@ impl QueueMetrics {
                     fenced_out: metrics::counter!("sqsbalancer.messages.fenced_out", "queue_url" => url()),
                     extended: metrics::counter!("sqsbalancer.visibility.extended", "queue_url" => url()),
                     duration: metrics::histogram!("sqsbalancer.handler.duration", "queue_url" => url()),
+                    dwell: metrics::histogram!("sqsbalancer.message.dwell", "queue_url" => url()),
                 }),
             }
         }
@@ -106,6 +109,20 @@ impl QueueMetrics {
         self.handles.extended.increment(1);
     }
 
+    /// A handler is about to start on `m`: how long it waited since it was sent.
+    pub(crate) fn dwell(&self, m: &crate::backend::Message) {
+        #[cfg(feature = "metrics")]
+        if let Some(d) = m
+            .system
+            .get("SentTimestamp")
+            .and_then(|s| dwell_of(s, wall_ms()))
+        {
+            self.handles.dwell.record(d.as_secs_f64());
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = m;
+    }
+
     /// One handler invocation took `took`.
     pub(crate) fn handler_duration(&self, took: Duration) {
         #[cfg(feature = "metrics")]
@@ -113,6 +130,26 @@ impl QueueMetrics {
         #[cfg(not(feature = "metrics"))]
         let _ = took;
     }
+}
+
+/// Milliseconds since the Unix epoch now, on the clock SQS stamps `SentTimestamp` with.
+#[cfg(feature = "metrics")]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "dwell is measured against SQS's wall-clock SentTimestamp"
+)]
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// How long a message sent at `sent` (SQS's `SentTimestamp`, epoch ms) has waited at
+/// `now_ms`; `None` if the stamp does not parse. A clock behind SQS's reads as zero.
+#[cfg(any(feature = "metrics", test))]
+fn dwell_of(sent: &str, now_ms: u64) -> Option<Duration> {
+    let sent: u64 = sent.parse().ok()?;
+    Some(Duration::from_millis(now_ms.saturating_sub(sent)))
 }
 
 /// Messages in handlers now.
@@ -227,6 +264,17 @@ mod tests {
                 ("sqsbalancer.table.record_reads{}".to_owned(), 1),
             ]
         );
+    }
+
+    #[test]
+    fn dwell_is_the_time_since_the_sent_timestamp() {
+        let d = |sent, now| dwell_of(sent, now);
+        assert_eq!(
+            d("1700000000000", 1_700_000_001_500),
+            Some(Duration::from_millis(1_500))
+        );
+        assert_eq!(d("1700000000000", 1_699_999_999_000), Some(Duration::ZERO));
+        assert_eq!(d("soon", 1), None);
     }
 
     #[test]

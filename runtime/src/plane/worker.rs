@@ -187,6 +187,9 @@ async fn invoke<Q, C: Consumer>(
     messages: Vec<Message>,
     n: usize,
 ) -> BatchOutcome {
+    for m in &messages {
+        origin.metrics.dwell(m);
+    }
     let started = Instant::now();
     let handling = Handling::new(&shared.counters, n);
     let outcome = isolated(
