@@ -82,10 +82,13 @@ pub struct WorkerArgs {
         env = "SQSBALANCER_ATTRIBUTE_NAMES"
     )]
     pub attribute_names: Option<Vec<String>>,
-    /// One queue's own SQS settings, NAME:visibility=2m,wait=5s,max=5 (repeat the flag;
-    /// separate them with ; in the variable).
+    /// One queue's own SQS settings, NAME:visibility=2m,wait=5s,max=5,in_flight=20 (repeat
+    /// the flag; separate them with ; in the variable).
     #[arg(long, value_name = "NAME:SETTINGS", value_parser = queue_settings, value_delimiter = ';', env = "SQSBALANCER_QUEUE_SETTINGS")]
     pub queue_settings: Vec<QueueSettings>,
+    /// Most messages of one queue held at once, received and not yet settled [default: no cap].
+    #[arg(long, value_name = "N", env = "SQSBALANCER_MAX_IN_FLIGHT")]
+    pub max_in_flight: Option<u32>,
     /// Concurrent handlers [default: 10].
     #[arg(long, value_name = "N", env = "SQSBALANCER_WORKERS")]
     pub workers: Option<usize>,
@@ -116,6 +119,10 @@ pub struct WorkerArgs {
     /// Rest this long between long polls of a queue idle for three polls [default: none].
     #[arg(long, value_name = "DURATION", value_parser = duration, env = "SQSBALANCER_IDLE_PAUSE")]
     pub idle_pause: Option<Duration>,
+    /// Hand received messages to workers in arrival order, not fairly across queues by
+    /// handler time.
+    #[arg(long, env = "SQSBALANCER_NO_FAIR_SCHEDULING", value_parser = BoolishValueParser::new())]
+    pub no_fair_scheduling: bool,
     /// Do not extend the visibility of messages held past half their timeout.
     #[arg(long, env = "SQSBALANCER_NO_VISIBILITY_EXTENSION", value_parser = BoolishValueParser::new())]
     pub no_visibility_extension: bool,
@@ -179,6 +186,9 @@ impl WorkerArgs {
             c.sqs.message_attribute_names.clone_from(names);
         }
         c.sqs.max_messages = self.max_messages.unwrap_or(c.sqs.max_messages);
+        if self.max_in_flight.is_some() {
+            c.sqs.max_in_flight = self.max_in_flight;
+        }
         c.worker_pool_size = self.workers.unwrap_or(c.worker_pool_size);
         c.work_queue_size = self.work_queue.unwrap_or(c.work_queue_size);
         c.capacity = self.capacity.unwrap_or(c.capacity);
@@ -201,6 +211,8 @@ pub struct QueueSettings {
     wait: Option<Duration>,
     /// Its messages per receive.
     max: Option<u32>,
+    /// Its messages held at once, at most.
+    in_flight: Option<u32>,
 }
 
 impl QueueSettings {
@@ -210,21 +222,25 @@ impl QueueSettings {
         sqs.visibility_timeout = self.visibility.unwrap_or(sqs.visibility_timeout);
         sqs.wait_time = self.wait.unwrap_or(sqs.wait_time);
         sqs.max_messages = self.max.unwrap_or(sqs.max_messages);
+        if self.in_flight.is_some() {
+            sqs.max_in_flight = self.in_flight;
+        }
         sqs
     }
 }
 
-/// `NAME:visibility=2m,wait=5s,max=5`, any of the three settings.
+/// `NAME:visibility=2m,wait=5s,max=5,in_flight=20`, any of the four settings.
 fn queue_settings(s: &str) -> Result<QueueSettings, String> {
     let (queue, list) = s
         .split_once(':')
         .filter(|(q, _)| !q.trim().is_empty())
-        .ok_or_else(|| format!("{s:?}: want NAME:visibility=2m,wait=5s,max=5"))?;
+        .ok_or_else(|| format!("{s:?}: want NAME:visibility=2m,wait=5s,max=5,in_flight=20"))?;
     let mut out = QueueSettings {
         queue: queue.trim().to_owned(),
         visibility: None,
         wait: None,
         max: None,
+        in_flight: None,
     };
     for setting in list.split(',').map(str::trim).filter(|x| !x.is_empty()) {
         let (key, value) = setting
@@ -235,9 +251,12 @@ fn queue_settings(s: &str) -> Result<QueueSettings, String> {
             "visibility" => out.visibility = Some(duration(value).map_err(bad)?),
             "wait" => out.wait = Some(duration(value).map_err(bad)?),
             "max" => out.max = Some(value.trim().parse().map_err(|e| bad(format!("{e}")))?),
+            "in_flight" => {
+                out.in_flight = Some(value.trim().parse().map_err(|e| bad(format!("{e}")))?);
+            }
             other => {
                 return Err(format!(
-                    "{other:?} in {s:?}: the settings are visibility, wait and max"
+                    "{other:?} in {s:?}: the settings are visibility, wait, max and in_flight"
                 ));
             }
         }
@@ -260,17 +279,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn queue_settings_read_any_of_the_three_and_name_what_is_wrong() {
-        let q = queue_settings("orders-big:visibility=2m, max=1").unwrap();
+    fn queue_settings_read_any_of_the_four_and_name_what_is_wrong() {
+        let q = queue_settings("orders-big:visibility=2m, max=1, in_flight=4").unwrap();
         assert_eq!(q.queue, "orders-big");
         let sqs = q.apply(&SqsConfig::default());
         assert_eq!(sqs.visibility_timeout, Duration::from_secs(120));
         assert_eq!(sqs.max_messages, 1);
+        assert_eq!(sqs.max_in_flight, Some(4));
         assert_eq!(sqs.wait_time, SqsConfig::default().wait_time);
         for (bad, named) in [
             ("visibility=2m", "NAME:"),
             ("q:speed=3", "speed"),
             ("q:max=ten", "max"),
+            ("q:in_flight=-1", "in_flight"),
             ("q:wait", "KEY=VALUE"),
         ] {
             let e = queue_settings(bad).unwrap_err();

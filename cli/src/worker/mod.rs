@@ -92,6 +92,9 @@ fn balancer(args: &WorkerArgs, aws: &Arc<AwsBackend>) -> Result<Balancer<AwsBack
     if let Some(pause) = args.idle_pause {
         balancer = balancer.with_idle_pause(pause);
     }
+    if args.no_fair_scheduling {
+        balancer = balancer.without_fair_scheduling();
+    }
     if args.no_visibility_extension {
         balancer = balancer.without_visibility_extension();
     }
