@@ -130,8 +130,10 @@ impl World {
         }
         let urls: Vec<&String> = self.sqs.urls().collect();
         if !urls.is_empty() {
-            let picks: Vec<String> = (0..self.sc.messages_per_second)
-                .map(|_| urls[self.rng.below(urls.len() as u64) as usize].clone())
+            let picks: Vec<String> = (self.sc.traffic)
+                .pick(&mut self.rng, &urls, self.sc.messages_per_second)
+                .into_iter()
+                .map(|i| urls[i].clone())
                 .collect();
             for url in picks {
                 self.stats.sent += 1;

@@ -473,7 +473,13 @@ impl World {
             let slow =
                 !self.calm && f.slow_handler > 0 && self.rng.below(1_000_000) < f.slow_handler;
             let (lo, hi) = if slow { SLOW_HANDLER_MS } else { HANDLER_MS };
-            let took = lo + self.rng.below(hi - lo + 1);
+            let mut took = lo + self.rng.below(hi - lo + 1);
+            if (self.sc.traffic).slow(self.sc.seed, q.name()) {
+                took *= crate::traffic::SLOWDOWN;
+            }
+            if !self.calm && self.now >= self.sc.work_share_from_ms() {
+                self.stats.worked(i, took);
+            }
             if slow {
                 let s = &mut self.slots[i];
                 s.slow_until = s.slow_until.max(self.now + took);

@@ -36,6 +36,7 @@ pub mod swarm;
 pub mod testing;
 pub mod timeline;
 pub mod trace;
+pub mod traffic;
 mod world;
 
 pub use check::{Class, Invariant, Violation};
@@ -46,6 +47,7 @@ pub use scenario::{
     replay_command,
 };
 pub use swarm::SwarmSummary;
+pub use traffic::Traffic;
 pub use world::{APP, Progress, TABLE, World, config};
 
 /// Runs one scenario to its end, or to its first violation, and reports what it measured.

@@ -55,6 +55,55 @@ impl Spread {
     }
 }
 
+/// How evenly the instances running at the end shared the work (G14), per unit of weight:
+/// the most and the least over the mean.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct WorkShare {
+    /// The traffic shape (`Traffic::name`).
+    pub traffic: &'static str,
+    /// Handler time started in the second half of the run before the calm: the most.
+    pub handler_max_over_mean: f64,
+    /// … and the least.
+    pub handler_min_over_mean: f64,
+    /// Queues owned at the end (what count balance evens out): the most.
+    pub queues_max_over_mean: f64,
+    /// … and the least.
+    pub queues_min_over_mean: f64,
+}
+
+impl WorkShare {
+    /// The share of `fleet`'s running instances, with `work_ms` their handler time by slot.
+    fn of(traffic: &'static str, fleet: &Fleet, work_ms: &[u64]) -> Option<WorkShare> {
+        let weight = |i: &crate::check::Instance| f64::from(i.weight.max(1));
+        let handler: Vec<f64> = (fleet.running())
+            .map(|(slot, i)| work_ms.get(slot).copied().unwrap_or(0) as f64 / weight(i))
+            .collect();
+        let queues: Vec<f64> = (fleet.running())
+            .map(|(_, i)| i.receiving.len() as f64 / weight(i))
+            .collect();
+        let (handler_max_over_mean, handler_min_over_mean) = over_mean(&handler)?;
+        let (queues_max_over_mean, queues_min_over_mean) = over_mean(&queues)?;
+        Some(WorkShare {
+            traffic,
+            handler_max_over_mean,
+            handler_min_over_mean,
+            queues_max_over_mean,
+            queues_min_over_mean,
+        })
+    }
+}
+
+/// The largest and the smallest of `v` over its mean; `None` if empty or all zero.
+fn over_mean(v: &[f64]) -> Option<(f64, f64)> {
+    let mean = v.iter().sum::<f64>() / v.len() as f64;
+    if v.is_empty() || mean <= 0.0 {
+        return None;
+    }
+    let max = v.iter().copied().fold(f64::MIN, f64::max);
+    let min = v.iter().copied().fold(f64::MAX, f64::min);
+    Some((max / mean, min / mean))
+}
+
 /// What a finished run of any level leaves behind, lent to [`Report::of`].
 pub(crate) struct Finished<'a> {
     /// The scenario run.
@@ -134,6 +183,8 @@ pub struct Report {
     pub settle_optimum: u64,
     /// Largest minus smallest number of queues held per unit of weight at the end.
     pub balance_spread: f64,
+    /// How evenly the instances shared the handler time and the queues (level 1 only).
+    pub work_share: Option<WorkShare>,
     /// Graceful stops that finished, and their durations.
     pub stop_ms: Vec<u64>,
     /// Graceful stops that timed out (faults hit them).
@@ -211,6 +262,9 @@ impl Report {
             settle_moves: f.stats.moves_after_calm,
             settle_optimum: settle_optimum(&f.fleet.records, &f.stats.owners_at_calm, exists),
             balance_spread: spread(&f.fleet),
+            work_share: (f.level == Level::Core)
+                .then(|| WorkShare::of(sc.traffic.name(), &f.fleet, &f.stats.work_ms))
+                .flatten(),
             stop_ms: f.stats.stop_ms.clone(),
             stops_timed_out: f.stats.stops_timed_out,
             stops_life_lost: f.stats.stops_life_lost,

@@ -351,6 +351,8 @@ pub struct Scenario {
     pub faults: FaultMix,
     /// Messages sent per simulated second, spread over the queues.
     pub messages_per_second: u64,
+    /// How they are spread, and which queues have slow handlers (level 1 only).
+    pub traffic: crate::Traffic,
     /// How many partition keys the queue records are spread over (the balancer's
     /// `queue_partition_keys`).
     pub queue_partition_keys: u32,
@@ -423,6 +425,7 @@ impl Scenario {
             calm: MIN_CALM,
             faults: FaultMix::draw(&mut rng, kinds),
             messages_per_second: 5,
+            traffic: crate::Traffic::Uniform,
             queue_partition_keys: 1,
             instance_partition_keys: 1,
             schedule: Schedule::Drawn,
@@ -430,6 +433,12 @@ impl Scenario {
             trace: false,
             replay: None,
         }
+    }
+
+    /// When the work share ([`WorkShare`](crate::report::WorkShare)) starts counting handler
+    /// time, ms: halfway to the calm point, after the fleet has converged.
+    pub fn work_share_from_ms(&self) -> u64 {
+        self.duration.saturating_sub(self.calm).as_millis() as u64 / 2
     }
 
     /// A swarm run: the seed draws the size and which fault kinds are on (each with even odds),

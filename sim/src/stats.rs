@@ -55,9 +55,20 @@ pub(crate) struct Stats {
     pub samples: Vec<Sample>,
     /// The table reads of every level-1 node's lives, by cause (added as each life ends).
     pub table_reads: TableReads,
+    /// Handler time started by each instance slot in the second half of the run before the
+    /// calm (after convergence), ms: the work each did.
+    pub work_ms: Vec<u64>,
 }
 
 impl Stats {
+    /// Instance slot `slot` started a handler that takes `ms`.
+    pub fn worked(&mut self, slot: usize, ms: u64) {
+        if self.work_ms.len() <= slot {
+            self.work_ms.resize(slot + 1, 0);
+        }
+        self.work_ms[slot] += ms;
+    }
+
     /// A receive of `who` reached SQS on `q`. `up_since(slot, t)` says whether an instance
     /// other than `slot` has been up and not stopping since `t`: a failover is only measured
     /// against the bound when one was there to take over.

@@ -115,6 +115,9 @@ pub struct ReportJson<'a> {
     pub settle_optimum: u64,
     /// Largest minus smallest queues per unit of weight at the end.
     pub balance_spread: f64,
+    /// How evenly the instances shared the handler time and the queues (level 1 only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub work_share: Option<crate::report::WorkShare>,
     /// Graceful stops.
     pub stops: StopsJson,
     /// Overlaps excused by pauses past the fence margin.
@@ -172,6 +175,7 @@ impl<'a> ReportJson<'a> {
             settle_moves: r.settle_moves,
             settle_optimum: r.settle_optimum,
             balance_spread: r.balance_spread,
+            work_share: r.work_share,
             stops: StopsJson {
                 clean: r.stop_ms.len(),
                 timed_out: r.stops_timed_out,
