@@ -15,8 +15,8 @@ use sqsbalancer_core::ReadCause;
 use sqsbalancer_sim::report::Spread;
 use sqsbalancer_sim::scenario::{FaultKind, Schedule};
 use sqsbalancer_sim::{
-    Level, Mutation, Progress, Report, Scenario, SwarmLimits, SwarmSummary, level2, parse_duration,
-    timeline,
+    Level, Mutation, Progress, Report, Scenario, SwarmLimits, SwarmSummary, Traffic, level2,
+    parse_duration, timeline,
 };
 use std::io::Write;
 use std::path::PathBuf;
@@ -81,6 +81,10 @@ pub struct RunArgs {
     /// restarts the whole fleet a tenth at a time (the day G11 measures).
     #[arg(long, value_name = "NAME", value_parser = schedule, default_value = "none")]
     schedule: Schedule,
+    /// How the messages spread over the queues (level 1): `uniform`, or `zipf` (queue n drawn
+    /// with weight (n + 1)^-1.1, and 5% of the queues with handlers ten times slower; G14).
+    #[arg(long, value_name = "SHAPE", value_parser = traffic, default_value = "uniform")]
+    traffic: Traffic,
     /// Plant a deliberate bug to watch the checker catch it: ignore-stop, drop-redelivered,
     /// delete-failures, hand-off-keeps-epoch, wrong-capacity, skip-release-on-stop,
     /// panic-in-runtime (level 2 and 3), ignore-send-by.
@@ -173,6 +177,13 @@ fn schedule(s: &str) -> Result<Schedule, String> {
     })
 }
 
+fn traffic(s: &str) -> Result<Traffic, String> {
+    Traffic::named(s).ok_or_else(|| {
+        let known: Vec<&str> = Traffic::ALL.iter().map(|t| t.name()).collect();
+        format!("{s:?} is not a traffic shape; known: {}", known.join(", "))
+    })
+}
+
 fn fault_scale(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(x) if x.is_finite() && (0.0..=1_000.0).contains(&x) => Ok(x),
@@ -211,6 +222,12 @@ fn run_seed(args: RunArgs) -> Result<(), CliError> {
     let mut sc = args.scenario()?;
     sc.trace = args.trace.is_some();
     sc.replay = Some(args.rerun_command());
+    if level != Level::Core && sc.traffic != Traffic::Uniform {
+        return Err(CliError::BadOption {
+            option: "--traffic",
+            reason: format!("shapes level-1 runs only, not level {level}"),
+        });
+    }
     let (report, wall) = if args.progress {
         if level != Level::Core {
             return Err(CliError::BadOption {
@@ -274,6 +291,10 @@ impl RunArgs {
                 "schedule",
                 (self.schedule != Schedule::Drawn).then(|| self.schedule.name().to_owned()),
             ),
+            (
+                "traffic",
+                (self.traffic != Traffic::Uniform).then(|| self.traffic.name().to_owned()),
+            ),
             ("plant", self.plant.map(|m| m.name().to_owned())),
         ];
         for (flag, value) in given {
@@ -310,6 +331,7 @@ impl RunArgs {
             .instance_partition_keys
             .unwrap_or(sc.instance_partition_keys);
         sc.schedule = self.schedule;
+        sc.traffic = self.traffic;
         sc.mutation = self.plant;
         if let Some(x) = self.fault_scale {
             sc.faults = sc.faults.scaled(x);
@@ -519,6 +541,16 @@ fn run_table(r: &Report, wall: Duration) -> String {
         "moves: {} in all; after the calm point {} against an optimum of {}; balance spread {:.2}\n",
         r.moves, r.settle_moves, r.settle_optimum, r.balance_spread
     );
+    if let Some(w) = &r.work_share {
+        t += &format!(
+            "work share ({} traffic), over the mean per unit of weight: handler time {:.2} to {:.2}, queues {:.2} to {:.2}\n",
+            w.traffic,
+            w.handler_min_over_mean,
+            w.handler_max_over_mean,
+            w.queues_min_over_mean,
+            w.queues_max_over_mean
+        );
+    }
     t += &gap_table(&r.failover, &r.handoff, &r.takeover, &r.outage);
     let (requests, reads, writes) = r.dynamo_per_instance_minute();
     t += &format!(

@@ -121,11 +121,29 @@ fn progress_prints_a_line_each_simulated_minute_on_stderr_only() {
 }
 
 #[test]
-fn a_bad_fault_scale_duration_or_schedule_is_named_and_exits_2() {
+fn zipf_traffic_reports_the_work_share_at_level_one_only() {
+    let out = small_run("1", "7", &["--json", "--traffic", "zipf", "--rate", "50"]);
+    let v = summary(&out);
+    assert_eq!(v["violations"], 0);
+    assert_eq!(v["work_share"]["traffic"], "zipf", "{v}");
+    let most = v["work_share"]["handler_max_over_mean"].as_f64();
+    assert!(most.is_some_and(|x| x >= 1.0), "{v}");
+    let level2 = small_run("2", "7", &["--traffic", "zipf"]);
+    assert_eq!(level2.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&level2.stderr);
+    assert!(
+        err.contains("--traffic") && err.contains("level 2"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_bad_fault_scale_duration_schedule_or_traffic_is_named_and_exits_2() {
     for (flag, value) in [
         ("--fault-scale", "lots"),
         ("--duration", "5 parsecs"),
         ("--schedule", "thursday"),
+        ("--traffic", "bursty"),
     ] {
         let out = sim(&["run", "--seed", "1", flag, value]);
         assert_eq!(out.status.code(), Some(2), "{flag} {value}");
