@@ -551,6 +551,12 @@ fn run_table(r: &Report, wall: Duration) -> String {
             w.queues_max_over_mean
         );
     }
+    if let Some(d) = &r.dwell {
+        t += &format!(
+            "dwell (send to handler start, ms): p50 {}, p99 {}, max {}; the worst queue's p99 {}\n",
+            d.all.p50, d.all.p99, d.all.max, d.worst_queue_p99_ms
+        );
+    }
     t += &gap_table(&r.failover, &r.handoff, &r.takeover, &r.outage);
     let (requests, reads, writes) = r.dynamo_per_instance_minute();
     t += &format!(

@@ -479,6 +479,12 @@ impl World {
             }
             if !self.calm && self.now >= self.sc.work_share_from_ms() {
                 self.stats.worked(i, took);
+                let dwell = self.now.saturating_sub(m.sent.0);
+                self.stats
+                    .dwell_ms
+                    .entry(q.clone())
+                    .or_default()
+                    .push(dwell);
             }
             if slow {
                 let s = &mut self.slots[i];

@@ -93,6 +93,29 @@ impl WorkShare {
     }
 }
 
+/// How long messages waited from their send to their handler's start (level 1), over the
+/// time the work share counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Dwell {
+    /// Every message's.
+    pub all: Spread,
+    /// The 99th percentile of the queue where it is highest.
+    pub worst_queue_p99_ms: u64,
+}
+
+impl Dwell {
+    fn of(by_queue: &BTreeMap<QueueId, Vec<u64>>) -> Option<Dwell> {
+        let all: Vec<u64> = by_queue.values().flatten().copied().collect();
+        (!all.is_empty()).then(|| Dwell {
+            all: Spread::of(&all),
+            worst_queue_p99_ms: (by_queue.values())
+                .map(|v| Spread::of(v).p99)
+                .max()
+                .unwrap_or(0),
+        })
+    }
+}
+
 /// The largest and the smallest of `v` over its mean; `None` if empty or all zero.
 fn over_mean(v: &[f64]) -> Option<(f64, f64)> {
     let mean = v.iter().sum::<f64>() / v.len() as f64;
@@ -185,6 +208,8 @@ pub struct Report {
     pub balance_spread: f64,
     /// How evenly the instances shared the handler time and the queues (level 1 only).
     pub work_share: Option<WorkShare>,
+    /// How long messages waited for a handler (level 1 only).
+    pub dwell: Option<Dwell>,
     /// Graceful stops that finished, and their durations.
     pub stop_ms: Vec<u64>,
     /// Graceful stops that timed out (faults hit them).
@@ -265,6 +290,7 @@ impl Report {
             work_share: (f.level == Level::Core)
                 .then(|| WorkShare::of(sc.traffic.name(), &f.fleet, &f.stats.work_ms))
                 .flatten(),
+            dwell: Dwell::of(&f.stats.dwell_ms),
             stop_ms: f.stats.stop_ms.clone(),
             stops_timed_out: f.stats.stops_timed_out,
             stops_life_lost: f.stats.stops_life_lost,

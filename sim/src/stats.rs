@@ -58,6 +58,8 @@ pub(crate) struct Stats {
     /// Handler time started by each instance slot in the second half of the run before the
     /// calm (after convergence), ms: the work each did.
     pub work_ms: Vec<u64>,
+    /// Over the same time, each queue's dwell times: send to handler start, ms.
+    pub dwell_ms: BTreeMap<QueueId, Vec<u64>>,
 }
 
 impl Stats {

@@ -118,6 +118,9 @@ pub struct ReportJson<'a> {
     /// How evenly the instances shared the handler time and the queues (level 1 only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub work_share: Option<crate::report::WorkShare>,
+    /// How long messages waited for a handler (level 1 only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dwell: Option<crate::report::Dwell>,
     /// Graceful stops.
     pub stops: StopsJson,
     /// Overlaps excused by pauses past the fence margin.
@@ -176,6 +179,7 @@ impl<'a> ReportJson<'a> {
             settle_optimum: r.settle_optimum,
             balance_spread: r.balance_spread,
             work_share: r.work_share,
+            dwell: r.dwell,
             stops: StopsJson {
                 clean: r.stop_ms.len(),
                 timed_out: r.stops_timed_out,

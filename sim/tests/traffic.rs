@@ -1,5 +1,6 @@
 //! Traffic shapes (G14): a skewed run is as reproducible as any, and it shows what balancing
-//! queue counts leaves uneven: the handler time each instance gets.
+//! queue counts leaves uneven: the handler time each instance gets, and how long the popular
+//! queues' messages wait.
 
 use sqsbalancer_sim::{Scenario, Traffic, run};
 use std::collections::BTreeSet;
@@ -38,9 +39,18 @@ fn a_skewed_run_is_reproducible_and_uniform_traffic_spreads_the_work() {
     assert_eq!(json(skewed(5)), json(skewed(5)), "same seed, same report");
     let mut uniform = skewed(5);
     uniform.traffic = Traffic::Uniform;
-    let w = run(uniform).expect("valid").work_share.expect("measured");
+    let even = run(uniform).expect("valid");
+    let w = even.work_share.expect("measured");
     assert!(
         w.handler_max_over_mean < 1.2 && w.handler_min_over_mean > 0.8,
         "{w:?}"
+    );
+    // A popular queue's messages wait for the receive after the batch before them.
+    let skew = run(skewed(5)).expect("valid").dwell.expect("measured");
+    let even = even.dwell.expect("measured");
+    assert!(even.all.count > 0 && skew.all.count > 0);
+    assert!(
+        skew.worst_queue_p99_ms > even.worst_queue_p99_ms,
+        "{skew:?} {even:?}"
     );
 }

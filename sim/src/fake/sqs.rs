@@ -102,6 +102,8 @@ pub struct Received {
     pub attributes: BTreeMap<String, String>,
     /// FIFO: the group.
     pub group: Option<String>,
+    /// When it was sent (SQS's SentTimestamp, on the fake's clock).
+    pub sent: Millis,
 }
 
 /// A ReceiveMessage request.
@@ -162,6 +164,8 @@ struct Msg {
     receive_count: u32,
     /// When it becomes visible (or deliverable, for a delayed message).
     visible_at: Millis,
+    /// When it was sent.
+    sent: Millis,
 }
 
 #[derive(Debug, Default)]
@@ -287,6 +291,7 @@ impl Queue {
                 receive_count: m.receive_count,
                 attributes,
                 group: m.group.clone(),
+                sent: m.sent,
             });
             self.hide(seq, until);
         }
@@ -564,6 +569,7 @@ impl FakeSqs {
                 group: msg.group,
                 receive_count: 0,
                 visible_at,
+                sent: now,
             },
         );
         if visible_at > now {
