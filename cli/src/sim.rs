@@ -543,10 +543,11 @@ fn run_table(r: &Report, wall: Duration) -> String {
     );
     if let Some(w) = &r.work_share {
         t += &format!(
-            "work share ({} traffic), over the mean per unit of weight: handler time {:.2} to {:.2}, queues {:.2} to {:.2}\n",
+            "work share ({} traffic), over the mean per unit of weight: handler time {:.2} to {:.2} (the busiest queue alone {:.2}), queues {:.2} to {:.2}\n",
             w.traffic,
             w.handler_min_over_mean,
             w.handler_max_over_mean,
+            w.largest_queue_over_mean,
             w.queues_min_over_mean,
             w.queues_max_over_mean
         );

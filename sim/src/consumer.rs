@@ -478,7 +478,7 @@ impl World {
                 took *= crate::traffic::SLOWDOWN;
             }
             if !self.calm && self.now >= self.sc.work_share_from_ms() {
-                self.stats.worked(i, took);
+                self.stats.worked(i, q, took);
                 let dwell = self.now.saturating_sub(m.sent.0);
                 self.stats
                     .dwell_ms

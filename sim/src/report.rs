@@ -65,6 +65,10 @@ pub struct WorkShare {
     pub handler_max_over_mean: f64,
     /// … and the least.
     pub handler_min_over_mean: f64,
+    /// The busiest queue's handler time on the heaviest instance: the least the most loaded
+    /// instance can have under any assignment that gives each queue to one instance (one
+    /// queue alone can be above the goal).
+    pub largest_queue_over_mean: f64,
     /// Queues owned at the end (what count balance evens out): the most.
     pub queues_max_over_mean: f64,
     /// … and the least.
@@ -73,7 +77,8 @@ pub struct WorkShare {
 
 impl WorkShare {
     /// The share of `fleet`'s running instances, with `work_ms` their handler time by slot.
-    fn of(traffic: &'static str, fleet: &Fleet, work_ms: &[u64]) -> Option<WorkShare> {
+    fn of(traffic: &'static str, fleet: &Fleet, stats: &Stats) -> Option<WorkShare> {
+        let work_ms = &stats.work_ms;
         let weight = |i: &crate::check::Instance| f64::from(i.weight.max(1));
         let handler: Vec<f64> = (fleet.running())
             .map(|(slot, i)| work_ms.get(slot).copied().unwrap_or(0) as f64 / weight(i))
@@ -82,11 +87,18 @@ impl WorkShare {
             .map(|(_, i)| i.receiving.len() as f64 / weight(i))
             .collect();
         let (handler_max_over_mean, handler_min_over_mean) = over_mean(&handler)?;
+        let mean = handler.iter().sum::<f64>() / handler.len() as f64;
+        // Per unit of weight, the busiest queue weighs least on the heaviest member.
+        let heaviest = (fleet.running())
+            .map(|(_, i)| weight(i))
+            .fold(1.0, f64::max);
+        let largest = stats.queue_work_ms.values().copied().max().unwrap_or(0) as f64 / heaviest;
         let (queues_max_over_mean, queues_min_over_mean) = over_mean(&queues)?;
         Some(WorkShare {
             traffic,
             handler_max_over_mean,
             handler_min_over_mean,
+            largest_queue_over_mean: largest / mean,
             queues_max_over_mean,
             queues_min_over_mean,
         })
@@ -288,7 +300,7 @@ impl Report {
             settle_optimum: settle_optimum(&f.fleet.records, &f.stats.owners_at_calm, exists),
             balance_spread: spread(&f.fleet),
             work_share: (f.level == Level::Core)
-                .then(|| WorkShare::of(sc.traffic.name(), &f.fleet, &f.stats.work_ms))
+                .then(|| WorkShare::of(sc.traffic.name(), &f.fleet, f.stats))
                 .flatten(),
             dwell: Dwell::of(&f.stats.dwell_ms),
             stop_ms: f.stats.stop_ms.clone(),

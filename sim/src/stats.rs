@@ -58,17 +58,20 @@ pub(crate) struct Stats {
     /// Handler time started by each instance slot in the second half of the run before the
     /// calm (after convergence), ms: the work each did.
     pub work_ms: Vec<u64>,
+    /// Over the same time, the handler time of each queue's messages, ms.
+    pub queue_work_ms: BTreeMap<QueueId, u64>,
     /// Over the same time, each queue's dwell times: send to handler start, ms.
     pub dwell_ms: BTreeMap<QueueId, Vec<u64>>,
 }
 
 impl Stats {
-    /// Instance slot `slot` started a handler that takes `ms`.
-    pub fn worked(&mut self, slot: usize, ms: u64) {
+    /// Instance slot `slot` started a handler of a message of `queue` that takes `ms`.
+    pub fn worked(&mut self, slot: usize, queue: &QueueId, ms: u64) {
         if self.work_ms.len() <= slot {
             self.work_ms.resize(slot + 1, 0);
         }
         self.work_ms[slot] += ms;
+        *self.queue_work_ms.entry(queue.clone()).or_default() += ms;
     }
 
     /// A receive of `who` reached SQS on `q`. `up_since(slot, t)` says whether an instance

@@ -31,6 +31,11 @@ fn under_zipf_traffic_count_balance_evens_the_queues_but_not_the_work() {
         w.handler_max_over_mean > 1.2 || w.handler_min_over_mean < 0.8,
         "the skew shows in handler time: {w:?}"
     );
+    // Without faults nothing moves, so the busiest queue's holder carries at least it.
+    assert!(
+        w.largest_queue_over_mean > 0.0 && w.largest_queue_over_mean <= w.handler_max_over_mean,
+        "{w:?}"
+    );
 }
 
 #[test]
