@@ -82,9 +82,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "NAME", value_parser = schedule, default_value = "none")]
     schedule: Schedule,
     /// How the messages spread over the queues (level 1): `uniform`, or `zipf` (queue n drawn
-    /// with weight (n + 1)^-1.1, and 5% of the queues with handlers ten times slower; G14).
-    #[arg(long, value_name = "SHAPE", value_parser = traffic, default_value = "uniform")]
-    traffic: Traffic,
+    /// with weight (n + 1)^-1.1, and 5% of the queues with handlers ten times slower; G14);
+    /// default: drawn from the seed.
+    #[arg(long, value_name = "SHAPE", value_parser = traffic)]
+    traffic: Option<Traffic>,
     /// Plant a deliberate bug to watch the checker catch it: ignore-stop, drop-redelivered,
     /// delete-failures, hand-off-keeps-epoch, wrong-capacity, skip-release-on-stop,
     /// panic-in-runtime (level 2 and 3), ignore-send-by.
@@ -125,6 +126,9 @@ pub struct SwarmArgs {
     /// Multiply every seed's drawn fault rates by this (see `sim run --fault-scale`).
     #[arg(long, value_name = "X", value_parser = fault_scale)]
     fault_scale: Option<f64>,
+    /// Every seed's traffic shape (level 1; see `sim run --traffic`; default: uniform).
+    #[arg(long, value_name = "SHAPE", value_parser = traffic)]
+    traffic: Option<Traffic>,
     /// Print the summary as one JSON object on the last line.
     #[arg(long)]
     json: bool,
@@ -144,6 +148,9 @@ pub struct ReplayArgs {
     /// The swarm's fault scale, if it had one (`sim swarm --fault-scale`).
     #[arg(long, value_name = "X", value_parser = fault_scale)]
     fault_scale: Option<f64>,
+    /// The swarm's traffic shape, if it had one (`sim swarm --traffic`).
+    #[arg(long, value_name = "SHAPE", value_parser = traffic)]
+    traffic: Option<Traffic>,
 }
 
 /// `--level`, shared by every simulation command.
@@ -222,12 +229,7 @@ fn run_seed(args: RunArgs) -> Result<(), CliError> {
     let mut sc = args.scenario()?;
     sc.trace = args.trace.is_some();
     sc.replay = Some(args.rerun_command());
-    if level != Level::Core && sc.traffic != Traffic::Uniform {
-        return Err(CliError::BadOption {
-            option: "--traffic",
-            reason: format!("shapes level-1 runs only, not level {level}"),
-        });
-    }
+    level_one_traffic(level, sc.traffic)?;
     let (report, wall) = if args.progress {
         if level != Level::Core {
             return Err(CliError::BadOption {
@@ -291,10 +293,7 @@ impl RunArgs {
                 "schedule",
                 (self.schedule != Schedule::Drawn).then(|| self.schedule.name().to_owned()),
             ),
-            (
-                "traffic",
-                (self.traffic != Traffic::Uniform).then(|| self.traffic.name().to_owned()),
-            ),
+            ("traffic", self.traffic.map(|t| t.name().to_owned())),
             ("plant", self.plant.map(|m| m.name().to_owned())),
         ];
         for (flag, value) in given {
@@ -331,7 +330,7 @@ impl RunArgs {
             .instance_partition_keys
             .unwrap_or(sc.instance_partition_keys);
         sc.schedule = self.schedule;
-        sc.traffic = self.traffic;
+        sc.traffic = self.traffic.unwrap_or(sc.traffic);
         sc.mutation = self.plant;
         if let Some(x) = self.fault_scale {
             sc.faults = sc.faults.scaled(x);
@@ -349,13 +348,11 @@ fn swarm(args: SwarmArgs) -> Result<(), CliError> {
         threads,
         faults,
         fault_scale,
+        traffic,
         json,
     } = args;
     let level = level.level;
-    let limits = SwarmLimits {
-        only: faults.as_deref().map(FaultKind::parse_list).transpose()?,
-        scale: fault_scale,
-    };
+    let limits = swarm_limits(level, faults.as_deref(), fault_scale, traffic)?;
     let threads = threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get));
     // Drawn on stderr only when it is a terminal (indicatif hides it otherwise).
@@ -399,6 +396,32 @@ fn swarm(args: SwarmArgs) -> Result<(), CliError> {
     }
 }
 
+/// A swarm's limits from its options; traffic shapes are level 1's alone.
+fn swarm_limits(
+    level: Level,
+    faults: Option<&str>,
+    scale: Option<f64>,
+    traffic: Option<Traffic>,
+) -> Result<SwarmLimits, CliError> {
+    level_one_traffic(level, traffic.unwrap_or_default())?;
+    Ok(SwarmLimits {
+        only: faults.map(FaultKind::parse_list).transpose()?,
+        scale,
+        traffic,
+    })
+}
+
+/// Refuses a skewed traffic shape at levels 2 and 3, which do not model it.
+fn level_one_traffic(level: Level, traffic: Traffic) -> Result<(), CliError> {
+    if level != Level::Core && traffic != Traffic::Uniform {
+        return Err(CliError::BadOption {
+            option: "--traffic",
+            reason: format!("shapes level-1 runs only, not level {level}"),
+        });
+    }
+    Ok(())
+}
+
 /// Runs a seed of a swarm again, its trace on stdout.
 fn replay(args: ReplayArgs) -> Result<(), CliError> {
     let ReplayArgs {
@@ -406,12 +429,10 @@ fn replay(args: ReplayArgs) -> Result<(), CliError> {
         level,
         faults,
         fault_scale,
+        traffic,
     } = args;
     let level = level.level;
-    let limits = SwarmLimits {
-        only: faults.as_deref().map(FaultKind::parse_list).transpose()?,
-        scale: fault_scale,
-    };
+    let limits = swarm_limits(level, faults.as_deref(), fault_scale, traffic)?;
     let mut sc = level.scenario(seed, &limits);
     sc.trace = true;
     let report = simulate(level, sc)?;

@@ -129,12 +129,15 @@ fn zipf_traffic_reports_the_work_share_at_level_one_only() {
     let most = v["work_share"]["handler_max_over_mean"].as_f64();
     assert!(most.is_some_and(|x| x >= 1.0), "{v}");
     let level2 = small_run("2", "7", &["--traffic", "zipf"]);
-    assert_eq!(level2.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&level2.stderr);
-    assert!(
-        err.contains("--traffic") && err.contains("level 2"),
-        "{err}"
-    );
+    let swarm2 = sim(&["swarm", "--level", "2", "--seeds", "1", "--traffic", "zipf"]);
+    for out in [level2, swarm2] {
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("--traffic") && err.contains("level 2"),
+            "{err}"
+        );
+    }
 }
 
 #[test]

@@ -474,7 +474,9 @@ impl World {
                 !self.calm && f.slow_handler > 0 && self.rng.below(1_000_000) < f.slow_handler;
             let (lo, hi) = if slow { SLOW_HANDLER_MS } else { HANDLER_MS };
             let mut took = lo + self.rng.below(hi - lo + 1);
-            if (self.sc.traffic).slow(self.sc.seed, q.name()) {
+            // A slow queue's handler is ten times slower than the others'; a slow-handler
+            // fault's is slow already (past the visibility timeout), not ten times that.
+            if !slow && (self.sc.traffic).slow(self.sc.seed, q.name()) {
                 took *= crate::traffic::SLOWDOWN;
             }
             if !self.calm && self.now >= self.sc.work_share_from_ms() {

@@ -407,6 +407,8 @@ pub struct SwarmLimits {
     pub only: Option<BTreeSet<FaultKind>>,
     /// Multiply every drawn rate by this ([`FaultMix::scaled`]).
     pub scale: Option<f64>,
+    /// Every seed's traffic shape (level 1; uniform if none).
+    pub traffic: Option<crate::Traffic>,
 }
 
 /// The calm phase needed for everything to settle: restarts, a rebalance delay, a discovery
@@ -464,6 +466,7 @@ impl Scenario {
         s.queues = [1, 7, 20, 40, 100][rng.below(5) as usize];
         s.messages_per_second = 1 + rng.below(10);
         s.queue_partition_keys = [1, 1, 2, 8][rng.below(4) as usize];
+        s.traffic = limits.traffic.unwrap_or_default();
         s
     }
 
@@ -580,6 +583,9 @@ pub fn replay_command(level: Level, seed: u64, limits: &SwarmLimits) -> String {
     if let Some(x) = limits.scale {
         cmd += &format!(" --fault-scale {x}");
     }
+    if let Some(t) = limits.traffic {
+        cmd += &format!(" --traffic {}", t.name());
+    }
     cmd
 }
 
@@ -631,12 +637,16 @@ mod tests {
         let limits = SwarmLimits {
             only: Some(only.clone()),
             scale: Some(0.5),
+            traffic: Some(crate::Traffic::G14),
         };
         let limited = Scenario::swarm_of(5, &limits);
         assert_eq!(
             limited.replay.as_deref(),
-            Some("sqsbalancer sim replay --seed 5 --faults crash,stop --fault-scale 0.5")
+            Some(
+                "sqsbalancer sim replay --seed 5 --faults crash,stop --fault-scale 0.5 --traffic zipf"
+            )
         );
+        assert_eq!(limited.traffic, crate::Traffic::G14);
         assert!(limited.faults.kinds().iter().all(|k| only.contains(k)));
         assert_eq!(
             Scenario::swarm(5).replay.as_deref(),

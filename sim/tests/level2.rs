@@ -164,6 +164,7 @@ fn a_swarm_seed_names_the_command_that_replays_it() {
     let limits = SwarmLimits {
         only: Some(FaultKind::parse_list("stop,crash").expect("known kinds")),
         scale: Some(0.5),
+        traffic: None,
     };
     assert_eq!(
         level2::scenario(5, &limits).replay.as_deref(),
