@@ -81,7 +81,7 @@ pub struct RunArgs {
     /// restarts the whole fleet a tenth at a time (the day G11 measures).
     #[arg(long, value_name = "NAME", value_parser = schedule, default_value = "none")]
     schedule: Schedule,
-    /// How the messages spread over the queues (level 1): `uniform`, or `zipf` (queue n drawn
+    /// How the messages spread over the queues: `uniform`, or `zipf` (queue n drawn
     /// with weight (n + 1)^-1.1, and 5% of the queues with handlers ten times slower; G14);
     /// default: drawn from the seed.
     #[arg(long, value_name = "SHAPE", value_parser = traffic)]
@@ -126,7 +126,7 @@ pub struct SwarmArgs {
     /// Multiply every seed's drawn fault rates by this (see `sim run --fault-scale`).
     #[arg(long, value_name = "X", value_parser = fault_scale)]
     fault_scale: Option<f64>,
-    /// Every seed's traffic shape (level 1; see `sim run --traffic`; default: uniform).
+    /// Every seed's traffic shape (see `sim run --traffic`; default: uniform).
     #[arg(long, value_name = "SHAPE", value_parser = traffic)]
     traffic: Option<Traffic>,
     /// Print the summary as one JSON object on the last line.
@@ -229,7 +229,6 @@ fn run_seed(args: RunArgs) -> Result<(), CliError> {
     let mut sc = args.scenario()?;
     sc.trace = args.trace.is_some();
     sc.replay = Some(args.rerun_command());
-    level_one_traffic(level, sc.traffic)?;
     let (report, wall) = if args.progress {
         if level != Level::Core {
             return Err(CliError::BadOption {
@@ -352,7 +351,7 @@ fn swarm(args: SwarmArgs) -> Result<(), CliError> {
         json,
     } = args;
     let level = level.level;
-    let limits = swarm_limits(level, faults.as_deref(), fault_scale, traffic)?;
+    let limits = swarm_limits(faults.as_deref(), fault_scale, traffic)?;
     let threads = threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get));
     // Drawn on stderr only when it is a terminal (indicatif hides it otherwise).
@@ -396,30 +395,17 @@ fn swarm(args: SwarmArgs) -> Result<(), CliError> {
     }
 }
 
-/// A swarm's limits from its options; traffic shapes are level 1's alone.
+/// A swarm's limits from its options.
 fn swarm_limits(
-    level: Level,
     faults: Option<&str>,
     scale: Option<f64>,
     traffic: Option<Traffic>,
 ) -> Result<SwarmLimits, CliError> {
-    level_one_traffic(level, traffic.unwrap_or_default())?;
     Ok(SwarmLimits {
         only: faults.map(FaultKind::parse_list).transpose()?,
         scale,
         traffic,
     })
-}
-
-/// Refuses a skewed traffic shape at levels 2 and 3, which do not model it.
-fn level_one_traffic(level: Level, traffic: Traffic) -> Result<(), CliError> {
-    if level != Level::Core && traffic != Traffic::Uniform {
-        return Err(CliError::BadOption {
-            option: "--traffic",
-            reason: format!("shapes level-1 runs only, not level {level}"),
-        });
-    }
-    Ok(())
 }
 
 /// Runs a seed of a swarm again, its trace on stdout.
@@ -432,7 +418,7 @@ fn replay(args: ReplayArgs) -> Result<(), CliError> {
         traffic,
     } = args;
     let level = level.level;
-    let limits = swarm_limits(level, faults.as_deref(), fault_scale, traffic)?;
+    let limits = swarm_limits(faults.as_deref(), fault_scale, traffic)?;
     let mut sc = level.scenario(seed, &limits);
     sc.trace = true;
     let report = simulate(level, sc)?;

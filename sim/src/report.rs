@@ -218,7 +218,7 @@ pub struct Report {
     pub settle_optimum: u64,
     /// Largest minus smallest number of queues held per unit of weight at the end.
     pub balance_spread: f64,
-    /// How evenly the instances shared the handler time and the queues (level 1 only).
+    /// How evenly the instances shared the handler time and the queues (every level).
     pub work_share: Option<WorkShare>,
     /// How long messages waited for a handler (level 1 only).
     pub dwell: Option<Dwell>,
@@ -299,9 +299,7 @@ impl Report {
             settle_moves: f.stats.moves_after_calm,
             settle_optimum: settle_optimum(&f.fleet.records, &f.stats.owners_at_calm, exists),
             balance_spread: spread(&f.fleet),
-            work_share: (f.level == Level::Core)
-                .then(|| WorkShare::of(sc.traffic.name(), &f.fleet, f.stats))
-                .flatten(),
+            work_share: WorkShare::of(sc.traffic.name(), &f.fleet, f.stats),
             dwell: Dwell::of(&f.stats.dwell_ms),
             stop_ms: f.stats.stop_ms.clone(),
             stops_timed_out: f.stats.stops_timed_out,

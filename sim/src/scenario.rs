@@ -351,7 +351,7 @@ pub struct Scenario {
     pub faults: FaultMix,
     /// Messages sent per simulated second, spread over the queues.
     pub messages_per_second: u64,
-    /// How they are spread, and which queues have slow handlers (level 1 only).
+    /// How they are spread, and which queues have slow handlers.
     pub traffic: crate::Traffic,
     /// How many partition keys the queue records are spread over (the balancer's
     /// `queue_partition_keys`).

@@ -115,7 +115,7 @@ pub struct ReportJson<'a> {
     pub settle_optimum: u64,
     /// Largest minus smallest queues per unit of weight at the end.
     pub balance_spread: f64,
-    /// How evenly the instances shared the handler time and the queues (level 1 only).
+    /// How evenly the instances shared the handler time and the queues (every level).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub work_share: Option<crate::report::WorkShare>,
     /// How long messages waited for a handler (level 1 only).

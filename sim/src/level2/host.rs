@@ -127,7 +127,14 @@ impl Handler for Recorder {
             let panics = fail && rng.below(2) == 0 && s.mutation != Some(Mutation::DeleteFailures);
             let slow = rng.below(1_000_000) < faults.slow;
             let (lo, hi) = if slow { SLOW_HANDLER_MS } else { HANDLER_MS };
-            let took = lo + rng.below(hi - lo + 1);
+            let mut took = lo + rng.below(hi - lo + 1);
+            // As at level 1: a slow queue's handler ten times slower, a slow fault as it is.
+            if !slow && s.traffic.slow(s.seed, m.queue.name()) {
+                took *= crate::traffic::SLOWDOWN;
+            }
+            if !s.calm && now >= s.work_share_from {
+                s.stats.worked(self.who.0, &m.queue, took);
+            }
             if slow {
                 let sl = &mut s.slots[self.who.0];
                 sl.slow_until = sl.slow_until.max(now + took);

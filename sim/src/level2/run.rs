@@ -477,8 +477,8 @@ impl Harness {
         if urls.is_empty() {
             return;
         }
-        for _ in 0..self.sc.messages_per_second {
-            let url = &urls[self.rng.below(urls.len() as u64) as usize];
+        let picks = (self.sc.traffic).pick(&mut self.rng, &urls, self.sc.messages_per_second);
+        for url in picks.into_iter().map(|i| &urls[i]) {
             let mut s = lock(&self.lab);
             s.stats.sent += 1;
             let msg = Outgoing {

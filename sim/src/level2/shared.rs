@@ -119,6 +119,10 @@ pub(crate) struct Shared {
     pub hang: BTreeSet<(String, Service)>,
     /// Handler faults in force.
     pub handler_faults: HandlerFaults,
+    /// How the messages spread over the queues, and which queues have slow handlers.
+    pub traffic: crate::Traffic,
+    /// When handler time starts counting toward the work share, ms.
+    pub work_share_from: u64,
     /// The invariants.
     pub checker: Checker,
     /// Counters and gaps, as the level-1 report keeps them.
@@ -178,6 +182,8 @@ impl Shared {
                 fail: sc.faults.failing_handler,
                 slow: sc.faults.slow_handler,
             },
+            traffic: sc.traffic,
+            work_share_from: sc.work_share_from_ms(),
             checker: Checker::default(),
             stats: Stats::default(),
             trace: Trace::new(sc.trace),
