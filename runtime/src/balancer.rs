@@ -201,6 +201,7 @@ impl Monitor {
             busy_workers: t.busy,
             work_queue_depth: t.waiting,
             owned_queues: queues.len(),
+            queue_load: (self.counters.loads).of(&queues, tokio::time::Instant::now()),
             queues,
             instances: self.handle.members(),
             phase: self.handle.phase(),

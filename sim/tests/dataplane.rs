@@ -282,7 +282,12 @@ async fn a_queue_s_cap_bounds_its_messages_in_flight_and_leaves_workers_to_the_o
         most["q-1"] > 3,
         "the other queue used the workers left: {most:?}"
     );
-    assert_eq!(running.stats().succeeded, 50);
+    let stats = running.stats();
+    assert_eq!(stats.succeeded, 50);
+    // 40 handler-seconds on q-0 against 10 on q-1, in the last minute: each queue's load.
+    let load = |name: &str| (stats.queue_load.iter()).find(|(q, _)| q.name() == name);
+    let (capped, free) = (load("q-0").map(|l| *l.1), load("q-1").map(|l| *l.1));
+    assert!(free > Some(0) && capped > free, "{:?}", stats.queue_load);
     running.stop().await.expect("a clean stop");
 }
 

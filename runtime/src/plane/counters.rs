@@ -17,6 +17,8 @@ pub(crate) struct Counters {
     waiting: AtomicU64,
     /// Handler calls running: the workers busy.
     busy: AtomicU64,
+    /// Each queue's recent handler time per second.
+    pub(crate) loads: super::load::Loads,
 }
 
 /// A snapshot of [`Counters`].

@@ -29,6 +29,7 @@ mod consumer;
 mod counters;
 mod inflight;
 mod keeper;
+mod load;
 mod poller;
 mod settings;
 mod shared;
@@ -119,6 +120,7 @@ impl<Q: Sqs, C: Consumer> DataPlane<Q, C> {
                     let (stop, stop_rx) = watch::channel(false);
                     let origin = Arc::new(Origin {
                         lane: self.shared.jobs.open(),
+                        load: self.shared.counters.loads.track(&queue),
                         fifo: queue.name().ends_with(".fifo"),
                         metrics: QueueMetrics::of(&queue),
                         queue: queue.clone(),

@@ -23,6 +23,8 @@ pub(super) struct Origin {
     /// This poller life's lane in the work queue: a number no other life of the data plane
     /// has.
     pub(super) lane: u64,
+    /// The queue's recent load, which this life's handlers add to.
+    pub(super) load: Arc<super::load::QueueLoad>,
     /// A FIFO queue: its messages are handled in order, one group at a time.
     pub(super) fifo: bool,
     /// The poller was told to stop (a hand-off, a drain): unstarted jobs are released.

@@ -198,7 +198,9 @@ async fn invoke<Q, C: Consumer>(
     )
     .await;
     drop(handling);
-    origin.metrics.handler_duration(started.elapsed());
+    let took = started.elapsed();
+    origin.metrics.handler_duration(took);
+    origin.load.handled(Instant::now(), took);
     match outcome {
         Ok(o) if o.len() == n => o,
         Ok(o) => {
