@@ -14,6 +14,10 @@
 //!    under quota clockwise from its hash on a ring of the members' pinned hashes, so targets
 //!    computed from views that differ in a few holders differ in a few queues, not in all.
 
+mod by_load;
+
+pub use by_load::{Band, MAX_LOAD, assign_by_load};
+
 use crate::hash::{Rendezvous, hash64};
 use crate::ids::{InstanceId, QueueId};
 use std::cmp::Reverse;
@@ -169,13 +173,24 @@ pub fn assign(
     queues: &[QueueId],
     current: &BTreeMap<QueueId, InstanceId>,
 ) -> Assignment {
+    let (members, queues, holders) = prepared(members, queues, current);
+    let named = Arc::clone(&queues);
+    let score = |rv: &Rendezvous, qi: u32| rv.score(named[qi as usize].as_str());
+    assign_sorted(members, queues, &holders, score)
+}
+
+/// The inputs of a target as its computation takes them: the [`normalized`] members, the
+/// queues sorted and deduplicated, and each queue's holder by index among the members (or
+/// [`NO_HOLDER`] when `current` names none, or a non-member).
+pub(crate) fn prepared(
+    members: &[Member],
+    queues: &[QueueId],
+    current: &BTreeMap<QueueId, InstanceId>,
+) -> (Vec<Member>, Arc<[QueueId]>, Vec<u32>) {
     let members = normalized(members);
     let mut queues: Vec<QueueId> = queues.to_vec();
     queues.sort_unstable();
     queues.dedup();
-    let queues: Arc<[QueueId]> = queues.into();
-    let named = Arc::clone(&queues);
-    let score = |rv: &Rendezvous, qi: u32| rv.score(named[qi as usize].as_str());
     let holders: Vec<u32> = queues
         .iter()
         .map(|q| {
@@ -185,7 +200,7 @@ pub fn assign(
             member.map_or(NO_HOLDER, |i| i as u32)
         })
         .collect();
-    assign_sorted(members, queues, &holders, score)
+    (members, queues.into(), holders)
 }
 
 /// The members an assignment is made among: weight above zero, sorted by id, one per id (the
@@ -312,6 +327,20 @@ pub(crate) fn assign_sorted(
 /// queues more evenly over first choices, so fewer of them go past a full member.
 const RING_POINTS: u32 = 16;
 
+/// The points of the members `on(index)` picks on a consistent-hash ring: [`RING_POINTS`]
+/// pinned hashes of each one's id, with its index, sorted by hash. Both policies deal over it.
+pub(crate) fn ring_points(members: &[Member], on: impl Fn(usize) -> bool) -> Vec<(u64, u32)> {
+    let mut points: Vec<(u64, u32)> = Vec::new();
+    for (mi, m) in members.iter().enumerate().filter(|(mi, _)| on(*mi)) {
+        let id = m.id.as_str().as_bytes();
+        for p in 0..RING_POINTS {
+            points.push((hash64(&[id, &p.to_le_bytes()]), mi as u32));
+        }
+    }
+    points.sort_unstable();
+    points
+}
+
 /// A consistent-hash ring of the members with room, which free queues are dealt over.
 ///
 /// A queue goes to the first member clockwise from its hash that has room, so two nodes whose
@@ -332,14 +361,7 @@ struct Ring {
 impl Ring {
     /// The ring of the members whose `quota` is above zero.
     fn new(members: &[Member], quota: &[usize]) -> Ring {
-        let mut points: Vec<(u64, u32)> = Vec::new();
-        for (mi, m) in members.iter().enumerate().filter(|(mi, _)| quota[*mi] > 0) {
-            let id = m.id.as_str().as_bytes();
-            for p in 0..RING_POINTS {
-                points.push((hash64(&[id, &p.to_le_bytes()]), mi as u32));
-            }
-        }
-        points.sort_unstable();
+        let points = ring_points(members, |mi| quota[mi] > 0);
         let next = (0..points.len() as u32).collect();
         let mut of_member = vec![Vec::new(); members.len()];
         for (p, (_, mi)) in points.iter().enumerate() {

@@ -29,7 +29,7 @@ pub mod table;
 pub mod time;
 mod timer;
 
-pub use assignment::{Assignment, Member, assign, share_bounds};
+pub use assignment::{Assignment, Band, Member, assign, assign_by_load, share_bounds};
 pub use config::{Config, SqsConfig};
 pub use effect::{
     Effect, Input, InstanceRecord, Notice, OpId, Outcome, QueueRecord, Read, Reply, Status,
