@@ -47,7 +47,17 @@ enum Command {
         /// The current owners: JSON mapping queue to instance, as an earlier --json plan printed.
         #[arg(long, value_name = "FILE")]
         current: Option<PathBuf>,
-        /// Print one JSON object (assignment, load, moved) instead of a table.
+        /// Queues' loads, one queue and a whole number per line (any unit, say handler
+        /// milliseconds per second): balance load instead of queue counts.
+        #[arg(long, value_name = "FILE")]
+        loads: Option<PathBuf>,
+        /// With --loads: how far in percent a member's load may stray from its share before
+        /// queues move.
+        #[arg(long, value_name = "PERCENT", default_value_t = 5, requires = "loads",
+              value_parser = clap::value_parser!(u32).range(0..=100))]
+        band: u32,
+        /// Print one JSON object (assignment, load, moved, and with --loads work) instead of a
+        /// table.
         #[arg(long)]
         json: bool,
     },
@@ -79,15 +89,24 @@ fn run(cli: Cli) -> Result<(), CliError> {
             members,
             queues,
             current,
+            loads,
+            band,
             json,
         } => {
-            let input = plan::load(&members, &queues, current.as_deref())?;
+            let files = plan::PlanFiles {
+                members: &members,
+                queues: &queues,
+                current: current.as_deref(),
+                loads: loads.as_deref(),
+            };
+            let band = sqsbalancer_core::Band::percent(band).expect("clap bounds the band");
+            let input = plan::load(&files, band)?;
             let a = plan::plan(&input);
             let mut out = std::io::stdout().lock();
             if json {
-                writeln!(out, "{}", plan::to_json(&a, &input.current))?;
+                writeln!(out, "{}", plan::to_json(&a, &input))?;
             } else {
-                write!(out, "{}", plan::to_table(&a, &input.current))?;
+                write!(out, "{}", plan::to_table(&a, &input))?;
             }
             out.flush()?;
             Ok(())

@@ -153,3 +153,109 @@ fn bad_input_fails_with_one_line_naming_file_and_line() {
         assert!(out.stdout.is_empty());
     }
 }
+
+/// Runs `plan --json` with `extra` arguments after the members and queues files.
+fn plan_with(members: &Path, queues: &Path, extra: &[&std::ffi::OsStr]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sqsbalancer"));
+    cmd.arg("plan").arg("--members").arg(members);
+    cmd.arg("--queues").arg(queues).args(extra).arg("--json");
+    cmd.output().unwrap()
+}
+
+#[test]
+fn a_plan_with_loads_evens_out_work_that_counts_leave_uneven() {
+    let s = Scratch::new();
+    let members = s.file("members", "i-a\ni-b\ni-c\ni-d\n");
+    let queues = s.file("queues", &queues_text(200));
+    // Zipf-like: queue i carries 100,000 / (i + 1).
+    let text: String = (0..200)
+        .map(|i| {
+            format!(
+                "https://sqs.us-east-1.amazonaws.com/1/orders-{i} {}\n",
+                100_000 / (i + 1)
+            )
+        })
+        .collect();
+    let loads = s.file("loads", &text);
+    let spread = |v: &Value| {
+        let work: Vec<f64> = (v["work"].as_object().unwrap().values())
+            .map(|w| w.as_f64().unwrap())
+            .collect();
+        let mean = work.iter().sum::<f64>() / work.len() as f64;
+        let (min, max) = work
+            .iter()
+            .fold((f64::MAX, 0f64), |(lo, hi), w| (lo.min(*w), hi.max(*w)));
+        (min / mean, max / mean)
+    };
+    let by_load = json(&plan_with(
+        &members,
+        &queues,
+        &["--loads".as_ref(), loads.as_ref()],
+    ));
+    let current = s.file("current.json", &by_load.to_string());
+    let again = plan_with(
+        &members,
+        &queues,
+        &[
+            "--loads".as_ref(),
+            loads.as_ref(),
+            "--current".as_ref(),
+            current.as_ref(),
+        ],
+    );
+    assert_eq!(json(&again)["moved"].as_array().unwrap().len(), 0);
+    // The counts' plan, weighed with the same loads: `--band 100` tolerates anything, so fed
+    // the count plan as current it keeps it.
+    let counts = json(&plan(&members, &queues, None, true));
+    let counted = s.file("counted.json", &counts.to_string());
+    let kept = json(&plan_with(
+        &members,
+        &queues,
+        &[
+            "--loads".as_ref(),
+            loads.as_ref(),
+            "--band".as_ref(),
+            "100".as_ref(),
+            "--current".as_ref(),
+            counted.as_ref(),
+        ],
+    ));
+    assert_eq!(kept["assignment"], counts["assignment"]);
+    let (lo, hi) = spread(&by_load);
+    let (count_lo, count_hi) = spread(&kept);
+    assert!(lo > 0.9 && hi < 1.1, "by load {lo:.3}..{hi:.3}");
+    assert!(
+        count_hi - count_lo > hi - lo,
+        "counts {count_lo:.3}..{count_hi:.3}"
+    );
+}
+
+#[test]
+fn a_bad_loads_file_or_band_is_refused() {
+    let s = Scratch::new();
+    let members = s.file("members", "i-a\ni-b\n");
+    let queues = s.file("queues", "q1\nq2\n");
+    let loads = s.file("loads", "q1 4\nq9 1\n");
+    let out = plan_with(&members, &queues, &["--loads".as_ref(), loads.as_ref()]);
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("loads:2: q9 is not in the queues file"),
+        "{err}"
+    );
+    let good = s.file("good", "q1 4\n");
+    for band in [
+        [
+            "--loads".as_ref(),
+            good.as_ref(),
+            "--band".as_ref(),
+            "101".as_ref(),
+        ]
+        .as_slice(),
+        &["--band".as_ref(), "5".as_ref()],
+    ] {
+        let out = plan_with(&members, &queues, band);
+        assert!(!out.status.success(), "{band:?} was accepted");
+        assert!(String::from_utf8(out.stderr).unwrap().contains("--band"));
+    }
+}
