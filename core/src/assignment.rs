@@ -16,6 +16,7 @@
 
 mod by_load;
 
+pub(crate) use by_load::assign_sorted_by_load;
 pub use by_load::{Band, MAX_LOAD, assign_by_load};
 
 use crate::hash::{Rendezvous, hash64};
