@@ -407,6 +407,11 @@ async fn registrations_and_lapses_get_the_table_rules_answers() {
             owner: life(7),
             counter: 1,
             status: Status::Active,
+            // Published loads, which the next registration removes.
+            loads: Some(sqsbalancer_core::loads::PublishedLoads::summarize([(
+                &sqsbalancer_core::QueueId::new("q-1").expect("a queue"),
+                250,
+            )])),
         },
         register,
         Write::Lapse { owner: life(8) },
@@ -438,6 +443,7 @@ async fn registrations_and_lapses_get_the_table_rules_answers() {
         item.get(table::PRIOR_HEARTBEAT),
         Some(&table::Value::num(1))
     );
+    assert_eq!(item.get(table::LOADS), None, "removed by the registration");
     assert_eq!(item.get(table::LAPSED), Some(&table::Value::num(8)));
 }
 

@@ -4,6 +4,7 @@
 //! The Go library's `VirtualNodes` is deliberately absent: assignment here is an exact sticky
 //! balance, not a hash ring, so there is no ring to size.
 
+use crate::assignment::Band;
 use crate::error::{Error, Result};
 use crate::ids::{InstanceId, check_application_name};
 use crate::table::{MAX_INSTANCE_PARTITION_KEYS, MAX_QUEUE_PARTITION_KEYS};
@@ -91,6 +92,35 @@ impl SqsConfig {
     }
 }
 
+/// What a fleet's targets balance (G14).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Balance {
+    /// Each instance gets the floor or ceiling of its weighted share of the queues.
+    Count,
+    /// Each instance gets its weighted share of the queues' load, as their owners measure and
+    /// publish it in their instance records (docs/design.md §4.5). Queues move only once an
+    /// instance's load strays from its share by more than `band`.
+    Load {
+        /// How far an instance's load may stray from its share before queues move.
+        band: Band,
+        /// How often at most an instance publishes its queues' loads again (default 1 min; at
+        /// least `heartbeat_interval`). It publishes only when readers would misjudge them
+        /// by a tenth.
+        publish_interval: Duration,
+    },
+}
+
+impl Balance {
+    /// Load balance with the default band (10%) and publish interval (1 min).
+    pub fn load() -> Balance {
+        Balance::Load {
+            band: Band::percent(10).unwrap_or(Band::ZERO),
+            publish_interval: Duration::from_secs(60),
+        }
+    }
+}
+
 /// The configuration of one balancer instance. Start from [`Config::new`] and set fields: new
 /// fields may come in any release, and [`Config::validate`] (which the balancer calls) checks
 /// them all at once, naming the field that broke a rule.
@@ -144,6 +174,10 @@ pub struct Config {
     /// a fleet of several hundred instances reads more than one key serves. Each key is one
     /// more request per read. Recorded and followed like `queue_partition_keys`.
     pub instance_partition_keys: u32,
+    /// What targets balance across the fleet (default [`Balance::Count`]). Every instance of
+    /// an application must use the same: instances that balance differently disagree on
+    /// targets and pass queues back and forth (still never two receiving from one).
+    pub balance: Balance,
     /// Seed of all the core's randomness (timer spread, the first incarnation of a new
     /// instance record). 0 (the default) has the runtime draw one from OS entropy for each
     /// process; simulations pass one derived from the run's seed.
@@ -170,6 +204,7 @@ impl Default for Config {
             reconcile_interval: Duration::from_secs(600),
             queue_partition_keys: 1,
             instance_partition_keys: 1,
+            balance: Balance::Count,
             seed: 0,
         }
     }
@@ -200,6 +235,24 @@ impl Config {
         self.fence_margin.unwrap_or(self.heartbeat_timeout / 10)
     }
 
+    /// Under load balance, loads may not be published more often than heartbeats carry them.
+    fn check_balance(&self) -> Result<()> {
+        if let Balance::Load {
+            publish_interval, ..
+        } = self.balance
+            && publish_interval < self.heartbeat_interval
+        {
+            return Err(invalid(
+                "balance.publish_interval",
+                format!(
+                    "must be at least heartbeat_interval ({:?}), got {publish_interval:?}",
+                    self.heartbeat_interval
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Checks every rule and returns the first field that breaks one.
     pub fn validate(&self) -> Result<()> {
         if self.application_name.is_empty() {
@@ -228,6 +281,7 @@ impl Config {
                 format!("must be 1 to {MAX_INSTANCE_PARTITION_KEYS}"),
             ));
         }
+        self.check_balance()?;
         if self.heartbeat_interval < Duration::from_millis(10) {
             return Err(invalid("heartbeat_interval", "must be at least 10ms"));
         }

@@ -7,6 +7,7 @@
 //! (condition failed) or unknown (no answer by the deadline: it may have happened, or may yet).
 
 use crate::ids::{InstanceId, Owner, QueueId};
+use crate::loads::PublishedLoads;
 use crate::page::QueuePage;
 use crate::time::Millis;
 use std::sync::Arc;
@@ -58,6 +59,10 @@ pub struct InstanceRecord {
     /// reached then (both 0 for a record created afresh). A peer that saw that counter knows
     /// when the superseded life last showed a sign of life, and times its ghost from then.
     pub prior: (u64, u64),
+    /// The loads of the queues this life holds, as it last published them (G14); `None` when
+    /// it published none (or the attribute does not decode: every reader then weighs its
+    /// queues alike, as if idle).
+    pub loads: Option<PublishedLoads>,
 }
 
 /// What a [`Write::Notify`] tells. A claim sends none: it moves a queue towards the target
@@ -105,6 +110,7 @@ impl InstanceRecord {
             ended: 0,
             lapsed: 0,
             prior: (0, 0),
+            loads: None,
         }
     }
 }
@@ -167,6 +173,9 @@ pub enum Write {
         counter: u64,
         /// Active or draining.
         status: Status,
+        /// The loads of the queues this life holds, to publish with the heartbeat; `None`
+        /// leaves those last published as they are.
+        loads: Option<PublishedLoads>,
     },
     /// Announce a change to the queue records: add 1 to a counter of `to`'s instance record,
     /// on condition that the incarnation is still the one named. Every node reads the instance
@@ -389,4 +398,11 @@ pub enum Input {
     Shutdown,
     /// All handlers have finished and all deletes are flushed (the runtime's part of draining).
     DrainFinished,
+    /// The recent load of the queues this instance handles, in any unit used fleet-wide (the
+    /// runtime gives handler milliseconds per second). Under [`crate::config::Balance::Load`]
+    /// the node publishes them with its heartbeats; otherwise they are kept and unused.
+    QueueLoads {
+        /// Each queue's load; a held queue not listed counts 0.
+        loads: std::collections::BTreeMap<QueueId, u64>,
+    },
 }

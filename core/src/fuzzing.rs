@@ -72,6 +72,7 @@ fn instances(b: &mut Bytes) -> Vec<InstanceRecord> {
             ended: u64::from(b.u8() % 3),
             lapsed: u64::from(y % 3),
             prior: (u64::from((y >> 2) % 4), u64::from(y >> 4)),
+            loads: None,
         };
         out.insert(r.id.clone(), r);
     }

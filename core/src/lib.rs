@@ -18,6 +18,7 @@ pub mod fuzzing;
 pub mod hash;
 pub mod ids;
 pub mod lease;
+pub mod loads;
 pub mod membership;
 pub mod node;
 pub mod page;

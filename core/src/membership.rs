@@ -20,6 +20,7 @@ use crate::assignment::Member;
 use crate::by_id::ById;
 use crate::effect::{InstanceRecord, Status};
 use crate::ids::{InstanceId, Owner};
+use crate::loads::PublishedLoads;
 use crate::time::Millis;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -263,6 +264,15 @@ impl Membership {
         })
     }
 
+    /// The loads `id`'s current life published, if its record is known, not dead, and
+    /// carries some.
+    pub fn loads_of(&self, id: &InstanceId) -> Option<&PublishedLoads> {
+        let s = self.seen.get(id)?;
+        (s.record.status != Status::Dead)
+            .then_some(s.record.loads.as_ref())
+            .flatten()
+    }
+
     /// Peers expired as of the last read and not yet dead, with the counter to reap them at. Sorted.
     pub fn expired(&self, timeout: Duration, me: &InstanceId) -> Vec<(Owner, u64)> {
         self.seen
@@ -418,6 +428,7 @@ mod tests {
             ended: 0,
             lapsed: 0,
             prior: (0, 0),
+            loads: None,
         }
     }
 

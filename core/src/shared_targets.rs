@@ -26,6 +26,10 @@ pub struct SharedTargets {
     latest: Mutex<VecDeque<Computed>>,
 }
 
+/// What a target takes for each queue: its holder's index among the members, and (under load
+/// balance; empty otherwise) its load.
+pub(crate) type ByQueue<'a> = (&'a [u32], &'a [u64]);
+
 /// One target and its inputs.
 struct Computed {
     /// The members, normalized.
@@ -34,14 +38,17 @@ struct Computed {
     queues: Arc<[QueueId]>,
     /// Each queue's holder, by index among `members`.
     holders: Vec<u32>,
+    /// Each queue's load, under load balance (empty otherwise).
+    loads: Vec<u64>,
     /// The target computed from them.
     target: Assignment,
 }
 
 impl Computed {
     /// Whether this was computed from exactly these inputs.
-    fn from(&self, members: &[Member], queues: &Arc<[QueueId]>, holders: &[u32]) -> bool {
-        self.holders == holders
+    fn from(&self, members: &[Member], queues: &Arc<[QueueId]>, by_queue: ByQueue<'_>) -> bool {
+        self.holders == by_queue.0
+            && self.loads == by_queue.1
             && self.members == members
             && (Arc::ptr_eq(&self.queues, queues) || self.queues == *queues)
     }
@@ -59,10 +66,10 @@ impl SharedTargets {
         &self,
         members: Vec<Member>,
         queues: Arc<[QueueId]>,
-        holders: &[u32],
+        by_queue: ByQueue<'_>,
         compute: impl FnOnce(Vec<Member>, Arc<[QueueId]>) -> Assignment,
     ) -> Assignment {
-        if let Some(found) = self.find(&members, &queues, holders) {
+        if let Some(found) = self.find(&members, &queues, by_queue) {
             // The caller's own list, which its view recognises without comparing.
             return found.with_queues(queues);
         }
@@ -74,7 +81,8 @@ impl SharedTargets {
         latest.push_back(Computed {
             members,
             queues,
-            holders: holders.to_vec(),
+            holders: by_queue.0.to_vec(),
+            loads: by_queue.1.to_vec(),
             target: target.clone(),
         });
         target
@@ -85,12 +93,12 @@ impl SharedTargets {
         &self,
         members: &[Member],
         queues: &Arc<[QueueId]>,
-        holders: &[u32],
+        by_queue: ByQueue<'_>,
     ) -> Option<Assignment> {
         let mut latest = self.latest.lock().unwrap_or_else(PoisonError::into_inner);
         let at = latest
             .iter()
-            .rposition(|c| c.from(members, queues, holders))?;
+            .rposition(|c| c.from(members, queues, by_queue))?;
         let found = latest.remove(at)?;
         let target = found.target.clone();
         latest.push_back(found);
@@ -145,11 +153,15 @@ mod tests {
         holders: &[u32],
     ) -> (Assignment, bool) {
         let computed = Cell::new(false);
-        let target =
-            shared.get_or_compute(members.to_vec(), Arc::clone(queues), holders, |m, q| {
+        let target = shared.get_or_compute(
+            members.to_vec(),
+            Arc::clone(queues),
+            (holders, &[]),
+            |m, q| {
                 computed.set(true);
                 compute(holders)(m, q)
-            });
+            },
+        );
         (target, computed.get())
     }
 

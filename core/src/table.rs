@@ -11,7 +11,8 @@
 //! Under `pk = app#<application>`, and for queue records with more than one queue partition
 //! key under `pk = app#<application>#<k>` (`k` from a pinned hash of the queue's name):
 //! - `sk = instance#<id>`: `incarnation` N, `heartbeat` N, `status` S (`active`, `draining`,
-//!   `dead`), `capacity` N, `ttl` N (epoch seconds; DynamoDB deletes the item some time after).
+//!   `dead`), `capacity` N, `loads` S (its queues' loads as last published; removed by each
+//!   registration), `ttl` N (epoch seconds; DynamoDB deletes the item some time after).
 //! - `sk = queue#<queue url>`: `owner_id` S and `owner_inc` N (both absent when unowned),
 //!   `epoch` N, `retired` BOOL, and on a tombstone (retired) `ttl` N: DynamoDB deletes it a day
 //!   after the queue was found gone, so a fleet whose queues churn does not read ever more
@@ -20,6 +21,7 @@
 
 use crate::effect::{InstanceRecord, Notice, QueueRecord, Read, Reply, Status, Unreadable, Write};
 use crate::ids::{InstanceId, Owner, QueueId};
+use crate::loads::PublishedLoads;
 use crate::page::QueuePage;
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
@@ -57,6 +59,9 @@ pub const LAPSED: &str = "lapsed";
 pub const PRIOR_LIFE: &str = "prior_life";
 /// Attribute name: the heartbeat counter that superseded life had reached (absent means 0).
 pub const PRIOR_HEARTBEAT: &str = "prior_heartbeat";
+/// Attribute name: the loads of the queues an instance's life holds, as it last published
+/// them ([`PublishedLoads::encode`]; absent: none published).
+pub const LOADS: &str = "loads";
 /// Attribute name.
 pub const OWNER_ID: &str = "owner_id";
 /// Attribute name.
@@ -248,17 +253,8 @@ pub fn encode_write(layout: &Layout, write: &Write, wall_secs: u64) -> TableWrit
             owner,
             counter,
             status,
-        } => TableWrite {
-            key: layout.instance_key(&owner.id),
-            updates: vec![
-                Update::Set(HEARTBEAT, Value::num(*counter)),
-                Update::Set(STATUS, Value::S(status_text(*status).to_owned())),
-                live_ttl,
-            ],
-            cond: Some(Cond::And(
-                [is_life(owner), vec![Cond::Exists(PK), not_dead]].concat(),
-            )),
-        },
+            loads,
+        } => heartbeat(layout, (owner, *counter, *status), loads.as_ref(), live_ttl),
         Write::Notify { to, notice } => TableWrite {
             key: layout.instance_key(&to.id),
             updates: vec![Update::Add(
@@ -316,6 +312,30 @@ pub fn encode_write(layout: &Layout, write: &Write, wall_secs: u64) -> TableWrit
 /// The request that starts a new life of `id`: the next incarnation (`first` for a record
 /// created afresh), active, with a heartbeat counter back at zero. Unconditioned: a
 /// registration always applies.
+/// The request that beats for `life` (`owner`, counter, status) if the record still shows it,
+/// publishing `loads` if given.
+fn heartbeat(
+    layout: &Layout,
+    (owner, counter, status): (&Owner, u64, Status),
+    loads: Option<&PublishedLoads>,
+    live_ttl: Update,
+) -> TableWrite {
+    let beat = [
+        Update::Set(HEARTBEAT, Value::num(counter)),
+        Update::Set(STATUS, Value::S(status_text(status).to_owned())),
+        live_ttl,
+    ];
+    let loads = loads.map(|l| Update::Set(LOADS, Value::S(l.encode())));
+    let not_dead = Cond::Ne(STATUS, Value::S("dead".to_owned()));
+    TableWrite {
+        key: layout.instance_key(&owner.id),
+        updates: beat.into_iter().chain(loads).collect(),
+        cond: Some(Cond::And(
+            [is_life(owner), vec![Cond::Exists(PK), not_dead]].concat(),
+        )),
+    }
+}
+
 fn register(
     layout: &Layout,
     id: &InstanceId,
@@ -332,6 +352,8 @@ fn register(
             Update::Set(HEARTBEAT, Value::num(0)),
             Update::Set(STATUS, Value::S("active".to_owned())),
             Update::Set(CAPACITY, Value::num(u64::from(capacity))),
+            // The superseded life's loads were of queues this one does not hold.
+            Update::Remove(LOADS),
             live_ttl,
         ],
         cond: None,
@@ -616,6 +638,10 @@ pub fn decode_item(item: &Item) -> Result<Record, DecodeError> {
                 optional_number(item, PRIOR_LIFE)?,
                 optional_number(item, PRIOR_HEARTBEAT)?,
             ),
+            loads: match item.get(LOADS) {
+                Some(Value::S(text)) => PublishedLoads::decode(text),
+                _ => None,
+            },
         }))
     } else if let Some(q) = sk.strip_prefix(QUEUE_PREFIX) {
         let queue = QueueId::new(q).or_else(|e| fail(item, e.to_string()))?;
@@ -819,10 +845,13 @@ mod tests {
             write_reply(&reg, &again),
             Ok(Reply::Registered { incarnation: 2 })
         );
+        let q = QueueId::new("q-1").unwrap();
+        let loads = PublishedLoads::summarize([(&q, 250)]);
         let hb = |inc| Write::Heartbeat {
             owner: owner("a", inc),
             counter: 7,
             status: Status::Draining,
+            loads: Some(loads.clone()),
         };
         assert!(
             run(&hb(1), Some(again.clone())).is_none(),
@@ -842,6 +871,7 @@ mod tests {
                 ended: 0,
                 lapsed: 0,
                 prior: (1, 0),
+                loads: Some(loads.clone()),
             }))
         );
         let reaped = run(
@@ -871,6 +901,7 @@ mod tests {
             Ok(Record::Instance(r)) => {
                 assert_eq!((r.incarnation, r.ended), (3, 2), "kept");
                 assert_eq!(r.prior, (2, 7), "the superseded life's last counter");
+                assert_eq!(r.loads, None, "the superseded life's loads");
             }
             other => panic!("not an instance: {other:?}"),
         }

@@ -7,6 +7,7 @@ use crate::error::RuntimeError;
 use crate::handler::{BatchHandler, Handler};
 use crate::plane::{Batch, Consumer, Counters, DataPlane, FailureBackoff, One, PlaneSettings};
 use crate::status::{Health, Stats};
+use sqsbalancer_core::config::Balance;
 use sqsbalancer_core::{Config, Phase, QueueId, SqsConfig, StopOutcome};
 use std::sync::Arc;
 use std::time::Duration;
@@ -124,12 +125,18 @@ impl<B: Store + QueueList + Sqs> Balancer<B> {
         let instance_id = self.instance_id().to_owned();
         let settings = self.settings;
         let shutdown_timeout = self.cfg.shutdown_timeout;
+        let by_load = matches!(self.cfg.balance, Balance::Load { .. });
         let (driver, handle, commands) = Driver::new(
             self.cfg,
             Arc::clone(&self.backend),
             Arc::clone(&self.backend),
         )?;
         let counters = Arc::new(Counters::default());
+        let driver = if by_load {
+            driver.with_loads(Arc::clone(&counters))
+        } else {
+            driver
+        };
         let plane = DataPlane::start(
             settings,
             self.backend,

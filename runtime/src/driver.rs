@@ -10,6 +10,7 @@ use crate::backend::{QueueList, Store};
 use crate::clock;
 use crate::error::{BackendError, RuntimeError};
 use crate::observed::Observed;
+use crate::plane::Counters;
 use crate::status::{Fleet, Health, HealthTracker};
 use crate::timeouts::Timeouts;
 use crate::{execute, layout, telemetry};
@@ -142,6 +143,11 @@ pub struct Driver<S, L> {
     retry_prepare: Duration,
     /// The node's table reads as last published to the metrics.
     reads_published: TableReads,
+    /// Where the data plane measures its queues' loads, and when the node is next told them:
+    /// set under load balance only.
+    loads: Option<(Arc<Counters>, Millis)>,
+    /// How often the node is told the loads: its heartbeat interval.
+    loads_every: Duration,
 }
 
 /// A new driver, its handle, and the stream of commands for the data plane.
@@ -187,6 +193,8 @@ impl<S: Store, L: QueueList> Driver<S, L> {
             timeouts,
             retry_prepare: heartbeat_interval,
             reads_published: TableReads::default(),
+            loads: None,
+            loads_every: heartbeat_interval,
         };
         let handle = DriverHandle {
             inputs: inputs_tx,
@@ -197,6 +205,27 @@ impl<S: Store, L: QueueList> Driver<S, L> {
             workers,
         };
         Ok((driver, handle, plane_rx))
+    }
+
+    /// Tells the node the loads `counters` measure once a heartbeat interval, for it to
+    /// publish under [`sqsbalancer_core::config::Balance::Load`].
+    pub(crate) fn with_loads(mut self, counters: Arc<Counters>) -> Self {
+        self.loads = Some((counters, Millis::ZERO));
+        self
+    }
+
+    /// Feeds the node its queues' loads if they are due at `now`.
+    fn feed_loads(&mut self, now: Millis) {
+        let Some((counters, due)) = &mut self.loads else {
+            return;
+        };
+        if now < *due {
+            return;
+        }
+        *due = now.saturating_add(self.loads_every);
+        let queues: Vec<QueueId> = self.node.receiving().into_iter().map(|(q, _)| q).collect();
+        let loads = counters.loads.micros_of(&queues, Instant::now());
+        self.node.handle(now, Input::QueueLoads { loads });
     }
 
     fn now(&self) -> Millis {
@@ -240,6 +269,7 @@ impl<S: Store, L: QueueList> Driver<S, L> {
                 at_ms = now.0,
             );
             let _entered = round.enter();
+            self.feed_loads(now);
             self.node.handle(now, input);
             self.drain();
         }
@@ -385,6 +415,7 @@ fn input_kind(input: &Input) -> &'static str {
         Input::QueueGone { .. } => "queue_gone",
         Input::Shutdown => "shutdown",
         Input::DrainFinished => "drain_finished",
+        Input::QueueLoads { .. } => "queue_loads",
     }
 }
 

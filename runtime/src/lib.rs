@@ -41,7 +41,7 @@ pub use driver::{Driver, DriverHandle, PlaneCommand};
 pub use error::{BackendError, RuntimeError};
 pub use handler::{BatchHandler, BatchOutcome, Handler, HandlerError};
 pub use instance::instance_id_from_environment;
-pub use plane::{DataPlane, FailureBackoff, PlaneSettings};
+pub use plane::{DataPlane, FailureBackoff, LoadMeter, PlaneSettings};
 pub use signal::{StopSignal, shutdown_signal};
 pub use status::{Health, Stats};
 pub use timeouts::{ReceivePlan, RelativePlan, Timeouts};

@@ -36,7 +36,7 @@ pub struct Stats {
     /// Those queues.
     pub queues: Vec<QueueId>,
     /// Each of those queues' recent load: handler milliseconds per second (1,000 is one
-    /// worker busy all the time), decayed over a minute; what load-aware balance will weigh.
+    /// worker busy all the time), decayed over five minutes; what load balance weighs.
     pub queue_load: std::collections::BTreeMap<QueueId, u64>,
     /// Live instances the queues are divided among, this one included while running.
     pub instances: usize,

@@ -238,6 +238,7 @@ fn heartbeat(incarnation: u64, counter: u64) -> Write {
         owner: owner("node-0", incarnation),
         counter,
         status: Status::Active,
+        loads: None,
     }
 }
 

@@ -8,6 +8,7 @@
 
 mod decide;
 mod evaluate;
+mod loads;
 mod ops;
 mod replies;
 mod retarget;
@@ -16,12 +17,13 @@ mod target;
 mod writes;
 
 use crate::by_id::ById;
-use crate::config::Config;
+use crate::config::{Balance, Config};
 use crate::discovery::{Deferred, Filter};
 use crate::effect::{Effect, Input, Notice, OpId, QueueRecord, Read, Status, Write};
 use crate::error::{Error, Result};
 use crate::ids::{InstanceId, Owner, QueueId};
 use crate::lease::{AfterStop, Fence, Held, QueueView};
+use crate::loads::PublishedLoads;
 use crate::membership::{Membership, Verdicts};
 use crate::reads::{ReadCause, TableReads};
 use crate::rng::Rng;
@@ -59,6 +61,9 @@ struct Peers {
     verdicts: Verdicts,
     /// Lives whose reap is in flight.
     reaping: BTreeSet<Owner>,
+    /// Under load balance, the loads each instance record carried at the last read: a change
+    /// re-decides every queue, since the target weighs them.
+    published: Vec<(InstanceId, Option<PublishedLoads>)>,
 }
 
 /// When the next read is to read the whole table rather than the instance records.
@@ -179,6 +184,8 @@ pub struct Node {
     fence: Fence,
     /// The graceful stop under way, if any.
     shutdown: Option<Shutdown>,
+    /// The queues' loads measured here and published in this life's record (load balance).
+    publisher: loads::Publisher,
     /// The node's randomness, seeded from the configuration: timer spread and the first
     /// incarnation of a record created afresh.
     rng: Rng,
@@ -236,6 +243,7 @@ impl Node {
             moves: Moves::default(),
             fence: Fence::default(),
             shutdown: None,
+            publisher: loads::Publisher::default(),
             rng,
         };
         node.register();
@@ -266,6 +274,7 @@ impl Node {
                     s.drained = true;
                 }
             }
+            Input::QueueLoads { loads } => self.publisher.measured(loads),
         }
         self.evaluate();
         self.advance_shutdown();
@@ -455,14 +464,25 @@ impl Node {
         } else {
             Status::Active
         };
+        let loads = match self.cfg.balance {
+            Balance::Load {
+                publish_interval, ..
+            } => (self.publisher).due(self.now, publish_interval, self.held.keys()),
+            Balance::Count => None,
+        };
+        if let Some(loads) = &loads {
+            self.publisher.sent(loads.clone(), self.now);
+        }
+        let pending = Pending::Heartbeat {
+            sent: self.now,
+            life: owner.incarnation,
+            loads: loads.is_some(),
+        };
         let write = Write::Heartbeat {
             counter: life.counter,
             owner: owner.clone(),
             status,
-        };
-        let pending = Pending::Heartbeat {
-            sent: self.now,
-            life: owner.incarnation,
+            loads,
         };
         self.write(pending, write);
     }

@@ -23,6 +23,8 @@ pub(super) enum Pending {
         sent: Millis,
         /// The incarnation it beats for.
         life: u64,
+        /// Whether it publishes loads.
+        loads: bool,
     },
     /// Marking an expired peer's life dead, or a timed-out ghost lapsed.
     Reap {

@@ -3,6 +3,7 @@
 use super::Node;
 use super::ops::Pending;
 use super::writes::{Unsettled, resend_after};
+use crate::config::Balance;
 use crate::effect::{
     Effect, InstanceRecord, Notice, OpId, Outcome, QueueRecord, Read, Reply, Status, Unreadable,
     Write,
@@ -40,7 +41,9 @@ impl Node {
         };
         match pending {
             Pending::Register { sent } => self.on_registered(sent, outcome),
-            Pending::Heartbeat { sent, life } => self.on_heartbeat(sent, life, outcome),
+            Pending::Heartbeat { sent, life, loads } => {
+                self.on_heartbeat(sent, life, outcome, loads);
+            }
             Pending::Reap { owner } => self.on_reaped(owner, outcome),
             Pending::Notify {
                 to,
@@ -70,6 +73,8 @@ impl Node {
             since: self.ops.next_seq(),
             counter: 0,
         });
+        // A registration removes the record's loads.
+        self.publisher.forget();
         if self.phase.is_shutting_down() {
             // Registered after all: deregister it in Releasing rather than leave it to expire.
             return;
@@ -83,13 +88,16 @@ impl Node {
 
     /// A heartbeat of life `life` answered: applied extends the fence; rejected means peers
     /// reaped this life.
-    fn on_heartbeat(&mut self, sent: Millis, life: u64, outcome: Outcome) {
+    /// A heartbeat that published `loads` and came back unknown leaves the record's loads in
+    /// doubt: the next heartbeat publishes again.
+    fn on_heartbeat(&mut self, sent: Millis, life: u64, outcome: Outcome, loads: bool) {
         if self.incarnation() != Some(life) {
             return;
         }
         match outcome {
             Outcome::Applied(_) => self.acked(sent),
             Outcome::Rejected => self.lose_life(),
+            Outcome::Unknown if loads => self.publisher.forget(),
             Outcome::Unknown => {}
         }
     }
@@ -341,6 +349,13 @@ impl Node {
         if verdicts != self.peers.verdicts {
             self.peers.verdicts = verdicts;
             self.dirty.all = true;
+        }
+        if matches!(self.cfg.balance, Balance::Load { .. }) {
+            let published = instances.iter().map(|r| (r.id.clone(), r.loads.clone()));
+            if !published.clone().eq(self.peers.published.iter().cloned()) {
+                self.peers.published = published.collect();
+                self.dirty.all = true;
+            }
         }
         self.refresh_suspects();
         let mut seen = Seen::default();

@@ -5,8 +5,13 @@
 //! queue record in a way the target did not ask for (docs/design.md §5).
 
 use super::Node;
-use crate::assignment::{Assignment, Member, assign_sorted, normalized};
+use crate::assignment::{
+    Assignment, Member, NO_HOLDER, assign_sorted, assign_sorted_by_load, normalized,
+};
+use crate::config::Balance;
+use crate::hash::Rendezvous;
 use crate::ids::{InstanceId, Owner, QueueId};
+use crate::loads::FleetLoads;
 use crate::reads::ReadCause;
 use crate::shutdown::Phase;
 use std::sync::Arc;
@@ -205,7 +210,13 @@ impl Node {
         }
         let lives = self.target.members.iter();
         let lives = lives.map(|m| self.peers.membership.life_of(&m.id));
-        let key = (life, lives.collect());
+        let loads = match self.cfg.balance {
+            Balance::Load { .. } => (self.target.members.iter())
+                .map(|m| self.peers.membership.loads_of(&m.id).cloned())
+                .collect(),
+            Balance::Count => Vec::new(),
+        };
+        let key = (life, lives.collect(), loads);
         self.target.key_from = Some(version);
         let changed = key != self.target.key;
         self.target.key = key;
@@ -230,17 +241,43 @@ impl Node {
             let at = lives.binary_search_by(|(l, _)| life_order(l, o)).ok()?;
             Some(lives[at].1)
         });
+        let loads = match self.cfg.balance {
+            Balance::Load { band, .. } => Some((self.loads_of(&members, &queues, &holders), band)),
+            Balance::Count => None,
+        };
         let mut scores = self.view.live_scores();
         let mut compute = |members, queues: Arc<[QueueId]>| {
             let named = Arc::clone(&queues);
-            assign_sorted(members, queues, &holders, |rv, qi| {
-                scores.get(qi, || rv.score(named[qi as usize].as_str()))
-            })
+            let score =
+                |rv: &Rendezvous, qi: u32| scores.get(qi, || rv.score(named[qi as usize].as_str()));
+            match &loads {
+                Some((loads, band)) => {
+                    assign_sorted_by_load(members, queues, &holders, loads, *band, score)
+                }
+                None => assign_sorted(members, queues, &holders, score),
+            }
         };
+        let by_queue = (
+            &holders[..],
+            loads.as_ref().map_or(&[][..], |(l, _)| &l[..]),
+        );
         match &self.target.shared {
-            Some(shared) => shared.get_or_compute(members, queues, &holders, compute),
+            Some(shared) => shared.get_or_compute(members, queues, by_queue, compute),
             None => compute(members, queues),
         }
+    }
+
+    /// Each queue's load as the members' records publish it ([`FleetLoads::weigh`]): every
+    /// node that read the same records weighs the queues alike.
+    fn loads_of(&self, members: &[Member], queues: &[QueueId], holders: &[u32]) -> Vec<u64> {
+        let fleet = FleetLoads::new(
+            members
+                .iter()
+                .map(|m| self.peers.membership.loads_of(&m.id)),
+        );
+        (queues.iter().zip(holders))
+            .map(|(q, &h)| fleet.weigh(q, (h != NO_HOLDER).then_some(h as usize)))
+            .collect()
     }
 
     /// The current lives of `members`, in [`life_order`], each with its member's index: this

@@ -4,6 +4,7 @@
 use crate::SharedTargets;
 use crate::assignment::{Assignment, Member};
 use crate::ids::{InstanceId, Owner};
+use crate::loads::PublishedLoads;
 use crate::time::Millis;
 use std::sync::Arc;
 
@@ -19,8 +20,13 @@ pub(super) struct Target {
     pub members_from: Option<(u64, bool)>,
     /// The target, once computed for the current members.
     pub assignment: Option<Assignment>,
-    /// What `assignment` was computed from besides the view: own life, members' lives.
-    pub key: (Option<Owner>, Vec<Option<Owner>>),
+    /// What `assignment` was computed from besides the view: own life, members' lives, and
+    /// under load balance the members' published loads.
+    pub key: (
+        Option<Owner>,
+        Vec<Option<Owner>>,
+        Vec<Option<PublishedLoads>>,
+    ),
     /// The membership version `key`'s lives were looked up at, while `members` stay the same.
     pub key_from: Option<u64>,
     /// The view changed since `assignment` was computed (if only toward it).
@@ -48,7 +54,7 @@ impl Target {
             members_changed_at: now,
             members_from: None,
             assignment: None,
-            key: (None, Vec::new()),
+            key: (None, Vec::new(), Vec::new()),
             key_from: None,
             behind: false,
             retarget: false,

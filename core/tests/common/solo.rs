@@ -209,6 +209,7 @@ impl Solo {
             owner: life.clone(),
             counter,
             status,
+            loads: None,
         };
         assert!(
             matches!(self.apply(&w), Outcome::Applied(_)),

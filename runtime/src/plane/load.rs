@@ -1,6 +1,8 @@
 //! Each queue's recent load, as its owner measures it (G14): handler time per second of the
 //! runtime's clock, decayed exponentially over [`WINDOW`], so a change of traffic shows within
-//! a minute or two and one slow message does not. `Stats::queue_load` reports it.
+//! a few minutes and neither one slow message nor a minute's noise does (a one-minute window
+//! let noise alone move queues under load balance). `Stats::queue_load` reports it, and the
+//! driver hands it to the node to publish.
 
 use sqsbalancer_core::QueueId;
 use std::collections::BTreeMap;
@@ -8,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use tokio::time::{Duration, Instant};
 
 /// The decay time: handler time `WINDOW` ago counts 1/e as much as handler time now.
-pub(crate) const WINDOW: Duration = Duration::from_secs(60);
+pub(crate) const WINDOW: Duration = Duration::from_secs(300);
 
 /// The recent load of every queue polled since the data plane started.
 #[derive(Debug, Default)]
@@ -29,30 +31,43 @@ impl Loads {
     /// The load of each of `queues` at `now`, in handler milliseconds per second (1,000 is one
     /// worker busy all the time); 0 for a queue not handled yet.
     pub(crate) fn of(&self, queues: &[QueueId], now: Instant) -> BTreeMap<QueueId, u64> {
+        self.scaled(queues, now, 1e3)
+    }
+
+    /// [`Loads::of`] in handler microseconds per second: the unit instances publish.
+    pub(crate) fn micros_of(&self, queues: &[QueueId], now: Instant) -> BTreeMap<QueueId, u64> {
+        self.scaled(queues, now, 1e6)
+    }
+
+    /// The loads in handler seconds per second times `unit`, rounded.
+    fn scaled(&self, queues: &[QueueId], now: Instant, unit: f64) -> BTreeMap<QueueId, u64> {
         let by_queue = lock(&self.by_queue);
         (queues.iter())
             .map(|q| {
                 let rate = by_queue.get(q).map_or(0.0, |l| l.rate_at(now));
-                (q.clone(), (rate * 1_000.0).round() as u64)
+                (q.clone(), (rate * unit).round() as u64)
             })
             .collect()
     }
 }
 
-/// One queue's load.
+/// One queue's load: its meter, with times since the first handler it counted.
 #[derive(Debug, Default)]
-pub(crate) struct QueueLoad(Mutex<Option<Load>>);
+pub(crate) struct QueueLoad(Mutex<Option<(Instant, LoadMeter)>>);
 
 impl QueueLoad {
     /// A handler of the queue's messages took `took`, ending `now`.
     pub(crate) fn handled(&self, now: Instant, took: Duration) {
         let mut load = lock(&self.0);
-        load.get_or_insert(Load::new(now)).add(now, took);
+        let (origin, meter) = load.get_or_insert((now, LoadMeter::default()));
+        meter.add(now.saturating_duration_since(*origin), took);
     }
 
     /// Handler seconds per second at `now`.
     fn rate_at(&self, now: Instant) -> f64 {
-        lock(&self.0).map_or(0.0, |l| l.rate_at(now))
+        (lock(&self.0)).map_or(0.0, |(origin, meter)| {
+            meter.per_second(now.saturating_duration_since(origin))
+        })
     }
 }
 
@@ -61,30 +76,52 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// One queue's decayed handler time per second.
-#[derive(Clone, Copy, Debug)]
-struct Load {
-    /// Handler seconds per second as of `at`.
+/// The age under which a meter's estimate is not scaled up further: one handler in a meter's
+/// first second does not count as a whole second's load.
+const YOUNG: Duration = Duration::from_secs(10);
+
+/// One queue's handler time per second, decayed exponentially over [`WINDOW`]. Times are
+/// durations since any origin the caller keeps fixed, so the simulator models the runtime's
+/// measure with the same type. A young meter's decayed sum is scaled up by the share of a
+/// window it has seen, so an instance that has just taken a queue over reports its load
+/// within seconds rather than ramping up over minutes (which would make the fleet misjudge
+/// it, and move more).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LoadMeter {
+    /// Decayed handler seconds per second as of `at`.
     rate: f64,
     /// When `rate` was last decayed to.
-    at: Instant,
+    at: Duration,
+    /// When the first handler was counted.
+    since: Option<Duration>,
 }
 
-impl Load {
-    fn new(at: Instant) -> Load {
-        Load { rate: 0.0, at }
-    }
-
-    /// The rate decayed from `at` to `now`.
-    fn rate_at(&self, now: Instant) -> f64 {
-        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
-        self.rate * (-elapsed / WINDOW.as_secs_f64()).exp()
-    }
-
-    /// Adds a handler's `took`, ended `now`: its share of a window's handler time.
-    fn add(&mut self, now: Instant, took: Duration) {
-        self.rate = self.rate_at(now) + took.as_secs_f64() / WINDOW.as_secs_f64();
+impl LoadMeter {
+    /// Counts a handler that took `took`, ending at `now`.
+    pub fn add(&mut self, now: Duration, took: Duration) {
+        self.since.get_or_insert(now);
+        self.rate = self.decayed(now) + took.as_secs_f64() / WINDOW.as_secs_f64();
         self.at = self.at.max(now);
+    }
+
+    /// Handler seconds per second at `now` (1.0 is one worker busy all the time).
+    pub fn per_second(&self, now: Duration) -> f64 {
+        let Some(since) = self.since else { return 0.0 };
+        let age = now.saturating_sub(since).max(YOUNG).as_secs_f64();
+        self.decayed(now) / (1.0 - (-age / WINDOW.as_secs_f64()).exp())
+    }
+
+    /// Handler microseconds per second at `now`, rounded: the unit instances publish, fine
+    /// enough that the one unit every queue weighs besides its load (docs/design.md §4.5)
+    /// is negligible beside any traffic.
+    pub fn micros_per_second(&self, now: Duration) -> u64 {
+        (self.per_second(now) * 1e6).round() as u64
+    }
+
+    /// The sum decayed from `at` to `now`.
+    fn decayed(&self, now: Duration) -> f64 {
+        let elapsed = now.saturating_sub(self.at).as_secs_f64();
+        self.rate * (-elapsed / WINDOW.as_secs_f64()).exp()
     }
 }
 
@@ -118,6 +155,19 @@ mod tests {
         // A later poller life of the queue carries on from the earlier one.
         let again = steady(&loads, &q, end, 1, 0);
         assert!(loads.of(std::slice::from_ref(&q), again)[&q] > 480);
+    }
+
+    #[test]
+    fn a_queue_just_taken_over_reports_its_load_within_seconds() {
+        let (loads, q, start) = (Loads::default(), queue("a"), Instant::now());
+        let end = steady(&loads, &q, start, 15, 500);
+        let now = loads.of(std::slice::from_ref(&q), end)[&q];
+        assert!((450..=550).contains(&now), "{now} ms/s after 15 s");
+        // One handler in a meter's first second is not a whole second's load.
+        let mut meter = LoadMeter::default();
+        meter.add(Duration::from_secs(1), Duration::from_millis(500));
+        let first = meter.micros_per_second(Duration::from_secs(1));
+        assert!((40_000..=60_000).contains(&first), "{first} µs/s");
     }
 
     proptest! {

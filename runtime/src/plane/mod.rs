@@ -38,6 +38,7 @@ mod worker;
 
 pub use consumer::{Batch, Consumer, One};
 pub(crate) use counters::Counters;
+pub use load::LoadMeter;
 pub use settings::{FailureBackoff, MAX_VISIBILITY, PlaneSettings};
 
 use crate::backend::Sqs;

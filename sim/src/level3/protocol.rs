@@ -2063,6 +2063,12 @@ mod tests {
     }
 
     /// Every variant of the core's writes, with each option both ways.
+    /// Loads a heartbeat publishes.
+    fn published_loads() -> sqsbalancer_core::loads::PublishedLoads {
+        let q = QueueId::new("q-7").unwrap();
+        sqsbalancer_core::loads::PublishedLoads::summarize([(&q, 420)])
+    }
+
     fn writes() -> Vec<Write> {
         vec![
             Write::Register {
@@ -2079,11 +2085,13 @@ mod tests {
                 owner: owner("node-0", 4),
                 counter: 17,
                 status: Status::Active,
+                loads: None,
             },
             Write::Heartbeat {
                 owner: owner("node-0", 4),
                 counter: 18,
                 status: Status::Draining,
+                loads: Some(published_loads()),
             },
             Write::Notify {
                 to: owner("node-1", 2),
