@@ -12,6 +12,7 @@ use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use sqsbalancer_core::ReadCause;
+use sqsbalancer_core::config::Balance;
 use sqsbalancer_sim::report::Spread;
 use sqsbalancer_sim::scenario::{FaultKind, Schedule};
 use sqsbalancer_sim::{
@@ -86,6 +87,10 @@ pub struct RunArgs {
     /// default: drawn from the seed.
     #[arg(long, value_name = "SHAPE", value_parser = traffic)]
     traffic: Option<Traffic>,
+    /// What the instances' targets balance: `count` (queue counts, the default) or `load`
+    /// (the loads the instances measure and publish, within a 5% band; G14).
+    #[arg(long, value_name = "WHAT", value_parser = balance, default_value = "count")]
+    balance: Balance,
     /// Plant a deliberate bug to watch the checker catch it: ignore-stop, drop-redelivered,
     /// delete-failures, hand-off-keeps-epoch, wrong-capacity, skip-release-on-stop,
     /// panic-in-runtime (level 2 and 3), ignore-send-by.
@@ -129,6 +134,9 @@ pub struct SwarmArgs {
     /// Every seed's traffic shape (see `sim run --traffic`; default: uniform).
     #[arg(long, value_name = "SHAPE", value_parser = traffic)]
     traffic: Option<Traffic>,
+    /// What every seed's targets balance (see `sim run --balance`; default: count).
+    #[arg(long, value_name = "WHAT", value_parser = balance)]
+    balance: Option<Balance>,
     /// Print the summary as one JSON object on the last line.
     #[arg(long)]
     json: bool,
@@ -151,6 +159,9 @@ pub struct ReplayArgs {
     /// The swarm's traffic shape, if it had one (`sim swarm --traffic`).
     #[arg(long, value_name = "SHAPE", value_parser = traffic)]
     traffic: Option<Traffic>,
+    /// The swarm's balance, if it named one (`sim swarm --balance`).
+    #[arg(long, value_name = "WHAT", value_parser = balance)]
+    balance: Option<Balance>,
 }
 
 /// `--level`, shared by every simulation command.
@@ -189,6 +200,15 @@ fn traffic(s: &str) -> Result<Traffic, String> {
         let known: Vec<&str> = Traffic::ALL.iter().map(|t| t.name()).collect();
         format!("{s:?} is not a traffic shape; known: {}", known.join(", "))
     })
+}
+
+/// Parses what targets balance: `count` or `load` (with the default band and interval).
+pub(crate) fn balance(s: &str) -> Result<Balance, String> {
+    match s {
+        "count" => Ok(Balance::Count),
+        "load" => Ok(Balance::load()),
+        _ => Err(format!("{s:?} is not a balance; known: count, load")),
+    }
 }
 
 fn fault_scale(s: &str) -> Result<f64, String> {
@@ -293,6 +313,10 @@ impl RunArgs {
                 (self.schedule != Schedule::Drawn).then(|| self.schedule.name().to_owned()),
             ),
             ("traffic", self.traffic.map(|t| t.name().to_owned())),
+            (
+                "balance",
+                matches!(self.balance, Balance::Load { .. }).then(|| "load".to_owned()),
+            ),
             ("plant", self.plant.map(|m| m.name().to_owned())),
         ];
         for (flag, value) in given {
@@ -330,6 +354,7 @@ impl RunArgs {
             .unwrap_or(sc.instance_partition_keys);
         sc.schedule = self.schedule;
         sc.traffic = self.traffic.unwrap_or(sc.traffic);
+        sc.balance = self.balance;
         sc.mutation = self.plant;
         if let Some(x) = self.fault_scale {
             sc.faults = sc.faults.scaled(x);
@@ -348,10 +373,11 @@ fn swarm(args: SwarmArgs) -> Result<(), CliError> {
         faults,
         fault_scale,
         traffic,
+        balance,
         json,
     } = args;
     let level = level.level;
-    let limits = swarm_limits(faults.as_deref(), fault_scale, traffic)?;
+    let limits = swarm_limits(faults.as_deref(), fault_scale, (traffic, balance))?;
     let threads = threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get));
     // Drawn on stderr only when it is a terminal (indicatif hides it otherwise).
@@ -399,12 +425,13 @@ fn swarm(args: SwarmArgs) -> Result<(), CliError> {
 fn swarm_limits(
     faults: Option<&str>,
     scale: Option<f64>,
-    traffic: Option<Traffic>,
+    (traffic, balance): (Option<Traffic>, Option<Balance>),
 ) -> Result<SwarmLimits, CliError> {
     Ok(SwarmLimits {
         only: faults.map(FaultKind::parse_list).transpose()?,
         scale,
         traffic,
+        balance,
     })
 }
 
@@ -416,9 +443,10 @@ fn replay(args: ReplayArgs) -> Result<(), CliError> {
         faults,
         fault_scale,
         traffic,
+        balance,
     } = args;
     let level = level.level;
-    let limits = swarm_limits(faults.as_deref(), fault_scale, traffic)?;
+    let limits = swarm_limits(faults.as_deref(), fault_scale, (traffic, balance))?;
     let mut sc = level.scenario(seed, &limits);
     sc.trace = true;
     let report = simulate(level, sc)?;
@@ -550,13 +578,15 @@ fn run_table(r: &Report, wall: Duration) -> String {
     );
     if let Some(w) = &r.work_share {
         t += &format!(
-            "work share ({} traffic), over the mean per unit of weight: handler time {:.2} to {:.2} (the busiest queue alone {:.2}), queues {:.2} to {:.2}\n",
+            "work share ({} traffic, {} balance), over the mean per unit of weight: handler time {:.2} to {:.2} (the busiest queue alone {:.2}), queues {:.2} to {:.2}; {:.2}% of queues moved an hour\n",
             w.traffic,
+            w.balance,
             w.handler_min_over_mean,
             w.handler_max_over_mean,
             w.largest_queue_over_mean,
             w.queues_min_over_mean,
-            w.queues_max_over_mean
+            w.queues_max_over_mean,
+            w.moved_percent_per_hour
         );
     }
     if let Some(d) = &r.dwell {

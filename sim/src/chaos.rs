@@ -5,6 +5,7 @@
 
 use crate::fake::{Outgoing, Service};
 use crate::world::{Ev, World};
+use sqsbalancer_core::config::Balance;
 use sqsbalancer_core::rng::Rng;
 use sqsbalancer_core::table::Item;
 use sqsbalancer_core::{Input, Millis, QueueId};
@@ -155,6 +156,9 @@ impl World {
     /// Faults stop, traffic stops, every down instance comes back.
     pub(crate) fn calm_down(&mut self) {
         self.calm = true;
+        if matches!(self.sc.balance, Balance::Load { .. }) {
+            self.calm_loads = Some(self.loads_now());
+        }
         self.stats.calm_at = self.now;
         self.stats.owners_at_calm = self.owners.clone();
         self.hooks.calm();

@@ -479,6 +479,8 @@ impl World {
             if !slow && (self.sc.traffic).slow(self.sc.seed, q.name()) {
                 took *= crate::traffic::SLOWDOWN;
             }
+            let meter = self.slots[i].meters.entry(q.clone()).or_default();
+            meter.add(Duration::from_millis(self.now), Duration::from_millis(took));
             if !self.calm && self.now >= self.sc.work_share_from_ms() {
                 self.stats.worked(i, q, took);
                 let dwell = self.now.saturating_sub(m.sent.0);

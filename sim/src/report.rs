@@ -13,6 +13,7 @@ use crate::scenario::{Level, Scenario, SwarmLimits, replay_command};
 use crate::stats::{STEADY_AFTER_MS, Stats};
 use crate::trace::Trace;
 use serde::Serialize;
+use sqsbalancer_core::config::Balance;
 use sqsbalancer_core::{Owner, QueueId, TableReads};
 use std::collections::BTreeMap;
 
@@ -61,6 +62,11 @@ impl Spread {
 pub struct WorkShare {
     /// The traffic shape (`Traffic::name`).
     pub traffic: &'static str,
+    /// What the targets balanced: `count` or `load`.
+    pub balance: &'static str,
+    /// Queues that changed owner while the work share counted, per hour, in percent of the
+    /// queues (G14 asks for at most 1 under steady traffic).
+    pub moved_percent_per_hour: f64,
     /// Handler time started in the second half of the run before the calm: the most.
     pub handler_max_over_mean: f64,
     /// … and the least.
@@ -76,8 +82,15 @@ pub struct WorkShare {
 }
 
 impl WorkShare {
-    /// The share of `fleet`'s running instances, with `work_ms` their handler time by slot.
-    fn of(traffic: &'static str, fleet: &Fleet, stats: &Stats) -> Option<WorkShare> {
+    /// The share of `fleet`'s running instances in a run of `sc`, with `stats.work_ms` their
+    /// handler time by slot.
+    fn of(sc: &Scenario, fleet: &Fleet, stats: &Stats) -> Option<WorkShare> {
+        let (from, to) = (sc.work_share_from_ms(), sc.calm_at_ms());
+        let moved = (stats.ownership.iter())
+            .filter(|(at, _, who)| who.is_some() && (from..to).contains(at))
+            .count() as f64;
+        let hours = to.saturating_sub(from).max(1) as f64 / 3_600_000.0;
+        let queue_count = fleet.queues.len().max(1) as f64;
         let work_ms = &stats.work_ms;
         let weight = |i: &crate::check::Instance| f64::from(i.weight.max(1));
         let handler: Vec<f64> = (fleet.running())
@@ -95,7 +108,12 @@ impl WorkShare {
         let largest = stats.queue_work_ms.values().copied().max().unwrap_or(0) as f64 / heaviest;
         let (queues_max_over_mean, queues_min_over_mean) = over_mean(&queues)?;
         Some(WorkShare {
-            traffic,
+            traffic: sc.traffic.name(),
+            balance: match sc.balance {
+                Balance::Load { .. } => "load",
+                _ => "count",
+            },
+            moved_percent_per_hour: 100.0 * moved / queue_count / hours,
             handler_max_over_mean,
             handler_min_over_mean,
             largest_queue_over_mean: largest / mean,
@@ -299,7 +317,7 @@ impl Report {
             settle_moves: f.stats.moves_after_calm,
             settle_optimum: settle_optimum(&f.fleet.records, &f.stats.owners_at_calm, exists),
             balance_spread: spread(&f.fleet),
-            work_share: WorkShare::of(sc.traffic.name(), &f.fleet, f.stats),
+            work_share: WorkShare::of(sc, &f.fleet, f.stats),
             dwell: Dwell::of(&f.stats.dwell_ms),
             stop_ms: f.stats.stop_ms.clone(),
             stops_timed_out: f.stats.stops_timed_out,

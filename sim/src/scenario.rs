@@ -2,6 +2,7 @@
 //! drawn from the seed.
 
 use crate::error::SimError;
+use sqsbalancer_core::config::Balance;
 use sqsbalancer_core::rng::Rng;
 use sqsbalancer_core::table;
 use std::collections::BTreeSet;
@@ -353,6 +354,8 @@ pub struct Scenario {
     pub messages_per_second: u64,
     /// How they are spread, and which queues have slow handlers.
     pub traffic: crate::Traffic,
+    /// What the instances' targets balance: queue counts (the default) or the queues' loads.
+    pub balance: Balance,
     /// How many partition keys the queue records are spread over (the balancer's
     /// `queue_partition_keys`).
     pub queue_partition_keys: u32,
@@ -409,6 +412,8 @@ pub struct SwarmLimits {
     pub scale: Option<f64>,
     /// Every seed's traffic shape (level 1; uniform if none).
     pub traffic: Option<crate::Traffic>,
+    /// What every seed's targets balance (count if none).
+    pub balance: Option<Balance>,
 }
 
 /// The calm phase needed for everything to settle: restarts, a rebalance delay, a discovery
@@ -428,6 +433,7 @@ impl Scenario {
             faults: FaultMix::draw(&mut rng, kinds),
             messages_per_second: 5,
             traffic: crate::Traffic::Uniform,
+            balance: Balance::Count,
             queue_partition_keys: 1,
             instance_partition_keys: 1,
             schedule: Schedule::Drawn,
@@ -440,7 +446,12 @@ impl Scenario {
     /// When the work share ([`WorkShare`](crate::report::WorkShare)) starts counting handler
     /// time, ms: halfway to the calm point, after the fleet has converged.
     pub fn work_share_from_ms(&self) -> u64 {
-        self.duration.saturating_sub(self.calm).as_millis() as u64 / 2
+        self.calm_at_ms() / 2
+    }
+
+    /// When the calm begins, ms.
+    pub fn calm_at_ms(&self) -> u64 {
+        self.duration.saturating_sub(self.calm).as_millis() as u64
     }
 
     /// A swarm run: the seed draws the size and which fault kinds are on (each with even odds),
@@ -467,6 +478,7 @@ impl Scenario {
         s.messages_per_second = 1 + rng.below(10);
         s.queue_partition_keys = [1, 1, 2, 8][rng.below(4) as usize];
         s.traffic = limits.traffic.unwrap_or_default();
+        s.balance = limits.balance.unwrap_or(Balance::Count);
         s
     }
 
@@ -586,6 +598,9 @@ pub fn replay_command(level: Level, seed: u64, limits: &SwarmLimits) -> String {
     if let Some(t) = limits.traffic {
         cmd += &format!(" --traffic {}", t.name());
     }
+    if let Some(Balance::Load { .. }) = limits.balance {
+        cmd += " --balance load";
+    }
     cmd
 }
 
@@ -638,14 +653,16 @@ mod tests {
             only: Some(only.clone()),
             scale: Some(0.5),
             traffic: Some(crate::Traffic::G14),
+            balance: Some(Balance::load()),
         };
         let limited = Scenario::swarm_of(5, &limits);
         assert_eq!(
             limited.replay.as_deref(),
             Some(
-                "sqsbalancer sim replay --seed 5 --faults crash,stop --fault-scale 0.5 --traffic zipf"
+                "sqsbalancer sim replay --seed 5 --faults crash,stop --fault-scale 0.5 --traffic zipf --balance load"
             )
         );
+        assert_eq!(limited.balance, Balance::load());
         assert_eq!(limited.traffic, crate::Traffic::G14);
         assert!(limited.faults.kinds().iter().all(|k| only.contains(k)));
         assert_eq!(

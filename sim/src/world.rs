@@ -14,13 +14,15 @@ use crate::report::{Finished, Report};
 use crate::scenario::{Level, Mutation, Scenario};
 use crate::stats::{SAMPLE_MS, Sample, Stats};
 use crate::trace::Trace;
+use sqsbalancer_core::config::Balance;
+use sqsbalancer_core::loads::PublishedLoads;
 use sqsbalancer_core::rng::Rng;
 use sqsbalancer_core::table::{self, EPOCH, Key, Layout, QUEUE_PREFIX, Update, Value};
 use sqsbalancer_core::{
     Config, DriftingClock, Effect, Input, InstanceId, Millis, Node, OpId, Outcome, Owner, Phase,
     QueueId, Read, Reply, SharedTargets, StopOutcome, Write,
 };
-use sqsbalancer_runtime::Timeouts;
+use sqsbalancer_runtime::{LoadMeter, Timeouts};
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::sync::Arc;
@@ -226,6 +228,11 @@ pub(crate) struct Slot {
     /// While its node handles a reply ahead on the helper thread: the node's life when it
     /// left, which is what peers see of it until the reply's turn.
     pub away: Option<Option<Owner>>,
+    /// This process's measure of each queue's load, as the runtime's data plane keeps it
+    /// (times in global ms since the run began).
+    pub meters: BTreeMap<QueueId, LoadMeter>,
+    /// When the node is next told its queues' loads (under load balance), global ms.
+    pub loads_due: u64,
 }
 
 impl Slot {
@@ -353,6 +360,12 @@ pub struct World {
     pub(crate) rolling: BTreeSet<usize>,
     /// Slots the scripted crash took down, until they come back.
     pub(crate) script_crashed: Vec<usize>,
+    /// The loads each instance record carries, as last written.
+    pub(crate) published: BTreeMap<InstanceId, Option<PublishedLoads>>,
+    /// Under load balance, from the calm on: each queue's load at the calm point, which
+    /// instances measure while the calm lasts. Traffic stops in the calm so that every
+    /// message drains, but loads held still are what a fleet settles under.
+    pub(crate) calm_loads: Option<BTreeMap<QueueId, u64>>,
 }
 
 impl World {
@@ -393,9 +406,12 @@ impl World {
             end,
             rolling: BTreeSet::new(),
             script_crashed: Vec::new(),
+            published: BTreeMap::new(),
+            calm_loads: None,
             rng,
             sc,
         };
+        w.cfg.balance = w.sc.balance;
         w.dynamo.create_table(TABLE).expect("fresh fake");
         w.hooks.rates = crate::fake::CallFaults::of(&w.sc.faults);
         for _ in 0..w.sc.queues {
@@ -617,6 +633,7 @@ impl World {
                     && self.slots[slot].tick_at.is_some_and(|t| t <= self.now)
                 {
                     self.slots[slot].tick_at = None;
+                    self.feed_loads(slot);
                     self.input(slot, Input::Tick);
                 }
             }
@@ -732,6 +749,8 @@ impl World {
             slow_until: 0,
             stop_life: None,
             away: None,
+            meters: BTreeMap::new(),
+            loads_due: 0,
         });
         i
     }
@@ -743,6 +762,8 @@ impl World {
         let s = &mut self.slots[i];
         s.life += 1;
         s.pollers.clear();
+        s.meters.clear();
+        s.loads_due = self.now;
         s.fence = Millis::ZERO;
         s.tick_at = None;
         s.stop_started = None;
@@ -762,6 +783,47 @@ impl World {
         self.stats.starts += 1;
         self.emit(Some(i), "start", String::new);
         self.after_handle(i);
+    }
+
+    /// Tells slot `i`'s node its queues' loads once a heartbeat interval, as the runtime's
+    /// driver does, under load balance.
+    fn feed_loads(&mut self, i: usize) {
+        let every = self.cfg.heartbeat_interval.as_millis() as u64;
+        let s = &mut self.slots[i];
+        if !matches!(self.sc.balance, Balance::Load { .. }) || self.now < s.loads_due {
+            return;
+        }
+        s.loads_due = self.now + every;
+        let now = Duration::from_millis(self.now);
+        let loads = (s.pollers.keys())
+            .map(|q| {
+                let load = match &self.calm_loads {
+                    Some(held) => held.get(q).copied().unwrap_or(0),
+                    None => s.meters.get(q).map_or(0, |m| m.micros_per_second(now)),
+                };
+                (q.clone(), load)
+            })
+            .collect();
+        self.input(i, Input::QueueLoads { loads });
+    }
+
+    /// Each queue's load at the calm point, as its receiver measured it (the largest of any
+    /// instance's measure for a queue nobody receives).
+    pub(crate) fn loads_now(&self) -> BTreeMap<QueueId, u64> {
+        let now = Duration::from_millis(self.now);
+        let mut out: BTreeMap<QueueId, u64> = BTreeMap::new();
+        for s in &self.slots {
+            for (q, m) in &s.meters {
+                let load = m.micros_per_second(now);
+                let at = out.entry(q.clone()).or_default();
+                *at = if s.pollers.contains_key(q) {
+                    load
+                } else {
+                    (*at).max(load)
+                };
+            }
+        }
+        out
     }
 
     /// Ends the process in slot `i` (crash, or after a stop completed).
@@ -1090,6 +1152,8 @@ impl World {
             Ok((before, after)) => {
                 if let Some(q) = tw.key.sk.strip_prefix(QUEUE_PREFIX) {
                     self.queue_record_written(i, w, q, before.as_ref(), &after);
+                } else if let Ok(table::Record::Instance(rec)) = table::decode_item(&after) {
+                    self.published.insert(rec.id, rec.loads);
                 }
                 match table::write_reply(w, &after) {
                     Ok(reply) => Outcome::Applied(reply),
@@ -1377,6 +1441,10 @@ impl World {
                 .filter_map(|u| QueueId::new(u).ok())
                 .collect(),
             records: self.owners.clone(),
+            balance: self.sc.balance,
+            loads: (self.published.iter())
+                .filter_map(|(id, l)| Some((id.clone(), l.clone()?)))
+                .collect(),
         }
     }
 

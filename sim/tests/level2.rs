@@ -165,6 +165,7 @@ fn a_swarm_seed_names_the_command_that_replays_it() {
         only: Some(FaultKind::parse_list("stop,crash").expect("known kinds")),
         scale: Some(0.5),
         traffic: None,
+        balance: None,
     };
     assert_eq!(
         level2::scenario(5, &limits).replay.as_deref(),

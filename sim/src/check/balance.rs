@@ -2,12 +2,54 @@
 //! the share bound computed once in the core ([`share_bounds`]); and the spread reported.
 
 use super::fleet::Fleet;
-use sqsbalancer_core::{Member, assign, share_bounds};
+use sqsbalancer_core::config::Balance;
+use sqsbalancer_core::loads::FleetLoads;
+use sqsbalancer_core::{Band, InstanceId, Member, QueueId, assign, assign_by_load, share_bounds};
 use std::collections::BTreeMap;
 
-/// The first running instance of `fleet` holding more or fewer queues than its weighted share
-/// allows (or, where ties leave room, than the target assignment gives it); `None` if none.
+/// Under count balance, the first running instance of `fleet` holding more or fewer queues
+/// than its weighted share allows (or, where ties leave room, than the target assignment gives
+/// it); under load balance, the first queue the load target computed from the records would
+/// move. `None` if none.
 pub fn unbalanced(fleet: &Fleet) -> Option<String> {
+    match fleet.balance {
+        Balance::Load { band, .. } => unsettled_by_load(fleet, band),
+        _ => off_share(fleet),
+    }
+}
+
+/// The first queue that the load target of `fleet`'s running instances, weighing each queue
+/// by what its receiver's record publishes, would move: a fleet settled by load moves nothing.
+fn unsettled_by_load(fleet: &Fleet, band: Band) -> Option<String> {
+    let members: Vec<Member> = (fleet.running())
+        .map(|(_, i)| Member::new(i.id.clone(), i.weight))
+        .collect();
+    let current: BTreeMap<QueueId, InstanceId> = (fleet.running())
+        .flat_map(|(_, i)| i.receiving.iter().map(|q| (q.clone(), i.id.clone())))
+        .collect();
+    let records = FleetLoads::new(members.iter().map(|m| fleet.loads.get(&m.id)));
+    let loads: BTreeMap<QueueId, u64> = (current.iter())
+        .map(|(q, m)| {
+            let holder = members.iter().position(|x| &x.id == m);
+            (q.clone(), records.weigh(q, holder))
+        })
+        .collect();
+    let target = assign_by_load(&members, &fleet.queues, &current, &loads, band);
+    let q = target.moved(&current).into_iter().next()?;
+    let from = current
+        .get(&q)
+        .map_or("nobody".to_owned(), ToString::to_string);
+    let to = target
+        .owner_of(&q)
+        .map_or("nobody".to_owned(), ToString::to_string);
+    Some(format!(
+        "{q} (load {}) would move from {from} to {to} by load",
+        loads.get(&q).copied().unwrap_or(0)
+    ))
+}
+
+/// The first running instance holding more or fewer queues than its share (count balance).
+fn off_share(fleet: &Fleet) -> Option<String> {
     let members: Vec<Member> = fleet
         .running()
         .map(|(_, i)| Member::new(i.id.clone(), i.weight))

@@ -1,6 +1,8 @@
 //! The fleet as the end-of-run checks see it: one snapshot type that every level builds from
 //! its own state, so each check is written once, as a pure function over it.
 
+use sqsbalancer_core::config::Balance;
+use sqsbalancer_core::loads::PublishedLoads;
 use sqsbalancer_core::{InstanceId, Owner, Phase, QueueId};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -27,7 +29,7 @@ impl Instance {
 }
 
 /// The fleet, the table and SQS at one moment.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Fleet {
     /// Every instance slot, by slot index.
     pub instances: Vec<Instance>,
@@ -35,6 +37,22 @@ pub struct Fleet {
     pub queues: Vec<QueueId>,
     /// Each queue record's owner, as last written to the table.
     pub records: BTreeMap<QueueId, Option<Owner>>,
+    /// What the instances' targets balance.
+    pub balance: Balance,
+    /// The loads each instance record carries, as last written (those that carry some).
+    pub loads: BTreeMap<InstanceId, PublishedLoads>,
+}
+
+impl Default for Fleet {
+    fn default() -> Fleet {
+        Fleet {
+            instances: Vec::new(),
+            queues: Vec::new(),
+            records: BTreeMap::new(),
+            balance: Balance::Count,
+            loads: BTreeMap::new(),
+        }
+    }
 }
 
 impl Fleet {

@@ -32,5 +32,9 @@ pub(crate) fn fleet(s: &Shared) -> Fleet {
             .iter()
             .map(|(q, o)| (q.clone(), o.0.clone()))
             .collect(),
+        balance: s.balance,
+        loads: (s.published.iter())
+            .filter_map(|(id, l)| Some((id.clone(), l.clone()?)))
+            .collect(),
     }
 }

@@ -35,6 +35,7 @@ pub(crate) async fn life(lab: Lab, links: Links, slot: usize) -> turmoil::Result
         let mut cfg = crate::config();
         cfg.instance_id = Some(sl.name.clone());
         cfg.capacity = sl.weight;
+        cfg.balance = s.balance;
         // Odd slots ask for one key whatever the run asks for: instances configured apart (an
         // option changed in a rolling deploy) must still follow the layout recorded first.
         cfg.queue_partition_keys = if slot % 2 == 1 {

@@ -248,6 +248,7 @@ impl Link {
                 s.record_written(self.who, rec.queue, rec.owner, rec.epoch);
             }
             Ok(Record::Instance(rec)) if rec.id.as_str() == self.name => {
+                s.published.insert(rec.id.clone(), rec.loads.clone());
                 let registered =
                     before.and_then(|b| number(b, table::INCARNATION)) != Some(rec.incarnation);
                 if registered {

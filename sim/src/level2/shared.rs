@@ -10,7 +10,9 @@ use crate::fake::{FakeDynamo, FakeSqs, FaultHooks, Service};
 use crate::scenario::{Mutation, Scenario};
 use crate::stats::Stats;
 use crate::trace::Trace;
-use sqsbalancer_core::{Owner, QueueId};
+use sqsbalancer_core::config::Balance;
+use sqsbalancer_core::loads::PublishedLoads;
+use sqsbalancer_core::{InstanceId, Owner, QueueId};
 use sqsbalancer_runtime::DriverHandle;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -121,6 +123,10 @@ pub(crate) struct Shared {
     pub handler_faults: HandlerFaults,
     /// How the messages spread over the queues, and which queues have slow handlers.
     pub traffic: crate::Traffic,
+    /// What the instances' targets balance.
+    pub balance: Balance,
+    /// The loads each instance record carries, as last written.
+    pub published: BTreeMap<InstanceId, Option<PublishedLoads>>,
     /// When handler time starts counting toward the work share, ms.
     pub work_share_from: u64,
     /// The invariants.
@@ -183,6 +189,8 @@ impl Shared {
                 slow: sc.faults.slow_handler,
             },
             traffic: sc.traffic,
+            balance: sc.balance,
+            published: BTreeMap::new(),
             work_share_from: sc.work_share_from_ms(),
             checker: Checker::default(),
             stats: Stats::default(),
