@@ -53,7 +53,7 @@ enum Command {
         loads: Option<PathBuf>,
         /// With --loads: how far in percent a member's load may stray from its share before
         /// queues move.
-        #[arg(long, value_name = "PERCENT", default_value_t = 5, requires = "loads",
+        #[arg(long, value_name = "PERCENT", default_value_t = 10, requires = "loads",
               value_parser = clap::value_parser!(u32).range(0..=100))]
         band: u32,
         /// Print one JSON object (assignment, load, moved, and with --loads work) instead of a

@@ -5,7 +5,8 @@
 use crate::sim::duration;
 use clap::builder::BoolishValueParser;
 use clap::{Args, ValueEnum};
-use sqsbalancer_core::{Config, SqsConfig};
+use sqsbalancer_core::config::Balance;
+use sqsbalancer_core::{Band, Config, SqsConfig};
 use sqsbalancer_runtime::aws::Billing;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -98,6 +99,15 @@ pub struct WorkerArgs {
     /// Longest graceful stop [default: 30s].
     #[arg(long, value_name = "DURATION", value_parser = duration, env = "SQSBALANCER_SHUTDOWN_TIMEOUT")]
     pub shutdown_timeout: Option<Duration>,
+    /// What the fleet's targets balance: `count` (queue counts) or `load` (the queues'
+    /// handler time, as each owner measures and publishes it). Every instance of an
+    /// application must use the same [default: count].
+    #[arg(long, value_name = "WHAT", value_parser = crate::sim::balance, env = "SQSBALANCER_BALANCE")]
+    pub balance: Option<Balance>,
+    /// With --balance load: how far in percent an instance's load may stray from its share
+    /// before queues move [default: 10].
+    #[arg(long, value_name = "PERCENT", requires = "balance", value_parser = clap::value_parser!(u32).range(0..=100), env = "SQSBALANCER_BALANCE_BAND")]
+    pub balance_band: Option<u32>,
     /// This instance's capacity weight [default: 1].
     #[arg(long, value_name = "W", env = "SQSBALANCER_CAPACITY")]
     pub capacity: Option<u32>,
@@ -192,6 +202,18 @@ impl WorkerArgs {
         c.worker_pool_size = self.workers.unwrap_or(c.worker_pool_size);
         c.work_queue_size = self.work_queue.unwrap_or(c.work_queue_size);
         c.capacity = self.capacity.unwrap_or(c.capacity);
+        c.balance = match (self.balance, self.balance_band.and_then(Band::percent)) {
+            (
+                Some(Balance::Load {
+                    publish_interval, ..
+                }),
+                Some(band),
+            ) => Balance::Load {
+                band,
+                publish_interval,
+            },
+            (balance, _) => balance.unwrap_or(c.balance),
+        };
         c.queue_partition_keys = self.queue_partition_keys.unwrap_or(c.queue_partition_keys);
         c.instance_partition_keys = self
             .instance_partition_keys
@@ -277,6 +299,38 @@ fn capacity_units(s: &str) -> Result<Billing, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The worker's flags alone, parsed from `flags` after the required ones.
+    fn parsed(flags: &[&str]) -> Result<WorkerArgs, clap::Error> {
+        #[derive(clap::Parser)]
+        struct Worker {
+            #[command(flatten)]
+            args: WorkerArgs,
+        }
+        let required = ["worker", "--table", "t", "--app", "a", "--print"];
+        let all = required.iter().chain(flags);
+        <Worker as clap::Parser>::try_parse_from(all).map(|w| w.args)
+    }
+
+    #[test]
+    fn balance_is_count_unless_load_is_asked_for_with_its_band() {
+        assert_eq!(parsed(&[]).unwrap().config().balance, Balance::Count);
+        let load = parsed(&["--balance", "load"]).unwrap().config();
+        assert_eq!(load.balance, Balance::load());
+        let banded = parsed(&["--balance", "load", "--balance-band", "20"]).unwrap();
+        let Balance::Load { band, .. } = banded.config().balance else {
+            panic!("not load balance");
+        };
+        assert_eq!(band, Band::percent(20).unwrap());
+        for bad in [
+            &["--balance", "work"][..],
+            &["--balance-band", "5"],
+            &["--balance", "load", "--balance-band", "101"],
+        ] {
+            let e = parsed(bad).unwrap_err().to_string();
+            assert!(e.contains("--balance"), "{bad:?}: {e}");
+        }
+    }
 
     #[test]
     fn queue_settings_read_any_of_the_four_and_name_what_is_wrong() {
