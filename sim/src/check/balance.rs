@@ -107,6 +107,41 @@ mod tests {
     }
 
     #[test]
+    fn under_load_balance_a_fleet_is_settled_when_its_records_move_nothing() {
+        use crate::check::fleet::fixtures::queue;
+        use sqsbalancer_core::loads::PublishedLoads;
+        // node-0's four queues carry 90,000 µs/s and node-1's two 10,000.
+        let mut f = fleet(&[&[0, 1, 2, 3], &[4, 5]]);
+        f.balance = Balance::load();
+        let publish = |f: &mut Fleet, slot: usize, loads: &[(usize, u64)]| {
+            let queues: Vec<(QueueId, u64)> = loads.iter().map(|&(n, l)| (queue(n), l)).collect();
+            let record = PublishedLoads::summarize(queues.iter().map(|(q, l)| (q, *l)));
+            f.loads.insert(f.instances[slot].id.clone(), record);
+        };
+        let heavy = [(0, 22_500), (1, 22_500), (2, 22_500), (3, 22_500)];
+        publish(&mut f, 0, &heavy);
+        publish(&mut f, 1, &[(4, 5_000), (5, 5_000)]);
+        let problem = unbalanced(&f).expect("node-0 carries nine tenths");
+        assert!(
+            problem.contains("would move from node-0 to node-1 by load"),
+            "{problem}"
+        );
+        // Loads that node-0's four and node-1's two share evenly: settled.
+        let even = [(0, 12_500), (1, 12_500), (2, 12_500), (3, 12_500)];
+        publish(&mut f, 0, &even);
+        publish(&mut f, 1, &[(4, 25_000), (5, 25_000)]);
+        assert_eq!(unbalanced(&f), None);
+        // Uneven counts that even out the loads are settled by load, not by count.
+        let mut g = fleet(&[&[0], &[1, 2, 3]]);
+        g.balance = Balance::load();
+        publish(&mut g, 0, &[(0, 30_000)]);
+        publish(&mut g, 1, &[(1, 10_000), (2, 10_000), (3, 10_000)]);
+        assert_eq!(unbalanced(&g), None);
+        g.balance = Balance::Count;
+        assert!(unbalanced(&g).is_some());
+    }
+
+    #[test]
     fn spread_is_the_range_of_queues_per_weight() {
         let mut f = fleet(&[&[0], &[1, 2, 3]]);
         assert_eq!(spread(&f), 2.0);
