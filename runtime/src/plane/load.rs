@@ -80,7 +80,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// first second does not count as a whole second's load.
 const YOUNG: Duration = Duration::from_secs(10);
 
-/// One queue's handler time per second, decayed exponentially over [`WINDOW`]. Times are
+/// One queue's handler time per second, decayed exponentially over five minutes. Times are
 /// durations since any origin the caller keeps fixed, so the simulator models the runtime's
 /// measure with the same type. A young meter's decayed sum is scaled up by the share of a
 /// window it has seen, so an instance that has just taken a queue over reports its load
