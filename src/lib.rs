@@ -67,9 +67,10 @@
 //! This crate is the API a service uses; the crates above are its implementation, and their
 //! internals (the node, the driver, the data plane) are not part of it.
 
+pub use sqsbalancer_core::config::Balance;
 pub use sqsbalancer_core::{
-    Assignment, Config, Error, InstanceId, Member, Phase, QueueId, SqsConfig, StopOutcome,
-    Unreadable, assign,
+    Assignment, Band, Config, Error, InstanceId, Member, Phase, QueueId, SqsConfig, StopOutcome,
+    Unreadable, assign, assign_by_load,
 };
 /// The production backend on the AWS SDK (feature `aws`, on by default): built from the
 /// application's `SdkConfig` with this project's retries and deadlines.
@@ -108,6 +109,7 @@ pub mod backend {
     /// finds its [`table::Layout`], whose queries make each [`table::Read`]), and its items
     /// decoded into records with [`table::decode_item`].
     pub mod table {
+        pub use sqsbalancer_core::loads::{LISTED, PublishedLoads};
         pub use sqsbalancer_core::table::{
             Cond, DecodeError, Item, Key, Layout, MAX_INSTANCE_PARTITION_KEYS,
             MAX_QUEUE_PARTITION_KEYS, Record, Refused, TableQuery, TableWrite, Update, UpdateError,
