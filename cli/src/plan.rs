@@ -30,18 +30,25 @@ fn line_err(path: &Path, line: usize, reason: impl Into<String>) -> CliError {
     }
 }
 
+/// The lines of a members or loads file that say something: each one's 1-based number, its
+/// first field and the fields after it. Blank lines and `#` comments are skipped.
+fn records(text: &str) -> impl Iterator<Item = (usize, &str, std::str::SplitWhitespace<'_>)> {
+    text.lines().enumerate().filter_map(|(i, raw)| {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            return None;
+        }
+        let mut fields = line.split_whitespace();
+        let first = fields.next()?;
+        Some((i + 1, first, fields))
+    })
+}
+
 /// Parses a members file.
 pub fn parse_members(path: &Path, text: &str) -> Result<Vec<Member>, CliError> {
     let mut out = Vec::new();
     let mut seen: BTreeMap<InstanceId, usize> = BTreeMap::new();
-    for (i, raw) in text.lines().enumerate() {
-        let n = i + 1;
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let mut fields = line.split_whitespace();
-        let name = fields.next().unwrap_or_default();
+    for (n, name, mut fields) in records(text) {
         let id = InstanceId::new(name).map_err(|e| line_err(path, n, e.to_string()))?;
         let weight = match fields.next() {
             None => 1,
@@ -128,14 +135,7 @@ pub fn parse_loads(
     let known: BTreeSet<&QueueId> = queues.iter().collect();
     let mut out = BTreeMap::new();
     let mut seen: BTreeMap<QueueId, usize> = BTreeMap::new();
-    for (i, raw) in text.lines().enumerate() {
-        let n = i + 1;
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let mut fields = line.split_whitespace();
-        let name = fields.next().unwrap_or_default();
+    for (n, name, mut fields) in records(text) {
         let q = QueueId::new(name).map_err(|e| line_err(path, n, e.to_string()))?;
         let load = match (fields.next(), fields.next()) {
             (Some(l), None) => l.parse::<u64>().map_err(|_| {

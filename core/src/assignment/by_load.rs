@@ -435,6 +435,20 @@ mod tests {
     }
 
     impl Case {
+        /// Members `i-0..` of `weights`, queues `q-0..` of `loads`, all orphans.
+        fn unheld(weights: &[u32], loads: &[u64]) -> Case {
+            Case {
+                members: (weights.iter().enumerate())
+                    .map(|(i, &w)| Member::new(id(i), w))
+                    .collect(),
+                queues: (0..loads.len()).map(queue).collect(),
+                loads: (loads.iter().enumerate())
+                    .map(|(i, &l)| (queue(i), l))
+                    .collect(),
+                current: BTreeMap::new(),
+            }
+        }
+
         fn target(&self, band: Band) -> Assignment {
             assign_by_load(
                 &self.members,
@@ -522,19 +536,11 @@ mod tests {
                 proptest::collection::vec(0usize..n + 2, q),
             )
                 .prop_map(move |(weights, loads, held)| Case {
-                    members: (weights.iter().enumerate())
-                        .map(|(i, &w)| Member::new(id(i), w))
-                        .collect(),
-                    queues: (0..loads.len()).map(queue).collect(),
-                    loads: loads
-                        .iter()
-                        .enumerate()
-                        .map(|(i, &l)| (queue(i), l))
-                        .collect(),
                     current: (held.iter().enumerate())
                         .filter(|(_, m)| **m <= n)
                         .map(|(i, &m)| (queue(i), if m == n { id(99) } else { id(m) }))
                         .collect(),
+                    ..Case::unheld(&weights, &loads)
                 })
         })
     }
@@ -558,18 +564,7 @@ mod tests {
                 proptest::collection::vec(1u32..3, n),
                 proptest::collection::vec(0u64..4, q),
             )
-                .prop_map(|(weights, loads)| Case {
-                    members: (weights.iter().enumerate())
-                        .map(|(i, &w)| Member::new(id(i), w))
-                        .collect(),
-                    queues: (0..loads.len()).map(queue).collect(),
-                    loads: loads
-                        .iter()
-                        .enumerate()
-                        .map(|(i, &l)| (queue(i), l))
-                        .collect(),
-                    current: BTreeMap::new(),
-                })
+                .prop_map(|(weights, loads)| Case::unheld(&weights, &loads))
         })
     }
 
