@@ -88,7 +88,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "SHAPE", value_parser = traffic)]
     traffic: Option<Traffic>,
     /// What the instances' targets balance: `count` (queue counts, the default) or `load`
-    /// (the loads the instances measure and publish, within a 5% band; G14).
+    /// (the loads the instances measure and publish, within the default 10% band; G14).
     #[arg(long, value_name = "WHAT", value_parser = balance, default_value = "count")]
     balance: Balance,
     /// Plant a deliberate bug to watch the checker catch it: ignore-stop, drop-redelivered,
