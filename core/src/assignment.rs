@@ -95,10 +95,15 @@ impl Assignment {
 
     /// The queues assigned to `member`, sorted.
     pub fn assigned_to(&self, member: &InstanceId) -> impl Iterator<Item = &QueueId> {
+        let mine = self.queues.iter().zip(self.assigned_each(member));
+        mine.filter(|(_, a)| *a).map(|(q, _)| q)
+    }
+
+    /// Whether each queue, in order, is assigned to `member`.
+    pub(crate) fn assigned_each(&self, member: &InstanceId) -> impl Iterator<Item = bool> {
         let at = self.members.binary_search_by(|m| m.id.cmp(member));
         let at = at.map_or(u32::MAX, |i| i as u32);
-        let mine = self.queues.iter().zip(self.owners.iter());
-        mine.filter(move |(_, m)| **m == at).map(|(q, _)| q)
+        self.owners.iter().map(move |&m| m == at)
     }
 
     /// The queues given, sorted, as shared with whoever listed them.

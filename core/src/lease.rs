@@ -585,20 +585,23 @@ impl QueueView {
         &'a self,
         queues: impl IntoIterator<Item = &'a QueueId>,
     ) -> impl Iterator<Item = Option<usize>> {
+        // With no retired record, the live list has the records' queues in place, one
+        // pointer nearer than each record's.
+        let live = (self.live.as_ref()).filter(|l| l.len() == self.records.len());
+        let queue = move |i: usize| match live {
+            Some(live) => &live[i],
+            None => &self.records[i].queue,
+        };
         let mut from = 0;
         queues.into_iter().map(move |q| {
-            let rest = &self.records[from..];
-            let before = |r: &Arc<QueueRecord>| r.queue < *q;
+            let len = self.records.len() - from;
+            let before = |i: usize| queue(from + i) < q;
             let mut stride = 1;
-            while stride < rest.len() && before(&rest[stride]) {
+            while stride < len && before(stride) {
                 stride *= 2;
             }
-            let upto = stride.min(rest.len());
-            from += rest[..upto].partition_point(before);
-            self.records
-                .get(from)
-                .filter(|r| r.queue == *q)
-                .map(|_| from)
+            from += partition_point(stride.min(len), before);
+            (from < self.records.len() && queue(from) == q).then_some(from)
         })
     }
 
@@ -637,18 +640,31 @@ impl QueueView {
         self.owners.lives.iter().flatten().cloned().collect()
     }
 
-    /// The queues whose record names `owner`, retired ones included, in queue order: found by
+    /// The places of the records that name `owner`, retired ones included, in order: found by
     /// slot, so only the records that name it (or are retired) are loaded, where comparing
     /// every record's owner was a tenth of a rolling fleet's time.
-    pub fn named_by(&self, owner: &Owner) -> impl Iterator<Item = &QueueId> {
+    pub(crate) fn named_at(&self, owner: &Owner) -> impl Iterator<Item = usize> {
         let slot = self.owners.slot_of(owner);
         let owner = owner.clone();
-        let named = self.records.iter().zip(&self.slots);
-        let named = named.filter(move |(r, s)| match s.life {
-            RETIRED => r.owner.as_ref() == Some(&owner),
+        let named = self.slots.iter().enumerate();
+        let named = named.filter(move |(i, s)| match s.life {
+            RETIRED => self.records[*i].owner.as_ref() == Some(&owner),
             s => Some(s) == slot,
         });
-        named.map(|(r, _)| &r.queue)
+        named.map(|(i, _)| i)
+    }
+
+    /// The place of each live record, in order: the `k`-th is the place of the `k`-th queue
+    /// [`QueueView::live_queues`] lists.
+    pub(crate) fn live_places(&self) -> impl Iterator<Item = usize> {
+        let live = self.slots.iter().enumerate();
+        live.filter(|(_, s)| s.life != RETIRED).map(|(i, _)| i)
+    }
+
+    /// The queue of the record at `place`, as [`QueueView::position`] gave it since the
+    /// records last changed.
+    pub(crate) fn queue_at(&self, place: usize) -> &QueueId {
+        &self.records[place].queue
     }
 
     /// Whether any record names `owner`, retired ones included ([`QueueView::owners`] has it):
@@ -683,14 +699,7 @@ impl QueueView {
     /// when first asked for and kept beside its record until the record changes.
     pub fn live_scores(&mut self) -> LiveScores<'_> {
         let all_live = (self.live.as_ref()).is_some_and(|l| l.len() == self.records.len());
-        let at = (!all_live).then(|| {
-            let live = self
-                .slots
-                .iter()
-                .enumerate()
-                .filter(|(_, s)| s.life != RETIRED);
-            live.map(|(i, _)| i as u32).collect()
-        });
+        let at = (!all_live).then(|| self.live_places().map(|i| i as u32).collect());
         LiveScores {
             slots: &mut self.slots,
             at,
@@ -701,6 +710,20 @@ impl QueueView {
     pub fn len(&self) -> usize {
         self.records.len()
     }
+}
+
+/// The first of `0..len` that `before` rejects, `before` accepting a prefix of them.
+fn partition_point(len: usize, before: impl Fn(usize) -> bool) -> usize {
+    let (mut lo, mut hi) = (0, len);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if before(mid) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
 }
 
 /// The self-fence: the instant by which every receive must have ended.
@@ -865,6 +888,8 @@ mod tests {
                 let live: Vec<QueueId> =
                     v.records().filter(|r| !r.retired).map(|r| r.queue.clone()).collect();
                 proptest::prop_assert_eq!(&*v.live_queues(), &live[..]);
+                let placed: Vec<QueueId> = v.live_places().map(|p| v.queue_at(p).clone()).collect();
+                proptest::prop_assert_eq!(placed, live);
                 // Members "a" and "c" in their life 1: a holder is found for their records alone.
                 let member = |o: &Owner| match (o.id.as_str(), o.incarnation) {
                     ("a", 1) => Some(0),
@@ -893,7 +918,8 @@ mod tests {
                         .filter(|r| r.owner.as_ref() == Some(&life))
                         .map(|r| &r.queue)
                         .collect();
-                    proptest::prop_assert_eq!(v.named_by(&life).collect::<Vec<_>>(), named);
+                    let named_at: Vec<&QueueId> = v.named_at(&life).map(|p| v.queue_at(p)).collect();
+                    proptest::prop_assert_eq!(named_at, named);
                     let names_live = v.records().any(|r| !r.retired && names(r, Some(&life)));
                     proptest::prop_assert_eq!(v.names_any(&life), names_live);
                     proptest::prop_assert_eq!(v.names_ever(&life), counted.contains(&life));
