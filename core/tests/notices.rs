@@ -1,13 +1,16 @@
 //! Notices: who is told of a change to the queue records, and who reads them because of it.
 //! A hand-off concerns its receiver, a creation, release or retirement every node, a claim
-//! nobody; a node that waits too long for a hand-off nudges the holder. A change of members
-//! calls for a table read unless it was seen in one. A node awaiting a hand-off from a draining
-//! owner watches for it at once.
+//! nobody; a node that waits too long for a hand-off nudges the holder, and a notice lost with
+//! its sender is not counted against a later one. A change of members calls for a table read
+//! unless it was seen in one. A node awaiting a hand-off from a draining owner watches for it
+//! at once.
 
 mod common;
 
 use common::solo::{Solo, config, is_table_read, owner, queue};
-use sqsbalancer_core::{Effect, Notice, Outcome, Owner, QueueId, Read, ReadCause, Status, Write};
+use sqsbalancer_core::{
+    Config, Effect, Notice, Outcome, Owner, QueueId, Read, ReadCause, Status, Write,
+};
 
 fn notice_of(w: &Write) -> Option<(&Owner, Notice)> {
     match w {
@@ -154,7 +157,12 @@ fn creations_are_announced_once_a_burst_and_claims_not_at_all() {
 
 /// `a`, just joined, and peer `b`, which holds both queues: a's target gives it one.
 fn held_by_peer() -> (Solo, Owner) {
-    let mut a = Solo::running(config("a"), Vec::new());
+    held_by_peer_of(config("a"))
+}
+
+/// [`held_by_peer`] with `a` configured by `cfg`.
+fn held_by_peer_of(cfg: Config) -> (Solo, Owner) {
+    let mut a = Solo::running(cfg, Vec::new());
     let b = a.register_peer("b", 1);
     for q in ["q0", "q1"] {
         let create = Write::CreateQueue {
@@ -409,4 +417,41 @@ fn a_node_awaiting_a_draining_owner_reads_again_within_a_quarter_interval() {
         "the next read came {waited:?} after b was seen draining, not within {:?}",
         interval / 4
     );
+}
+
+#[test]
+fn a_hand_off_whose_notice_never_came_does_not_hide_a_later_ones() {
+    let (mut a, b) = held_by_peer();
+    let me = a.node.life().expect("running");
+    let q = awaited_from(&mut a, &b);
+    let hand_off = |queue: &QueueId| Write::HandOff {
+        queue: queue.clone(),
+        from: b.clone(),
+        expect_epoch: 2,
+        to: Some(me.clone()),
+    };
+    // b hands q over and its notice is lost: a finds q in its next read of the awaited record.
+    assert!(matches!(a.apply(&hand_off(&q)), Outcome::Applied(_)));
+    let peers = std::slice::from_ref(&b);
+    assert_eq!(round_reads_records(&mut a, peers), Some(vec![q.clone()]));
+    assert!(a.started().contains(&q), "a starts the queue handed to it");
+    // Three intervals on, b hands a the other queue, which a does not await, with a notice:
+    // only a table read finds it, and the notice lost earlier must not stand in for this one.
+    for _ in 0..3 {
+        round_reads_table(&mut a, peers);
+    }
+    let other = if q == queue("q0") {
+        queue("q1")
+    } else {
+        queue("q0")
+    };
+    assert!(matches!(a.apply(&hand_off(&other)), Outcome::Applied(_)));
+    let notice = Write::Notify {
+        to: me,
+        notice: Notice::Inbox,
+    };
+    assert!(matches!(a.apply(&notice), Outcome::Applied(_)));
+    let inbox = a.node.table_reads().get(ReadCause::Inbox);
+    assert!(round_reads_table(&mut a, peers), "the notice is read");
+    assert_eq!(a.node.table_reads().get(ReadCause::Inbox), inbox + 1);
 }

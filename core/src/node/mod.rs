@@ -34,6 +34,7 @@ use crate::timer::Timers;
 use ops::{Ops, Pending};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
+use std::time::Duration;
 use target::Target;
 use writes::Writes;
 
@@ -84,11 +85,34 @@ struct Reads {
     inbox_unanswered: u64,
     /// Queues a read of awaited records found newly handed here beyond the inbox moves seen
     /// so far: their notices are still to come, and need no read when they do.
-    handed_unseen: u64,
+    handed_unseen: HandedUnseen,
     /// When the last table read was sent.
     table_sent_at: Millis,
     /// The table reads sent, by cause, and the reads of awaited records.
     sent: TableReads,
+}
+
+/// Hand-offs here found before their notices, which then need no read.
+#[derive(Clone, Copy, Debug, Default)]
+struct HandedUnseen {
+    /// How many notices are still to come.
+    count: u64,
+    /// When the latest of them was found.
+    found_at: Millis,
+}
+
+impl HandedUnseen {
+    /// How many notices are still to come as of `now`: none once `expiry` has passed since
+    /// the last hand-off was found. A notice follows its hand-off at once, so a count left
+    /// longer is of notices lost with their senders, and would swallow the notice of a later
+    /// hand-off here (a queue handed here was then not received until reconciliation).
+    fn due(&self, now: Millis, expiry: Duration) -> u64 {
+        if now > self.found_at.saturating_add(expiry) {
+            0
+        } else {
+            self.count
+        }
+    }
 }
 
 /// Which queues exist and which of them this node may take.
@@ -225,7 +249,7 @@ impl Node {
                 retry: false,
                 records_wanted: false,
                 inbox_unanswered: 0,
-                handed_unseen: 0,
+                handed_unseen: HandedUnseen::default(),
                 table_sent_at: now,
                 sent: TableReads::default(),
             },

@@ -166,7 +166,8 @@ impl Node {
     /// queues changed hands: only those awaited from their holders when the only news is
     /// this life's inbox and nothing else asks for the whole table.
     fn answer_notices(&mut self, mut seen: Seen) {
-        (seen.inbox, self.reads.handed_unseen) = settle(seen.inbox, self.reads.handed_unseen);
+        let due = self.handed_unseen_due();
+        (seen.inbox, self.reads.handed_unseen.count) = settle(seen.inbox, due);
         if seen.inbox == 0 && seen.news.is_none() {
             return;
         }
@@ -226,17 +227,26 @@ impl Node {
                 None => {}
             }
         }
+        let due = self.handed_unseen_due();
         let r = &mut self.reads;
-        (r.inbox_unanswered, r.handed_unseen) = settle(
-            r.inbox_unanswered + seen.inbox,
-            r.handed_unseen + handed_here,
-        );
+        (r.inbox_unanswered, r.handed_unseen.count) =
+            settle(r.inbox_unanswered + seen.inbox, due + handed_here);
+        if handed_here > 0 {
+            r.handed_unseen.found_at = self.now;
+        }
         if r.inbox_unanswered > 0 || seen.news.is_some() {
             self.want_table(seen.news.unwrap_or(ReadCause::Inbox));
         }
         if taken {
             self.want_table(ReadCause::AwaitingHandOff);
         }
+    }
+
+    /// The notices of hand-offs here still to come ([`super::HandedUnseen::due`]): those
+    /// found within the last two heartbeat intervals.
+    fn handed_unseen_due(&self) -> u64 {
+        let expiry = self.cfg.heartbeat_interval * 2;
+        self.reads.handed_unseen.due(self.now, expiry)
     }
 
     /// The life `queue`'s record names as owner, as this node knows it.
@@ -309,7 +319,7 @@ impl Node {
         self.life = None;
         // Notices to that life, and hand-offs to it, no longer concern this node.
         self.reads.inbox_unanswered = 0;
-        self.reads.handed_unseen = 0;
+        self.reads.handed_unseen.count = 0;
         self.fence.reset();
         // Writes of that life need not be settled: a late copy can only name a life that is
         // over, whose queues peers claim as a dead life's.
