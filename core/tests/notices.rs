@@ -1,13 +1,14 @@
 //! Notices: who is told of a change to the queue records, and who reads them because of it.
 //! A hand-off concerns its receiver, a creation, release or retirement every node, a claim
-//! nobody; a node that waits too long for a hand-off nudges the holder, and a notice lost with
-//! its sender is not counted against a later one. A change of members calls for a table read
-//! unless it was seen in one. A node awaiting a hand-off from a draining owner watches for it
-//! at once.
+//! nobody (but a takeover everyone under load balance); a node that waits too long for a
+//! hand-off nudges the holder, and a notice lost with its sender is not counted against a
+//! later one. A change of members calls for a table read unless it was seen in one. A node
+//! awaiting a hand-off from a draining owner watches for it at once.
 
 mod common;
 
 use common::solo::{Solo, config, is_table_read, owner, queue};
+use sqsbalancer_core::config::Balance;
 use sqsbalancer_core::{
     Config, Effect, Notice, Outcome, Owner, QueueId, Read, ReadCause, Status, Write,
 };
@@ -454,4 +455,31 @@ fn a_hand_off_whose_notice_never_came_does_not_hide_a_later_ones() {
     let inbox = a.node.table_reads().get(ReadCause::Inbox);
     assert!(round_reads_table(&mut a, peers), "the notice is read");
     assert_eq!(a.node.table_reads().get(ReadCause::Inbox), inbox + 1);
+}
+
+/// `a` configured to balance by `balance` takes over the queues of peer `b`, which holds both
+/// and stops beating: the news notices `a` sends after its first takeover.
+fn news_after_a_takeover(balance: Balance) -> usize {
+    let mut cfg = config("a");
+    cfg.balance = balance;
+    let (mut a, b) = held_by_peer_of(cfg);
+    let taken_over = |w: &Write| matches!(w, Write::Claim { expect_owner: Some(o), .. } if *o == b);
+    for _ in 0..200 {
+        round_reads_table(&mut a, &[]);
+        if let Some(at) = a.writes.iter().position(taken_over) {
+            let after = &a.writes[at..];
+            return (after.iter().filter_map(notice_of))
+                .filter(|(_, n)| *n == Notice::News)
+                .count();
+        }
+    }
+    panic!("a never took over b's queues")
+}
+
+#[test]
+fn a_takeover_is_news_under_load_balance_only() {
+    // Load targets weigh each queue on its holder: a node whose view still shows the queue
+    // orphaned would compute another target until its next reconciliation.
+    assert!(news_after_a_takeover(Balance::load()) >= 1);
+    assert_eq!(news_after_a_takeover(Balance::Count), 0);
 }

@@ -507,11 +507,19 @@ impl Node {
     /// Announces the change `write` made (or may have made) to those it concerns, so they read
     /// the queue records at their next instance read instead of their next reconciliation: a
     /// hand-off to its receiver; a creation, release or retirement to every node ([`Notice`]),
-    /// by one notice for a burst of them.
+    /// by one notice for a burst of them. Under load balance a takeover (a claim from a life
+    /// that ended) is news too: the next target weighs each queue on its holder, so a node
+    /// whose view still shows the queue orphaned computes another one (docs/design.md §4.8).
     fn announce(&mut self, write: &Write) {
         match write {
             Write::HandOff { to: Some(to), .. } => self.notify(to.clone(), Notice::Inbox, 0),
             Write::HandOff { to: None, .. } | Write::Retire { .. } | Write::CreateQueue { .. } => {
+                self.writes.news_due = true;
+            }
+            Write::Claim {
+                expect_owner: Some(_),
+                ..
+            } if matches!(self.cfg.balance, Balance::Load { .. }) => {
                 self.writes.news_due = true;
             }
             _ => {}
