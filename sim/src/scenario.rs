@@ -420,6 +420,19 @@ pub struct SwarmLimits {
 /// round, a failover bound and a few visibility timeouts to drain redeliveries.
 pub const MIN_CALM: Duration = Duration::from_secs(240);
 
+/// The calm phase a fleet balancing by `balance` needs to settle: [`MIN_CALM`], and under
+/// load balance two more publish intervals. A queue that moves weighs what its new holder's
+/// record lists once that publishes, at most an interval after it measured the queue, and the
+/// targets computed before then may move a queue again (docs/design.md §4.5).
+pub fn calm_for(balance: Balance) -> Duration {
+    match balance {
+        Balance::Load {
+            publish_interval, ..
+        } => MIN_CALM + publish_interval * 2,
+        _ => MIN_CALM,
+    }
+}
+
 impl Scenario {
     /// A run of `seed` with `kinds` on, their rates drawn from the seed.
     pub fn new(seed: u64, kinds: &BTreeSet<FaultKind>) -> Scenario {
@@ -479,6 +492,7 @@ impl Scenario {
         s.queue_partition_keys = [1, 1, 2, 8][rng.below(4) as usize];
         s.traffic = limits.traffic.unwrap_or_default();
         s.balance = limits.balance.unwrap_or(Balance::Count);
+        s.calm = calm_for(s.balance);
         s
     }
 
@@ -669,6 +683,36 @@ mod tests {
             Scenario::swarm(5).replay.as_deref(),
             Some("sqsbalancer sim replay --seed 5")
         );
+    }
+
+    #[test]
+    fn a_swarm_balancing_load_calms_two_publish_intervals_longer() {
+        let load = SwarmLimits {
+            balance: Some(Balance::load()),
+            ..SwarmLimits::default()
+        };
+        let Balance::Load {
+            publish_interval, ..
+        } = Balance::load()
+        else {
+            unreachable!("Balance::load balances load")
+        };
+        for seed in 0..20 {
+            let (count, by_load) = (Scenario::swarm(seed), Scenario::swarm_of(seed, &load));
+            assert_eq!(count.calm, MIN_CALM);
+            assert_eq!(by_load.calm, MIN_CALM + publish_interval * 2);
+            assert_eq!(by_load.calm_at_ms(), count.calm_at_ms() - 120_000);
+            let (count, by_load) = (
+                crate::level2::scenario(seed, &SwarmLimits::default()),
+                crate::level2::scenario(seed, &load),
+            );
+            assert_eq!(
+                by_load.calm_at_ms(),
+                count.calm_at_ms(),
+                "faults last as long"
+            );
+            assert!(by_load.validate().is_ok());
+        }
     }
 
     #[test]

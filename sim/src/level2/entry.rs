@@ -29,7 +29,8 @@ pub const KINDS: [FaultKind; 18] = {
 /// turmoil seed the hosts' tokio runtimes.
 pub const DETERMINISTIC: bool = cfg!(tokio_unstable);
 
-/// Simulated length of a level-2 swarm run: six minutes of faults, then the calm.
+/// Simulated length of a level-2 swarm run: six minutes of faults, then the calm (longer by
+/// what [`crate::scenario::calm_for`] adds to [`crate::scenario::MIN_CALM`]).
 pub const DURATION: Duration = Duration::from_secs(600);
 
 /// Seed `seed` of the level-2 swarm within `limits`: the fault kinds and rates of the level-1
@@ -52,7 +53,7 @@ pub(crate) fn scenario_at(
     sc.instances = 2 + rng.below(3) as usize;
     sc.queues = [1, 6, 12, 24][rng.below(4) as usize];
     sc.messages_per_second = 1 + rng.below(4);
-    sc.duration = DURATION;
+    sc.duration = DURATION + sc.calm.saturating_sub(crate::scenario::MIN_CALM);
     sc.replay = Some(crate::scenario::replay_command(level, seed, limits));
     sc
 }
